@@ -1,0 +1,2 @@
+//! Micro-benchmarks of the protocol core.
+fn main() {}

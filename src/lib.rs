@@ -1,0 +1,17 @@
+//! weft: an HTTP/1.1 client protocol engine over mio.
+//!
+//! Three layers, each depending only on the one below:
+//!
+//! 1. [`proto`]: the sans-IO protocol core (bytes in, events and bytes out);
+//! 2. [`reactor`] and [`tls`]: the single-threaded event loop and its transports;
+//! 3. [`client`]: the Twisted-style [`client::Agent`] with its connection pool, body producers
+//!    and consumers.
+//!
+//! See `docs/architecture.md` for the picture and the callback contract.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod proto;
+pub mod reactor;
+pub mod tls;

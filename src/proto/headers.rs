@@ -1,0 +1,145 @@
+//! An ordered list of header fields stored in one byte buffer, reusable without reallocating.
+
+use std::fmt;
+use std::ops::Range;
+
+/// Header fields in order, with repeated names kept as separate entries.
+///
+/// Names are compared case-insensitively. Storage is one byte buffer plus an index, so a cleared
+/// `Headers` is reused without allocating.
+///
+/// ```
+/// use weft::proto::Headers;
+/// let mut h = Headers::new();
+/// h.append("Accept", b"text/html");
+/// h.append("X-Trace", b"1");
+/// assert_eq!(h.get("accept"), Some(&b"text/html"[..]));
+/// assert_eq!(h.iter().count(), 2);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    buf: Vec<u8>,
+    index: Vec<(Range<u32>, Range<u32>)>,
+}
+
+impl Headers {
+    /// An empty list.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    /// Appends a field. The caller (or the encoder) validates names and values.
+    pub fn append(&mut self, name: &str, value: &[u8]) {
+        let n0 = self.buf.len() as u32;
+        self.buf.extend_from_slice(name.as_bytes());
+        let n1 = self.buf.len() as u32;
+        self.buf.extend_from_slice(value);
+        let v1 = self.buf.len() as u32;
+        self.index.push((n0..n1, n1..v1));
+    }
+
+    /// Removes every field whose name matches, case-insensitively.
+    pub fn remove(&mut self, name: &str) {
+        if !self.contains(name) {
+            return;
+        }
+        let old = std::mem::take(self);
+        for (n, v) in old.iter() {
+            if !n.eq_ignore_ascii_case(name) {
+                self.append(n, v);
+            }
+        }
+    }
+
+    /// Replaces every field of that name by one with this value.
+    pub fn set(&mut self, name: &str, value: &[u8]) {
+        self.remove(name);
+        self.append(name, value);
+    }
+
+    /// The first value of the field, if present.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.get_all(name).next()
+    }
+
+    /// The first value of the field as UTF-8 text, if present and valid.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Every value of the field, in order.
+    pub fn get_all<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a field of that name is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether any value of the field, read as a comma-separated list, holds `token`
+    /// (case-insensitively), as for `Connection: close`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// Fields in order, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.index.iter().map(move |(n, v)| {
+            let name = &self.buf[n.start as usize..n.end as usize];
+            // Names are only ever appended from `&str`, so this cannot fail.
+            let name = std::str::from_utf8(name).unwrap_or("");
+            (name, &self.buf[v.start as usize..v.end as usize])
+        })
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Removes every field, keeping the storage for reuse.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.index.clear();
+    }
+
+    /// Bytes of name and value storage in use.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(
+                self.iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(v).into_owned())),
+            )
+            .finish()
+    }
+}
+
+impl<'a> FromIterator<(&'a str, &'a [u8])> for Headers {
+    fn from_iter<T: IntoIterator<Item = (&'a str, &'a [u8])>>(iter: T) -> Self {
+        let mut h = Headers::new();
+        for (n, v) in iter {
+            h.append(n, v);
+        }
+        h
+    }
+}
