@@ -1,0 +1,1362 @@
+//! The Agent: requests over pooled connections, one reactor handler owning them all.
+//!
+//! The agent's state lives inside the reactor as one handler. The [`Agent`] the user holds is
+//! a copyable handle: every call posts a message, so nothing touches the state while the
+//! reactor has it borrowed (for instance from inside a response callback).
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use crate::proto::{
+    self, ClientConnection, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,
+};
+use crate::reactor::TransportError;
+use crate::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, HandlerId, Protocol, TimerId};
+use crate::tls::TlsConnector;
+
+use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+use super::error::{Cause, Error, Phase, TimeoutKind};
+use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
+use super::response::Response;
+
+/// Settings of an [`Agent`] and its connection pool.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Keep connections open for reuse (default). When false every request carries
+    /// `Connection: close` and gets its own connection, as Twisted's non-persistent mode.
+    pub persistent: bool,
+    /// Idle connections kept per host (default 2, as in Twisted).
+    pub max_idle_per_host: usize,
+    /// Connections in use per host at once (default 6); further requests wait in FIFO order.
+    pub max_active_per_host: usize,
+    /// Connections in use in total at once (default 256); further requests wait.
+    pub max_active_total: usize,
+    /// How long an idle connection is kept (default 240 s); a shorter `Keep-Alive: timeout=`
+    /// from the server wins.
+    pub idle_timeout: Duration,
+    /// Limit on DNS + TCP connect + TLS handshake (default 30 s).
+    pub connect_timeout: Option<Duration>,
+    /// Limit on a whole request, from submission to the end of its body (default none).
+    pub timeout: Option<Duration>,
+    /// Limit on the time a request waits for a free connection (default none).
+    pub queue_timeout: Option<Duration>,
+    /// How long to wait for `100 Continue` before sending the body anyway (default 1 s).
+    pub continue_timeout: Duration,
+    /// TLS settings for `https` URLs (default: verify against the webpki roots).
+    pub tls: TlsConnector,
+    /// Parser limits of the protocol core.
+    pub limits: proto::Config,
+    /// `User-Agent` sent when the request has none (default `weft/<version>`).
+    pub user_agent: Option<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            persistent: true,
+            max_idle_per_host: 2,
+            max_active_per_host: 6,
+            max_active_total: 256,
+            idle_timeout: Duration::from_secs(240),
+            connect_timeout: Some(Duration::from_secs(30)),
+            timeout: None,
+            queue_timeout: None,
+            continue_timeout: Duration::from_secs(1),
+            tls: TlsConnector::webpki_roots(),
+            limits: proto::Config::default(),
+            user_agent: Some(concat!("weft/", env!("CARGO_PKG_VERSION")).to_string()),
+        }
+    }
+}
+
+/// Identifies one request of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(u64);
+
+static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
+
+/// Cancels a request; returned by [`Agent::request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHandle {
+    agent: HandlerId,
+    id: RequestId,
+}
+
+impl RequestHandle {
+    /// Cancels the request at whatever phase it is in: a queued request is dropped, a request
+    /// in flight has its connection closed. The response callback (or the body protocol, once
+    /// delivering) gets an error with [`Cause::Cancelled`]. A finished request is unaffected.
+    pub fn cancel(&self, ctx: &mut Ctx) {
+        ctx.post(self.agent, Box::new(Msg::Cancel(self.id)));
+    }
+
+    /// The request's id.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+}
+
+/// Counts of the pool's connections and requests, for monitoring and leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections carrying (or connecting for) a request.
+    pub active: usize,
+    /// Connections idle in the pool.
+    pub idle: usize,
+    /// Requests waiting for a connection.
+    pub queued: usize,
+    /// Requests not yet finished (including bodies not yet delivered).
+    pub requests: usize,
+    /// Connections opened since the agent started.
+    pub connections_opened: u64,
+    /// Requests sent on a reused connection.
+    pub reused: u64,
+}
+
+type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
+
+/// Messages from handles to the agent's state.
+pub(crate) enum Msg {
+    Init(HandlerId),
+    Request(Box<NewRequest>),
+    Cancel(RequestId),
+    DeliverBody(RequestId, Box<dyn BodyProtocol>),
+    PauseBody(RequestId),
+    ResumeBody(RequestId),
+    ResumeProducer(RequestId),
+    CheckAbandoned(RequestId),
+    CloseIdle,
+    Stats(Box<dyn FnOnce(&mut Ctx, PoolStats)>),
+}
+
+pub(crate) struct NewRequest {
+    id: RequestId,
+    method: String,
+    url: String,
+    headers: Headers,
+    producer: Option<Box<dyn BodyProducer>>,
+    on_response: ResponseCallback,
+}
+
+/// An HTTP/1.1 client with a connection pool (Twisted's `Agent` with an `HTTPConnectionPool`).
+///
+/// `Agent` is a copyable handle to state owned by the reactor.
+///
+/// ```no_run
+/// use weft::client::{Agent, AgentConfig};
+/// use weft::proto::Headers;
+/// use weft::reactor::Reactor;
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let agent = Agent::new(reactor.ctx(), AgentConfig::default());
+/// agent.request(reactor.ctx(), "GET", "http://127.0.0.1:8080/", Headers::new(), None,
+///     |ctx, result| match result {
+///         Ok(response) => {
+///             println!("{} {}", response.code, response.phrase);
+///             response.collect(ctx, 1 << 20, |ctx, body| {
+///                 println!("{} bytes", body.map(|b| b.body.len()).unwrap_or(0));
+///                 ctx.stop();
+///             });
+///         }
+///         Err(e) => { eprintln!("{e}"); ctx.stop(); }
+///     });
+/// reactor.run().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agent {
+    handler: HandlerId,
+}
+
+impl Agent {
+    /// Creates an agent on this reactor.
+    pub fn new(ctx: &mut Ctx, config: AgentConfig) -> Agent {
+        let handler = ctx.add_handler(Box::new(AgentState::new(config)));
+        ctx.post(handler, Box::new(Msg::Init(handler)));
+        Agent { handler }
+    }
+
+    /// Issues a request. `on_response` is called once: with the [`Response`] as soon as its
+    /// head arrives, or with the error that prevented it. Invalid URLs and header values are
+    /// reported there too, before any connection is opened.
+    pub fn request(
+        &self,
+        ctx: &mut Ctx,
+        method: &str,
+        url: &str,
+        headers: Headers,
+        body: Option<Box<dyn BodyProducer>>,
+        on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
+    ) -> RequestHandle {
+        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
+        let req = NewRequest {
+            id,
+            method: method.to_string(),
+            url: url.to_string(),
+            headers,
+            producer: body,
+            on_response: Box::new(on_response),
+        };
+        ctx.post(self.handler, Box::new(Msg::Request(Box::new(req))));
+        RequestHandle {
+            agent: self.handler,
+            id,
+        }
+    }
+
+    /// Closes every idle pooled connection.
+    pub fn close_idle(&self, ctx: &mut Ctx) {
+        ctx.post(self.handler, Box::new(Msg::CloseIdle));
+    }
+
+    /// Reports the pool's counts to `f` (on the reactor, after pending messages).
+    pub fn stats(&self, ctx: &mut Ctx, f: impl FnOnce(&mut Ctx, PoolStats) + 'static) {
+        ctx.post(self.handler, Box::new(Msg::Stats(Box::new(f))));
+    }
+
+    /// Removes the agent from the reactor: its connections are closed at once. Requests in
+    /// flight are dropped without callbacks.
+    pub fn shutdown(&self, ctx: &mut Ctx) {
+        ctx.remove_handler(self.handler);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PoolKey {
+    https: bool,
+    host: String,
+    port: u16,
+    tls: usize,
+}
+
+#[derive(Default)]
+struct HostPool {
+    idle: Vec<ConnId>,
+    active: usize,
+    waiting: VecDeque<(u64, RequestId)>,
+}
+
+enum BodyState {
+    NotAttached,
+    Attached(Box<dyn BodyProtocol>),
+}
+
+struct Req {
+    method: String,
+    url: Url,
+    target: String,
+    host_header: String,
+    connect_host: String,
+    key: PoolKey,
+    headers: Headers,
+    producer: Option<Box<dyn BodyProducer>>,
+    producer_started: bool,
+    on_response: Option<ResponseCallback>,
+    conn: Option<ConnId>,
+    queued: bool,
+    head_sent: bool,
+    body_sent: bool,
+    head_delivered: bool,
+    body: BodyState,
+    alive: Weak<()>,
+    paused: bool,
+    /// How the body ended, when that is known before a body protocol is attached.
+    end: Option<BodyEnd>,
+    retried: bool,
+    fresh_only: bool,
+    /// Total-timeout and 100-continue timers, cancelled when the request ends.
+    timers: Vec<TimerId>,
+    /// Cancelled once the request leaves the queue.
+    queue_timer: Option<TimerId>,
+}
+
+struct Conn {
+    key: PoolKey,
+    proto: ClientConnection,
+    req: Option<RequestId>,
+    served: u32,
+    /// Bytes read but not yet delivered (the body is paused or not yet attached).
+    pending: Vec<u8>,
+    /// The connection was lost while `pending` still held bytes.
+    eof: Option<Disconnect>,
+    idle_timer: Option<TimerId>,
+    keep_alive_hint: Option<Duration>,
+}
+
+#[derive(Clone, Copy)]
+enum TimerTarget {
+    Idle(ConnId),
+    Total(RequestId),
+    Queue(RequestId),
+    Continue(RequestId),
+}
+
+struct AgentState {
+    me: Option<HandlerId>,
+    config: AgentConfig,
+    reqs: HashMap<RequestId, Req>,
+    conns: HashMap<ConnId, Conn>,
+    hosts: HashMap<PoolKey, HostPool>,
+    active_total: usize,
+    waiting_seq: u64,
+    timers: HashMap<u64, TimerTarget>,
+    timer_seq: u64,
+    scratch: Vec<u8>,
+    /// Requests whose head was delivered but whose body is not attached yet.
+    unattached: Vec<RequestId>,
+    stats: PoolStats,
+}
+
+const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
+const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
+
+impl AgentState {
+    fn new(config: AgentConfig) -> Self {
+        AgentState {
+            me: None,
+            config,
+            reqs: HashMap::new(),
+            conns: HashMap::new(),
+            hosts: HashMap::new(),
+            active_total: 0,
+            waiting_seq: 0,
+            timers: HashMap::new(),
+            timer_seq: 0,
+            scratch: Vec::with_capacity(1024),
+            unattached: Vec::new(),
+            stats: PoolStats::default(),
+        }
+    }
+
+    fn me(&self) -> HandlerId {
+        self.me.expect("the Init message is the agent's first")
+    }
+
+    fn set_timer(&mut self, ctx: &mut Ctx, delay: Duration, target: TimerTarget) -> TimerId {
+        self.timer_seq += 1;
+        self.timers.insert(self.timer_seq, target);
+        ctx.set_timer(delay, self.me(), self.timer_seq)
+    }
+
+    // ---- submission -------------------------------------------------------------------
+
+    fn submit(&mut self, ctx: &mut Ctx, new: NewRequest) {
+        let NewRequest {
+            id,
+            method,
+            url,
+            mut headers,
+            producer,
+            on_response,
+        } = *Box::new(new);
+        let prepared = prepare(&self.config, &method, &url, &mut headers);
+        let (url, target, host_header, connect_host, key) = match prepared {
+            Ok(p) => p,
+            Err(cause) => {
+                on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
+                return;
+            }
+        };
+        let mut req = Req {
+            method,
+            url,
+            target,
+            host_header,
+            connect_host,
+            key: key.clone(),
+            headers,
+            producer,
+            producer_started: false,
+            on_response: Some(on_response),
+            conn: None,
+            queued: true,
+            head_sent: false,
+            body_sent: false,
+            head_delivered: false,
+            body: BodyState::NotAttached,
+            alive: Weak::new(),
+            paused: false,
+            end: None,
+            retried: false,
+            fresh_only: false,
+            timers: Vec::new(),
+            queue_timer: None,
+        };
+        if let Some(t) = self.config.timeout {
+            let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
+            req.timers.push(timer);
+        }
+        if let Some(t) = self.config.queue_timeout {
+            req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
+        }
+        self.reqs.insert(id, req);
+        self.enqueue(id, key);
+        self.pump(ctx);
+    }
+
+    fn enqueue(&mut self, id: RequestId, key: PoolKey) {
+        self.waiting_seq += 1;
+        let seq = self.waiting_seq;
+        self.hosts
+            .entry(key)
+            .or_default()
+            .waiting
+            .push_back((seq, id));
+        if let Some(r) = self.reqs.get_mut(&id) {
+            r.queued = true;
+        }
+    }
+
+    /// Starts waiting requests while connection slots are free, oldest first.
+    fn pump(&mut self, ctx: &mut Ctx) {
+        while self.active_total < self.config.max_active_total {
+            let cap = self.config.max_active_per_host;
+            let next = self
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.active < cap)
+                .filter_map(|(k, h)| h.waiting.front().map(|&(seq, _)| (seq, k)))
+                .min_by_key(|&(seq, _)| seq)
+                .map(|(_, k)| k.clone());
+            let Some(key) = next else { break };
+            let host = self.hosts.get_mut(&key).expect("key came from the map");
+            let (_, id) = host.waiting.pop_front().expect("host had a waiter");
+            self.dispatch(ctx, id);
+        }
+    }
+
+    /// Puts a request on an idle connection or a new one.
+    fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        req.queued = false;
+        if let Some(t) = req.queue_timer.take() {
+            ctx.cancel_timer(t);
+        }
+        let key = req.key.clone();
+        let fresh_only = req.fresh_only;
+        let host = self.hosts.entry(key.clone()).or_default();
+        host.active += 1;
+        self.active_total += 1;
+        while !fresh_only {
+            let Some(cid) = self.hosts.get_mut(&key).and_then(|h| h.idle.pop()) else {
+                break;
+            };
+            let Some(conn) = self.conns.get_mut(&cid) else {
+                continue;
+            };
+            if let Some(t) = conn.idle_timer.take() {
+                ctx.cancel_timer(t);
+            }
+            if !ctx.is_open(cid) {
+                self.conns.remove(&cid);
+                continue;
+            }
+            conn.req = Some(id);
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.conn = Some(cid);
+            }
+            self.stats.reused += 1;
+            self.start_request(ctx, cid);
+            return;
+        }
+        let options = ConnectOptions {
+            connect_timeout: self.config.connect_timeout,
+            tls: key.https.then(|| self.config.tls.clone()),
+            owner: self.me,
+        };
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let cid = ctx.connect_owned(&req.connect_host, key.port, options);
+        req.conn = Some(cid);
+        self.stats.connections_opened += 1;
+        self.conns.insert(
+            cid,
+            Conn {
+                key,
+                proto: ClientConnection::new(self.config.limits.clone()),
+                req: Some(id),
+                served: 0,
+                pending: Vec::new(),
+                eof: None,
+                idle_timer: None,
+                keep_alive_hint: None,
+            },
+        );
+    }
+
+    // ---- sending ----------------------------------------------------------------------
+
+    fn start_request(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some(id) = conn.req else { return };
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let body = match &req.producer {
+            Some(p) => match p.length() {
+                Some(n) => RequestBody::Length(n),
+                None => RequestBody::Chunked,
+            },
+            None if METHODS_WITH_CONTENT.contains(&req.method.as_str()) => RequestBody::Length(0),
+            None => RequestBody::None,
+        };
+        let head = RequestHead {
+            method: &req.method,
+            target: &req.target,
+            host: &req.host_header,
+            headers: &req.headers,
+        };
+        self.scratch.clear();
+        if let Err(e) = conn.proto.send_request(&head, body, &mut self.scratch) {
+            self.fail(ctx, id, Cause::InvalidRequest(e));
+            return;
+        }
+        ctx.write(cid, &self.scratch);
+        req.head_sent = true;
+        if body == RequestBody::Length(0) && req.producer.is_none() {
+            let _ = conn.proto.finish_body(&mut self.scratch);
+        }
+        if req.producer.is_none() {
+            req.body_sent = true;
+            return;
+        }
+        if conn.proto.may_send_body() {
+            self.produce(ctx, id);
+        } else {
+            let t = self.config.continue_timeout;
+            let timer = self.set_timer(ctx, t, TimerTarget::Continue(id));
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.timers.push(timer);
+            }
+        }
+    }
+
+    /// Lets the producer write while the socket buffer has room.
+    fn produce(&mut self, ctx: &mut Ctx, id: RequestId) {
+        let me = self.me();
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Some(cid) = req.conn else { return };
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if req.body_sent || !conn.proto.may_send_body() {
+            return;
+        }
+        let Some(producer) = req.producer.as_mut() else {
+            return;
+        };
+        // A producer that keeps answering `More` without filling the buffer gets the loop
+        // back after a few rounds: the rest is picked up from a posted message.
+        for _ in 0..16 {
+            if ctx.write_full(cid) {
+                producer.pause_producing();
+                return;
+            }
+            let mut sink = BodySink {
+                ctx,
+                conn: cid,
+                proto: &mut conn.proto,
+                scratch: &mut self.scratch,
+                error: None,
+                written: 0,
+                handle: ProducerHandle {
+                    agent: me,
+                    request: id,
+                },
+            };
+            let outcome = if req.producer_started {
+                producer.resume_producing(&mut sink)
+            } else {
+                req.producer_started = true;
+                producer.start_producing(&mut sink)
+            };
+            if let Some(msg) = sink.error.take() {
+                self.fail(ctx, id, Cause::Producer(msg));
+                return;
+            }
+            match outcome {
+                Produce::More => continue,
+                Produce::Wait => return,
+                Produce::Failed(msg) => {
+                    self.fail(ctx, id, Cause::Producer(msg));
+                    return;
+                }
+                Produce::Done => {
+                    self.scratch.clear();
+                    if let Err(e) = conn.proto.finish_body(&mut self.scratch) {
+                        self.fail(ctx, id, Cause::Producer(e.to_string()));
+                        return;
+                    }
+                    ctx.write(cid, &self.scratch);
+                    req.body_sent = true;
+                    return;
+                }
+            }
+        }
+        ctx.post(me, Box::new(Msg::ResumeProducer(id)));
+    }
+
+    // ---- receiving --------------------------------------------------------------------
+
+    /// Feeds bytes to the connection's request, delivering events until the input is used
+    /// up, delivery pauses, or the request ends. Unprocessed bytes are kept in `pending`.
+    fn process(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
+        let me = self.me();
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(&cid) else {
+                return;
+            };
+            let Some(id) = conn.req else {
+                // Bytes on a connection with no request: the server is out of step.
+                self.close_conn(ctx, cid, true);
+                return;
+            };
+            let has_body = conn.proto.framing() != Some(Framing::NoBody);
+            let waiting = has_body
+                && self.reqs.get(&id).is_some_and(|r| {
+                    r.head_delivered && (r.paused || matches!(r.body, BodyState::NotAttached))
+                });
+            if waiting && pos < input.len() {
+                // The body protocol is paused or not attached yet: keep the rest for later.
+                self.stash(ctx, cid, &input[pos..]);
+                return;
+            }
+            let result = conn.proto.receive(&input[pos..]);
+            let (n, event) = match result {
+                Ok(x) => x,
+                Err(e) => {
+                    self.fail(ctx, id, Cause::Protocol(e));
+                    return;
+                }
+            };
+            pos += n;
+            match event {
+                Event::NeedMore => {
+                    debug_assert_eq!(pos, input.len());
+                    return;
+                }
+                Event::Informational(_) => {
+                    // A 100 Continue may have unblocked the body.
+                    self.produce(ctx, id);
+                }
+                Event::Head(head) => {
+                    let framing = conn.proto.framing();
+                    conn.keep_alive_hint = keep_alive_timeout(&head.headers);
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    if !req.body_sent {
+                        // An early final response: the body will not be sent.
+                        if let Some(p) = req.producer.as_mut() {
+                            p.stop_producing();
+                        }
+                    }
+                    req.head_delivered = true;
+                    let alive = Rc::new(());
+                    req.alive = Rc::downgrade(&alive);
+                    let response = Response {
+                        version: head.version,
+                        code: head.status,
+                        phrase: head.reason,
+                        headers: head.headers,
+                        length: match framing {
+                            Some(Framing::NoBody) => Some(0),
+                            Some(Framing::Length(n)) => Some(n),
+                            _ => None,
+                        },
+                        url: req.url.clone(),
+                        handle: BodyHandle {
+                            agent: me,
+                            request: id,
+                        },
+                        _alive: alive,
+                    };
+                    let callback = req.on_response.take();
+                    self.unattached.push(id);
+                    if let Some(cb) = callback {
+                        cb(ctx, Ok(response));
+                    }
+                    ctx.post(me, Box::new(Msg::CheckAbandoned(id)));
+                    // The loop goes on: a body-less response completes at once; otherwise
+                    // the rest waits in `pending` until a body protocol is attached.
+                }
+                Event::Data(data) => {
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    let BodyState::Attached(body) = &mut req.body else {
+                        // Cannot happen: the loop stops before receiving while unattached.
+                        return;
+                    };
+                    let mut bctx = BodyCtx {
+                        ctx,
+                        handle: BodyHandle {
+                            agent: me,
+                            request: id,
+                        },
+                        paused: false,
+                        stopped: false,
+                    };
+                    body.data_received(&mut bctx, data);
+                    let (paused, stopped) = (bctx.paused, bctx.stopped);
+                    if stopped {
+                        self.fail(ctx, id, Cause::Cancelled);
+                        return;
+                    }
+                    if paused {
+                        req.paused = true;
+                        if pos == input.len() {
+                            ctx.pause_reading(cid);
+                        }
+                    }
+                }
+                Event::Trailers(trailers) => {
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    if let BodyState::Attached(body) = &mut req.body {
+                        let mut bctx = BodyCtx {
+                            ctx,
+                            handle: BodyHandle {
+                                agent: me,
+                                request: id,
+                            },
+                            paused: false,
+                            stopped: false,
+                        };
+                        body.trailers_received(&mut bctx, &trailers);
+                        if bctx.stopped {
+                            self.fail(ctx, id, Cause::Cancelled);
+                            return;
+                        }
+                    }
+                }
+                Event::Complete {
+                    keep_alive,
+                    close_delimited,
+                } => {
+                    let end = if close_delimited {
+                        BodyEnd::PotentialDataLoss
+                    } else {
+                        BodyEnd::Done
+                    };
+                    let reusable = keep_alive
+                        && pos == input.len()
+                        && conn.eof.is_none()
+                        && self.config.persistent
+                        && self.reqs.get(&id).is_some_and(|r| r.body_sent);
+                    self.finish(ctx, id, end);
+                    if reusable {
+                        self.release_conn(ctx, cid);
+                    } else {
+                        // Bytes after the response belong to no request: never reuse.
+                        self.close_conn(ctx, cid, pos != input.len());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps unprocessed bytes and stops reading until delivery resumes.
+    fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(&cid) {
+            conn.pending.extend_from_slice(rest);
+            ctx.pause_reading(cid);
+        }
+    }
+
+    /// Delivers stashed bytes (and a stashed end of connection), then reads again.
+    fn resume_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let pending = std::mem::take(&mut conn.pending);
+        if !pending.is_empty() {
+            self.process(ctx, cid, &pending);
+        }
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let still_waiting = !conn.pending.is_empty()
+            || conn
+                .req
+                .and_then(|id| self.reqs.get(&id))
+                .is_some_and(|r| r.paused || matches!(r.body, BodyState::NotAttached));
+        if conn.pending.is_empty() {
+            let mut pending = pending;
+            pending.clear();
+            conn.pending = pending;
+        }
+        if still_waiting {
+            return;
+        }
+        if let Some(reason) = conn.eof.take() {
+            self.handle_eof(ctx, cid, reason);
+        } else {
+            ctx.resume_reading(cid);
+        }
+    }
+
+    fn handle_eof(&mut self, ctx: &mut Ctx, cid: ConnId, reason: Disconnect) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some(id) = conn.req else {
+            self.close_conn(ctx, cid, false);
+            return;
+        };
+        let started = conn.proto.response_started();
+        let outcome = match reason {
+            Disconnect::Failed(e) => Err(Cause::Transport(e)),
+            Disconnect::PeerClosed
+            | Disconnect::PeerClosedWithoutCloseNotify
+            | Disconnect::ClosedLocally => match conn.proto.receive_eof() {
+                Ok(Event::Complete {
+                    close_delimited: true,
+                    ..
+                }) => {
+                    if conn.key.https && reason == Disconnect::PeerClosed {
+                        Ok(BodyEnd::Done)
+                    } else {
+                        Ok(BodyEnd::PotentialDataLoss)
+                    }
+                }
+                Ok(_) => Ok(BodyEnd::Done),
+                Err(e) => Err(Cause::Protocol(e)),
+            },
+        };
+        let served = conn.served;
+        match outcome {
+            Ok(end) => {
+                self.finish(ctx, id, end);
+                self.close_conn(ctx, cid, false);
+            }
+            Err(cause) => {
+                if !started && served > 0 && self.retry(ctx, id, cid) {
+                    return;
+                }
+                self.fail(ctx, id, cause);
+            }
+        }
+    }
+
+    /// Retries a request that failed on a reused connection before any response byte, when
+    /// it is idempotent and its body can be replayed. Returns whether it was retried.
+    fn retry(&mut self, ctx: &mut Ctx, id: RequestId, cid: ConnId) -> bool {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return false;
+        };
+        if req.retried || !IDEMPOTENT.contains(&req.method.as_str()) {
+            return false;
+        }
+        if let Some(p) = req.producer.as_mut() {
+            if !p.rewind() {
+                return false;
+            }
+        }
+        req.retried = true;
+        req.fresh_only = true;
+        req.head_sent = false;
+        req.body_sent = false;
+        req.producer_started = false;
+        req.conn = None;
+        let key = req.key.clone();
+        self.drop_conn(ctx, cid, true);
+        // A retry goes to the front of the line: it was already admitted once.
+        self.hosts
+            .entry(key)
+            .or_default()
+            .waiting
+            .push_front((0, id));
+        self.pump(ctx);
+        true
+    }
+
+    // ---- ending -----------------------------------------------------------------------
+
+    /// The body ended normally: tell the body protocol, or remember it until one attaches.
+    fn finish(&mut self, ctx: &mut Ctx, id: RequestId, end: BodyEnd) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        if let Some(cid) = req.conn.take() {
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                conn.served += 1;
+            }
+        }
+        for t in req.timers.drain(..) {
+            ctx.cancel_timer(t);
+        }
+        match std::mem::replace(&mut req.body, BodyState::NotAttached) {
+            BodyState::Attached(mut body) => {
+                self.reqs.remove(&id);
+                body.connection_lost(ctx, end);
+            }
+            BodyState::NotAttached => req.end = Some(end),
+        }
+    }
+
+    /// The request failed: report the error where it belongs and close its connection.
+    fn fail(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
+        let Some(mut req) = self.reqs.remove(&id) else {
+            return;
+        };
+        for t in req.timers.drain(..) {
+            ctx.cancel_timer(t);
+        }
+        if let Some(p) = req.producer.as_mut() {
+            if !req.body_sent {
+                p.stop_producing();
+            }
+        }
+        if req.queued {
+            if let Some(host) = self.hosts.get_mut(&req.key) {
+                host.waiting.retain(|&(_, r)| r != id);
+            }
+        }
+        if let Some(cid) = req.conn.take() {
+            self.close_conn(ctx, cid, true);
+        }
+        let phase = if req.head_delivered {
+            Phase::ResponseFailed
+        } else if !req.head_sent {
+            Phase::RequestNotSent
+        } else if !req.body_sent {
+            Phase::RequestTransmissionFailed
+        } else {
+            Phase::ResponseNeverReceived
+        };
+        let error = Error::new(phase, cause);
+        if let Some(cb) = req.on_response.take() {
+            cb(ctx, Err(error));
+            return;
+        }
+        match req.body {
+            BodyState::Attached(mut body) => body.connection_lost(ctx, BodyEnd::Failed(error)),
+            BodyState::NotAttached => {
+                // Kept until a body protocol attaches (or the response is dropped).
+                req.end = Some(BodyEnd::Failed(error));
+                req.body = BodyState::NotAttached;
+                self.reqs.insert(id, req);
+            }
+        }
+    }
+
+    /// Returns a connection whose response was read to its end to the idle pool.
+    fn release_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        conn.req = None;
+        let host = self.hosts.entry(conn.key.clone()).or_default();
+        host.active -= 1;
+        self.active_total -= 1;
+        let keep = conn.proto.reset().is_ok()
+            && ctx.is_open(cid)
+            && host.idle.len() < self.config.max_idle_per_host;
+        if keep {
+            host.idle.push(cid);
+            let mut timeout = self.config.idle_timeout;
+            if let Some(hint) = conn.keep_alive_hint {
+                // Leave the server's own timer a margin so we are not the one caught sending
+                // on a connection it is closing.
+                timeout = timeout.min(hint.saturating_sub(Duration::from_millis(500)));
+            }
+            // Idle connections are read so that a close (or stray bytes) is seen at once.
+            ctx.resume_reading(cid);
+            let timer = self.set_timer(ctx, timeout, TimerTarget::Idle(cid));
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                conn.idle_timer = Some(timer);
+            }
+        } else {
+            self.conns.remove(&cid);
+            ctx.lose_connection(cid);
+        }
+        self.pump(ctx);
+    }
+
+    /// Closes a connection and frees its slot (`abort`: at once, dropping unsent bytes).
+    fn close_conn(&mut self, ctx: &mut Ctx, cid: ConnId, abort: bool) {
+        self.drop_conn(ctx, cid, abort);
+        self.pump(ctx);
+    }
+
+    fn drop_conn(&mut self, ctx: &mut Ctx, cid: ConnId, abort: bool) {
+        let Some(conn) = self.conns.remove(&cid) else {
+            return;
+        };
+        if let Some(t) = conn.idle_timer {
+            ctx.cancel_timer(t);
+        }
+        if let Some(host) = self.hosts.get_mut(&conn.key) {
+            if conn.req.is_some() {
+                host.active -= 1;
+                self.active_total -= 1;
+            } else {
+                host.idle.retain(|&c| c != cid);
+            }
+        }
+        if let Some(id) = conn.req {
+            if let Some(req) = self.reqs.get_mut(&id) {
+                if req.conn == Some(cid) {
+                    req.conn = None;
+                }
+            }
+        }
+        if abort {
+            ctx.abort_connection(cid);
+        } else {
+            ctx.lose_connection(cid);
+        }
+    }
+
+    // ---- messages from handles --------------------------------------------------------
+
+    fn deliver_body(&mut self, ctx: &mut Ctx, id: RequestId, mut body: Box<dyn BodyProtocol>) {
+        let handle = BodyHandle {
+            agent: self.me(),
+            request: id,
+        };
+        let attachable = self
+            .reqs
+            .get(&id)
+            .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
+        if !attachable {
+            let err = Error::new(Phase::ResponseFailed, Cause::BodyAlreadyDelivered);
+            body.connection_lost(ctx, BodyEnd::Failed(err));
+            return;
+        }
+        self.unattached.retain(|&r| r != id);
+        body.body_started(ctx, handle);
+        let req = self.reqs.get_mut(&id).expect("checked above");
+        if let Some(end) = req.end.take() {
+            self.reqs.remove(&id);
+            body.connection_lost(ctx, end);
+            return;
+        }
+        req.body = BodyState::Attached(body);
+        if let Some(cid) = req.conn {
+            if !req.paused {
+                self.resume_conn(ctx, cid);
+            }
+        }
+    }
+
+    /// A response nobody kept and whose body nobody asked for: discard it.
+    fn check_abandoned(&mut self, ctx: &mut Ctx, id: RequestId) {
+        let abandoned = self.reqs.get(&id).is_some_and(|r| {
+            matches!(r.body, BodyState::NotAttached)
+                && r.head_delivered
+                && r.alive.strong_count() == 0
+        });
+        if !abandoned {
+            return;
+        }
+        self.unattached.retain(|&r| r != id);
+        let req = self.reqs.remove(&id).expect("checked above");
+        for t in req.timers {
+            ctx.cancel_timer(t);
+        }
+        if let Some(cid) = req.conn {
+            self.close_conn(ctx, cid, true);
+        }
+    }
+
+    fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
+        if self.unattached.is_empty() {
+            return;
+        }
+        let ids = self.unattached.clone();
+        for id in ids {
+            self.check_abandoned(ctx, id);
+        }
+    }
+
+    fn cancel(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
+        let Some(req) = self.reqs.get(&id) else {
+            return;
+        };
+        if req.end.is_some() {
+            // The response already ended; only its body is waiting to be picked up.
+            return;
+        }
+        self.fail(ctx, id, cause);
+    }
+
+    fn timer(&mut self, ctx: &mut Ctx, target: TimerTarget) {
+        match target {
+            TimerTarget::Idle(cid) => {
+                let idle = self.conns.get(&cid).is_some_and(|c| c.req.is_none());
+                if idle {
+                    self.close_conn(ctx, cid, false);
+                }
+            }
+            TimerTarget::Total(id) => self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Total)),
+            TimerTarget::Queue(id) => {
+                if self.reqs.get(&id).is_some_and(|r| r.queued) {
+                    self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Queue));
+                }
+            }
+            TimerTarget::Continue(id) => {
+                let cid = self.reqs.get(&id).and_then(|r| r.conn);
+                if let Some(conn) = cid.and_then(|c| self.conns.get_mut(&c)) {
+                    conn.proto.continue_timed_out();
+                    self.produce(ctx, id);
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> PoolStats {
+        PoolStats {
+            active: self.active_total,
+            idle: self.hosts.values().map(|h| h.idle.len()).sum(),
+            queued: self.hosts.values().map(|h| h.waiting.len()).sum(),
+            requests: self.reqs.len(),
+            ..self.stats
+        }
+    }
+}
+
+impl Protocol for AgentState {
+    fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
+        self.start_request(ctx, conn);
+    }
+
+    fn data_received(&mut self, ctx: &mut Ctx, cid: ConnId, data: &[u8]) {
+        self.sweep_abandoned(ctx);
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if !conn.pending.is_empty() {
+            // Reading was paused after these arrived: keep order.
+            conn.pending.extend_from_slice(data);
+            ctx.pause_reading(cid);
+            return;
+        }
+        self.process(ctx, cid, data);
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx, cid: ConnId, reason: Disconnect) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if !conn.pending.is_empty() {
+            conn.eof = Some(reason);
+            return;
+        }
+        self.handle_eof(ctx, cid, reason);
+    }
+
+    fn connection_failed(&mut self, ctx: &mut Ctx, cid: ConnId, error: TransportError) {
+        let Some(id) = self.conns.get(&cid).and_then(|c| c.req) else {
+            self.drop_conn(ctx, cid, true);
+            return;
+        };
+        let cause = match error {
+            TransportError::ConnectTimeout => Cause::Timeout(TimeoutKind::Connect),
+            e => Cause::Transport(e),
+        };
+        self.fail(ctx, id, cause);
+    }
+
+    fn write_drained(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        if let Some(id) = self.conns.get(&cid).and_then(|c| c.req) {
+            self.produce(ctx, id);
+        }
+    }
+
+    fn timer_fired(&mut self, ctx: &mut Ctx, tag: u64) {
+        if let Some(target) = self.timers.remove(&tag) {
+            self.timer(ctx, target);
+        }
+    }
+
+    fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
+        let Ok(msg) = msg.downcast::<Msg>() else {
+            return;
+        };
+        match *msg {
+            Msg::Init(me) => self.me = Some(me),
+            Msg::Request(new) => self.submit(ctx, *new),
+            Msg::Cancel(id) => self.cancel(ctx, id, Cause::Cancelled),
+            Msg::DeliverBody(id, body) => self.deliver_body(ctx, id, body),
+            Msg::PauseBody(id) => {
+                if let Some(req) = self.reqs.get_mut(&id) {
+                    req.paused = true;
+                    if let Some(cid) = req.conn {
+                        ctx.pause_reading(cid);
+                    }
+                }
+            }
+            Msg::ResumeBody(id) => {
+                if let Some(req) = self.reqs.get_mut(&id) {
+                    if req.paused {
+                        req.paused = false;
+                        if let Some(cid) = req.conn {
+                            self.resume_conn(ctx, cid);
+                        }
+                    }
+                }
+            }
+            Msg::ResumeProducer(id) => self.produce(ctx, id),
+            Msg::CheckAbandoned(id) => self.check_abandoned(ctx, id),
+            Msg::CloseIdle => {
+                let idle: Vec<ConnId> = self
+                    .hosts
+                    .values_mut()
+                    .flat_map(|h| h.idle.drain(..))
+                    .collect();
+                for cid in idle {
+                    if let Some(conn) = self.conns.remove(&cid) {
+                        if let Some(t) = conn.idle_timer {
+                            ctx.cancel_timer(t);
+                        }
+                    }
+                    ctx.lose_connection(cid);
+                }
+            }
+            Msg::Stats(f) => {
+                let stats = self.stats();
+                f(ctx, stats);
+            }
+        }
+    }
+}
+
+/// Parses and checks what the user asked for, before any connection is opened.
+#[allow(clippy::type_complexity)]
+fn prepare(
+    config: &AgentConfig,
+    method: &str,
+    url: &str,
+    headers: &mut Headers,
+) -> Result<(Url, String, String, String, PoolKey), Cause> {
+    let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(format!("{url:?}: {e}")))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(Cause::UnsupportedScheme(other.to_string())),
+    };
+    let host = url
+        .host()
+        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no host")))?;
+    let connect_host = match host {
+        url::Host::Ipv6(a) => a.to_string(),
+        url::Host::Ipv4(a) => a.to_string(),
+        url::Host::Domain(d) => d.to_string(),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no port")))?;
+    let host_str = url.host_str().unwrap_or_default();
+    let host_header = match url.port() {
+        Some(p) => format!("{host_str}:{p}"),
+        None => host_str.to_string(),
+    };
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    if let Some(ua) = &config.user_agent {
+        if !headers.contains("user-agent") {
+            headers.append("User-Agent", ua.as_bytes());
+        }
+    }
+    if !config.persistent && !headers.has_token("connection", "close") {
+        headers.append("Connection", b"close");
+    }
+    let head = RequestHead {
+        method,
+        target: &target,
+        host: &host_header,
+        headers,
+    };
+    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
+    let key = PoolKey {
+        https,
+        host: connect_host.to_ascii_lowercase(),
+        port,
+        tls: if https { config.tls.pool_id() } else { 0 },
+    };
+    Ok((url, target, host_header, connect_host, key))
+}
+
+/// The server's `Keep-Alive: timeout=N`, if any.
+fn keep_alive_timeout(headers: &Headers) -> Option<Duration> {
+    let value = headers.get_str("keep-alive")?;
+    value.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("timeout") {
+            v.trim().parse::<u64>().ok().map(Duration::from_secs)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_hint_is_parsed() {
+        let mut h = Headers::new();
+        h.append("Keep-Alive", b"timeout=5, max=100");
+        assert_eq!(keep_alive_timeout(&h), Some(Duration::from_secs(5)));
+        let mut h = Headers::new();
+        h.append("Keep-Alive", b"max=100");
+        assert_eq!(keep_alive_timeout(&h), None);
+    }
+
+    #[test]
+    fn prepare_rejects_bad_urls_and_headers() {
+        let config = AgentConfig::default();
+        let mut h = Headers::new();
+        assert!(matches!(
+            prepare(&config, "GET", "ftp://x/", &mut h),
+            Err(Cause::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            prepare(&config, "GET", "not a url", &mut h),
+            Err(Cause::InvalidUrl(_))
+        ));
+        let mut h = Headers::new();
+        h.append("X-Bad", b"a\r\nInjected: 1");
+        assert!(matches!(
+            prepare(&config, "GET", "http://127.0.0.1/", &mut h),
+            Err(Cause::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn prepare_builds_target_and_host() {
+        let config = AgentConfig::default();
+        let mut h = Headers::new();
+        let (_, target, host, connect, key) =
+            prepare(&config, "GET", "http://[::1]:8080/a/b?x=1#frag", &mut h).unwrap();
+        assert_eq!(target, "/a/b?x=1");
+        assert_eq!(host, "[::1]:8080");
+        assert_eq!(connect, "::1");
+        assert_eq!(key.port, 8080);
+        let (_, _, host, _, key) =
+            prepare(&config, "GET", "https://Example.TEST/", &mut h).unwrap();
+        assert_eq!(host, "example.test");
+        assert_eq!(key.port, 443);
+        assert!(key.https);
+    }
+}
