@@ -8,13 +8,11 @@ use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use url::Url;
 
-use crate::proto::{
-    self, ClientConnection, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,
-};
+use crate::proto::{self, ClientConnection, Event, Framing, Headers, RequestBody, RequestHead};
 use crate::reactor::TransportError;
 use crate::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, HandlerId, Protocol, TimerId};
 use crate::tls::TlsConnector;

@@ -1,0 +1,360 @@
+//! A scripted HTTP server on 127.0.0.1 for hostile and edge-case tests, plus a driver that runs
+//! one or more requests through an Agent on a reactor with a deadline.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error};
+use weft::proto::Headers;
+use weft::reactor::{Ctx, Reactor};
+
+/// One step of what the server does on a connection.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Read one request (head, and body by Content-Length or chunked) and record it.
+    ExpectRequest,
+    /// Read only the request head and record it.
+    ExpectHead,
+    /// Write these bytes.
+    Write(Vec<u8>),
+    /// Sleep.
+    Sleep(Duration),
+    /// Half-close our side (FIN) but keep the socket.
+    ShutdownWrite,
+    /// Close the connection (FIN).
+    Close,
+    /// Wait until the peer closes (read until EOF, bounded).
+    WaitClose,
+}
+
+/// Shorthand for a `Write` step.
+pub fn write(bytes: &[u8]) -> Step {
+    Step::Write(bytes.to_vec())
+}
+
+/// What the server saw.
+#[derive(Default, Debug)]
+pub struct Record {
+    /// Raw bytes of each request read, in order, with the index of its connection.
+    pub requests: Vec<(usize, Vec<u8>)>,
+}
+
+/// A server that plays one script per accepted connection, in order.
+pub struct ScriptedServer {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    record: Arc<Mutex<Record>>,
+}
+
+impl ScriptedServer {
+    /// Starts serving `scripts` (one per connection) on a free loopback port. Connections
+    /// beyond the scripts are closed at once.
+    pub fn start(scripts: Vec<Vec<Step>>) -> ScriptedServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let record = Arc::new(Mutex::new(Record::default()));
+        let (acc, rec) = (accepted.clone(), record.clone());
+        listener.set_nonblocking(true).unwrap();
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut scripts = scripts.into_iter();
+            while Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((sock, _)) => {
+                        let index = acc.fetch_add(1, Ordering::SeqCst);
+                        let script = scripts.next().unwrap_or_default();
+                        let rec = rec.clone();
+                        thread::spawn(move || play(sock, index, script, rec));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        ScriptedServer {
+            addr,
+            accepted,
+            record,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Requests read so far (connection index, raw bytes).
+    pub fn requests(&self) -> Vec<(usize, Vec<u8>)> {
+        self.record.lock().unwrap().requests.clone()
+    }
+}
+
+fn play(mut sock: TcpStream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record>>) {
+    sock.set_nonblocking(false).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    for step in script {
+        match step {
+            Step::ExpectRequest | Step::ExpectHead => {
+                let Some(req) =
+                    read_request(&mut sock, &mut buf, matches!(step, Step::ExpectRequest))
+                else {
+                    return;
+                };
+                rec.lock().unwrap().requests.push((index, req));
+            }
+            Step::Write(bytes) => {
+                if sock.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Step::Sleep(d) => thread::sleep(d),
+            Step::ShutdownWrite => {
+                let _ = sock.shutdown(Shutdown::Write);
+            }
+            Step::Close => return,
+            Step::WaitClose => {
+                let mut b = [0u8; 1024];
+                let until = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < until {
+                    match sock.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Reads one request from `sock` (using and refilling `buf`); returns its raw bytes.
+fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>, with_body: bool) -> Option<Vec<u8>> {
+    let head_end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(sock, buf)?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let mut end = head_end;
+    if with_body {
+        if let Some(cl) = header(&head, "content-length") {
+            let n: usize = cl.parse().ok()?;
+            while buf.len() < head_end + n {
+                fill(sock, buf)?;
+            }
+            end = head_end + n;
+        } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                if let Some(i) = find(&buf[head_end..], b"\r\n0\r\n\r\n") {
+                    end = head_end + i + 7;
+                    break;
+                }
+                if buf[head_end..].starts_with(b"0\r\n\r\n") {
+                    end = head_end + 5;
+                    break;
+                }
+                fill(sock, buf)?;
+            }
+        }
+    }
+    let req = buf[..end].to_vec();
+    buf.drain(..end);
+    Some(req)
+}
+
+fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+    let mut b = [0u8; 8192];
+    match sock.read(&mut b) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&b[..n]);
+            Some(())
+        }
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        (n.trim() == name).then(|| v.trim())
+    })
+}
+
+/// Position of `needle` in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What a request ended with, as seen by the test.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub status: Option<u16>,
+    pub headers: Headers,
+    pub body: Vec<u8>,
+    pub trailers: Headers,
+    /// `None` while in flight; `Some(Ok(end))` once the body ended; `Some(Err)` when the
+    /// request failed before its head.
+    pub result: Option<Result<BodyEnd, Error>>,
+}
+
+impl Outcome {
+    /// The body ended as `Done`.
+    pub fn is_done(&self) -> bool {
+        matches!(self.result, Some(Ok(BodyEnd::Done)))
+    }
+
+    /// The error, from before the head or from the body.
+    pub fn error(&self) -> Option<&Error> {
+        match &self.result {
+            Some(Err(e)) | Some(Ok(BodyEnd::Failed(e))) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The body ended, as the body protocol was told.
+    pub fn end(&self) -> Option<&BodyEnd> {
+        match &self.result {
+            Some(Ok(end)) => Some(end),
+            _ => None,
+        }
+    }
+}
+
+/// Slot for one outcome, filled in by callbacks.
+pub type Slot = Rc<RefCell<Outcome>>;
+
+/// A body protocol that records everything into a shared outcome.
+pub struct Recorder {
+    pub out: Slot,
+}
+
+impl BodyProtocol for Recorder {
+    fn data_received(&mut self, _body: &mut BodyCtx<'_>, data: &[u8]) {
+        let mut o = self.out.borrow_mut();
+        assert!(o.result.is_none(), "data after the end of the body");
+        o.body.extend_from_slice(data);
+    }
+
+    fn trailers_received(&mut self, _body: &mut BodyCtx<'_>, trailers: &Headers) {
+        self.out.borrow_mut().trailers = trailers.clone();
+    }
+
+    fn connection_lost(&mut self, _ctx: &mut Ctx, reason: BodyEnd) {
+        let mut o = self.out.borrow_mut();
+        assert!(o.result.is_none(), "connection_lost called twice");
+        o.result = Some(Ok(reason));
+    }
+}
+
+/// A request to run.
+pub struct Req {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Headers,
+    pub body: Option<Box<dyn BodyProducer>>,
+}
+
+impl Req {
+    /// A GET of `url`.
+    pub fn get(url: String) -> Req {
+        Req::new("GET", url)
+    }
+
+    /// A request without body.
+    pub fn new(method: &'static str, url: String) -> Req {
+        Req {
+            method,
+            url,
+            headers: Headers::new(),
+            body: None,
+        }
+    }
+}
+
+/// Issues a request that records its outcome (head, streamed body, end) into a slot.
+pub fn issue(ctx: &mut Ctx, agent: Agent, req: Req) -> Slot {
+    let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
+    let s = slot.clone();
+    agent.request(
+        ctx,
+        req.method,
+        &req.url,
+        req.headers,
+        req.body,
+        move |ctx, r| match r {
+            Ok(resp) => {
+                {
+                    let mut o = s.borrow_mut();
+                    o.status = Some(resp.code);
+                    o.headers = resp.headers.clone();
+                }
+                resp.deliver_body(ctx, Recorder { out: s.clone() });
+            }
+            Err(e) => s.borrow_mut().result = Some(Err(e)),
+        },
+    );
+    slot
+}
+
+/// Whether a slot holds a final outcome (error before the head, or a body end).
+pub fn finished(slot: &Slot) -> bool {
+    slot.borrow().result.is_some()
+}
+
+/// Turns the reactor until `done` holds or `limit` passes (then panics).
+pub fn turn_until(reactor: &mut Reactor, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the reactor"
+        );
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+}
+
+/// Runs requests one after another on one agent; returns their outcomes.
+pub fn run_sequential(config: AgentConfig, reqs: Vec<Req>) -> Vec<Outcome> {
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let mut out = Vec::new();
+    for req in reqs {
+        let slot = issue(reactor.ctx(), agent, req);
+        turn_until(&mut reactor, Duration::from_secs(15), || finished(&slot));
+        // Let the agent settle (pool the connection) before the next request.
+        for _ in 0..3 {
+            reactor.turn(Some(Duration::from_millis(5))).unwrap();
+        }
+        out.push(slot.borrow().clone());
+    }
+    out
+}
+
+/// Runs one request on a fresh agent.
+pub fn run_one(config: AgentConfig, req: Req) -> Outcome {
+    run_sequential(config, vec![req]).pop().unwrap()
+}
+
+/// Agent settings for tests: short timeouts so a bug fails fast.
+pub fn test_config() -> AgentConfig {
+    AgentConfig {
+        connect_timeout: Some(Duration::from_secs(5)),
+        timeout: Some(Duration::from_secs(10)),
+        ..AgentConfig::default()
+    }
+}
