@@ -552,7 +552,7 @@ fn dropped_response_is_not_pooled() {
 
 #[test]
 fn active_cap_queues_requests_in_order() {
-    let one = vec![Step::ExpectRequest, write(OK_HELLO)];
+    let one = [Step::ExpectRequest, write(OK_HELLO)];
     let script: Vec<Step> = one
         .iter()
         .cloned()

@@ -117,6 +117,7 @@ pub struct PoolStats {
 }
 
 type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
+type StatsCallback = Box<dyn FnOnce(&mut Ctx, PoolStats)>;
 
 /// Messages from handles to the agent's state.
 pub(crate) enum Msg {
@@ -129,7 +130,7 @@ pub(crate) enum Msg {
     ResumeProducer(RequestId),
     CheckAbandoned(RequestId),
     CloseIdle,
-    Stats(Box<dyn FnOnce(&mut Ctx, PoolStats)>),
+    Stats(StatsCallback),
 }
 
 pub(crate) struct NewRequest {
@@ -441,21 +442,10 @@ impl AgentState {
         let host = self.hosts.entry(key.clone()).or_default();
         host.active += 1;
         self.active_total += 1;
-        while !fresh_only {
-            let Some(cid) = self.hosts.get_mut(&key).and_then(|h| h.idle.pop()) else {
-                break;
-            };
-            let Some(conn) = self.conns.get_mut(&cid) else {
-                continue;
-            };
-            if let Some(t) = conn.idle_timer.take() {
-                ctx.cancel_timer(t);
+        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, &key)).flatten() {
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                conn.req = Some(id);
             }
-            if !ctx.is_open(cid) {
-                self.conns.remove(&cid);
-                continue;
-            }
-            conn.req = Some(id);
             if let Some(req) = self.reqs.get_mut(&id) {
                 req.conn = Some(cid);
             }
@@ -487,6 +477,23 @@ impl AgentState {
                 keep_alive_hint: None,
             },
         );
+    }
+
+    /// Takes the most recently idled connection of a host that is still open.
+    fn take_idle(&mut self, ctx: &mut Ctx, key: &PoolKey) -> Option<ConnId> {
+        loop {
+            let cid = self.hosts.get_mut(key)?.idle.pop()?;
+            let Some(conn) = self.conns.get_mut(&cid) else {
+                continue;
+            };
+            if let Some(t) = conn.idle_timer.take() {
+                ctx.cancel_timer(t);
+            }
+            if ctx.is_open(cid) {
+                return Some(cid);
+            }
+            self.conns.remove(&cid);
+        }
     }
 
     // ---- sending ----------------------------------------------------------------------
