@@ -18,7 +18,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+};
 
 /// Source of [`TlsConnector::pool_id`] values.
 static NEXT_CONNECTOR_ID: AtomicUsize = AtomicUsize::new(1);
@@ -89,7 +91,8 @@ impl TlsConnector {
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        let config = config_with_roots(roots).expect("the ring provider supports the default versions");
+        let config =
+            config_with_roots(roots).expect("the ring provider supports the default versions");
         Self::new(config, true)
     }
 
