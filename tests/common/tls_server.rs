@@ -12,6 +12,9 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+/// A date: year, month, day.
+pub type Ymd = (i32, u8, u8);
+
 /// A certificate authority for tests.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -36,7 +39,7 @@ impl TestCa {
 
     /// A leaf for `names` (DNS names or IP literals), valid from `not_before` to `not_after`
     /// (years; `None`: rcgen's wide defaults).
-    pub fn leaf(&self, names: &[&str], validity: Option<((i32, u8, u8), (i32, u8, u8))>) -> Leaf {
+    pub fn leaf(&self, names: &[&str], validity: Option<(Ymd, Ymd)>) -> Leaf {
         let mut params =
             CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();

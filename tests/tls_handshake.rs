@@ -1,0 +1,193 @@
+//! TLS through the reactor against a tiny rustls server on 127.0.0.1 (test PKI from rcgen).
+
+mod common;
+
+use std::time::Duration;
+
+use common::tls_server::{Leaf, ServerEnd, TestCa, spawn_tls_server};
+use common::*;
+use weft::reactor::{ConnectOptions, Disconnect, Reactor, TransportError};
+use weft::tls::{TlsConnector, TlsError};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Connects to `host:port` with `tls`, sends "hello" once made, and runs until the connection
+/// ends. Returns the client's log.
+fn exchange(host: &str, port: u16, tls: TlsConnector) -> Log {
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    reactor.ctx().connect_tcp(
+        host,
+        port,
+        ConnectOptions {
+            connect_timeout: Some(Duration::from_secs(5)),
+            tls: Some(tls),
+            owner: None,
+        },
+        Scripted::new(&client_log)
+            .made(|ctx, conn| ctx.write(conn, b"hello"))
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    turn_for(&mut reactor, Duration::from_millis(20));
+    assert_eq!(endings(&client_log), 1);
+    assert_eq!(reactor.ctx().connection_count(), 0);
+    assert_eq!(reactor.ctx().timer_count(), 0);
+    client_log
+}
+
+fn failure(client_log: &Log) -> TransportError {
+    let events = client_log.borrow();
+    assert_eq!(events.len(), 1, "{events:?}");
+    match &events[0] {
+        Ev::Failed(_, e) => e.clone(),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn handshake_and_echo_with_trusted_ca_then_close_notify() {
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(
+        ca.leaf(&["localhost", "127.0.0.1"], None),
+        ServerEnd::CloseNotify,
+    );
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    assert!(tls.verifies());
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    let events = non_data(&client_log);
+    assert!(matches!(events[0], Ev::Made(_)));
+    assert!(
+        matches!(events[1], Ev::Lost(_, Disconnect::PeerClosed)),
+        "{events:?}"
+    );
+    assert_eq!(server.join().unwrap().unwrap().request, b"hello");
+}
+
+#[test]
+fn ip_literal_host_is_checked_against_ip_san() {
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(ca.leaf(&["127.0.0.1"], None), ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("127.0.0.1", addr.port(), tls);
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn drop_without_close_notify_is_reported() {
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::DropTcp);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    let events = non_data(&client_log);
+    assert!(
+        matches!(
+            events[1],
+            Ev::Lost(_, Disconnect::PeerClosedWithoutCloseNotify)
+        ),
+        "{events:?}"
+    );
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn root_pem_file_is_trusted() {
+    let ca = TestCa::new();
+    let path = std::env::temp_dir().join(format!("weft-test-ca-{}.pem", std::process::id()));
+    std::fs::write(&path, ca.pem()).unwrap();
+    let tls = TlsConnector::with_root_pem_file(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (addr, server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::CloseNotify);
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn default_roots_reject_a_private_ca() {
+    let ca = TestCa::new();
+    let (addr, _server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::CloseNotify);
+    let client_log = exchange("localhost", addr.port(), TlsConnector::webpki_roots());
+    let err = failure(&client_log);
+    assert_eq!(err, TransportError::Tls(TlsError::UnknownIssuer));
+    assert_eq!(err.to_string(), "certificate verify failed: unknown issuer");
+}
+
+#[test]
+fn self_signed_is_unknown_issuer_unless_verification_is_off() {
+    let (addr, _server) =
+        spawn_tls_server(Leaf::self_signed(&["localhost"]), ServerEnd::CloseNotify);
+    let ca = TestCa::new();
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(
+        failure(&client_log),
+        TransportError::Tls(TlsError::UnknownIssuer)
+    );
+
+    let (addr, server) =
+        spawn_tls_server(Leaf::self_signed(&["localhost"]), ServerEnd::CloseNotify);
+    let insecure = TlsConnector::danger_accept_invalid_certs();
+    assert!(!insecure.verifies());
+    let client_log = exchange("localhost", addr.port(), insecure);
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn wrong_host_name_is_name_mismatch() {
+    let ca = TestCa::new();
+    let (addr, _server) = spawn_tls_server(ca.leaf(&["other.test"], None), ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(
+        failure(&client_log),
+        TransportError::Tls(TlsError::NameMismatch)
+    );
+}
+
+#[test]
+fn expired_certificate_is_expired() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"], Some(((2020, 1, 1), (2021, 1, 1))));
+    let (addr, _server) = spawn_tls_server(leaf, ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(failure(&client_log), TransportError::Tls(TlsError::Expired));
+}
+
+#[test]
+fn not_yet_valid_certificate_is_not_valid_yet() {
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["localhost"], Some(((2090, 1, 1), (2095, 1, 1))));
+    let (addr, _server) = spawn_tls_server(leaf, ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = exchange("localhost", addr.port(), tls);
+    assert_eq!(
+        failure(&client_log),
+        TransportError::Tls(TlsError::NotValidYet)
+    );
+}
+
+#[test]
+fn invalid_server_name_fails_without_connecting() {
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    reactor.ctx().connect_tcp(
+        "bad name!",
+        443,
+        ConnectOptions {
+            tls: Some(TlsConnector::webpki_roots()),
+            ..Default::default()
+        },
+        Scripted::new(&client_log).boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    assert!(matches!(
+        failure(&client_log),
+        TransportError::Tls(TlsError::InvalidServerName(_))
+    ));
+}
