@@ -191,3 +191,68 @@ fn invalid_server_name_fails_without_connecting() {
         TransportError::Tls(TlsError::InvalidServerName(_))
     ));
 }
+
+#[test]
+fn bulk_echo_over_tls_then_lose_connection_sends_close_notify() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use weft::reactor::{ConnId, Ctx};
+    const TOTAL: usize = 2 * 1024 * 1024;
+    const CHUNK: usize = 32 * 1024;
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(
+        ca.leaf(&["localhost"], None),
+        ServerEnd::EchoUntilClientCloses,
+    );
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let sent = Rc::new(Cell::new(0usize));
+    let pump = {
+        let sent = sent.clone();
+        move |ctx: &mut Ctx, conn: ConnId| {
+            while sent.get() < TOTAL && !ctx.write_full(conn) {
+                let n = CHUNK.min(TOTAL - sent.get());
+                ctx.write(conn, &vec![(sent.get() / CHUNK) as u8; n]);
+                sent.set(sent.get() + n);
+            }
+        }
+    };
+    let received = Rc::new(Cell::new(0usize));
+    let r = received.clone();
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "localhost",
+        addr.port(),
+        ConnectOptions {
+            tls: Some(tls),
+            ..Default::default()
+        },
+        Scripted::new(&client_log)
+            .quiet()
+            .made(pump.clone())
+            .drained(pump)
+            .data(move |ctx, conn, data| {
+                r.set(r.get() + data.len());
+                if r.get() == TOTAL {
+                    ctx.lose_connection(conn);
+                }
+            })
+            .boxed(),
+    );
+    assert!(turn_until(
+        &mut reactor,
+        Duration::from_secs(30),
+        |_| endings(&client_log) == 1
+    ));
+    assert_eq!(received.get(), TOTAL);
+    let events = non_data(&client_log);
+    assert_eq!(events.first(), Some(&Ev::Made(conn)));
+    assert_eq!(
+        events.last(),
+        Some(&Ev::Lost(conn, Disconnect::ClosedLocally))
+    );
+    assert!(events.iter().any(|e| matches!(e, Ev::Drained(_))));
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.echoed, TOTAL);
+    assert!(report.clean_close, "the client did not send close_notify");
+}

@@ -1140,6 +1140,16 @@ pub struct Remote {
 impl Remote {
     /// Runs `f` on the reactor thread at its next iteration; wakes the reactor if it sleeps.
     /// Returns an error if the reactor is gone.
+    ///
+    /// ```
+    /// let mut reactor = weft::reactor::Reactor::new()?;
+    /// let remote = reactor.remote();
+    /// let worker = std::thread::spawn(move || remote.call(|ctx| ctx.stop()));
+    /// reactor.run()?; // returns once the call has run
+    /// worker.join().unwrap().unwrap();
+    /// drop(reactor);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn call(&self, f: impl FnOnce(&mut Ctx) + Send + 'static) -> Result<(), ReactorGone> {
         {
             let mut queue = lock(&self.queue);
@@ -1181,6 +1191,46 @@ struct Ready {
 }
 
 /// The event loop.
+///
+/// A client and an echo server on one reactor:
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, Protocol, Reactor};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+///         ctx.write(conn, data);
+///     }
+/// }
+///
+/// struct Client(Vec<u8>);
+/// impl Protocol for Client {
+///     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
+///         ctx.write(conn, b"ping");
+///     }
+///     fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///         if self.0 == b"ping" {
+///             ctx.lose_connection(conn);
+///         }
+///     }
+///     fn connection_lost(&mut self, ctx: &mut Ctx, _conn: ConnId, reason: Disconnect) {
+///         assert_eq!(reason, Disconnect::ClosedLocally);
+///         ctx.stop();
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let addr = reactor.ctx().listen_tcp("127.0.0.1:0".parse().unwrap(), || Box::new(Echo))?;
+/// let client = Box::new(Client(Vec::new()));
+/// reactor.ctx().connect_tcp("127.0.0.1", addr.port(), ConnectOptions::default(), client);
+/// let safety_net = reactor.ctx().call_later(Duration::from_secs(10), |ctx| ctx.stop());
+/// reactor.run()?;
+/// assert!(reactor.ctx().cancel_timer(safety_net), "stopped by the client, not the timer");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Reactor {
     poll: Poll,
     events: Events,
@@ -1624,5 +1674,55 @@ impl fmt::Debug for Reactor {
             .field("handlers", &self.ctx.handlers.len())
             .field("timers", &self.ctx.timers.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        let conn = ConnId {
+            index: 7,
+            generation: GENERATION_MASK,
+        };
+        assert_eq!(decode_token(conn_token(conn)), (false, 7, GENERATION_MASK));
+        let listener = ListenerId {
+            index: u32::MAX - 1,
+            generation: 3,
+        };
+        assert_eq!(
+            decode_token(listener_token(listener)),
+            (true, u32::MAX - 1, 3)
+        );
+        assert_ne!(listener_token(listener), WAKER_TOKEN);
+    }
+
+    #[test]
+    fn generations_skip_zero_and_stay_in_31_bits() {
+        let mut reactor = Reactor::new().unwrap();
+        reactor.ctx.next_generation = GENERATION_MASK;
+        assert_eq!(reactor.ctx.next_generation(), GENERATION_MASK);
+        assert_eq!(reactor.ctx.next_generation(), 1);
+    }
+
+    #[test]
+    fn io_errors_map_to_transport_errors() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            TransportError::from_io(&refused),
+            TransportError::ConnectionRefused
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            TransportError::from_io(&reset),
+            TransportError::ConnectionReset
+        );
+        let other = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(matches!(
+            TransportError::from_io(&other),
+            TransportError::Io(io::ErrorKind::BrokenPipe, _)
+        ));
     }
 }

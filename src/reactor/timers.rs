@@ -98,3 +98,68 @@ impl<C> Timers<C> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn call() -> TimerKind<()> {
+        TimerKind::Call(Box::new(|_| {}))
+    }
+
+    #[test]
+    fn pops_in_deadline_then_creation_order() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        let late = timers.insert(t0 + Duration::from_millis(2), call());
+        let a = timers.insert(t0, call());
+        let b = timers.insert(t0, call());
+        assert_eq!(timers.len(), 3);
+        let limit = timers.next_seq();
+        let mut order = Vec::new();
+        while let Some(_kind) = timers.pop_due(t0 + Duration::from_millis(5), limit) {
+            order.push(timers.len());
+        }
+        assert_eq!(order, vec![2, 1, 0]);
+        assert!(!timers.cancel(a) && !timers.cancel(b) && !timers.cancel(late));
+    }
+
+    #[test]
+    fn top_of_heap_is_always_live() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        let first = timers.insert(t0, call());
+        timers.insert(t0 + Duration::from_secs(1), call());
+        assert_eq!(timers.next_deadline(), Some(t0));
+        assert!(timers.cancel(first));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn timers_created_during_firing_wait() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        timers.insert(t0, call());
+        let limit = timers.next_seq();
+        timers.insert(t0, call());
+        assert!(timers.pop_due(t0, limit).is_some());
+        assert!(timers.pop_due(t0, limit).is_none());
+        assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
+    fn dead_entries_are_compacted() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        timers.insert(t0, call());
+        let ids: Vec<u64> = (0..1000)
+            .map(|i| timers.insert(t0 + Duration::from_secs(1 + i), call()))
+            .collect();
+        for id in ids {
+            timers.cancel(id);
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(timers.heap.len() <= 64 + 2);
+    }
+}

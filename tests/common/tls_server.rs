@@ -86,6 +86,9 @@ pub enum ServerEnd {
     CloseNotify,
     /// Closes TCP without `close_notify`.
     DropTcp,
+    /// Echoes everything as it is until the client closes, and records whether the client
+    /// sent `close_notify`.
+    EchoUntilClientCloses,
 }
 
 /// What happened on the server side.
@@ -93,10 +96,15 @@ pub enum ServerEnd {
 pub struct ServerReport {
     /// The bytes of the first request read.
     pub request: Vec<u8>,
+    /// Bytes echoed in [`ServerEnd::EchoUntilClientCloses`] mode.
+    pub echoed: usize,
+    /// In [`ServerEnd::EchoUntilClientCloses`] mode: the client ended with `close_notify`.
+    pub clean_close: bool,
 }
 
 /// Serves one TLS connection on 127.0.0.1: reads one chunk of plaintext, answers `echo:` +
-/// the chunk, then ends as told. Every blocking call has a 5 s timeout.
+/// the chunk, then ends as told (or, with [`ServerEnd::EchoUntilClientCloses`], echoes
+/// everything as it is). Every blocking call has a 5 s timeout.
 pub fn spawn_tls_server(
     leaf: Leaf,
     end: ServerEnd,
@@ -118,6 +126,32 @@ pub fn spawn_tls_server(
         let conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         let mut buf = [0u8; 4096];
+        if end == ServerEnd::EchoUntilClientCloses {
+            let mut echoed = 0;
+            loop {
+                match tls.read(&mut buf) {
+                    Ok(0) => {
+                        return Ok(ServerReport {
+                            request: Vec::new(),
+                            echoed,
+                            clean_close: true,
+                        });
+                    }
+                    Ok(n) => {
+                        tls.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+                        echoed += n;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        return Ok(ServerReport {
+                            request: Vec::new(),
+                            echoed,
+                            clean_close: false,
+                        });
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+        }
         let n = tls.read(&mut buf).map_err(|e| e.to_string())?;
         let request = buf[..n].to_vec();
         let mut answer = b"echo:".to_vec();
@@ -135,7 +169,11 @@ pub fn spawn_tls_server(
         // Give the client time to read before the socket closes.
         std::thread::sleep(Duration::from_millis(50));
         drop(tls);
-        Ok(ServerReport { request })
+        Ok(ServerReport {
+            request,
+            echoed: 0,
+            clean_close: false,
+        })
     });
     (addr, handle)
 }
