@@ -689,3 +689,69 @@ fn transport_error_messages_name_the_cause() {
         "certificate verify failed: unknown issuer"
     );
 }
+
+#[test]
+fn peer_reset_is_connection_reset() {
+    // Closing a socket with unread received data makes the kernel send RST.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        use std::io::Write;
+        sock.write_all(b"partial").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        drop(sock);
+    });
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+        Scripted::new(&client_log)
+            .made(|ctx, conn| ctx.write(conn, b"unread by the server"))
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    server.join().unwrap();
+    turn_for(&mut reactor, Duration::from_millis(20));
+    let events = non_data(&client_log);
+    assert_eq!(
+        events,
+        vec![
+            Ev::Made(conn),
+            Ev::Lost(conn, Disconnect::Failed(TransportError::ConnectionReset))
+        ]
+    );
+}
+
+#[test]
+fn set_owner_moves_events_to_another_handler() {
+    let mut reactor = Reactor::new().unwrap();
+    let addr = echo_server(&mut reactor);
+    let first_log = log();
+    let pool_log = log();
+    let pool = reactor.ctx().add_handler(
+        Scripted::new(&pool_log)
+            .data(|ctx, conn, _| ctx.lose_connection(conn))
+            .boxed(),
+    );
+    let conn = reactor.ctx().connect_tcp(
+        "127.0.0.1",
+        addr.port(),
+        ConnectOptions::default(),
+        Scripted::new(&first_log)
+            .made(move |ctx, conn| {
+                ctx.set_owner(conn, pool);
+                ctx.write(conn, b"moved");
+            })
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&pool_log) == 1));
+    assert_eq!(*first_log.borrow(), vec![Ev::Made(conn)]);
+    assert_eq!(data_of(&pool_log), b"moved");
+    assert_eq!(
+        non_data(&pool_log),
+        vec![Ev::Lost(conn, Disconnect::ClosedLocally)]
+    );
+}

@@ -256,3 +256,69 @@ fn bulk_echo_over_tls_then_lose_connection_sends_close_notify() {
     assert_eq!(report.echoed, TOTAL);
     assert!(report.clean_close, "the client did not send close_notify");
 }
+
+#[test]
+fn paused_tls_connection_delivers_after_resume_then_reports_close() {
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "127.0.0.1",
+        addr.port(),
+        ConnectOptions {
+            tls: Some(tls),
+            ..Default::default()
+        },
+        Scripted::new(&client_log)
+            .made(|ctx, conn| {
+                ctx.write(conn, b"hello");
+                ctx.pause_reading(conn);
+            })
+            .boxed(),
+    );
+    // The cert names "localhost" only, but we connected by IP: that must fail...
+    assert!(turn_until(&mut reactor, LIMIT, |_| !client_log
+        .borrow()
+        .is_empty()));
+    let first = client_log.borrow()[0].clone();
+    assert_eq!(
+        first,
+        Ev::Failed(conn, TransportError::Tls(TlsError::NameMismatch))
+    );
+    drop(server);
+
+    // ...so do it again by name.
+    let (addr, server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "localhost",
+        addr.port(),
+        ConnectOptions {
+            tls: Some(tls),
+            ..Default::default()
+        },
+        Scripted::new(&client_log)
+            .made(|ctx, conn| {
+                ctx.write(conn, b"hello");
+                ctx.pause_reading(conn);
+            })
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| !client_log
+        .borrow()
+        .is_empty()));
+    // The answer and close_notify arrive while paused: nothing is delivered.
+    turn_for(&mut reactor, Duration::from_millis(300));
+    assert_eq!(*client_log.borrow(), vec![Ev::Made(conn)]);
+    reactor.ctx().resume_reading(conn);
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    assert_eq!(data_of(&client_log), b"echo:hello");
+    assert_eq!(
+        non_data(&client_log),
+        vec![Ev::Made(conn), Ev::Lost(conn, Disconnect::PeerClosed)]
+    );
+    server.join().unwrap().unwrap();
+}

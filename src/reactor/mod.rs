@@ -1291,6 +1291,9 @@ impl Reactor {
     }
 
     /// Runs until [`Ctx::stop`].
+    ///
+    /// A stop requested before `run` was called is forgotten: only a stop during this run
+    /// makes it return.
     pub fn run(&mut self) -> io::Result<()> {
         self.ctx.stopped = false;
         while !self.ctx.stopped {
