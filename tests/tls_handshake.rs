@@ -322,3 +322,48 @@ fn paused_tls_connection_delivers_after_resume_then_reports_close() {
     );
     server.join().unwrap().unwrap();
 }
+
+/// A plain TCP server on 127.0.0.1 that reads once (the ClientHello), then writes `reply`
+/// and closes.
+fn plain_server(reply: &'static [u8]) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16 * 1024];
+        let _ = sock.read(&mut buf);
+        let _ = sock.write_all(reply);
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    (port, handle)
+}
+
+#[test]
+fn plain_http_on_the_tls_port_is_a_protocol_error() {
+    let (port, server) = plain_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let client_log = exchange("localhost", port, TlsConnector::webpki_roots());
+    let err = failure(&client_log);
+    assert!(
+        matches!(err, TransportError::Tls(TlsError::Protocol(_))),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn server_closing_mid_handshake_fails_the_connect() {
+    let (port, server) = plain_server(b"");
+    let client_log = exchange("127.0.0.1", port, TlsConnector::webpki_roots());
+    let err = failure(&client_log);
+    assert!(
+        matches!(
+            err,
+            TransportError::Io(std::io::ErrorKind::UnexpectedEof, _)
+                | TransportError::ConnectionReset
+        ),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}

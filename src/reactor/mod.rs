@@ -1710,6 +1710,65 @@ mod tests {
         assert_eq!(reactor.ctx.next_generation(), 1);
     }
 
+    struct Echo;
+    impl Protocol for Echo {
+        fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+            ctx.write(conn, data);
+        }
+    }
+
+    struct OneShot;
+    impl Protocol for OneShot {
+        fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
+            ctx.write(conn, b"x");
+        }
+        fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, _: &[u8]) {
+            ctx.lose_connection(conn);
+        }
+    }
+
+    /// Handlers made for one connection go away with it; nothing else is left behind.
+    #[test]
+    fn per_connection_handlers_and_registrations_do_not_leak() {
+        let mut reactor = Reactor::new().unwrap();
+        let addr = reactor
+            .ctx()
+            .listen_tcp("127.0.0.1:0".parse().unwrap(), || Box::new(Echo))
+            .unwrap();
+        for _ in 0..5 {
+            let options = ConnectOptions {
+                connect_timeout: Some(Duration::from_secs(5)),
+                ..Default::default()
+            };
+            reactor
+                .ctx()
+                .connect_tcp("127.0.0.1", addr.port(), options, Box::new(OneShot));
+        }
+        // Refused connects too.
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        reactor.ctx().connect_tcp(
+            "127.0.0.1",
+            closed_port,
+            ConnectOptions::default(),
+            Box::new(OneShot),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && (!reactor.ctx.conns.is_empty() || !reactor.ctx.handlers.is_empty())
+        {
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert!(reactor.ctx.conns.is_empty());
+        assert!(reactor.ctx.handlers.is_empty());
+        assert_eq!(reactor.ctx.timers.len(), 0);
+        assert!(reactor.ctx.deferred.is_empty());
+        assert!(reactor.ctx.messages.is_empty());
+    }
+
     #[test]
     fn io_errors_map_to_transport_errors() {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
