@@ -1,0 +1,165 @@
+//! The timer heap: a binary heap of `(deadline, seq)` with lazy cancellation.
+//!
+//! The live timers are in a map keyed by sequence number; the heap may hold entries of
+//! cancelled timers, which are skipped (and popped from the top eagerly, so the top of the heap
+//! is always a live timer and [`Timers::next_deadline`] is exact).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Instant;
+
+/// What a timer does when it fires.
+pub(super) enum TimerKind<C> {
+    /// A closure (`Ctx::call_later`).
+    Call(Box<dyn FnOnce(&mut C)>),
+    /// A handler's `timer_fired` (`Ctx::set_timer`).
+    Handler(super::HandlerId, u64),
+    /// The connect timeout of a connection.
+    ConnectTimeout(super::ConnId),
+}
+
+pub(super) struct Timers<C> {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    live: HashMap<u64, TimerKind<C>>,
+    next_seq: u64,
+}
+
+impl<C> Timers<C> {
+    pub(super) fn new() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            live: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    pub(super) fn insert(&mut self, deadline: Instant, kind: TimerKind<C>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.heap.push(Reverse((deadline, seq)));
+        self.live.insert(seq, kind);
+        seq
+    }
+
+    /// Removes a pending timer; `false` if it already fired or was cancelled.
+    pub(super) fn cancel(&mut self, seq: u64) -> bool {
+        let found = self.live.remove(&seq).is_some();
+        if found {
+            self.prune();
+        }
+        found
+    }
+
+    /// Whether `seq` is still pending.
+    pub(super) fn contains(&self, seq: u64) -> bool {
+        self.live.contains_key(&seq)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The sequence number the next timer will get (timers created from now on have a
+    /// sequence number at least this).
+    pub(super) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+
+    /// Pops the earliest timer if it is due at `now` and was created before `seq_limit`.
+    pub(super) fn pop_due(&mut self, now: Instant, seq_limit: u64) -> Option<TimerKind<C>> {
+        loop {
+            let &Reverse((deadline, seq)) = self.heap.peek()?;
+            if deadline > now || seq >= seq_limit {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(kind) = self.live.remove(&seq) {
+                self.prune();
+                return Some(kind);
+            }
+        }
+    }
+
+    /// Pops cancelled entries off the top, and rebuilds the heap when most of it is dead.
+    fn prune(&mut self) {
+        while let Some(&Reverse((_, seq))) = self.heap.peek() {
+            if self.live.contains_key(&seq) {
+                break;
+            }
+            self.heap.pop();
+        }
+        if self.heap.len() > 64 && self.heap.len() > 2 * self.live.len() {
+            let live = &self.live;
+            self.heap.retain(|Reverse((_, seq))| live.contains_key(seq));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn call() -> TimerKind<()> {
+        TimerKind::Call(Box::new(|_| {}))
+    }
+
+    #[test]
+    fn pops_in_deadline_then_creation_order() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        let late = timers.insert(t0 + Duration::from_millis(2), call());
+        let a = timers.insert(t0, call());
+        let b = timers.insert(t0, call());
+        assert_eq!(timers.len(), 3);
+        let limit = timers.next_seq();
+        let mut order = Vec::new();
+        while let Some(_kind) = timers.pop_due(t0 + Duration::from_millis(5), limit) {
+            order.push(timers.len());
+        }
+        assert_eq!(order, vec![2, 1, 0]);
+        assert!(!timers.cancel(a) && !timers.cancel(b) && !timers.cancel(late));
+    }
+
+    #[test]
+    fn top_of_heap_is_always_live() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        let first = timers.insert(t0, call());
+        timers.insert(t0 + Duration::from_secs(1), call());
+        assert_eq!(timers.next_deadline(), Some(t0));
+        assert!(timers.cancel(first));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn timers_created_during_firing_wait() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        timers.insert(t0, call());
+        let limit = timers.next_seq();
+        timers.insert(t0, call());
+        assert!(timers.pop_due(t0, limit).is_some());
+        assert!(timers.pop_due(t0, limit).is_none());
+        assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
+    fn dead_entries_are_compacted() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        timers.insert(t0, call());
+        let ids: Vec<u64> = (0..1000)
+            .map(|i| timers.insert(t0 + Duration::from_secs(1 + i), call()))
+            .collect();
+        for id in ids {
+            timers.cancel(id);
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(timers.heap.len() <= 64 + 2);
+    }
+}
