@@ -36,9 +36,18 @@
 //! assert!(matches!(ev, Event::Complete { keep_alive: true, .. }));
 //! ```
 
+mod chunked;
+mod fuzz;
 mod headers;
+mod request;
+mod response;
 
+#[doc(hidden)]
+pub use fuzz::fuzz_response;
 pub use headers::Headers;
+
+use chunked::{ChunkedDecoder, Step};
+use request::SendState;
 
 use std::fmt;
 
@@ -207,7 +216,65 @@ pub enum ProtocolError {
 
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        match self {
+            ProtocolError::InvalidStatusLine => f.write_str("invalid status line in response"),
+            ProtocolError::UnsupportedVersion => {
+                f.write_str("unsupported HTTP version in response (only HTTP/1.0 and HTTP/1.1)")
+            }
+            ProtocolError::InvalidHeaderName => f.write_str("invalid header name in response"),
+            ProtocolError::InvalidHeaderValue => f.write_str("invalid header value in response"),
+            ProtocolError::HeadTooLarge => f.write_str("response head exceeds the size limit"),
+            ProtocolError::TooManyHeaders => {
+                f.write_str("response has more header fields than the limit")
+            }
+            ProtocolError::TooManyInformational => {
+                f.write_str("too many interim (1xx) responses before the final response")
+            }
+            ProtocolError::UnexpectedSwitchingProtocols => {
+                f.write_str("server switched protocols without an upgrade request")
+            }
+            ProtocolError::InvalidContentLength => {
+                f.write_str("invalid Content-Length header in response")
+            }
+            ProtocolError::UnsupportedTransferCoding => {
+                f.write_str("unsupported Transfer-Encoding in response")
+            }
+            ProtocolError::InvalidChunkSize => {
+                f.write_str("invalid chunk size line in response body")
+            }
+            ProtocolError::InvalidChunkExtension => {
+                f.write_str("invalid chunk extension in response body")
+            }
+            ProtocolError::ChunkExtensionTooLong => {
+                f.write_str("chunk extensions in response body exceed the size limit")
+            }
+            ProtocolError::MissingChunkDataCrlf => {
+                f.write_str("chunk data not followed by CRLF in response body")
+            }
+            ProtocolError::InvalidTrailers => {
+                f.write_str("invalid or oversized trailer section in response")
+            }
+            ProtocolError::Incomplete {
+                expected: Some(expected),
+                received,
+            } => write!(
+                f,
+                "response ended after {received} of {expected} body bytes"
+            ),
+            ProtocolError::Incomplete {
+                expected: None,
+                received,
+            } => write!(
+                f,
+                "response ended after {received} body bytes, before the body was complete"
+            ),
+            ProtocolError::IncompleteHead => {
+                f.write_str("connection closed before a complete response head")
+            }
+            ProtocolError::UnsolicitedData => {
+                f.write_str("server sent data that belongs to no request")
+            }
+        }
     }
 }
 
@@ -243,89 +310,446 @@ pub enum RequestError {
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        todo!()
+        match self {
+            RequestError::InvalidMethod => f.write_str("request method is not a valid token"),
+            RequestError::InvalidTarget => f.write_str(
+                "request target is empty or contains whitespace, control characters or a fragment",
+            ),
+            RequestError::InvalidHeaderName(name) => {
+                write!(f, "request header name {name:?} is not a valid token")
+            }
+            RequestError::InvalidHeaderValue(name) => write!(
+                f,
+                "request header {name:?} has an invalid value (CR, LF or NUL)"
+            ),
+            RequestError::BodyTooLong { declared } => write!(
+                f,
+                "request body is longer than its declared Content-Length of {declared} bytes"
+            ),
+            RequestError::BodyTooShort { declared, written } => write!(
+                f,
+                "request body ended after {written} of {declared} declared bytes"
+            ),
+            RequestError::WrongState => {
+                f.write_str("call does not fit the connection's current state")
+            }
+        }
     }
 }
 
 impl std::error::Error for RequestError {}
 
-/// The client side of one HTTP/1.1 connection, as a state machine.
+/// What the response side is doing.
 #[derive(Debug)]
-pub struct ClientConnection {}
+enum RecvState {
+    /// No request outstanding: any byte from the peer is unsolicited.
+    Idle,
+    /// Reading a response head (interim or final).
+    Head,
+    /// Reading a body of this many remaining bytes.
+    Length(u64),
+    /// Reading a chunked body.
+    Chunked,
+    /// Reading a body that ends when the peer closes.
+    CloseDelimited,
+    /// The response ended; [`Event::Complete`] is still to be returned.
+    Ending,
+    /// [`Event::Complete`] was returned.
+    Done,
+    /// A protocol error latched.
+    Failed(ProtocolError),
+}
+
+/// Facts recorded about the request in flight.
+#[derive(Debug, Clone, Copy)]
+struct RequestInfo {
+    head: bool,
+    connect: bool,
+    upgrade: bool,
+    close: bool,
+    body: RequestBody,
+    /// `Expect: 100-continue` was sent with a body and no 100 (or timeout) came yet.
+    awaiting_continue: bool,
+    /// A final response arrived before the body was completely sent.
+    early_final: bool,
+}
+
+impl RequestInfo {
+    const EMPTY: RequestInfo = RequestInfo {
+        head: false,
+        connect: false,
+        upgrade: false,
+        close: false,
+        body: RequestBody::None,
+        awaiting_continue: false,
+        early_final: false,
+    };
+}
+
+/// The client side of one HTTP/1.1 connection, as a state machine.
+///
+/// # Policies
+///
+/// * The core owns request framing: `Content-Length` and `Transfer-Encoding` fields among the
+///   caller's headers are dropped and replaced by the framing of the [`RequestBody`].
+/// * Exactly one `Host` is sent, first: the caller's first `Host` field if any (later ones are
+///   dropped), else [`RequestHead::host`].
+/// * Response heads may use bare LF line ends (httparse leniency); obs-fold is rejected
+///   ([`ProtocolError::InvalidHeaderName`]); empty lines before the status line are skipped.
+/// * Chunk lines and trailer lines must end in CRLF exactly. A chunk-size may have any number
+///   of leading zeros (RFC-valid), but at most 64 bits of value.
+/// * A response with both Transfer-Encoding and Content-Length, or Transfer-Encoding in
+///   HTTP/1.0, is decoded by Transfer-Encoding and the connection is not reused.
+/// * Transfer codings other than a final `chunked` are not decoded: with `gzip, chunked` the
+///   dechunked (still gzip-coded) bytes are delivered; a list not ending in `chunked` makes the
+///   body close-delimited. The caller inspects `Transfer-Encoding` for such codings.
+/// * A 2xx to `CONNECT` and a `101` to an upgrade request end after the head
+///   ([`Framing::NoBody`], not reusable): the bytes after the head belong to the tunnel and must
+///   not be passed to [`Self::receive`].
+/// * Bytes after a complete response are [`ProtocolError::UnsolicitedData`].
+#[derive(Debug)]
+pub struct ClientConnection {
+    config: Config,
+    send: SendState,
+    req: RequestInfo,
+    recv: RecvState,
+    /// Bytes of a response head received so far (all searched for the blank line already).
+    head_buf: Vec<u8>,
+    /// Empty lines skipped before the status line.
+    leading_blank: usize,
+    chunked: ChunkedDecoder,
+    interim: usize,
+    framing: Option<Framing>,
+    body_received: u64,
+    keep_alive: bool,
+    started: bool,
+    peer_closed: bool,
+}
 
 impl ClientConnection {
     /// A fresh connection with the given limits.
     pub fn new(config: Config) -> Self {
-        todo!()
+        ClientConnection {
+            config,
+            send: SendState::Idle,
+            req: RequestInfo::EMPTY,
+            recv: RecvState::Idle,
+            head_buf: Vec::new(),
+            leading_blank: 0,
+            chunked: ChunkedDecoder::new(),
+            interim: 0,
+            framing: None,
+            body_received: 0,
+            keep_alive: false,
+            started: false,
+            peer_closed: false,
+        }
     }
 
     /// Encodes a request head into `out`. Adds `Host` (unless the caller gave one) and the
     /// framing header for `body`. `Expect: 100-continue` among the caller's headers makes
     /// [`Self::may_send_body`] false until a 100 arrives or [`Self::continue_timed_out`].
+    ///
+    /// Everything is validated before a byte is written to `out`. The caller's
+    /// `Content-Length` and `Transfer-Encoding` fields are dropped: the core writes the framing
+    /// for `body` itself (`Content-Length: n` for [`RequestBody::Length`], also for 0;
+    /// `Transfer-Encoding: chunked` for [`RequestBody::Chunked`]; neither for
+    /// [`RequestBody::None`]). Only valid on a fresh connection or after [`Self::reset`].
     pub fn send_request(
         &mut self,
         head: &RequestHead<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) -> Result<(), RequestError> {
-        todo!()
+        self.encode_request(head, body, out)
     }
 
     /// Encodes a piece of request body into `out` (with chunk framing when chunked).
+    ///
+    /// Returns [`RequestError::WrongState`] while [`Self::may_send_body`] is false. Empty data
+    /// writes nothing (an empty chunk would end a chunked body).
     pub fn send_body(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), RequestError> {
-        todo!()
+        self.encode_body(data, out)
     }
 
     /// Ends the request body (the last chunk when chunked; a length check otherwise).
     pub fn finish_body(&mut self, out: &mut Vec<u8>) -> Result<(), RequestError> {
-        todo!()
+        self.encode_finish(out)
     }
 
     /// Whether the request body may be sent now (false while waiting for `100 Continue`, and
     /// once a final response arrived before the body was sent).
     pub fn may_send_body(&self) -> bool {
-        todo!()
+        matches!(self.send, SendState::Body { .. })
+            && !self.req.awaiting_continue
+            && !self.req.early_final
+            && !matches!(self.recv, RecvState::Failed(_))
     }
 
     /// The wait for `100 Continue` timed out: the body may be sent anyway.
     pub fn continue_timed_out(&mut self) {
-        todo!()
+        self.req.awaiting_continue = false;
     }
 
     /// Consumes a prefix of `input` and returns the number of bytes consumed and one event.
+    ///
+    /// [`Event::NeedMore`] is returned only when all of `input` was consumed. A response head
+    /// consumes only its own bytes; the body bytes after it stay in the caller's input.
     pub fn receive<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
-        todo!()
+        let result = self.step(input);
+        if let Err(e) = &result {
+            self.recv = RecvState::Failed(e.clone());
+        }
+        result
+    }
+
+    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
+        match &mut self.recv {
+            RecvState::Failed(e) => Err(e.clone()),
+            RecvState::Idle | RecvState::Done => {
+                if input.is_empty() {
+                    Ok((0, Event::NeedMore))
+                } else {
+                    Err(ProtocolError::UnsolicitedData)
+                }
+            }
+            RecvState::Head => self.receive_head(input),
+            RecvState::Length(remaining) => {
+                if *remaining == 0 {
+                    return Ok((0, self.complete()));
+                }
+                if input.is_empty() {
+                    return Ok((0, Event::NeedMore));
+                }
+                let n = (*remaining).min(input.len() as u64);
+                *remaining -= n;
+                if *remaining == 0 {
+                    self.recv = RecvState::Ending;
+                }
+                self.body_received += n;
+                let n = n as usize;
+                Ok((n, Event::Data(&input[..n])))
+            }
+            RecvState::Chunked => {
+                let (n, step) = self.chunked.decode(input, &self.config)?;
+                Ok((
+                    n,
+                    match step {
+                        Step::NeedMore => Event::NeedMore,
+                        Step::Data(d) => {
+                            self.body_received += d.len() as u64;
+                            Event::Data(d)
+                        }
+                        Step::End(Some(trailers)) => {
+                            self.recv = RecvState::Ending;
+                            Event::Trailers(trailers)
+                        }
+                        Step::End(None) => self.complete(),
+                    },
+                ))
+            }
+            RecvState::CloseDelimited => {
+                if input.is_empty() {
+                    return Ok((0, Event::NeedMore));
+                }
+                self.body_received += input.len() as u64;
+                Ok((input.len(), Event::Data(input)))
+            }
+            RecvState::Ending => Ok((0, self.complete())),
+        }
+    }
+
+    /// Moves to `Done` and builds the matching event.
+    fn complete(&mut self) -> Event<'static> {
+        self.recv = RecvState::Done;
+        Event::Complete {
+            keep_alive: self.keep_alive,
+            close_delimited: self.framing == Some(Framing::CloseDelimited),
+        }
+    }
+
+    fn receive_head<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
+        if input.is_empty() {
+            return Ok((0, Event::NeedMore));
+        }
+        self.started = true;
+        let len = input.len();
+        let mut i = 0;
+        // Skip empty lines before the status line (a lone CR is held until its LF shows).
+        while self.head_buf.is_empty() || self.head_buf == b"\r" {
+            if i == len {
+                return Ok((i, Event::NeedMore));
+            }
+            let skip = if self.head_buf.is_empty() {
+                match (input[i], input.get(i + 1)) {
+                    (b'\n', _) => 1,
+                    (b'\r', Some(b'\n')) => 2,
+                    (b'\r', None) => {
+                        self.head_buf.push(b'\r');
+                        return Ok((len, Event::NeedMore));
+                    }
+                    _ => break,
+                }
+            } else if input[i] == b'\n' {
+                self.head_buf.clear();
+                1
+            } else {
+                break;
+            };
+            i += skip;
+            self.leading_blank += skip;
+            if self.leading_blank > self.config.max_head_size {
+                return Err(ProtocolError::HeadTooLarge);
+            }
+        }
+        let rest = &input[i..];
+        let max = self.config.max_head_size;
+        let base = self.head_buf.len();
+        let window = &rest[..rest.len().min(max.saturating_sub(base))];
+        let Some(end) = response::find_blank_line(&self.head_buf, window, false) else {
+            if base + rest.len() > max {
+                return Err(ProtocolError::HeadTooLarge);
+            }
+            self.head_buf.extend_from_slice(rest);
+            return Ok((len, Event::NeedMore));
+        };
+        let head = if base == 0 {
+            response::parse_head(&rest[..end], &self.config)?
+        } else {
+            self.head_buf.extend_from_slice(&rest[..end]);
+            response::parse_head(&self.head_buf, &self.config)?
+        };
+        self.head_buf.clear();
+        self.leading_blank = 0;
+        let consumed = i + end;
+
+        if head.status == 101 && !self.req.upgrade {
+            return Err(ProtocolError::UnexpectedSwitchingProtocols);
+        }
+        if head.status < 200 && head.status != 101 {
+            self.interim += 1;
+            if self.interim > self.config.max_interim_responses {
+                return Err(ProtocolError::TooManyInformational);
+            }
+            if head.status == 100 {
+                self.req.awaiting_continue = false;
+            }
+            return Ok((consumed, Event::Informational(head)));
+        }
+
+        let facts = response::RequestFacts {
+            head: self.req.head,
+            connect: self.req.connect,
+            close: self.req.close,
+        };
+        let (framing, mut keep_alive) = response::decide_framing(&head, &facts)?;
+        if head.status == 101 {
+            keep_alive = false;
+        }
+        if self.send != SendState::Done {
+            // The server answered before the body was sent: never send the rest, and the
+            // server may still be waiting for (or reading) body bytes, so do not reuse.
+            self.req.early_final = true;
+            keep_alive = false;
+        }
+        self.keep_alive = keep_alive;
+        self.framing = Some(framing);
+        self.recv = match framing {
+            Framing::NoBody => RecvState::Ending,
+            Framing::Length(n) => RecvState::Length(n),
+            Framing::Chunked => {
+                self.chunked.reset();
+                RecvState::Chunked
+            }
+            Framing::CloseDelimited => RecvState::CloseDelimited,
+        };
+        Ok((consumed, Event::Head(head)))
     }
 
     /// The peer closed its side. Returns [`Event::Complete`] for a close-delimited body (or
     /// when a chunked body's last chunk arrived), otherwise [`ProtocolError::Incomplete`].
+    ///
+    /// Before any response byte, or inside a head, the error is
+    /// [`ProtocolError::IncompleteHead`] (check [`Self::response_started`] to tell them apart).
+    /// After [`Event::Complete`] this only marks the connection as not reusable and returns
+    /// [`Event::NeedMore`].
     pub fn receive_eof(&mut self) -> Result<Event<'static>, ProtocolError> {
-        todo!()
+        self.peer_closed = true;
+        let result = match &self.recv {
+            RecvState::Failed(e) => Err(e.clone()),
+            RecvState::Done => return Ok(Event::NeedMore),
+            RecvState::Idle | RecvState::Head => Err(ProtocolError::IncompleteHead),
+            RecvState::Length(0) | RecvState::Ending => {
+                self.keep_alive = false;
+                Ok(self.complete())
+            }
+            RecvState::Length(remaining) => Err(ProtocolError::Incomplete {
+                expected: Some(self.body_received + remaining),
+                received: self.body_received,
+            }),
+            RecvState::Chunked if self.chunked.in_trailers() => {
+                // RFC 9112 section 9.8: the terminal chunk arrived; the rest is optional.
+                self.keep_alive = false;
+                Ok(self.complete())
+            }
+            RecvState::Chunked => Err(ProtocolError::Incomplete {
+                expected: None,
+                received: self.body_received,
+            }),
+            RecvState::CloseDelimited => {
+                self.keep_alive = false;
+                Ok(self.complete())
+            }
+        };
+        if let Err(e) = &result {
+            self.recv = RecvState::Failed(e.clone());
+        }
+        result
     }
 
     /// Framing of the current response, known once its head was returned.
     pub fn framing(&self) -> Option<Framing> {
-        todo!()
+        self.framing
     }
 
     /// Body bytes of the current response received so far.
     pub fn body_received(&self) -> u64 {
-        todo!()
+        self.body_received
     }
 
     /// True once the response completed and the connection can carry another request.
     pub fn is_reusable(&self) -> bool {
-        todo!()
+        matches!(self.recv, RecvState::Done)
+            && self.keep_alive
+            && !self.peer_closed
+            && self.send == SendState::Done
     }
 
     /// True once any byte of a response to the current request has been received.
     pub fn response_started(&self) -> bool {
-        todo!()
+        self.started
     }
 
     /// Prepares a reusable connection for its next request.
+    ///
+    /// Only valid when [`Self::is_reusable`] is true; otherwise [`RequestError::WrongState`].
+    /// Buffers keep their capacity.
     pub fn reset(&mut self) -> Result<(), RequestError> {
-        todo!()
+        if !self.is_reusable() {
+            return Err(RequestError::WrongState);
+        }
+        self.send = SendState::Idle;
+        self.req = RequestInfo::EMPTY;
+        self.recv = RecvState::Idle;
+        self.head_buf.clear();
+        self.leading_blank = 0;
+        self.chunked.reset();
+        self.interim = 0;
+        self.framing = None;
+        self.body_received = 0;
+        self.keep_alive = false;
+        self.started = false;
+        Ok(())
     }
 }
 

@@ -1,0 +1,261 @@
+//! A strict, hand-written decoder for the chunked transfer coding (RFC 9112 section 7.1).
+//!
+//! Grammar enforced:
+//!
+//! ```text
+//! chunk      = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+//! chunk-size = 1*HEXDIG                    ; at most 64 bits of value, leading zeros allowed
+//! chunk-ext  = *( BWS ";" ... )            ; no CTL except HTAB, bounded per body
+//! last-chunk = 1*"0" [ chunk-ext ] CRLF
+//! trailer-section = *( field-line CRLF ) CRLF
+//! ```
+//!
+//! Line ends are CRLF exactly. Chunk data is handed out as slices of the input; nothing is
+//! allocated from a declared size. The only buffer is for a non-empty trailer section.
+
+use super::response::{find_blank_line, parse_trailers};
+use super::{Config, Headers, ProtocolError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading hex digits of a chunk-size.
+    Size,
+    /// Whitespace after the size; only `;` may follow.
+    SizeWs,
+    /// Inside a chunk extension, up to CR.
+    Ext,
+    /// CR of the size line seen; LF must follow.
+    SizeLf,
+    /// Chunk data still to come.
+    Data,
+    /// CR after chunk data expected.
+    DataCr,
+    /// LF after chunk data expected.
+    DataLf,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+/// What one decoding step produced.
+#[derive(Debug)]
+pub(crate) enum Step<'a> {
+    /// All input used; more is needed.
+    NeedMore,
+    /// A piece of chunk data.
+    Data(&'a [u8]),
+    /// The body ended; trailers, if any were sent.
+    End(Option<Headers>),
+}
+
+/// The decoder's state for one body (reused across bodies).
+#[derive(Debug)]
+pub(crate) struct ChunkedDecoder {
+    state: State,
+    /// Size of the current chunk, or data bytes left while in `Data`.
+    size: u64,
+    /// Whether the current size line has a digit yet.
+    has_digit: bool,
+    /// Extension bytes seen over this body.
+    ext_bytes: usize,
+    /// Trailer bytes buffered so far (kept for reuse).
+    trailer_buf: Vec<u8>,
+}
+
+#[inline]
+fn hex_value(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some(u64::from(b - b'0')),
+        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
+        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
+        _ => None,
+    }
+}
+
+/// A byte that may not appear in a chunk extension: CTLs other than HTAB, and DEL.
+#[inline]
+fn is_bad_ext_byte(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+impl ChunkedDecoder {
+    pub(crate) fn new() -> Self {
+        ChunkedDecoder {
+            state: State::Size,
+            size: 0,
+            has_digit: false,
+            ext_bytes: 0,
+            trailer_buf: Vec::new(),
+        }
+    }
+
+    /// Prepares for a new body, keeping the trailer buffer's capacity.
+    pub(crate) fn reset(&mut self) {
+        self.state = State::Size;
+        self.size = 0;
+        self.has_digit = false;
+        self.ext_bytes = 0;
+        self.trailer_buf.clear();
+    }
+
+    /// Whether the last chunk was received (only trailers or the final CRLF are missing).
+    pub(crate) fn in_trailers(&self) -> bool {
+        self.state == State::Trailers
+    }
+
+    /// Decodes from `input`. Returns the bytes consumed and what they produced. Framing bytes
+    /// are consumed silently; the step ends at the first piece of data, at the end of the body,
+    /// or when the input runs out.
+    pub(crate) fn decode<'a>(
+        &mut self,
+        input: &'a [u8],
+        config: &Config,
+    ) -> Result<(usize, Step<'a>), ProtocolError> {
+        let len = input.len();
+        let mut i = 0;
+        loop {
+            if i == len {
+                return Ok((i, Step::NeedMore));
+            }
+            match self.state {
+                State::Size => {
+                    while i < len {
+                        let Some(d) = hex_value(input[i]) else { break };
+                        if self.size >> 60 != 0 {
+                            return Err(ProtocolError::InvalidChunkSize);
+                        }
+                        self.size = (self.size << 4) | d;
+                        self.has_digit = true;
+                        i += 1;
+                    }
+                    if i == len {
+                        continue;
+                    }
+                    if !self.has_digit {
+                        return Err(ProtocolError::InvalidChunkSize);
+                    }
+                    match input[i] {
+                        b'\r' => self.state = State::SizeLf,
+                        b';' => {
+                            self.count_ext(1, config)?;
+                            self.state = State::Ext;
+                        }
+                        b' ' | b'\t' => self.state = State::SizeWs,
+                        _ => return Err(ProtocolError::InvalidChunkSize),
+                    }
+                    i += 1;
+                }
+                State::SizeWs => {
+                    match input[i] {
+                        b' ' | b'\t' => {}
+                        b';' => {
+                            self.count_ext(1, config)?;
+                            self.state = State::Ext;
+                        }
+                        _ => return Err(ProtocolError::InvalidChunkSize),
+                    }
+                    i += 1;
+                }
+                State::Ext => {
+                    let rest = &input[i..];
+                    let stop = rest.iter().position(|&b| is_bad_ext_byte(b));
+                    let n = stop.unwrap_or(rest.len());
+                    self.count_ext(n, config)?;
+                    i += n;
+                    if stop.is_some() {
+                        if input[i] != b'\r' {
+                            return Err(ProtocolError::InvalidChunkExtension);
+                        }
+                        self.state = State::SizeLf;
+                        i += 1;
+                    }
+                }
+                State::SizeLf => {
+                    if input[i] != b'\n' {
+                        return Err(ProtocolError::InvalidChunkSize);
+                    }
+                    i += 1;
+                    self.has_digit = false;
+                    if self.size == 0 {
+                        self.state = State::Trailers;
+                        // Fast path: no trailer fields, the final CRLF is right here.
+                        if input[i..].starts_with(b"\r\n") {
+                            return Ok((i + 2, Step::End(None)));
+                        }
+                    } else {
+                        self.state = State::Data;
+                    }
+                }
+                State::Data => {
+                    let avail = (len - i) as u64;
+                    let n = self.size.min(avail) as usize;
+                    self.size -= n as u64;
+                    if self.size == 0 {
+                        self.state = State::DataCr;
+                    }
+                    return Ok((i + n, Step::Data(&input[i..i + n])));
+                }
+                State::DataCr => {
+                    if input[i] != b'\r' {
+                        return Err(ProtocolError::MissingChunkDataCrlf);
+                    }
+                    self.state = State::DataLf;
+                    i += 1;
+                    // Common case: the LF and the next size line follow at once.
+                    if input.get(i) == Some(&b'\n') {
+                        self.state = State::Size;
+                        i += 1;
+                    }
+                }
+                State::DataLf => {
+                    if input[i] != b'\n' {
+                        return Err(ProtocolError::MissingChunkDataCrlf);
+                    }
+                    self.state = State::Size;
+                    i += 1;
+                }
+                State::Trailers => return self.trailers(input, i, config),
+            }
+        }
+    }
+
+    fn count_ext(&mut self, n: usize, config: &Config) -> Result<(), ProtocolError> {
+        self.ext_bytes = self.ext_bytes.saturating_add(n);
+        if self.ext_bytes > config.max_chunk_ext_bytes {
+            return Err(ProtocolError::ChunkExtensionTooLong);
+        }
+        Ok(())
+    }
+
+    /// The trailer section: buffered until its blank line, then parsed with httparse.
+    fn trailers<'a>(
+        &mut self,
+        input: &'a [u8],
+        i: usize,
+        config: &Config,
+    ) -> Result<(usize, Step<'a>), ProtocolError> {
+        let rest = &input[i..];
+        let room = config
+            .max_trailer_size
+            .saturating_sub(self.trailer_buf.len());
+        let window = &rest[..rest.len().min(room)];
+        match find_blank_line(&self.trailer_buf, window, true) {
+            Some(end) => {
+                let headers = if self.trailer_buf.is_empty() {
+                    parse_trailers(&rest[..end], config)?
+                } else {
+                    self.trailer_buf.extend_from_slice(&rest[..end]);
+                    parse_trailers(&self.trailer_buf, config)?
+                };
+                let trailers = (!headers.is_empty()).then_some(headers);
+                Ok((i + end, Step::End(trailers)))
+            }
+            None => {
+                if self.trailer_buf.len() + rest.len() > config.max_trailer_size {
+                    return Err(ProtocolError::InvalidTrailers);
+                }
+                self.trailer_buf.extend_from_slice(rest);
+                Ok((input.len(), Step::NeedMore))
+            }
+        }
+    }
+}

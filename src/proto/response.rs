@@ -1,0 +1,353 @@
+//! Response side: incremental head parsing and the RFC 9112 section 6.3 framing decision.
+
+use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
+
+/// Header slots kept on the stack; larger `max_headers` fall back to a heap array.
+const STACK_HEADERS: usize = 128;
+
+/// Looks for the blank line that ends a header block.
+///
+/// `prev` holds the bytes of the block buffered so far; all of them were searched before, so only
+/// `input` is scanned (a line end in `input` may look back into `prev`). `at_line_start` says that
+/// the byte before `prev` ended a line (true for a trailer section, which follows `0\r\n`).
+/// A blank line is `\r\n` or a bare `\n` after a line end. Returns the index in `input` just past
+/// the blank line.
+pub(crate) fn find_blank_line(prev: &[u8], input: &[u8], at_line_start: bool) -> Option<usize> {
+    let back = |k: usize, d: usize| -> Option<u8> {
+        // Byte `d` positions before input[k].
+        if k >= d {
+            Some(input[k - d])
+        } else {
+            let j = prev.len() as isize + k as isize - d as isize;
+            if j >= 0 {
+                Some(prev[j as usize])
+            } else if j == -1 && at_line_start {
+                Some(b'\n')
+            } else {
+                None
+            }
+        }
+    };
+    let mut from = 0;
+    while let Some(p) = input[from..].iter().position(|&b| b == b'\n') {
+        let k = from + p;
+        match back(k, 1) {
+            Some(b'\n') => return Some(k + 1),
+            Some(b'\r') if back(k, 2) == Some(b'\n') => return Some(k + 1),
+            _ => {}
+        }
+        from = k + 1;
+    }
+    None
+}
+
+fn map_httparse(e: httparse::Error, bytes: &[u8]) -> ProtocolError {
+    use httparse::Error as E;
+    match e {
+        E::HeaderName => ProtocolError::InvalidHeaderName,
+        E::HeaderValue | E::NewLine => ProtocolError::InvalidHeaderValue,
+        E::TooManyHeaders => ProtocolError::TooManyHeaders,
+        E::Version => {
+            // Skip the leading blank lines httparse skips too.
+            let start = bytes
+                .iter()
+                .position(|&b| b != b'\r' && b != b'\n')
+                .unwrap_or(bytes.len());
+            if bytes[start..].starts_with(b"HTTP/") {
+                ProtocolError::UnsupportedVersion
+            } else {
+                ProtocolError::InvalidStatusLine
+            }
+        }
+        E::Status | E::Token => ProtocolError::InvalidStatusLine,
+    }
+}
+
+/// Parses a complete response head (it ends with its blank line).
+pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, ProtocolError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if config.max_headers <= STACK_HEADERS {
+        &mut stack[..config.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; config.max_headers];
+        &mut heap[..]
+    };
+    let mut resp = httparse::Response::new(slots);
+    match resp.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // The caller found a blank line after the status line, so this cannot be short.
+        Ok(httparse::Status::Partial) => return Err(ProtocolError::InvalidStatusLine),
+        Err(e) => return Err(map_httparse(e, bytes)),
+    }
+    let version = match resp.version {
+        Some(0) => Version::Http10,
+        Some(1) => Version::Http11,
+        _ => return Err(ProtocolError::UnsupportedVersion),
+    };
+    let status = resp.code.ok_or(ProtocolError::InvalidStatusLine)?;
+    if !(100..=599).contains(&status) {
+        return Err(ProtocolError::InvalidStatusLine);
+    }
+    let mut headers = Headers::new();
+    for h in resp.headers.iter() {
+        headers.append(h.name, h.value);
+    }
+    Ok(ResponseHead {
+        version,
+        status,
+        reason: resp.reason.unwrap_or("").to_owned(),
+        headers,
+    })
+}
+
+/// Parses a complete trailer section (ending with its blank line). Every line must end in CRLF.
+pub(crate) fn parse_trailers(bytes: &[u8], config: &Config) -> Result<Headers, ProtocolError> {
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            return Err(ProtocolError::InvalidTrailers);
+        }
+    }
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut heap;
+    let slots: &mut [httparse::Header<'_>] = if config.max_headers <= STACK_HEADERS {
+        &mut stack[..config.max_headers]
+    } else {
+        heap = vec![httparse::EMPTY_HEADER; config.max_headers];
+        &mut heap[..]
+    };
+    match httparse::parse_headers(bytes, slots) {
+        Ok(httparse::Status::Complete((n, fields))) if n == bytes.len() => {
+            let mut headers = Headers::new();
+            for h in fields {
+                headers.append(h.name, h.value);
+            }
+            Ok(headers)
+        }
+        _ => Err(ProtocolError::InvalidTrailers),
+    }
+}
+
+/// Parses Content-Length field values: each a comma list of `1*DIGIT`, all identical.
+pub(crate) fn content_length<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<u64>, ProtocolError> {
+    let mut found: Option<u64> = None;
+    let mut any = false;
+    for value in values.by_ref() {
+        any = true;
+        for item in value.split(|&b| b == b',') {
+            let item = trim_ows(item);
+            if item.is_empty() {
+                return Err(ProtocolError::InvalidContentLength);
+            }
+            let mut n: u64 = 0;
+            for &b in item {
+                if !b.is_ascii_digit() {
+                    return Err(ProtocolError::InvalidContentLength);
+                }
+                n = n
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(b - b'0')))
+                    .ok_or(ProtocolError::InvalidContentLength)?;
+            }
+            match found {
+                Some(prev) if prev != n => return Err(ProtocolError::InvalidContentLength),
+                _ => found = Some(n),
+            }
+        }
+    }
+    if any && found.is_none() {
+        return Err(ProtocolError::InvalidContentLength);
+    }
+    Ok(found)
+}
+
+/// Strips optional whitespace (SP, HTAB) from both ends.
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// What Transfer-Encoding says about the body.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TeFraming {
+    /// `chunked` is the final coding.
+    Chunked,
+    /// Codings without a final `chunked`: the body runs until close.
+    CloseDelimited,
+}
+
+/// Reads the transfer-coding list across every Transfer-Encoding line.
+///
+/// `chunked` must appear at most once, without parameters; if it is present it must be last,
+/// otherwise the body is close-delimited (RFC 9112 section 6.3, rule 5).
+pub(crate) fn transfer_coding<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> Result<TeFraming, ProtocolError> {
+    let mut codings = 0usize;
+    let mut chunked_seen = false;
+    let mut last_is_chunked = false;
+    for value in values {
+        for item in value.split(|&b| b == b',') {
+            let item = trim_ows(item);
+            if item.is_empty() {
+                continue;
+            }
+            let (name, has_params) = match item.iter().position(|&b| b == b';') {
+                Some(p) => (trim_ows(&item[..p]), true),
+                None => (item, false),
+            };
+            if !super::request::is_token(name) {
+                return Err(ProtocolError::UnsupportedTransferCoding);
+            }
+            codings += 1;
+            let is_chunked = name.eq_ignore_ascii_case(b"chunked");
+            if is_chunked {
+                if has_params || chunked_seen {
+                    return Err(ProtocolError::UnsupportedTransferCoding);
+                }
+                chunked_seen = true;
+            }
+            last_is_chunked = is_chunked;
+        }
+    }
+    if codings == 0 {
+        return Err(ProtocolError::UnsupportedTransferCoding);
+    }
+    Ok(if last_is_chunked {
+        TeFraming::Chunked
+    } else {
+        TeFraming::CloseDelimited
+    })
+}
+
+/// Facts about the request that shape how its response is framed.
+pub(crate) struct RequestFacts {
+    pub head: bool,
+    pub connect: bool,
+    pub close: bool,
+}
+
+/// Decides framing and persistence of a final response (RFC 9112 sections 6.3 and 9.3).
+pub(crate) fn decide_framing(
+    head: &ResponseHead,
+    req: &RequestFacts,
+) -> Result<(Framing, bool), ProtocolError> {
+    let h = &head.headers;
+    let mut keep_alive = match head.version {
+        Version::Http11 => !h.has_token("connection", "close"),
+        Version::Http10 => {
+            h.has_token("connection", "keep-alive") && !h.has_token("connection", "close")
+        }
+    };
+    if req.close {
+        keep_alive = false;
+    }
+    let status = head.status;
+    if req.head || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((Framing::NoBody, keep_alive));
+    }
+    if req.connect && (200..300).contains(&status) {
+        // The connection becomes a tunnel; the caller takes the bytes that follow.
+        return Ok((Framing::NoBody, false));
+    }
+    if h.contains("transfer-encoding") {
+        let te = transfer_coding(h.get_all("transfer-encoding"))?;
+        if h.contains("content-length") || head.version == Version::Http10 {
+            // Smuggling indicator or faulty framing: decode by TE, then close.
+            keep_alive = false;
+        }
+        return Ok(match te {
+            TeFraming::Chunked => (Framing::Chunked, keep_alive),
+            TeFraming::CloseDelimited => (Framing::CloseDelimited, false),
+        });
+    }
+    if let Some(n) = content_length(h.get_all("content-length"))? {
+        return Ok((Framing::Length(n), keep_alive));
+    }
+    Ok((Framing::CloseDelimited, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_line_search_across_buffers() {
+        assert_eq!(find_blank_line(b"", b"A\r\n\r\nrest", false), Some(5));
+        assert_eq!(find_blank_line(b"A\r\n\r", b"\nrest", false), Some(1));
+        assert_eq!(find_blank_line(b"A\r\n", b"\r\n", false), Some(2));
+        assert_eq!(find_blank_line(b"A\n", b"\nx", false), Some(1));
+        assert_eq!(find_blank_line(b"", b"\r\n", false), None);
+        assert_eq!(find_blank_line(b"", b"\r\n", true), Some(2));
+        assert_eq!(find_blank_line(b"", b"A: b\r\nC: d\r\n", true), None);
+    }
+
+    #[test]
+    fn content_length_rules() {
+        let one = |v: &'static [u8]| content_length(std::iter::once(v));
+        assert_eq!(one(b"5"), Ok(Some(5)));
+        assert_eq!(one(b" 5 , 5 "), Ok(Some(5)));
+        assert_eq!(one(b"0005"), Ok(Some(5)));
+        assert_eq!(one(b"18446744073709551615"), Ok(Some(u64::MAX)));
+        for bad in [
+            &b"+5"[..],
+            b"-6",
+            b"crap",
+            b"0x5",
+            b"5 5",
+            b"",
+            b"36893488147419103232",
+            b"18446744073709551616",
+            b"1_0",
+            b"5, 6",
+            b"5,",
+        ] {
+            assert_eq!(
+                one(bad),
+                Err(ProtocolError::InvalidContentLength),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            content_length([&b"5"[..], b"6"].into_iter()),
+            Err(ProtocolError::InvalidContentLength)
+        );
+        assert_eq!(content_length([&b"5"[..], b"5"].into_iter()), Ok(Some(5)));
+        assert_eq!(content_length(std::iter::empty()), Ok(None));
+    }
+
+    #[test]
+    fn transfer_coding_rules() {
+        let te = |v: &[&'static [u8]]| transfer_coding(v.iter().copied());
+        assert_eq!(te(&[b"chunked"]), Ok(TeFraming::Chunked));
+        assert_eq!(te(&[b"CHUNKED"]), Ok(TeFraming::Chunked));
+        assert_eq!(te(&[b"gzip, chunked"]), Ok(TeFraming::Chunked));
+        assert_eq!(te(&[b"gzip", b"chunked"]), Ok(TeFraming::Chunked));
+        assert_eq!(te(&[b"gzip"]), Ok(TeFraming::CloseDelimited));
+        assert_eq!(te(&[b"chunked, identity"]), Ok(TeFraming::CloseDelimited));
+        assert_eq!(
+            te(&[b"chunked;foo=bar"]),
+            Err(ProtocolError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            te(&[b"chunked, chunked"]),
+            Err(ProtocolError::UnsupportedTransferCoding)
+        );
+        assert_eq!(
+            te(&[b"chunked", b"chunked"]),
+            Err(ProtocolError::UnsupportedTransferCoding)
+        );
+        assert_eq!(te(&[b""]), Err(ProtocolError::UnsupportedTransferCoding));
+        assert_eq!(
+            te(&[b"ch unked"]),
+            Err(ProtocolError::UnsupportedTransferCoding)
+        );
+    }
+}

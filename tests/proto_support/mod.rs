@@ -1,0 +1,215 @@
+//! The shared test driver: feeds a response whole, byte by byte and at random split points, and
+//! checks that every mode gives the same outcome.
+#![allow(dead_code)]
+
+use weft::proto::{
+    ClientConnection, Config, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,
+    Version,
+};
+
+/// A normalized event: data pieces are concatenated, heads reduced to comparable parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ev {
+    Info(u16),
+    Head(Version, u16, Vec<(String, Vec<u8>)>),
+    Data(Vec<u8>),
+    Trailers(Vec<(String, Vec<u8>)>),
+    Complete {
+        keep_alive: bool,
+        close_delimited: bool,
+    },
+}
+
+/// Everything one run produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub events: Vec<Ev>,
+    /// The first error, if any (from `receive` or `receive_eof`).
+    pub error: Option<ProtocolError>,
+    pub framing: Option<Framing>,
+    pub reusable: bool,
+}
+
+impl Outcome {
+    /// All body bytes delivered.
+    pub fn body(&self) -> Vec<u8> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Data(d) => Some(d.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    /// The status of the final head.
+    pub fn status(&self) -> Option<u16> {
+        self.events.iter().find_map(|e| match e {
+            Ev::Head(_, s, _) => Some(*s),
+            _ => None,
+        })
+    }
+
+    /// The `Complete` event, if any.
+    pub fn complete(&self) -> Option<(bool, bool)> {
+        self.events.iter().find_map(|e| match e {
+            Ev::Complete {
+                keep_alive,
+                close_delimited,
+            } => Some((*keep_alive, *close_delimited)),
+            _ => None,
+        })
+    }
+}
+
+fn fields(h: &Headers) -> Vec<(String, Vec<u8>)> {
+    h.iter().map(|(n, v)| (n.to_owned(), v.to_vec())).collect()
+}
+
+/// A small deterministic PRNG (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Sends `method /` with no body on a connection with `config`.
+pub fn connection(method: &str, config: Config) -> ClientConnection {
+    let mut conn = ClientConnection::new(config);
+    let headers = Headers::new();
+    let head = RequestHead {
+        method,
+        target: "/",
+        host: "example.test",
+        headers: &headers,
+    };
+    let mut out = Vec::new();
+    conn.send_request(&head, RequestBody::None, &mut out)
+        .expect("request encodes");
+    conn
+}
+
+/// Feeds `pieces` to `conn` (then EOF if `eof`), recording normalized events.
+pub fn drive(conn: &mut ClientConnection, pieces: &[&[u8]], eof: bool) -> Outcome {
+    let mut events: Vec<Ev> = Vec::new();
+    let mut push = |events: &mut Vec<Ev>, ev: Event<'_>| {
+        let ev = match ev {
+            Event::NeedMore => return,
+            Event::Informational(h) => Ev::Info(h.status),
+            Event::Head(h) => Ev::Head(h.version, h.status, fields(&h.headers)),
+            Event::Data(d) => {
+                assert!(!d.is_empty(), "empty Data event");
+                if let Some(Ev::Data(prev)) = events.last_mut() {
+                    prev.extend_from_slice(d);
+                    return;
+                }
+                Ev::Data(d.to_vec())
+            }
+            Event::Trailers(t) => Ev::Trailers(fields(&t)),
+            Event::Complete {
+                keep_alive,
+                close_delimited,
+            } => Ev::Complete {
+                keep_alive,
+                close_delimited,
+            },
+        };
+        events.push(ev);
+    };
+    let mut error = None;
+    let mut guard = 0usize;
+    'outer: for piece in pieces {
+        let mut rest: &[u8] = piece;
+        loop {
+            guard += 1;
+            assert!(guard < 10_000_000, "no progress");
+            match conn.receive(rest) {
+                Ok((n, ev)) => {
+                    assert!(n <= rest.len());
+                    rest = &rest[n..];
+                    let need_more = ev == Event::NeedMore;
+                    push(&mut events, ev);
+                    if need_more {
+                        assert!(rest.is_empty(), "NeedMore before all input was consumed");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    // Errors latch.
+                    assert_eq!(conn.receive(b"more").map(|_| ()), Err(e.clone()));
+                    error = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    if error.is_none() && eof {
+        match conn.receive_eof() {
+            Ok(ev) => push(&mut events, ev),
+            Err(e) => {
+                assert_eq!(conn.receive_eof().map(|_| ()), Err(e.clone()));
+                assert_eq!(conn.receive(b"").map(|_| ()), Err(e.clone()));
+                error = Some(e);
+            }
+        }
+    }
+    if error.is_some() {
+        assert!(!conn.is_reusable());
+    }
+    Outcome {
+        events,
+        error,
+        framing: conn.framing(),
+        reusable: conn.is_reusable(),
+    }
+}
+
+/// Runs `response` to a `method` request whole, byte by byte and at many random split points,
+/// asserts that all modes agree, and returns the outcome.
+pub fn run_with(method: &str, config: Config, response: &[u8], eof: bool) -> Outcome {
+    let whole = drive(&mut connection(method, config.clone()), &[response], eof);
+
+    let bytes: Vec<&[u8]> = response.chunks(1).collect();
+    let by_byte = drive(&mut connection(method, config.clone()), &bytes, eof);
+    assert_eq!(
+        whole, by_byte,
+        "byte-by-byte differs from whole for {response:?}"
+    );
+
+    let mut rng = Rng::new(response.len() as u64 ^ 0x5eed);
+    let rounds = if response.len() > 100_000 { 3 } else { 40 };
+    for _ in 0..rounds {
+        let mut pieces = Vec::new();
+        let mut pos = 0;
+        while pos < response.len() {
+            let max = [2, 7, 64, 1024][rng.below(4)];
+            let n = 1 + rng.below(max);
+            let end = (pos + n).min(response.len());
+            pieces.push(&response[pos..end]);
+            pos = end;
+        }
+        let split = drive(&mut connection(method, config.clone()), &pieces, eof);
+        assert_eq!(
+            whole, split,
+            "random split differs from whole for {response:?}"
+        );
+    }
+    whole
+}
+
+/// [`run_with`] with the default config.
+pub fn run(method: &str, response: &[u8], eof: bool) -> Outcome {
+    run_with(method, Config::default(), response, eof)
+}
