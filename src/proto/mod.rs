@@ -756,5 +756,5 @@ impl ClientConnection {
 /// Checks a request head as [`ClientConnection::send_request`] would, without encoding it:
 /// lets a client refuse a bad request before opening a connection.
 pub fn validate_request(head: &RequestHead<'_>) -> Result<(), RequestError> {
-    todo!()
+    request::validate(head).map(|_| ())
 }

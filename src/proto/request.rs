@@ -86,7 +86,7 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 
 /// Checks everything about a request head that can be wrong, before a byte is written.
 /// Returns the Host value to send.
-fn validate<'h>(head: &RequestHead<'h>) -> Result<&'h [u8], RequestError> {
+pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<&'h [u8], RequestError> {
     if !is_token(head.method.as_bytes()) {
         return Err(RequestError::InvalidMethod);
     }
