@@ -381,7 +381,7 @@ fn expect_continue_waits_for_100() {
         Step::ExpectHead,
         Step::Sleep(Duration::from_millis(100)),
         write(b"HTTP/1.1 100 Continue\r\n\r\n"),
-        Step::ExpectRequest,
+        Step::ReadBytes(7),
         write(OK_HELLO),
         Step::WaitClose,
     ]]);
@@ -398,6 +398,55 @@ fn expect_continue_waits_for_100() {
     assert!(
         !reqs[0].1.ends_with(b"payload"),
         "head arrived without the body"
+    );
+    assert_eq!(reqs[1].1, b"payload");
+}
+
+#[test]
+fn expect_continue_sends_the_body_after_a_timeout() {
+    let srv = serve(vec![vec![
+        Step::ExpectHead,
+        Step::ReadBytes(7),
+        write(OK_HELLO),
+        Step::WaitClose,
+    ]]);
+    let mut req = Req::new("POST", srv.url("/"));
+    req.headers.append("Expect", b"100-continue");
+    req.body = Some(Box::new(BytesProducer::new(b"payload".to_vec())));
+    let config = AgentConfig {
+        continue_timeout: Duration::from_millis(200),
+        ..test_config()
+    };
+    let out = run_one(config, req);
+    assert!(out.is_done(), "{:?}", out.result);
+    assert_eq!(srv.requests()[1].1, b"payload");
+}
+
+#[test]
+fn early_final_response_skips_the_body_and_closes() {
+    let srv = serve(vec![
+        vec![
+            Step::ExpectHead,
+            write(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"),
+            Step::WaitClose,
+        ],
+        vec![Step::ExpectRequest, write(OK_HELLO), Step::WaitClose],
+    ]);
+    let mut req = Req::new("POST", srv.url("/"));
+    req.headers.append("Expect", b"100-continue");
+    req.body = Some(Box::new(BytesProducer::new(b"payload".to_vec())));
+    let config = AgentConfig {
+        continue_timeout: Duration::from_secs(5),
+        ..test_config()
+    };
+    let outs = run_sequential(config, vec![req, Req::get(srv.url("/next"))]);
+    assert_eq!(outs[0].status, Some(413));
+    assert!(outs[0].is_done());
+    assert!(outs[1].is_done());
+    assert_eq!(
+        srv.connections(),
+        2,
+        "a connection with an unsent body is not reused"
     );
 }
 

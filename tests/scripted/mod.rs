@@ -22,6 +22,8 @@ pub enum Step {
     ExpectRequest,
     /// Read only the request head and record it.
     ExpectHead,
+    /// Read exactly this many bytes and record them as a request of their own.
+    ReadBytes(usize),
     /// Write these bytes.
     Write(Vec<u8>),
     /// Sleep.
@@ -115,6 +117,15 @@ fn play(mut sock: TcpStream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Rec
                     return;
                 };
                 rec.lock().unwrap().requests.push((index, req));
+            }
+            Step::ReadBytes(n) => {
+                while buf.len() < n {
+                    if fill(&mut sock, &mut buf).is_none() {
+                        return;
+                    }
+                }
+                let bytes: Vec<u8> = buf.drain(..n).collect();
+                rec.lock().unwrap().requests.push((index, bytes));
             }
             Step::Write(bytes) => {
                 if sock.write_all(&bytes).is_err() {
