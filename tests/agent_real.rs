@@ -36,10 +36,9 @@ fn nginx_pool_reuses_one_connection_for_sequential_requests() {
         .map(|_| Req::get(nginx.http_url("/hello.txt")))
         .collect();
     let outs = run_sequential(test_config(), reqs);
-    assert!(
-        outs.iter()
-            .all(|o| o.is_done() && o.body == b"hello world\n")
-    );
+    for o in &outs {
+        assert!(o.is_done() && o.body == b"hello world\n", "{o:?}");
+    }
     let log = nginx.wait_access_log(5);
     let conns: std::collections::HashSet<u64> = log.iter().map(|e| e.connection).collect();
     assert_eq!(conns.len(), 1, "{log:?}");

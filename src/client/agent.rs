@@ -5,8 +5,9 @@
 //! reactor has it borrowed (for instance from inside a response callback).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -261,7 +262,9 @@ struct Req {
     body_sent: bool,
     head_delivered: bool,
     body: BodyState,
-    alive: Weak<()>,
+    /// Shared with the `Response` (and its clones): set once a body protocol is asked for.
+    /// When the agent holds the only reference and it is unset, the body was abandoned.
+    delivery: Rc<Cell<bool>>,
     paused: bool,
     /// How the body ended, when that is known before a body protocol is attached.
     end: Option<BodyEnd>,
@@ -377,7 +380,7 @@ impl AgentState {
             body_sent: false,
             head_delivered: false,
             body: BodyState::NotAttached,
-            alive: Weak::new(),
+            delivery: Rc::new(Cell::new(false)),
             paused: false,
             end: None,
             retried: false,
@@ -669,8 +672,7 @@ impl AgentState {
                         }
                     }
                     req.head_delivered = true;
-                    let alive = Rc::new(());
-                    req.alive = Rc::downgrade(&alive);
+                    let delivery = req.delivery.clone();
                     let response = Response {
                         version: head.version,
                         code: head.status,
@@ -686,7 +688,7 @@ impl AgentState {
                             agent: me,
                             request: id,
                         },
-                        _alive: alive,
+                        delivery,
                     };
                     let callback = req.on_response.take();
                     self.unattached.push(id);
@@ -1065,7 +1067,8 @@ impl AgentState {
         let abandoned = self.reqs.get(&id).is_some_and(|r| {
             matches!(r.body, BodyState::NotAttached)
                 && r.head_delivered
-                && r.alive.strong_count() == 0
+                && Rc::strong_count(&r.delivery) == 1
+                && !r.delivery.get()
         });
         if !abandoned {
             return;

@@ -1,5 +1,6 @@
 //! A response whose head has arrived; its body waits for [`Response::deliver_body`].
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use url::Url;
@@ -32,9 +33,9 @@ pub struct Response {
     /// The URL requested.
     pub url: Url,
     pub(crate) handle: BodyHandle,
-    // The agent holds a `Weak` to this: when every `Response` clone is gone and no body
-    // protocol was attached, the body is abandoned and the connection closed.
-    pub(crate) _alive: Rc<()>,
+    // Shared with the agent, set by `deliver_body`: when the agent holds the only reference
+    // and it was never set, the body was abandoned and its connection is closed.
+    pub(crate) delivery: Rc<Cell<bool>>,
 }
 
 impl Response {
@@ -42,6 +43,7 @@ impl Response {
     /// one `connection_lost`. A second call fails the second protocol with
     /// [`super::Cause::BodyAlreadyDelivered`].
     pub fn deliver_body(&self, ctx: &mut Ctx, protocol: impl BodyProtocol) {
+        self.delivery.set(true);
         ctx.post(
             self.handle.agent,
             Box::new(Msg::DeliverBody(self.handle.request, Box::new(protocol))),
