@@ -92,6 +92,8 @@ fn post_data_to_httpbin() {
         "PUT",
         "-H",
         "X-Custom: v1",
+        "-H",
+        "Content-Type: text/plain",
         "--data-binary",
         "raw",
         &httpbin.url("/put"),
