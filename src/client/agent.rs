@@ -707,15 +707,7 @@ impl AgentState {
                         // Cannot happen: the loop stops before receiving while unattached.
                         return;
                     };
-                    let mut bctx = BodyCtx {
-                        ctx,
-                        handle: BodyHandle {
-                            agent: me,
-                            request: id,
-                        },
-                        paused: false,
-                        stopped: false,
-                    };
+                    let mut bctx = BodyCtx::new(ctx, me, id);
                     body.data_received(&mut bctx, data);
                     let (paused, stopped) = (bctx.paused, bctx.stopped);
                     if stopped {
@@ -734,15 +726,7 @@ impl AgentState {
                         return;
                     };
                     if let BodyState::Attached(body) = &mut req.body {
-                        let mut bctx = BodyCtx {
-                            ctx,
-                            handle: BodyHandle {
-                                agent: me,
-                                request: id,
-                            },
-                            paused: false,
-                            stopped: false,
-                        };
+                        let mut bctx = BodyCtx::new(ctx, me, id);
                         body.trailers_received(&mut bctx, &trailers);
                         if bctx.stopped {
                             self.fail(ctx, id, Cause::Cancelled);

@@ -70,7 +70,16 @@ pub struct BodyCtx<'a> {
     pub(crate) stopped: bool,
 }
 
-impl BodyCtx<'_> {
+impl<'a> BodyCtx<'a> {
+    pub(crate) fn new(ctx: &'a mut Ctx, agent: HandlerId, request: RequestId) -> Self {
+        BodyCtx {
+            ctx,
+            handle: BodyHandle { agent, request },
+            paused: false,
+            stopped: false,
+        }
+    }
+
     /// Delivers nothing more until [`BodyHandle::resume`]; the socket is not read meanwhile.
     pub fn pause(&mut self) {
         self.paused = true;
