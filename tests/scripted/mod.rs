@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error};
+use weft::client::{
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, RequestHandle,
+};
 use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor};
 
@@ -30,8 +32,10 @@ pub enum Step {
     Sleep(Duration),
     /// Half-close our side (FIN) but keep the socket.
     ShutdownWrite,
-    /// Close the connection (FIN).
+    /// Close the connection (over TLS: `close_notify`, then FIN).
     Close,
+    /// Drop the TCP connection without any TLS closure alert (plain TCP: same as `Close`).
+    DropTcp,
     /// Wait until the peer closes (read until EOF, bounded).
     WaitClose,
 }
@@ -59,6 +63,29 @@ impl ScriptedServer {
     /// Starts serving `scripts` (one per connection) on a free loopback port. Connections
     /// beyond the scripts are closed at once.
     pub fn start(scripts: Vec<Vec<Step>>) -> ScriptedServer {
+        Self::start_with(scripts, None)
+    }
+
+    /// Like [`ScriptedServer::start`], over TLS with this certificate chain and key.
+    pub fn start_tls(
+        scripts: Vec<Vec<Step>>,
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> ScriptedServer {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        Self::start_with(scripts, Some(Arc::new(config)))
+    }
+
+    fn start_with(
+        scripts: Vec<Vec<Step>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> ScriptedServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -74,7 +101,20 @@ impl ScriptedServer {
                         let index = acc.fetch_add(1, Ordering::SeqCst);
                         let script = scripts.next().unwrap_or_default();
                         let rec = rec.clone();
-                        thread::spawn(move || play(sock, index, script, rec));
+                        let tls = tls.clone();
+                        thread::spawn(move || {
+                            sock.set_nonblocking(false).unwrap();
+                            sock.set_read_timeout(Some(Duration::from_secs(10)))
+                                .unwrap();
+                            match tls {
+                                None => play(Stream::Plain(sock), index, script, rec),
+                                Some(cfg) => {
+                                    let conn = rustls::ServerConnection::new(cfg).unwrap();
+                                    let stream = rustls::StreamOwned::new(conn, sock);
+                                    play(Stream::Tls(Box::new(stream)), index, script, rec)
+                                }
+                            }
+                        });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
                 }
@@ -103,10 +143,58 @@ impl ScriptedServer {
     }
 }
 
-fn play(mut sock: TcpStream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record>>) {
-    sock.set_nonblocking(false).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+/// A server-side connection, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Ends the connection; over TLS, with `close_notify` first when `notify`.
+    fn close(mut self, notify: bool) {
+        if let (Stream::Tls(s), true) = (&mut self, notify) {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        // Give the client a moment to read what was written before the socket goes.
+        thread::sleep(Duration::from_millis(20));
+        let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+}
+
+fn play(mut sock: Stream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record>>) {
     let mut buf = Vec::new();
     for step in script {
         match step {
@@ -128,15 +216,16 @@ fn play(mut sock: TcpStream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Rec
                 rec.lock().unwrap().requests.push((index, bytes));
             }
             Step::Write(bytes) => {
-                if sock.write_all(&bytes).is_err() {
+                if sock.write_all(&bytes).and_then(|_| sock.flush()).is_err() {
                     return;
                 }
             }
             Step::Sleep(d) => thread::sleep(d),
             Step::ShutdownWrite => {
-                let _ = sock.shutdown(Shutdown::Write);
+                let _ = sock.tcp().shutdown(Shutdown::Write);
             }
-            Step::Close => return,
+            Step::Close => return sock.close(true),
+            Step::DropTcp => return sock.close(false),
             Step::WaitClose => {
                 let mut b = [0u8; 1024];
                 let until = Instant::now() + Duration::from_secs(10);
@@ -153,7 +242,7 @@ fn play(mut sock: TcpStream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Rec
 }
 
 /// Reads one request from `sock` (using and refilling `buf`); returns its raw bytes.
-fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>, with_body: bool) -> Option<Vec<u8>> {
+fn read_request(sock: &mut Stream, buf: &mut Vec<u8>, with_body: bool) -> Option<Vec<u8>> {
     let head_end = loop {
         if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
@@ -188,7 +277,7 @@ fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>, with_body: bool) -> Opt
     Some(req)
 }
 
-fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+fn fill(sock: &mut Stream, buf: &mut Vec<u8>) -> Option<()> {
     let mut b = [0u8; 8192];
     match sock.read(&mut b) {
         Ok(0) | Err(_) => None,
@@ -299,9 +388,14 @@ impl Req {
 
 /// Issues a request that records its outcome (head, streamed body, end) into a slot.
 pub fn issue(ctx: &mut Ctx, agent: Agent, req: Req) -> Slot {
+    issue_with_handle(ctx, agent, req).0
+}
+
+/// [`issue`], also returning the request's handle.
+pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, RequestHandle) {
     let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
     let s = slot.clone();
-    agent.request(
+    let handle = agent.request(
         ctx,
         req.method,
         &req.url,
@@ -319,7 +413,7 @@ pub fn issue(ctx: &mut Ctx, agent: Agent, req: Req) -> Slot {
             Err(e) => s.borrow_mut().result = Some(Err(e)),
         },
     );
-    slot
+    (slot, handle)
 }
 
 /// Whether a slot holds a final outcome (error before the head, or a body end).
