@@ -100,15 +100,35 @@ fn chunked_body(piece: usize) -> Vec<u8> {
 }
 
 fn chunked_decoding(c: &mut Criterion) {
-    let mut g = c.benchmark_group("chunked_1mib");
-    g.sample_size(20);
     let headers = Headers::new();
+    // 1 MiB in 16 KiB chunks, delivered in reads of 1 B, 1 KiB and 16 KiB.
+    let mut g = c.benchmark_group("chunked_1mib_fed_in");
+    g.sample_size(10);
+    let resp = chunked_body(16 * 1024);
+    g.throughput(Throughput::Bytes(resp.len() as u64));
+    for (name, read) in [("1b", 1usize), ("1kib", 1024), ("16kib", 16 * 1024)] {
+        let mut conn = ClientConnection::new(Config::default());
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = resp.chunks(read).collect();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                request(&mut conn, &headers, &mut out);
+                let n = drain(&mut conn, black_box(&pieces));
+                assert_eq!(n, 1 << 20);
+                conn.reset().unwrap();
+            })
+        });
+    }
+    g.finish();
+    // 1 MiB in chunks of 1 B, 1 KiB and 16 KiB, delivered in reads of 16 KiB.
+    let mut g = c.benchmark_group("chunked_1mib_chunk_size");
+    g.sample_size(10);
     for (name, chunk) in [("1b", 1usize), ("1kib", 1024), ("16kib", 16 * 1024)] {
         let resp = chunked_body(chunk);
         g.throughput(Throughput::Bytes(resp.len() as u64));
         let mut conn = ClientConnection::new(Config::default());
         let mut out = Vec::new();
-        // Delivered the way a socket would: reads of 16 KiB.
         let pieces: Vec<&[u8]> = resp.chunks(16 * 1024).collect();
         g.bench_function(name, |b| {
             b.iter(|| {

@@ -399,7 +399,23 @@ impl RequestInfo {
 /// * Chunk lines and trailer lines must end in CRLF exactly. A chunk-size may have any number
 ///   of leading zeros (RFC-valid), but at most 64 bits of value.
 /// * A response with both Transfer-Encoding and Content-Length, or Transfer-Encoding in
-///   HTTP/1.0, is decoded by Transfer-Encoding and the connection is not reused.
+///   HTTP/1.0, is decoded by Transfer-Encoding (Content-Length is then ignored, not validated)
+///   and the connection is not reused.
+/// * Content-Length must be `1*DIGIT` without sign or spaces inside, fit in 64 bits, and every
+///   value (comma lists and repeated lines) must be identical; an empty list member is invalid.
+/// * Chunk extensions are ignored but bounded by [`Config::max_chunk_ext_bytes`] per body and may
+///   not hold CTLs other than HTAB (an LF or NUL there is
+///   [`ProtocolError::InvalidChunkExtension`]). Trailer fields are parsed by httparse, bounded by
+///   [`Config::max_trailer_size`] (the final blank line is not counted) and returned as
+///   [`Event::Trailers`] when non-empty. EOF after the last chunk completes the response
+///   without reuse (RFC 9112 section 9.8).
+/// * Status codes outside 100..=599 are [`ProtocolError::InvalidStatusLine`]; `HTTP/1.2` and
+///   other versions are [`ProtocolError::UnsupportedVersion`]. Any number of 1xx responses up
+///   to [`Config::max_interim_responses`] are returned as [`Event::Informational`]; `101` is only
+///   accepted when the request carried `Upgrade`.
+/// * A final response that arrives before the request body was finished blocks the rest of the
+///   body ([`Self::may_send_body`] false, [`Self::send_body`] returns
+///   [`RequestError::WrongState`]) and makes the connection not reusable.
 /// * Transfer codings other than a final `chunked` are not decoded: with `gzip, chunked` the
 ///   dechunked (still gzip-coded) bytes are delivered; a list not ending in `chunked` makes the
 ///   body close-delimited. The caller inspects `Transfer-Encoding` for such codings.

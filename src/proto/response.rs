@@ -90,6 +90,12 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, 
         return Err(ProtocolError::InvalidStatusLine);
     }
     let mut headers = Headers::new();
+    let bytes = resp
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    headers.reserve(resp.headers.len(), bytes);
     for h in resp.headers.iter() {
         headers.append(h.name, h.value);
     }

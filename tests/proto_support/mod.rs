@@ -104,7 +104,7 @@ pub fn connection(method: &str, config: Config) -> ClientConnection {
 /// Feeds `pieces` to `conn` (then EOF if `eof`), recording normalized events.
 pub fn drive(conn: &mut ClientConnection, pieces: &[&[u8]], eof: bool) -> Outcome {
     let mut events: Vec<Ev> = Vec::new();
-    let mut push = |events: &mut Vec<Ev>, ev: Event<'_>| {
+    let push = |events: &mut Vec<Ev>, ev: Event<'_>| {
         let ev = match ev {
             Event::NeedMore => return,
             Event::Informational(h) => Ev::Info(h.status),
