@@ -878,3 +878,42 @@ fn mutated_responses_split_invariant() {
         assert!(out.body().len() <= r.len());
     }
 }
+
+#[test]
+fn keep_alive_pairs_in_every_split_mode() {
+    let second = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
+    let firsts: &[(&str, &[u8])] = &[
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\nX: y\r\n\r\n",
+        ),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        (
+            "GET",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+        ),
+    ];
+    for (method, first) in firsts {
+        let (o1, o2) = proto_support::run_pair(method, first, second);
+        assert_eq!(o1.complete(), Some((true, false)), "{o1:?}");
+        let o2 = o2.expect("reusable after the first response");
+        assert_ok(&o2, 200, b"second", true, false);
+    }
+    // Not reusable: the second request never starts.
+    let (o1, o2) = proto_support::run_pair(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        second,
+    );
+    assert_eq!(o1.complete(), Some((false, false)));
+    assert!(o2.is_none());
+}

@@ -3,6 +3,16 @@
 //! No sockets, no mio, no clock, no user callbacks: bytes and end-of-file go in, events and
 //! bytes come out. This is the layer the fuzz targets and micro-benchmarks drive.
 //!
+//! # Scope
+//!
+//! In scope: encoding request heads and bodies (Content-Length or chunked), parsing response
+//! heads incrementally (httparse, called once per head), RFC 9112 section 6.3 body framing, a
+//! strict chunked decoder, interim responses, `Expect: 100-continue`, and the keep-alive
+//! decision. Out of scope: content codings (gzip...), transfer codings other than `chunked`,
+//! cookies, redirects, timeouts (the caller owns the clock and calls
+//! [`ClientConnection::continue_timed_out`]), pipelining (one request at a time), tunnels and
+//! upgraded protocols after their head. The policies are listed on [`ClientConnection`].
+//!
 //! # Driving contract
 //!
 //! 1. [`ClientConnection::send_request`] encodes a request head into an output buffer; then,
