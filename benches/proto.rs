@@ -81,6 +81,21 @@ fn head_parsing(c: &mut Criterion) {
             })
         });
     }
+    // Baseline: httparse alone on the same heads, headers borrowed, nothing copied.
+    for (name, head) in [
+        ("httparse_short", SHORT_HEAD),
+        ("httparse_browser_700b", BROWSER_HEAD),
+    ] {
+        g.throughput(Throughput::Bytes(head.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut slots = [httparse::EMPTY_HEADER; 32];
+                let mut resp = httparse::Response::new(&mut slots);
+                let n = resp.parse(black_box(head)).unwrap();
+                black_box((n, resp.code));
+            })
+        });
+    }
     g.finish();
 }
 

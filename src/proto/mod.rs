@@ -632,6 +632,16 @@ impl ClientConnection {
         let max = self.config.max_head_size;
         let base = self.head_buf.len();
         let window = &rest[..rest.len().min(max.saturating_sub(base))];
+        // Fast path: a whole head in one read goes straight to httparse, without a separate
+        // search for the blank line. Anything else (partial head, error) takes the buffered
+        // path below, which decides the same way whatever the split.
+        if base == 0 {
+            if let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config) {
+                debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
+                self.leading_blank = 0;
+                return self.on_head(head, i + end);
+            }
+        }
         let Some(end) = response::find_blank_line(&self.head_buf, window, false) else {
             if base + rest.len() > max {
                 return Err(ProtocolError::HeadTooLarge);
@@ -647,8 +657,15 @@ impl ClientConnection {
         };
         self.head_buf.clear();
         self.leading_blank = 0;
-        let consumed = i + end;
+        self.on_head(head, i + end)
+    }
 
+    /// Acts on a parsed head that took `consumed` bytes of the current input.
+    fn on_head<'a>(
+        &mut self,
+        head: ResponseHead,
+        consumed: usize,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
         if head.status == 101 && !self.req.upgrade {
             return Err(ProtocolError::UnexpectedSwitchingProtocols);
         }
