@@ -603,7 +603,6 @@ fn keep_alive_pair_on_one_connection() {
     assert_eq!(conn.reset(), Ok(()));
     assert!(!conn.response_started());
     assert_eq!(conn.framing(), None);
-    // No request outstanding: bytes now are unsolicited (checked on a copy of the state below).
     let mut out = Vec::new();
     let h = Headers::new();
     let head = RequestHead {
@@ -838,4 +837,83 @@ fn display_messages() {
             "{s}"
         );
     }
+}
+
+// ---- Split invariance on mutated inputs -----------------------------------------------------
+
+#[test]
+fn mutated_responses_split_invariant() {
+    let bases: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX: y\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nclose delimited",
+        b"\r\nHTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+    ];
+    let alphabet = b"\r\n\r\n0123456789abcdefABCDEF;: \t\x00,xHTTP/1.";
+    let mut rng = proto_support::Rng::new(7);
+    for round in 0..400 {
+        let mut r = bases[round % bases.len()].to_vec();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(r.len() + 1);
+            match rng.below(4) {
+                0 if at < r.len() => r[at] = alphabet[rng.below(alphabet.len())],
+                1 => r.insert(at, alphabet[rng.below(alphabet.len())]),
+                2 if at < r.len() => {
+                    r.remove(at);
+                }
+                _ => r.truncate(at.max(1)),
+            }
+        }
+        let method = if round % 7 == 0 { "HEAD" } else { "GET" };
+        let config = Config {
+            max_head_size: 48 + rng.below(64),
+            max_headers: 1 + rng.below(4),
+            max_chunk_ext_bytes: rng.below(8),
+            max_trailer_size: rng.below(16),
+            max_interim_responses: rng.below(2),
+        };
+        run_with(method, config.clone(), &r, false);
+        let out = run_with(method, config, &r, true);
+        assert!(out.body().len() <= r.len());
+    }
+}
+
+#[test]
+fn keep_alive_pairs_in_every_split_mode() {
+    let second = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
+    let firsts: &[(&str, &[u8])] = &[
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n0\r\nX: y\r\n\r\n",
+        ),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        (
+            "GET",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx",
+        ),
+    ];
+    for (method, first) in firsts {
+        let (o1, o2) = proto_support::run_pair(method, first, second);
+        assert_eq!(o1.complete(), Some((true, false)), "{o1:?}");
+        let o2 = o2.expect("reusable after the first response");
+        assert_ok(&o2, 200, b"second", true, false);
+    }
+    // Not reusable: the second request never starts.
+    let (o1, o2) = proto_support::run_pair(
+        "GET",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        second,
+    );
+    assert_eq!(o1.complete(), Some((false, false)));
+    assert!(o2.is_none());
 }

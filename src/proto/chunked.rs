@@ -233,10 +233,11 @@ impl ChunkedDecoder {
         i: usize,
         config: &Config,
     ) -> Result<(usize, Step<'a>), ProtocolError> {
+        // The cap covers the trailer fields; the final blank line (2 bytes) is always allowed,
+        // so an empty trailer section never fails, however the input is split.
+        let cap = config.max_trailer_size.saturating_add(2);
         let rest = &input[i..];
-        let room = config
-            .max_trailer_size
-            .saturating_sub(self.trailer_buf.len());
+        let room = cap.saturating_sub(self.trailer_buf.len());
         let window = &rest[..rest.len().min(room)];
         match find_blank_line(&self.trailer_buf, window, true) {
             Some(end) => {
@@ -250,12 +251,80 @@ impl ChunkedDecoder {
                 Ok((i + end, Step::End(trailers)))
             }
             None => {
-                if self.trailer_buf.len() + rest.len() > config.max_trailer_size {
+                if self.trailer_buf.len() + rest.len() > cap {
                     return Err(ProtocolError::InvalidTrailers);
                 }
                 self.trailer_buf.extend_from_slice(rest);
                 Ok((input.len(), Step::NeedMore))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(dec: &mut ChunkedDecoder, mut input: &[u8]) -> (Vec<u8>, bool) {
+        let config = Config::default();
+        let mut body = Vec::new();
+        loop {
+            let (n, step) = dec.decode(input, &config).unwrap();
+            match step {
+                Step::NeedMore => return (body, false),
+                Step::Data(d) => {
+                    // Zero copy: the piece is a slice of the input.
+                    let inner = input.as_ptr_range();
+                    assert!(inner.contains(&d.as_ptr()));
+                    body.extend_from_slice(d);
+                }
+                Step::End(_) => return (body, true),
+            }
+            input = &input[n..];
+        }
+    }
+
+    #[test]
+    fn data_is_borrowed_and_decoder_is_reusable() {
+        let mut dec = ChunkedDecoder::new();
+        let (body, done) = decode_all(&mut dec, b"3\r\nabc\r\n0\r\nX: y\r\n\r\n");
+        assert_eq!((body.as_slice(), done), (&b"abc"[..], true));
+        dec.reset();
+        let (body, done) = decode_all(&mut dec, b"2\r\nhi\r\n0\r\n\r\n");
+        assert_eq!((body.as_slice(), done), (&b"hi"[..], true));
+    }
+
+    #[test]
+    fn sixteen_significant_digits_fit_seventeen_do_not() {
+        let config = Config::default();
+        let mut dec = ChunkedDecoder::new();
+        let (n, step) = dec.decode(b"0000ffffffffffffffff\r\n", &config).unwrap();
+        assert_eq!(n, 22);
+        assert!(matches!(step, Step::NeedMore));
+        let mut dec = ChunkedDecoder::new();
+        assert_eq!(
+            dec.decode(b"1ffffffffffffffff\r\n", &config).unwrap_err(),
+            ProtocolError::InvalidChunkSize
+        );
+    }
+
+    #[test]
+    fn empty_trailer_section_ignores_the_trailer_cap() {
+        let config = Config {
+            max_trailer_size: 0,
+            ..Config::default()
+        };
+        for split in 1..=5 {
+            let input = b"0\r\n\r\n";
+            let mut dec = ChunkedDecoder::new();
+            let (n, step) = dec.decode(&input[..split], &config).unwrap();
+            assert_eq!(n, split);
+            if let Step::End(None) = step {
+                assert_eq!(split, 5);
+                continue;
+            }
+            let (_, step) = dec.decode(&input[split..], &config).unwrap();
+            assert!(matches!(step, Step::End(None)), "{split}");
         }
     }
 }

@@ -28,6 +28,12 @@ impl Headers {
         Headers::default()
     }
 
+    /// Reserves room for `fields` more fields holding `bytes` more bytes of names and values.
+    pub(crate) fn reserve(&mut self, fields: usize, bytes: usize) {
+        self.index.reserve(fields);
+        self.buf.reserve(bytes);
+    }
+
     /// Appends a field. The caller (or the encoder) validates names and values.
     pub fn append(&mut self, name: &str, value: &[u8]) {
         let n0 = self.buf.len() as u32;

@@ -3,6 +3,16 @@
 //! No sockets, no mio, no clock, no user callbacks: bytes and end-of-file go in, events and
 //! bytes come out. This is the layer the fuzz targets and micro-benchmarks drive.
 //!
+//! # Scope
+//!
+//! In scope: encoding request heads and bodies (Content-Length or chunked), parsing response
+//! heads incrementally (httparse, called once per head), RFC 9112 section 6.3 body framing, a
+//! strict chunked decoder, interim responses, `Expect: 100-continue`, and the keep-alive
+//! decision. Out of scope: content codings (gzip...), transfer codings other than `chunked`,
+//! cookies, redirects, timeouts (the caller owns the clock and calls
+//! [`ClientConnection::continue_timed_out`]), pipelining (one request at a time), tunnels and
+//! upgraded protocols after their head. The policies are listed on [`ClientConnection`].
+//!
 //! # Driving contract
 //!
 //! 1. [`ClientConnection::send_request`] encodes a request head into an output buffer; then,
@@ -399,7 +409,23 @@ impl RequestInfo {
 /// * Chunk lines and trailer lines must end in CRLF exactly. A chunk-size may have any number
 ///   of leading zeros (RFC-valid), but at most 64 bits of value.
 /// * A response with both Transfer-Encoding and Content-Length, or Transfer-Encoding in
-///   HTTP/1.0, is decoded by Transfer-Encoding and the connection is not reused.
+///   HTTP/1.0, is decoded by Transfer-Encoding (Content-Length is then ignored, not validated)
+///   and the connection is not reused.
+/// * Content-Length must be `1*DIGIT` without sign or spaces inside, fit in 64 bits, and every
+///   value (comma lists and repeated lines) must be identical; an empty list member is invalid.
+/// * Chunk extensions are ignored but bounded by [`Config::max_chunk_ext_bytes`] per body and may
+///   not hold CTLs other than HTAB (an LF or NUL there is
+///   [`ProtocolError::InvalidChunkExtension`]). Trailer fields are parsed by httparse, bounded by
+///   [`Config::max_trailer_size`] (the final blank line is not counted) and returned as
+///   [`Event::Trailers`] when non-empty. EOF after the last chunk completes the response
+///   without reuse (RFC 9112 section 9.8).
+/// * Status codes outside 100..=599 are [`ProtocolError::InvalidStatusLine`]; `HTTP/1.2` and
+///   other versions are [`ProtocolError::UnsupportedVersion`]. Any number of 1xx responses up
+///   to [`Config::max_interim_responses`] are returned as [`Event::Informational`]; `101` is only
+///   accepted when the request carried `Upgrade`.
+/// * A final response that arrives before the request body was finished blocks the rest of the
+///   body ([`Self::may_send_body`] false, [`Self::send_body`] returns
+///   [`RequestError::WrongState`]) and makes the connection not reusable.
 /// * Transfer codings other than a final `chunked` are not decoded: with `gzip, chunked` the
 ///   dechunked (still gzip-coded) bytes are delivered; a list not ending in `chunked` makes the
 ///   body close-delimited. The caller inspects `Transfer-Encoding` for such codings.
@@ -606,6 +632,16 @@ impl ClientConnection {
         let max = self.config.max_head_size;
         let base = self.head_buf.len();
         let window = &rest[..rest.len().min(max.saturating_sub(base))];
+        // Fast path: a whole head in one read goes straight to httparse, without a separate
+        // search for the blank line. Anything else (partial head, error) takes the buffered
+        // path below, which decides the same way whatever the split.
+        if base == 0 {
+            if let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config) {
+                debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
+                self.leading_blank = 0;
+                return self.on_head(head, i + end);
+            }
+        }
         let Some(end) = response::find_blank_line(&self.head_buf, window, false) else {
             if base + rest.len() > max {
                 return Err(ProtocolError::HeadTooLarge);
@@ -621,8 +657,15 @@ impl ClientConnection {
         };
         self.head_buf.clear();
         self.leading_blank = 0;
-        let consumed = i + end;
+        self.on_head(head, i + end)
+    }
 
+    /// Acts on a parsed head that took `consumed` bytes of the current input.
+    fn on_head<'a>(
+        &mut self,
+        head: ResponseHead,
+        consumed: usize,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
         if head.status == 101 && !self.req.upgrade {
             return Err(ProtocolError::UnexpectedSwitchingProtocols);
         }

@@ -1,6 +1,6 @@
 //! Request side: head encoding, body framing and the `Expect: 100-continue` gate.
 
-use super::{ClientConnection, Headers, RecvState, RequestBody, RequestError, RequestHead};
+use super::{ClientConnection, RecvState, RequestBody, RequestError, RequestHead};
 
 /// How the request body is framed once the head went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,12 +18,39 @@ pub(crate) enum SendState {
     Done,
 }
 
+/// RFC 9110 `tchar` as a lookup table.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 /// Whether `b` is an RFC 9110 `tchar`.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
-        | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+    TCHAR[b as usize]
 }
 
 /// Whether `s` is a non-empty RFC 9110 token.
@@ -46,11 +73,6 @@ fn is_valid_value(v: &[u8]) -> bool {
 /// A Host value: visible ASCII only (no whitespace, no CTLs).
 fn is_valid_host(v: &[u8]) -> bool {
     !v.is_empty() && v.iter().all(|&b| b > 0x20 && b < 0x7f)
-}
-
-/// Fields the core owns and drops from the caller's list.
-fn is_framing_field(name: &str) -> bool {
-    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
 }
 
 /// Appends `n` in decimal.
@@ -84,9 +106,17 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Checks everything about a request head that can be wrong, before a byte is written.
-/// Returns the Host value to send.
-pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<&'h [u8], RequestError> {
+/// What the caller's fields say, gathered in the validation pass.
+pub(crate) struct Scan<'h> {
+    host: &'h [u8],
+    upgrade: bool,
+    close: bool,
+    expect_continue: bool,
+}
+
+/// Checks everything about a request head that can be wrong, before a byte is written, and
+/// gathers the fields the core acts on, in one pass over the caller's fields.
+pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<Scan<'h>, RequestError> {
     if !is_token(head.method.as_bytes()) {
         return Err(RequestError::InvalidMethod);
     }
@@ -94,6 +124,7 @@ pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<&'h [u8], RequestEr
         return Err(RequestError::InvalidTarget);
     }
     let mut host: Option<&'h [u8]> = None;
+    let (mut upgrade, mut close, mut expect_continue) = (false, false, false);
     for (name, value) in head.headers.iter() {
         if !is_token(name.as_bytes()) {
             return Err(RequestError::InvalidHeaderName(name.to_owned()));
@@ -101,21 +132,41 @@ pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<&'h [u8], RequestEr
         if !is_valid_value(value) {
             return Err(RequestError::InvalidHeaderValue(name.to_owned()));
         }
-        if host.is_none() && name.eq_ignore_ascii_case("host") {
-            host = Some(value);
+        match name.len() {
+            4 if host.is_none() && name.eq_ignore_ascii_case("host") => host = Some(value),
+            6 if name.eq_ignore_ascii_case("expect") => {
+                expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            7 if name.eq_ignore_ascii_case("upgrade") => upgrade = true,
+            10 if name.eq_ignore_ascii_case("connection") => {
+                close |= value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+            _ => {}
         }
     }
     let host = host.unwrap_or(head.host.as_bytes());
     if !is_valid_host(host) {
         return Err(RequestError::InvalidHeaderValue("Host".to_owned()));
     }
-    Ok(host)
+    Ok(Scan {
+        host,
+        upgrade,
+        close,
+        expect_continue,
+    })
 }
 
-/// Whether the caller's fields carry `Expect: 100-continue`.
-fn expects_continue(h: &Headers) -> bool {
-    h.get_all("expect")
-        .any(|v| v.trim_ascii().eq_ignore_ascii_case(b"100-continue"))
+/// Fields the encoder writes itself (Host) or owns (framing), so the caller's are skipped.
+#[inline]
+fn is_owned_field(name: &str) -> bool {
+    match name.len() {
+        4 => name.eq_ignore_ascii_case("host"),
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
 }
 
 impl ClientConnection {
@@ -128,7 +179,8 @@ impl ClientConnection {
         if self.send != SendState::Idle || !matches!(self.recv, RecvState::Idle) {
             return Err(RequestError::WrongState);
         }
-        let host = validate(head)?;
+        let scan = validate(head)?;
+        let host = scan.host;
 
         // Encode. Nothing below can fail.
         let headers = head.headers;
@@ -146,7 +198,7 @@ impl ClientConnection {
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\n");
         for (name, value) in headers.iter() {
-            if name.eq_ignore_ascii_case("host") || is_framing_field(name) {
+            if is_owned_field(name) {
                 continue;
             }
             out.extend_from_slice(name.as_bytes());
@@ -169,14 +221,14 @@ impl ClientConnection {
         let method = head.method.as_bytes();
         self.req.head = method == b"HEAD";
         self.req.connect = method == b"CONNECT";
-        self.req.upgrade = headers.contains("upgrade");
-        self.req.close = headers.has_token("connection", "close");
+        self.req.upgrade = scan.upgrade;
+        self.req.close = scan.close;
         self.req.body = body;
         let has_content = match body {
             RequestBody::None | RequestBody::Length(0) => false,
             RequestBody::Length(_) | RequestBody::Chunked => true,
         };
-        self.req.awaiting_continue = has_content && expects_continue(headers);
+        self.req.awaiting_continue = has_content && scan.expect_continue;
         self.req.early_final = false;
         self.send = match body {
             RequestBody::None | RequestBody::Length(0) => SendState::Done,

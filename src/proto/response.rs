@@ -1,5 +1,7 @@
 //! Response side: incremental head parsing and the RFC 9112 section 6.3 framing decision.
 
+use std::mem::MaybeUninit;
+
 use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
 
 /// Header slots kept on the stack; larger `max_headers` fall back to a heap array.
@@ -65,21 +67,40 @@ fn map_httparse(e: httparse::Error, bytes: &[u8]) -> ProtocolError {
 
 /// Parses a complete response head (it ends with its blank line).
 pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, ProtocolError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    match parse_head_prefix(bytes, config)? {
+        Some((n, head)) => {
+            debug_assert_eq!(n, bytes.len());
+            Ok(head)
+        }
+        // The caller found a blank line after the status line, so this cannot be short.
+        None => Err(ProtocolError::InvalidStatusLine),
+    }
+}
+
+/// Parses a response head at the start of `bytes`: its length and the head, or `None` when
+/// `bytes` holds only part of a head.
+pub(crate) fn parse_head_prefix(
+    bytes: &[u8],
+    config: &Config,
+) -> Result<Option<(usize, ResponseHead)>, ProtocolError> {
+    // Uninitialized slots: no 4 KiB memset per head on the hot path.
+    let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if config.max_headers <= STACK_HEADERS {
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if config.max_headers <= STACK_HEADERS {
         &mut stack[..config.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; config.max_headers];
+        heap = Vec::with_capacity(config.max_headers);
+        heap.resize_with(config.max_headers, MaybeUninit::uninit);
         &mut heap[..]
     };
-    let mut resp = httparse::Response::new(slots);
-    match resp.parse(bytes) {
-        Ok(httparse::Status::Complete(_)) => {}
-        // The caller found a blank line after the status line, so this cannot be short.
-        Ok(httparse::Status::Partial) => return Err(ProtocolError::InvalidStatusLine),
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, bytes, slots)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_httparse(e, bytes)),
-    }
+    };
     let version = match resp.version {
         Some(0) => Version::Http10,
         Some(1) => Version::Http11,
@@ -90,15 +111,24 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, 
         return Err(ProtocolError::InvalidStatusLine);
     }
     let mut headers = Headers::new();
+    let bytes = resp
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len())
+        .sum();
+    headers.reserve(resp.headers.len(), bytes);
     for h in resp.headers.iter() {
         headers.append(h.name, h.value);
     }
-    Ok(ResponseHead {
-        version,
-        status,
-        reason: resp.reason.unwrap_or("").to_owned(),
-        headers,
-    })
+    Ok(Some((
+        len,
+        ResponseHead {
+            version,
+            status,
+            reason: resp.reason.unwrap_or("").to_owned(),
+            headers,
+        },
+    )))
 }
 
 /// Parses a complete trailer section (ending with its blank line). Every line must end in CRLF.
@@ -240,11 +270,26 @@ pub(crate) fn decide_framing(
     req: &RequestFacts,
 ) -> Result<(Framing, bool), ProtocolError> {
     let h = &head.headers;
-    let mut keep_alive = match head.version {
-        Version::Http11 => !h.has_token("connection", "close"),
-        Version::Http10 => {
-            h.has_token("connection", "keep-alive") && !h.has_token("connection", "close")
+    // One pass over the fields for everything framing and persistence depend on; names are
+    // compared by length first, so unrelated fields cost almost nothing.
+    let (mut close, mut ka, mut has_te, mut has_cl) = (false, false, false, false);
+    for (name, value) in h.iter() {
+        match name.len() {
+            10 if name.eq_ignore_ascii_case("connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    ka |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => has_cl = true,
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => has_te = true,
+            _ => {}
         }
+    }
+    let mut keep_alive = match head.version {
+        Version::Http11 => !close,
+        Version::Http10 => ka && !close,
     };
     if req.close {
         keep_alive = false;
@@ -257,9 +302,9 @@ pub(crate) fn decide_framing(
         // The connection becomes a tunnel; the caller takes the bytes that follow.
         return Ok((Framing::NoBody, false));
     }
-    if h.contains("transfer-encoding") {
+    if has_te {
         let te = transfer_coding(h.get_all("transfer-encoding"))?;
-        if h.contains("content-length") || head.version == Version::Http10 {
+        if has_cl || head.version == Version::Http10 {
             // Smuggling indicator or faulty framing: decode by TE, then close.
             keep_alive = false;
         }
@@ -268,8 +313,10 @@ pub(crate) fn decide_framing(
             TeFraming::CloseDelimited => (Framing::CloseDelimited, false),
         });
     }
-    if let Some(n) = content_length(h.get_all("content-length"))? {
-        return Ok((Framing::Length(n), keep_alive));
+    if has_cl {
+        if let Some(n) = content_length(h.get_all("content-length"))? {
+            return Ok((Framing::Length(n), keep_alive));
+        }
     }
     Ok((Framing::CloseDelimited, false))
 }

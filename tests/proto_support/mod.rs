@@ -104,7 +104,7 @@ pub fn connection(method: &str, config: Config) -> ClientConnection {
 /// Feeds `pieces` to `conn` (then EOF if `eof`), recording normalized events.
 pub fn drive(conn: &mut ClientConnection, pieces: &[&[u8]], eof: bool) -> Outcome {
     let mut events: Vec<Ev> = Vec::new();
-    let mut push = |events: &mut Vec<Ev>, ev: Event<'_>| {
+    let push = |events: &mut Vec<Ev>, ev: Event<'_>| {
         let ev = match ev {
             Event::NeedMore => return,
             Event::Informational(h) => Ev::Info(h.status),
@@ -212,4 +212,54 @@ pub fn run_with(method: &str, config: Config, response: &[u8], eof: bool) -> Out
 /// [`run_with`] with the default config.
 pub fn run(method: &str, response: &[u8], eof: bool) -> Outcome {
     run_with(method, Config::default(), response, eof)
+}
+
+/// Keep-alive pair mode: `first` to a `method` request, `reset`, then `second` to a GET on the
+/// same connection; run whole, byte by byte and at random splits, asserting all modes agree.
+/// Returns both outcomes (the second is `None` when the connection could not be reset).
+pub fn run_pair(method: &str, first: &[u8], second: &[u8]) -> (Outcome, Option<Outcome>) {
+    let once = |split: &dyn Fn(&[u8]) -> Vec<Vec<u8>>| {
+        let mut conn = connection(method, Config::default());
+        let p1 = split(first);
+        let p1: Vec<&[u8]> = p1.iter().map(|p| p.as_slice()).collect();
+        let o1 = drive(&mut conn, &p1, false);
+        if conn.reset().is_err() {
+            return (o1, None);
+        }
+        let h = Headers::new();
+        let head = RequestHead {
+            method: "GET",
+            target: "/second",
+            host: "example.test",
+            headers: &h,
+        };
+        let mut out = Vec::new();
+        conn.send_request(&head, RequestBody::None, &mut out)
+            .expect("second request encodes");
+        let p2 = split(second);
+        let p2: Vec<&[u8]> = p2.iter().map(|p| p.as_slice()).collect();
+        (o1, Some(drive(&mut conn, &p2, false)))
+    };
+    let whole = once(&|b: &[u8]| vec![b.to_vec()]);
+    let bytes = once(&|b: &[u8]| b.chunks(1).map(|c| c.to_vec()).collect());
+    assert_eq!(whole, bytes, "pair mode: byte-by-byte differs from whole");
+    for seed in 0..20u64 {
+        let split = move |b: &[u8]| {
+            let mut rng = Rng::new(seed ^ b.len() as u64);
+            let mut v = Vec::new();
+            let mut pos = 0;
+            while pos < b.len() {
+                let end = (pos + 1 + rng.below(16)).min(b.len());
+                v.push(b[pos..end].to_vec());
+                pos = end;
+            }
+            v
+        };
+        assert_eq!(
+            whole,
+            once(&split),
+            "pair mode: random split differs from whole"
+        );
+    }
+    whole
 }
