@@ -15,3 +15,8 @@ pub mod client;
 pub mod proto;
 pub mod reactor;
 pub mod tls;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
