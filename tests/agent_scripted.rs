@@ -140,6 +140,13 @@ fn keep_alive_connection_is_reused() {
     assert_eq!(srv.connections(), 1, "second request reused the connection");
     let reqs = srv.requests();
     assert_eq!((reqs[0].0, reqs[1].0), (0, 0));
+    let (t0, t1) = (outs[0].timing.unwrap(), outs[1].timing.unwrap());
+    assert!(!t0.reused && t1.reused);
+    for t in [t0, t1] {
+        assert!(t.queued <= t.request_sent, "{t:?}");
+        assert!(t.request_sent <= t.first_byte, "{t:?}");
+        assert!(t.first_byte <= t.head, "{t:?}");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use url::Url;
 
@@ -21,7 +21,9 @@ use crate::tls::TlsConnector;
 use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 use super::response::Response;
+use super::timing::Timing;
 
 /// Settings of an [`Agent`] and its connection pool.
 #[derive(Clone, Debug)]
@@ -79,27 +81,6 @@ pub struct RequestId(u64);
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
-/// Cancels a request; returned by [`Agent::request`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RequestHandle {
-    agent: HandlerId,
-    id: RequestId,
-}
-
-impl RequestHandle {
-    /// Cancels the request at whatever phase it is in: a queued request is dropped, a request
-    /// in flight has its connection closed. The response callback (or the body protocol, once
-    /// delivering) gets an error with [`Cause::Cancelled`]. A finished request is unaffected.
-    pub fn cancel(&self, ctx: &mut Ctx) {
-        ctx.post(self.agent, Box::new(Msg::Cancel(self.id)));
-    }
-
-    /// The request's id.
-    pub fn id(&self) -> RequestId {
-        self.id
-    }
-}
-
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolStats {
@@ -117,7 +98,6 @@ pub struct PoolStats {
     pub reused: u64,
 }
 
-type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
 type StatsCallback = Box<dyn FnOnce(&mut Ctx, PoolStats)>;
 
 /// Messages from handles to the agent's state.
@@ -136,10 +116,7 @@ pub(crate) enum Msg {
 
 pub(crate) struct NewRequest {
     id: RequestId,
-    method: String,
-    url: String,
-    headers: Headers,
-    producer: Option<Box<dyn BodyProducer>>,
+    request: Request,
     on_response: ResponseCallback,
 }
 
@@ -192,20 +169,29 @@ impl Agent {
         body: Option<Box<dyn BodyProducer>>,
         on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
     ) -> RequestHandle {
-        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
-        let req = NewRequest {
-            id,
+        let request = Request {
             method: method.to_string(),
             url: url.to_string(),
             headers,
-            producer: body,
-            on_response: Box::new(on_response),
+            body,
         };
-        ctx.post(self.handler, Box::new(Msg::Request(Box::new(req))));
-        RequestHandle {
-            agent: self.handler,
+        self.submit(ctx, request, Box::new(on_response))
+    }
+
+    fn submit(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
+        let new = NewRequest {
             id,
-        }
+            request,
+            on_response,
+        };
+        ctx.post(self.handler, Box::new(Msg::Request(Box::new(new))));
+        RequestHandle::for_agent(self.handler, id)
     }
 
     /// Closes every idle pooled connection.
@@ -222,6 +208,17 @@ impl Agent {
     /// flight are dropped without callbacks.
     pub fn shutdown(&self, ctx: &mut Ctx) {
         ctx.remove_handler(self.handler);
+    }
+}
+
+impl HttpAgent for Agent {
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        self.submit(ctx, request, on_response)
     }
 }
 
@@ -274,6 +271,35 @@ struct Req {
     timers: Vec<TimerId>,
     /// Cancelled once the request leaves the queue.
     queue_timer: Option<TimerId>,
+    /// When each phase ended, for [`Timing`].
+    marks: Marks,
+}
+
+/// Instants of a request's phases.
+#[derive(Clone, Copy)]
+struct Marks {
+    submitted: Instant,
+    dispatched: Option<Instant>,
+    sent: Option<Instant>,
+    first_byte: Option<Instant>,
+    reused: bool,
+}
+
+impl Marks {
+    fn timing(&self, head: Instant) -> Timing {
+        let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.submitted));
+        Timing {
+            queued: since(self.dispatched).unwrap_or_default(),
+            dns: None,
+            connect: None,
+            tls: None,
+            request_sent: since(self.sent).unwrap_or_default(),
+            first_byte: since(self.first_byte).unwrap_or_default(),
+            head: head.saturating_duration_since(self.submitted),
+            redirect: Duration::ZERO,
+            reused: self.reused,
+        }
+    }
 }
 
 struct Conn {
@@ -349,12 +375,15 @@ impl AgentState {
     fn submit(&mut self, ctx: &mut Ctx, new: NewRequest) {
         let NewRequest {
             id,
-            method,
-            url,
-            mut headers,
-            producer,
+            request:
+                Request {
+                    method,
+                    url,
+                    mut headers,
+                    body: producer,
+                },
             on_response,
-        } = *Box::new(new);
+        } = new;
         let prepared = prepare(&self.config, &method, &url, &mut headers);
         let (url, target, host_header, connect_host, key) = match prepared {
             Ok(p) => p,
@@ -387,6 +416,13 @@ impl AgentState {
             fresh_only: false,
             timers: Vec::new(),
             queue_timer: None,
+            marks: Marks {
+                submitted: Instant::now(),
+                dispatched: None,
+                sent: None,
+                first_byte: None,
+                reused: false,
+            },
         };
         if let Some(t) = self.config.timeout {
             let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
@@ -437,6 +473,7 @@ impl AgentState {
             return;
         };
         req.queued = false;
+        req.marks.dispatched = Some(Instant::now());
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
@@ -451,6 +488,7 @@ impl AgentState {
             }
             if let Some(req) = self.reqs.get_mut(&id) {
                 req.conn = Some(cid);
+                req.marks.reused = true;
             }
             self.stats.reused += 1;
             self.start_request(ctx, cid);
@@ -530,6 +568,7 @@ impl AgentState {
         }
         ctx.write(cid, &self.scratch);
         req.head_sent = true;
+        req.marks.sent = Some(Instant::now());
         if body == RequestBody::Length(0) && req.producer.is_none() {
             let _ = conn.proto.finish_body(&mut self.scratch);
         }
@@ -673,6 +712,7 @@ impl AgentState {
                     }
                     req.head_delivered = true;
                     let delivery = req.delivery.clone();
+                    let timing = req.marks.timing(Instant::now());
                     let response = Response {
                         version: head.version,
                         code: head.status,
@@ -684,6 +724,10 @@ impl AgentState {
                             _ => None,
                         },
                         url: req.url.clone(),
+                        method: req.method.clone(),
+                        timing,
+                        history: Vec::new(),
+                        filters: Vec::new(),
                         handle: BodyHandle {
                             agent: me,
                             request: id,
@@ -1133,6 +1177,9 @@ impl Protocol for AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
+        if let Some(req) = conn.req.and_then(|id| self.reqs.get_mut(&id)) {
+            req.marks.first_byte.get_or_insert_with(Instant::now);
+        }
         if !conn.pending.is_empty() {
             // Reading was paused after these arrived: keep order.
             conn.pending.extend_from_slice(data);

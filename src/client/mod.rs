@@ -10,10 +10,14 @@ mod agent;
 mod body;
 mod error;
 mod producer;
+mod request;
 mod response;
+mod timing;
 
-pub use agent::{Agent, AgentConfig, PoolStats, RequestHandle, RequestId};
+pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
-pub use response::Response;
+pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+pub use response::{PreviousResponse, Response};
+pub use timing::Timing;

@@ -11,13 +11,27 @@ use crate::reactor::Ctx;
 use super::agent::Msg;
 use super::body::{BodyHandle, BodyProtocol, Collected, Collector};
 use super::error::Error;
+use super::timing::Timing;
+
+/// Turns the protocol that will receive a body into the one the agent feeds.
+pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol>>;
+
+/// A response that came before this one in the same exchange (a redirect or a challenge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousResponse {
+    /// Its status code.
+    pub code: u16,
+    /// Its URL.
+    pub url: Url,
+    /// Its header fields.
+    pub headers: Headers,
+}
 
 /// The head of a response, reported as soon as it arrives (Twisted's `IResponse`).
 ///
 /// The body is not read from the socket until [`Response::deliver_body`] (or
 /// [`Response::collect`]) is called. Dropping a `Response` without either discards the body
 /// and closes its connection: it is never returned to the pool with unread bytes.
-#[derive(Debug)]
 pub struct Response {
     /// Protocol version of the response.
     pub version: Version,
@@ -32,7 +46,14 @@ pub struct Response {
     pub length: Option<u64>,
     /// The URL requested.
     pub url: Url,
+    /// The request method.
+    pub method: String,
+    /// When each phase of the request ended.
+    pub timing: Timing,
+    /// Earlier responses that led here (redirects, authentication challenges), oldest first.
+    pub history: Vec<PreviousResponse>,
     pub(crate) handle: BodyHandle,
+    pub(crate) filters: Vec<BodyFilter>,
     // Shared with the agent, set by `deliver_body`: when the agent holds the only reference
     // and it was never set, the body was abandoned and its connection is closed.
     pub(crate) delivery: Rc<Cell<bool>>,
@@ -43,11 +64,26 @@ impl Response {
     /// one `connection_lost`. A second call fails the second protocol with
     /// [`super::Cause::BodyAlreadyDelivered`].
     pub fn deliver_body(&self, ctx: &mut Ctx, protocol: impl BodyProtocol) {
+        let mut protocol: Box<dyn BodyProtocol> = Box::new(protocol);
+        for filter in self.filters.iter().rev() {
+            protocol = filter(protocol);
+        }
         self.delivery.set(true);
         ctx.post(
             self.handle.agent,
-            Box::new(Msg::DeliverBody(self.handle.request, Box::new(protocol))),
+            Box::new(Msg::DeliverBody(self.handle.request, protocol)),
         );
+    }
+
+    /// Interposes a body protocol between the agent and whatever protocol is given to
+    /// [`Response::deliver_body`] later: `filter` receives that protocol and returns the one
+    /// that gets the body (a decompressor that feeds it, for example). Filters added later sit
+    /// closer to the user's protocol.
+    pub fn map_body(
+        &mut self,
+        filter: impl Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol> + 'static,
+    ) {
+        self.filters.push(Rc::new(filter));
     }
 
     /// Reads the whole body into memory, failing with [`super::Cause::BodyTooLarge`] past
@@ -72,5 +108,21 @@ impl Response {
     /// The handle that pauses, resumes or stops body delivery.
     pub fn body_handle(&self) -> BodyHandle {
         self.handle
+    }
+}
+
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("version", &self.version)
+            .field("code", &self.code)
+            .field("phrase", &self.phrase)
+            .field("headers", &self.headers)
+            .field("length", &self.length)
+            .field("url", &self.url.as_str())
+            .field("method", &self.method)
+            .field("timing", &self.timing)
+            .field("history", &self.history)
+            .finish_non_exhaustive()
     }
 }

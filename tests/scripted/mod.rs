@@ -307,6 +307,8 @@ pub struct Outcome {
     pub headers: Headers,
     pub body: Vec<u8>,
     pub trailers: Headers,
+    /// The response's timing, once its head arrived.
+    pub timing: Option<weft::client::Timing>,
     /// `None` while in flight; `Some(Ok(end))` once the body ended; `Some(Err)` when the
     /// request failed before its head.
     pub result: Option<Result<BodyEnd, Error>>,
@@ -407,6 +409,7 @@ pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, Reques
                     let mut o = s.borrow_mut();
                     o.status = Some(resp.code);
                     o.headers = resp.headers.clone();
+                    o.timing = Some(resp.timing);
                 }
                 resp.deliver_body(ctx, Recorder { out: s.clone() });
             }

@@ -1,0 +1,149 @@
+//! What every agent takes (a [`Request`]) and gives back (a [`RequestHandle`]), and the
+//! [`HttpAgent`] interface that lets wrapper agents compose, as Twisted's `IAgent` does.
+
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+
+use crate::proto::Headers;
+use crate::reactor::{Ctx, HandlerId};
+
+use super::agent::{Msg, RequestId};
+use super::error::Error;
+use super::producer::{BodyProducer, BytesProducer};
+use super::response::Response;
+
+/// Called once with the response head, or with the error that prevented it.
+pub type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
+
+/// A request to send: method, URL, header fields and an optional body.
+///
+/// ```
+/// use weft::client::Request;
+/// let req = Request::new("POST", "http://127.0.0.1:8080/submit")
+///     .header("Content-Type", "text/plain")
+///     .body_bytes("hello");
+/// assert_eq!(req.method, "POST");
+/// assert_eq!(req.headers.get("content-type"), Some(&b"text/plain"[..]));
+/// ```
+pub struct Request {
+    /// The method, e.g. `GET`.
+    pub method: String,
+    /// The absolute URL.
+    pub url: String,
+    /// Header fields to send (the agent adds `Host` and the framing fields).
+    pub headers: Headers,
+    /// The body, if any.
+    pub body: Option<Box<dyn BodyProducer>>,
+}
+
+impl Request {
+    /// A request without header fields or body.
+    pub fn new(method: &str, url: &str) -> Self {
+        Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: Headers::new(),
+            body: None,
+        }
+    }
+
+    /// A `GET` of `url`.
+    pub fn get(url: &str) -> Self {
+        Request::new("GET", url)
+    }
+
+    /// Adds a header field.
+    pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.headers.append(name, value.as_ref());
+        self
+    }
+
+    /// Sets the body from a producer.
+    pub fn body(mut self, producer: impl BodyProducer) -> Self {
+        self.body = Some(Box::new(producer));
+        self
+    }
+
+    /// Sets the body from bytes held in memory.
+    pub fn body_bytes(self, data: impl Into<Vec<u8>>) -> Self {
+        self.body(BytesProducer::new(data))
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers)
+            .field("body", &self.body.as_ref().map(|b| b.length()))
+            .finish()
+    }
+}
+
+/// Anything that issues requests: the [`super::Agent`] and every wrapper around it
+/// (redirects, cookies, decoding...). Wrappers hold their inner agent and compose freely.
+pub trait HttpAgent: 'static {
+    /// Issues `request`; `on_response` is called once, with the response head or an error.
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle;
+}
+
+#[derive(Debug, Default)]
+struct HandleState {
+    current: Cell<Option<(HandlerId, RequestId)>>,
+    cancelled: Cell<bool>,
+}
+
+/// Cancels a request, whichever hop of it is in flight (a redirect or an authentication
+/// retry is a new request underneath; the handle follows it). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHandle {
+    state: Rc<HandleState>,
+}
+
+impl RequestHandle {
+    /// A handle not yet attached to any request (wrappers attach hops with
+    /// [`RequestHandle::follow`]).
+    pub fn new() -> Self {
+        RequestHandle::default()
+    }
+
+    pub(crate) fn for_agent(agent: HandlerId, id: RequestId) -> Self {
+        let h = RequestHandle::new();
+        h.state.current.set(Some((agent, id)));
+        h
+    }
+
+    /// Cancels the request at whatever phase it is in: a queued request is dropped, a request
+    /// in flight has its connection closed. The response callback (or the body protocol, once
+    /// delivering) gets an error with [`super::Cause::Cancelled`]. A finished request is
+    /// unaffected.
+    pub fn cancel(&self, ctx: &mut Ctx) {
+        self.state.cancelled.set(true);
+        if let Some((agent, id)) = self.state.current.get() {
+            ctx.post(agent, Box::new(Msg::Cancel(id)));
+        }
+    }
+
+    /// Whether [`RequestHandle::cancel`] was called: a wrapper checks this before it issues
+    /// a follow-up request.
+    pub fn is_cancelled(&self) -> bool {
+        self.state.cancelled.get()
+    }
+
+    /// Makes this handle control the request `hop` controls (the next hop of a wrapper).
+    pub fn follow(&self, hop: &RequestHandle) {
+        self.state.current.set(hop.state.current.get());
+    }
+
+    /// The id of the request in flight, if any.
+    pub fn id(&self) -> Option<RequestId> {
+        self.state.current.get().map(|(_, id)| id)
+    }
+}
