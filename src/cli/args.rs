@@ -27,10 +27,14 @@ Exit status (modelled on curl):
   26  read error (a -d/--data-binary @FILE or the request body could not be read)
   28  timeout (--connect-timeout, -m/--max-time)
   35  TLS handshake or certificate failure
+  47  too many redirects
   55  failed sending the request
   56  failure receiving network data
-  63  --max-filesize exceeded
-  77  problem reading the --cacert file";
+  61  the response body could not be decoded (bad content coding)
+  63  --max-filesize exceeded, or a decoded body over its cap
+  67  authentication failed
+  77  problem reading the --cacert file
+  97  proxy failure";
 
 /// Output format of `--dump`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

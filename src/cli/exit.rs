@@ -108,6 +108,14 @@ pub fn request_exit_code(e: &Error) -> u8 {
         Cause::Producer(_) => 26,
         Cause::BodyTooLarge(_) => 63,
         Cause::Cancelled | Cause::BodyAlreadyDelivered | Cause::AgentClosed => 1,
+        Cause::TooManyRedirects(_) => 47,
+        Cause::RedirectNotAllowed(_) => 1,
+        Cause::InvalidLocation(_) => 8,
+        Cause::Decode(_) | Cause::TooManyContentEncodings => 61,
+        Cause::DecodedTooLarge(_) => 63,
+        Cause::Auth(_) => 67,
+        Cause::File(_) => 23,
+        Cause::Proxy(_) => 97,
     }
 }
 

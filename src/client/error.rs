@@ -66,6 +66,25 @@ pub enum Cause {
     BodyAlreadyDelivered,
     /// The agent was closed before the request completed.
     AgentClosed,
+    /// More redirects than the configured limit (the limit), or a redirect loop.
+    TooManyRedirects(u32),
+    /// A redirect to a target the policy refuses: another scheme than http/https, or
+    /// https to http when downgrades are not allowed (the location).
+    RedirectNotAllowed(String),
+    /// A redirect whose `Location` is missing or cannot be resolved (the value).
+    InvalidLocation(String),
+    /// The response body could not be decoded (gzip, deflate, br, zstd...): the message.
+    Decode(String),
+    /// The decoded body exceeded the configured cap (bytes).
+    DecodedTooLarge(u64),
+    /// More content codings than the configured cap.
+    TooManyContentEncodings,
+    /// Authentication failed or the challenge could not be answered (the message).
+    Auth(String),
+    /// A local file could not be read or written (the message).
+    File(String),
+    /// The proxy refused or failed the request (the message).
+    Proxy(String),
 }
 
 impl fmt::Display for Cause {
@@ -86,6 +105,17 @@ impl fmt::Display for Cause {
             Cause::BodyTooLarge(cap) => write!(f, "response body larger than {cap} bytes"),
             Cause::BodyAlreadyDelivered => f.write_str("response body already delivered"),
             Cause::AgentClosed => f.write_str("agent closed"),
+            Cause::TooManyRedirects(n) => write!(f, "too many redirects (limit {n})"),
+            Cause::RedirectNotAllowed(to) => write!(f, "redirect to {to} not allowed"),
+            Cause::InvalidLocation(v) => write!(f, "invalid redirect location {v:?}"),
+            Cause::Decode(msg) => write!(f, "cannot decode the response body: {msg}"),
+            Cause::DecodedTooLarge(cap) => {
+                write!(f, "decoded response body larger than {cap} bytes")
+            }
+            Cause::TooManyContentEncodings => f.write_str("too many content codings"),
+            Cause::Auth(msg) => write!(f, "authentication failed: {msg}"),
+            Cause::File(msg) => write!(f, "file error: {msg}"),
+            Cause::Proxy(msg) => write!(f, "proxy error: {msg}"),
         }
     }
 }
@@ -155,6 +185,15 @@ impl Error {
             Cause::BodyTooLarge(_) => "body_too_large",
             Cause::BodyAlreadyDelivered => "body_already_delivered",
             Cause::AgentClosed => "agent_closed",
+            Cause::TooManyRedirects(_) => "too_many_redirects",
+            Cause::RedirectNotAllowed(_) => "redirect_not_allowed",
+            Cause::InvalidLocation(_) => "invalid_location",
+            Cause::Decode(_) => "decode",
+            Cause::DecodedTooLarge(_) => "decoded_too_large",
+            Cause::TooManyContentEncodings => "too_many_content_encodings",
+            Cause::Auth(_) => "auth",
+            Cause::File(_) => "file",
+            Cause::Proxy(_) => "proxy",
         }
     }
 }
