@@ -455,3 +455,70 @@ fn collect_enforces_its_cap_and_closes() {
     assert!(next.borrow().is_done());
     assert_eq!(srv.connections(), 2);
 }
+
+#[test]
+fn read_timeout_fires_on_a_stalled_body_but_not_on_a_slow_drip() {
+    let mut drip = vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n"),
+    ];
+    for b in b"dripping" {
+        drip.push(Step::Sleep(Duration::from_millis(80)));
+        drip.push(write(&[*b]));
+    }
+    drip.push(Step::WaitClose);
+    let srv = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345"),
+            Step::Sleep(Duration::from_secs(3)),
+        ],
+        drip,
+    ]);
+    let config = AgentConfig {
+        read_timeout: Some(Duration::from_millis(300)),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let stalled = issue(reactor.ctx(), agent, Req::get(srv.url("/stall")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&stalled));
+    let err = stalled.borrow().error().cloned().unwrap();
+    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Read));
+    assert_eq!(err.phase(), Phase::ResponseFailed);
+    let dripping = issue(reactor.ctx(), agent, Req::get(srv.url("/drip")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&dripping));
+    assert!(
+        dripping.borrow().is_done(),
+        "{:?}",
+        dripping.borrow().result
+    );
+    assert_eq!(dripping.borrow().body, b"dripping");
+}
+
+#[test]
+fn per_request_timeout_overrides_the_agent() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        Step::Sleep(Duration::from_secs(3)),
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), AgentConfig::default());
+    let slot: Slot = Default::default();
+    let s = slot.clone();
+    let request = weft::client::Request::get(&srv.url("/")).timeouts(weft::client::Timeouts {
+        total: Some(Duration::from_millis(200)),
+        ..Default::default()
+    });
+    weft::client::HttpAgent::request(
+        &agent,
+        reactor.ctx(),
+        request,
+        Box::new(move |_, r| s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done))),
+    );
+    let started = Instant::now();
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let err = slot.borrow().error().cloned().unwrap();
+    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total));
+}

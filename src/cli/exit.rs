@@ -2,7 +2,7 @@
 
 use std::io;
 
-use weft::client::{Cause, Error, Phase, TimeoutKind};
+use weft::client::{Cause, Error, Phase};
 use weft::proto::{ProtocolError, RequestError};
 use weft::reactor::TransportError;
 
@@ -104,7 +104,7 @@ pub fn request_exit_code(e: &Error) -> u8 {
         },
         Cause::Protocol(ProtocolError::Incomplete { .. }) => 18,
         Cause::Protocol(_) => 8,
-        Cause::Timeout(TimeoutKind::Connect | TimeoutKind::Total | TimeoutKind::Queue) => 28,
+        Cause::Timeout(_) => 28,
         Cause::Producer(_) => 26,
         Cause::BodyTooLarge(_) => 63,
         Cause::Cancelled | Cause::BodyAlreadyDelivered | Cause::AgentClosed => 1,
@@ -116,12 +116,14 @@ pub fn request_exit_code(e: &Error) -> u8 {
         Cause::Auth(_) => 67,
         Cause::File(_) => 23,
         Cause::Proxy(_) => 97,
+        Cause::HttpStatus(_) => 22,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft::client::TimeoutKind;
     use weft::tls::TlsError;
 
     fn code(phase: Phase, cause: Cause) -> u8 {

@@ -21,7 +21,7 @@ use crate::tls::TlsConnector;
 use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::Response;
 use super::timing::Timing;
 
@@ -46,6 +46,9 @@ pub struct AgentConfig {
     pub timeout: Option<Duration>,
     /// Limit on the time a request waits for a free connection (default none).
     pub queue_timeout: Option<Duration>,
+    /// Limit on a silence while a request is active: no byte received or sent for this long
+    /// (default none). A paused body does not count as silence.
+    pub read_timeout: Option<Duration>,
     /// How long to wait for `100 Continue` before sending the body anyway (default 1 s).
     pub continue_timeout: Duration,
     /// TLS settings for `https` URLs (default: verify against the webpki roots).
@@ -67,6 +70,7 @@ impl Default for AgentConfig {
             connect_timeout: Some(Duration::from_secs(30)),
             timeout: None,
             queue_timeout: None,
+            read_timeout: None,
             continue_timeout: Duration::from_secs(1),
             tls: TlsConnector::webpki_roots(),
             limits: proto::Config::default(),
@@ -174,6 +178,7 @@ impl Agent {
             url: url.to_string(),
             headers,
             body,
+            timeouts: Timeouts::default(),
         };
         self.submit(ctx, request, Box::new(on_response))
     }
@@ -273,6 +278,23 @@ struct Req {
     queue_timer: Option<TimerId>,
     /// When each phase ended, for [`Timing`].
     marks: Marks,
+    /// Silence allowed while active, and when the last byte moved.
+    read_timeout: Option<Duration>,
+    read_timer: Option<TimerId>,
+    last_activity: Instant,
+}
+
+impl Req {
+    /// Cancels every timer of the request (it ended, or lost its connection for good).
+    fn cancel_timers(&mut self, ctx: &mut Ctx) {
+        let timers = self.timers.drain(..);
+        for t in timers
+            .chain(self.read_timer.take())
+            .chain(self.queue_timer.take())
+        {
+            ctx.cancel_timer(t);
+        }
+    }
 }
 
 /// Instants of a request's phases.
@@ -321,6 +343,7 @@ enum TimerTarget {
     Total(RequestId),
     Queue(RequestId),
     Continue(RequestId),
+    Read(RequestId),
 }
 
 struct AgentState {
@@ -381,6 +404,7 @@ impl AgentState {
                     url,
                     mut headers,
                     body: producer,
+                    timeouts,
                 },
             on_response,
         } = new;
@@ -416,6 +440,9 @@ impl AgentState {
             fresh_only: false,
             timers: Vec::new(),
             queue_timer: None,
+            read_timeout: None,
+            read_timer: None,
+            last_activity: Instant::now(),
             marks: Marks {
                 submitted: Instant::now(),
                 dispatched: None,
@@ -424,13 +451,14 @@ impl AgentState {
                 reused: false,
             },
         };
-        if let Some(t) = self.config.timeout {
+        if let Some(t) = timeouts.total.or(self.config.timeout) {
             let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
             req.timers.push(timer);
         }
-        if let Some(t) = self.config.queue_timeout {
+        if let Some(t) = timeouts.queue.or(self.config.queue_timeout) {
             req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
         }
+        req.read_timeout = timeouts.read.or(self.config.read_timeout);
         self.reqs.insert(id, req);
         self.enqueue(id, key);
         self.pump(ctx);
@@ -568,7 +596,21 @@ impl AgentState {
         }
         ctx.write(cid, &self.scratch);
         req.head_sent = true;
-        req.marks.sent = Some(Instant::now());
+        let now = Instant::now();
+        req.marks.sent = Some(now);
+        req.last_activity = now;
+        if let Some(t) = req.read_timeout {
+            let timer = self.set_timer(ctx, t, TimerTarget::Read(id));
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.read_timer = Some(timer);
+            }
+        }
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
         if body == RequestBody::Length(0) && req.producer.is_none() {
             let _ = conn.proto.finish_body(&mut self.scratch);
         }
@@ -932,9 +974,7 @@ impl AgentState {
                 conn.served += 1;
             }
         }
-        for t in req.timers.drain(..) {
-            ctx.cancel_timer(t);
-        }
+        req.cancel_timers(ctx);
         match std::mem::replace(&mut req.body, BodyState::NotAttached) {
             BodyState::Attached(mut body) => {
                 self.reqs.remove(&id);
@@ -949,9 +989,7 @@ impl AgentState {
         let Some(mut req) = self.reqs.remove(&id) else {
             return;
         };
-        for t in req.timers.drain(..) {
-            ctx.cancel_timer(t);
-        }
+        req.cancel_timers(ctx);
         if let Some(p) = req.producer.as_mut() {
             if !req.body_sent {
                 p.stop_producing();
@@ -1102,10 +1140,8 @@ impl AgentState {
             return;
         }
         self.unattached.retain(|&r| r != id);
-        let req = self.reqs.remove(&id).expect("checked above");
-        for t in req.timers {
-            ctx.cancel_timer(t);
-        }
+        let mut req = self.reqs.remove(&id).expect("checked above");
+        req.cancel_timers(ctx);
         if let Some(cid) = req.conn {
             self.close_conn(ctx, cid, true);
         }
@@ -1146,6 +1182,25 @@ impl AgentState {
                     self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Queue));
                 }
             }
+            TimerTarget::Read(id) => {
+                let Some(req) = self.reqs.get(&id) else {
+                    return;
+                };
+                let (Some(limit), Some(_)) = (req.read_timeout, req.conn) else {
+                    return;
+                };
+                let silent = req.last_activity.elapsed();
+                if silent >= limit && !req.paused {
+                    self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Read));
+                } else {
+                    // Re-armed rather than reset on every read: one timer per request.
+                    let wait = if req.paused { limit } else { limit - silent };
+                    let timer = self.set_timer(ctx, wait, TimerTarget::Read(id));
+                    if let Some(req) = self.reqs.get_mut(&id) {
+                        req.read_timer = Some(timer);
+                    }
+                }
+            }
             TimerTarget::Continue(id) => {
                 let cid = self.reqs.get(&id).and_then(|r| r.conn);
                 if let Some(conn) = cid.and_then(|c| self.conns.get_mut(&c)) {
@@ -1178,7 +1233,9 @@ impl Protocol for AgentState {
             return;
         };
         if let Some(req) = conn.req.and_then(|id| self.reqs.get_mut(&id)) {
-            req.marks.first_byte.get_or_insert_with(Instant::now);
+            let now = Instant::now();
+            req.marks.first_byte.get_or_insert(now);
+            req.last_activity = now;
         }
         if !conn.pending.is_empty() {
             // Reading was paused after these arrived: keep order.
@@ -1214,6 +1271,9 @@ impl Protocol for AgentState {
 
     fn write_drained(&mut self, ctx: &mut Ctx, cid: ConnId) {
         if let Some(id) = self.conns.get(&cid).and_then(|c| c.req) {
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.last_activity = Instant::now();
+            }
             self.produce(ctx, id);
         }
     }

@@ -39,6 +39,8 @@ pub enum TimeoutKind {
     Total,
     /// The request waited too long for a free connection.
     Queue,
+    /// No byte arrived (and none could be sent) for too long while the request was active.
+    Read,
 }
 
 /// Why a request failed.
@@ -85,6 +87,9 @@ pub enum Cause {
     File(String),
     /// The proxy refused or failed the request (the message).
     Proxy(String),
+    /// The server answered with an error status and the client was asked to treat that as a
+    /// failure (Tornado's `raise_error`, curl's `--fail`).
+    HttpStatus(u16),
 }
 
 impl fmt::Display for Cause {
@@ -100,6 +105,7 @@ impl fmt::Display for Cause {
             Cause::Timeout(TimeoutKind::Queue) => {
                 f.write_str("timed out waiting for a free connection")
             }
+            Cause::Timeout(TimeoutKind::Read) => f.write_str("timed out waiting for data"),
             Cause::Cancelled => f.write_str("cancelled"),
             Cause::Producer(msg) => write!(f, "request body producer failed: {msg}"),
             Cause::BodyTooLarge(cap) => write!(f, "response body larger than {cap} bytes"),
@@ -116,6 +122,7 @@ impl fmt::Display for Cause {
             Cause::Auth(msg) => write!(f, "authentication failed: {msg}"),
             Cause::File(msg) => write!(f, "file error: {msg}"),
             Cause::Proxy(msg) => write!(f, "proxy error: {msg}"),
+            Cause::HttpStatus(code) => write!(f, "the server answered with status {code}"),
         }
     }
 }
@@ -194,6 +201,7 @@ impl Error {
             Cause::Auth(_) => "auth",
             Cause::File(_) => "file",
             Cause::Proxy(_) => "proxy",
+            Cause::HttpStatus(_) => "http_status",
         }
     }
 }

@@ -18,6 +18,6 @@ pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
-pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 pub use response::{PreviousResponse, Response};
 pub use timing::Timing;

@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::proto::Headers;
 use crate::reactor::{Ctx, HandlerId};
@@ -35,6 +36,19 @@ pub struct Request {
     pub headers: Headers,
     /// The body, if any.
     pub body: Option<Box<dyn BodyProducer>>,
+    /// Timeouts for this request; `None` fields use the agent's settings.
+    pub timeouts: Timeouts,
+}
+
+/// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    /// Limit on the whole request, from submission to the end of the body.
+    pub total: Option<Duration>,
+    /// Limit on a silence: no byte received (nor sent) for this long while active.
+    pub read: Option<Duration>,
+    /// Limit on the wait for a free connection.
+    pub queue: Option<Duration>,
 }
 
 impl Request {
@@ -45,6 +59,7 @@ impl Request {
             url: url.to_string(),
             headers: Headers::new(),
             body: None,
+            timeouts: Timeouts::default(),
         }
     }
 
@@ -62,6 +77,12 @@ impl Request {
     /// Sets the body from a producer.
     pub fn body(mut self, producer: impl BodyProducer) -> Self {
         self.body = Some(Box::new(producer));
+        self
+    }
+
+    /// Sets this request's timeouts.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
         self
     }
 
