@@ -237,10 +237,10 @@ fn read_cl_response(s: &mut TcpStream) -> servers::RawResponse {
         let n = s.read(&mut chunk).unwrap();
         assert!(n > 0, "EOF before a complete response: {buf:?}");
         buf.extend_from_slice(&chunk[..n]);
-        if let Ok(r) = parse_response(&buf) {
-            if r.header("content-length").is_some() {
-                return r;
-            }
+        if let Ok(r) = parse_response(&buf)
+            && r.header("content-length").is_some()
+        {
+            return r;
         }
     }
 }

@@ -34,10 +34,10 @@ pub fn main() -> ExitCode {
         Ok(plan) => run::run(plan),
         Err(e) => e.into_outcome(),
     };
-    if show_errors || outcome.always_shown() {
-        if let Some(message) = outcome.message() {
-            let _ = writeln!(std::io::stderr(), "weft: {message}");
-        }
+    if (show_errors || outcome.always_shown())
+        && let Some(message) = outcome.message()
+    {
+        let _ = writeln!(std::io::stderr(), "weft: {message}");
     }
     ExitCode::from(outcome.exit_code())
 }

@@ -259,16 +259,15 @@ fn body_source(
     data: &[super::args::DataArg],
     read: &mut dyn FnMut(&str) -> io::Result<Vec<u8>>,
 ) -> Result<BodySource, PlanError> {
-    if let [only] = data {
-        if only.kind == DataKind::Binary {
-            if let Some(file) = only.value.strip_prefix('@') {
-                return Ok(if file == "-" {
-                    BodySource::Stdin
-                } else {
-                    BodySource::File(PathBuf::from(file))
-                });
-            }
-        }
+    if let [only] = data
+        && only.kind == DataKind::Binary
+        && let Some(file) = only.value.strip_prefix('@')
+    {
+        return Ok(if file == "-" {
+            BodySource::Stdin
+        } else {
+            BodySource::File(PathBuf::from(file))
+        });
     }
     if data.is_empty() {
         return Ok(BodySource::None);

@@ -239,10 +239,11 @@ fn run_inner(plan: Plan) -> Result<Outcome, Outcome> {
                 Phase::ResponseNeverReceived
             };
             let error = Error::new(phase, Cause::Timeout(TimeoutKind::Total));
-            if s.opts.dump_json && s.outcome.is_none() {
-                if let Err(o) = s.write_dump(None, Some(&error)) {
-                    s.finish(ctx, o);
-                }
+            if s.opts.dump_json
+                && s.outcome.is_none()
+                && let Err(o) = s.write_dump(None, Some(&error))
+            {
+                s.finish(ctx, o);
             }
             s.finish(ctx, Outcome::Request(error));
         });
@@ -266,10 +267,10 @@ fn on_response(state: &Shared, ctx: &mut Ctx, result: Result<Response, Error>) {
             if s.opts.verbose {
                 verbose(&format!("* Request failed: {error}\n"));
             }
-            if s.opts.dump_json {
-                if let Err(o) = s.write_dump(None, Some(&error)) {
-                    return s.finish(ctx, o);
-                }
+            if s.opts.dump_json
+                && let Err(o) = s.write_dump(None, Some(&error))
+            {
+                return s.finish(ctx, o);
             }
             return s.finish(ctx, Outcome::Request(error));
         }
@@ -294,16 +295,17 @@ fn on_response(state: &Shared, ctx: &mut Ctx, result: Result<Response, Error>) {
         let outcome = s.success();
         return s.finish(ctx, outcome);
     }
-    if let (Some(max), Some(len)) = (s.opts.max_filesize, response.length) {
-        if len > max && !s.opts.head_only {
-            let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(max));
-            if s.opts.dump_json {
-                if let Err(o) = s.write_dump(None, Some(&error)) {
-                    return s.finish(ctx, o);
-                }
-            }
-            return s.finish(ctx, Outcome::Request(error));
+    if let (Some(max), Some(len)) = (s.opts.max_filesize, response.length)
+        && len > max
+        && !s.opts.head_only
+    {
+        let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(max));
+        if s.opts.dump_json
+            && let Err(o) = s.write_dump(None, Some(&error))
+        {
+            return s.finish(ctx, o);
         }
+        return s.finish(ctx, Outcome::Request(error));
     }
     if !s.opts.dump_json && s.opts.include_head {
         let head = format::head_bytes(
@@ -339,22 +341,22 @@ impl BodyProtocol for CliBody {
             return;
         }
         s.received += data.len() as u64;
-        if let Some(max) = s.opts.max_filesize {
-            if s.received > max {
-                s.own_error = Some(Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(max)));
-                body.stop();
-                return;
-            }
+        if let Some(max) = s.opts.max_filesize
+            && s.received > max
+        {
+            s.own_error = Some(Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(max)));
+            body.stop();
+            return;
         }
         if s.opts.dump_json {
             s.body.extend_from_slice(data);
-        } else if !s.opts.head_only {
-            if let Err(e) = s.sink.write_now(data) {
-                // Recorded now; the reactor stops when connection_lost follows the stop.
-                let outcome = s.sink.error(e);
-                s.outcome = Some(outcome);
-                body.stop();
-            }
+        } else if !s.opts.head_only
+            && let Err(e) = s.sink.write_now(data)
+        {
+            // Recorded now; the reactor stops when connection_lost follows the stop.
+            let outcome = s.sink.error(e);
+            s.outcome = Some(outcome);
+            body.stop();
         }
     }
 

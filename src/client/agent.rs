@@ -939,10 +939,10 @@ impl AgentState {
         if req.retried || !IDEMPOTENT.contains(&req.method.as_str()) {
             return false;
         }
-        if let Some(p) = req.producer.as_mut() {
-            if !p.rewind() {
-                return false;
-            }
+        if let Some(p) = req.producer.as_mut()
+            && !p.rewind()
+        {
+            return false;
         }
         req.retried = true;
         req.fresh_only = true;
@@ -969,10 +969,10 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
-        if let Some(cid) = req.conn.take() {
-            if let Some(conn) = self.conns.get_mut(&cid) {
-                conn.served += 1;
-            }
+        if let Some(cid) = req.conn.take()
+            && let Some(conn) = self.conns.get_mut(&cid)
+        {
+            conn.served += 1;
         }
         req.cancel_timers(ctx);
         match std::mem::replace(&mut req.body, BodyState::NotAttached) {
@@ -990,15 +990,15 @@ impl AgentState {
             return;
         };
         req.cancel_timers(ctx);
-        if let Some(p) = req.producer.as_mut() {
-            if !req.body_sent {
-                p.stop_producing();
-            }
+        if let Some(p) = req.producer.as_mut()
+            && !req.body_sent
+        {
+            p.stop_producing();
         }
-        if req.queued {
-            if let Some(host) = self.hosts.get_mut(&req.key) {
-                host.waiting.retain(|&(_, r)| r != id);
-            }
+        if req.queued
+            && let Some(host) = self.hosts.get_mut(&req.key)
+        {
+            host.waiting.retain(|&(_, r)| r != id);
         }
         if let Some(cid) = req.conn.take() {
             self.close_conn(ctx, cid, true);
@@ -1082,12 +1082,11 @@ impl AgentState {
                 host.idle.retain(|&c| c != cid);
             }
         }
-        if let Some(id) = conn.req {
-            if let Some(req) = self.reqs.get_mut(&id) {
-                if req.conn == Some(cid) {
-                    req.conn = None;
-                }
-            }
+        if let Some(id) = conn.req
+            && let Some(req) = self.reqs.get_mut(&id)
+            && req.conn == Some(cid)
+        {
+            req.conn = None;
         }
         if abort {
             ctx.abort_connection(cid);
@@ -1121,10 +1120,10 @@ impl AgentState {
             return;
         }
         req.body = BodyState::Attached(body);
-        if let Some(cid) = req.conn {
-            if !req.paused {
-                self.resume_conn(ctx, cid);
-            }
+        if let Some(cid) = req.conn
+            && !req.paused
+        {
+            self.resume_conn(ctx, cid);
         }
     }
 
@@ -1302,12 +1301,12 @@ impl Protocol for AgentState {
                 }
             }
             Msg::ResumeBody(id) => {
-                if let Some(req) = self.reqs.get_mut(&id) {
-                    if req.paused {
-                        req.paused = false;
-                        if let Some(cid) = req.conn {
-                            self.resume_conn(ctx, cid);
-                        }
+                if let Some(req) = self.reqs.get_mut(&id)
+                    && req.paused
+                {
+                    req.paused = false;
+                    if let Some(cid) = req.conn {
+                        self.resume_conn(ctx, cid);
                     }
                 }
             }
@@ -1320,10 +1319,10 @@ impl Protocol for AgentState {
                     .flat_map(|h| h.idle.drain(..))
                     .collect();
                 for cid in idle {
-                    if let Some(conn) = self.conns.remove(&cid) {
-                        if let Some(t) = conn.idle_timer {
-                            ctx.cancel_timer(t);
-                        }
+                    if let Some(conn) = self.conns.remove(&cid)
+                        && let Some(t) = conn.idle_timer
+                    {
+                        ctx.cancel_timer(t);
                     }
                     ctx.lose_connection(cid);
                 }
@@ -1371,10 +1370,10 @@ fn prepare(
         target.push('?');
         target.push_str(q);
     }
-    if let Some(ua) = &config.user_agent {
-        if !headers.contains("user-agent") {
-            headers.append("User-Agent", ua.as_bytes());
-        }
+    if let Some(ua) = &config.user_agent
+        && !headers.contains("user-agent")
+    {
+        headers.append("User-Agent", ua.as_bytes());
     }
     if !config.persistent && !headers.has_token("connection", "close") {
         headers.append("Connection", b"close");

@@ -9,6 +9,7 @@
 mod agent;
 mod body;
 mod error;
+mod http_client;
 mod producer;
 mod request;
 mod response;
@@ -17,6 +18,7 @@ mod timing;
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use error::{Cause, Error, Phase, TimeoutKind};
+pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 pub use response::{PreviousResponse, Response};

@@ -86,6 +86,15 @@ impl Response {
         self.filters.push(Rc::new(filter));
     }
 
+    /// Like [`Response::map_body`], but the filter sits closest to the agent, before every
+    /// filter already added (to see the body as it came off the wire).
+    pub(crate) fn map_body_raw(
+        &mut self,
+        filter: impl Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol> + 'static,
+    ) {
+        self.filters.insert(0, Rc::new(filter));
+    }
+
     /// Reads the whole body into memory, failing with [`super::Cause::BodyTooLarge`] past
     /// `max_bytes` (the connection is then closed, not pooled).
     pub fn collect(

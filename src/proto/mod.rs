@@ -635,12 +635,12 @@ impl ClientConnection {
         // Fast path: a whole head in one read goes straight to httparse, without a separate
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
-        if base == 0 {
-            if let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config) {
-                debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
-                self.leading_blank = 0;
-                return self.on_head(head, i + end);
-            }
+        if base == 0
+            && let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config)
+        {
+            debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
+            self.leading_blank = 0;
+            return self.on_head(head, i + end);
         }
         let Some(end) = response::find_blank_line(&self.head_buf, window, false) else {
             if base + rest.len() > max {

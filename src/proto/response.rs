@@ -313,10 +313,8 @@ pub(crate) fn decide_framing(
             TeFraming::CloseDelimited => (Framing::CloseDelimited, false),
         });
     }
-    if has_cl {
-        if let Some(n) = content_length(h.get_all("content-length"))? {
-            return Ok((Framing::Length(n), keep_alive));
-        }
+    if has_cl && let Some(n) = content_length(h.get_all("content-length"))? {
+        return Ok((Framing::Length(n), keep_alive));
     }
     Ok((Framing::CloseDelimited, false))
 }
