@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use mio::Interest;
 use mio::net::TcpStream;
@@ -20,6 +21,38 @@ use super::slots::Generational;
 use super::timers::TimerKind;
 use super::{ConnectOptions, Ctx, Deferred, dns};
 use crate::tls::TlsStage;
+
+/// When a connection passed each step of its setup, in [`Ctx::now`] time (the clock of the
+/// loop iteration that saw the step). From [`Ctx::conn_timing`].
+///
+/// Durations follow by subtraction, e.g. `connected? - started` for curl's
+/// `time_connect`-style reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnTiming {
+    /// The connection was asked for ([`Ctx::connect_tcp`] / [`Ctx::connect_owned`]), or
+    /// accepted by a listener.
+    pub started: Instant,
+    /// The resolver's answer arrived; the same as `started` for an IP literal or an accepted
+    /// connection. `None` while resolving.
+    pub resolved: Option<Instant>,
+    /// The TCP connect completed (to the address that worked); `started` for an accepted
+    /// connection. `None` before.
+    pub connected: Option<Instant>,
+    /// The TLS handshake completed: at connect time with [`ConnectOptions::tls`], or after
+    /// upgrading a plain connection. `None` on plain TCP and while handshaking.
+    pub tls_done: Option<Instant>,
+}
+
+impl ConnTiming {
+    fn new(started: Instant) -> Self {
+        ConnTiming {
+            started,
+            resolved: None,
+            connected: None,
+            tls_done: None,
+        }
+    }
+}
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +94,7 @@ pub(super) struct Conn {
     pub(super) dirty: bool,
     pub(super) connect_timer: Option<u64>,
     pub(super) peer: Option<SocketAddr>,
+    pub(super) timing: ConnTiming,
 }
 
 impl Generational for Conn {
@@ -70,7 +104,7 @@ impl Generational for Conn {
 }
 
 impl Conn {
-    pub(super) fn new(generation: u32, owner: HandlerId, state: State) -> Self {
+    pub(super) fn new(generation: u32, owner: HandlerId, state: State, now: Instant) -> Self {
         Conn {
             generation,
             owner,
@@ -93,6 +127,7 @@ impl Conn {
             dirty: false,
             connect_timer: None,
             peer: None,
+            timing: ConnTiming::new(now),
         }
     }
 
@@ -137,7 +172,7 @@ impl Ctx {
         owner: HandlerId,
         auto_handler: Option<HandlerId>,
     ) -> ConnId {
-        let mut conn = Conn::new(self.next_generation(), owner, State::Resolving);
+        let mut conn = Conn::new(self.next_generation(), owner, State::Resolving, self.now);
         conn.auto_handler = auto_handler;
         conn.host = host.to_string();
         if let Some(timeout) = options.connect_timeout {
@@ -169,6 +204,7 @@ impl Ctx {
         if let Ok(ip) = bare.parse::<IpAddr>() {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.addrs.push_back(SocketAddr::new(ip, port));
+                conn.timing.resolved = Some(conn.timing.started);
             }
             self.try_next_addr(id);
             return id;
@@ -188,6 +224,7 @@ impl Ctx {
         if conn.state != State::Resolving {
             return;
         }
+        conn.timing.resolved = Some(self.now);
         match result {
             Ok(addrs) if !addrs.is_empty() => {
                 conn.addrs = addrs.into();
@@ -268,6 +305,7 @@ impl Ctx {
         }
         let _ = sock.set_nodelay(true);
         conn.peer = peer;
+        conn.timing.connected = Some(self.now);
         if conn.tls.is_some() {
             conn.state = State::Handshaking;
             self.mark_dirty(id);
@@ -278,6 +316,9 @@ impl Ctx {
 
     /// The TLS handshake of `id` just completed.
     pub(super) fn handshake_done(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.timing.tls_done = Some(self.now);
+        }
         self.made(id);
     }
 

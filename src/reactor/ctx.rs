@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use mio::Interest;
 use mio::net::TcpListener;
 
-use super::conn::{Conn, End, State};
+use super::conn::{Conn, ConnTiming, End, State};
 use super::error::Disconnect;
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
 use super::timers::TimerKind;
@@ -265,6 +265,20 @@ impl Ctx {
     /// The peer's address, once connected.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         self.conns.get(conn).and_then(|c| c.peer)
+    }
+
+    /// When the connection was started, resolved, connected and (for TLS) secured; `None`
+    /// for a stale id.
+    ///
+    /// ```
+    /// # use weft::reactor::{ConnectOptions, Reactor};
+    /// let mut reactor = Reactor::new()?;
+    /// let conn = reactor.ctx().connect_owned("127.0.0.1", 9, ConnectOptions::default());
+    /// assert!(reactor.ctx().conn_timing(conn).is_none(), "no owner: nothing was opened");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn conn_timing(&self, conn: ConnId) -> Option<ConnTiming> {
+        self.conns.get(conn).map(|c| c.timing)
     }
 
     /// Number of live connections (for leak checks).

@@ -70,6 +70,7 @@ use ids::{GENERATION_MASK, Source, WAKER_TOKEN, conn_token, decode_token};
 use slots::{Generational, Slots};
 use timers::{TimerKind, Timers};
 
+pub use conn::ConnTiming;
 pub use error::{Disconnect, ReactorGone, TransportError};
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use remote::Remote;
@@ -450,7 +451,10 @@ impl Reactor {
             let proto = (listener.factory)();
             let _ = sock.set_nodelay(true);
             let handler = self.ctx.add_handler(proto);
-            let mut conn = Conn::new(self.ctx.next_generation(), handler, State::Open);
+            let now = self.ctx.now;
+            let mut conn = Conn::new(self.ctx.next_generation(), handler, State::Open, now);
+            conn.timing.resolved = Some(now);
+            conn.timing.connected = Some(now);
             let id = self.ctx.conns.next_id(conn.generation);
             let registered =
                 self.ctx
