@@ -39,7 +39,7 @@ pub struct ConnTiming {
     /// connection. `None` before.
     pub connected: Option<Instant>,
     /// The TLS handshake completed: at connect time with [`ConnectOptions::tls`], or after
-    /// upgrading a plain connection. `None` on plain TCP and while handshaking.
+    /// [`Ctx::start_tls`]. `None` on plain TCP and while handshaking.
     pub tls_done: Option<Instant>,
 }
 
@@ -95,6 +95,11 @@ pub(super) struct Conn {
     pub(super) connect_timer: Option<u64>,
     pub(super) peer: Option<SocketAddr>,
     pub(super) timing: ConnTiming,
+    /// Open, and in the TLS handshake begun by `Ctx::start_tls`.
+    pub(super) upgrading: bool,
+    /// Bytes at the front of `wbuf` written before `Ctx::start_tls`: they go out in
+    /// plaintext, before the TLS handshake starts.
+    pub(super) plain_left: usize,
 }
 
 impl Generational for Conn {
@@ -128,6 +133,8 @@ impl Conn {
             connect_timer: None,
             peer: None,
             timing: ConnTiming::new(now),
+            upgrading: false,
+            plain_left: 0,
         }
     }
 
@@ -320,6 +327,18 @@ impl Ctx {
             conn.timing.tls_done = Some(self.now);
         }
         self.made(id);
+    }
+
+    /// The TLS handshake begun by `Ctx::start_tls` completed: queue `tls_started` and flush
+    /// the writes held back during the handshake.
+    pub(super) fn upgrade_done(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.upgrading = false;
+        conn.timing.tls_done = Some(self.now);
+        self.deferred.push_back(Deferred::TlsStarted(id));
+        self.mark_dirty(id);
     }
 
     /// The connection is established: stop the connect timer, queue `connection_made`, and

@@ -10,10 +10,12 @@ use mio::Interest;
 use mio::net::TcpListener;
 
 use super::conn::{Conn, ConnTiming, End, State};
-use super::error::Disconnect;
+use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
 use super::timers::TimerKind;
+use super::transport::discard_unread;
 use super::{ConnectOptions, Ctx, Deferred, HIGH_WATER, HandlerSlot, Listener, Protocol};
+use crate::tls::{TlsConnector, TlsStage};
 
 impl Ctx {
     /// The time of the current loop iteration (read once per turn).
@@ -241,6 +243,66 @@ impl Ctx {
     /// `connection_failed` if the connection was not made yet.
     pub fn abort_connection(&mut self, conn: ConnId) {
         self.finish(conn, End::Lost(Disconnect::ClosedLocally));
+    }
+
+    /// Upgrades an open plain-TCP connection to TLS (STARTTLS, or HTTPS through a proxy's
+    /// `CONNECT` tunnel), checking the certificate against `server_name`.
+    ///
+    /// * Bytes the peer sent that were not delivered yet are discarded: nothing received
+    ///   in plaintext is ever handed over as if it came from inside TLS. Bytes already
+    ///   delivered (e.g. the rest of the `data_received` slice being handled) are the
+    ///   protocol's to ignore.
+    /// * Bytes written before this call are sent in plaintext, then the handshake starts;
+    ///   bytes written after it are held until the handshake completes and then encrypted.
+    /// * On success the handler gets [`Protocol::tls_started`]; from then on
+    ///   `data_received` carries decrypted bytes. A failed handshake ends the connection
+    ///   with `connection_lost(Failed(TransportError::Tls(..)))`; the peer closing during
+    ///   it, with `connection_lost(Failed(Io(UnexpectedEof, ..)))`.
+    /// * No connect timeout applies: set a timer if the handshake must be bounded.
+    ///   Reading continues during the handshake even if the connection is paused.
+    /// * [`Ctx::conn_timing`]'s `tls_done` is set when the handshake completes.
+    ///
+    /// Misuse aborts the connection with `Failed(TransportError::Io(InvalidInput, ..))`:
+    /// on a connection that is already TLS or closing, as `connection_lost`; on one not
+    /// open yet, as `connection_failed`. An invalid `server_name` ends it with
+    /// `Failed(Tls(InvalidServerName))`. A stale id is a no-op.
+    pub fn start_tls(&mut self, conn: ConnId, connector: &TlsConnector, server_name: &str) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let misuse = if c.state != State::Open {
+            Some("start_tls on a connection that is not open")
+        } else if c.tls.is_some() {
+            Some("start_tls on a connection that is already TLS")
+        } else if c.closing {
+            Some("start_tls on a closing connection")
+        } else {
+            None
+        };
+        if let Some(why) = misuse {
+            let error = TransportError::Io(io::ErrorKind::InvalidInput, why.to_string());
+            self.finish(conn, End::Lost(Disconnect::Failed(error)));
+            return;
+        }
+        let stage = match TlsStage::new(connector, server_name) {
+            Ok(stage) => stage,
+            Err(e) => {
+                self.finish(conn, End::Lost(Disconnect::Failed(TransportError::Tls(e))));
+                return;
+            }
+        };
+        if let Err(e) = discard_unread(c) {
+            self.finish(conn, End::io(&e));
+            return;
+        }
+        c.plain_left = c.pending();
+        c.tls = Some(stage);
+        c.upgrading = true;
+        if c.eof {
+            // The read path reports it; no readiness event may come for it.
+            self.deferred.push_back(Deferred::TryRead(conn));
+        }
+        self.mark_dirty(conn);
     }
 
     /// Moves a connection to another handler (used by connection pools).

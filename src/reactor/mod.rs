@@ -41,8 +41,8 @@
 //! [`Remote`]s, waits for readiness (never past the next timer, and not at all when work is
 //! already queued), dispatches each event, and after every dispatch applies what the callback
 //! recorded: dirty write buffers are flushed, closes are performed, `connection_made` /
-//! `connection_lost` / `connection_failed` / `write_drained` notifications and posted messages
-//! are delivered (in the order they were recorded). Due timers fire last.
+//! `connection_lost` / `connection_failed` / `write_drained` / `tls_started` notifications and
+//! posted messages are delivered (in the order they were recorded). Due timers fire last.
 
 // This file: the `Protocol` trait, `ConnectOptions`, the `Ctx` state and the loop.
 mod conn; // a connection and its lifecycle up to Open, and its single exit (`finish`)
@@ -139,6 +139,14 @@ pub trait Protocol: 'static {
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
         let _ = (ctx, msg);
     }
+
+    /// The TLS handshake begun by [`Ctx::start_tls`] completed: from now on
+    /// `data_received` carries only decrypted bytes, and bytes written since `start_tls`
+    /// are on their way, encrypted. (A failed handshake ends the connection with
+    /// `connection_lost(Failed(Tls(..)))` instead.)
+    fn tls_started(&mut self, ctx: &mut Ctx, conn: ConnId) {
+        let _ = (ctx, conn);
+    }
 }
 
 struct HandlerSlot {
@@ -186,6 +194,7 @@ enum Deferred {
         remove: Option<HandlerId>,
     },
     Drained(ConnId),
+    TlsStarted(ConnId),
     TryRead(ConnId),
 }
 
@@ -541,6 +550,16 @@ impl Reactor {
                 if let Some(c) = self.ctx.conns.get(conn) {
                     let owner = c.owner;
                     dispatch(&mut self.ctx, owner, |p, ctx| p.write_drained(ctx, conn));
+                }
+            }
+            Deferred::TlsStarted(conn) => {
+                if let Some(c) = self.ctx.conns.get(conn) {
+                    let owner = c.owner;
+                    dispatch(&mut self.ctx, owner, |p, ctx| p.tls_started(ctx, conn));
+                    self.ctx.flush_dirty();
+                    // Reading paused when the handshake ended, so that no decrypted byte
+                    // comes before `tls_started`.
+                    self.read_conn(conn);
                 }
             }
             Deferred::TryRead(conn) => self.read_conn(conn),

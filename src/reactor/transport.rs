@@ -4,6 +4,7 @@
 use std::io::{self, Read, Write};
 
 use mio::Interest;
+use mio::net::TcpStream;
 
 use super::conn::{Conn, End, State};
 use super::error::{Disconnect, TransportError};
@@ -66,8 +67,9 @@ impl Ctx {
             State::Resolving => return,
             State::Connecting => true,
             State::Handshaking | State::Open => {
-                conn.tls.as_ref().is_some_and(|t| t.wants_write())
-                    || (conn.state == State::Open && conn.pending() > 0)
+                conn.plain_left > 0
+                    || conn.tls.as_ref().is_some_and(|t| t.wants_write())
+                    || (conn.state == State::Open && !conn.upgrading && conn.pending() > 0)
             }
         };
         let interest = if want_write {
@@ -104,20 +106,20 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         return Ok(());
     }
     let Some(tls) = conn.tls.as_mut() else {
-        if conn.state != State::Open {
-            return Ok(());
-        }
-        while conn.wpos < conn.wbuf.len() {
-            match sock.write(&conn.wbuf[conn.wpos..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => conn.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        if conn.state == State::Open {
+            conn.wpos += write_raw(sock, &conn.wbuf[conn.wpos..])?;
         }
         return Ok(());
     };
+    if conn.plain_left > 0 {
+        // Written before `start_tls`: plaintext, and before the ClientHello.
+        let n = write_raw(sock, &conn.wbuf[conn.wpos..conn.wpos + conn.plain_left])?;
+        conn.wpos += n;
+        conn.plain_left -= n;
+        if conn.plain_left > 0 {
+            return Ok(());
+        }
+    }
     loop {
         while tls.wants_write() {
             match tls.write_tls_to(sock) {
@@ -127,7 +129,9 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        if conn.state != State::Open {
+        // Plaintext waits in `wbuf` until the handshake is done (so it counts for
+        // `write_full`), rather than piling up inside rustls.
+        if conn.state != State::Open || conn.upgrading {
             return Ok(());
         }
         let pending = conn.wbuf.len() - conn.wpos;
@@ -140,6 +144,44 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
             conn.close_notify_sent = true;
         } else {
             return Ok(());
+        }
+    }
+}
+
+/// Writes `data` until the kernel stops taking bytes; returns how many it took.
+fn write_raw(sock: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match sock.write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Reads and drops whatever the peer sent that is waiting in the kernel; marks EOF if the
+/// peer closed. Used by `start_tls`: bytes that arrived before our ClientHello cannot be
+/// part of the TLS session, and must never reach the handler as if they were (curl's
+/// CVE-2021-22947).
+pub(super) fn discard_unread(conn: &mut Conn) -> io::Result<()> {
+    let Some(sock) = conn.sock.as_mut() else {
+        return Ok(());
+    };
+    let mut scratch = [0u8; 4096];
+    loop {
+        match sock.read(&mut scratch) {
+            Ok(0) => {
+                conn.eof = true;
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
@@ -190,14 +232,19 @@ impl Reactor {
             match conn.state {
                 State::Resolving | State::Connecting => return,
                 State::Handshaking => {}
+                // The handshake of `start_tls` goes on while paused or closing.
                 State::Open => {
-                    if !deliverable {
+                    if !deliverable && !conn.upgrading {
                         return;
                     }
                 }
             }
             if conn.eof {
                 let reason = match &conn.tls {
+                    _ if conn.upgrading => Disconnect::Failed(TransportError::Io(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake".to_string(),
+                    )),
                     Some(tls) if !tls.received_close_notify() => {
                         Disconnect::PeerClosedWithoutCloseNotify
                     }
@@ -271,6 +318,11 @@ fn read_tls(ctx: &mut Ctx, id: ConnId) -> Step {
             if conn.state == State::Handshaking && !tls.is_handshaking() {
                 // Made is queued; reading resumes when it is delivered.
                 ctx.handshake_done(id);
+                return Step::Stop;
+            }
+            if conn.upgrading && !tls.is_handshaking() {
+                // Likewise for `tls_started`.
+                ctx.upgrade_done(id);
                 return Step::Stop;
             }
             if tls.wants_write() {
