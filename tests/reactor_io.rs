@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use weft::reactor::{
-    ConnId, ConnectOptions, Ctx, Disconnect, Reactor, ReactorGone, TransportError,
+    ConnId, ConnTiming, ConnectOptions, Ctx, Disconnect, Reactor, ReactorGone, TransportError,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -754,4 +754,73 @@ fn set_owner_moves_events_to_another_handler() {
         non_data(&pool_log),
         vec![Ev::Lost(conn, Disconnect::ClosedLocally)]
     );
+}
+
+/// Connects to `host` on an echo server and returns the timing seen in `connection_made`
+/// and the one seen after the connection ended (stale id).
+fn timing_of_plain_connect(host: &str) -> (ConnTiming, Option<ConnTiming>) {
+    let mut reactor = Reactor::new().unwrap();
+    let addr = echo_server(&mut reactor);
+    let client_log = log();
+    let seen = Rc::new(Cell::new(None));
+    let seen_in_made = seen.clone();
+    let before = Instant::now();
+    let conn = reactor.ctx().connect_tcp(
+        host,
+        addr.port(),
+        ConnectOptions::default(),
+        Scripted::new(&client_log)
+            .made(move |ctx, conn| {
+                seen_in_made.set(ctx.conn_timing(conn));
+                ctx.lose_connection(conn);
+            })
+            .boxed(),
+    );
+    let at_start = reactor.ctx().conn_timing(conn).unwrap();
+    assert!(at_start.started >= before);
+    assert!(at_start.connected.is_none() && at_start.tls_done.is_none());
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    let after = reactor.ctx().conn_timing(conn);
+    (seen.get().expect("connection_made saw a timing"), after)
+}
+
+#[test]
+fn conn_timing_of_a_plain_connect_by_name() {
+    let (timing, after) = timing_of_plain_connect("localhost");
+    let resolved = timing.resolved.expect("resolved");
+    let connected = timing.connected.expect("connected");
+    assert!(timing.started <= resolved && resolved <= connected);
+    assert_eq!(timing.tls_done, None, "plain TCP has no TLS step");
+    assert_eq!(after, None, "a stale id has no timing");
+}
+
+#[test]
+fn conn_timing_of_an_ip_literal_is_resolved_at_start() {
+    let (timing, _) = timing_of_plain_connect("127.0.0.1");
+    assert_eq!(timing.resolved, Some(timing.started));
+    assert!(timing.connected.expect("connected") >= timing.started);
+    assert_eq!(timing.tls_done, None);
+}
+
+#[test]
+fn conn_timing_of_an_accepted_connection() {
+    let mut reactor = Reactor::new().unwrap();
+    let seen = Rc::new(Cell::new(None));
+    let server_seen = seen.clone();
+    let server_log = log();
+    let addr = reactor
+        .ctx()
+        .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
+            let seen = server_seen.clone();
+            Scripted::new(&server_log)
+                .made(move |ctx, conn| seen.set(ctx.conn_timing(conn)))
+                .boxed()
+        })
+        .unwrap();
+    let _client = std::net::TcpStream::connect(addr).unwrap();
+    assert!(turn_until(&mut reactor, LIMIT, |_| seen.get().is_some()));
+    let timing: ConnTiming = seen.get().unwrap();
+    assert_eq!(timing.resolved, Some(timing.started));
+    assert_eq!(timing.connected, Some(timing.started));
+    assert_eq!(timing.tls_done, None);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::tls_server::{Leaf, ServerEnd, TestCa, spawn_tls_server};
 use common::*;
-use weft::reactor::{ConnectOptions, Disconnect, Reactor, TransportError};
+use weft::reactor::{ConnTiming, ConnectOptions, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -366,4 +366,37 @@ fn server_closing_mid_handshake_fails_the_connect() {
         "{err:?}"
     );
     server.join().unwrap();
+}
+
+#[test]
+fn conn_timing_of_a_tls_connect_is_in_order() {
+    let ca = TestCa::new();
+    let (addr, server) = spawn_tls_server(ca.leaf(&["localhost"], None), ServerEnd::CloseNotify);
+    let tls = TlsConnector::with_root_pem(ca.pem().as_bytes()).unwrap();
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    let seen_in_made = seen.clone();
+    let conn = reactor.ctx().connect_tcp(
+        "localhost",
+        addr.port(),
+        ConnectOptions {
+            tls: Some(tls),
+            ..Default::default()
+        },
+        Scripted::new(&client_log)
+            .made(move |ctx, conn| {
+                seen_in_made.set(ctx.conn_timing(conn));
+                ctx.write(conn, b"hello");
+            })
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    let timing: ConnTiming = seen.get().expect("connection_made saw a timing");
+    let resolved = timing.resolved.expect("resolved");
+    let connected = timing.connected.expect("connected");
+    let tls_done = timing.tls_done.expect("TLS done");
+    assert!(timing.started <= resolved && resolved <= connected && connected <= tls_done);
+    assert_eq!(reactor.ctx().conn_timing(conn), None, "stale once ended");
+    server.join().unwrap().unwrap();
 }

@@ -17,6 +17,7 @@ pub enum Ev {
     Lost(ConnId, Disconnect),
     Failed(ConnId, TransportError),
     Drained(ConnId),
+    TlsStarted(ConnId),
     Timer(u64),
     Msg(String),
 }
@@ -107,6 +108,10 @@ impl Protocol for Scripted {
         if let Some(f) = self.on_drained.as_mut() {
             f(ctx, conn);
         }
+    }
+
+    fn tls_started(&mut self, _ctx: &mut Ctx, conn: ConnId) {
+        self.log.borrow_mut().push(Ev::TlsStarted(conn));
     }
 
     fn timer_fired(&mut self, _ctx: &mut Ctx, tag: u64) {

@@ -2,7 +2,7 @@
 //! thread, on 127.0.0.1.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -100,6 +100,69 @@ pub struct ServerReport {
     pub echoed: usize,
     /// In [`ServerEnd::EchoUntilClientCloses`] mode: the client ended with `close_notify`.
     pub clean_close: bool,
+}
+
+/// A rustls server configuration for `leaf`.
+pub fn server_config(leaf: Leaf) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(leaf.chain, leaf.key)
+        .unwrap();
+    Arc::new(config)
+}
+
+/// Reads one plaintext line (up to and including `\n`) byte by byte, so nothing after it
+/// (such as a ClientHello) is consumed.
+pub fn read_line(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match tcp.read(&mut byte) {
+            Ok(0) => return Err(format!("EOF after {line:?}")),
+            Ok(_) => line.push(byte[0]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(line)
+}
+
+/// Runs a rustls server on an already connected socket and echoes decrypted bytes until the
+/// client closes; returns what it echoed.
+pub fn tls_echo(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> Result<Vec<u8>, String> {
+    let conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut echoed = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return Ok(echoed),
+            Ok(n) => {
+                tls.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+                echoed.extend_from_slice(&buf[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(echoed),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Accepts one plain connection on 127.0.0.1 (5 s timeouts) and runs `script` on it.
+pub fn spawn_plain_server<T: Send + 'static>(
+    script: impl FnOnce(TcpStream) -> Result<T, String> + Send + 'static,
+) -> (SocketAddr, JoinHandle<Result<T, String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.set_nodelay(true).unwrap();
+        script(tcp)
+    });
+    (addr, handle)
 }
 
 /// Serves one TLS connection on 127.0.0.1: reads one chunk of plaintext, answers `echo:` +

@@ -1,0 +1,358 @@
+//! The public methods of [`Ctx`]: what handlers (and code outside callbacks) may ask of the
+//! reactor. They record intent or touch buffers; none calls user code.
+
+use std::any::Any;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::Interest;
+use mio::net::TcpListener;
+
+use super::conn::{Conn, ConnTiming, End, State};
+use super::error::{Disconnect, TransportError};
+use super::ids::{ConnId, HandlerId, TimerId, listener_token};
+use super::timers::TimerKind;
+use super::transport::discard_unread;
+use super::{ConnectOptions, Ctx, Deferred, HIGH_WATER, HandlerSlot, Listener, Protocol};
+use crate::tls::{TlsConnector, TlsStage};
+
+impl Ctx {
+    /// The time of the current loop iteration (read once per turn).
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Ask [`Reactor::run`](super::Reactor::run) to return after the current iteration.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Registers a handler; it lives until [`Ctx::remove_handler`] (or, for a protocol passed
+    /// to `connect_tcp`/`listen_tcp`, until its connection is lost).
+    pub fn add_handler(&mut self, handler: Box<dyn Protocol>) -> HandlerId {
+        let generation = self.next_generation();
+        self.handlers.insert(HandlerSlot {
+            generation,
+            proto: Some(handler),
+            timers: Vec::new(),
+        })
+    }
+
+    /// Drops a handler after the current callback returns. Its connections are aborted and its
+    /// timers cancelled; pending messages are discarded.
+    ///
+    /// The handler is not called again: its connections end without `connection_lost`.
+    /// A stale id is a no-op.
+    pub fn remove_handler(&mut self, id: HandlerId) {
+        let Some(slot) = self.handlers.remove(id) else {
+            return;
+        };
+        for timer in &slot.timers {
+            self.timers.cancel(*timer);
+        }
+        let owned: Vec<ConnId> = self
+            .conns
+            .ids()
+            .filter(|(_, c)| c.owner == id)
+            .map(|(conn, _)| conn)
+            .collect();
+        for conn in owned {
+            self.finish(conn, End::Lost(Disconnect::ClosedLocally));
+        }
+        self.messages.retain(|(to, _)| *to != id);
+        // If the handler's own callback is running, its box is dropped when it returns.
+        drop(slot);
+    }
+
+    /// Delivers `msg` to the handler's [`Protocol::message`] after the current callback returns.
+    /// A message to a removed handler is dropped.
+    pub fn post(&mut self, to: HandlerId, msg: Box<dyn Any>) {
+        if self.handlers.contains(to) {
+            self.messages.push_back((to, msg));
+        }
+    }
+
+    /// Runs `f` once after `delay`.
+    pub fn call_later(&mut self, delay: Duration, f: impl FnOnce(&mut Ctx) + 'static) -> TimerId {
+        TimerId(
+            self.timers
+                .insert(self.now + delay, TimerKind::Call(Box::new(f))),
+        )
+    }
+
+    /// Calls `handler`'s [`Protocol::timer_fired`] with `tag` after `delay` (no allocation).
+    ///
+    /// With a stale handler nothing is scheduled (the returned id is never pending).
+    pub fn set_timer(&mut self, delay: Duration, handler: HandlerId, tag: u64) -> TimerId {
+        if !self.handlers.contains(handler) {
+            return TimerId(u64::MAX);
+        }
+        let seq = self
+            .timers
+            .insert(self.now + delay, TimerKind::Handler(handler, tag));
+        let Some(slot) = self.handlers.get_mut(handler) else {
+            return TimerId(u64::MAX);
+        };
+        if slot.timers.len() >= 32 {
+            let timers = &self.timers;
+            slot.timers.retain(|t| timers.contains(*t));
+        }
+        slot.timers.push(seq);
+        TimerId(seq)
+    }
+
+    /// Cancels a timer; returns whether it was still pending.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.timers.cancel(id.0)
+    }
+
+    /// Opens a client connection to `host:port` with `protocol` as its own handler (Twisted's
+    /// `connectTCP`). Names are resolved on a helper thread; each address is tried in turn.
+    ///
+    /// `host` may be a name, an IP literal, or a bracketed IPv6 literal (`[::1]`). The handler
+    /// is removed after the connection ends (or fails). If `options.owner` is set, that handler
+    /// receives the events instead, and `protocol` is still removed with the connection.
+    pub fn connect_tcp(
+        &mut self,
+        host: &str,
+        port: u16,
+        options: ConnectOptions,
+        protocol: Box<dyn Protocol>,
+    ) -> ConnId {
+        let handler = self.add_handler(protocol);
+        let owner = match options.owner {
+            Some(owner) if self.handlers.contains(owner) => owner,
+            _ => handler,
+        };
+        self.connect_inner(host, port, options, owner, Some(handler))
+    }
+
+    /// Opens a client connection whose events go to an existing handler, `options.owner`
+    /// (which must be set).
+    ///
+    /// Without a live owner nothing is opened and the returned id is stale from the start.
+    pub fn connect_owned(&mut self, host: &str, port: u16, options: ConnectOptions) -> ConnId {
+        match options.owner {
+            Some(owner) if self.handlers.contains(owner) => {
+                self.connect_inner(host, port, options, owner, None)
+            }
+            _ => ConnId {
+                index: u32::MAX,
+                generation: 0,
+            },
+        }
+    }
+
+    /// Listens on `addr`; each accepted connection gets a protocol from `factory`. Returns the
+    /// bound address (useful with port 0).
+    ///
+    /// Each accepted connection's `connection_made` is delivered from the loop, never from
+    /// inside this call. The listener lives as long as the reactor.
+    pub fn listen_tcp(
+        &mut self,
+        addr: SocketAddr,
+        factory: impl FnMut() -> Box<dyn Protocol> + 'static,
+    ) -> io::Result<SocketAddr> {
+        let mut sock = TcpListener::bind(addr)?;
+        let local = sock.local_addr()?;
+        let generation = self.next_generation();
+        let id = self.listeners.next_id(generation);
+        self.registry
+            .register(&mut sock, listener_token(id), Interest::READABLE)?;
+        self.listeners.insert(Listener {
+            generation,
+            sock,
+            factory: Box::new(factory),
+        });
+        Ok(local)
+    }
+
+    /// Appends bytes to the connection's write buffer; they are flushed after the callback.
+    /// Writing to a closed or closing connection is a no-op.
+    ///
+    /// Bytes written before the connection is made are sent once it is.
+    pub fn write(&mut self, conn: ConnId, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        c.wbuf.extend_from_slice(data);
+        if c.pending() > HIGH_WATER {
+            c.above_high = true;
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// Bytes accepted by [`Ctx::write`] but not yet handed to the kernel.
+    ///
+    /// On a TLS connection, bytes already encrypted (at most one record) are not counted.
+    pub fn write_buffered(&self, conn: ConnId) -> usize {
+        self.conns.get(conn).map_or(0, Conn::pending)
+    }
+
+    /// Whether the write buffer is above its high-water mark (64 KiB): producers should pause
+    /// until [`Protocol::write_drained`].
+    pub fn write_full(&self, conn: ConnId) -> bool {
+        self.write_buffered(conn) > HIGH_WATER
+    }
+
+    /// Stops reading from the connection (Twisted's `pauseProducing`).
+    pub fn pause_reading(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.paused = true;
+        }
+    }
+
+    /// Resumes reading; bytes already waiting in the kernel are read at once.
+    pub fn resume_reading(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn)
+            && c.paused
+        {
+            c.paused = false;
+            self.deferred.push_back(Deferred::TryRead(conn));
+        }
+    }
+
+    /// Closes after the write buffer is flushed (Twisted's `loseConnection`).
+    ///
+    /// On TLS, `close_notify` is sent after the data. Reading stops at once. A connection that
+    /// is not made yet is cancelled (its handler gets `connection_failed`).
+    pub fn lose_connection(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if c.state != State::Open {
+            self.finish(conn, End::Lost(Disconnect::ClosedLocally));
+            return;
+        }
+        if !c.closing {
+            c.closing = true;
+            self.mark_dirty(conn);
+        }
+    }
+
+    /// Closes at once, discarding unsent data (Twisted's `abortConnection`).
+    ///
+    /// The handler gets `connection_lost(ClosedLocally)` after the current callback, or
+    /// `connection_failed` if the connection was not made yet.
+    pub fn abort_connection(&mut self, conn: ConnId) {
+        self.finish(conn, End::Lost(Disconnect::ClosedLocally));
+    }
+
+    /// Upgrades an open plain-TCP connection to TLS (STARTTLS, or HTTPS through a proxy's
+    /// `CONNECT` tunnel), checking the certificate against `server_name`.
+    ///
+    /// * Bytes the peer sent that were not delivered yet are discarded: nothing received
+    ///   in plaintext is ever handed over as if it came from inside TLS. Bytes already
+    ///   delivered (e.g. the rest of the `data_received` slice being handled) are the
+    ///   protocol's to ignore.
+    /// * Bytes written before this call are sent in plaintext, then the handshake starts;
+    ///   bytes written after it are held until the handshake completes and then encrypted.
+    /// * On success the handler gets [`Protocol::tls_started`]; from then on
+    ///   `data_received` carries decrypted bytes. A failed handshake ends the connection
+    ///   with `connection_lost(Failed(TransportError::Tls(..)))`; the peer closing during
+    ///   it, with `connection_lost(Failed(Io(UnexpectedEof, ..)))`.
+    /// * No connect timeout applies: set a timer if the handshake must be bounded.
+    ///   Reading continues during the handshake even if the connection is paused.
+    /// * [`Ctx::conn_timing`]'s `tls_done` is set when the handshake completes.
+    ///
+    /// Misuse aborts the connection with `Failed(TransportError::Io(InvalidInput, ..))`:
+    /// on a connection that is already TLS or closing, as `connection_lost`; on one not
+    /// open yet, as `connection_failed`. An invalid `server_name` ends it with
+    /// `Failed(Tls(InvalidServerName))`. A stale id is a no-op.
+    pub fn start_tls(&mut self, conn: ConnId, connector: &TlsConnector, server_name: &str) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        let misuse = if c.state != State::Open {
+            Some("start_tls on a connection that is not open")
+        } else if c.tls.is_some() {
+            Some("start_tls on a connection that is already TLS")
+        } else if c.closing {
+            Some("start_tls on a closing connection")
+        } else {
+            None
+        };
+        if let Some(why) = misuse {
+            let error = TransportError::Io(io::ErrorKind::InvalidInput, why.to_string());
+            self.finish(conn, End::Lost(Disconnect::Failed(error)));
+            return;
+        }
+        let stage = match TlsStage::new(connector, server_name) {
+            Ok(stage) => stage,
+            Err(e) => {
+                self.finish(conn, End::Lost(Disconnect::Failed(TransportError::Tls(e))));
+                return;
+            }
+        };
+        if let Err(e) = discard_unread(c) {
+            self.finish(conn, End::io(&e));
+            return;
+        }
+        c.plain_left = c.pending();
+        c.tls = Some(stage);
+        c.upgrading = true;
+        if c.eof {
+            // The read path reports it; no readiness event may come for it.
+            self.deferred.push_back(Deferred::TryRead(conn));
+        }
+        self.mark_dirty(conn);
+    }
+
+    /// Moves a connection to another handler (used by connection pools).
+    ///
+    /// A stale connection or handler makes this a no-op.
+    pub fn set_owner(&mut self, conn: ConnId, owner: HandlerId) {
+        if !self.handlers.contains(owner) {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(conn) {
+            c.owner = owner;
+        }
+    }
+
+    /// Whether the connection is established and not closing.
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn)
+            .is_some_and(|c| c.state == State::Open && !c.closing)
+    }
+
+    /// The peer's address, once connected.
+    pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.get(conn).and_then(|c| c.peer)
+    }
+
+    /// When the connection was started, resolved, connected and (for TLS) secured; `None`
+    /// for a stale id.
+    ///
+    /// ```
+    /// # use weft::reactor::{ConnectOptions, Reactor};
+    /// let mut reactor = Reactor::new()?;
+    /// let conn = reactor.ctx().connect_owned("127.0.0.1", 9, ConnectOptions::default());
+    /// assert!(reactor.ctx().conn_timing(conn).is_none(), "no owner: nothing was opened");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn conn_timing(&self, conn: ConnId) -> Option<ConnTiming> {
+        self.conns.get(conn).map(|c| c.timing)
+    }
+
+    /// Number of live connections (for leak checks).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of pending timers (for leak checks).
+    ///
+    /// Includes the internal connect-timeout timer of each connection still connecting with a
+    /// `connect_timeout`.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+}

@@ -1,0 +1,74 @@
+//! A slab addressed by generational ids: the one place that checks generations.
+
+use std::marker::PhantomData;
+
+use slab::Slab;
+
+use super::ids::SlotId;
+
+/// An entry that remembers the generation of the id it was stored under.
+pub(super) trait Generational {
+    fn generation(&self) -> u32;
+}
+
+/// Entries of type `T` named by ids of type `K`; a stale id finds nothing.
+pub(super) struct Slots<T, K> {
+    slab: Slab<T>,
+    _ids: PhantomData<K>,
+}
+
+impl<T: Generational, K: SlotId> Slots<T, K> {
+    pub(super) fn new() -> Self {
+        Slots {
+            slab: Slab::new(),
+            _ids: PhantomData,
+        }
+    }
+
+    pub(super) fn get(&self, id: K) -> Option<&T> {
+        self.slab
+            .get(id.index() as usize)
+            .filter(|e| e.generation() == id.generation())
+    }
+
+    pub(super) fn get_mut(&mut self, id: K) -> Option<&mut T> {
+        self.slab
+            .get_mut(id.index() as usize)
+            .filter(|e| e.generation() == id.generation())
+    }
+
+    pub(super) fn contains(&self, id: K) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The id the next insert will get, given its generation (for registering a socket
+    /// before the entry exists).
+    pub(super) fn next_id(&self, generation: u32) -> K {
+        K::from_parts(self.slab.vacant_key() as u32, generation)
+    }
+
+    pub(super) fn insert(&mut self, entry: T) -> K {
+        let generation = entry.generation();
+        K::from_parts(self.slab.insert(entry) as u32, generation)
+    }
+
+    pub(super) fn remove(&mut self, id: K) -> Option<T> {
+        self.get(id)?;
+        Some(self.slab.remove(id.index() as usize))
+    }
+
+    pub(super) fn ids(&self) -> impl Iterator<Item = (K, &T)> {
+        self.slab
+            .iter()
+            .map(|(index, e)| (K::from_parts(index as u32, e.generation()), e))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+}

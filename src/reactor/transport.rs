@@ -1,0 +1,347 @@
+//! Moving bytes on connections: flushing write buffers (through TLS when there is a stage),
+//! keeping the registered interest in step, and the read path that feeds handlers.
+
+use std::io::{self, Read, Write};
+
+use mio::Interest;
+use mio::net::TcpStream;
+
+use super::conn::{Conn, End, State};
+use super::error::{Disconnect, TransportError};
+use super::ids::{ConnId, conn_token};
+use super::{Ctx, Deferred, HIGH_WATER, LOW_WATER, Reactor, dispatch};
+
+/// Socket reads per readiness event before the connection yields to others.
+const READS_PER_EVENT: usize = 32;
+/// Plaintext fed to TLS at a time (one record).
+const TLS_CHUNK: usize = 16 * 1024;
+
+/// What the next step of the read loop does.
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl Ctx {
+    pub(super) fn flush_dirty(&mut self) {
+        while let Some(id) = self.dirty.pop() {
+            self.flush(id);
+        }
+    }
+
+    /// Writes what the kernel takes, closes a closing connection once empty, fires the drained
+    /// notification, and updates the registered interest.
+    pub(super) fn flush(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.dirty = false;
+        let result = write_out(conn);
+        compact(conn);
+        if let Err(e) = result {
+            self.finish(id, End::io(&e));
+            return;
+        }
+        let pending = conn.pending();
+        if conn.above_high && pending < LOW_WATER {
+            conn.above_high = false;
+            self.deferred.push_back(Deferred::Drained(id));
+        }
+        let tls_flushed = conn
+            .tls
+            .as_ref()
+            .is_none_or(|t| conn.close_notify_sent && !t.wants_write());
+        if conn.closing && conn.state == State::Open && pending == 0 && tls_flushed {
+            self.finish(id, End::Lost(Disconnect::ClosedLocally));
+            return;
+        }
+        self.update_interest(id);
+    }
+
+    /// Registers WRITABLE only while something waits to be written (or a connect is pending).
+    fn update_interest(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let want_write = match conn.state {
+            State::Resolving => return,
+            State::Connecting => true,
+            State::Handshaking | State::Open => {
+                conn.plain_left > 0
+                    || conn.tls.as_ref().is_some_and(|t| t.wants_write())
+                    || (conn.state == State::Open && !conn.upgrading && conn.pending() > 0)
+            }
+        };
+        let interest = if want_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if conn.interest == Some(interest) {
+            return;
+        }
+        let Some(sock) = conn.sock.as_mut() else {
+            return;
+        };
+        let token = conn_token(id);
+        let result = if conn.interest.is_some() {
+            self.registry.reregister(sock, token, interest)
+        } else {
+            self.registry.register(sock, token, interest)
+        };
+        match result {
+            Ok(()) => conn.interest = Some(interest),
+            Err(e) => self.finish(id, End::io(&e)),
+        }
+    }
+}
+
+/// Writes the connection's buffer to its socket until the kernel stops taking bytes: through
+/// TLS (feeding one record at a time, then `close_notify` when closing), or directly.
+fn write_out(conn: &mut Conn) -> io::Result<()> {
+    let Some(sock) = conn.sock.as_mut() else {
+        return Ok(());
+    };
+    if !matches!(conn.state, State::Handshaking | State::Open) {
+        return Ok(());
+    }
+    let Some(tls) = conn.tls.as_mut() else {
+        if conn.state == State::Open {
+            conn.wpos += write_raw(sock, &conn.wbuf[conn.wpos..])?;
+        }
+        return Ok(());
+    };
+    if conn.plain_left > 0 {
+        // Written before `start_tls`: plaintext, and before the ClientHello.
+        let n = write_raw(sock, &conn.wbuf[conn.wpos..conn.wpos + conn.plain_left])?;
+        conn.wpos += n;
+        conn.plain_left -= n;
+        if conn.plain_left > 0 {
+            return Ok(());
+        }
+    }
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls_to(sock) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Plaintext waits in `wbuf` until the handshake is done (so it counts for
+        // `write_full`), rather than piling up inside rustls.
+        if conn.state != State::Open || conn.upgrading {
+            return Ok(());
+        }
+        let pending = conn.wbuf.len() - conn.wpos;
+        if pending > 0 {
+            let n = pending.min(TLS_CHUNK);
+            tls.write_plaintext(&conn.wbuf[conn.wpos..conn.wpos + n])?;
+            conn.wpos += n;
+        } else if conn.closing && !conn.close_notify_sent {
+            tls.send_close_notify();
+            conn.close_notify_sent = true;
+        } else {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes `data` until the kernel stops taking bytes; returns how many it took.
+fn write_raw(sock: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < data.len() {
+        match sock.write(&data[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Reads and drops whatever the peer sent that is waiting in the kernel; marks EOF if the
+/// peer closed. Used by `start_tls`: bytes that arrived before our ClientHello cannot be
+/// part of the TLS session, and must never reach the handler as if they were (curl's
+/// CVE-2021-22947).
+pub(super) fn discard_unread(conn: &mut Conn) -> io::Result<()> {
+    let Some(sock) = conn.sock.as_mut() else {
+        return Ok(());
+    };
+    let mut scratch = [0u8; 4096];
+    loop {
+        match sock.read(&mut scratch) {
+            Ok(0) => {
+                conn.eof = true;
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Keeps the write buffer compact: reset when empty, shift once half of it is consumed.
+fn compact(conn: &mut Conn) {
+    if conn.wpos == conn.wbuf.len() {
+        conn.wbuf.clear();
+        conn.wpos = 0;
+        if conn.wbuf.capacity() > 4 * HIGH_WATER {
+            conn.wbuf = Vec::new();
+        }
+    } else if conn.wpos >= conn.wbuf.len() - conn.wpos {
+        conn.wbuf.drain(..conn.wpos);
+        conn.wpos = 0;
+    }
+}
+
+impl Reactor {
+    /// Reads until the socket would block (at most [`READS_PER_EVENT`] reads), delivering the
+    /// bytes, unless the connection is paused, closing or not made yet.
+    pub(super) fn read_conn(&mut self, id: ConnId) {
+        let mut reads = 0;
+        loop {
+            let ctx = &mut self.ctx;
+            let Some(conn) = ctx.conns.get_mut(id) else {
+                return;
+            };
+            let deliverable = conn.made && !conn.paused && !conn.closing;
+            // Decrypted bytes first.
+            if deliverable && let Some(tls) = conn.tls.as_mut() {
+                match tls.read_plaintext(&mut self.read_buf) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        let owner = conn.owner;
+                        dispatch(ctx, owner, |p, ctx| {
+                            p.data_received(ctx, id, &self.read_buf[..n])
+                        });
+                        ctx.flush_dirty();
+                        continue;
+                    }
+                    Err(e) => {
+                        ctx.finish(id, End::io(&e));
+                        return;
+                    }
+                }
+            }
+            match conn.state {
+                State::Resolving | State::Connecting => return,
+                State::Handshaking => {}
+                // The handshake of `start_tls` goes on while paused or closing.
+                State::Open => {
+                    if !deliverable && !conn.upgrading {
+                        return;
+                    }
+                }
+            }
+            if conn.eof {
+                let reason = match &conn.tls {
+                    _ if conn.upgrading => Disconnect::Failed(TransportError::Io(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection during the TLS handshake".to_string(),
+                    )),
+                    Some(tls) if !tls.received_close_notify() => {
+                        Disconnect::PeerClosedWithoutCloseNotify
+                    }
+                    _ => Disconnect::PeerClosed,
+                };
+                ctx.finish(id, End::Lost(reason));
+                return;
+            }
+            if reads == READS_PER_EVENT {
+                ctx.read_again.push(id);
+                return;
+            }
+            reads += 1;
+            let step = if conn.tls.is_some() {
+                read_tls(ctx, id)
+            } else {
+                let Some(sock) = conn.sock.as_mut() else {
+                    return;
+                };
+                match sock.read(&mut self.read_buf) {
+                    Ok(0) => {
+                        conn.eof = true;
+                        Step::Continue
+                    }
+                    Ok(n) => {
+                        let owner = conn.owner;
+                        dispatch(ctx, owner, |p, ctx| {
+                            p.data_received(ctx, id, &self.read_buf[..n])
+                        });
+                        ctx.flush_dirty();
+                        Step::Continue
+                    }
+                    Err(e) => io_step(ctx, id, &e),
+                }
+            };
+            if let Step::Stop = step {
+                return;
+            }
+        }
+    }
+}
+
+/// One socket read into the TLS stage of `id`, and what follows from it.
+fn read_tls(ctx: &mut Ctx, id: ConnId) -> Step {
+    let Some(conn) = ctx.conns.get_mut(id) else {
+        return Step::Stop;
+    };
+    let (Some(sock), Some(tls)) = (conn.sock.as_mut(), conn.tls.as_mut()) else {
+        return Step::Stop;
+    };
+    match tls.read_tls_from(sock) {
+        Ok(0) => {
+            conn.eof = true;
+            Step::Continue
+        }
+        Ok(_) => {
+            if let Err(e) = tls.process() {
+                // Best effort: send the alert rustls queued.
+                while tls.wants_write() {
+                    if tls.write_tls_to(sock).is_err() {
+                        break;
+                    }
+                }
+                let error = TransportError::Tls(e);
+                ctx.finish(id, End::Lost(Disconnect::Failed(error)));
+                return Step::Stop;
+            }
+            if tls.received_close_notify() {
+                conn.eof = true;
+            }
+            if conn.state == State::Handshaking && !tls.is_handshaking() {
+                // Made is queued; reading resumes when it is delivered.
+                ctx.handshake_done(id);
+                return Step::Stop;
+            }
+            if conn.upgrading && !tls.is_handshaking() {
+                // Likewise for `tls_started`.
+                ctx.upgrade_done(id);
+                return Step::Stop;
+            }
+            if tls.wants_write() {
+                ctx.mark_dirty(id);
+            }
+            Step::Continue
+        }
+        Err(e) => io_step(ctx, id, &e),
+    }
+}
+
+/// A failed socket read: wait for readiness, retry, or end the connection.
+fn io_step(ctx: &mut Ctx, id: ConnId, e: &io::Error) -> Step {
+    match e.kind() {
+        io::ErrorKind::WouldBlock => Step::Stop,
+        io::ErrorKind::Interrupted => Step::Continue,
+        _ => {
+            ctx.finish(id, End::io(e));
+            Step::Stop
+        }
+    }
+}
