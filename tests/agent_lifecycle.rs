@@ -101,6 +101,25 @@ fn tls_keep_alive_reuses_the_connection() {
     );
     assert!(outs.iter().all(|o| o.is_done() && o.body == b"hello"));
     assert_eq!(srv.connections(), 1);
+    let fresh = outs[0].timing.unwrap();
+    let (dns, connect, tls) = (
+        fresh.dns.unwrap(),
+        fresh.connect.unwrap(),
+        fresh.tls.unwrap(),
+    );
+    assert!(
+        fresh.queued <= dns && dns <= connect && connect <= tls,
+        "{fresh:?}"
+    );
+    assert!(
+        tls <= fresh.request_sent && fresh.request_sent <= fresh.head,
+        "{fresh:?}"
+    );
+    let reused = outs[1].timing.unwrap();
+    assert!(
+        reused.reused && reused.dns.is_none() && reused.tls.is_none(),
+        "{reused:?}"
+    );
 }
 
 #[test]

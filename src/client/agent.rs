@@ -15,7 +15,9 @@ use url::Url;
 
 use crate::proto::{self, ClientConnection, Event, Framing, Headers, RequestBody, RequestHead};
 use crate::reactor::TransportError;
-use crate::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, HandlerId, Protocol, TimerId};
+use crate::reactor::{
+    ConnId, ConnTiming, ConnectOptions, Ctx, Disconnect, HandlerId, Protocol, TimerId,
+};
 use crate::tls::TlsConnector;
 
 use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
@@ -308,16 +310,33 @@ struct Marks {
 }
 
 impl Marks {
-    fn timing(&self, head: Instant) -> Timing {
+    /// The request's timing; `conn` is its connection's, used unless the connection was
+    /// reused. Each phase is clamped to end no earlier than the one before (the reactor's
+    /// connection marks are taken once per loop turn).
+    fn timing(&self, head: Instant, conn: Option<ConnTiming>) -> Timing {
         let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.submitted));
+        let queued = since(self.dispatched).unwrap_or_default();
+        let conn = conn.filter(|_| !self.reused);
+        let dns = conn.and_then(|c| since(c.resolved)).map(|d| d.max(queued));
+        let connect = conn
+            .and_then(|c| since(c.connected))
+            .map(|d| d.max(dns.unwrap_or(queued)));
+        let tls = conn
+            .and_then(|c| since(c.tls_done))
+            .map(|d| d.max(connect.unwrap_or(queued)));
+        let before_send = tls.or(connect).unwrap_or(queued);
+        let request_sent = since(self.sent).unwrap_or_default().max(before_send);
+        let first_byte = since(self.first_byte).unwrap_or_default().max(request_sent);
         Timing {
-            queued: since(self.dispatched).unwrap_or_default(),
-            dns: None,
-            connect: None,
-            tls: None,
-            request_sent: since(self.sent).unwrap_or_default(),
-            first_byte: since(self.first_byte).unwrap_or_default(),
-            head: head.saturating_duration_since(self.submitted),
+            queued,
+            dns,
+            connect,
+            tls,
+            request_sent,
+            first_byte,
+            head: head
+                .saturating_duration_since(self.submitted)
+                .max(first_byte),
             redirect: Duration::ZERO,
             reused: self.reused,
         }
@@ -754,7 +773,7 @@ impl AgentState {
                     }
                     req.head_delivered = true;
                     let delivery = req.delivery.clone();
-                    let timing = req.marks.timing(Instant::now());
+                    let timing = req.marks.timing(Instant::now(), ctx.conn_timing(cid));
                     let response = Response {
                         version: head.version,
                         code: head.status,
