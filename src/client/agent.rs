@@ -23,6 +23,7 @@ use crate::tls::TlsConnector;
 use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
+use super::proxy::{Proxies, proxy_authorization};
 use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::Response;
 use super::timing::Timing;
@@ -59,6 +60,8 @@ pub struct AgentConfig {
     pub limits: proto::Config,
     /// `User-Agent` sent when the request has none (default `weft/<version>`).
     pub user_agent: Option<String>,
+    /// Proxies (default none; [`Proxies::from_env`] reads them as curl does).
+    pub proxies: Proxies,
 }
 
 impl Default for AgentConfig {
@@ -77,6 +80,7 @@ impl Default for AgentConfig {
             tls: TlsConnector::webpki_roots(),
             limits: proto::Config::default(),
             user_agent: Some(concat!("weft/", env!("CARGO_PKG_VERSION")).to_string()),
+            proxies: Proxies::none(),
         }
     }
 }
@@ -235,6 +239,8 @@ struct PoolKey {
     host: String,
     port: u16,
     tls: usize,
+    /// The proxy the connection goes through, if any.
+    proxy: Option<(String, u16)>,
 }
 
 #[derive(Default)]
@@ -254,7 +260,7 @@ struct Req {
     url: Url,
     target: String,
     host_header: String,
-    connect_host: String,
+    route: Route,
     key: PoolKey,
     headers: Headers,
     producer: Option<Box<dyn BodyProducer>>,
@@ -354,6 +360,18 @@ struct Conn {
     eof: Option<Disconnect>,
     idle_timer: Option<TimerId>,
     keep_alive_hint: Option<Duration>,
+    /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
+    tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TunnelPhase {
+    /// TCP to the proxy is being opened.
+    Connecting,
+    /// `CONNECT` sent; waiting for the proxy's answer.
+    AwaitingProxy,
+    /// The proxy said yes; TLS with the origin is being set up inside the tunnel.
+    Handshaking,
 }
 
 #[derive(Clone, Copy)]
@@ -428,7 +446,13 @@ impl AgentState {
             on_response,
         } = new;
         let prepared = prepare(&self.config, &method, &url, &mut headers);
-        let (url, target, host_header, connect_host, key) = match prepared {
+        let Prepared {
+            url,
+            target,
+            host_header,
+            route,
+            key,
+        } = match prepared {
             Ok(p) => p,
             Err(cause) => {
                 on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
@@ -440,7 +464,7 @@ impl AgentState {
             url,
             target,
             host_header,
-            connect_host,
+            route,
             key: key.clone(),
             headers,
             producer,
@@ -541,15 +565,16 @@ impl AgentState {
             self.start_request(ctx, cid);
             return;
         }
-        let options = ConnectOptions {
-            connect_timeout: self.config.connect_timeout,
-            tls: key.https.then(|| self.config.tls.clone()),
-            owner: self.me,
-        };
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
-        let cid = ctx.connect_owned(&req.connect_host, key.port, options);
+        let options = ConnectOptions {
+            connect_timeout: self.config.connect_timeout,
+            tls: req.route.tls.then(|| self.config.tls.clone()),
+            owner: self.me,
+        };
+        let cid = ctx.connect_owned(&req.route.host, req.route.port, options);
+        let tunnel = req.route.tunnel.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
         self.conns.insert(
@@ -563,6 +588,7 @@ impl AgentState {
                 eof: None,
                 idle_timer: None,
                 keep_alive_hint: None,
+                tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
             },
         );
     }
@@ -720,6 +746,9 @@ impl AgentState {
     /// Feeds bytes to the connection's request, delivering events until the input is used
     /// up, delivery pauses, or the request ends. Unprocessed bytes are kept in `pending`.
     fn process(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
+        if self.conns.get(&cid).is_some_and(|c| c.tunnel.is_some()) {
+            return self.process_proxy_answer(ctx, cid, input);
+        }
         let me = self.me();
         let mut pos = 0;
         loop {
@@ -866,6 +895,76 @@ impl AgentState {
         }
     }
 
+    /// Asks the proxy for a tunnel to the request's origin.
+    fn send_connect(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some((tunnel, phase)) = conn.tunnel.as_mut() else {
+            return;
+        };
+        *phase = TunnelPhase::AwaitingProxy;
+        let head = RequestHead {
+            method: "CONNECT",
+            target: &tunnel.authority,
+            host: &tunnel.authority,
+            headers: &tunnel.headers,
+        };
+        self.scratch.clear();
+        let sent = conn
+            .proto
+            .send_request(&head, RequestBody::None, &mut self.scratch);
+        match (sent, conn.req) {
+            (Ok(()), _) => ctx.write(cid, &self.scratch),
+            (Err(e), Some(id)) => self.fail(ctx, id, Cause::InvalidRequest(e)),
+            (Err(_), None) => self.close_conn(ctx, cid, true),
+        }
+    }
+
+    /// Reads the proxy's answer to `CONNECT`: a 2xx starts TLS inside the tunnel; anything
+    /// else fails the request. Bytes after the answer are dropped: nothing may arrive before
+    /// our TLS hello, and treating such bytes as the origin's would let the proxy inject them.
+    fn process_proxy_answer(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some(id) = conn.req else {
+            self.close_conn(ctx, cid, true);
+            return;
+        };
+        let Some((tunnel, phase)) = conn.tunnel.clone() else {
+            return;
+        };
+        if phase != TunnelPhase::AwaitingProxy {
+            return;
+        }
+        let mut pos = 0;
+        loop {
+            match conn.proto.receive(&input[pos..]) {
+                Ok((_, Event::NeedMore)) => return,
+                Ok((n, Event::Informational(_))) => pos += n,
+                Ok((_, Event::Head(head))) if (200..300).contains(&head.status) => {
+                    conn.tunnel = Some((tunnel.clone(), TunnelPhase::Handshaking));
+                    conn.proto = ClientConnection::new(self.config.limits.clone());
+                    ctx.start_tls(cid, &self.config.tls, &tunnel.server_name);
+                    return;
+                }
+                Ok((_, Event::Head(head))) => {
+                    let msg = format!(
+                        "the proxy answered CONNECT with {} {}",
+                        head.status, head.reason
+                    );
+                    return self.fail(ctx, id, Cause::Proxy(msg));
+                }
+                Ok(_) => return,
+                Err(e) => {
+                    let msg = format!("bad answer to CONNECT: {e}");
+                    return self.fail(ctx, id, Cause::Proxy(msg));
+                }
+            }
+        }
+    }
+
     /// Keeps unprocessed bytes and stops reading until delivery resumes.
     fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
         if let Some(conn) = self.conns.get_mut(&cid) {
@@ -914,6 +1013,15 @@ impl AgentState {
             self.close_conn(ctx, cid, false);
             return;
         };
+        if let Some((_, phase)) = conn.tunnel.clone() {
+            let cause = match reason {
+                Disconnect::Failed(e) if phase == TunnelPhase::Handshaking => Cause::Transport(e),
+                _ => {
+                    Cause::Proxy("the proxy closed the connection before the tunnel was up".into())
+                }
+            };
+            return self.fail(ctx, id, cause);
+        }
         let started = conn.proto.response_started();
         let outcome = match reason {
             Disconnect::Failed(e) => Err(Cause::Transport(e)),
@@ -1242,7 +1350,18 @@ impl AgentState {
 
 impl Protocol for AgentState {
     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
-        self.start_request(ctx, conn);
+        if self.conns.get(&conn).is_some_and(|c| c.tunnel.is_some()) {
+            self.send_connect(ctx, conn);
+        } else {
+            self.start_request(ctx, conn);
+        }
+    }
+
+    fn tls_started(&mut self, ctx: &mut Ctx, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.tunnel = None;
+            self.start_request(ctx, conn);
+        }
     }
 
     fn data_received(&mut self, ctx: &mut Ctx, cid: ConnId, data: &[u8]) {
@@ -1354,31 +1473,50 @@ impl Protocol for AgentState {
     }
 }
 
+/// A request checked and resolved to where it goes.
+struct Prepared {
+    url: Url,
+    target: String,
+    host_header: String,
+    route: Route,
+    key: PoolKey,
+}
+
+/// Where a request's connection goes, and what happens on it before the request.
+#[derive(Clone, Debug)]
+struct Route {
+    host: String,
+    port: u16,
+    /// TLS from the start (https without a proxy).
+    tls: bool,
+    /// https through a proxy: `CONNECT` first, then TLS inside the tunnel.
+    tunnel: Option<Rc<Tunnel>>,
+}
+
+#[derive(Debug)]
+struct Tunnel {
+    /// `host:port` of the origin, the target of `CONNECT`.
+    authority: String,
+    /// The origin host, for SNI and certificate checks.
+    server_name: String,
+    /// Fields sent with `CONNECT` (`Proxy-Authorization`).
+    headers: Headers,
+}
+
 /// Parses and checks what the user asked for, before any connection is opened.
-#[allow(clippy::type_complexity)]
 fn prepare(
     config: &AgentConfig,
     method: &str,
     url: &str,
     headers: &mut Headers,
-) -> Result<(Url, String, String, String, PoolKey), Cause> {
+) -> Result<Prepared, Cause> {
     let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(format!("{url:?}: {e}")))?;
     let https = match url.scheme() {
         "http" => false,
         "https" => true,
         other => return Err(Cause::UnsupportedScheme(other.to_string())),
     };
-    let host = url
-        .host()
-        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no host")))?;
-    let connect_host = match host {
-        url::Host::Ipv6(a) => a.to_string(),
-        url::Host::Ipv4(a) => a.to_string(),
-        url::Host::Domain(d) => d.to_string(),
-    };
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no port")))?;
+    let (connect_host, port) = host_and_port(&url)?;
     let host_str = url.host_str().unwrap_or_default();
     let host_header = match url.port() {
         Some(p) => format!("{host_str}:{p}"),
@@ -1397,6 +1535,56 @@ fn prepare(
     if !config.persistent && !headers.has_token("connection", "close") {
         headers.append("Connection", b"close");
     }
+    let proxy = config.proxies.proxy_for(&url);
+    let mut key = PoolKey {
+        https,
+        host: connect_host.to_ascii_lowercase(),
+        port,
+        tls: if https { config.tls.pool_id() } else { 0 },
+        proxy: None,
+    };
+    let route = match proxy {
+        None => Route {
+            host: connect_host.clone(),
+            port,
+            tls: https,
+            tunnel: None,
+        },
+        Some(proxy) => {
+            let (proxy_host, proxy_port) = host_and_port(proxy)?;
+            let auth = proxy_authorization(proxy);
+            key.proxy = Some((proxy_host.to_ascii_lowercase(), proxy_port));
+            let tunnel = if https {
+                let mut connect_headers = Headers::new();
+                if let Some(auth) = &auth {
+                    connect_headers.append("Proxy-Authorization", auth.as_bytes());
+                }
+                Some(Rc::new(Tunnel {
+                    authority: format!("{host_str}:{port}"),
+                    server_name: connect_host.clone(),
+                    headers: connect_headers,
+                }))
+            } else {
+                // Plain http goes to the proxy in absolute form; one pooled connection to the
+                // proxy serves every origin.
+                target = absolute_target(&url);
+                key.host.clear();
+                key.port = 0;
+                if let Some(auth) = &auth
+                    && !headers.contains("proxy-authorization")
+                {
+                    headers.append("Proxy-Authorization", auth.as_bytes());
+                }
+                None
+            };
+            Route {
+                host: proxy_host,
+                port: proxy_port,
+                tls: false,
+                tunnel,
+            }
+        }
+    };
     let head = RequestHead {
         method,
         target: &target,
@@ -1404,13 +1592,36 @@ fn prepare(
         headers,
     };
     proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
-    let key = PoolKey {
-        https,
-        host: connect_host.to_ascii_lowercase(),
-        port,
-        tls: if https { config.tls.pool_id() } else { 0 },
+    Ok(Prepared {
+        url,
+        target,
+        host_header,
+        route,
+        key,
+    })
+}
+
+/// The host to connect to (IPv6 without brackets) and the port of a URL.
+fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        None => return Err(Cause::InvalidUrl(format!("{url}: no host"))),
     };
-    Ok((url, target, host_header, connect_host, key))
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no port")))?;
+    Ok((host, port))
+}
+
+/// The absolute-form target for a proxy: the URL without userinfo or fragment.
+fn absolute_target(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    u.into()
 }
 
 /// The server's `Keep-Alive: timeout=N`, if any.
@@ -1464,16 +1675,14 @@ mod tests {
     fn prepare_builds_target_and_host() {
         let config = AgentConfig::default();
         let mut h = Headers::new();
-        let (_, target, host, connect, key) =
-            prepare(&config, "GET", "http://[::1]:8080/a/b?x=1#frag", &mut h).unwrap();
-        assert_eq!(target, "/a/b?x=1");
-        assert_eq!(host, "[::1]:8080");
-        assert_eq!(connect, "::1");
-        assert_eq!(key.port, 8080);
-        let (_, _, host, _, key) =
-            prepare(&config, "GET", "https://Example.TEST/", &mut h).unwrap();
-        assert_eq!(host, "example.test");
-        assert_eq!(key.port, 443);
-        assert!(key.https);
+        let p = prepare(&config, "GET", "http://[::1]:8080/a/b?x=1#frag", &mut h).unwrap();
+        assert_eq!(p.target, "/a/b?x=1");
+        assert_eq!(p.host_header, "[::1]:8080");
+        assert_eq!(p.route.host, "::1");
+        assert_eq!(p.key.port, 8080);
+        let p = prepare(&config, "GET", "https://Example.TEST/", &mut h).unwrap();
+        assert_eq!(p.host_header, "example.test");
+        assert_eq!(p.key.port, 443);
+        assert!(p.key.https && p.route.tls);
     }
 }

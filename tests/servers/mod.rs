@@ -15,6 +15,8 @@
 //!   `wait_access_log(n)` / `distinct_connections()` to count server-side connections,
 //!   `error_log()`. Locations are listed on [`Nginx::start`]; `/big.bin` is [`big_body`].
 //! - [`Httpbin::start`]: httpbin on `addr()`, `base_url()`, `url(path)`.
+//! - [`Tinyproxy::start`]: an HTTP proxy (with CONNECT) on `addr()` / `url()`, optionally
+//!   demanding Basic credentials; `log()`.
 //! - [`TestCa::generate`]: CA + server certificate PEM/DER, `client_config()` for rustls.
 //! - [`free_port`], [`raw_get`], [`raw_request`], [`util::parse_response`], [`TestDir`].
 //!
@@ -28,9 +30,11 @@
 pub mod ca;
 pub mod httpbin;
 pub mod nginx;
+pub mod tinyproxy;
 pub mod util;
 
 pub use ca::TestCa;
 pub use httpbin::Httpbin;
 pub use nginx::{LogEntry, Nginx, big_body, big_body_len};
+pub use tinyproxy::Tinyproxy;
 pub use util::{RawResponse, TestDir, free_port, raw_get, raw_request};

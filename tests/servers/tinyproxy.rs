@@ -1,0 +1,86 @@
+//! tinyproxy (Debian's package), a real HTTP proxy with CONNECT support, on 127.0.0.1.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::util::{TestDir, accepts, free_port, poll_until, read_lossy, stop_child};
+
+const TINYPROXY_BIN: &str = "/usr/bin/tinyproxy";
+
+/// A running tinyproxy, stopped on drop.
+pub struct Tinyproxy {
+    child: Child,
+    port: u16,
+    dir: TestDir,
+}
+
+impl Tinyproxy {
+    /// A proxy open to 127.0.0.1, optionally demanding Basic credentials `(user, password)`.
+    pub fn start(auth: Option<(&str, &str)>) -> Tinyproxy {
+        assert!(
+            Path::new(TINYPROXY_BIN).exists(),
+            "{TINYPROXY_BIN} missing: run scripts/install-test-deps"
+        );
+        let dir = TestDir::new("tinyproxy");
+        let port = free_port();
+        let mut conf = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nAllow 127.0.0.1\nMaxClients 50\n\
+             LogFile \"{log}\"\nLogLevel Info\nPidFile \"{pid}\"\n",
+            log = dir.join("tinyproxy.log").display(),
+            pid = dir.join("tinyproxy.pid").display(),
+        );
+        if let Some((user, pass)) = auth {
+            conf.push_str(&format!("BasicAuth {user} {pass}\n"));
+        }
+        let conf_path = dir.write("tinyproxy.conf", conf);
+        let child = Command::new(TINYPROXY_BIN)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(File::create(dir.join("stdout.log")).unwrap())
+            .stderr(File::create(dir.join("stderr.log")).unwrap())
+            .spawn()
+            .expect("spawn tinyproxy");
+        let mut proxy = Tinyproxy { child, port, dir };
+        let addr = proxy.addr();
+        let up = poll_until(Duration::from_secs(5), || {
+            if let Ok(Some(st)) = proxy.child.try_wait() {
+                return Some(Err(format!("tinyproxy exited early ({st})")));
+            }
+            accepts(addr).then_some(Ok(()))
+        });
+        match up {
+            Some(Ok(())) => proxy,
+            other => panic!(
+                "tinyproxy did not start: {other:?}\n{}\n{}",
+                read_lossy(&proxy.dir.join("stderr.log")),
+                read_lossy(&proxy.dir.join("tinyproxy.log"))
+            ),
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    /// The proxy's log.
+    pub fn log(&self) -> String {
+        read_lossy(&self.dir.join("tinyproxy.log"))
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, "TERM", Duration::from_secs(3));
+    }
+}
