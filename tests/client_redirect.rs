@@ -684,3 +684,104 @@ fn cancel_reaches_the_second_hop() {
     );
     assert!(got.borrow().code.is_none());
 }
+
+// ---- intermediate bodies, inner history, timing --------------------------------------------
+
+/// An inner wrapper standing in for a decoder and an auth layer: it adds a body filter that
+/// counts its uses, and one 401 entry to every response's history.
+struct Marking {
+    inner: Agent,
+    filtered: Rc<std::cell::Cell<u32>>,
+}
+
+impl HttpAgent for Marking {
+    fn request(
+        &self,
+        ctx: &mut weft::reactor::Ctx,
+        request: Request,
+        on_response: weft::client::ResponseCallback,
+    ) -> RequestHandle {
+        let filtered = self.filtered.clone();
+        HttpAgent::request(
+            &self.inner,
+            ctx,
+            request,
+            Box::new(move |ctx, r| {
+                let r = r.map(|mut resp| {
+                    resp.history.push(PreviousResponse {
+                        code: 401,
+                        url: resp.url.clone(),
+                        headers: Headers::new(),
+                    });
+                    resp.map_body(move |p| {
+                        filtered.set(filtered.get() + 1);
+                        p
+                    });
+                    resp
+                });
+                on_response(ctx, r)
+            }),
+        )
+    }
+}
+
+#[test]
+fn intermediate_bodies_are_not_filtered_and_inner_history_is_kept_in_order() {
+    let nginx = Nginx::start();
+    let mut reactor = Reactor::new().unwrap();
+    let filtered = Rc::new(std::cell::Cell::new(0));
+    let inner = Marking {
+        inner: Agent::new(reactor.ctx(), test_config()),
+        filtered: filtered.clone(),
+    };
+    let agent = RedirectAgent::new(inner, RedirectConfig::default());
+    let (got, _) = start(
+        &mut reactor,
+        &agent,
+        Request::get(&nginx.http_url("/found")),
+    );
+    wait(&mut reactor, &got);
+    let got = got.take();
+    assert_eq!(got.body, b"hello world\n");
+    // Only the final body went through the filter.
+    assert_eq!(filtered.get(), 1);
+    let hist: Vec<(u16, String)> = got
+        .history
+        .iter()
+        .map(|h| (h.code, h.url.path().to_string()))
+        .collect();
+    let expect = [(401, "/found"), (302, "/found"), (401, "/hello.txt")];
+    let expect: Vec<(u16, String)> = expect.iter().map(|(c, p)| (*c, p.to_string())).collect();
+    assert_eq!(hist, expect);
+}
+
+#[test]
+fn large_or_unbounded_intermediate_bodies_are_dropped_and_redirect_time_is_counted() {
+    let big = format!(
+        "HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: 200000\r\n\r\n{}",
+        "x".repeat(200_000)
+    );
+    let chunked = b"HTTP/1.1 302 Found\r\nLocation: /last\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    3\r\nabc\r\n"
+        .to_vec();
+    let srv = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            Step::Sleep(Duration::from_millis(150)),
+            Step::Write(big.into_bytes()),
+            Step::WaitClose,
+        ],
+        vec![Step::ExpectRequest, Step::Write(chunked), Step::WaitClose],
+        vec![Step::ExpectRequest, write(OK)],
+    ]);
+    let got = follow(Request::get(&srv.url("/first")));
+    assert_eq!(got.code, Some(200), "{got:?}");
+    assert_eq!(got.body, b"ok");
+    assert_eq!(got.url, srv.url("/last"));
+    assert_eq!(got.history_codes(), vec![302, 302]);
+    // Each dropped body closed its connection.
+    assert_eq!(srv.connections(), 3);
+    let timing = got.timing.unwrap();
+    assert!(timing.redirect >= Duration::from_millis(150), "{timing:?}");
+    assert!(timing.head < Duration::from_millis(150), "{timing:?}");
+}
