@@ -82,11 +82,25 @@ impl ScriptedServer {
         Self::start_with(scripts, Some(Arc::new(config)))
     }
 
+    /// Like [`ScriptedServer::start`], on a listener bound by the caller (so that scripts can
+    /// name the server's own port, or another server's, before it starts).
+    pub fn start_on(listener: TcpListener, scripts: Vec<Vec<Step>>) -> ScriptedServer {
+        Self::serve(listener, scripts, None)
+    }
+
     fn start_with(
         scripts: Vec<Vec<Step>>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> ScriptedServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve(listener, scripts, tls)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        scripts: Vec<Vec<Step>>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> ScriptedServer {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let record = Arc::new(Mutex::new(Record::default()));

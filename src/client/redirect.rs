@@ -1,0 +1,450 @@
+//! Following redirects (Twisted's `RedirectAgent` / `BrowserLikeRedirectAgent`).
+//!
+//! [`RedirectAgent`] wraps any [`HttpAgent`] and follows `301`, `302`, `303`, `307` and `308`
+//! responses that carry a `Location`, up to a limit. The policy, in short:
+//!
+//! - **Targets**: only `http` and `https`; anything else (`file:`, `ftp:`, `data:`...) fails
+//!   with [`Cause::RedirectNotAllowed`] and nothing is fetched. `https` to `http` is refused
+//!   the same way unless [`RedirectConfig::allow_downgrade`].
+//! - **Methods**: `303` turns every method but `HEAD` into `GET`; `301` and `302` turn only
+//!   `POST` into `GET` (as browsers and curl do). A request turned into `GET` loses its body
+//!   and its content fields (`Content-Type`, `Content-Length`, `Content-Encoding`...). `307` and
+//!   `308` (and `301`/`302` of other methods) keep the method and the body, which must be
+//!   replayable ([`BodyProducer::rewind`]): when it is not, the redirect response is handed to
+//!   the caller as it is.
+//! - **Credentials**: `Authorization`, `Cookie`, `Proxy-Authorization` (and a caller-set
+//!   `Host`) are dropped as soon as a hop changes origin (scheme, host, port) and never come
+//!   back, even if a later hop returns to the first origin. Userinfo in a `Location` is never
+//!   kept. No `Referer` is added; a caller-set one is dropped on `https` to `http`.
+//! - **Limits**: more than [`RedirectConfig::max_redirects`] hops fail with
+//!   [`Cause::TooManyRedirects`], which is also how loops end (a loop is not detected earlier:
+//!   revisiting a URL can be legitimate once a cookie changed). Intermediate bodies are
+//!   never decoded: small ones are read and discarded so the connection can be reused,
+//!   larger ones are dropped (the connection is closed).
+//!
+//! Errors raised by the policy use [`Phase::ResponseNeverReceived`]: earlier hops were sent
+//! and may have been acted on, but no final response was received.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Instant;
+
+use url::Url;
+
+use crate::proto::Headers;
+use crate::reactor::Ctx;
+
+use super::error::{Cause, Error, Phase};
+use super::producer::{BodyProducer, BodySink, Produce};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use super::response::{PreviousResponse, Response};
+
+/// Settings of a [`RedirectAgent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectConfig {
+    /// Redirects followed at most (default 10); one more fails with
+    /// [`Cause::TooManyRedirects`]. With 0, the first redirect fails.
+    pub max_redirects: u32,
+    /// Follow `https` to `http` redirects (default false: [`Cause::RedirectNotAllowed`]).
+    pub allow_downgrade: bool,
+    /// Intermediate bodies with a known length up to this many bytes are read and discarded
+    /// so their connection returns to the pool (default 64 KiB); longer or unknown-length
+    /// bodies are dropped, which closes their connection.
+    pub max_discard_body: u64,
+}
+
+impl Default for RedirectConfig {
+    fn default() -> Self {
+        RedirectConfig {
+            max_redirects: 10,
+            allow_downgrade: false,
+            max_discard_body: 64 * 1024,
+        }
+    }
+}
+
+/// Header fields that carry credentials for one origin only.
+const CREDENTIALS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Header fields describing a request body, dropped when the body is.
+const CONTENT_FIELDS: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-language",
+    "content-location",
+    "transfer-encoding",
+    "expect",
+];
+
+/// An [`HttpAgent`] that follows redirects (see the [module docs](self) for the policy).
+///
+/// The final [`Response`] has the final `url`, one [`PreviousResponse`] per hop followed in
+/// `history` (after any history the inner agent reported for that hop), and the time spent on
+/// earlier hops in `timing.redirect`. The [`RequestHandle`] cancels whichever hop is in
+/// flight, and no hop follows a cancellation.
+///
+/// Cookie jars belong inside (`RedirectAgent<CookieAgent<Agent>>`), so that every hop gets
+/// the cookies of its own URL.
+///
+/// ```no_run
+/// use weft::client::{Agent, AgentConfig, HttpAgent, RedirectAgent, RedirectConfig, Request};
+/// use weft::reactor::Reactor;
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let agent = Agent::new(reactor.ctx(), AgentConfig::default());
+/// let redirects = RedirectAgent::new(agent, RedirectConfig::default());
+/// redirects.request(reactor.ctx(), Request::get("http://127.0.0.1:8080/old"),
+///     Box::new(|ctx, result| {
+///         match result {
+///             Ok(response) => println!("{} {} after {} redirects",
+///                 response.code, response.url, response.history.len()),
+///             Err(e) => eprintln!("{e}"),
+///         }
+///         ctx.stop();
+///     }));
+/// reactor.run().unwrap();
+/// ```
+pub struct RedirectAgent<A: HttpAgent> {
+    inner: Rc<A>,
+    config: Rc<RedirectConfig>,
+}
+
+impl<A: HttpAgent> RedirectAgent<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A, config: RedirectConfig) -> Self {
+        RedirectAgent {
+            inner: Rc::new(inner),
+            config: Rc::new(config),
+        }
+    }
+
+    /// The wrapped agent.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedirectConfig {
+        &self.config
+    }
+}
+
+impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        let Ok(url) = Url::parse(&request.url) else {
+            // The inner agent reports the bad URL.
+            return self.inner.request(ctx, request, on_response);
+        };
+        let started = Instant::now();
+        let chain = Chain {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            handle: RequestHandle::new(),
+            issued: Rc::new(Cell::new(0)),
+            on_response,
+            method: request.method,
+            url,
+            headers: request.headers,
+            body: request.body.map(SharedBody::new),
+            timeouts: request.timeouts,
+            followed: 0,
+            history: Vec::new(),
+            started,
+            hop_started: started,
+        };
+        let handle = chain.handle.clone();
+        issue(ctx, chain);
+        handle
+    }
+}
+
+/// One request being followed across hops.
+struct Chain<A: HttpAgent> {
+    inner: Rc<A>,
+    config: Rc<RedirectConfig>,
+    handle: RequestHandle,
+    /// Hops issued so far, so a stale hop does not take over the handle.
+    issued: Rc<Cell<u32>>,
+    on_response: ResponseCallback,
+    method: String,
+    url: Url,
+    headers: Headers,
+    body: Option<SharedBody>,
+    /// The caller's timeouts, applied to each hop.
+    timeouts: Timeouts,
+    followed: u32,
+    history: Vec<PreviousResponse>,
+    started: Instant,
+    hop_started: Instant,
+}
+
+impl<A: HttpAgent> Chain<A> {
+    fn fail(self, ctx: &mut Ctx, cause: Cause) {
+        (self.on_response)(ctx, Err(Error::new(Phase::ResponseNeverReceived, cause)));
+    }
+
+    /// Hands `response` to the caller with the chain's history and timing.
+    fn deliver(mut self, ctx: &mut Ctx, mut response: Response) {
+        self.history.append(&mut response.history);
+        response.history = self.history;
+        let earlier = self.hop_started.saturating_duration_since(self.started);
+        response.timing.redirect = response.timing.redirect.saturating_add(earlier);
+        (self.on_response)(ctx, Ok(response));
+    }
+}
+
+fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
+    if chain.handle.is_cancelled() {
+        return chain.fail(ctx, Cause::Cancelled);
+    }
+    let request = Request {
+        method: chain.method.clone(),
+        url: chain.url.to_string(),
+        headers: chain.headers.clone(),
+        body: chain.body.as_ref().map(|b| b.hop()),
+        timeouts: chain.timeouts,
+    };
+    if chain.followed > 0 {
+        chain.hop_started = Instant::now();
+    }
+    let seq = chain.issued.get() + 1;
+    chain.issued.set(seq);
+    let (inner, handle, issued) = (
+        chain.inner.clone(),
+        chain.handle.clone(),
+        chain.issued.clone(),
+    );
+    let hop = inner.request(ctx, request, Box::new(move |ctx, r| on_hop(ctx, chain, r)));
+    if issued.get() == seq {
+        handle.follow(&hop);
+    }
+}
+
+/// What to do with a redirect response.
+enum Next {
+    /// Not a redirect we follow: hand it over.
+    Deliver,
+    /// Follow it to this URL with this method, keeping the body or not.
+    Follow {
+        url: Url,
+        method: String,
+        keep_body: bool,
+    },
+}
+
+fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Response, Error>) {
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => return (chain.on_response)(ctx, Err(e)),
+    };
+    if chain.handle.is_cancelled() {
+        drop(response);
+        return chain.fail(ctx, Cause::Cancelled);
+    }
+    let (url, method, keep_body) = match decide(&chain, &response) {
+        Err(cause) => return chain.fail(ctx, cause),
+        Ok(Next::Deliver) => return chain.deliver(ctx, response),
+        Ok(Next::Follow {
+            url,
+            method,
+            keep_body,
+        }) => (url, method, keep_body),
+    };
+    if chain.followed >= chain.config.max_redirects {
+        let limit = chain.config.max_redirects;
+        return chain.fail(ctx, Cause::TooManyRedirects(limit));
+    }
+    if keep_body {
+        if let Some(body) = &chain.body
+            && !body.rewind()
+        {
+            // Cannot send the body again: the caller gets the redirect itself.
+            return chain.deliver(ctx, response);
+        }
+    } else {
+        chain.body = None;
+        for name in CONTENT_FIELDS {
+            chain.headers.remove(name);
+        }
+    }
+    if chain.url.origin() != url.origin() {
+        for name in CREDENTIALS {
+            chain.headers.remove(name);
+        }
+        chain.headers.remove("host");
+    }
+    if chain.url.scheme() == "https" && url.scheme() == "http" {
+        chain.headers.remove("referer");
+    }
+    chain.followed += 1;
+    chain.history.append(&mut response.history);
+    chain.history.push(PreviousResponse {
+        code: response.code,
+        url: response.url.clone(),
+        headers: response.headers.clone(),
+    });
+    chain.url = url;
+    chain.method = method;
+
+    // Read a small body to its end so its connection can be reused; never decode it.
+    let cap = chain.config.max_discard_body;
+    match response.length {
+        Some(n) if n <= cap => {
+            response.filters.clear();
+            response.collect(ctx, cap, move |ctx, _| issue(ctx, chain));
+        }
+        _ => {
+            drop(response);
+            issue(ctx, chain);
+        }
+    }
+}
+
+/// Applies the policy to a response: deliver it, follow it, or fail.
+fn decide<A: HttpAgent>(chain: &Chain<A>, response: &Response) -> Result<Next, Cause> {
+    let code = response.code;
+    if !matches!(code, 301 | 302 | 303 | 307 | 308) {
+        return Ok(Next::Deliver);
+    }
+    let location = location(&response.headers)?;
+    let mut url = chain
+        .url
+        .join(&location)
+        .map_err(|_| Cause::InvalidLocation(location.clone()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Cause::RedirectNotAllowed(url.to_string()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Cause::InvalidLocation(location));
+    }
+    if chain.url.scheme() == "https" && url.scheme() == "http" && !chain.config.allow_downgrade {
+        return Err(Cause::RedirectNotAllowed(url.to_string()));
+    }
+    // Userinfo is kept only when inherited unchanged from the current URL (a relative
+    // Location); a Location never brings its own.
+    let inherited = url.origin() == chain.url.origin()
+        && url.username() == chain.url.username()
+        && url.password() == chain.url.password();
+    if !inherited {
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+    }
+    // RFC 9110 §10.2.2: a Location without a fragment inherits the request's.
+    if url.fragment().is_none() && chain.url.fragment().is_some() {
+        url.set_fragment(chain.url.fragment());
+    }
+    let method = chain.method.as_str();
+    let to_get = match code {
+        303 => method != "HEAD",
+        301 | 302 => method == "POST",
+        _ => false,
+    };
+    let method = if to_get { "GET" } else { method }.to_string();
+    Ok(Next::Follow {
+        url,
+        method,
+        keep_body: !to_get,
+    })
+}
+
+/// The single `Location` value (duplicates that agree count as one).
+fn location(headers: &Headers) -> Result<String, Cause> {
+    let mut values = headers.get_all("location");
+    let Some(first) = values.next() else {
+        return Err(Cause::InvalidLocation(String::new()));
+    };
+    let lossy = || String::from_utf8_lossy(first).into_owned();
+    if values.any(|v| v != first) {
+        return Err(Cause::InvalidLocation(lossy()));
+    }
+    let text = std::str::from_utf8(first).map_err(|_| Cause::InvalidLocation(lossy()))?;
+    let text = text.trim_matches(|c| c == ' ' || c == '\t');
+    // The url crate silently drops tabs and newlines inside; refuse them instead.
+    if text.is_empty() || text.bytes().any(|b| b.is_ascii_control()) {
+        return Err(Cause::InvalidLocation(lossy()));
+    }
+    Ok(text.to_string())
+}
+
+/// A request body shared by every hop, so 307/308 can send it again after a rewind.
+struct SharedBody {
+    producer: Rc<RefCell<Box<dyn BodyProducer>>>,
+    /// Which hop's producer is live: an older hop's gets nothing more from the body.
+    live: Rc<Cell<u32>>,
+}
+
+impl SharedBody {
+    fn new(producer: Box<dyn BodyProducer>) -> Self {
+        SharedBody {
+            producer: Rc::new(RefCell::new(producer)),
+            live: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// A producer for the next hop; earlier hops' producers go dead.
+    fn hop(&self) -> Box<dyn BodyProducer> {
+        let generation = self.live.get() + 1;
+        self.live.set(generation);
+        Box::new(HopBody {
+            producer: self.producer.clone(),
+            live: self.live.clone(),
+            generation,
+        })
+    }
+
+    fn rewind(&self) -> bool {
+        self.producer.try_borrow_mut().is_ok_and(|mut p| p.rewind())
+    }
+}
+
+struct HopBody {
+    producer: Rc<RefCell<Box<dyn BodyProducer>>>,
+    live: Rc<Cell<u32>>,
+    generation: u32,
+}
+
+impl HopBody {
+    fn with<R>(&self, dead: R, f: impl FnOnce(&mut dyn BodyProducer) -> R) -> R {
+        if self.live.get() != self.generation {
+            return dead;
+        }
+        match self.producer.try_borrow_mut() {
+            Ok(mut p) => f(p.as_mut()),
+            Err(_) => dead,
+        }
+    }
+}
+
+impl BodyProducer for HopBody {
+    fn length(&self) -> Option<u64> {
+        self.producer.try_borrow().ok().and_then(|p| p.length())
+    }
+
+    fn start_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
+        let dead = Produce::Failed("request body taken by a later redirect hop".into());
+        self.with(dead, |p| p.start_producing(sink))
+    }
+
+    fn resume_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
+        let dead = Produce::Failed("request body taken by a later redirect hop".into());
+        self.with(dead, |p| p.resume_producing(sink))
+    }
+
+    fn pause_producing(&mut self) {
+        self.with((), |p| p.pause_producing());
+    }
+
+    fn stop_producing(&mut self) {
+        self.with((), |p| p.stop_producing());
+    }
+
+    fn rewind(&mut self) -> bool {
+        self.with(false, |p| p.rewind())
+    }
+}
