@@ -311,7 +311,7 @@ impl<A: HttpAgent> Retry<A> {
         let digest = challenges
             .iter()
             .filter(|c| c.scheme.eq_ignore_ascii_case("digest"))
-            .filter_map(|c| DigestChallenge::from(c))
+            .filter_map(DigestChallenge::parse)
             // The strongest algorithm offered.
             .max_by_key(|d| d.algorithm.strength());
         if let Some(d) = digest {
@@ -544,7 +544,7 @@ pub(crate) struct DigestChallenge {
 }
 
 impl DigestChallenge {
-    fn from(c: &Challenge) -> Option<DigestChallenge> {
+    fn parse(c: &Challenge) -> Option<DigestChallenge> {
         let qop_auth = match c.param("qop") {
             None => false,
             Some(q) => {
@@ -744,7 +744,7 @@ mod tests {
         let c = &parse_challenges(
             r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=MD5, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
         )[0];
-        let d = DigestChallenge::from(c).unwrap();
+        let d = DigestChallenge::parse(c).unwrap();
         let h = d.authorization(
             &Credentials::new("Mufasa", "Circle of Life"),
             "GET",
@@ -762,7 +762,7 @@ mod tests {
         let c = &parse_challenges(
             r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
         )[0];
-        let d = DigestChallenge::from(c).unwrap();
+        let d = DigestChallenge::parse(c).unwrap();
         let h = d.authorization(
             &Credentials::new("Mufasa", "Circle of Life"),
             "GET",
@@ -783,7 +783,7 @@ mod tests {
         let c = &parse_challenges(
             r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
         )[0];
-        let d = DigestChallenge::from(c).unwrap();
+        let d = DigestChallenge::parse(c).unwrap();
         let h = d.authorization(
             &Credentials::new("Mufasa", "CircleOfLife"),
             "GET",

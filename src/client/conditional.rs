@@ -42,6 +42,15 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// The validators of a cached response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validators {
+    /// Its `ETag`, sent back as `If-None-Match`.
+    pub etag: Option<Vec<u8>>,
+    /// Its `Last-Modified`, sent back as `If-Modified-Since`.
+    pub last_modified: Option<Vec<u8>>,
+}
+
 struct Entry {
     etag: Option<Vec<u8>>,
     last_modified: Option<Vec<u8>>,
@@ -176,12 +185,15 @@ impl ValidatorCache {
         key(url).is_some_and(|k| self.state.borrow().entries.contains_key(&k))
     }
 
-    /// The `(ETag, Last-Modified)` held for `url`.
-    pub fn validators(&self, url: &str) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    /// The validators held for `url`.
+    pub fn validators(&self, url: &str) -> Option<Validators> {
         let k = key(url)?;
         let s = self.state.borrow();
         let e = s.entries.get(&k)?;
-        Some((e.etag.clone(), e.last_modified.clone()))
+        Some(Validators {
+            etag: e.etag.clone(),
+            last_modified: e.last_modified.clone(),
+        })
     }
 
     /// Forgets `url`.

@@ -69,7 +69,8 @@ impl CookieJar {
         self.store.borrow_mut().clear();
     }
 
-    /// The `(name, value)` pairs to send to `url`, in the jar's order. Empty for an invalid URL.
+    /// The `(name, value)` pairs to send to `url`: cookies with longer paths first, then by
+    /// name. Empty for an invalid URL.
     pub fn cookies_for(&self, url: &str) -> Vec<(String, String)> {
         match Url::parse(url) {
             Ok(u) => self.cookies_for_url(&u),
@@ -79,11 +80,19 @@ impl CookieJar {
 
     pub(crate) fn cookies_for_url(&self, url: &Url) -> Vec<(String, String)> {
         let https = url.scheme() == "https";
-        self.store
-            .borrow()
+        let store = self.store.borrow();
+        let mut found: Vec<_> = store
             .matches(url)
             .into_iter()
             .filter(|c| https || !c.secure().unwrap_or(false))
+            .collect();
+        // RFC 6265 5.4: longer paths first; then by name, as the store keeps no creation time.
+        found.sort_by(|a, b| {
+            let (pa, pb) = (String::from(&a.path), String::from(&b.path));
+            pb.len().cmp(&pa.len()).then_with(|| a.name().cmp(b.name()))
+        });
+        found
+            .into_iter()
             .map(|c| (c.name().to_string(), c.value().to_string()))
             .collect()
     }

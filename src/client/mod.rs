@@ -20,7 +20,7 @@ mod timing;
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use auth::{AuthAgent, AuthMode, Credentials};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
-pub use conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache};
+pub use conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
 pub use cookies::{CookieAgent, CookieJar};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
