@@ -7,7 +7,10 @@
 //! the [`Phase`] that failed and carry the [`Cause`].
 
 mod agent;
+mod auth;
 mod body;
+mod conditional;
+mod cookies;
 mod error;
 mod http_client;
 mod producer;
@@ -18,7 +21,10 @@ mod response;
 mod timing;
 
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
+pub use auth::{AuthAgent, AuthMode, Credentials};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
+pub use conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
+pub use cookies::{CookieAgent, CookieJar};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};

@@ -1,0 +1,808 @@
+//! HTTP authentication (curl's `-u`, `--basic`, `--digest`, `--anyauth`): the [`AuthAgent`]
+//! wrapper answers a `401` challenge with Basic or Digest (RFC 7617, RFC 7616) and retries
+//! once.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::reactor::Ctx;
+
+use super::error::{Cause, Error, Phase};
+use super::producer::{BodyProducer, BodySink, Produce};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+use super::response::{PreviousResponse, Response};
+
+/// The most of a `401` body read (and dropped) before the retry, so its connection can be
+/// pooled; a longer body closes the connection instead.
+const MAX_CHALLENGE_BODY: u64 = 64 * 1024;
+
+/// A user name and password.
+///
+/// ```
+/// use weft::client::Credentials;
+/// let c = Credentials::new("alice", "s3cret");
+/// assert_eq!(c.user, "alice");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+impl Credentials {
+    /// Credentials from a user name and password.
+    pub fn new(user: &str, password: &str) -> Self {
+        Credentials {
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
+
+    /// The percent-decoded userinfo of `url` (`http://user:pass@host/`), if it has a user name.
+    pub fn from_url(url: &Url) -> Option<Credentials> {
+        if url.username().is_empty() {
+            return None;
+        }
+        let decode = |s: &str| {
+            percent_encoding_decode(s)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|| s.to_string())
+        };
+        Some(Credentials {
+            user: decode(url.username()),
+            password: decode(url.password().unwrap_or("")),
+        })
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password.
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn percent_encoding_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// When and how credentials are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `Authorization: Basic` on the first request, without waiting for a challenge
+    /// (curl's `-u`). No retry.
+    Basic,
+    /// Nothing at first; on a `401` with a Digest challenge, retry once with Digest
+    /// (curl's `--digest`). A Basic-only challenge is handed to the caller.
+    Digest,
+    /// Nothing at first; on a `401`, retry once with the strongest scheme offered: Digest,
+    /// else Basic (curl's `--anyauth`).
+    Auto,
+}
+
+/// Adds credentials to requests (Twisted's webcat3 flow, automated).
+///
+/// Credentials come from the URL's userinfo when it has one (percent-decoded, and removed
+/// from the URL passed on), else from the ones given here; without either the request passes
+/// through untouched, as does a request that already has an `Authorization` field.
+///
+/// In [`AuthMode::Digest`] and [`AuthMode::Auto`], a `401` from the request's own origin with
+/// a challenge it can answer is read (up to 64 KiB, then dropped) and the request is sent
+/// again once, with its body rewound ([`BodyProducer::rewind`]); a body that cannot be rewound
+/// gets the `401` handed to the caller. The retry's response carries the `401` in its
+/// [`Response::history`]. A second `401` is handed over as is.
+///
+/// ```no_run
+/// use weft::client::{Agent, AgentConfig, AuthAgent, AuthMode, Credentials, HttpAgent, Request};
+/// use weft::reactor::Reactor;
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let agent = AuthAgent::new(Agent::new(reactor.ctx(), AgentConfig::default()),
+///     Some(Credentials::new("u", "p")), AuthMode::Auto);
+/// agent.request(reactor.ctx(), Request::get("http://127.0.0.1:8080/digest-auth/auth/u/p"),
+///     Box::new(|ctx, result| {
+///         println!("{:?}", result.map(|r| r.code));
+///         ctx.stop();
+///     }));
+/// reactor.run().unwrap();
+/// ```
+pub struct AuthAgent<A: HttpAgent> {
+    inner: Rc<A>,
+    credentials: Option<Credentials>,
+    mode: AuthMode,
+}
+
+impl<A: HttpAgent> fmt::Debug for AuthAgent<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthAgent")
+            .field("credentials", &self.credentials)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: HttpAgent> AuthAgent<A> {
+    /// Wraps `inner`.
+    pub fn new(inner: A, credentials: Option<Credentials>, mode: AuthMode) -> Self {
+        AuthAgent {
+            inner: Rc::new(inner),
+            credentials,
+            mode,
+        }
+    }
+}
+
+impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        mut request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        let Ok(mut url) = Url::parse(&request.url) else {
+            return self.inner.request(ctx, request, on_response);
+        };
+        let creds = Credentials::from_url(&url).or_else(|| self.credentials.clone());
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            request.url = url.to_string();
+        }
+        let Some(creds) = creds else {
+            return self.inner.request(ctx, request, on_response);
+        };
+        if request.headers.contains("authorization") {
+            return self.inner.request(ctx, request, on_response);
+        }
+        if self.mode == AuthMode::Basic {
+            request
+                .headers
+                .set("Authorization", basic_header(&creds).as_bytes());
+            return self.inner.request(ctx, request, on_response);
+        }
+
+        // Keep what the retry needs: the head, and the body behind a shared handle.
+        let body = request.body.take().map(SharedBody::new);
+        if let Some(b) = &body {
+            request.body = Some(Box::new(b.hop()));
+        }
+        let retry = Retry {
+            inner: self.inner.clone(),
+            method: request.method.clone(),
+            url,
+            headers: request.headers.clone(),
+            body,
+            creds,
+            mode: self.mode,
+            handle: RequestHandle::new(),
+            started: Instant::now(),
+        };
+        let handle = retry.handle.clone();
+        let hop = self.inner.request(
+            ctx,
+            request,
+            Box::new(move |ctx, result| retry.first_response(ctx, result, on_response)),
+        );
+        handle.follow(&hop);
+        handle
+    }
+}
+
+/// What the retry needs, carried by the first hop's callback.
+struct Retry<A: HttpAgent> {
+    inner: Rc<A>,
+    method: String,
+    url: Url,
+    headers: crate::proto::Headers,
+    body: Option<SharedBody>,
+    creds: Credentials,
+    mode: AuthMode,
+    handle: RequestHandle,
+    started: Instant,
+}
+
+impl<A: HttpAgent> Retry<A> {
+    fn first_response(
+        self,
+        ctx: &mut Ctx,
+        result: Result<Response, Error>,
+        on_response: ResponseCallback,
+    ) {
+        let resp = match result {
+            Ok(r) if r.code == 401 => r,
+            other => return on_response(ctx, other),
+        };
+        // Credentials go only to the origin the request started with.
+        if resp.url.origin() != self.url.origin() || self.handle.is_cancelled() {
+            return on_response(ctx, Ok(resp));
+        }
+        let Some(authorization) = self.answer(&resp) else {
+            return on_response(ctx, Ok(resp));
+        };
+        if let Some(b) = &self.body
+            && !b.rewind()
+        {
+            return on_response(ctx, Ok(resp));
+        }
+        let mut previous = resp.history.clone();
+        previous.push(PreviousResponse {
+            code: resp.code,
+            url: resp.url.clone(),
+            headers: resp.headers.clone(),
+        });
+        // Read the small 401 body so the connection can be pooled, then retry.
+        resp.collect(ctx, MAX_CHALLENGE_BODY, move |ctx, _| {
+            self.send_retry(ctx, authorization, previous, on_response)
+        });
+    }
+
+    fn send_retry(
+        self,
+        ctx: &mut Ctx,
+        authorization: String,
+        previous: Vec<PreviousResponse>,
+        on_response: ResponseCallback,
+    ) {
+        if self.handle.is_cancelled() {
+            return on_response(
+                ctx,
+                Err(Error::new(Phase::RequestNotSent, Cause::Cancelled)),
+            );
+        }
+        let mut request = Request::new(&self.method, self.url.as_str());
+        request.headers = self.headers;
+        request
+            .headers
+            .set("Authorization", authorization.as_bytes());
+        request.body = self
+            .body
+            .as_ref()
+            .map(|b| Box::new(b.hop()) as Box<dyn BodyProducer>);
+        let earlier = self.started.elapsed();
+        let hop = self.inner.request(
+            ctx,
+            request,
+            Box::new(move |ctx, result| {
+                let result = result.map(|mut r| {
+                    let mut history = previous;
+                    history.append(&mut r.history);
+                    r.history = history;
+                    r.timing.redirect += earlier;
+                    r
+                });
+                on_response(ctx, result)
+            }),
+        );
+        self.handle.follow(&hop);
+    }
+
+    /// The `Authorization` value answering the response's challenges, if one can be answered.
+    fn answer(&self, resp: &Response) -> Option<String> {
+        let mut challenges = Vec::new();
+        for v in resp.headers.get_all("www-authenticate") {
+            challenges.extend(parse_challenges(&String::from_utf8_lossy(v)));
+        }
+        let digest = challenges
+            .iter()
+            .filter(|c| c.scheme.eq_ignore_ascii_case("digest"))
+            .filter_map(DigestChallenge::parse)
+            // The strongest algorithm offered.
+            .max_by_key(|d| d.algorithm.strength());
+        if let Some(d) = digest {
+            let uri = request_target(&self.url);
+            return Some(d.authorization(&self.creds, &self.method, &uri, &make_cnonce()));
+        }
+        let basic = challenges
+            .iter()
+            .any(|c| c.scheme.eq_ignore_ascii_case("basic"));
+        (self.mode == AuthMode::Auto && basic).then(|| basic_header(&self.creds))
+    }
+}
+
+fn request_target(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+fn basic_header(c: &Credentials) -> String {
+    format!(
+        "Basic {}",
+        BASE64.encode(format!("{}:{}", c.user, c.password))
+    )
+}
+
+/// A client nonce: unpredictable enough for RFC 7616 (time, a counter and an address,
+/// hashed); it is not a secret.
+fn make_cnonce() -> String {
+    thread_local!(static COUNT: Cell<u64> = const { Cell::new(0) });
+    let n = COUNT.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let local = 0u8;
+    let seed = format!("{t}:{n}:{:p}:{}", &local, std::process::id());
+    hex(&Sha256::digest(seed.as_bytes()))[..32].to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One challenge of a `WWW-Authenticate` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    pub(crate) scheme: String,
+    pub(crate) params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// Parses a `WWW-Authenticate` value: challenges (`scheme param=value, param="quoted"`)
+/// separated by commas. Anything unparsable ends the parse; what came before is kept.
+pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
+    let b = value.as_bytes();
+    let mut out: Vec<Challenge> = Vec::new();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| {
+        let s = *i;
+        while *i < b.len() && is_tchar(b[*i]) {
+            *i += 1;
+        }
+        &value[s..*i]
+    };
+    while i < b.len() && out.len() < 16 {
+        while i < b.len() && (b[i] == b',' || b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        let scheme = token(&mut i);
+        if scheme.is_empty() {
+            break;
+        }
+        let mut ch = Challenge {
+            scheme: scheme.to_string(),
+            params: Vec::new(),
+        };
+        loop {
+            skip_ws(&mut i);
+            let start = i;
+            let name = token(&mut i);
+            skip_ws(&mut i);
+            if name.is_empty() || i >= b.len() || b[i] != b'=' {
+                // Not a parameter: the next challenge starts here (or a token68 we skip).
+                i = start;
+                if !name.is_empty() && i < b.len() && (b.get(i + name.len()) == Some(&b'=')) {
+                    // token68 such as `abc==`: skip it.
+                    while i < b.len() && b[i] != b',' {
+                        i += 1;
+                    }
+                }
+                break;
+            }
+            i += 1;
+            skip_ws(&mut i);
+            let val = if i < b.len() && b[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                let mut closed = false;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' if i + 1 < b.len() => {
+                            v.push(b[i + 1] as char);
+                            i += 2;
+                        }
+                        b'"' => {
+                            i += 1;
+                            closed = true;
+                            break;
+                        }
+                        _ => {
+                            // Keep multi-byte UTF-8 intact.
+                            let ch_len = value[i..].chars().next().map_or(1, char::len_utf8);
+                            v.push_str(&value[i..i + ch_len]);
+                            i += ch_len;
+                        }
+                    }
+                }
+                if !closed {
+                    out.push(ch);
+                    return out;
+                }
+                v
+            } else {
+                let t = token(&mut i);
+                if t.is_empty() {
+                    // token68 with trailing '=' (e.g. `Negotiate abc=`): skip to the next comma.
+                    while i < b.len() && b[i] != b',' {
+                        i += 1;
+                    }
+                }
+                t.to_string()
+            };
+            if ch.params.len() < 32 {
+                ch.params.push((name.to_ascii_lowercase(), val));
+            }
+            skip_ws(&mut i);
+            if i < b.len() && b[i] == b',' {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        out.push(ch);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Algorithm {
+    Md5,
+    Md5Sess,
+    Sha256,
+    Sha256Sess,
+}
+
+impl Algorithm {
+    fn parse(s: Option<&str>) -> Option<Algorithm> {
+        let Some(s) = s else {
+            return Some(Algorithm::Md5);
+        };
+        match s.to_ascii_uppercase().as_str() {
+            "MD5" => Some(Algorithm::Md5),
+            "MD5-SESS" => Some(Algorithm::Md5Sess),
+            "SHA-256" => Some(Algorithm::Sha256),
+            "SHA-256-SESS" => Some(Algorithm::Sha256Sess),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Md5Sess => "MD5-sess",
+            Algorithm::Sha256 => "SHA-256",
+            Algorithm::Sha256Sess => "SHA-256-sess",
+        }
+    }
+
+    fn strength(self) -> u8 {
+        match self {
+            Algorithm::Md5 | Algorithm::Md5Sess => 0,
+            Algorithm::Sha256 | Algorithm::Sha256Sess => 1,
+        }
+    }
+
+    fn hash(self, data: &str) -> String {
+        match self {
+            Algorithm::Md5 | Algorithm::Md5Sess => hex(&Md5::digest(data.as_bytes())),
+            Algorithm::Sha256 | Algorithm::Sha256Sess => hex(&Sha256::digest(data.as_bytes())),
+        }
+    }
+
+    fn is_sess(self) -> bool {
+        matches!(self, Algorithm::Md5Sess | Algorithm::Sha256Sess)
+    }
+}
+
+/// A Digest challenge we can answer (RFC 7616; RFC 2069 when it has no `qop`).
+#[derive(Debug, Clone)]
+pub(crate) struct DigestChallenge {
+    realm: String,
+    nonce: String,
+    opaque: Option<String>,
+    algorithm: Algorithm,
+    /// `qop=auth` offered; `None` for the legacy RFC 2069 form.
+    qop_auth: bool,
+    userhash: bool,
+}
+
+impl DigestChallenge {
+    fn parse(c: &Challenge) -> Option<DigestChallenge> {
+        let qop_auth = match c.param("qop") {
+            None => false,
+            Some(q) => {
+                if !q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")) {
+                    return None; // auth-int only: not supported.
+                }
+                true
+            }
+        };
+        Some(DigestChallenge {
+            realm: c.param("realm").unwrap_or("").to_string(),
+            nonce: c.param("nonce")?.to_string(),
+            opaque: c.param("opaque").map(str::to_string),
+            algorithm: Algorithm::parse(c.param("algorithm"))?,
+            qop_auth,
+            userhash: c
+                .param("userhash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        })
+    }
+
+    /// The `Authorization` value for one request (nonce count 1).
+    fn authorization(&self, creds: &Credentials, method: &str, uri: &str, cnonce: &str) -> String {
+        let alg = self.algorithm;
+        let nc = "00000001";
+        let mut ha1 = alg.hash(&format!("{}:{}:{}", creds.user, self.realm, creds.password));
+        if alg.is_sess() {
+            ha1 = alg.hash(&format!("{ha1}:{}:{cnonce}", self.nonce));
+        }
+        let ha2 = alg.hash(&format!("{method}:{uri}"));
+        let response = if self.qop_auth {
+            alg.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce))
+        } else {
+            alg.hash(&format!("{ha1}:{}:{ha2}", self.nonce))
+        };
+        let username = if self.userhash {
+            alg.hash(&format!("{}:{}", creds.user, self.realm))
+        } else {
+            creds.user.clone()
+        };
+        let mut h = format!(
+            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", algorithm={}, response=\"{response}\"",
+            quote(&username),
+            quote(&self.realm),
+            quote(&self.nonce),
+            quote(uri),
+            alg.name(),
+        );
+        if let Some(o) = &self.opaque {
+            h.push_str(&format!(", opaque=\"{}\"", quote(o)));
+        }
+        if self.qop_auth {
+            h.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        }
+        if self.userhash {
+            h.push_str(", userhash=true");
+        }
+        h
+    }
+}
+
+/// Escapes a quoted-string's content; CR, LF and other controls are dropped so that a
+/// challenge can never inject a header line.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A request body shared between the hops of one request, so the retry can replay it.
+#[derive(Clone)]
+struct SharedBody {
+    state: Rc<RefCell<SharedState>>,
+}
+
+struct SharedState {
+    producer: Box<dyn BodyProducer>,
+    /// The hop allowed to drive the producer; older hops are inert.
+    current: u32,
+}
+
+impl SharedBody {
+    fn new(producer: Box<dyn BodyProducer>) -> Self {
+        SharedBody {
+            state: Rc::new(RefCell::new(SharedState {
+                producer,
+                current: 0,
+            })),
+        }
+    }
+
+    /// A producer for the next hop; earlier hops stop driving the body.
+    fn hop(&self) -> HopBody {
+        let mut s = self.state.borrow_mut();
+        s.current += 1;
+        HopBody {
+            shared: self.clone(),
+            id: s.current,
+        }
+    }
+
+    fn rewind(&self) -> bool {
+        self.state.borrow_mut().producer.rewind()
+    }
+}
+
+struct HopBody {
+    shared: SharedBody,
+    id: u32,
+}
+
+impl HopBody {
+    fn with<R>(&mut self, stale: R, f: impl FnOnce(&mut dyn BodyProducer) -> R) -> R {
+        let mut s = self.shared.state.borrow_mut();
+        if s.current != self.id {
+            return stale;
+        }
+        f(s.producer.as_mut())
+    }
+}
+
+impl BodyProducer for HopBody {
+    fn length(&self) -> Option<u64> {
+        self.shared.state.borrow().producer.length()
+    }
+
+    fn start_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
+        self.with(Produce::Failed("request superseded".into()), |p| {
+            p.start_producing(sink)
+        })
+    }
+
+    fn resume_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
+        self.with(Produce::Failed("request superseded".into()), |p| {
+            p.resume_producing(sink)
+        })
+    }
+
+    fn pause_producing(&mut self) {
+        self.with((), |p| p.pause_producing())
+    }
+
+    fn stop_producing(&mut self) {
+        self.with((), |p| p.stop_producing())
+    }
+
+    fn rewind(&mut self) -> bool {
+        self.with(false, |p| p.rewind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_several_challenges() {
+        let c = parse_challenges(
+            r#"Digest realm="a, b", qop="auth,auth-int", nonce="n\"1", Basic realm=x, Negotiate abc=="#,
+        );
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0].scheme, "Digest");
+        assert_eq!(c[0].param("realm"), Some("a, b"));
+        assert_eq!(c[0].param("nonce"), Some("n\"1"));
+        assert_eq!(c[1].scheme, "Basic");
+        assert_eq!(c[1].param("realm"), Some("x"));
+        assert_eq!(c[2].scheme, "Negotiate");
+    }
+
+    #[test]
+    fn parser_survives_junk() {
+        for s in [
+            "",
+            ",,,",
+            "Digest realm=\"",
+            "=",
+            "Basic ===",
+            "Digest a=b=c",
+            "é\"\\",
+        ] {
+            let _ = parse_challenges(s);
+        }
+    }
+
+    #[test]
+    fn rfc7616_md5_example() {
+        // RFC 7616 §3.9.1, MD5 variant.
+        let c = &parse_challenges(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=MD5, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
+        )[0];
+        let d = DigestChallenge::parse(c).unwrap();
+        let h = d.authorization(
+            &Credentials::new("Mufasa", "Circle of Life"),
+            "GET",
+            "/dir/index.html",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        );
+        assert!(
+            h.contains("response=\"8ca523f5e9506fed4657c9700eebdbec\""),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn rfc7616_sha256_example() {
+        let c = &parse_challenges(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
+        )[0];
+        let d = DigestChallenge::parse(c).unwrap();
+        let h = d.authorization(
+            &Credentials::new("Mufasa", "Circle of Life"),
+            "GET",
+            "/dir/index.html",
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        );
+        assert!(
+            h.contains(
+                "response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\""
+            ),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn rfc2069_without_qop() {
+        // RFC 2069 §2.4 example.
+        let c = &parse_challenges(
+            r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
+        )[0];
+        let d = DigestChallenge::parse(c).unwrap();
+        let h = d.authorization(
+            &Credentials::new("Mufasa", "CircleOfLife"),
+            "GET",
+            "/dir/index.html",
+            "unused",
+        );
+        assert!(
+            h.contains("response=\"1949323746fe6a43ef61f9606e7febea\""),
+            "{h}"
+        );
+        assert!(!h.contains("qop") && !h.contains("cnonce"), "{h}");
+    }
+
+    #[test]
+    fn userinfo_is_percent_decoded() {
+        let u = Url::parse("http://us%40er:p%3Ass@127.0.0.1/").unwrap();
+        assert_eq!(
+            Credentials::from_url(&u),
+            Some(Credentials::new("us@er", "p:ss"))
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! ConditionalAgent against nginx's static files (ETag, Last-Modified, 304).
+
+mod scripted;
+mod servers;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use scripted::*;
+use servers::Nginx;
+use weft::client::{Agent, ConditionalAgent, Error, Fetched, Freshness, ValidatorCache};
+use weft::proto::Headers;
+use weft::reactor::Reactor;
+
+fn fetch(
+    reactor: &mut Reactor,
+    agent: &ConditionalAgent<Agent>,
+    url: &str,
+    headers: Headers,
+) -> Result<Fetched, Error> {
+    let slot: Rc<RefCell<Option<Result<Fetched, Error>>>> = Rc::default();
+    let s = slot.clone();
+    agent.fetch(reactor.ctx(), url, headers, move |_ctx, r| {
+        *s.borrow_mut() = Some(r)
+    });
+    turn_until(reactor, Duration::from_secs(10), || slot.borrow().is_some());
+    slot.borrow_mut().take().unwrap()
+}
+
+#[test]
+fn nginx_second_fetch_is_a_304_with_the_cached_body() {
+    let nginx = Nginx::start();
+    let mut reactor = Reactor::new().unwrap();
+    let cache = ValidatorCache::new();
+    let agent = ConditionalAgent::new(Agent::new(reactor.ctx(), test_config()), cache.clone());
+    let url = nginx.http_url("/hello.txt");
+
+    let first = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(first.freshness, Freshness::Changed);
+    assert_eq!(first.code, 200);
+    assert_eq!(first.body, b"hello world\n");
+    let v = cache.validators(&url).expect("cached");
+    assert!(v.etag.is_some() && v.last_modified.is_some());
+
+    let second = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(second.freshness, Freshness::Unchanged);
+    assert_eq!(second.code, 304);
+    assert_eq!(second.body, b"hello world\n");
+
+    let log = nginx.wait_access_log(2);
+    let statuses: Vec<u16> = log.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![200, 304]);
+    assert_eq!(log[1].body_bytes_sent, 0);
+
+    // Rewrite the file (new size and mtime, so a new ETag): Changed again.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(nginx.docroot().join("hello.txt"), b"hello again, world\n").unwrap();
+    let third = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(third.freshness, Freshness::Changed);
+    assert_eq!(third.code, 200);
+    assert_eq!(third.body, b"hello again, world\n");
+    let fourth = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(fourth.freshness, Freshness::Unchanged);
+    assert_eq!(fourth.body, b"hello again, world\n");
+    let statuses: Vec<u16> = nginx.wait_access_log(4).iter().map(|e| e.status).collect();
+    assert_eq!(statuses, vec![200, 304, 200, 304]);
+}
+
+#[test]
+fn nginx_last_modified_alone_is_enough() {
+    // A cache that only remembers Last-Modified still gets a 304 (If-Modified-Since).
+    let nginx = Nginx::start();
+    let mut reactor = Reactor::new().unwrap();
+    let agent = ConditionalAgent::new(
+        Agent::new(reactor.ctx(), test_config()),
+        ValidatorCache::new(),
+    );
+    let url = nginx.http_url("/hello.txt");
+    let first = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    let mut h = Headers::new();
+    h.set(
+        "If-Modified-Since",
+        first.headers.get("last-modified").unwrap(),
+    );
+    // The caller's own validator wins; no cached body is attached then.
+    let second = fetch(&mut reactor, &agent, &url, h).unwrap();
+    assert_eq!(second.freshness, Freshness::Unchanged);
+    assert!(second.body.is_empty());
+}
+
+#[test]
+fn oversized_bodies_are_returned_but_not_cached() {
+    let nginx = Nginx::start();
+    let mut reactor = Reactor::new().unwrap();
+    let cache = ValidatorCache::with_limits(1024, 4, 4096);
+    let agent = ConditionalAgent::new(Agent::new(reactor.ctx(), test_config()), cache.clone());
+    let url = nginx.http_url("/big.bin");
+    for _ in 0..2 {
+        let f = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+        assert_eq!(f.freshness, Freshness::Changed);
+        assert_eq!(f.body.len(), servers::big_body().len());
+    }
+    assert!(cache.is_empty());
+    // And the fetch cap holds.
+    let small =
+        ConditionalAgent::new(Agent::new(reactor.ctx(), test_config()), cache).max_body(1000);
+    let e = fetch(&mut reactor, &small, &url, Headers::new()).unwrap_err();
+    assert_eq!(e.cause(), &weft::client::Cause::BodyTooLarge(1000));
+}
+
+#[test]
+fn scripted_404_evicts_and_errors_pass_through() {
+    let server = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 3\r\n\r\none"),
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo"),
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let cache = ValidatorCache::new();
+    let agent = ConditionalAgent::new(Agent::new(reactor.ctx(), test_config()), cache.clone());
+    let url = server.url("/r");
+    assert_eq!(
+        fetch(&mut reactor, &agent, &url, Headers::new())
+            .unwrap()
+            .body,
+        b"one"
+    );
+    let gone = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!((gone.code, gone.freshness), (404, Freshness::Changed));
+    assert!(!cache.contains(&url));
+    let third = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(third.body, b"two");
+    let reqs = server.requests();
+    let texts: Vec<String> = reqs
+        .iter()
+        .map(|(_, r)| String::from_utf8_lossy(r).into_owned())
+        .collect();
+    assert!(
+        texts[1].contains("If-None-Match: \"v1\"\r\n"),
+        "{}",
+        texts[1]
+    );
+    assert!(!texts[2].contains("If-None-Match"), "{}", texts[2]);
+}
