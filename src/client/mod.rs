@@ -8,6 +8,7 @@
 
 mod agent;
 mod body;
+mod decode;
 mod error;
 mod producer;
 mod request;
@@ -16,6 +17,7 @@ mod timing;
 
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
+pub use decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback};
