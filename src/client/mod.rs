@@ -12,6 +12,7 @@ mod body;
 mod conditional;
 mod cookies;
 mod decode;
+mod download;
 mod error;
 mod http_client;
 mod multipart;
@@ -28,6 +29,9 @@ pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
 pub use cookies::{CookieAgent, CookieJar};
 pub use decode::{Coding, ContentDecoderAgent, DecodeConfig};
+pub use download::{
+    DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
+};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
 pub use multipart::{Multipart, MultipartProducer, guess_content_type};
