@@ -7,8 +7,8 @@
 //! ```
 //!
 //! The callback prints `<url>: <code> <n> bytes in <ms> ms` and the body, or
-//! `Error: <url>: <error>` (e.g. `the server answered with status 404`). The program stops
-//! when every fetch has reported, and exits 1 if any failed.
+//! `Error: <url>: HTTP <code>` for an error status, `Error: <url>: <error>` for a failure.
+//! The program stops when every fetch has reported, and exits 1 if any failed.
 
 use std::cell::Cell;
 use std::process::ExitCode;
@@ -32,11 +32,12 @@ fn handle_response(url: &str, result: Result<FullResponse, Error>) -> bool {
             true
         }
         Err(e) => {
-            // The status of a refused response is in the cause.
-            if let Cause::HttpStatus(code) = e.cause() {
-                println!("Error: {url}: HTTP {code}");
+            // A response refused for its status carries the code in the cause; anything
+            // else (refused connection, timeout...) is a transport or protocol failure.
+            match e.cause() {
+                Cause::HttpStatus(code) => println!("Error: {url}: HTTP {code}"),
+                _ => println!("Error: {url}: {e}"),
             }
-            println!("Error: {url}: {e}");
             false
         }
     }
