@@ -1,7 +1,8 @@
 //! Command-line options (clap derive), with the `--help` text and the exit-code table.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
@@ -12,6 +13,9 @@ Data options (-d, --data-raw, --data-binary) are sent in the order given, joined
 A header given as 'Name:' (empty value) is not sent and suppresses weft's own default for
 Accept, User-Agent and Content-Type; it cannot remove Host, Content-Length,
 Transfer-Encoding or Connection, which the library manages. 'Name;' sends an empty value.
+
+With several URLs, each is one transfer (one after another, or in parallel with -Z) and
+the exit status is that of the first URL that failed; each failure prints its own line.
 
 Exit status (modelled on curl):
    0  success (including a body that ended with the connection: possible data loss)
@@ -26,6 +30,7 @@ Exit status (modelled on curl):
   23  write error (output file or stdout; a closed pipe is reported silently)
   26  read error (a -d/--data-binary @FILE or the request body could not be read)
   28  timeout (--connect-timeout, -m/--max-time)
+  33  -C: the server's range does not continue the output file
   35  TLS handshake or certificate failure
   47  too many redirects
   55  failed sending the request
@@ -73,9 +78,13 @@ pub struct DataArg {
     after_help = EXIT_CODES_HELP
 )]
 pub struct Args {
-    /// URL to fetch; without a scheme, http:// is assumed.
+    /// URLs to fetch, one transfer each; without a scheme, http:// is assumed.
     #[arg(value_name = "URL")]
-    pub url: String,
+    pub urls: Vec<String>,
+
+    /// A URL to fetch (repeatable; the form used in -K files: `url = "..."`).
+    #[arg(long = "url", value_name = "URL")]
+    pub url_opts: Vec<String>,
 
     /// Request method (default GET; POST with data; HEAD with -I).
     #[arg(short = 'X', long = "request", value_name = "METHOD")]
@@ -106,9 +115,122 @@ pub struct Args {
     #[arg(short = 'I', long = "head")]
     pub head: bool,
 
-    /// Write the output to FILE instead of stdout.
+    /// Write the output to FILE instead of stdout (repeatable: the Nth -o is for the Nth URL).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub output: Vec<PathBuf>,
+
+    /// Write each output to a local file named like the remote file (the URL path's last
+    /// segment), for every URL that has no -o.
+    #[arg(short = 'O', long = "remote-name")]
+    pub remote_name: bool,
+
+    /// Directory for the files of -o and -O (relative names only).
+    #[arg(long = "output-dir", value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Follow redirects (301, 302, 303, 307, 308).
+    #[arg(short = 'L', long = "location")]
+    pub location: bool,
+
+    /// With -L, follow at most NUM redirects (default 50, as curl; -1 for no limit).
+    #[arg(long = "max-redirs", value_name = "NUM", allow_negative_numbers = true)]
+    pub max_redirs: Option<i64>,
+
+    /// Credentials 'user:password' for server authentication (Basic unless --digest or
+    /// --anyauth). Sent to the URL's own origin only, never to a redirect's other host.
+    #[arg(short = 'u', long = "user", value_name = "USER:PASSWORD")]
+    pub user: Option<String>,
+
+    /// With -u, use Basic authentication, sent with the first request (the default).
+    #[arg(long = "basic")]
+    pub basic: bool,
+
+    /// With -u, use Digest authentication (RFC 7616, MD5 or SHA-256), answering the
+    /// server's 401 challenge.
+    #[arg(long = "digest")]
+    pub digest: bool,
+
+    /// With -u, answer a 401 challenge with the strongest scheme it offers.
+    #[arg(long = "anyauth")]
+    pub anyauth: bool,
+
+    /// Ask for a compressed response (gzip, deflate, br, zstd) and decompress it.
+    #[arg(long = "compressed")]
+    pub compressed: bool,
+
+    /// Multipart form field (repeatable): 'name=value', 'name=@FILE' (a file upload,
+    /// streamed; ';type=MIME' and ';filename=NAME' may follow) or 'name=<FILE' (the file's
+    /// content as a text field). Sends a multipart/form-data POST.
+    #[arg(short = 'F', long = "form", value_name = "NAME=CONTENT")]
+    pub form: Vec<String>,
+
+    /// Send cookies (repeatable): 'name=value; other=value' as they are, or read a cookie
+    /// file (Netscape format as curl writes it, or weft's JSON) and turn on the cookie engine.
+    #[arg(short = 'b', long = "cookie", value_name = "DATA|FILE")]
+    pub cookie: Vec<String>,
+
+    /// Write all cookies to FILE (Netscape format) when the transfers end, and turn on the
+    /// cookie engine.
+    #[arg(short = 'c', long = "cookie-jar", value_name = "FILE")]
+    pub cookie_jar: Option<PathBuf>,
+
+    /// Resume a transfer: '-' continues from the size of the output file, a number from
+    /// that offset. Needs -o or -O. A server that ignores the range gets the file rewritten.
+    #[arg(
+        short = 'C',
+        long = "continue-at",
+        value_name = "OFFSET|-",
+        allow_hyphen_values = true
+    )]
+    pub continue_at: Option<String>,
+
+    /// Save the response's ETag to FILE (an empty file when there is none).
+    #[arg(long = "etag-save", value_name = "FILE")]
+    pub etag_save: Option<PathBuf>,
+
+    /// Send the ETag saved in FILE as If-None-Match (nothing when FILE is missing or empty).
+    #[arg(long = "etag-compare", value_name = "FILE")]
+    pub etag_compare: Option<PathBuf>,
+
+    /// After each transfer, write FORMAT to stdout with %{variable}s replaced: http_code,
+    /// response_code, http_version, method, url, url_effective, num_redirects, num_connects,
+    /// content_type, filename_effective, size_download, size_header, size_request,
+    /// speed_download, time_queue, time_namelookup, time_connect, time_appconnect,
+    /// time_pretransfer, time_starttransfer, time_redirect, time_total, exitcode, errormsg;
+    /// %{json} (all of them as one JSON object), %{stderr} and %{stdout} (switch the
+    /// destination), %% and \n, \r, \t. '@FILE' reads FORMAT from FILE.
+    #[arg(short = 'w', long = "write-out", value_name = "FORMAT")]
+    pub write_out: Option<String>,
+
+    /// Use this HTTP proxy ('http://[user:password@]host:port'): http URLs go in absolute
+    /// form, https URLs through a CONNECT tunnel. Without it, http_proxy, HTTPS_PROXY,
+    /// ALL_PROXY and NO_PROXY are read from the environment.
+    #[arg(short = 'x', long = "proxy", value_name = "URL")]
+    pub proxy: Option<String>,
+
+    /// Hosts to reach without the proxy (comma-separated; '*' for all).
+    #[arg(long = "noproxy", value_name = "LIST")]
+    pub noproxy: Option<String>,
+
+    /// Run the transfers in parallel (at most --parallel-max at a time) instead of one
+    /// after another.
+    #[arg(short = 'Z', long = "parallel")]
+    pub parallel: bool,
+
+    /// With -Z, the most transfers in flight at once (default 50).
+    #[arg(long = "parallel-max", value_name = "NUM", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub parallel_max: Option<u16>,
+
+    /// Read options and URLs from FILE ('-' for stdin), curl's config format: one option a
+    /// line ('--silent', 'max-time = 5', 'url = "http://..."'); a line holding only a URL
+    /// adds that URL; '#' starts a comment.
+    #[arg(short = 'K', long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+
+    /// Never show the progress bar (it shows on a terminal, for bodies written to a file or a
+    /// pipe, unless -s or -v).
+    #[arg(long = "no-progress-meter")]
+    pub no_progress_meter: bool,
 
     /// Do not verify the server's TLS certificate.
     #[arg(short = 'k', long = "insecure")]
@@ -180,10 +302,112 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let argv = expand_config(argv, &mut |path| {
+        if path == Path::new("-") {
+            io::read_to_string(io::stdin().lock())
+        } else {
+            std::fs::read_to_string(path)
+        }
+    })
+    .map_err(|m| Args::command().error(clap::error::ErrorKind::InvalidValue, m))?;
     let matches = Args::command().try_get_matches_from(argv)?;
     let mut args = Args::from_arg_matches(&matches)?;
     args.data_args = ordered_data(&matches);
+    args.urls.append(&mut args.url_opts);
     Ok(args)
+}
+
+/// Replaces every `-K FILE` / `--config FILE` in `argv` with the options the file holds
+/// (curl's config format, see [`config_tokens`]); `read` loads a file (`-`: stdin).
+pub fn expand_config(
+    argv: Vec<OsString>,
+    read: &mut dyn FnMut(&Path) -> io::Result<String>,
+) -> Result<Vec<OsString>, String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut it = argv.into_iter();
+    while let Some(arg) = it.next() {
+        let text = arg.to_string_lossy();
+        let file = if text == "-K" || text == "--config" {
+            match it.next() {
+                Some(f) => PathBuf::from(f),
+                None => return Err(format!("{text} needs a FILE")),
+            }
+        } else if let Some(f) = text.strip_prefix("--config=") {
+            PathBuf::from(f)
+        } else if let Some(f) = text.strip_prefix("-K").filter(|f| !f.is_empty()) {
+            PathBuf::from(f)
+        } else {
+            out.push(arg);
+            continue;
+        };
+        let content =
+            read(&file).map_err(|e| format!("cannot read config file {}: {e}", file.display()))?;
+        let tokens =
+            config_tokens(&content).map_err(|e| format!("config file {}: {e}", file.display()))?;
+        out.extend(tokens.into_iter().map(OsString::from));
+    }
+    Ok(out)
+}
+
+/// Turns a config file into command-line words. Each line is an option, with or without its
+/// leading dashes, then an optional value after whitespace, `=` or `:`; a value in double
+/// quotes may hold spaces and the escapes `\\`, `\"`, `\t`, `\n`, `\r`. A line that is
+/// only a URL (`scheme://...`) adds that URL. Blank lines and lines starting with `#` are
+/// skipped.
+pub fn config_tokens(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if !line.starts_with('-') && line.contains("://") && !line.contains(char::is_whitespace) {
+            words.push("--url".to_string());
+            words.push(line.to_string());
+            continue;
+        }
+        let end = line
+            .find(|c: char| c.is_whitespace() || (c == '=' || c == ':'))
+            .unwrap_or(line.len());
+        let (name, rest) = line.split_at(end);
+        let rest = rest.trim_start();
+        let rest = rest.strip_prefix(['=', ':']).map_or(rest, str::trim_start);
+        words.push(if name.starts_with('-') {
+            name.to_string()
+        } else {
+            format!("--{name}")
+        });
+        if rest.is_empty() {
+            continue;
+        }
+        let value = match rest.strip_prefix('"') {
+            Some(quoted) => unquote(quoted)
+                .ok_or_else(|| format!("line {}: unterminated quoted value", n + 1))?,
+            None => rest.split_whitespace().next().unwrap_or("").to_string(),
+        };
+        words.push(value);
+    }
+    Ok(words)
+}
+
+/// The text of a double-quoted value (after its opening quote) up to the closing quote.
+fn unquote(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => out.push(match chars.next()? {
+                't' => '\t',
+                'n' => '\n',
+                'r' => '\r',
+                other => other,
+            }),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// The data options in the order they were given, whichever option each came from.
@@ -271,7 +495,6 @@ mod tests {
 
     #[test]
     fn usage_errors_exit_2() {
-        assert_eq!(p(&[]).unwrap_err().exit_code(), 2);
         assert_eq!(p(&["--nope", "u"]).unwrap_err().exit_code(), 2);
         assert_eq!(p(&["--dump", "xml", "u"]).unwrap_err().exit_code(), 2);
         assert_eq!(
@@ -305,14 +528,114 @@ mod tests {
         .unwrap();
         assert!(a.silent && a.show_error && a.verbose && a.fail && a.include && a.insecure);
         assert!(a.head);
-        assert_eq!(a.output, Some(PathBuf::from("out")));
+        assert_eq!(a.output, vec![PathBuf::from("out")]);
         assert_eq!(a.cacert, Some(PathBuf::from("ca.pem")));
         assert_eq!(a.dump, Some(DumpFormat::Json));
         assert_eq!(a.user_agent.as_deref(), Some("ua"));
         assert_eq!(a.max_filesize, Some(10));
         assert_eq!(a.header, vec!["A: b", "C: d"]);
         assert_eq!(a.request.as_deref(), Some("PUT"));
-        assert_eq!(a.url, "example.test");
+        assert_eq!(a.urls, vec!["example.test"]);
+    }
+
+    #[test]
+    fn config_file_lines_become_options() {
+        let text = "# comment\n\n--silent\nmax-time = 5\nheader: \"X-A: b c\"\n-o out.txt\n\
+                    url = \"http://h/1\"\nhttp://h/2\nuser-agent \"q\\\"t\\\\\"\n";
+        assert_eq!(
+            config_tokens(text).unwrap(),
+            vec![
+                "--silent",
+                "--max-time",
+                "5",
+                "--header",
+                "X-A: b c",
+                "-o",
+                "out.txt",
+                "--url",
+                "http://h/1",
+                "--url",
+                "http://h/2",
+                "--user-agent",
+                "q\"t\\",
+            ]
+        );
+        assert!(config_tokens("url = \"http://h/1\n").is_err());
+    }
+
+    #[test]
+    fn config_option_is_expanded_in_place() {
+        let mut read = |p: &Path| match p.to_str() {
+            Some("k.txt") => Ok("-L\nhttp://h/from-file\n".to_string()),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
+        };
+        let argv = ["weft", "-s", "-K", "k.txt", "http://h/arg"]
+            .map(OsString::from)
+            .to_vec();
+        let out = expand_config(argv, &mut read).unwrap();
+        assert_eq!(
+            out,
+            [
+                "weft",
+                "-s",
+                "-L",
+                "--url",
+                "http://h/from-file",
+                "http://h/arg"
+            ]
+            .map(OsString::from)
+        );
+        let argv = ["weft", "--config=nope"].map(OsString::from).to_vec();
+        assert!(expand_config(argv, &mut read).unwrap_err().contains("nope"));
+        let argv = ["weft", "-K"].map(OsString::from).to_vec();
+        assert!(expand_config(argv, &mut read).is_err());
+    }
+
+    #[test]
+    fn new_options_parse() {
+        let a = p(&[
+            "-L",
+            "--max-redirs",
+            "-1",
+            "-u",
+            "a:b",
+            "--digest",
+            "--compressed",
+            "-F",
+            "x=1",
+            "-b",
+            "c=d",
+            "-c",
+            "jar",
+            "-C",
+            "-",
+            "--etag-save",
+            "e",
+            "--etag-compare",
+            "e2",
+            "-w",
+            "%{json}",
+            "-x",
+            "http://p:1",
+            "--noproxy",
+            "*",
+            "-Z",
+            "--parallel-max",
+            "4",
+            "-O",
+            "--output-dir",
+            "d",
+            "--no-progress-meter",
+            "u1",
+            "u2",
+        ])
+        .unwrap();
+        assert!(a.location && a.digest && a.compressed && a.parallel && a.remote_name);
+        assert_eq!(a.max_redirs, Some(-1));
+        assert_eq!(a.continue_at.as_deref(), Some("-"));
+        assert_eq!(a.parallel_max, Some(4));
+        assert_eq!(a.urls, vec!["u1", "u2"]);
+        assert_eq!(p(&["--parallel-max", "0", "u"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]
@@ -338,6 +661,24 @@ mod tests {
             "--user-agent",
             "--dump",
             "--max-filesize",
+            "--location",
+            "--max-redirs",
+            "--user",
+            "--digest",
+            "--compressed",
+            "--form",
+            "--cookie",
+            "--cookie-jar",
+            "--continue-at",
+            "--etag-save",
+            "--etag-compare",
+            "--write-out",
+            "--proxy",
+            "--parallel",
+            "--parallel-max",
+            "--config",
+            "--remote-name",
+            "--output-dir",
             "Exit status",
         ] {
             assert!(help.contains(opt), "{opt} missing from --help");

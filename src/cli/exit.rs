@@ -34,6 +34,8 @@ pub enum Outcome {
     ReadInput(String),
     /// The `--cacert` file could not be used.
     CaCert(String),
+    /// `-C`: the server's answer does not continue the file (curl's range error).
+    Resume(String),
     /// Anything else (the reactor could not start, an internal inconsistency).
     Other(String),
 }
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::Write { .. } => 23,
             Outcome::ReadInput(_) => 26,
             Outcome::CaCert(_) => 77,
+            Outcome::Resume(_) => 33,
             Outcome::Other(_) => 1,
         }
     }
@@ -58,9 +61,11 @@ impl Outcome {
     pub fn message(&self) -> Option<String> {
         match self {
             Outcome::Ok => None,
-            Outcome::Usage(m) | Outcome::ReadInput(m) | Outcome::CaCert(m) | Outcome::Other(m) => {
-                Some(m.clone())
-            }
+            Outcome::Usage(m)
+            | Outcome::ReadInput(m)
+            | Outcome::CaCert(m)
+            | Outcome::Resume(m)
+            | Outcome::Other(m) => Some(m.clone()),
             Outcome::HttpError { code, phrase } => Some(
                 format!("the requested URL returned error: {code} {phrase}")
                     .trim_end()

@@ -5,12 +5,12 @@
 //! 1. [`args`]: command-line parsing with clap (derive), keeping the order of data options;
 //! 2. [`plan`]: the parsed options become a [`plan::Plan`] (method, URL, headers, body source,
 //!    output mode), with curl's defaults and usage checks;
-//! 3. [`run`]: the plan is executed with one [`weft::client::Agent`] on a reactor, streaming the
-//!    body to its destination, and ends in an [`exit::Outcome`];
+//! 3. [`run`]: the plans (one per URL) are executed through one agent chain on a reactor,
+//!    streaming each body to its destination, and each ends in an [`exit::Outcome`];
 //! 4. [`exit`]: the outcome becomes an exit status and at most one line on stderr.
 //!
 //! [`format`] renders response heads (curl's `-i` layout) and `-v` lines; [`dump`] builds the
-//! `--dump json` object.
+//! `--dump json` object; [`write_out`] expands `-w`.
 
 pub mod args;
 pub mod dump;
@@ -18,6 +18,7 @@ pub mod exit;
 pub mod format;
 pub mod plan;
 pub mod run;
+pub mod write_out;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,14 +31,21 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let show_errors = !args.silent || args.show_error;
-    let outcome = match plan::build(&args, &mut plan::read_data_file) {
-        Ok(plan) => run::run(plan),
-        Err(e) => e.into_outcome(),
+    let outcomes = match plan::build_all(&args, &mut plan::read_data_file) {
+        Ok(plans) => run::run_all(plans),
+        Err(e) => vec![e.into_outcome()],
     };
-    if (show_errors || outcome.always_shown())
-        && let Some(message) = outcome.message()
-    {
-        let _ = writeln!(std::io::stderr(), "weft: {message}");
+    let mut stderr = std::io::stderr().lock();
+    for outcome in &outcomes {
+        if (show_errors || outcome.always_shown())
+            && let Some(message) = outcome.message()
+        {
+            let _ = writeln!(stderr, "weft: {message}");
+        }
     }
-    ExitCode::from(outcome.exit_code())
+    let first_failure = outcomes
+        .iter()
+        .map(exit::Outcome::exit_code)
+        .find(|&c| c != 0);
+    ExitCode::from(first_failure.unwrap_or(0))
 }

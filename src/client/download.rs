@@ -250,11 +250,27 @@ struct Job {
     done: DoneFn,
 }
 
-/// A `Content-Range: bytes a-b/total` (or `bytes */total`) value.
-#[derive(Debug, PartialEq, Eq)]
-struct ContentRange {
-    range: Option<(u64, u64)>,
-    total: Option<u64>,
+/// A `Content-Range: bytes a-b/total` (or `bytes */total`) value (RFC 9110 section 14.4).
+///
+/// ```
+/// use weft::client::ContentRange;
+/// let cr = ContentRange::parse("bytes 10-19/20").unwrap();
+/// assert_eq!((cr.range, cr.total), (Some((10, 19)), Some(20)));
+/// assert_eq!(ContentRange::parse("bytes 5-1/9"), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    /// First and last byte positions (inclusive); `None` for `*` (an unsatisfied range).
+    pub range: Option<(u64, u64)>,
+    /// The complete length; `None` for `*` (unknown).
+    pub total: Option<u64>,
+}
+
+impl ContentRange {
+    /// Parses a field value; `None` when it is not a valid `bytes` range.
+    pub fn parse(v: &str) -> Option<ContentRange> {
+        parse_content_range(v)
+    }
 }
 
 fn parse_content_range(v: &str) -> Option<ContentRange> {

@@ -30,7 +30,7 @@ pub use conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Vali
 pub use cookies::{CookieAgent, CookieJar};
 pub use decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use download::{
-    DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
+    ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};

@@ -115,6 +115,30 @@ pub trait HttpAgent: 'static {
     ) -> RequestHandle;
 }
 
+/// A shared agent is an agent: lets a chain chosen at run time be held as `Rc<dyn HttpAgent>`.
+impl<A: HttpAgent + ?Sized> HttpAgent for std::rc::Rc<A> {
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        (**self).request(ctx, request, on_response)
+    }
+}
+
+/// A boxed agent is an agent.
+impl<A: HttpAgent + ?Sized> HttpAgent for Box<A> {
+    fn request(
+        &self,
+        ctx: &mut Ctx,
+        request: Request,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        (**self).request(ctx, request, on_response)
+    }
+}
+
 #[derive(Debug, Default)]
 struct HandleState {
     current: Cell<Option<(HandlerId, RequestId)>>,
