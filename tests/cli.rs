@@ -3,13 +3,13 @@
 mod scripted;
 mod servers;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use scripted::{ScriptedServer, Step, write};
 use servers::{Httpbin, Nginx, TestDir, big_body};
 
 fn weft(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
+    servers::weft_command(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .output()
         .expect("weft runs")

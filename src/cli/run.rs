@@ -525,8 +525,11 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
         }
     }
     if let Some(format) = s.opts.write_out.clone() {
-        // Output the body went to is flushed before the -w text follows it.
-        let _ = s.sink.finish();
+        // Output the body went to is flushed before the -w text follows it (a sink never
+        // opened stays unopened: a resume that found the file complete must not truncate it).
+        if let Some(out) = s.sink.out.as_mut() {
+            let _ = out.flush();
+        }
         for (dest, text) in write_out::render(&format, &s.vars(&outcome)) {
             let _ = match dest {
                 Dest::Stdout => io::stdout().lock().write_all(text.as_bytes()),

@@ -37,4 +37,4 @@ pub use ca::TestCa;
 pub use httpbin::Httpbin;
 pub use nginx::{LogEntry, Nginx, big_body, big_body_len};
 pub use tinyproxy::Tinyproxy;
-pub use util::{RawResponse, TestDir, free_port, raw_get, raw_request};
+pub use util::{RawResponse, TestDir, free_port, raw_get, raw_request, weft_command};

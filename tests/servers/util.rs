@@ -240,3 +240,22 @@ pub(crate) fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>)
 pub(crate) fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
+
+/// A `Command` for the `weft` binary with no proxy settings from the environment (the
+/// command reads them), so that loopback tests never go through a proxy by accident.
+pub fn weft_command(exe: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(exe);
+    for var in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
