@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::client::{
     Agent, AgentConfig, Cause, DownloadOptions, Downloaded, Error, HttpAgent, Phase, PoolStats,
-    Request, Timing, download,
+    PreviousResponse, Request, Timing, download,
 };
 use crate::proto::{Headers, Version};
 use crate::reactor::{Reactor, TransportError};
@@ -37,6 +37,8 @@ pub struct BlockingResponse {
     pub complete: bool,
     /// When each phase of the request ended.
     pub timing: Timing,
+    /// Earlier responses that led here (redirects, authentication challenges), oldest first.
+    pub history: Vec<PreviousResponse>,
 }
 
 /// A blocking HTTP client: each call runs the client's own reactor on the calling thread
@@ -65,6 +67,8 @@ pub struct BlockingResponse {
 pub struct Client {
     reactor: Reactor,
     agent: Agent,
+    /// What requests go through: the agent itself, or the wrappers around it.
+    chain: Rc<dyn HttpAgent>,
     max_body: u64,
 }
 
@@ -74,11 +78,33 @@ impl Client {
 
     /// A client with these agent settings.
     pub fn new(config: AgentConfig) -> io::Result<Client> {
+        Client::with_wrappers(config, |agent| agent)
+    }
+
+    /// A client whose requests go through the wrappers `wrap` builds around its agent
+    /// (redirects, cookies, authentication, decoding...), with the same options and errors
+    /// as on a reactor.
+    ///
+    /// ```no_run
+    /// use weft::blocking::Client;
+    /// use weft::client::{AgentConfig, CookieAgent, CookieJar, RedirectAgent, RedirectConfig};
+    /// let mut client = Client::with_wrappers(AgentConfig::default(), |agent| {
+    ///     RedirectAgent::new(CookieAgent::new(agent, CookieJar::new()), RedirectConfig::default())
+    /// })
+    /// .unwrap();
+    /// let response = client.get("http://127.0.0.1:8080/redirect").unwrap();
+    /// println!("{} after {} hops", response.code, response.history.len());
+    /// ```
+    pub fn with_wrappers<A: HttpAgent>(
+        config: AgentConfig,
+        wrap: impl FnOnce(Agent) -> A,
+    ) -> io::Result<Client> {
         let mut reactor = Reactor::new()?;
         let agent = Agent::new(reactor.ctx(), config);
         Ok(Client {
             reactor,
             agent,
+            chain: Rc::new(wrap(agent)),
             max_body: Client::DEFAULT_MAX_BODY,
         })
     }
@@ -121,9 +147,7 @@ impl Client {
         let out = slot.clone();
         let max = self.max_body;
         self.prepare()?;
-        let agent = self.agent;
-        HttpAgent::request(
-            &agent,
+        self.chain.request(
             self.reactor.ctx(),
             request,
             Box::new(move |ctx, result| match result {
@@ -139,6 +163,7 @@ impl Client {
                         body: Vec::new(),
                         complete: false,
                         timing: response.timing,
+                        history: response.history.clone(),
                     };
                     response.collect(ctx, max, move |_ctx, body| {
                         *out.borrow_mut() = Some(body.map(|b| {
@@ -176,7 +201,7 @@ impl Client {
         self.prepare()?;
         download(
             self.reactor.ctx(),
-            &self.agent,
+            &self.chain,
             request,
             path,
             options,

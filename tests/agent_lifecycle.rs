@@ -541,3 +541,49 @@ fn per_request_timeout_overrides_the_agent() {
     let err = slot.borrow().error().cloned().unwrap();
     assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total));
 }
+
+#[test]
+fn shutdown_fails_every_request_once_and_refuses_new_ones() {
+    // One connection stalls before answering; another sends half a body then stalls.
+    let server = ScriptedServer::start(vec![
+        vec![Step::ExpectRequest, Step::WaitClose],
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"),
+            Step::WaitClose,
+        ],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let waiting = issue(reactor.ctx(), agent, Req::get(server.url("/stall")));
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        server.requests().len() == 1
+    });
+    let streaming = issue(reactor.ctx(), agent, Req::get(server.url("/half")));
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        streaming.borrow().body == b"hello"
+    });
+
+    agent.shutdown(reactor.ctx());
+    let late = issue(reactor.ctx(), agent, Req::get(server.url("/late")));
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        finished(&waiting) && finished(&streaming) && finished(&late)
+    });
+    let cause_phase = |slot: &Slot| {
+        let o = slot.borrow();
+        let e = o.error().expect("failed");
+        (matches!(e.cause(), Cause::AgentClosed), e.phase())
+    };
+    assert_eq!(cause_phase(&waiting), (true, Phase::ResponseNeverReceived));
+    assert_eq!(cause_phase(&streaming), (true, Phase::ResponseFailed));
+    assert_eq!(cause_phase(&late), (true, Phase::RequestNotSent));
+    assert!(matches!(streaming.borrow().end(), Some(BodyEnd::Failed(_))));
+    // Two connections, and the request made after the shutdown never reached the server.
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        server.connections() == 2
+    });
+    for _ in 0..5 {
+        reactor.turn(Some(Duration::from_millis(5))).unwrap();
+    }
+    assert_eq!(server.requests().len(), 2);
+}

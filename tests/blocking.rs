@@ -11,7 +11,10 @@ use std::time::Duration;
 use scripted::test_config;
 use servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 use weft::blocking::Client;
-use weft::client::{Cause, DownloadOptions, Phase, Request};
+use weft::client::{
+    AuthAgent, AuthMode, Cause, CookieAgent, CookieJar, Credentials, DownloadOptions, Phase,
+    RedirectAgent, RedirectConfig, Request,
+};
 use weft::proto::Version;
 use weft::reactor::{Reactor, TransportError};
 
@@ -218,4 +221,35 @@ fn waiting_does_not_spin() {
         used < Duration::from_millis(150),
         "{used:?} of CPU while waiting"
     );
+}
+
+#[test]
+fn wrappers_follow_redirects_keep_cookies_and_answer_challenges() {
+    let httpbin = Httpbin::start();
+    let jar = CookieJar::new();
+    let j = jar.clone();
+    let mut c = Client::with_wrappers(test_config(), move |agent| {
+        let chain = RedirectAgent::new(CookieAgent::new(agent, j), RedirectConfig::default());
+        AuthAgent::new(chain, Some(Credentials::new("u", "p")), AuthMode::Auto)
+    })
+    .unwrap();
+    // Set-Cookie on a redirect: the jar serves the hop to /cookies.
+    let r = c.get(&httpbin.url("/cookies/set?k=v")).unwrap();
+    assert_eq!(r.code, 200);
+    assert_eq!(r.history.len(), 1, "{:?}", r.history);
+    assert_eq!(r.url.path(), "/cookies");
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["cookies"]["k"], "v");
+    assert_eq!(jar.cookies_for(&httpbin.url("/")).len(), 1);
+    // A Digest challenge answered once; the 401 is in the history.
+    let r = c.get(&httpbin.url("/digest-auth/auth/u/p")).unwrap();
+    assert_eq!(
+        (r.code, r.history.first().map(|p| p.code)),
+        (200, Some(401))
+    );
+    // Same errors as on a reactor.
+    let e = c
+        .get(&format!("http://127.0.0.1:{}/", free_port()))
+        .unwrap_err();
+    assert_eq!(e.phase(), Phase::RequestNotSent);
 }

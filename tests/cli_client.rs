@@ -442,3 +442,22 @@ fn no_progress_bar_when_stderr_is_not_a_terminal() {
     assert!(out.status.success());
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn a_streamed_file_body_is_replayed_through_a_307() {
+    let bin = Httpbin::start();
+    let dir = TestDir::new("weft-cli-307");
+    let body = dir.write("body.bin", "streamed from disk, sent twice");
+    let url = bin.url("/redirect-to?url=/post&status_code=307");
+    let out = ok(&[
+        "-L",
+        "--data-binary",
+        &format!("@{}", body.display()),
+        "-H",
+        "Content-Type: application/octet-stream",
+        &url,
+    ]);
+    let v = json(&out);
+    assert_eq!(v["data"], "streamed from disk, sent twice");
+    assert_eq!(v["url"], bin.url("/post"));
+}

@@ -122,6 +122,7 @@ pub(crate) enum Msg {
     CheckAbandoned(RequestId),
     CloseIdle,
     Stats(StatsCallback),
+    Shutdown,
 }
 
 pub(crate) struct NewRequest {
@@ -215,10 +216,12 @@ impl Agent {
         ctx.post(self.handler, Box::new(Msg::Stats(Box::new(f))));
     }
 
-    /// Removes the agent from the reactor: its connections are closed at once. Requests in
-    /// flight are dropped without callbacks.
+    /// Closes the agent: every connection is closed, every request in flight fails with
+    /// [`Cause::AgentClosed`] (its response callback, or its body protocol's
+    /// `connection_lost`, is called as for any failure), and later requests fail the same way
+    /// at once.
     pub fn shutdown(&self, ctx: &mut Ctx) {
-        ctx.remove_handler(self.handler);
+        ctx.post(self.handler, Box::new(Msg::Shutdown));
     }
 }
 
@@ -397,6 +400,8 @@ struct AgentState {
     /// Requests whose head was delivered but whose body is not attached yet.
     unattached: Vec<RequestId>,
     stats: PoolStats,
+    /// Set by [`Agent::shutdown`]: new requests fail at once.
+    closed: bool,
 }
 
 const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
@@ -416,6 +421,7 @@ impl AgentState {
             timer_seq: 0,
             scratch: Vec::with_capacity(1024),
             unattached: Vec::new(),
+            closed: false,
             stats: PoolStats::default(),
         }
     }
@@ -1111,6 +1117,23 @@ impl AgentState {
         }
     }
 
+    /// Closes every idle pooled connection.
+    fn close_idle(&mut self, ctx: &mut Ctx) {
+        let idle: Vec<ConnId> = self
+            .hosts
+            .values_mut()
+            .flat_map(|h| h.idle.drain(..))
+            .collect();
+        for cid in idle {
+            if let Some(conn) = self.conns.remove(&cid)
+                && let Some(t) = conn.idle_timer
+            {
+                ctx.cancel_timer(t);
+            }
+            ctx.lose_connection(cid);
+        }
+    }
+
     /// The request failed: report the error where it belongs and close its connection.
     fn fail(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
         let Some(mut req) = self.reqs.remove(&id) else {
@@ -1427,7 +1450,23 @@ impl Protocol for AgentState {
         };
         match *msg {
             Msg::Init(me) => self.me = Some(me),
+            Msg::Request(new) if self.closed => {
+                let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+                (new.on_response)(ctx, Err(error));
+            }
             Msg::Request(new) => self.submit(ctx, *new),
+            Msg::Shutdown => {
+                self.closed = true;
+                let mut ids: Vec<RequestId> = self.reqs.keys().copied().collect();
+                ids.sort_unstable_by_key(|id| id.0);
+                for id in ids {
+                    // A failure kept for a body protocol that has not attached stays as is.
+                    if self.reqs.get(&id).is_some_and(|r| r.end.is_none()) {
+                        self.fail(ctx, id, Cause::AgentClosed);
+                    }
+                }
+                self.close_idle(ctx);
+            }
             Msg::Cancel(id) => self.cancel(ctx, id, Cause::Cancelled),
             Msg::DeliverBody(id, body) => self.deliver_body(ctx, id, body),
             Msg::PauseBody(id) => {
@@ -1450,21 +1489,7 @@ impl Protocol for AgentState {
             }
             Msg::ResumeProducer(id) => self.produce(ctx, id),
             Msg::CheckAbandoned(id) => self.check_abandoned(ctx, id),
-            Msg::CloseIdle => {
-                let idle: Vec<ConnId> = self
-                    .hosts
-                    .values_mut()
-                    .flat_map(|h| h.idle.drain(..))
-                    .collect();
-                for cid in idle {
-                    if let Some(conn) = self.conns.remove(&cid)
-                        && let Some(t) = conn.idle_timer
-                    {
-                        ctx.cancel_timer(t);
-                    }
-                    ctx.lose_connection(cid);
-                }
-            }
+            Msg::CloseIdle => self.close_idle(ctx),
             Msg::Stats(f) => {
                 let stats = self.stats();
                 f(ctx, stats);

@@ -183,6 +183,9 @@ pub struct ReadProducer<R> {
     reader: R,
     length: Option<u64>,
     buf: Vec<u8>,
+    /// Goes back to the start for a replay (redirects, authentication retries, a retry on a
+    /// fresh connection); `None` for readers that cannot.
+    rewinder: Option<fn(&mut R) -> bool>,
 }
 
 impl<R: Read + 'static> ReadProducer<R> {
@@ -193,16 +196,30 @@ impl<R: Read + 'static> ReadProducer<R> {
             reader,
             length,
             buf: Vec::new(),
+            rewinder: None,
+        }
+    }
+}
+
+impl<R: Read + std::io::Seek + 'static> ReadProducer<R> {
+    /// Like [`ReadProducer::new`], for a reader that can seek: the body can then be replayed
+    /// ([`BodyProducer::rewind`] seeks back to where the reader stood at the start, which
+    /// must be offset 0).
+    pub fn seekable(reader: R, length: Option<u64>) -> Self {
+        ReadProducer {
+            rewinder: Some(|r: &mut R| r.seek(std::io::SeekFrom::Start(0)).is_ok()),
+            ..ReadProducer::new(reader, length)
         }
     }
 }
 
 impl ReadProducer<std::fs::File> {
-    /// A producer for a file, with its length from the file's metadata.
+    /// A producer for a file, with its length from the file's metadata; it can be replayed
+    /// (a redirect with 307/308, an authentication retry).
     pub fn file(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
-        Ok(ReadProducer::new(file, Some(len)))
+        Ok(ReadProducer::seekable(file, Some(len)))
     }
 }
 
@@ -226,5 +243,9 @@ impl<R: Read + 'static> BodyProducer for ReadProducer<R> {
 
     fn stop_producing(&mut self) {
         self.buf = Vec::new();
+    }
+
+    fn rewind(&mut self) -> bool {
+        self.rewinder.is_some_and(|rewind| rewind(&mut self.reader))
     }
 }
