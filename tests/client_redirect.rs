@@ -13,7 +13,7 @@ use scripted::*;
 use servers::{Httpbin, Nginx, TestCa, TestDir};
 use weft::client::{
     Agent, AgentConfig, Cause, Error, HttpAgent, PreviousResponse, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, RequestHandle, Timing,
+    RedirectConfig, Request, RequestHandle, TimeoutKind, Timeouts, Timing,
 };
 use weft::proto::Headers;
 use weft::reactor::Reactor;
@@ -784,4 +784,40 @@ fn large_or_unbounded_intermediate_bodies_are_dropped_and_redirect_time_is_count
     let timing = got.timing.unwrap();
     assert!(timing.redirect >= Duration::from_millis(150), "{timing:?}");
     assert!(timing.head < Duration::from_millis(150), "{timing:?}");
+}
+
+#[test]
+fn the_total_timeout_covers_every_hop_together() {
+    // Each answer takes 300 ms: every hop alone fits in 700 ms, three together do not.
+    let hop = |location: &str| {
+        vec![
+            Step::ExpectRequest,
+            Step::Sleep(Duration::from_millis(300)),
+            write(
+                format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            Step::Close,
+        ]
+    };
+    let server = ScriptedServer::start(vec![hop("/b"), hop("/c"), hop("/d")]);
+    let req = Request::get(&server.url("/a")).timeouts(Timeouts {
+        total: Some(Duration::from_millis(700)),
+        ..Timeouts::default()
+    });
+    let started = std::time::Instant::now();
+    let got = follow(req);
+    assert!(
+        matches!(got.cause(), Some(Cause::Timeout(TimeoutKind::Total))),
+        "{:?}",
+        got.error
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -634,7 +634,11 @@ fn begin(
         url: plan.url.clone(),
         headers,
         body,
-        timeouts: Default::default(),
+        // Given here too (not only in the agent's config) so that it spans every redirect.
+        timeouts: Timeouts {
+            total: plan.max_time,
+            ..Timeouts::default()
+        },
     };
     let st = state.clone();
     let handle = agent.request(

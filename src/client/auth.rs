@@ -15,9 +15,9 @@ use url::Url;
 
 use crate::reactor::Ctx;
 
-use super::error::{Cause, Error, Phase};
+use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::{PreviousResponse, Response};
 
 /// The most of a `401` body read (and dropped) before the retry, so its connection can be
@@ -202,6 +202,7 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             mode: self.mode,
             handle: RequestHandle::new(),
             started: Instant::now(),
+            timeouts: request.timeouts,
         };
         let handle = retry.handle.clone();
         let hop = self.inner.request(
@@ -225,6 +226,8 @@ struct Retry<A: HttpAgent> {
     mode: AuthMode,
     handle: RequestHandle,
     started: Instant,
+    /// The caller's timeouts; the retry gets what remains of the total.
+    timeouts: Timeouts,
 }
 
 impl<A: HttpAgent> Retry<A> {
@@ -275,7 +278,11 @@ impl<A: HttpAgent> Retry<A> {
                 Err(Error::new(Phase::RequestNotSent, Cause::Cancelled)),
             );
         }
-        let mut request = Request::new(&self.method, self.url.as_str());
+        let Some(timeouts) = self.timeouts.for_hop(self.started) else {
+            let error = Error::new(Phase::RequestNotSent, Cause::Timeout(TimeoutKind::Total));
+            return on_response(ctx, Err(error));
+        };
+        let mut request = Request::new(&self.method, self.url.as_str()).timeouts(timeouts);
         request.headers = self.headers;
         request
             .headers

@@ -34,7 +34,7 @@ use url::Url;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use super::error::{Cause, Error, Phase};
+use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce};
 use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::{PreviousResponse, Response};
@@ -176,7 +176,8 @@ struct Chain<A: HttpAgent> {
     url: Url,
     headers: Headers,
     body: Option<SharedBody>,
-    /// The caller's timeouts, applied to each hop.
+    /// The caller's timeouts: each hop gets the read and queue limits, and what remains of
+    /// the total.
     timeouts: Timeouts,
     followed: u32,
     history: Vec<PreviousResponse>,
@@ -203,12 +204,15 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
     if chain.handle.is_cancelled() {
         return chain.fail(ctx, Cause::Cancelled);
     }
+    let Some(timeouts) = chain.timeouts.for_hop(chain.started) else {
+        return chain.fail(ctx, Cause::Timeout(TimeoutKind::Total));
+    };
     let request = Request {
         method: chain.method.clone(),
         url: chain.url.to_string(),
         headers: chain.headers.clone(),
         body: chain.body.as_ref().map(|b| b.hop()),
-        timeouts: chain.timeouts,
+        timeouts,
     };
     if chain.followed > 0 {
         chain.hop_started = Instant::now();

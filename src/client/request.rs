@@ -43,12 +43,26 @@ pub struct Request {
 /// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timeouts {
-    /// Limit on the whole request, from submission to the end of the body.
+    /// Limit on the whole request, from submission to the end of the body; through
+    /// `RedirectAgent` and `AuthAgent` it covers every hop together.
     pub total: Option<Duration>,
     /// Limit on a silence: no byte received (nor sent) for this long while active.
     pub read: Option<Duration>,
     /// Limit on the wait for a free connection.
     pub queue: Option<Duration>,
+}
+
+impl Timeouts {
+    /// These timeouts for a later hop (a redirect, an authentication retry) of an exchange
+    /// that started at `started`: the total limit covers the whole exchange, so a hop gets
+    /// what remains of it. `None` when nothing remains.
+    pub(crate) fn for_hop(self, started: std::time::Instant) -> Option<Timeouts> {
+        let total = match self.total {
+            None => None,
+            Some(t) => Some(t.checked_sub(started.elapsed()).filter(|r| !r.is_zero())?),
+        };
+        Some(Timeouts { total, ..self })
+    }
 }
 
 impl Request {
