@@ -25,7 +25,7 @@ use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
     BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
     DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, RequestHandle, Response, TimeoutKind, Timing,
+    RedirectConfig, Request, RequestHandle, Response, TimeoutKind, Timeouts, Timing,
 };
 use weft::proto::{Headers, Version};
 use weft::reactor::{Ctx, Reactor};
