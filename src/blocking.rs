@@ -48,8 +48,8 @@ pub struct BlockingResponse {
 /// callbacks of another reactor (the other reactor simply waits meanwhile). A `Client` is not
 /// `Send`: create one per thread. Errors are the same [`Error`] values as the callback API.
 /// Idle pooled connections are not serviced between calls; a connection the server closed
-/// meanwhile is noticed at the next call. A call waits as long as the agent lets it: set
-/// [`AgentConfig::timeout`] to bound each call.
+/// meanwhile is noticed at the next call. A call waits as long as the agent lets it:
+/// [`AgentConfig::timeout`] bounds each call (300 s by default).
 ///
 /// ```no_run
 /// use weft::blocking::Client;

@@ -362,7 +362,9 @@ fn build_agent(
     let mut config = AgentConfig {
         tls: tls_connector(&plan.tls)?,
         user_agent: plan.user_agent.clone(),
+        // As curl: no limit on the whole transfer nor on silences unless -m is given.
         timeout: plan.max_time,
+        read_timeout: None,
         proxies,
         // -Z to one host opens as many connections as transfers allowed in flight, as curl.
         max_active_per_host: defaults.max_active_per_host.max(chain.parallel),

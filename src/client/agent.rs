@@ -45,12 +45,14 @@ pub struct AgentConfig {
     pub idle_timeout: Duration,
     /// Limit on DNS + TCP connect + TLS handshake (default 30 s).
     pub connect_timeout: Option<Duration>,
-    /// Limit on a whole request, from submission to the end of its body (default none).
+    /// Limit on a whole request, from submission to the end of its body (default 300 s; set
+    /// `None` for transfers that may legitimately take longer, such as large downloads on a
+    /// slow link — the read timeout still catches a stalled server).
     pub timeout: Option<Duration>,
     /// Limit on the time a request waits for a free connection (default none).
     pub queue_timeout: Option<Duration>,
     /// Limit on a silence while a request is active: no byte received or sent for this long
-    /// (default none). A paused body does not count as silence.
+    /// (default 60 s). A paused body does not count as silence.
     pub read_timeout: Option<Duration>,
     /// How long to wait for `100 Continue` before sending the body anyway (default 1 s).
     pub continue_timeout: Duration,
@@ -73,9 +75,9 @@ impl Default for AgentConfig {
             max_active_total: 256,
             idle_timeout: Duration::from_secs(240),
             connect_timeout: Some(Duration::from_secs(30)),
-            timeout: None,
+            timeout: Some(Duration::from_secs(300)),
             queue_timeout: None,
-            read_timeout: None,
+            read_timeout: Some(Duration::from_secs(60)),
             continue_timeout: Duration::from_secs(1),
             tls: TlsConnector::webpki_roots(),
             limits: proto::Config::default(),
