@@ -14,12 +14,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, OtherError,
+    RootCertStore,
 };
 
 /// Source of [`TlsConnector::pool_id`] values.
@@ -46,10 +48,16 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn config_with_roots(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(ClassifyingVerifier { inner });
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -217,11 +225,136 @@ impl ServerCertVerifier for AcceptAnyCert {
     }
 }
 
+/// rustls' standard (webpki) verification, unchanged, except that an unknown issuer is told
+/// apart by looking at the chain the server sent: a self-signed certificate, a chain that ends
+/// in a root we do not trust, or an issuer that is neither trusted nor sent.
+#[derive(Debug)]
+struct ClassifyingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ClassifyingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match result {
+            Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                let class = if self_issued(end_entity) == Some(true) {
+                    TlsError::SelfSigned
+                } else if intermediates.last().and_then(|c| self_issued(c)) == Some(true) {
+                    TlsError::UntrustedRoot
+                } else {
+                    TlsError::UnknownIssuer
+                };
+                Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                    OtherError(Arc::new(class)),
+                )))
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// Splits one DER element off `input`: its tag, its contents and the rest (definite lengths
+/// of up to 4 bytes only).
+fn der_split(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Whether a DER certificate names itself as its issuer (issuer = subject): a self-signed
+/// certificate or a root. `None` if it cannot be parsed.
+fn self_issued(cert: &[u8]) -> Option<bool> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xA0;
+    let (SEQUENCE, cert, _) = der_split(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = der_split(cert)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = der_split(tbs)?;
+    if tag == VERSION {
+        (_, _, rest) = der_split(rest)?; // the serial number
+    }
+    let (_, _, rest) = der_split(rest)?; // the signature algorithm
+    let (SEQUENCE, issuer, rest) = der_split(rest)? else {
+        return None;
+    };
+    let (_, _, rest) = der_split(rest)?; // the validity
+    let (SEQUENCE, subject, _) = der_split(rest)? else {
+        return None;
+    };
+    Some(issuer == subject)
+}
+
 /// A TLS failure, naming the cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsError {
-    /// The certificate chain does not lead to a trusted root.
+    /// The certificate chain does not lead to a trusted root: its issuer is neither trusted
+    /// nor sent by the server (a certificate from an unknown CA, or a chain missing an
+    /// intermediate certificate).
     UnknownIssuer,
+    /// The server's certificate is self-signed (and not trusted as such).
+    SelfSigned,
+    /// The chain the server sent ends in a root certificate that is not trusted.
+    UntrustedRoot,
+    /// The certificate names no host at all (no subjectAltName; the common name is not used,
+    /// RFC 9110 §4.3.4).
+    NoSubjectAltName,
+    /// The certificate is not for TLS server authentication (its extended key usage).
+    WrongPurpose,
     /// The certificate has expired.
     Expired,
     /// The certificate is not valid yet.
@@ -244,6 +377,18 @@ impl fmt::Display for TlsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TlsError::UnknownIssuer => f.write_str("certificate verify failed: unknown issuer"),
+            TlsError::SelfSigned => {
+                f.write_str("certificate verify failed: self-signed certificate")
+            }
+            TlsError::UntrustedRoot => {
+                f.write_str("certificate verify failed: the chain ends in an untrusted root")
+            }
+            TlsError::NoSubjectAltName => f.write_str(
+                "certificate verify failed: the certificate names no host (no subjectAltName)",
+            ),
+            TlsError::WrongPurpose => f.write_str(
+                "certificate verify failed: the certificate is not for TLS server authentication",
+            ),
             TlsError::Expired => f.write_str("certificate verify failed: certificate has expired"),
             TlsError::NotValidYet => {
                 f.write_str("certificate verify failed: certificate is not valid yet")
@@ -272,9 +417,19 @@ fn map_error(err: &rustls::Error) -> TlsError {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 TlsError::NotValidYet
             }
+            CertificateError::NotValidForNameContext { presented, .. } if presented.is_empty() => {
+                TlsError::NoSubjectAltName
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 TlsError::NameMismatch
             }
+            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+                TlsError::WrongPurpose
+            }
+            CertificateError::Other(other) => match other.0.downcast_ref::<TlsError>() {
+                Some(e) => e.clone(),
+                None => TlsError::BadCertificate(format!("{other:?}")),
+            },
             other => TlsError::BadCertificate(format!("{other:?}")),
         },
         rustls::Error::AlertReceived(alert) => TlsError::AlertReceived(format!("{alert:?}")),
@@ -390,5 +545,42 @@ impl TlsStage {
     /// Queues our `close_notify`.
     pub fn send_close_notify(&mut self) {
         self.conn.send_close_notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_walk_rejects_garbage_and_truncation() {
+        assert_eq!(self_issued(b""), None);
+        assert_eq!(self_issued(b"\x30\x05abc"), None);
+        assert_eq!(self_issued(b"\x30\x84\xff\xff\xff\xff"), None);
+        assert_eq!(self_issued(b"\x04\x00"), None);
+        assert_eq!(
+            der_split(b"\x02\x01\x07rest"),
+            Some((2, &b"\x07"[..], &b"rest"[..]))
+        );
+        assert_eq!(
+            der_split(b"\x02\x81\x01\x07"),
+            Some((2, &b"\x07"[..], &b""[..]))
+        );
+    }
+
+    #[test]
+    fn classified_errors_survive_the_rustls_error() {
+        for class in [
+            TlsError::SelfSigned,
+            TlsError::UntrustedRoot,
+            TlsError::UnknownIssuer,
+        ] {
+            let err = rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(
+                Arc::new(class.clone()),
+            )));
+            assert_eq!(map_error(&err), class);
+        }
+        let purpose = rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose);
+        assert_eq!(map_error(&purpose), TlsError::WrongPurpose);
     }
 }

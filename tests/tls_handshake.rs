@@ -117,7 +117,7 @@ fn default_roots_reject_a_private_ca() {
 }
 
 #[test]
-fn self_signed_is_unknown_issuer_unless_verification_is_off() {
+fn self_signed_is_refused_unless_verification_is_off() {
     let (addr, _server) =
         spawn_tls_server(Leaf::self_signed(&["localhost"]), ServerEnd::CloseNotify);
     let ca = TestCa::new();
@@ -125,7 +125,7 @@ fn self_signed_is_unknown_issuer_unless_verification_is_off() {
     let client_log = exchange("localhost", addr.port(), tls);
     assert_eq!(
         failure(&client_log),
-        TransportError::Tls(TlsError::UnknownIssuer)
+        TransportError::Tls(TlsError::SelfSigned)
     );
 
     let (addr, server) =

@@ -213,3 +213,32 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a request that never left is known not to have been processed; every later phase
+    /// may have reached the server, whatever the cause.
+    #[test]
+    fn only_request_not_sent_is_known_unprocessed() {
+        let causes = [
+            Cause::Transport(TransportError::ConnectionRefused),
+            Cause::Transport(TransportError::ConnectionReset),
+            Cause::Timeout(TimeoutKind::Read),
+            Cause::AgentClosed,
+        ];
+        for cause in causes {
+            let phases = [
+                (Phase::RequestNotSent, false),
+                (Phase::RequestTransmissionFailed, true),
+                (Phase::ResponseNeverReceived, true),
+                (Phase::ResponseFailed, true),
+            ];
+            for (phase, maybe) in phases {
+                let e = Error::new(phase, cause.clone());
+                assert_eq!(e.server_may_have_processed(), maybe, "{e}");
+            }
+        }
+    }
+}

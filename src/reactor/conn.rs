@@ -216,7 +216,8 @@ impl Ctx {
             self.try_next_addr(id);
             return id;
         }
-        if let Err(e) = dns::resolve(self.remote.clone(), id, bare.to_string(), port) {
+        let resolver = self.resolver.clone();
+        if let Err(e) = dns::resolve(resolver, self.remote.clone(), id, bare.to_string(), port) {
             let msg = format!("cannot start the resolver thread: {e}");
             self.finish(id, End::Failed(TransportError::Dns(msg)));
         }

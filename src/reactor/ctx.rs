@@ -4,12 +4,14 @@
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Interest;
 use mio::net::TcpListener;
 
 use super::conn::{Conn, ConnTiming, End, State};
+use super::dns::{Resolver, SharedResolver};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
 use super::timers::TimerKind;
@@ -355,4 +357,57 @@ impl Ctx {
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
+
+    /// Counts of everything the reactor holds, for leak checks: after all work is done they
+    /// return to what they were before it started.
+    ///
+    /// ```
+    /// # use weft::reactor::Reactor;
+    /// let mut reactor = Reactor::new()?;
+    /// let stats = reactor.ctx().stats();
+    /// assert_eq!(stats, Default::default());
+    /// reactor.ctx().call_later(std::time::Duration::from_secs(1), |_| {});
+    /// assert_eq!(reactor.ctx().stats().timers, 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stats(&self) -> ReactorStats {
+        let registered_conns = self
+            .conns
+            .ids()
+            .filter(|(_, c)| c.interest.is_some())
+            .count();
+        ReactorStats {
+            connections: self.conns.len(),
+            registrations: registered_conns + self.listeners.len(),
+            handlers: self.handlers.len(),
+            listeners: self.listeners.len(),
+            timers: self.timers.len(),
+            queued: self.deferred.len() + self.messages.len(),
+        }
+    }
+
+    /// Replaces the resolver used for host names by connections started from now on (the
+    /// default is [`SystemResolver`](super::SystemResolver)). It runs on helper threads, never
+    /// on the reactor thread.
+    pub fn set_resolver(&mut self, resolver: impl Resolver) {
+        self.resolver = SharedResolver(Arc::new(resolver));
+    }
+}
+
+/// What [`Ctx::stats`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReactorStats {
+    /// Live connections (resolving, connecting, handshaking or open).
+    pub connections: usize,
+    /// Sockets registered with the poller (connections and listeners).
+    pub registrations: usize,
+    /// Handlers (protocols), including the one made for each accepted or `connect_tcp`
+    /// connection.
+    pub handlers: usize,
+    /// Listening sockets.
+    pub listeners: usize,
+    /// Pending timers, including internal connect-timeout timers.
+    pub timers: usize,
+    /// Notifications and messages recorded but not yet delivered.
+    pub queued: usize,
 }

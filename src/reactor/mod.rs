@@ -71,6 +71,8 @@ use slots::{Generational, Slots};
 use timers::{TimerKind, Timers};
 
 pub use conn::ConnTiming;
+pub use ctx::ReactorStats;
+pub use dns::{Resolver, SystemResolver};
 pub use error::{Disconnect, ReactorGone, TransportError};
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use remote::Remote;
@@ -215,6 +217,8 @@ pub struct Ctx {
     stopped: bool,
     next_generation: u32,
     remote: Remote,
+    /// Resolves host names for `connect_*` (on helper threads).
+    resolver: dns::SharedResolver,
 }
 
 /// Calls one handler callback: takes the handler out of its slot, calls `f`, puts it back
@@ -326,6 +330,7 @@ impl Reactor {
                 stopped: false,
                 next_generation: 1,
                 remote,
+                resolver: dns::SharedResolver::default(),
             },
         })
     }
@@ -406,6 +411,12 @@ impl Reactor {
         }
         self.fire_timers();
         Ok(())
+    }
+
+    /// Counts of connections, registrations, handlers, listeners, timers and queued
+    /// notifications ([`Ctx::stats`]).
+    pub fn stats(&self) -> ReactorStats {
+        self.ctx.stats()
     }
 
     /// When the earliest timer is due, if any.
