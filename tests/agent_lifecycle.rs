@@ -73,7 +73,8 @@ fn tls_close_delimited_with_close_notify_is_done() {
 }
 
 #[test]
-fn tls_close_delimited_without_close_notify_is_potential_data_loss() {
+fn tls_close_delimited_without_close_notify_is_truncated() {
+    // RFC 9112 section 9.8: without a closure alert the body may have been cut by an attacker.
     let tls = Tls::new();
     let srv = tls.serve(vec![vec![
         Step::ExpectRequest,
@@ -82,7 +83,15 @@ fn tls_close_delimited_without_close_notify_is_potential_data_loss() {
     ]]);
     let out = run_one(tls.config(), Req::get(https(&srv, "/")));
     assert_eq!(out.body, b"cut short");
-    assert_eq!(out.end(), Some(&BodyEnd::PotentialDataLoss));
+    let err = out.error().expect("a TLS body without close_notify fails");
+    assert_eq!(err.phase(), Phase::ResponseFailed);
+    assert_eq!(
+        err.cause(),
+        &Cause::Protocol(weft::proto::ProtocolError::Incomplete {
+            expected: None,
+            received: 9
+        })
+    );
 }
 
 #[test]

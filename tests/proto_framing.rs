@@ -382,7 +382,19 @@ fn chunked_trailer_errors() {
         body.extend_from_slice(b"X: y\r\n");
     }
     let out = run_with("GET", config, &chunked(&body), false);
-    assert_err(&out, ProtocolError::InvalidTrailers);
+    assert_err(&out, ProtocolError::TrailersTooLarge);
+    // More trailer fields than `max_headers`, within the byte cap.
+    let config = Config {
+        max_headers: 4,
+        ..Config::default()
+    };
+    let out = run_with(
+        "GET",
+        config,
+        &chunked(b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n"),
+        false,
+    );
+    assert_err(&out, ProtocolError::TrailersTooLarge);
     // T3: NUL in a value, obs-fold, bare LF, no colon.
     for t in [
         &b"X: a\x00b\r\n\r\n"[..],
@@ -517,19 +529,30 @@ fn te_and_cl_decode_chunked_and_close() {
 
 #[test]
 fn te_case_insensitive_and_lists() {
+    // Row 4: `chunked` matches in any case; empty list members are ignored.
     let out = get(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: CHUNKED\r\n\r\n2\r\nok\r\n0\r\n\r\n");
     assert_ok(&out, 200, b"ok", true, false);
-    let out = get(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+    let out = get(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: , chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
     assert_ok(&out, 200, b"ok", true, false);
+    // Row 4, policy: `gzip, chunked` is refused rather than handing out gzip bytes as the body.
+    for te in [&b"gzip, chunked"[..], b"gzip\r\nTransfer-Encoding: chunked"] {
+        let mut resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: ".to_vec();
+        resp.extend_from_slice(te);
+        resp.extend_from_slice(b"\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+        assert_err(&get(&resp), ProtocolError::UnsupportedTransferCoding);
+    }
 }
 
 #[test]
-fn te_gzip_is_close_delimited() {
+fn te_gzip_is_refused() {
+    // Row 5, policy: a coding list without a final `chunked` is refused at the head, instead
+    // of reading until close and delivering still-coded bytes.
     let out = get_eof(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00");
-    assert_ok(&out, 200, b"\x1f\x8b\x08\x00", false, true);
-    assert_eq!(out.framing, Some(Framing::CloseDelimited));
+    assert_err(&out, ProtocolError::UnsupportedTransferCoding);
+    assert!(out.events.is_empty());
     let out = get_eof(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n5\r\nhello");
-    assert_ok(&out, 200, b"5\r\nhello", false, true);
+    assert_err(&out, ProtocolError::UnsupportedTransferCoding);
+    assert!(out.events.is_empty());
 }
 
 #[test]

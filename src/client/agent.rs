@@ -802,6 +802,19 @@ impl AgentState {
                     let Some(req) = self.reqs.get_mut(&id) else {
                         return;
                     };
+                    if head.status == 417
+                        && !req.retried
+                        && !req.producer_started
+                        && req.producer.is_some()
+                        && req.headers.has_token("expect", "100-continue")
+                    {
+                        // RFC 9110 section 10.1.1: the server refused the expectation before
+                        // any body byte was sent; repeat the request once without it, on a
+                        // new connection (this one still owes the 417's body).
+                        req.headers.remove("expect");
+                        self.requeue(ctx, id, cid);
+                        return;
+                    }
                     if !req.body_sent {
                         // An early final response: the body will not be sent.
                         if let Some(p) = req.producer.as_mut() {
@@ -1039,13 +1052,20 @@ impl AgentState {
                 Ok(Event::Complete {
                     close_delimited: true,
                     ..
-                }) => {
-                    if conn.key.https && reason == Disconnect::PeerClosed {
-                        Ok(BodyEnd::Done)
-                    } else {
-                        Ok(BodyEnd::PotentialDataLoss)
+                }) => match (conn.key.https, &reason) {
+                    (true, Disconnect::PeerClosed) => Ok(BodyEnd::Done),
+                    // RFC 9112 section 9.8: over TLS a close-delimited body is complete only
+                    // if a closure alert arrived. Without one, an attacker who injects a FIN
+                    // can cut the body short, so the body fails as incomplete instead of
+                    // ending as `PotentialDataLoss`, which callers take as success.
+                    (true, Disconnect::PeerClosedWithoutCloseNotify) => {
+                        Err(Cause::Protocol(proto::ProtocolError::Incomplete {
+                            expected: None,
+                            received: conn.proto.body_received(),
+                        }))
                     }
-                }
+                    _ => Ok(BodyEnd::PotentialDataLoss),
+                },
                 Ok(_) => Ok(BodyEnd::Done),
                 Err(e) => Err(Cause::Protocol(e)),
             },
@@ -1079,6 +1099,16 @@ impl AgentState {
         {
             return false;
         }
+        self.requeue(ctx, id, cid);
+        true
+    }
+
+    /// Sends a request again, once, on a fresh connection, ahead of the waiting ones; closes
+    /// the connection it was on.
+    fn requeue(&mut self, ctx: &mut Ctx, id: RequestId, cid: ConnId) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
         req.retried = true;
         req.fresh_only = true;
         req.head_sent = false;
@@ -1094,7 +1124,6 @@ impl AgentState {
             .waiting
             .push_front((0, id));
         self.pump(ctx);
-        true
     }
 
     // ---- ending -----------------------------------------------------------------------
@@ -1537,6 +1566,11 @@ fn prepare(
     url: &str,
     headers: &mut Headers,
 ) -> Result<Prepared, Cause> {
+    // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
+    // control bytes is refused instead, so that what would be sent is what the caller wrote.
+    if url.bytes().any(|b| b.is_ascii_control()) {
+        return Err(Cause::InvalidUrl(format!("{url:?}: control character")));
+    }
     let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(format!("{url:?}: {e}")))?;
     let https = match url.scheme() {
         "http" => false,

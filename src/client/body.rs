@@ -13,7 +13,9 @@ pub enum BodyEnd {
     Done,
     /// The body was delimited by the connection closing, so a truncation cannot be told from
     /// the end (Twisted's `PotentialDataLoss`). Over TLS, a close with `close_notify` is
-    /// [`BodyEnd::Done`]; one without it is this.
+    /// [`BodyEnd::Done`]; one without it fails the body as incomplete
+    /// ([`ProtocolError::Incomplete`](crate::proto::ProtocolError::Incomplete)), since a
+    /// truncation cannot be told from the end.
     PotentialDataLoss,
     /// The body failed (Twisted's `ResponseFailed`): truncated, malformed, timed out, stopped.
     Failed(Error),

@@ -252,7 +252,7 @@ impl ChunkedDecoder {
             }
             None => {
                 if self.trailer_buf.len() + rest.len() > cap {
-                    return Err(ProtocolError::InvalidTrailers);
+                    return Err(ProtocolError::TrailersTooLarge);
                 }
                 self.trailer_buf.extend_from_slice(rest);
                 Ok((input.len(), Step::NeedMore))

@@ -8,8 +8,8 @@
 //! In scope: encoding request heads and bodies (Content-Length or chunked), parsing response
 //! heads incrementally (httparse, called once per head), RFC 9112 section 6.3 body framing, a
 //! strict chunked decoder, interim responses, `Expect: 100-continue`, and the keep-alive
-//! decision. Out of scope: content codings (gzip...), transfer codings other than `chunked`,
-//! cookies, redirects, timeouts (the caller owns the clock and calls
+//! decision. Refused: transfer codings other than `chunked`. Out of scope: content codings
+//! (gzip...), cookies, redirects, timeouts (the caller owns the clock and calls
 //! [`ClientConnection::continue_timed_out`]), pipelining (one request at a time), tunnels and
 //! upgraded protocols after their head. The policies are listed on [`ClientConnection`].
 //!
@@ -209,8 +209,11 @@ pub enum ProtocolError {
     ChunkExtensionTooLong,
     /// Chunk data not followed by CRLF.
     MissingChunkDataCrlf,
-    /// Trailer section larger than [`Config::max_trailer_size`] or malformed.
+    /// A malformed trailer section (a line without CRLF, a NUL or obs-fold in a field...).
     InvalidTrailers,
+    /// A trailer section larger than [`Config::max_trailer_size`] bytes, or with more fields
+    /// than [`Config::max_headers`].
+    TrailersTooLarge,
     /// The peer closed before the response ended.
     Incomplete {
         /// Body bytes the framing promised, when known.
@@ -261,8 +264,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::MissingChunkDataCrlf => {
                 f.write_str("chunk data not followed by CRLF in response body")
             }
-            ProtocolError::InvalidTrailers => {
-                f.write_str("invalid or oversized trailer section in response")
+            ProtocolError::InvalidTrailers => f.write_str("invalid trailer section in response"),
+            ProtocolError::TrailersTooLarge => {
+                f.write_str("trailer section in response exceeds the size limit")
             }
             ProtocolError::Incomplete {
                 expected: Some(expected),
@@ -426,9 +430,9 @@ impl RequestInfo {
 /// * A final response that arrives before the request body was finished blocks the rest of the
 ///   body ([`Self::may_send_body`] false, [`Self::send_body`] returns
 ///   [`RequestError::WrongState`]) and makes the connection not reusable.
-/// * Transfer codings other than a final `chunked` are not decoded: with `gzip, chunked` the
-///   dechunked (still gzip-coded) bytes are delivered; a list not ending in `chunked` makes the
-///   body close-delimited. The caller inspects `Transfer-Encoding` for such codings.
+/// * `chunked` is the only transfer coding: any other one in `Transfer-Encoding` (`gzip,
+///   chunked`, `gzip`, `chunked, identity`) is [`ProtocolError::UnsupportedTransferCoding`],
+///   so bytes still in a transfer coding are never delivered as the body.
 /// * A 2xx to `CONNECT` and a `101` to an upgrade request end after the head
 ///   ([`Framing::NoBody`], not reusable): the bytes after the head belong to the tunnel and must
 ///   not be passed to [`Self::receive`].
@@ -629,8 +633,18 @@ impl ClientConnection {
             }
         }
         let rest = &input[i..];
-        let max = self.config.max_head_size;
         let base = self.head_buf.len();
+        // A reply that cannot begin with `HTTP/` (an HTTP/0.9 body, another protocol) is
+        // refused as soon as its first bytes show it, instead of being buffered until the head
+        // cap or EOF. The check covers the bytes held from earlier reads too, so every split of
+        // the input decides the same way.
+        if base < 5 {
+            let first = self.head_buf.iter().chain(rest).take(5);
+            if first.zip(b"HTTP/").any(|(a, b)| a != b) {
+                return Err(ProtocolError::InvalidStatusLine);
+            }
+        }
+        let max = self.config.max_head_size;
         let window = &rest[..rest.len().min(max.saturating_sub(base))];
         // Fast path: a whole head in one read goes straight to httparse, without a separate
         // search for the blank line. Anything else (partial head, error) takes the buffered

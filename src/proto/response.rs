@@ -154,6 +154,7 @@ pub(crate) fn parse_trailers(bytes: &[u8], config: &Config) -> Result<Headers, P
             }
             Ok(headers)
         }
+        Err(httparse::Error::TooManyHeaders) => Err(ProtocolError::TrailersTooLarge),
         _ => Err(ProtocolError::InvalidTrailers),
     }
 }
@@ -204,57 +205,35 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
     s
 }
 
-/// What Transfer-Encoding says about the body.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum TeFraming {
-    /// `chunked` is the final coding.
-    Chunked,
-    /// Codings without a final `chunked`: the body runs until close.
-    CloseDelimited,
-}
-
-/// Reads the transfer-coding list across every Transfer-Encoding line.
+/// Checks the transfer-coding list across every Transfer-Encoding line.
 ///
-/// `chunked` must appear at most once, without parameters; if it is present it must be last,
-/// otherwise the body is close-delimited (RFC 9112 section 6.3, rule 5).
+/// Policy (RFC 9112 section 6.3 rules 4 and 5 leave the choice between decoding a coding and
+/// failing): the core decodes `chunked` only, so the list must be exactly one `chunked`,
+/// without parameters, in any letter case. Any other coding (`gzip, chunked`, a lone `gzip`,
+/// `chunked, identity`), `chunked` twice or with parameters is
+/// [`ProtocolError::UnsupportedTransferCoding`]: bytes still in a transfer coding are never
+/// handed out as if they were the body, and no body is read until close on their account.
 pub(crate) fn transfer_coding<'a>(
     values: impl Iterator<Item = &'a [u8]>,
-) -> Result<TeFraming, ProtocolError> {
-    let mut codings = 0usize;
+) -> Result<(), ProtocolError> {
     let mut chunked_seen = false;
-    let mut last_is_chunked = false;
     for value in values {
         for item in value.split(|&b| b == b',') {
             let item = trim_ows(item);
             if item.is_empty() {
                 continue;
             }
-            let (name, has_params) = match item.iter().position(|&b| b == b';') {
-                Some(p) => (trim_ows(&item[..p]), true),
-                None => (item, false),
-            };
-            if !super::request::is_token(name) {
+            if chunked_seen || !item.eq_ignore_ascii_case(b"chunked") {
                 return Err(ProtocolError::UnsupportedTransferCoding);
             }
-            codings += 1;
-            let is_chunked = name.eq_ignore_ascii_case(b"chunked");
-            if is_chunked {
-                if has_params || chunked_seen {
-                    return Err(ProtocolError::UnsupportedTransferCoding);
-                }
-                chunked_seen = true;
-            }
-            last_is_chunked = is_chunked;
+            chunked_seen = true;
         }
     }
-    if codings == 0 {
-        return Err(ProtocolError::UnsupportedTransferCoding);
-    }
-    Ok(if last_is_chunked {
-        TeFraming::Chunked
+    if chunked_seen {
+        Ok(())
     } else {
-        TeFraming::CloseDelimited
-    })
+        Err(ProtocolError::UnsupportedTransferCoding)
+    }
 }
 
 /// Facts about the request that shape how its response is framed.
@@ -303,15 +282,12 @@ pub(crate) fn decide_framing(
         return Ok((Framing::NoBody, false));
     }
     if has_te {
-        let te = transfer_coding(h.get_all("transfer-encoding"))?;
+        transfer_coding(h.get_all("transfer-encoding"))?;
         if has_cl || head.version == Version::Http10 {
             // Smuggling indicator or faulty framing: decode by TE, then close.
             keep_alive = false;
         }
-        return Ok(match te {
-            TeFraming::Chunked => (Framing::Chunked, keep_alive),
-            TeFraming::CloseDelimited => (Framing::CloseDelimited, false),
-        });
+        return Ok((Framing::Chunked, keep_alive));
     }
     if has_cl && let Some(n) = content_length(h.get_all("content-length"))? {
         return Ok((Framing::Length(n), keep_alive));
@@ -371,28 +347,26 @@ mod tests {
     #[test]
     fn transfer_coding_rules() {
         let te = |v: &[&'static [u8]]| transfer_coding(v.iter().copied());
-        assert_eq!(te(&[b"chunked"]), Ok(TeFraming::Chunked));
-        assert_eq!(te(&[b"CHUNKED"]), Ok(TeFraming::Chunked));
-        assert_eq!(te(&[b"gzip, chunked"]), Ok(TeFraming::Chunked));
-        assert_eq!(te(&[b"gzip", b"chunked"]), Ok(TeFraming::Chunked));
-        assert_eq!(te(&[b"gzip"]), Ok(TeFraming::CloseDelimited));
-        assert_eq!(te(&[b"chunked, identity"]), Ok(TeFraming::CloseDelimited));
-        assert_eq!(
-            te(&[b"chunked;foo=bar"]),
-            Err(ProtocolError::UnsupportedTransferCoding)
-        );
-        assert_eq!(
-            te(&[b"chunked, chunked"]),
-            Err(ProtocolError::UnsupportedTransferCoding)
-        );
-        assert_eq!(
-            te(&[b"chunked", b"chunked"]),
-            Err(ProtocolError::UnsupportedTransferCoding)
-        );
-        assert_eq!(te(&[b""]), Err(ProtocolError::UnsupportedTransferCoding));
-        assert_eq!(
-            te(&[b"ch unked"]),
-            Err(ProtocolError::UnsupportedTransferCoding)
-        );
+        assert_eq!(te(&[b"chunked"]), Ok(()));
+        assert_eq!(te(&[b"CHUNKED"]), Ok(()));
+        assert_eq!(te(&[b" chunked , "]), Ok(()));
+        for bad in [
+            &[&b"gzip, chunked"[..]][..],
+            &[b"gzip", b"chunked"],
+            &[b"gzip"],
+            &[b"chunked, identity"],
+            &[b"identity"],
+            &[b"chunked;foo=bar"],
+            &[b"chunked, chunked"],
+            &[b"chunked", b"chunked"],
+            &[b""],
+            &[b"ch unked"],
+        ] {
+            assert_eq!(
+                te(bad),
+                Err(ProtocolError::UnsupportedTransferCoding),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -176,6 +176,33 @@ pub fn drive(conn: &mut ClientConnection, pieces: &[&[u8]], eof: bool) -> Outcom
     }
 }
 
+/// Random cut points for `len` bytes (ascending, each inside `0..len`): pieces of 1 to 2, 7,
+/// 64 or 1024 bytes. Shared by the core modes here and by the socket modes of
+/// `tests/hostile.rs` (`Step::WriteSplit`).
+pub fn random_split_points(len: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut points = Vec::new();
+    let mut pos = 0;
+    while pos < len {
+        let max = [2, 7, 64, 1024][rng.below(4)];
+        pos = (pos + 1 + rng.below(max)).min(len);
+        if pos < len {
+            points.push(pos);
+        }
+    }
+    points
+}
+
+/// `bytes` cut at `points` (as returned by [`random_split_points`]).
+pub fn split_at<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
+    let mut pieces = Vec::with_capacity(points.len() + 1);
+    let mut start = 0;
+    for &p in points.iter().chain([&bytes.len()]) {
+        pieces.push(&bytes[start..p]);
+        start = p;
+    }
+    pieces
+}
+
 /// Runs `response` to a `method` request whole, byte by byte and at many random split points,
 /// asserts that all modes agree, and returns the outcome.
 pub fn run_with(method: &str, config: Config, response: &[u8], eof: bool) -> Outcome {
@@ -191,15 +218,7 @@ pub fn run_with(method: &str, config: Config, response: &[u8], eof: bool) -> Out
     let mut rng = Rng::new(response.len() as u64 ^ 0x5eed);
     let rounds = if response.len() > 100_000 { 3 } else { 40 };
     for _ in 0..rounds {
-        let mut pieces = Vec::new();
-        let mut pos = 0;
-        while pos < response.len() {
-            let max = [2, 7, 64, 1024][rng.below(4)];
-            let n = 1 + rng.below(max);
-            let end = (pos + n).min(response.len());
-            pieces.push(&response[pos..end]);
-            pos = end;
-        }
+        let pieces = split_at(response, &random_split_points(response.len(), &mut rng));
         let split = drive(&mut connection(method, config.clone()), &pieces, eof);
         assert_eq!(
             whole, split,

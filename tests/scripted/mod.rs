@@ -38,6 +38,17 @@ pub enum Step {
     DropTcp,
     /// Wait until the peer closes (read until EOF, bounded).
     WaitClose,
+    /// Write these bytes in pieces cut at these offsets (ascending, inside the bytes), with
+    /// `TCP_NODELAY` and a 1 ms pause between pieces so that they arrive as separate reads.
+    WriteSplit(Vec<u8>, Vec<usize>),
+    /// Write these bytes one at a time, pausing this long after each (`TCP_NODELAY`).
+    WriteSlow(Vec<u8>, Duration),
+    /// Abort the connection with a TCP reset. std has no `SO_LINGER`, so this closes the
+    /// socket while bytes the peer sent are still unread in the kernel, which makes Linux send
+    /// RST instead of FIN: the step first waits (at most 2 s) until such bytes are there, so it
+    /// must follow a step that leaves part of a request unread (`ExpectHead` of a request with
+    /// a body larger than 8 KiB, for example).
+    Reset,
 }
 
 /// Shorthand for a `Write` step.
@@ -50,6 +61,8 @@ pub fn write(bytes: &[u8]) -> Step {
 pub struct Record {
     /// Raw bytes of each request read, in order, with the index of its connection.
     pub requests: Vec<(usize, Vec<u8>)>,
+    /// Write steps (`Write`, `WriteSplit`, `WriteSlow`) completed, over all connections.
+    pub writes: usize,
 }
 
 /// A server that plays one script per accepted connection, in order.
@@ -155,6 +168,12 @@ impl ScriptedServer {
     pub fn requests(&self) -> Vec<(usize, Vec<u8>)> {
         self.record.lock().unwrap().requests.clone()
     }
+
+    /// Write steps completed so far, over all connections (a test awaits this before it
+    /// relies on every byte of a response having been sent).
+    pub fn writes(&self) -> usize {
+        self.record.lock().unwrap().writes
+    }
 }
 
 /// A server-side connection, plain or TLS.
@@ -233,6 +252,46 @@ fn play(mut sock: Stream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record
                 if sock.write_all(&bytes).and_then(|_| sock.flush()).is_err() {
                     return;
                 }
+                rec.lock().unwrap().writes += 1;
+            }
+            Step::WriteSplit(bytes, points) => {
+                let _ = sock.tcp().set_nodelay(true);
+                let mut start = 0;
+                for end in points.into_iter().chain([bytes.len()]) {
+                    let end = end.clamp(start, bytes.len());
+                    if end == start {
+                        continue;
+                    }
+                    if sock
+                        .write_all(&bytes[start..end])
+                        .and_then(|_| sock.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    start = end;
+                    if start < bytes.len() {
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                rec.lock().unwrap().writes += 1;
+            }
+            Step::WriteSlow(bytes, delay) => {
+                let _ = sock.tcp().set_nodelay(true);
+                for b in bytes.chunks(1) {
+                    if sock.write_all(b).and_then(|_| sock.flush()).is_err() {
+                        return;
+                    }
+                    thread::sleep(delay);
+                }
+                rec.lock().unwrap().writes += 1;
+            }
+            Step::Reset => {
+                let tcp = sock.tcp();
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = tcp.peek(&mut [0u8; 1]);
+                // Dropping the socket with unread bytes: the kernel answers with RST.
+                return;
             }
             Step::Sleep(d) => thread::sleep(d),
             Step::ShutdownWrite => {
