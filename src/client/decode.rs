@@ -189,32 +189,16 @@ fn prepare(config: &DecodeConfig, response: &mut Response) {
     {
         return;
     }
-    let codings: Vec<String> = response
-        .headers
-        .get_all("content-encoding")
-        .flat_map(|v| v.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
-        .filter(|t| !t.is_empty() && t != "identity")
-        .collect();
-    if codings.len() > config.max_codings {
-        response
-            .map_body(|inner| Box::new(DecodeBody::failing(inner, Cause::TooManyContentEncodings)));
-        return;
-    }
-    let supported = codings
-        .iter()
-        .rev()
-        .map_while(|t| Coding::from_token(t).filter(|c| config.encodings.contains(c)))
-        .count();
-    if supported == 0 {
-        return;
-    }
-    let (keep, undo) = codings.split_at(codings.len() - supported);
-    let undo: Vec<Coding> = undo
-        .iter()
-        .rev()
-        .filter_map(|t| Coding::from_token(t))
-        .collect();
+    let (keep, undo) = match plan(config, &response.headers) {
+        Plan::Pass => return,
+        Plan::TooMany => {
+            response.map_body(|inner| {
+                Box::new(DecodeBody::failing(inner, Cause::TooManyContentEncodings))
+            });
+            return;
+        }
+        Plan::Undo { keep, undo } => (keep, undo),
+    };
     response.headers.remove("content-encoding");
     if !keep.is_empty() {
         response
@@ -225,6 +209,55 @@ fn prepare(config: &DecodeConfig, response: &mut Response) {
     response.length = None;
     let cap = config.max_decoded_size;
     response.map_body(move |inner| Box::new(DecodeBody::new(inner, &undo, cap)));
+}
+
+/// What the `Content-Encoding` fields of a response call for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Nothing to undo: no coding, or the last one is not supported.
+    Pass,
+    /// More codings than [`DecodeConfig::max_codings`].
+    TooMany,
+    /// Undo `undo`, in this order (the reverse of application); `keep` (lowercased) stays in
+    /// `Content-Encoding`.
+    Undo {
+        /// Codings left in place, in order of application.
+        keep: Vec<String>,
+        /// Codings to undo, last applied first.
+        undo: Vec<Coding>,
+    },
+}
+
+/// Reads the `Content-Encoding` fields (every line, comma lists, `identity` ignored) and
+/// decides what to undo: the longest supported suffix of the list.
+pub(crate) fn plan(config: &DecodeConfig, headers: &Headers) -> Plan {
+    let codings: Vec<String> = headers
+        .get_all("content-encoding")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "identity")
+        .collect();
+    if codings.len() > config.max_codings {
+        return Plan::TooMany;
+    }
+    let supported = codings
+        .iter()
+        .rev()
+        .map_while(|t| Coding::from_token(t).filter(|c| config.encodings.contains(c)))
+        .count();
+    if supported == 0 {
+        return Plan::Pass;
+    }
+    let (keep, undo) = codings.split_at(codings.len() - supported);
+    let undo: Vec<Coding> = undo
+        .iter()
+        .rev()
+        .filter_map(|t| Coding::from_token(t))
+        .collect();
+    Plan::Undo {
+        keep: keep.to_vec(),
+        undo,
+    }
 }
 
 // ---- decoders -----------------------------------------------------------------------------
@@ -551,23 +584,77 @@ enum Pumped {
     Failed(Cause),
 }
 
-struct Shared {
-    inner: Option<Box<dyn BodyProtocol>>,
+/// The decoding stages of one body with their buffers and the output cap: the part of the
+/// body filter that neither calls user code nor needs a reactor.
+pub(crate) struct Decoder {
     slots: Vec<Slot>,
     buf: Vec<u8>,
     delivered: u64,
     cap: u64,
-    /// A failure decided here, reported when the agent's delivery ends.
-    failure: Option<Cause>,
-    /// The body's end, held back while undecoded input waits for a resume.
-    end: Option<BodyEnd>,
-    trailers: Option<Headers>,
-    agent: Option<BodyHandle>,
-    relay: Option<HandlerId>,
-    finished: bool,
 }
 
-impl Shared {
+impl Decoder {
+    /// Stages undoing `codings` in this order, output capped at `cap` bytes. A stage that
+    /// cannot be created is left out and its failure returned.
+    pub(crate) fn new(codings: &[Coding], cap: u64) -> (Decoder, Option<Cause>) {
+        let mut failure = None;
+        let mut slots = Vec::new();
+        for &coding in codings {
+            match new_stage(coding) {
+                Ok(stage) => slots.push(Slot {
+                    coding,
+                    stage,
+                    input: Vec::new(),
+                    pos: 0,
+                    more: false,
+                }),
+                Err(e) => failure = Some(Cause::Decode(e)),
+            }
+        }
+        let decoder = Decoder {
+            slots,
+            buf: vec![0; CHUNK],
+            delivered: 0,
+            cap,
+        };
+        (decoder, failure)
+    }
+
+    /// Queues encoded bytes; false (and nothing queued) when there is no stage.
+    pub(crate) fn push(&mut self, data: &[u8]) -> bool {
+        let Some(first) = self.slots.first_mut() else {
+            return false;
+        };
+        first.input.extend_from_slice(data);
+        true
+    }
+
+    /// Decodes the next piece of output, at most [`CHUNK`] bytes, counted against the cap:
+    /// its length (the bytes are [`Self::piece`]), or `None` when all input is used.
+    pub(crate) fn next_piece(&mut self) -> Result<Option<usize>, Cause> {
+        let Some(len) = self.next_chunk()? else {
+            return Ok(None);
+        };
+        if self.delivered + len as u64 > self.cap {
+            return Err(Cause::DecodedTooLarge(self.cap));
+        }
+        self.delivered += len as u64;
+        Ok(Some(len))
+    }
+
+    /// The piece [`Self::next_piece`] just decoded.
+    pub(crate) fn piece(&self, len: usize) -> &[u8] {
+        &self.buf[..len]
+    }
+
+    /// The first coding whose stream is not complete, if any.
+    pub(crate) fn unfinished(&self) -> Option<Coding> {
+        self.slots
+            .iter()
+            .find(|slot| !slot.stage.complete())
+            .map(|slot| slot.coding)
+    }
+
     /// Decodes until one chunk for the user's protocol is ready (its length), or all input
     /// is used (`None`).
     fn next_chunk(&mut self) -> Result<Option<usize>, Cause> {
@@ -603,8 +690,28 @@ impl Shared {
         Ok(None)
     }
 
-    fn pending(&self) -> bool {
+    /// Whether input is waiting to be decoded.
+    pub(crate) fn pending(&self) -> bool {
         self.slots.iter().any(Slot::has_work)
+    }
+}
+
+struct Shared {
+    inner: Option<Box<dyn BodyProtocol>>,
+    decoder: Decoder,
+    /// A failure decided here, reported when the agent's delivery ends.
+    failure: Option<Cause>,
+    /// The body's end, held back while undecoded input waits for a resume.
+    end: Option<BodyEnd>,
+    trailers: Option<Headers>,
+    agent: Option<BodyHandle>,
+    relay: Option<HandlerId>,
+    finished: bool,
+}
+
+impl Shared {
+    fn pending(&self) -> bool {
+        self.decoder.pending()
     }
 
     fn ids(&self, fallback: BodyHandle) -> (HandlerId, super::agent::RequestId) {
@@ -618,27 +725,23 @@ impl Shared {
 fn pump(shared: &Rc<RefCell<Shared>>, ctx: &mut Ctx, fallback: BodyHandle) -> Pumped {
     loop {
         let mut s = shared.borrow_mut();
-        let len = match s.next_chunk() {
+        let len = match s.decoder.next_piece() {
             Ok(Some(len)) => len,
             Ok(None) => return Pumped::Drained,
             Err(cause) => return Pumped::Failed(cause),
         };
-        if s.delivered + len as u64 > s.cap {
-            return Pumped::Failed(Cause::DecodedTooLarge(s.cap));
-        }
-        s.delivered += len as u64;
         let (me, id) = s.ids(fallback);
         let Some(mut inner) = s.inner.take() else {
             return Pumped::Stopped;
         };
-        let chunk = std::mem::take(&mut s.buf);
+        let chunk = std::mem::take(&mut s.decoder.buf);
         drop(s);
         let mut bctx = BodyCtx::new(ctx, me, id);
         inner.data_received(&mut bctx, &chunk[..len]);
         let (paused, stopped) = (bctx.paused, bctx.stopped);
         let mut s = shared.borrow_mut();
         s.inner = Some(inner);
-        s.buf = chunk;
+        s.decoder.buf = chunk;
         if stopped {
             return Pumped::Stopped;
         }
@@ -658,16 +761,16 @@ fn deliver_end(shared: &Rc<RefCell<Shared>>, ctx: &mut Ctx, mut end: BodyEnd) {
     if let Some(cause) = s.failure.take() {
         end = BodyEnd::Failed(Error::new(Phase::ResponseFailed, cause));
     } else if !matches!(end, BodyEnd::Failed(_))
-        && let Some(slot) = s.slots.iter().find(|slot| !slot.stage.complete())
+        && let Some(coding) = s.decoder.unfinished()
     {
-        let msg = format!("{}: truncated stream", slot.coding.token());
+        let msg = format!("{}: truncated stream", coding.token());
         end = BodyEnd::Failed(Error::new(Phase::ResponseFailed, Cause::Decode(msg)));
     }
     let relay = s.relay.take();
     let trailers = s.trailers.take();
     let agent = s.agent;
     let inner = s.inner.take();
-    s.slots.clear();
+    s.decoder.slots.clear();
     drop(s);
     if let Some(relay) = relay {
         ctx.remove_handler(relay);
@@ -689,27 +792,11 @@ struct DecodeBody {
 
 impl DecodeBody {
     fn new(inner: Box<dyn BodyProtocol>, codings: &[Coding], cap: u64) -> Self {
-        let mut failure = None;
-        let mut slots = Vec::new();
-        for &coding in codings {
-            match new_stage(coding) {
-                Ok(stage) => slots.push(Slot {
-                    coding,
-                    stage,
-                    input: Vec::new(),
-                    pos: 0,
-                    more: false,
-                }),
-                Err(e) => failure = Some(Cause::Decode(e)),
-            }
-        }
+        let (decoder, failure) = Decoder::new(codings, cap);
         DecodeBody {
             shared: Rc::new(RefCell::new(Shared {
                 inner: Some(inner),
-                slots,
-                buf: vec![0; CHUNK],
-                delivered: 0,
-                cap,
+                decoder,
                 failure,
                 end: None,
                 trailers: None,
@@ -760,10 +847,9 @@ impl BodyProtocol for DecodeBody {
             if s.finished || s.failure.is_some() {
                 return;
             }
-            let Some(first) = s.slots.first_mut() else {
+            if !s.decoder.push(data) {
                 return;
-            };
-            first.input.extend_from_slice(data);
+            }
         }
         match pump(&self.shared, body.ctx, body.handle) {
             Pumped::Drained => {}

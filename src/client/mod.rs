@@ -14,6 +14,8 @@ mod cookies;
 mod decode;
 mod download;
 mod error;
+mod fuzz_decode;
+mod fuzz_redirect;
 mod http_client;
 mod multipart;
 mod producer;
@@ -33,6 +35,10 @@ pub use download::{
     ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use error::{Cause, Error, Phase, TimeoutKind};
+#[doc(hidden)]
+pub use fuzz_decode::fuzz_decode;
+#[doc(hidden)]
+pub use fuzz_redirect::fuzz_redirect;
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
 pub use multipart::{Multipart, MultipartProducer, guess_content_type};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};

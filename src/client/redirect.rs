@@ -231,7 +231,8 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
 }
 
 /// What to do with a redirect response.
-enum Next {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Next {
     /// Not a redirect we follow: hand it over.
     Deliver,
     /// Follow it to this URL with this method, keeping the body or not.
@@ -251,7 +252,15 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         drop(response);
         return chain.fail(ctx, Cause::Cancelled);
     }
-    let (url, method, keep_body) = match decide(&chain, &response) {
+    let decision = decide(
+        &chain.config,
+        &chain.url,
+        &chain.method,
+        chain.followed,
+        response.code,
+        &response.headers,
+    );
+    let (url, method, keep_body) = match decision {
         Err(cause) => return chain.fail(ctx, cause),
         Ok(Next::Deliver) => return chain.deliver(ctx, response),
         Ok(Next::Follow {
@@ -260,10 +269,6 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
             keep_body,
         }) => (url, method, keep_body),
     };
-    if chain.followed >= chain.config.max_redirects {
-        let limit = chain.config.max_redirects;
-        return chain.fail(ctx, Cause::TooManyRedirects(limit));
-    }
     if keep_body {
         if let Some(body) = &chain.body
             && !body.rewind()
@@ -273,19 +278,8 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         }
     } else {
         chain.body = None;
-        for name in CONTENT_FIELDS {
-            chain.headers.remove(name);
-        }
     }
-    if chain.url.origin() != url.origin() {
-        for name in CREDENTIALS {
-            chain.headers.remove(name);
-        }
-        chain.headers.remove("host");
-    }
-    if chain.url.scheme() == "https" && url.scheme() == "http" {
-        chain.headers.remove("referer");
-    }
+    carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
     chain.followed += 1;
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
@@ -310,15 +304,22 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     }
 }
 
-/// Applies the policy to a response: deliver it, follow it, or fail.
-fn decide<A: HttpAgent>(chain: &Chain<A>, response: &Response) -> Result<Next, Cause> {
-    let code = response.code;
+/// Applies the policy to a response to `method` on `current`, after `followed` redirects:
+/// deliver it, follow it, or fail. Pure: the caller rewinds the body and edits the headers
+/// ([`carry_headers`]).
+pub(crate) fn decide(
+    config: &RedirectConfig,
+    current: &Url,
+    method: &str,
+    followed: u32,
+    code: u16,
+    headers: &Headers,
+) -> Result<Next, Cause> {
     if !matches!(code, 301 | 302 | 303 | 307 | 308) {
         return Ok(Next::Deliver);
     }
-    let location = location(&response.headers)?;
-    let mut url = chain
-        .url
+    let location = location(headers)?;
+    let mut url = current
         .join(&location)
         .map_err(|_| Cause::InvalidLocation(location.clone()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -327,34 +328,56 @@ fn decide<A: HttpAgent>(chain: &Chain<A>, response: &Response) -> Result<Next, C
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Cause::InvalidLocation(location));
     }
-    if chain.url.scheme() == "https" && url.scheme() == "http" && !chain.config.allow_downgrade {
+    if current.scheme() == "https" && url.scheme() == "http" && !config.allow_downgrade {
         return Err(Cause::RedirectNotAllowed(url.to_string()));
     }
     // Userinfo is kept only when inherited unchanged from the current URL (a relative
     // Location); a Location never brings its own.
-    let inherited = url.origin() == chain.url.origin()
-        && url.username() == chain.url.username()
-        && url.password() == chain.url.password();
+    let inherited = url.origin() == current.origin()
+        && url.username() == current.username()
+        && url.password() == current.password();
     if !inherited {
         let _ = url.set_username("");
         let _ = url.set_password(None);
     }
     // RFC 9110 §10.2.2: a Location without a fragment inherits the request's.
-    if url.fragment().is_none() && chain.url.fragment().is_some() {
-        url.set_fragment(chain.url.fragment());
+    if url.fragment().is_none() && current.fragment().is_some() {
+        url.set_fragment(current.fragment());
     }
-    let method = chain.method.as_str();
     let to_get = match code {
         303 => method != "HEAD",
         301 | 302 => method == "POST",
         _ => false,
     };
     let method = if to_get { "GET" } else { method }.to_string();
+    if followed >= config.max_redirects {
+        return Err(Cause::TooManyRedirects(config.max_redirects));
+    }
     Ok(Next::Follow {
         url,
         method,
         keep_body: !to_get,
     })
+}
+
+/// Edits the request's header fields for the hop from `from` to `to`: content fields go
+/// with the body, credentials (and a caller-set `Host`) on an origin change, `Referer` on
+/// `https` to `http`.
+pub(crate) fn carry_headers(headers: &mut Headers, from: &Url, to: &Url, keep_body: bool) {
+    if !keep_body {
+        for name in CONTENT_FIELDS {
+            headers.remove(name);
+        }
+    }
+    if from.origin() != to.origin() {
+        for name in CREDENTIALS {
+            headers.remove(name);
+        }
+        headers.remove("host");
+    }
+    if from.scheme() == "https" && to.scheme() == "http" {
+        headers.remove("referer");
+    }
 }
 
 /// The single `Location` value (duplicates that agree count as one).

@@ -48,12 +48,15 @@
 
 mod chunked;
 mod fuzz;
+mod fuzz_chunked;
 mod headers;
 mod request;
 mod response;
 
 #[doc(hidden)]
 pub use fuzz::fuzz_response;
+#[doc(hidden)]
+pub use fuzz_chunked::fuzz_chunked;
 pub use headers::Headers;
 
 use chunked::{ChunkedDecoder, Step};
