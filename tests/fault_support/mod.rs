@@ -272,8 +272,9 @@ pub struct RawLog {
     pub requests: Vec<(usize, Vec<u8>)>,
 }
 
-/// A plain TCP server on 127.0.0.1 that hands each accepted connection, with its index, to
-/// `serve`, one at a time, until `stop` or until [`LIMIT`] passes without a connection.
+/// A plain TCP server on 127.0.0.1 that hands each accepted connection, with its index (in
+/// accept order), to `serve` on a thread of its own, until `stop` or until [`LIMIT`] passes
+/// without a connection.
 pub struct RawServer {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<RawLog>>,
@@ -282,7 +283,7 @@ pub struct RawServer {
 }
 
 /// A connection handler of a [`RawServer`].
-pub type Serve = Box<dyn FnMut(usize, TcpStream, &Arc<Mutex<RawLog>>) + Send>;
+pub type Serve = Box<dyn Fn(usize, TcpStream, &Arc<Mutex<RawLog>>) + Send + Sync>;
 
 impl RawServer {
     /// Starts the server on a fresh listener.
@@ -291,16 +292,18 @@ impl RawServer {
     }
 
     /// Starts the server on `listener`.
-    pub fn start_on(listener: TcpListener, mut serve: Serve) -> RawServer {
+    pub fn start_on(listener: TcpListener, serve: Serve) -> RawServer {
         use std::sync::atomic::{AtomicBool, Ordering};
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let log = Arc::new(Mutex::new(RawLog::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (l, st) = (log.clone(), stop.clone());
+        let serve = Arc::new(serve);
         let thread = std::thread::spawn(move || {
             let mut last = Instant::now();
             let mut index = 0;
+            let mut conns = Vec::new();
             while !st.load(Ordering::SeqCst) && last.elapsed() < LIMIT {
                 match listener.accept() {
                     Ok((s, _)) => {
@@ -308,15 +311,20 @@ impl RawServer {
                         s.set_read_timeout(Some(LIMIT)).unwrap();
                         s.set_write_timeout(Some(LIMIT)).unwrap();
                         l.lock().unwrap().connections += 1;
-                        serve(index, s, &l);
+                        let (serve, l) = (serve.clone(), l.clone());
+                        conns.push(std::thread::spawn(move || serve(index, s, &l)));
                         index += 1;
                         last = Instant::now();
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(2));
                     }
-                    Err(_) => return,
+                    Err(_) => break,
                 }
+            }
+            drop(listener);
+            for c in conns {
+                c.join().expect("server connection thread panicked");
             }
         });
         RawServer {
