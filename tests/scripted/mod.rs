@@ -61,7 +61,8 @@ pub fn write(bytes: &[u8]) -> Step {
 pub struct Record {
     /// Raw bytes of each request read, in order, with the index of its connection.
     pub requests: Vec<(usize, Vec<u8>)>,
-    /// Write steps (`Write`, `WriteSplit`, `WriteSlow`) completed, over all connections.
+    /// Write steps (`Write`, `WriteSplit`, `WriteSlow`) finished, over all connections (a
+    /// step that failed because the peer was gone counts too).
     pub writes: usize,
 }
 
@@ -169,8 +170,8 @@ impl ScriptedServer {
         self.record.lock().unwrap().requests.clone()
     }
 
-    /// Write steps completed so far, over all connections (a test awaits this before it
-    /// relies on every byte of a response having been sent).
+    /// Write steps finished so far, over all connections (a test awaits this before it
+    /// relies on every byte of a response having been sent or refused by the peer).
     pub fn writes(&self) -> usize {
         self.record.lock().unwrap().writes
     }
@@ -248,43 +249,13 @@ fn play(mut sock: Stream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record
                 let bytes: Vec<u8> = buf.drain(..n).collect();
                 rec.lock().unwrap().requests.push((index, bytes));
             }
-            Step::Write(bytes) => {
-                if sock.write_all(&bytes).and_then(|_| sock.flush()).is_err() {
+            Step::Write(_) | Step::WriteSplit(..) | Step::WriteSlow(..) => {
+                let sent = write_step(&mut sock, step);
+                // Counted even when the peer is gone: no more bytes can reach it either way.
+                rec.lock().unwrap().writes += 1;
+                if sent.is_err() {
                     return;
                 }
-                rec.lock().unwrap().writes += 1;
-            }
-            Step::WriteSplit(bytes, points) => {
-                let _ = sock.tcp().set_nodelay(true);
-                let mut start = 0;
-                for end in points.into_iter().chain([bytes.len()]) {
-                    let end = end.clamp(start, bytes.len());
-                    if end == start {
-                        continue;
-                    }
-                    if sock
-                        .write_all(&bytes[start..end])
-                        .and_then(|_| sock.flush())
-                        .is_err()
-                    {
-                        return;
-                    }
-                    start = end;
-                    if start < bytes.len() {
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                rec.lock().unwrap().writes += 1;
-            }
-            Step::WriteSlow(bytes, delay) => {
-                let _ = sock.tcp().set_nodelay(true);
-                for b in bytes.chunks(1) {
-                    if sock.write_all(b).and_then(|_| sock.flush()).is_err() {
-                        return;
-                    }
-                    thread::sleep(delay);
-                }
-                rec.lock().unwrap().writes += 1;
             }
             Step::Reset => {
                 let tcp = sock.tcp();
@@ -311,6 +282,40 @@ fn play(mut sock: Stream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record
                 return;
             }
         }
+    }
+}
+
+/// Plays a write step; fails when the peer is gone.
+fn write_step(sock: &mut Stream, step: Step) -> std::io::Result<()> {
+    match step {
+        Step::Write(bytes) => sock.write_all(&bytes).and_then(|_| sock.flush()),
+        Step::WriteSplit(bytes, points) => {
+            sock.tcp().set_nodelay(true)?;
+            let mut start = 0;
+            for end in points.into_iter().chain([bytes.len()]) {
+                let end = end.clamp(start, bytes.len());
+                if end == start {
+                    continue;
+                }
+                sock.write_all(&bytes[start..end])?;
+                sock.flush()?;
+                start = end;
+                if start < bytes.len() {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok(())
+        }
+        Step::WriteSlow(bytes, delay) => {
+            sock.tcp().set_nodelay(true)?;
+            for b in bytes.chunks(1) {
+                sock.write_all(b)?;
+                sock.flush()?;
+                thread::sleep(delay);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
