@@ -1109,6 +1109,10 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
+        // The first attempt's read timer goes with it (the retry arms its own).
+        if let Some(t) = req.read_timer.take() {
+            ctx.cancel_timer(t);
+        }
         req.retried = true;
         req.fresh_only = true;
         req.head_sent = false;
