@@ -33,6 +33,10 @@ use weft::reactor::{Ctx, Reactor, ReactorStats};
 /// The most any single wait in these tests may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
+/// How long [`Baseline::assert_back`] lets closes and cancellations settle. Short on purpose:
+/// a timer or socket that lingers until some far deadline is a leak too.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
 /// Open descriptors of this process, or `None` where `/proc` is missing.
 pub fn open_fds() -> Option<usize> {
     // The directory handle itself is counted each time, so differences are exact.
@@ -65,10 +69,10 @@ impl Baseline {
         }
     }
 
-    /// Turns the reactor (at most [`LIMIT`]) until its counts and the descriptor count are
+    /// Turns the reactor (at most [`SETTLE`]) until its counts and the descriptor count are
     /// back to the baseline, then asserts they are.
     pub fn assert_back(&self, reactor: &mut Reactor) {
-        let deadline = Instant::now() + LIMIT;
+        let deadline = Instant::now() + SETTLE;
         loop {
             reactor.turn(Some(Duration::from_millis(5))).unwrap();
             let now = self.current(reactor);
