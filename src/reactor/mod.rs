@@ -687,4 +687,119 @@ mod tests {
         assert!(reactor.ctx.deferred.is_empty());
         assert!(reactor.ctx.messages.is_empty());
     }
+
+    /// Logs what a client connection sees, as text.
+    struct Logger(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+    impl Protocol for Logger {
+        fn connection_made(&mut self, _: &mut Ctx, _: ConnId) {
+            self.0.borrow_mut().push("made".into());
+        }
+        fn data_received(&mut self, _: &mut Ctx, _: ConnId, data: &[u8]) {
+            let text = String::from_utf8_lossy(data);
+            self.0.borrow_mut().push(format!("data:{text}"));
+        }
+        fn connection_lost(&mut self, _: &mut Ctx, _: ConnId, reason: Disconnect) {
+            self.0.borrow_mut().push(format!("lost:{reason:?}"));
+        }
+    }
+
+    type TextLog = std::rc::Rc<std::cell::RefCell<Vec<String>>>;
+
+    /// Connects a `Logger` to `listener`; returns its id, its log and the server's socket.
+    fn logged_connection(
+        reactor: &mut Reactor,
+        listener: &std::net::TcpListener,
+    ) -> (ConnId, TextLog, std::net::TcpStream) {
+        let log = TextLog::default();
+        let port = listener.local_addr().unwrap().port();
+        let id = reactor.ctx().connect_tcp(
+            "127.0.0.1",
+            port,
+            ConnectOptions::default(),
+            Box::new(Logger(log.clone())),
+        );
+        let (server, _) = listener.accept().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.borrow().is_empty() && Instant::now() < deadline {
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert_eq!(*log.borrow(), ["made"]);
+        (id, log, server)
+    }
+
+    fn inject(reactor: &mut Reactor, id: ConnId) {
+        let token = conn_token(id);
+        reactor.handle_event(Ready {
+            token,
+            readable: true,
+            writable: true,
+        });
+        reactor.settle();
+    }
+
+    /// F12: readiness that is spurious (nothing to read), repeated, or that carries data and
+    /// the close together is processed once: no empty deliveries, one data event, one loss.
+    #[test]
+    fn spurious_repeated_and_coalesced_readiness_is_processed_once() {
+        use std::io::Write;
+        let mut reactor = Reactor::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (id, log, mut server) = logged_connection(&mut reactor, &listener);
+        for _ in 0..3 {
+            inject(&mut reactor, id);
+        }
+        assert_eq!(
+            *log.borrow(),
+            ["made"],
+            "spurious readiness delivered something"
+        );
+        assert_eq!(reactor.stats().connections, 1);
+
+        server.write_all(b"hello").unwrap();
+        drop(server);
+        std::thread::sleep(Duration::from_millis(50));
+        // Data and FIN are both waiting: one injected event sees them together, the second
+        // (and the real ones from the poller) find the connection gone.
+        inject(&mut reactor, id);
+        inject(&mut reactor, id);
+        for _ in 0..5 {
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert_eq!(*log.borrow(), ["made", "data:hello", "lost:PeerClosed"]);
+        assert_eq!(reactor.stats(), ReactorStats::default());
+    }
+
+    /// F12: a slot reused by a new connection gets a new generation, and an event carrying
+    /// the old connection's token never reaches the new one.
+    #[test]
+    fn events_for_a_closed_connection_never_reach_the_one_reusing_its_slot() {
+        use std::io::Write;
+        let mut reactor = Reactor::new().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (old, old_log, _old_server) = logged_connection(&mut reactor, &listener);
+        reactor.ctx().abort_connection(old);
+        for _ in 0..3 {
+            reactor.turn(Some(Duration::ZERO)).unwrap();
+        }
+        assert_eq!(reactor.stats().connections, 0);
+        let (new, new_log, mut server) = logged_connection(&mut reactor, &listener);
+        assert_eq!(new.index, old.index, "the slot is reused");
+        assert_ne!(new.generation, old.generation);
+        assert_ne!(conn_token(new), conn_token(old));
+
+        server.write_all(b"for-new").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        inject(&mut reactor, old);
+        assert_eq!(
+            *new_log.borrow(),
+            ["made"],
+            "the stale event read the new connection"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while new_log.borrow().len() < 2 && Instant::now() < deadline {
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert_eq!(*new_log.borrow(), ["made", "data:for-new"]);
+        assert_eq!(old_log.borrow().len(), 2, "{:?}", old_log.borrow());
+    }
 }
