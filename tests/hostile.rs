@@ -1149,7 +1149,8 @@ fn rt2_failure_on_a_fresh_connection_is_not_retried() {
 
 #[test]
 fn rt3_reset_after_a_post_is_not_retried() {
-    // A pooled connection; the server reads the POST's head and part of its body, then resets.
+    // A pooled connection; the server reads the POST's head (and what came with it), then
+    // resets instead of answering.
     let srv = ScriptedServer::start(vec![
         vec![
             Step::ExpectRequest,
@@ -1368,6 +1369,106 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
         took >= Duration::from_millis(550) && took < Duration::from_secs(3),
         "{took:?}"
     );
+}
+
+#[test]
+fn row30_cookie_scope_table() {
+    // (set from, Set-Cookie value, asked for, cookies sent). Secure, path, host and foreign
+    // domain cases are in client_cookies.rs; Set-Cookie in trailers and 1xx in t1 above.
+    let cases: &[(&str, &str, &str, &[(&str, &str)])] = &[
+        // A single-label Domain (a top-level domain) is refused.
+        (
+            "http://example.com/",
+            "a=1; Domain=com",
+            "http://other.com/",
+            &[],
+        ),
+        (
+            "http://example.com/",
+            "a=1; Domain=.com",
+            "http://example.com/",
+            &[],
+        ),
+        // Domain matching ignores case; a sub-domain gets a domain cookie.
+        (
+            "http://example.com/",
+            "a=1; Domain=EXAMPLE.com",
+            "http://WWW.Example.COM/",
+            &[("a", "1")],
+        ),
+        // IP hosts: host-only, and no domain cookie for a suffix of an address.
+        (
+            "http://127.0.0.1/",
+            "a=1",
+            "http://127.0.0.1/",
+            &[("a", "1")],
+        ),
+        (
+            "http://127.0.0.1/",
+            "a=1; Domain=0.0.1",
+            "http://10.0.0.1/",
+            &[],
+        ),
+        // A trailing dot names another host.
+        (
+            "http://example.com/",
+            "a=1; Domain=example.com.",
+            "http://example.com/",
+            &[],
+        ),
+        ("http://example.com./", "a=1", "http://example.com/", &[]),
+        // Path matching is by segment.
+        (
+            "http://example.com/",
+            "a=1; Path=/p",
+            "http://example.com/pq",
+            &[],
+        ),
+        (
+            "http://example.com/",
+            "a=1; Path=/p",
+            "http://example.com/p/q",
+            &[("a", "1")],
+        ),
+        // Control characters make the whole field ignored.
+        (
+            "http://example.com/",
+            "a=b\x01c",
+            "http://example.com/",
+            &[],
+        ),
+        (
+            "http://example.com/",
+            "a=b\x7fc",
+            "http://example.com/",
+            &[],
+        ),
+        (
+            "http://example.com/",
+            "a=b; Path=/\x00",
+            "http://example.com/",
+            &[],
+        ),
+    ];
+    for (from, set_cookie, to, want) in cases {
+        let jar = CookieJar::new();
+        jar.store_set_cookie(from, set_cookie);
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(jar.cookies_for(to), want, "{from} {set_cookie:?} -> {to}");
+    }
+    // Limits: name and value over 4096 bytes; at most MAX_COOKIES cookies in the jar.
+    let jar = CookieJar::new();
+    assert!(!jar.store_set_cookie("http://example.com/", &format!("a={}", "x".repeat(4096))));
+    assert!(jar.store_set_cookie("http://example.com/", &format!("a={}", "x".repeat(4095))));
+    let jar = CookieJar::new();
+    let taken = (0..CookieJar::MAX_COOKIES + 10)
+        .filter(|i| jar.store_set_cookie("http://example.com/", &format!("c{i}=1")))
+        .count();
+    assert_eq!(taken, CookieJar::MAX_COOKIES);
+    assert_eq!(jar.len(), CookieJar::MAX_COOKIES);
 }
 
 #[test]

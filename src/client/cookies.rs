@@ -5,8 +5,11 @@
 //! `Secure`, `HttpOnly`) come from the `cookie_store` crate. Two deliberate differences from
 //! it: a `Secure` cookie is only ever sent over `https` (the crate, like browsers and curl,
 //! also treats `localhost` and loopback addresses as secure), and the jar is bounded (see
-//! [`CookieJar::MAX_COOKIES`]). No public-suffix list is bundled (it would need a download),
-//! so a `Domain=` attribute naming a public suffix is not refused.
+//! [`CookieJar::MAX_COOKIES`]). As RFC 6265bis asks, a `Set-Cookie` with control characters
+//! (other than HTAB) is ignored, and so is one whose name and value exceed 4096 bytes. No
+//! public-suffix list is bundled (it would need a download): a `Domain=` attribute with a single
+//! label (`Domain=com`) is refused, as curl does without libpsl, but a multi-label public suffix
+//! (`Domain=co.uk`) is not detected.
 
 use std::cell::RefCell;
 use std::fs;
@@ -120,9 +123,27 @@ impl CookieJar {
         if value.len() > Self::MAX_SET_COOKIE {
             return false;
         }
+        // RFC 6265bis section 5.7: a set-cookie-string with a CTL other than HTAB is ignored
+        // entirely (the cookie crate would keep such bytes in the value).
+        if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return false;
+        }
         let Ok(raw) = RawCookie::parse(value.to_string()) else {
             return false;
         };
+        // RFC 6265bis section 5.7: name and value together are at most 4096 bytes.
+        if raw.name().len() + raw.value().len() > 4096 {
+            return false;
+        }
+        // Without a public-suffix list, at least refuse a Domain attribute that is a single
+        // label other than the host itself (`Domain=com` would reach every `.com` site).
+        if let Some(domain) = raw.domain() {
+            let domain = domain.trim_start_matches('.');
+            let host = url.host_str().unwrap_or_default();
+            if !domain.contains('.') && !domain.eq_ignore_ascii_case(host) {
+                return false;
+            }
+        }
         let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
             return false;
         };

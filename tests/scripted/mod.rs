@@ -43,11 +43,8 @@ pub enum Step {
     WriteSplit(Vec<u8>, Vec<usize>),
     /// Write these bytes one at a time, pausing this long after each (`TCP_NODELAY`).
     WriteSlow(Vec<u8>, Duration),
-    /// Abort the connection with a TCP reset. std has no `SO_LINGER`, so this closes the
-    /// socket while bytes the peer sent are still unread in the kernel, which makes Linux send
-    /// RST instead of FIN: the step first waits (at most 2 s) until such bytes are there, so it
-    /// must follow a step that leaves part of a request unread (`ExpectHead` of a request with
-    /// a body larger than 8 KiB, for example).
+    /// Abort the connection with a TCP reset (`SO_LINGER` 0, then close): the peer sees
+    /// `ECONNRESET`, not a FIN.
     Reset,
 }
 
@@ -258,10 +255,7 @@ fn play(mut sock: Stream, index: usize, script: Vec<Step>, rec: Arc<Mutex<Record
                 }
             }
             Step::Reset => {
-                let tcp = sock.tcp();
-                let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = tcp.peek(&mut [0u8; 1]);
-                // Dropping the socket with unread bytes: the kernel answers with RST.
+                let _ = socket2::SockRef::from(sock.tcp()).set_linger(Some(Duration::ZERO));
                 return;
             }
             Step::Sleep(d) => thread::sleep(d),
