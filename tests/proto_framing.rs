@@ -720,6 +720,20 @@ fn bare_lf_and_leading_blank_lines_in_head() {
 }
 
 #[test]
+fn leading_blank_lines_count_toward_the_head_cap() {
+    let config = Config {
+        max_head_size: 64,
+        ..Config::default()
+    };
+    let mut resp = b"\r\n".repeat(40);
+    resp.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_err(
+        &run_with("GET", config, &resp, false),
+        ProtocolError::HeadTooLarge,
+    );
+}
+
+#[test]
 fn head_too_large() {
     let config = Config {
         max_head_size: 64,

@@ -625,6 +625,9 @@ impl ClientConnection {
                 }
             } else if input[i] == b'\n' {
                 self.head_buf.clear();
+                // The CR held from the previous input counts too, as it does when the CRLF
+                // arrives in one piece: the cap must not depend on how the input is split.
+                self.leading_blank += 1;
                 1
             } else {
                 break;
