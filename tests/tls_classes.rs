@@ -50,12 +50,15 @@ struct Chain {
     key: PrivateKeyDer<'static>,
 }
 
+/// A date: year, month, day.
+type Ymd = (i32, u8, u8);
+
 /// How a leaf differs from a good one.
 #[derive(Default)]
 struct LeafSpec {
     /// SANs; `None`: none at all (CN only).
     names: Option<Vec<&'static str>>,
-    validity: Option<((i32, u8, u8), (i32, u8, u8))>,
+    validity: Option<(Ymd, Ymd)>,
     eku: Option<ExtendedKeyUsagePurpose>,
 }
 
