@@ -584,9 +584,9 @@ fn f8_connect_timeout_at_the_configured_value() {
     let err = out.error().expect("the connect never completes");
     assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Connect), "{err}");
     assert_eq!(err.phase(), Phase::RequestNotSent);
-    // ±10 % (plus one reactor turn of slack above).
+    // ±10 %, plus slack above for one reactor turn and scheduling on a busy machine.
     assert!(
-        took >= timeout * 9 / 10 && took <= timeout * 11 / 10 + Duration::from_millis(20),
+        took >= timeout * 9 / 10 && took <= timeout * 11 / 10 + Duration::from_millis(60),
         "{took:?}"
     );
     assert_nothing_pooled(&mut reactor, agent);
