@@ -1216,6 +1216,31 @@ fn q1_host_target_without_userinfo_or_fragment() {
 }
 
 #[test]
+fn q1_user_agent_is_weft_unless_the_caller_sets_one() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        Step::Write(OK_HELLO.to_vec()),
+        Step::ExpectRequest,
+        Step::Write(OK_HELLO.to_vec()),
+        Step::WaitClose,
+    ]]);
+    let mut own = Req::get(srv.url("/own"));
+    own.headers.append("User-Agent", b"mine/1");
+    let outs = scripted::run_sequential(test_config(), vec![Req::get(srv.url("/")), own]);
+    assert!(outs.iter().all(|o| o.is_done()));
+    let reqs = srv.requests();
+    let first = String::from_utf8_lossy(&reqs[0].1).into_owned();
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        first.contains(&format!("\r\nUser-Agent: weft/{version}\r\n")),
+        "{first}"
+    );
+    let second = String::from_utf8_lossy(&reqs[1].1).into_owned();
+    assert!(second.contains("\r\nUser-Agent: mine/1\r\n"), "{second}");
+    assert_eq!(second.matches("User-Agent").count(), 1, "{second}");
+}
+
+#[test]
 fn q4_control_bytes_in_any_request_part_fail_before_connecting() {
     let srv = ScriptedServer::start(vec![vec![
         Step::ExpectRequest,
@@ -1371,11 +1396,19 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
     );
 }
 
+/// A cookie case: set from, `Set-Cookie` value, asked for, cookies sent.
+type CookieCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 #[test]
 fn row30_cookie_scope_table() {
     // (set from, Set-Cookie value, asked for, cookies sent). Secure, path, host and foreign
     // domain cases are in client_cookies.rs; Set-Cookie in trailers and 1xx in t1 above.
-    let cases: &[(&str, &str, &str, &[(&str, &str)])] = &[
+    let cases: &[CookieCase] = &[
         // A single-label Domain (a top-level domain) is refused.
         (
             "http://example.com/",
@@ -1463,6 +1496,8 @@ fn row30_cookie_scope_table() {
     let jar = CookieJar::new();
     assert!(!jar.store_set_cookie("http://example.com/", &format!("a={}", "x".repeat(4096))));
     assert!(jar.store_set_cookie("http://example.com/", &format!("a={}", "x".repeat(4095))));
+    let long = format!("a=1; X={}", "y".repeat(CookieJar::MAX_SET_COOKIE));
+    assert!(!jar.store_set_cookie("http://example.com/", &long));
     let jar = CookieJar::new();
     let taken = (0..CookieJar::MAX_COOKIES + 10)
         .filter(|i| jar.store_set_cookie("http://example.com/", &format!("c{i}=1")))

@@ -525,6 +525,9 @@ fn te_and_cl_decode_chunked_and_close() {
     let out = get(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     assert_ok(&out, 200, b"hello", false, false);
     assert_eq!(out.framing, Some(Framing::Chunked));
+    // The Content-Length beside Transfer-Encoding is not used, so not validated either.
+    let out = get(b"HTTP/1.1 200 OK\r\nContent-Length: crap\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    assert_ok(&out, 200, b"hello", false, false);
 }
 
 #[test]
@@ -731,6 +734,25 @@ fn leading_blank_lines_count_toward_the_head_cap() {
         &run_with("GET", config, &resp, false),
         ProtocolError::HeadTooLarge,
     );
+}
+
+#[test]
+fn reason_phrase_is_reported_not_interpreted() {
+    for (line, reason) in [
+        (&b"HTTP/1.1 200 OK"[..], "OK"),
+        (b"HTTP/1.1 404 Fine Anyway", "Fine Anyway"),
+        (b"HTTP/1.1 200", ""),
+        // Not UTF-8: reported as empty, never an error.
+        (b"HTTP/1.1 200 \xffOK\x80", ""),
+    ] {
+        let mut resp = line.to_vec();
+        resp.extend_from_slice(b"\r\nContent-Length: 0\r\n\r\n");
+        let mut conn = connection("GET", Config::default());
+        match conn.receive(&resp) {
+            Ok((_, Event::Head(h))) => assert_eq!(h.reason, reason, "{line:?}"),
+            other => panic!("{line:?}: {other:?}"),
+        }
+    }
 }
 
 #[test]
