@@ -1396,6 +1396,62 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
     );
 }
 
+#[test]
+fn row24_growing_location_and_set_cookie_stop_at_the_limits() {
+    // Every hop answers with a longer Location and a longer Set-Cookie, on one connection.
+    let hop = |n: usize| {
+        let location = "l".repeat(n * 4000);
+        let cookie = "v".repeat(n * 300);
+        Step::Write(
+            format!(
+                "HTTP/1.1 302 Found\r\nLocation: /{location}\r\nSet-Cookie: c{n}={cookie}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+        )
+    };
+    let mut script = Vec::new();
+    for n in 1..=11 {
+        script.extend([Step::ExpectRequest, hop(n)]);
+    }
+    script.push(Step::WaitClose);
+    // A Location longer than the head cap fails the request instead of growing memory.
+    let huge = format!(
+        "HTTP/1.1 302 Found\r\nLocation: /{}\r\nContent-Length: 0\r\n\r\n",
+        "h".repeat(70_000)
+    );
+    let srv = ScriptedServer::start(vec![
+        script,
+        vec![
+            Step::ExpectRequest,
+            Step::Write(huge.into_bytes()),
+            Step::WaitClose,
+        ],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let jar = CookieJar::new();
+    let agent = weft::client::RedirectAgent::new(
+        CookieAgent::new(Agent::new(reactor.ctx(), test_config()), jar.clone()),
+        weft::client::RedirectConfig::default(),
+    );
+    let r = wrapped::run_via(
+        &mut reactor,
+        &agent,
+        weft::client::Request::get(&srv.url("/")),
+    );
+    let err = r.out.error().expect("too many redirects");
+    assert_eq!(err.cause(), &Cause::TooManyRedirects(10), "{err}");
+    let reqs = srv.requests();
+    assert_eq!(reqs.len(), 11, "the 11th redirect is not followed");
+    assert_eq!(jar.len(), 11);
+    assert_eq!(srv.connections(), 1);
+    // A fresh agent for the oversized head (the first connection is still held).
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/huge")));
+    turn_until(&mut reactor, LIMIT, || finished(&slot));
+    let err = slot.borrow().error().cloned().expect("head too large");
+    assert_eq!(err.cause(), &Cause::Protocol(ProtocolError::HeadTooLarge));
+}
+
 /// A cookie case: set from, `Set-Cookie` value, asked for, cookies sent.
 type CookieCase = (
     &'static str,
