@@ -363,7 +363,8 @@ struct Conn {
     pending: Vec<u8>,
     /// The connection was lost while `pending` still held bytes.
     eof: Option<Disconnect>,
-    idle_timer: Option<TimerId>,
+    /// The idle timer and its tag, while the connection waits in the pool.
+    idle_timer: Option<(TimerId, u64)>,
     keep_alive_hint: Option<Duration>,
     /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
     tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
@@ -388,6 +389,46 @@ enum TimerTarget {
     Read(RequestId),
 }
 
+// A timer's tag says what it is for: the kind in the top bits, the request id (or an idle
+// serial) below. No table of pending timers is kept, so a cancelled timer leaves nothing behind.
+const TAG_KIND: u64 = 0b111 << 61;
+const TAG_IDLE: u64 = 1 << 61;
+const TAG_TOTAL: u64 = 2 << 61;
+const TAG_QUEUE: u64 = 3 << 61;
+const TAG_CONTINUE: u64 = 4 << 61;
+const TAG_READ: u64 = 5 << 61;
+
+impl TimerTarget {
+    /// The tag to set the timer with; an idle timer gets a fresh serial mapped to its
+    /// connection (request ids stay far below 2^61).
+    fn tag(self, agent: &mut AgentState) -> u64 {
+        match self {
+            TimerTarget::Idle(cid) => {
+                agent.idle_seq += 1;
+                agent.idle_tags.insert(agent.idle_seq | TAG_IDLE, cid);
+                agent.idle_seq | TAG_IDLE
+            }
+            TimerTarget::Total(id) => id.0 | TAG_TOTAL,
+            TimerTarget::Queue(id) => id.0 | TAG_QUEUE,
+            TimerTarget::Continue(id) => id.0 | TAG_CONTINUE,
+            TimerTarget::Read(id) => id.0 | TAG_READ,
+        }
+    }
+
+    /// The target of a fired timer's tag (`None` for an idle timer already forgotten).
+    fn from_tag(tag: u64, agent: &mut AgentState) -> Option<TimerTarget> {
+        let id = RequestId(tag & !TAG_KIND);
+        Some(match tag & TAG_KIND {
+            TAG_IDLE => TimerTarget::Idle(agent.idle_tags.remove(&tag)?),
+            TAG_TOTAL => TimerTarget::Total(id),
+            TAG_QUEUE => TimerTarget::Queue(id),
+            TAG_CONTINUE => TimerTarget::Continue(id),
+            TAG_READ => TimerTarget::Read(id),
+            _ => return None,
+        })
+    }
+}
+
 struct AgentState {
     me: Option<HandlerId>,
     config: AgentConfig,
@@ -396,8 +437,9 @@ struct AgentState {
     hosts: HashMap<PoolKey, HostPool>,
     active_total: usize,
     waiting_seq: u64,
-    timers: HashMap<u64, TimerTarget>,
-    timer_seq: u64,
+    /// The connections whose idle timer carries each idle tag (see [`TimerTarget::tag`]).
+    idle_tags: HashMap<u64, ConnId>,
+    idle_seq: u64,
     scratch: Vec<u8>,
     /// Requests whose head was delivered but whose body is not attached yet.
     unattached: Vec<RequestId>,
@@ -419,8 +461,8 @@ impl AgentState {
             hosts: HashMap::new(),
             active_total: 0,
             waiting_seq: 0,
-            timers: HashMap::new(),
-            timer_seq: 0,
+            idle_tags: HashMap::new(),
+            idle_seq: 0,
             scratch: Vec::with_capacity(1024),
             unattached: Vec::new(),
             closed: false,
@@ -433,9 +475,25 @@ impl AgentState {
     }
 
     fn set_timer(&mut self, ctx: &mut Ctx, delay: Duration, target: TimerTarget) -> TimerId {
-        self.timer_seq += 1;
-        self.timers.insert(self.timer_seq, target);
-        ctx.set_timer(delay, self.me(), self.timer_seq)
+        let tag = target.tag(self);
+        ctx.set_timer(delay, self.me(), tag)
+    }
+
+    /// Arms the idle timer of a pooled connection.
+    fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
+        let timer = self.set_timer(ctx, delay, TimerTarget::Idle(cid));
+        let tag = self.idle_seq | TAG_IDLE;
+        if let Some(conn) = self.conns.get_mut(&cid) {
+            conn.idle_timer = Some((timer, tag));
+        }
+    }
+
+    /// Cancels an idle timer and forgets its tag.
+    fn cancel_idle_timer(&mut self, ctx: &mut Ctx, timer: Option<(TimerId, u64)>) {
+        if let Some((t, tag)) = timer {
+            ctx.cancel_timer(t);
+            self.idle_tags.remove(&tag);
+        }
     }
 
     // ---- submission -------------------------------------------------------------------
@@ -608,9 +666,8 @@ impl AgentState {
             let Some(conn) = self.conns.get_mut(&cid) else {
                 continue;
             };
-            if let Some(t) = conn.idle_timer.take() {
-                ctx.cancel_timer(t);
-            }
+            let timer = conn.idle_timer.take();
+            self.cancel_idle_timer(ctx, timer);
             if ctx.is_open(cid) {
                 return Some(cid);
             }
@@ -1160,10 +1217,8 @@ impl AgentState {
             .flat_map(|h| h.idle.drain(..))
             .collect();
         for cid in idle {
-            if let Some(conn) = self.conns.remove(&cid)
-                && let Some(t) = conn.idle_timer
-            {
-                ctx.cancel_timer(t);
+            if let Some(conn) = self.conns.remove(&cid) {
+                self.cancel_idle_timer(ctx, conn.idle_timer);
             }
             ctx.lose_connection(cid);
         }
@@ -1235,10 +1290,7 @@ impl AgentState {
             }
             // Idle connections are read so that a close (or stray bytes) is seen at once.
             ctx.resume_reading(cid);
-            let timer = self.set_timer(ctx, timeout, TimerTarget::Idle(cid));
-            if let Some(conn) = self.conns.get_mut(&cid) {
-                conn.idle_timer = Some(timer);
-            }
+            self.set_idle_timer(ctx, cid, timeout);
         } else {
             self.conns.remove(&cid);
             ctx.lose_connection(cid);
@@ -1256,9 +1308,7 @@ impl AgentState {
         let Some(conn) = self.conns.remove(&cid) else {
             return;
         };
-        if let Some(t) = conn.idle_timer {
-            ctx.cancel_timer(t);
-        }
+        self.cancel_idle_timer(ctx, conn.idle_timer);
         if let Some(host) = self.hosts.get_mut(&conn.key) {
             if conn.req.is_some() {
                 host.active -= 1;
@@ -1474,7 +1524,7 @@ impl Protocol for AgentState {
     }
 
     fn timer_fired(&mut self, ctx: &mut Ctx, tag: u64) {
-        if let Some(target) = self.timers.remove(&tag) {
+        if let Some(target) = TimerTarget::from_tag(tag, self) {
             self.timer(ctx, target);
         }
     }

@@ -388,9 +388,11 @@ master_process off;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
+# Room for the load tests' 10,000 concurrent connections (the soak script raises the limit).
+worker_rlimit_nofile 20000;
 
 events {{
-    worker_connections 1024;
+    worker_connections 12000;
 }}
 
 http {{
