@@ -579,6 +579,11 @@ fn l5_l6_hostile_mix_soak() {
         open_fds(),
         rss_kib()
     );
+    // The scripted servers live in this process: their sockets count in `fds`, so weft's own
+    // share is read from the reactor.
+    let rs = reactor.stats();
+    println!("L5/L6: reactor {rs:?}");
     assert_eq!(bad.ok.get(), 0, "a hostile answer was taken for a good one");
     assert!(st.idle <= 16, "{st:?}");
+    assert!(rs.connections <= 16 && rs.registrations <= 16, "{rs:?}");
 }
