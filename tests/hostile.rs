@@ -11,6 +11,7 @@
 //!   own response, on the same connection when the fixture leaves it reusable and on a new one
 //!   otherwise, and never a byte of the fixture.
 
+mod fault_support;
 mod proto_support;
 mod scripted;
 mod servers;
@@ -660,6 +661,9 @@ fn check_agent(f: &Fixture, mode: Mode) {
     ]);
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
+    // The global invariants: whatever the fixture did, connections, registrations, timers and
+    // descriptors come back once the pool is emptied.
+    let baseline = fault_support::Baseline::take(&mut reactor);
     let one = issue(
         reactor.ctx(),
         agent,
@@ -701,6 +705,8 @@ fn check_agent(f: &Fixture, mode: Mode) {
     let expected: &[u8] = if reuse { b"reused" } else { b"fresh!" };
     assert_eq!(two.body, expected, "{ctx}: second {two:?}");
     assert_eq!(srv.connections(), if reuse { 1 } else { 2 }, "{ctx}");
+    agent.close_idle(reactor.ctx());
+    baseline.assert_back(&mut reactor);
 }
 
 /// Every fixture of `row`, through the core and through the Agent in every write mode.

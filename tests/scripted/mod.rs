@@ -522,6 +522,18 @@ pub fn run_sequential(config: AgentConfig, reqs: Vec<Req>) -> Vec<Outcome> {
         }
         out.push(slot.borrow().clone());
     }
+    // Global invariants: once the pool is emptied, nothing of these requests is left in the
+    // reactor (connections, registrations, timers, queued notifications).
+    agent.close_idle(reactor.ctx());
+    let settled = Instant::now() + Duration::from_secs(1);
+    loop {
+        reactor.turn(Some(Duration::from_millis(5))).unwrap();
+        let st = reactor.stats();
+        if st.connections == 0 && st.registrations == 0 && st.timers == 0 && st.queued == 0 {
+            break;
+        }
+        assert!(Instant::now() < settled, "left behind: {st:?}");
+    }
     out
 }
 
