@@ -10,9 +10,9 @@
 mod fault_support;
 mod scripted;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use fault_support::{Baseline, assert_nothing_pooled, config, run};
+use fault_support::{Baseline, assert_nothing_pooled, config, pool_stats, run, turn_for};
 use scripted::{ScriptedServer, Step};
 use weft::client::{Agent, BodyEnd, BytesProducer, Phase};
 use weft::reactor::Reactor;
@@ -72,6 +72,15 @@ fn a_reset_after_every_byte_count_ends_each_request_once_and_cleanly() {
                 None => panic!("cut at {n}: no outcome"),
             }
             cases += 1;
+            if out.error().is_none() {
+                // A whole response may reach the pool before the reset does; the reset must
+                // then evict it promptly (idle connections are read).
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while pool_stats(&mut reactor, agent).idle > 0 {
+                    assert!(Instant::now() < deadline, "cut at {n}: reset not noticed");
+                    turn_for(&mut reactor, Duration::from_millis(5));
+                }
+            }
             assert_nothing_pooled(&mut reactor, agent);
         }
         baseline.assert_back(&mut reactor);
