@@ -1,0 +1,256 @@
+//! `limit`: the floor for an HTTP/1.1 client on mio + httparse. No API, no URL parsing per
+//! request, no per-request allocation: the request bytes are built once, `conns` connections
+//! each send them again as soon as the previous response ends, one read buffer is shared by
+//! all connections (a connection keeps only the few bytes of a head or chunk-size line cut by
+//! a read), and bodies are counted, not stored. Content-Length and chunked framing only.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::Params;
+use crate::meter::{Meter, live_heap, report_idle, rss_kib};
+
+const READ_BUF: usize = 256 << 10;
+
+enum State {
+    Head,
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    ChunkCrlf,
+    Trailers,
+}
+
+struct Conn {
+    stream: TcpStream,
+    connected: bool,
+    state: State,
+    body: u64,
+    /// Bytes cut by the end of a read (a partial head or chunk line); usually empty.
+    pending: Vec<u8>,
+}
+
+fn bad(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+fn find_crlf(data: &[u8]) -> Option<usize> {
+    data.windows(2).position(|w| w == b"\r\n")
+}
+
+impl Conn {
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        let n = self.stream.write(request)?;
+        if n != request.len() {
+            return Err(bad("short write of a request"));
+        }
+        Ok(())
+    }
+
+    /// Consumes a prefix of `data`; returns its length and the body size of a response that
+    /// ended (at most one: no pipelining).
+    fn process(&mut self, data: &[u8]) -> io::Result<(usize, Option<u64>)> {
+        let mut pos = 0;
+        loop {
+            let rest = &data[pos..];
+            match self.state {
+                State::Head => {
+                    if rest.is_empty() {
+                        return Ok((pos, None));
+                    }
+                    let mut headers = [httparse::EMPTY_HEADER; 32];
+                    let mut response = httparse::Response::new(&mut headers);
+                    let n = match response.parse(rest).map_err(|e| bad(&e.to_string()))? {
+                        httparse::Status::Complete(n) => n,
+                        httparse::Status::Partial => return Ok((pos, None)),
+                    };
+                    pos += n;
+                    let mut next = State::Length(0);
+                    for h in response.headers.iter() {
+                        if h.name.eq_ignore_ascii_case("content-length") {
+                            let v = std::str::from_utf8(h.value).map_err(|_| bad("length"))?;
+                            next = State::Length(v.trim().parse().map_err(|_| bad("length"))?);
+                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                            next = State::ChunkSize;
+                        }
+                    }
+                    self.state = next;
+                    if let State::Length(0) = self.state {
+                        return Ok((pos, Some(self.finish())));
+                    }
+                }
+                State::Length(left) | State::ChunkData(left) => {
+                    if rest.is_empty() {
+                        return Ok((pos, None));
+                    }
+                    let take = left.min(rest.len() as u64);
+                    pos += take as usize;
+                    self.body += take;
+                    let left = left - take;
+                    self.state = match self.state {
+                        State::Length(_) if left == 0 => return Ok((pos, Some(self.finish()))),
+                        State::Length(_) => State::Length(left),
+                        _ if left == 0 => State::ChunkCrlf,
+                        _ => State::ChunkData(left),
+                    };
+                }
+                State::ChunkSize => {
+                    let Some(end) = find_crlf(rest) else {
+                        return Ok((pos, None));
+                    };
+                    let line = &rest[..end];
+                    let hex = line.split(|&b| b == b';').next().unwrap_or(b"");
+                    let hex = std::str::from_utf8(hex).map_err(|_| bad("chunk size"))?;
+                    let size =
+                        u64::from_str_radix(hex.trim(), 16).map_err(|_| bad("chunk size"))?;
+                    pos += end + 2;
+                    self.state = if size == 0 {
+                        State::Trailers
+                    } else {
+                        State::ChunkData(size)
+                    };
+                }
+                State::ChunkCrlf => {
+                    if rest.len() < 2 {
+                        return Ok((pos, None));
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err(bad("chunk CRLF"));
+                    }
+                    pos += 2;
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers => {
+                    let Some(end) = find_crlf(rest) else {
+                        return Ok((pos, None));
+                    };
+                    pos += end + 2;
+                    if end == 0 {
+                        return Ok((pos, Some(self.finish())));
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) -> u64 {
+        self.state = State::Head;
+        std::mem::take(&mut self.body)
+    }
+
+    /// Reads until the socket would block. Each ended response goes to `on_end`, which says
+    /// whether to send the next request; returns true when it said no.
+    fn readable(
+        &mut self,
+        buf: &mut [u8],
+        request: &[u8],
+        on_end: &mut impl FnMut(u64) -> bool,
+    ) -> io::Result<bool> {
+        let mut stopped = false;
+        let mut filled = self.pending.len();
+        buf[..filled].copy_from_slice(&self.pending);
+        self.pending.clear();
+        loop {
+            match self.stream.read(&mut buf[filled..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => {
+                    filled += n;
+                    let (used, ended) = self.process(&buf[..filled])?;
+                    if let Some(body) = ended {
+                        if on_end(body) {
+                            self.send(request)?;
+                        } else {
+                            stopped = true;
+                        }
+                    }
+                    buf.copy_within(used..filled, 0);
+                    filled -= used;
+                    if filled == buf.len() {
+                        return Err(bad("head larger than the read buffer"));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pending.extend_from_slice(&buf[..filled]);
+        Ok(stopped)
+    }
+}
+
+/// Runs `conns` connections; `on_end` gets each ended body and says whether to send another
+/// request on that connection; returns when `on_end` has said no for every connection.
+fn drive(p: &Params, mut on_end: impl FnMut(u64) -> bool) -> io::Result<Vec<Conn>> {
+    let request = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", p.path, p.addr).into_bytes();
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut conns = Vec::with_capacity(p.conns);
+    for i in 0..p.conns {
+        let mut stream = TcpStream::connect(p.addr)?;
+        poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        conns.push(Conn {
+            stream,
+            connected: false,
+            state: State::Head,
+            body: 0,
+            pending: Vec::new(),
+        });
+    }
+    let mut buf = vec![0u8; READ_BUF];
+    let mut running = p.conns;
+    while running > 0 {
+        poll.poll(&mut events, None)?;
+        for event in events.iter() {
+            let c = &mut conns[event.token().0];
+            if !c.connected {
+                if let Some(e) = c.stream.take_error()? {
+                    return Err(e);
+                }
+                match c.stream.peer_addr() {
+                    Ok(_) => {
+                        c.connected = true;
+                        let _ = c.stream.set_nodelay(true);
+                        c.send(&request)?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if event.is_readable() && c.readable(&mut buf, &request, &mut on_end)? {
+                running -= 1;
+            }
+        }
+    }
+    Ok(conns)
+}
+
+/// `limit`: the load run.
+pub fn run(p: &Params, meter: Meter) -> Result<(), String> {
+    drive(p, |body| {
+        meter.done(body);
+        true
+    })
+    .map(drop)
+    .map_err(|e| e.to_string())
+}
+
+/// `idle limit`: one request per connection, then the connections held open.
+pub fn idle(p: &Params) -> Result<(), String> {
+    let (rss_before, heap_before) = (rss_kib(), live_heap());
+    let mut seen = 0usize;
+    let conns = drive(p, |_| {
+        seen += 1;
+        false
+    })
+    .map_err(|e| e.to_string())?;
+    report_idle("limit", seen, rss_before, heap_before);
+    drop(conns);
+    Ok(())
+}

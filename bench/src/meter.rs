@@ -1,0 +1,142 @@
+//! The measured window: counts completed requests and body bytes, and snapshots wall time,
+//! CPU time and heap allocations when warm-up ends and when the window closes.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{GLOBAL, Params};
+
+/// Clock ticks per second of `/proc/*/stat` (USER_HZ: 100 on every Linux build that matters).
+const TICKS_PER_SEC: u64 = 100;
+
+/// User and system CPU time of this process, all threads, in clock ticks.
+pub fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces: count fields after its closing ')'.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of the whole line are 12 and 13 after the name.
+    let get = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (get(11), get(12))
+}
+
+/// Resident set size, KiB (VmRSS of /proc/self/status).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Bytes live on the heap now.
+pub fn live_heap() -> i64 {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
+}
+
+#[derive(Clone, Copy)]
+struct Snapshot {
+    at: Instant,
+    requests: u64,
+    bytes: u64,
+    user: u64,
+    sys: u64,
+    allocs: u64,
+    alloc_bytes: u64,
+}
+
+impl Snapshot {
+    fn take(requests: u64, bytes: u64) -> Snapshot {
+        let (user, sys) = cpu_ticks();
+        let s = GLOBAL.stats();
+        Snapshot {
+            at: Instant::now(),
+            requests,
+            bytes,
+            user,
+            sys,
+            allocs: (s.allocations + s.reallocations) as u64,
+            alloc_bytes: s.bytes_allocated as u64,
+        }
+    }
+}
+
+struct State {
+    name: String,
+    warmup_end: Instant,
+    duration: Duration,
+    requests: u64,
+    bytes: u64,
+    start: Option<Snapshot>,
+}
+
+/// Shared by every task or thread of a client; cloning shares the counts.
+#[derive(Clone)]
+pub struct Meter(Arc<Mutex<State>>);
+
+impl Meter {
+    /// A meter whose warm-up starts now.
+    pub fn new(name: &str, p: &Params) -> Meter {
+        Meter(Arc::new(Mutex::new(State {
+            name: name.to_string(),
+            warmup_end: Instant::now() + Duration::from_secs_f64(p.warmup),
+            duration: Duration::from_secs_f64(p.duration),
+            requests: 0,
+            bytes: 0,
+            start: None,
+        })))
+    }
+
+    /// One request finished with `bytes` of body. When the window closes this prints the
+    /// result line and ends the process (no client needs an orderly shutdown to be measured).
+    pub fn done(&self, bytes: u64) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.requests += 1;
+        s.bytes += bytes;
+        let now = Instant::now();
+        match s.start {
+            None => {
+                if now >= s.warmup_end {
+                    s.start = Some(Snapshot::take(s.requests, s.bytes));
+                }
+            }
+            Some(start) => {
+                if now.duration_since(start.at) >= s.duration {
+                    let end = Snapshot::take(s.requests, s.bytes);
+                    let us = |ticks: u64| ticks * (1_000_000 / TICKS_PER_SEC);
+                    println!(
+                        "result client={} requests={} bytes={} wall_s={:.6} user_us={} sys_us={} allocs={} alloc_bytes={}",
+                        s.name,
+                        end.requests - start.requests,
+                        end.bytes - start.bytes,
+                        end.at.duration_since(start.at).as_secs_f64(),
+                        us(end.user - start.user),
+                        us(end.sys - start.sys),
+                        end.allocs - start.allocs,
+                        end.alloc_bytes - start.alloc_bytes,
+                    );
+                    std::process::exit(0);
+                }
+            }
+        }
+    }
+}
+
+/// Prints the line of an `idle` run.
+pub fn report_idle(name: &str, conns: usize, rss_before: u64, heap_before: i64) {
+    println!(
+        "idle client={name} conns={conns} fds={} rss_before_kib={rss_before} rss_after_kib={} heap_bytes={}",
+        open_fds(),
+        rss_kib(),
+        live_heap() - heap_before
+    );
+}

@@ -1,0 +1,183 @@
+//! weft's two APIs: the Agent with a counting body protocol, and `HttpClient::fetch`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, ClientConfig, HttpClient};
+use weft::proto::Headers;
+use weft::reactor::{Ctx, Reactor};
+
+use crate::Params;
+use crate::meter::{Meter, live_heap, report_idle, rss_kib};
+
+/// A pool sized for `conns` requests in flight, without the per-request total timeout (the
+/// 100 MiB body on a busy machine must not trip it).
+fn config(conns: usize) -> AgentConfig {
+    AgentConfig {
+        max_idle_per_host: conns,
+        max_active_per_host: conns,
+        max_active_total: conns,
+        timeout: None,
+        ..AgentConfig::default()
+    }
+}
+
+struct Shared {
+    agent: Agent,
+    url: String,
+    meter: Meter,
+}
+
+/// Counts body bytes; at the end, reports the request and issues the next one.
+struct Count {
+    bytes: u64,
+    shared: Rc<Shared>,
+}
+
+impl BodyProtocol for Count {
+    fn data_received(&mut self, _body: &mut BodyCtx<'_>, data: &[u8]) {
+        self.bytes += data.len() as u64;
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
+        if !reason.is_done() {
+            eprintln!("weft-agent: body ended with {reason:?}");
+            std::process::exit(1);
+        }
+        self.shared.meter.done(self.bytes);
+        issue(ctx, self.shared.clone());
+    }
+}
+
+fn issue(ctx: &mut Ctx, shared: Rc<Shared>) {
+    let s = shared.clone();
+    shared.agent.request(
+        ctx,
+        "GET",
+        &shared.url,
+        Headers::new(),
+        None,
+        move |ctx, result| match result {
+            Ok(response) => response.deliver_body(
+                ctx,
+                Count {
+                    bytes: 0,
+                    shared: s,
+                },
+            ),
+            Err(e) => {
+                eprintln!("weft-agent: {e}");
+                std::process::exit(1);
+            }
+        },
+    );
+}
+
+/// `weft-agent`: `conns` requests in flight; each finished body issues the next request.
+pub fn agent(p: &Params, meter: Meter) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    let agent = Agent::new(reactor.ctx(), config(p.conns));
+    let shared = Rc::new(Shared {
+        agent,
+        url: p.url.clone(),
+        meter,
+    });
+    for _ in 0..p.conns {
+        issue(reactor.ctx(), shared.clone());
+    }
+    reactor.run().map_err(|e| e.to_string())
+}
+
+fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {
+    let (c, u) = (client.clone(), url.clone());
+    client
+        .get(&url)
+        .fetch(ctx, move |ctx, result| match result {
+            Ok(r) => {
+                meter.done(r.body.len() as u64);
+                fetch(ctx, c, u, meter);
+            }
+            Err(e) => {
+                eprintln!("weft-client: {e}");
+                std::process::exit(1);
+            }
+        });
+}
+
+/// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
+pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    let config = ClientConfig {
+        agent: config(p.conns),
+        max_body: 256 << 20,
+        ..ClientConfig::default()
+    };
+    let client = Rc::new(HttpClient::new(reactor.ctx(), config));
+    let url: Rc<str> = p.url.as_str().into();
+    for _ in 0..p.conns {
+        fetch(reactor.ctx(), client.clone(), url.clone(), meter.clone());
+    }
+    reactor.run().map_err(|e| e.to_string())
+}
+
+/// Discards a body, counting nothing.
+struct Drain(Rc<Cell<usize>>);
+
+impl BodyProtocol for Drain {
+    fn data_received(&mut self, _body: &mut BodyCtx<'_>, _data: &[u8]) {}
+
+    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
+        if !reason.is_done() {
+            eprintln!("weft-agent idle: body ended with {reason:?}");
+            std::process::exit(1);
+        }
+        self.0.set(self.0.get() - 1);
+        if self.0.get() == 0 {
+            ctx.stop();
+        }
+    }
+}
+
+/// `idle weft-agent`: `conns` requests at once, then the connections idle in the pool.
+pub fn idle(p: &Params) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    let agent = Agent::new(reactor.ctx(), config(p.conns));
+    reactor
+        .ctx()
+        .call_later(std::time::Duration::from_millis(1), |ctx| ctx.stop());
+    reactor.run().map_err(|e| e.to_string())?;
+    let (rss_before, heap_before) = (rss_kib(), live_heap());
+    let pending = Rc::new(Cell::new(p.conns));
+    for _ in 0..p.conns {
+        let pending = pending.clone();
+        agent.request(
+            reactor.ctx(),
+            "GET",
+            &p.url,
+            Headers::new(),
+            None,
+            move |ctx, result| match result {
+                Ok(r) => r.deliver_body(ctx, Drain(pending)),
+                Err(e) => {
+                    eprintln!("weft-agent idle: {e}");
+                    std::process::exit(1);
+                }
+            },
+        );
+    }
+    reactor.run().map_err(|e| e.to_string())?;
+    // Let the last connections go back to the pool, then look at the pool.
+    let idle = Rc::new(Cell::new(0));
+    let seen = idle.clone();
+    agent.stats(reactor.ctx(), move |ctx, s| {
+        seen.set(s.idle);
+        ctx.stop();
+    });
+    reactor.run().map_err(|e| e.to_string())?;
+    eprintln!(
+        "weft-agent idle: {} connections idle in the pool",
+        idle.get()
+    );
+    report_idle("weft-agent", idle.get(), rss_before, heap_before);
+    Ok(())
+}
