@@ -10,12 +10,13 @@
 //! for `--duration` seconds, and prints one line:
 //!
 //! ```text
-//! result client=NAME requests=R bytes=B wall_s=W user_us=U sys_us=S allocs=A alloc_bytes=AB
+//! result client=NAME requests=R bytes=B wall_s=W user_us=U sys_us=S allocs=A alloc_bytes=AB max_gap_ms=G
 //! ```
 //!
 //! counted over the measured window only: completed requests, body bytes, wall time, this
 //! process's user and system CPU time (all threads, from `/proc/self/stat`), and heap
-//! allocations (a counting global allocator, `stats_alloc`).
+//! allocations (a counting global allocator, `stats_alloc`), and the longest time between two
+//! completed requests (a stall shows there).
 //!
 //! `idle` opens `--conns` keep-alive connections (one request each, all at once), lets them
 //! fall idle in the client's pool, and prints the growth of RSS and of the live heap:

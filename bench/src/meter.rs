@@ -77,6 +77,9 @@ struct State {
     requests: u64,
     bytes: u64,
     start: Option<Snapshot>,
+    /// When the last request finished, and the longest wait between two in the window.
+    last: Instant,
+    max_gap: Duration,
 }
 
 /// Shared by every task or thread of a client; cloning shares the counts.
@@ -93,6 +96,8 @@ impl Meter {
             requests: 0,
             bytes: 0,
             start: None,
+            last: Instant::now(),
+            max_gap: Duration::ZERO,
         })))
     }
 
@@ -103,6 +108,8 @@ impl Meter {
         s.requests += 1;
         s.bytes += bytes;
         let now = Instant::now();
+        let gap = now.duration_since(s.last);
+        s.last = now;
         match s.start {
             None => {
                 if now >= s.warmup_end {
@@ -110,11 +117,12 @@ impl Meter {
                 }
             }
             Some(start) => {
+                s.max_gap = s.max_gap.max(gap);
                 if now.duration_since(start.at) >= s.duration {
                     let end = Snapshot::take(s.requests, s.bytes);
                     let us = |ticks: u64| ticks * (1_000_000 / TICKS_PER_SEC);
                     println!(
-                        "result client={} requests={} bytes={} wall_s={:.6} user_us={} sys_us={} allocs={} alloc_bytes={}",
+                        "result client={} requests={} bytes={} wall_s={:.6} user_us={} sys_us={} allocs={} alloc_bytes={} max_gap_ms={:.3}",
                         s.name,
                         end.requests - start.requests,
                         end.bytes - start.bytes,
@@ -123,6 +131,7 @@ impl Meter {
                         us(end.sys - start.sys),
                         end.allocs - start.allocs,
                         end.alloc_bytes - start.alloc_bytes,
+                        s.max_gap.as_secs_f64() * 1e3,
                     );
                     std::process::exit(0);
                 }
