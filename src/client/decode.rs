@@ -265,7 +265,8 @@ pub(crate) fn plan(config: &DecodeConfig, headers: &Headers) -> Plan {
 /// One coding's streaming decoder.
 trait Stage {
     /// Decodes some of `input` into `out`: (bytes consumed, bytes produced). Called with empty
-    /// input to flush output held back when `out` was full.
+    /// input to flush output held back (when `out` was full, or at the end of an internal
+    /// window).
     fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String>;
     /// Whether the input so far is a complete stream.
     fn complete(&self) -> bool;
@@ -560,7 +561,9 @@ struct Slot {
     stage: Box<dyn Stage>,
     input: Vec<u8>,
     pos: usize,
-    /// The last step filled the output: the decoder may hold more.
+    /// The last step produced output: the decoder may hold more, even when that output did
+    /// not fill the buffer (inflate stops at the end of its internal window), so it is
+    /// called again, with no input if need be, until it produces nothing.
     more: bool,
 }
 
@@ -678,7 +681,7 @@ impl Decoder {
                 slot.input.clear();
                 slot.pos = 0;
             }
-            slot.more = p == self.buf.len();
+            slot.more = p > 0;
             if p > 0 {
                 if i + 1 == n {
                     return Ok(Some(p));
