@@ -19,7 +19,8 @@
 //! completed requests (a stall shows there).
 //!
 //! `idle` opens `--conns` keep-alive connections (one request each, all at once), lets them
-//! fall idle in the client's pool, and prints the growth of RSS and of the live heap:
+//! fall idle in the client's pool, and prints the growth of RSS and of the live heap (over TLS
+//! with an `https://` URL and `--ca PEM`, for weft-agent and reqwest):
 //!
 //! ```text
 //! idle client=NAME conns=N fds=F rss_before_kib=A rss_after_kib=B heap_bytes=H
@@ -71,6 +72,9 @@ pub struct Params {
     pub warmup: f64,
     /// Seconds measured.
     pub duration: f64,
+    /// PEM file of the CA that signed the server's certificate (`https://` URLs, idle mode of
+    /// weft-agent and reqwest only).
+    pub ca: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Params, String> {
@@ -78,6 +82,7 @@ fn parse(args: &[String]) -> Result<Params, String> {
     let mut conns = 1usize;
     let mut warmup = 1.0f64;
     let mut duration = 5.0f64;
+    let mut ca = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -85,6 +90,7 @@ fn parse(args: &[String]) -> Result<Params, String> {
             "--url" => url = Some(value()?.clone()),
             "--conns" => conns = value()?.parse().map_err(|e| format!("--conns: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
+            "--ca" => ca = Some(value()?.clone()),
             "--duration" => duration = value()?.parse().map_err(|e| format!("--duration: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -92,7 +98,8 @@ fn parse(args: &[String]) -> Result<Params, String> {
     let url = url.ok_or("--url is required")?;
     let rest = url
         .strip_prefix("http://")
-        .ok_or("only http:// URLs (an IP literal and a port)")?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("only http:// and https:// URLs (an IP literal and a port)")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -110,13 +117,14 @@ fn parse(args: &[String]) -> Result<Params, String> {
         conns,
         warmup,
         duration,
+        ca,
     })
 }
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: weft-bench client|idle NAME --url http://IP:PORT/PATH [--conns N] \
-         [--warmup SECS] [--duration SECS]\n       weft-bench list\nclients: {}",
+         [--warmup SECS] [--duration SECS] [--ca PEM]\n       weft-bench list\nclients: {}",
         CLIENTS.join(" ")
     );
     ExitCode::from(2)

@@ -126,8 +126,14 @@ pub fn hyper_conn(p: &Params, meter: Meter) -> Result<(), String> {
     Ok(())
 }
 
-fn reqwest_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+fn reqwest_client(ca: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{ca}: {e}"))?;
+        let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)
@@ -137,7 +143,7 @@ fn reqwest_client() -> Result<reqwest::Client, String> {
 
 /// `reqwest`: one `reqwest::Client`, `conns` tasks, bodies read chunk by chunk.
 pub fn reqwest(p: &Params, meter: Meter) -> Result<(), String> {
-    let client = reqwest_client()?;
+    let client = reqwest_client(p.ca.as_deref())?;
     let (url, conns) = (p.url.clone(), p.conns);
     runtime()?.block_on(async move {
         for _ in 0..conns {
@@ -252,7 +258,7 @@ pub fn hyper_conn_idle(p: &Params) -> Result<(), String> {
 
 /// `idle reqwest`: `conns` requests at once, then the client's pool holds the connections.
 pub fn reqwest_idle(p: &Params) -> Result<(), String> {
-    let client = reqwest_client()?;
+    let client = reqwest_client(p.ca.as_deref())?;
     let (url, conns) = (p.url.clone(), p.conns);
     runtime()?.block_on(async move {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -273,7 +279,16 @@ pub fn reqwest_idle(p: &Params) -> Result<(), String> {
             let _ = t.await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        report_idle("reqwest", conns, rss_before, heap_before);
+        report_idle(
+            if url.starts_with("https") {
+                "reqwest-tls"
+            } else {
+                "reqwest"
+            },
+            conns,
+            rss_before,
+            heap_before,
+        );
     });
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, ClientConfig, HttpClient};
 use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor};
+use weft::tls::TlsConnector;
 
 use crate::Params;
 use crate::meter::{Meter, live_heap, report_idle, rss_kib};
@@ -141,7 +142,11 @@ impl BodyProtocol for Drain {
 /// `idle weft-agent`: `conns` requests at once, then the connections idle in the pool.
 pub fn idle(p: &Params) -> Result<(), String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
-    let agent = Agent::new(reactor.ctx(), config(p.conns));
+    let mut config = config(p.conns);
+    if let Some(ca) = &p.ca {
+        config.tls = TlsConnector::with_root_pem_file(ca.as_ref()).map_err(|e| e.to_string())?;
+    }
+    let agent = Agent::new(reactor.ctx(), config);
     reactor
         .ctx()
         .call_later(std::time::Duration::from_millis(1), |ctx| ctx.stop());
@@ -178,6 +183,11 @@ pub fn idle(p: &Params) -> Result<(), String> {
         "weft-agent idle: {} connections idle in the pool",
         idle.get()
     );
-    report_idle("weft-agent", idle.get(), rss_before, heap_before);
+    let name = if p.url.starts_with("https") {
+        "weft-agent-tls"
+    } else {
+        "weft-agent"
+    };
+    report_idle(name, idle.get(), rss_before, heap_before);
     Ok(())
 }
