@@ -19,6 +19,9 @@ use super::transport::discard_unread;
 use super::{ConnectOptions, Ctx, Deferred, HIGH_WATER, HandlerSlot, Listener, Protocol};
 use crate::tls::{TlsConnector, TlsStage};
 
+/// The least length at which a handler's list of timers is pruned.
+const MIN_PRUNE: usize = 32;
+
 impl Ctx {
     /// The time of the current loop iteration (read once per turn).
     pub fn now(&self) -> Instant {
@@ -38,6 +41,7 @@ impl Ctx {
             generation,
             proto: Some(handler),
             timers: Vec::new(),
+            prune_at: MIN_PRUNE,
         })
     }
 
@@ -96,9 +100,10 @@ impl Ctx {
         let Some(slot) = self.handlers.get_mut(handler) else {
             return TimerId(u64::MAX);
         };
-        if slot.timers.len() >= 32 {
+        if slot.timers.len() >= slot.prune_at {
             let timers = &self.timers;
             slot.timers.retain(|t| timers.contains(*t));
+            slot.prune_at = (2 * slot.timers.len()).max(MIN_PRUNE);
         }
         slot.timers.push(seq);
         TimerId(seq)

@@ -157,6 +157,10 @@ struct HandlerSlot {
     proto: Option<Box<dyn Protocol>>,
     /// Its `set_timer` timers (some may have fired; pruned now and then).
     timers: Vec<u64>,
+    /// Prune `timers` when it reaches this length: twice what survived the last pruning, so
+    /// a handler with many live timers (an agent with hundreds of connections) pays O(1) per
+    /// timer on average rather than a scan of them all.
+    prune_at: usize,
 }
 
 impl Generational for HandlerSlot {
