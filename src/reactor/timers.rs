@@ -5,7 +5,9 @@
 //! is always a live timer and [`Timers::next_deadline`] is exact).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 /// What a timer does when it fires.
@@ -20,7 +22,8 @@ pub(super) enum TimerKind<C> {
 
 pub(super) struct Timers<C> {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
-    live: HashMap<u64, TimerKind<C>>,
+    /// Keyed by sequence number (ours, never a peer's): a fast hash.
+    live: FxHashMap<u64, TimerKind<C>>,
     next_seq: u64,
 }
 
@@ -28,7 +31,7 @@ impl<C> Timers<C> {
     pub(super) fn new() -> Self {
         Timers {
             heap: BinaryHeap::new(),
-            live: HashMap::new(),
+            live: FxHashMap::default(),
             next_seq: 0,
         }
     }
