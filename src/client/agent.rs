@@ -240,14 +240,16 @@ impl HttpAgent for Agent {
     }
 }
 
+/// Where a pooled connection goes. Cloned for every request (queue, host table, request):
+/// the names are shared, so a clone allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PoolKey {
     https: bool,
-    host: String,
+    host: Rc<str>,
     port: u16,
     tls: usize,
     /// The proxy the connection goes through, if any.
-    proxy: Option<(String, u16)>,
+    proxy: Option<(Rc<str>, u16)>,
 }
 
 #[derive(Default)]
@@ -1657,7 +1659,7 @@ fn prepare(
     let proxy = config.proxies.proxy_for(&url);
     let mut key = PoolKey {
         https,
-        host: connect_host.to_ascii_lowercase(),
+        host: connect_host.to_ascii_lowercase().into(),
         port,
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
@@ -1672,7 +1674,7 @@ fn prepare(
         Some(proxy) => {
             let (proxy_host, proxy_port) = host_and_port(proxy)?;
             let auth = proxy_authorization(proxy);
-            key.proxy = Some((proxy_host.to_ascii_lowercase(), proxy_port));
+            key.proxy = Some((proxy_host.to_ascii_lowercase().into(), proxy_port));
             let tunnel = if https {
                 let mut connect_headers = Headers::new();
                 if let Some(auth) = &auth {
@@ -1687,7 +1689,7 @@ fn prepare(
                 // Plain http goes to the proxy in absolute form; one pooled connection to the
                 // proxy serves every origin.
                 target = absolute_target(&url);
-                key.host.clear();
+                key.host = "".into();
                 key.port = 0;
                 if let Some(auth) = &auth
                     && !headers.contains("proxy-authorization")
