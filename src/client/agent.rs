@@ -439,7 +439,9 @@ struct AgentState {
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
     reqs: FxHashMap<RequestId, Req>,
-    conns: FxHashMap<ConnId, Conn>,
+    /// Boxed: the table holds a pointer per slot, so its spare capacity costs 8 bytes a slot
+    /// rather than a whole connection's state (10,000 idle connections: ~250 B each saved).
+    conns: FxHashMap<ConnId, Box<Conn>>,
     hosts: HashMap<PoolKey, HostPool>,
     active_total: usize,
     waiting_seq: u64,
@@ -651,7 +653,7 @@ impl AgentState {
         self.stats.connections_opened += 1;
         self.conns.insert(
             cid,
-            Conn {
+            Box::new(Conn {
                 key,
                 proto: ClientConnection::new(self.config.limits.clone()),
                 req: Some(id),
@@ -661,7 +663,7 @@ impl AgentState {
                 idle_timer: None,
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
-            },
+            }),
         );
     }
 
@@ -1215,6 +1217,15 @@ impl AgentState {
         }
     }
 
+    /// Gives back the request table's memory after a burst: a table sized for 10,000 requests
+    /// in flight would otherwise stay that large (hundreds of bytes per slot) while the pool
+    /// sits idle. Shrinks only once it is a quarter full, so the cost stays amortised O(1).
+    fn trim_tables(&mut self) {
+        if self.reqs.capacity() > 64 && self.reqs.len() * 4 < self.reqs.capacity() {
+            self.reqs.shrink_to(self.reqs.len() * 2);
+        }
+    }
+
     /// Closes every idle pooled connection.
     fn close_idle(&mut self, ctx: &mut Ctx) {
         let idle: Vec<ConnId> = self
@@ -1276,10 +1287,15 @@ impl AgentState {
 
     /// Returns a connection whose response was read to its end to the idle pool.
     fn release_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        self.trim_tables();
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
         conn.req = None;
+        // An idle connection keeps no buffer it does not need (see `trim_tables` too).
+        if conn.pending.capacity() > 0 && conn.pending.is_empty() {
+            conn.pending = Vec::new();
+        }
         let host = self.hosts.entry(conn.key.clone()).or_default();
         host.active -= 1;
         self.active_total -= 1;

@@ -79,7 +79,9 @@ pub(super) struct Conn {
     pub(super) interest: Option<Interest>,
     pub(super) addrs: VecDeque<SocketAddr>,
     pub(super) last_error: Option<io::Error>,
-    pub(super) tls: Option<TlsStage>,
+    /// Boxed: a TLS session is about a kilobyte, and most pooled connections of a plain-HTTP
+    /// client never have one (this keeps an idle connection's slot small).
+    pub(super) tls: Option<Box<TlsStage>>,
     pub(super) close_notify_sent: bool,
     pub(super) wbuf: Vec<u8>,
     pub(super) wpos: usize,
@@ -199,7 +201,7 @@ impl Ctx {
             match TlsStage::new(connector, bare) {
                 Ok(stage) => {
                     if let Some(conn) = self.conns.get_mut(id) {
-                        conn.tls = Some(stage);
+                        conn.tls = Some(Box::new(stage));
                     }
                 }
                 Err(e) => {
@@ -349,6 +351,8 @@ impl Ctx {
             return;
         };
         conn.state = State::Open;
+        // The other addresses were only for failing over while connecting.
+        conn.addrs = VecDeque::new();
         let owner = conn.owner;
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);

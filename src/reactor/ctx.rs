@@ -303,7 +303,7 @@ impl Ctx {
             return;
         }
         c.plain_left = c.pending();
-        c.tls = Some(stage);
+        c.tls = Some(Box::new(stage));
         c.upgrading = true;
         if c.eof {
             // The read path reports it; no readiness event may come for it.
