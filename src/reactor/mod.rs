@@ -256,6 +256,8 @@ struct Ready {
     token: Token,
     readable: bool,
     writable: bool,
+    /// The peer's end is closed (or the socket failed): read until end-of-file.
+    read_closed: bool,
 }
 
 /// The event loop.
@@ -399,6 +401,7 @@ impl Reactor {
             token: e.token(),
             readable: e.is_readable() || e.is_read_closed() || e.is_error(),
             writable: e.is_writable() || e.is_write_closed(),
+            read_closed: e.is_read_closed() || e.is_error(),
         }));
 
         self.run_remote_calls();
@@ -454,7 +457,7 @@ impl Reactor {
             self.ctx.connect_ready(id);
         }
         if event.readable {
-            self.read_conn(id);
+            self.read_conn_on_event(id, !event.read_closed);
         }
         if event.writable {
             self.ctx.flush(id);
@@ -737,6 +740,7 @@ mod tests {
             token,
             readable: true,
             writable: true,
+            read_closed: false,
         });
         reactor.settle();
     }

@@ -204,6 +204,16 @@ impl Reactor {
     /// Reads until the socket would block (at most [`READS_PER_EVENT`] reads), delivering the
     /// bytes, unless the connection is paused, closing or not made yet.
     pub(super) fn read_conn(&mut self, id: ConnId) {
+        self.read_conn_on_event(id, false);
+    }
+
+    /// [`Reactor::read_conn`] for a fresh readiness event. With `short_read_drains` (the
+    /// event did not report the peer's close), a plain-TCP read that does not fill the buffer
+    /// has emptied the socket: the next read would only say `WouldBlock`, so it is skipped
+    /// (one `recv` per response instead of two). Edge-triggered readiness reports any byte or
+    /// close that arrives later as a new event, so nothing is missed; reads that are not for
+    /// a fresh event (after a pause, a handshake) still go on to `WouldBlock`.
+    pub(super) fn read_conn_on_event(&mut self, id: ConnId, short_read_drains: bool) {
         let mut reads = 0;
         loop {
             let ctx = &mut self.ctx;
@@ -275,6 +285,9 @@ impl Reactor {
                             p.data_received(ctx, id, &self.read_buf[..n])
                         });
                         ctx.flush_dirty();
+                        if short_read_drains && n < self.read_buf.len() {
+                            return;
+                        }
                         Step::Continue
                     }
                     Err(e) => io_step(ctx, id, &e),
