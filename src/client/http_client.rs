@@ -471,7 +471,13 @@ impl RequestBuilder {
                     phrase: std::mem::take(&mut response.phrase),
                     headers: std::mem::take(&mut response.headers),
                     trailers: Headers::new(),
-                    body: Vec::new(),
+                    // The declared length, within the cap, up front: no copy at each doubling
+                    // of a large body (untouched capacity is not resident).
+                    body: Vec::with_capacity(
+                        response
+                            .length
+                            .map_or(0, |len| usize::try_from(len.min(max_body)).unwrap_or(0)),
+                    ),
                     url: response.url.clone(),
                     timing: response.timing,
                     total: Duration::ZERO,

@@ -103,11 +103,19 @@ impl Response {
         max_bytes: u64,
         done: impl FnOnce(&mut Ctx, Result<Collected, Error>) + 'static,
     ) {
+        // A declared length is reserved up front (never past the cap), so a large body is not
+        // copied again at every doubling; untouched capacity costs no resident memory.
+        let reserve = self
+            .length
+            .map_or(0, |len| usize::try_from(len.min(max_bytes)).unwrap_or(0));
         self.deliver_body(
             ctx,
             Collector {
                 max: max_bytes,
-                out: Collected::default(),
+                out: Collected {
+                    body: Vec::with_capacity(reserve),
+                    ..Collected::default()
+                },
                 done: Some(Box::new(done)),
                 overflow: false,
             },
