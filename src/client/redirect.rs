@@ -77,7 +77,10 @@ const CONTENT_FIELDS: [&str; 7] = [
     "expect",
 ];
 
-/// An [`HttpAgent`] that follows redirects (see the [module docs](self) for the policy).
+/// An [`HttpAgent`] that follows redirects: 301/302/303 turn a `POST` into a bodyless `GET`,
+/// 307/308 keep the method and a rewindable body, credentials are dropped when the origin
+/// changes, `https` to `http` is refused unless allowed (the policy page, docs/http-support.md,
+/// lists every rule with its test).
 ///
 /// The final [`Response`] has the final `url`, one [`PreviousResponse`] per hop followed in
 /// `history` (after any history the inner agent reported for that hop), and the time spent on
