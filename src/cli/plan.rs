@@ -276,12 +276,12 @@ pub fn build_all(
             args.urls.len()
         )));
     }
-    if args.urls.len() > 1 && matches!(template_body(args)?, BodySource::Stdin) {
+    let template = build(args, read)?;
+    if args.urls.len() > 1 && template.body == BodySource::Stdin {
         return Err(PlanError::Usage(
             "--data-binary @- can feed one URL only".into(),
         ));
     }
-    let template = build(args, read)?;
     let mut plans = Vec::with_capacity(args.urls.len());
     for (i, url) in args.urls.iter().enumerate() {
         let mut plan = template.clone();
@@ -295,11 +295,6 @@ pub fn build_all(
         plans.push(plan);
     }
     Ok(plans)
-}
-
-/// The body kind the data options ask for, without reading any file.
-fn template_body(args: &Args) -> Result<BodySource, PlanError> {
-    body_source(&args.data_args, &mut |_| Ok(Vec::new()))
 }
 
 /// Where the output of URL number `i` goes: its `-o`, else the remote name with `-O`, else
