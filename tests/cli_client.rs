@@ -461,3 +461,49 @@ fn a_streamed_file_body_is_replayed_through_a_307() {
     assert_eq!(v["data"], "streamed from disk, sent twice");
     assert_eq!(v["url"], bin.url("/post"));
 }
+
+#[test]
+fn continue_at_refuses_answers_that_do_not_continue_the_file() {
+    let dir = TestDir::new("weft-cli-resume3");
+    let file = dir.join("f.txt");
+    let answers: [&[u8]; 3] = [
+        // 206 without a Content-Range: where the bytes go is unknown.
+        b"HTTP/1.1 206 Partial Content\r\nContent-Length: 3\r\n\r\nllo",
+        // 416 whose total is not the file's size: the file is not the server's.
+        b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */9\r\nContent-Length: 0\r\n\r\n",
+        // Any other status: its body must not be appended to (or replace) the file.
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found",
+    ];
+    for answer in answers {
+        let server = ScriptedServer::start(vec![vec![
+            Step::ExpectRequest,
+            write(answer),
+            Step::WaitClose,
+        ]]);
+        fs::write(&file, "hel").unwrap();
+        let err = fails(
+            &["-C", "-", "-o", file.to_str().unwrap(), &server.url("/f")],
+            33,
+        );
+        assert!(err.contains("resume"), "{err}");
+        assert_eq!(fs::read(&file).unwrap(), b"hel", "{err}");
+    }
+}
+
+#[test]
+fn bad_proxy_cookie_file_and_etag_destination_are_typed_failures() {
+    let nginx = Nginx::start();
+    let dir = TestDir::new("weft-cli-bad");
+    let url = nginx.http_url("/hello.txt");
+    // A proxy that is not http:// is refused before anything is sent.
+    let err = fails(&["-x", "socks5://127.0.0.1:1", &url], 97);
+    assert!(err.contains("proxy"), "{err}");
+    // A cookie file that exists but cannot be read as one (a directory) is a read error.
+    let err = fails(&["-b", dir.path().to_str().unwrap(), &url], 26);
+    assert!(err.contains("cookies"), "{err}");
+    // The ETag cannot be saved: the body is still written, the run fails as a write error.
+    let nowhere = dir.join("no/such/dir/etag");
+    let out = weft(&["--etag-save", nowhere.to_str().unwrap(), &url]);
+    assert_eq!(out.status.code(), Some(23), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, b"hello world\n");
+}
