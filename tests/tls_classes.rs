@@ -88,6 +88,21 @@ fn good_names() -> Option<Vec<&'static str>> {
     Some(vec!["weft.test"])
 }
 
+/// A leaf for the right name issued by `issuer`, served with the CA certificates `sent`
+/// after it (what a server sends as its chain).
+fn chain_from(issuer: &Issuer, sent: &[&Issuer]) -> Chain {
+    let (cert, key) = leaf(
+        LeafSpec {
+            names: good_names(),
+            ..LeafSpec::default()
+        },
+        issuer,
+    );
+    let mut certs = vec![cert];
+    certs.extend(sent.iter().map(|ca| ca.der().clone()));
+    Chain { certs, key }
+}
+
 /// The PKI of one test: a trusted root, an intermediate under it, and an unrelated CA.
 struct Pki {
     root: Issuer,
@@ -242,17 +257,7 @@ fn control_a_good_chain_succeeds_and_the_server_sees_the_request() {
 #[test]
 fn control_leaf_with_its_intermediate_succeeds() {
     let pki = Pki::new();
-    let (cert, key) = leaf(
-        LeafSpec {
-            names: good_names(),
-            ..LeafSpec::default()
-        },
-        &pki.intermediate,
-    );
-    let chain = Chain {
-        certs: vec![cert, pki.intermediate.der().clone()],
-        key,
-    };
+    let chain = chain_from(&pki.intermediate, &[&pki.intermediate]);
     let (out, decrypted, _) = fetch(chain, pki.connector());
     assert!(out.is_done(), "{:?}", out.result);
     assert!(!decrypted.is_empty());
@@ -303,51 +308,21 @@ fn self_signed_certificate() {
 #[test]
 fn chain_ending_in_an_unknown_root() {
     let pki = Pki::new();
-    let (cert, key) = leaf(
-        LeafSpec {
-            names: good_names(),
-            ..LeafSpec::default()
-        },
-        &pki.stranger,
-    );
-    let chain = Chain {
-        certs: vec![cert, pki.stranger.der().clone()],
-        key,
-    };
+    let chain = chain_from(&pki.stranger, &[&pki.stranger]);
     assert_refused(chain, pki.connector(), TlsError::UntrustedRoot);
 }
 
 #[test]
 fn leaf_from_an_unknown_ca_sent_alone() {
     let pki = Pki::new();
-    let (cert, key) = leaf(
-        LeafSpec {
-            names: good_names(),
-            ..LeafSpec::default()
-        },
-        &pki.stranger,
-    );
-    let chain = Chain {
-        certs: vec![cert],
-        key,
-    };
+    let chain = chain_from(&pki.stranger, &[]);
     assert_refused(chain, pki.connector(), TlsError::UnknownIssuer);
 }
 
 #[test]
 fn missing_intermediate() {
     let pki = Pki::new();
-    let (cert, key) = leaf(
-        LeafSpec {
-            names: good_names(),
-            ..LeafSpec::default()
-        },
-        &pki.intermediate,
-    );
-    let chain = Chain {
-        certs: vec![cert],
-        key,
-    };
+    let chain = chain_from(&pki.intermediate, &[]);
     assert_refused(chain, pki.connector(), TlsError::UnknownIssuer);
 }
 
