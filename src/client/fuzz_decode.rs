@@ -132,19 +132,7 @@ pub fn fuzz_decode(data: &[u8]) {
     // Decoding, whole and in pieces.
     let cap = config.max_decoded_size;
     let whole = run(&undo, cap, body, &mut || usize::MAX);
-    let mut state = u64::from(*seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut pieces = move || match next() % 4 {
-        0 => 1,
-        1 => (next() % 8) as usize + 1,
-        2 => (next() % 64) as usize + 1,
-        _ => (next() % 1024) as usize + 1,
-    };
+    let mut pieces = crate::proto::piece_lengths(*seed, [8, 64, 1024]);
     let split = run(&undo, cap, body, &mut pieces);
     for r in [&whole, &split] {
         assert!(r.out.len() as u64 <= cap);

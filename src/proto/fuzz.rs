@@ -15,13 +15,7 @@ pub fn fuzz_response(data: &[u8]) {
         return;
     };
     let method = if ctl & 1 == 0 { "GET" } else { "HEAD" };
-    let mut seed = u64::from(ctl >> 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut pieces = piece_lengths(ctl >> 1, [8, 512, 512]);
     let config = Config {
         max_head_size: 4096,
         max_headers: 16,
@@ -47,11 +41,7 @@ pub fn fuzz_response(data: &[u8]) {
     // Every `receive` call consumes a byte or changes state; this bound catches a stuck loop.
     let mut budget = response.len() * 4 + 64;
     'pieces: while pos < response.len() {
-        let piece_len = match next() % 4 {
-            0 => 1,
-            1 => (next() % 8) as usize + 1,
-            _ => (next() % 512) as usize + 1,
-        };
+        let piece_len = pieces();
         let end = (pos + piece_len).min(response.len());
         let mut rest = &response[pos..end];
         pos = end;
@@ -95,4 +85,21 @@ pub fn fuzz_response(data: &[u8]) {
         }
     }
     assert_eq!(conn.body_received() as usize, data_total);
+}
+
+/// The lengths the fuzz bodies cut their input into, from one seed byte (a xorshift stream,
+/// so a corpus input always splits the same way): a quarter of the pieces are one byte long,
+/// the others up to `max[0]`, `max[1]` or `max[2]` bytes, a quarter each.
+pub(crate) fn piece_lengths(seed: u8, max: [u64; 3]) -> impl FnMut() -> usize {
+    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    move || match next() % 4 {
+        0 => 1,
+        k => (next() % max[k as usize - 1]) as usize + 1,
+    }
 }

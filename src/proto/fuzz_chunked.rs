@@ -370,19 +370,7 @@ pub fn fuzz_chunked(data: &[u8]) {
 
     // The same decoder after reset, fed in pieces.
     dec.reset();
-    let mut state = u64::from(*seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let mut pieces = move || match next() % 4 {
-        0 => 1,
-        1 => (next() % 4) as usize + 1,
-        2 => (next() % 16) as usize + 1,
-        _ => (next() % 256) as usize + 1,
-    };
+    let mut pieces = super::fuzz::piece_lengths(*seed, [4, 16, 256]);
     let split = production(&mut dec, body, &config, &mut pieces);
     compare(&split, &want, body, &config, "split input");
 }
