@@ -1,4 +1,4 @@
-//! Replays the checked-in corpora of the `chunked`, `redirect` and `decode` fuzz targets
+//! Replays the checked-in corpora of the `chunked`, `redirect`, `decode` and `client` fuzz targets
 //! through the targets' logic, so stable `cargo test` runs them (the `response` corpus has its
 //! own test, `proto_fuzz_corpus.rs`).
 
@@ -106,4 +106,32 @@ fn decode_logic_handles_degenerate_inputs() {
     weft::client::fuzz_decode(b"\x17\x00\x00br\n\x00");
     weft::client::fuzz_decode(b"\x17\x00\x00zstd\n\x28\xb5\x2f\xfd");
     weft::client::fuzz_decode(b"\x17\x00\x00deflate\n\x78");
+}
+
+#[test]
+fn replay_client_corpus() {
+    // Wrapper sets from none to all, one to four requests, every body mode, a few split seeds.
+    let variants: Vec<[u8; 2]> = [0x00u8, 0x01, 0x03, 0x07, 0x0f, 0x1f, 0x60, 0xff]
+        .into_iter()
+        .flat_map(|flags| [0u8, 1, 2, 3, 0x55, 0xaa].map(|body| [flags, body]))
+        .collect();
+    let variants: Vec<&[u8]> = variants.iter().map(|v| &v[..]).collect();
+    replay("client", 12, &variants, weft::client::fuzz_client);
+}
+
+#[test]
+fn client_logic_handles_degenerate_inputs() {
+    weft::client::fuzz_client(b"");
+    weft::client::fuzz_client(b"\x00");
+    // No response at all: every request's connection is closed on it.
+    weft::client::fuzz_client(b"\x60\x00");
+    weft::client::fuzz_client(b"\x60\x00#~##~##~#");
+    // Endless redirects to itself, with every wrapper.
+    let redirect = b"HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n";
+    let mut input = b"\x1f\x00".to_vec();
+    for _ in 0..8 {
+        input.extend_from_slice(redirect);
+        input.extend_from_slice(b"#~#");
+    }
+    weft::client::fuzz_client(&input);
 }

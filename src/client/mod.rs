@@ -14,6 +14,7 @@ mod cookies;
 mod decode;
 mod download;
 mod error;
+mod fuzz_client;
 mod fuzz_decode;
 mod fuzz_redirect;
 mod http_client;
@@ -35,6 +36,8 @@ pub use download::{
     ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use error::{Cause, Error, Phase, TimeoutKind};
+#[doc(hidden)]
+pub use fuzz_client::fuzz_client;
 #[doc(hidden)]
 pub use fuzz_decode::fuzz_decode;
 #[doc(hidden)]

@@ -13,11 +13,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use mio::Interest;
-use mio::net::TcpStream;
 
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, conn_token};
 use super::slots::Generational;
+use super::stream::Stream;
 use super::timers::TimerKind;
 use super::{ConnectOptions, Ctx, Deferred, dns};
 use crate::tls::TlsStage;
@@ -74,7 +74,7 @@ pub(super) struct Conn {
     pub(super) auto_handler: Option<HandlerId>,
     pub(super) state: State,
     pub(super) host: String,
-    pub(super) sock: Option<TcpStream>,
+    pub(super) sock: Option<Stream>,
     /// The interest currently registered with mio (`None`: not registered).
     pub(super) interest: Option<Interest>,
     pub(super) addrs: VecDeque<SocketAddr>,
@@ -265,7 +265,7 @@ impl Ctx {
                 self.finish(id, End::Failed(error));
                 return;
             };
-            let connected = TcpStream::connect(addr).and_then(|mut sock| {
+            let connected = Stream::connect(self.connector.as_mut(), addr).and_then(|mut sock| {
                 let interest = Interest::READABLE | Interest::WRITABLE;
                 self.registry
                     .register(&mut sock, conn_token(id), interest)?;
@@ -274,6 +274,8 @@ impl Ctx {
             match connected {
                 Ok((sock, interest)) => {
                     conn.sock = Some(sock);
+                    // What a local stream stands for; a TCP connect reports its own.
+                    conn.peer = Some(addr);
                     conn.interest = Some(interest);
                     conn.state = State::Connecting;
                     return;
@@ -298,7 +300,7 @@ impl Ctx {
         let mut peer = None;
         if error.is_none() {
             match sock.peer_addr() {
-                Ok(addr) => peer = Some(addr),
+                Ok(addr) => peer = addr.or(conn.peer),
                 // Spurious wakeup: the connect is still in progress.
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => error = Some(e),
@@ -313,7 +315,7 @@ impl Ctx {
             self.try_next_addr(id);
             return;
         }
-        let _ = sock.set_nodelay(true);
+        sock.set_nodelay();
         conn.peer = peer;
         conn.timing.connected = Some(self.now);
         if conn.tls.is_some() {

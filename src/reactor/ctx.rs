@@ -16,7 +16,9 @@ use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
 use super::timers::TimerKind;
 use super::transport::discard_unread;
-use super::{ConnectOptions, Ctx, Deferred, HIGH_WATER, HandlerSlot, Listener, Protocol};
+use super::{
+    ConnectOptions, Connector, Ctx, Deferred, HIGH_WATER, HandlerSlot, Listener, Protocol,
+};
 use crate::tls::{TlsConnector, TlsStage};
 
 /// The least length at which a handler's list of timers is pruned.
@@ -333,7 +335,11 @@ impl Ctx {
 
     /// The peer's address, once connected.
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
-        self.conns.get(conn).and_then(|c| c.peer)
+        // While connecting, `peer` holds the address being tried.
+        self.conns
+            .get(conn)
+            .filter(|c| c.timing.connected.is_some())
+            .and_then(|c| c.peer)
     }
 
     /// When the connection was started, resolved, connected and (for TLS) secured; `None`
@@ -396,6 +402,13 @@ impl Ctx {
     /// on the reactor thread.
     pub fn set_resolver(&mut self, resolver: impl Resolver) {
         self.resolver = SharedResolver(Arc::new(resolver));
+    }
+
+    /// Replaces the TCP connect of client connections started from now on: each address a
+    /// connection tries goes to `connector` first (see [`Connector`]). For tests and fuzzing,
+    /// where the peer is in the same process.
+    pub fn set_connector(&mut self, connector: impl Connector) {
+        self.connector = Some(Box::new(connector));
     }
 }
 

@@ -52,6 +52,7 @@ mod error; // Disconnect, TransportError, ReactorGone
 mod ids; // ConnId, HandlerId, TimerId, ListenerId and mio tokens
 mod remote; // Remote: calls from other threads
 mod slots; // generational slab: the one place that checks an id's generation
+mod stream; // a connection's socket: TCP, or a stream from a Connector
 mod timers; // timer heap
 mod transport; // moving bytes: flush (plain or TLS), interest, the read path
 
@@ -68,6 +69,7 @@ use crate::tls::TlsConnector;
 use conn::{Conn, End, State};
 use ids::{GENERATION_MASK, Source, WAKER_TOKEN, conn_token, decode_token};
 use slots::{Generational, Slots};
+use stream::Stream;
 use timers::{TimerKind, Timers};
 
 pub use conn::ConnTiming;
@@ -76,6 +78,7 @@ pub use dns::{Resolver, SystemResolver};
 pub use error::{Disconnect, ReactorGone, TransportError};
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use remote::Remote;
+pub use stream::Connector;
 
 /// Size of the single read buffer shared by all connections.
 const READ_BUF_SIZE: usize = 16 * 1024;
@@ -223,6 +226,8 @@ pub struct Ctx {
     remote: Remote,
     /// Resolves host names for `connect_*` (on helper threads).
     resolver: dns::SharedResolver,
+    /// Replaces TCP connects when set (tests and fuzzing).
+    connector: Option<Box<dyn Connector>>,
 }
 
 /// Calls one handler callback: takes the handler out of its slot, calls `f`, puts it back
@@ -337,6 +342,7 @@ impl Reactor {
                 next_generation: 1,
                 remote,
                 resolver: dns::SharedResolver::default(),
+                connector: None,
             },
         })
     }
@@ -493,7 +499,7 @@ impl Reactor {
             }
             conn.auto_handler = Some(handler);
             conn.peer = Some(peer);
-            conn.sock = Some(sock);
+            conn.sock = Some(Stream::Tcp(sock));
             conn.interest = Some(Interest::READABLE);
             let conn = self.ctx.conns.insert(conn);
             self.ctx.deferred.push_back(Deferred::Made {

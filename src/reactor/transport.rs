@@ -4,11 +4,11 @@
 use std::io::{self, Read, Write};
 
 use mio::Interest;
-use mio::net::TcpStream;
 
 use super::conn::{Conn, End, State};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, conn_token};
+use super::stream::Stream;
 use super::{Ctx, Deferred, HIGH_WATER, LOW_WATER, Reactor, dispatch};
 
 /// Socket reads per readiness event before the connection yields to others.
@@ -149,7 +149,7 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
 }
 
 /// Writes `data` until the kernel stops taking bytes; returns how many it took.
-fn write_raw(sock: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+fn write_raw(sock: &mut Stream, data: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
         match sock.write(&data[written..]) {
