@@ -19,6 +19,7 @@ use super::ids::{ConnId, HandlerId, conn_token};
 use super::slots::Generational;
 use super::stream::Stream;
 use super::timers::TimerKind;
+use super::transport::give_back;
 use super::{ConnectOptions, Ctx, Deferred, dns};
 use crate::tls::TlsStage;
 
@@ -353,8 +354,10 @@ impl Ctx {
             return;
         };
         conn.state = State::Open;
-        // The other addresses were only for failing over while connecting.
+        // The other addresses were only for failing over while connecting, and the host
+        // name for naming it in resolve and connect errors.
         conn.addrs = VecDeque::new();
+        conn.host = String::new();
         let owner = conn.owner;
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
@@ -377,6 +380,7 @@ impl Ctx {
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
         }
+        give_back(std::mem::take(&mut conn.wbuf), &mut self.spare_wbufs);
         let (owner, remove) = (conn.owner, conn.auto_handler);
         let deferred = match (end, conn.state == State::Open) {
             (End::Lost(reason), true) => Deferred::Lost {

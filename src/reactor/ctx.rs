@@ -191,6 +191,11 @@ impl Ctx {
         if c.closing {
             return;
         }
+        if c.wbuf.capacity() == 0
+            && let Some(spare) = self.spare_wbufs.pop()
+        {
+            c.wbuf = spare;
+        }
         c.wbuf.extend_from_slice(data);
         if c.pending() > HIGH_WATER {
             c.above_high = true;

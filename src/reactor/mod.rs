@@ -228,6 +228,10 @@ pub struct Ctx {
     resolver: dns::SharedResolver,
     /// Replaces TCP connects when set (tests and fuzzing).
     connector: Option<Box<dyn Connector>>,
+    /// Emptied write buffers, lent to the next connection that writes: a request's bytes
+    /// are usually flushed at once, so a few buffers serve every connection, and an idle
+    /// connection holds none.
+    spare_wbufs: Vec<Vec<u8>>,
 }
 
 /// Calls one handler callback: takes the handler out of its slot, calls `f`, puts it back
@@ -343,6 +347,7 @@ impl Reactor {
                 remote,
                 resolver: dns::SharedResolver::default(),
                 connector: None,
+                spare_wbufs: Vec::new(),
             },
         })
     }

@@ -37,7 +37,7 @@ impl Ctx {
         };
         conn.dirty = false;
         let result = write_out(conn);
-        compact(conn);
+        compact(conn, &mut self.spare_wbufs);
         if let Err(e) = result {
             self.finish(id, End::io(&e));
             return;
@@ -186,14 +186,12 @@ pub(super) fn discard_unread(conn: &mut Conn) -> io::Result<()> {
     }
 }
 
-/// Keeps the write buffer compact: reset when empty, shift once half of it is consumed.
-fn compact(conn: &mut Conn) {
+/// Keeps the write buffer compact: lent back to `spares` when empty, shifted once half of it
+/// is consumed.
+fn compact(conn: &mut Conn, spares: &mut Vec<Vec<u8>>) {
     if conn.wpos == conn.wbuf.len() {
-        conn.wbuf.clear();
         conn.wpos = 0;
-        if conn.wbuf.capacity() > 4 * HIGH_WATER {
-            conn.wbuf = Vec::new();
-        }
+        give_back(std::mem::take(&mut conn.wbuf), spares);
     } else if conn.wpos >= conn.wbuf.len() - conn.wpos {
         conn.wbuf.drain(..conn.wpos);
         conn.wpos = 0;
@@ -356,5 +354,19 @@ fn io_step(ctx: &mut Ctx, id: ConnId, e: &io::Error) -> Step {
             ctx.finish(id, End::io(e));
             Step::Stop
         }
+    }
+}
+
+/// Most spare write buffers kept, and the largest one kept.
+const SPARE_WBUFS: usize = 32;
+const SPARE_WBUF_CAPACITY: usize = 4 * HIGH_WATER;
+
+/// Returns an emptied write buffer to the spares, or frees it when there are enough or it
+/// grew large.
+pub(super) fn give_back(mut buf: Vec<u8>, spares: &mut Vec<Vec<u8>>) {
+    let capacity = buf.capacity();
+    if capacity > 0 && capacity <= SPARE_WBUF_CAPACITY && spares.len() < SPARE_WBUFS {
+        buf.clear();
+        spares.push(buf);
     }
 }
