@@ -251,6 +251,9 @@ pub fn run(p: &Params, meter: Meter) -> Result<(), String> {
 
 /// `idle limit`: one request per connection, then the connections held open.
 pub fn idle(p: &Params) -> Result<(), String> {
+    if p.url.starts_with("https://") {
+        return idle_tls(p);
+    }
     let (rss_before, heap_before) = (rss_kib(), live_heap());
     let mut seen = 0usize;
     let conns = drive(p, |_| {
@@ -261,4 +264,85 @@ pub fn idle(p: &Params) -> Result<(), String> {
     report_idle("limit", seen, rss_before, heap_before);
     drop(conns);
     Ok(())
+}
+
+/// The rustls floor for an idle TLS connection: `conns` blocking sockets, each with a bare
+/// rustls `ClientConnection` that did its handshake and one request, kept open. No event
+/// loop, no buffers beyond rustls's own: what any client on rustls must hold at least.
+fn idle_tls(p: &Params) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    let ca = p.ca.as_ref().ok_or("https needs --ca")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    let (host, port, path) = split_url(&p.url)?;
+    let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+
+    let (rss_before, heap_before) = (rss_kib(), live_heap());
+    let mut conns = Vec::with_capacity(p.conns);
+    for _ in 0..p.conns {
+        let mut sock =
+            std::net::TcpStream::connect((host.as_str(), port)).map_err(|e| e.to_string())?;
+        sock.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut tls = rustls::ClientConnection::new(config.clone(), name.clone())
+            .map_err(|e| e.to_string())?;
+        let mut stream = rustls::Stream::new(&mut tls, &mut sock);
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|e| e.to_string())?;
+        // The bench's files are served with Content-Length; read to the end of the head and
+        // of the declared body.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("server closed".into());
+            }
+            got.extend_from_slice(&buf[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(head)) = resp.parse(&got) {
+                let len: usize = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .ok_or("no Content-Length")?;
+                if got.len() >= head + len {
+                    break;
+                }
+            }
+        }
+        conns.push((tls, sock));
+    }
+    report_idle("limit-tls", conns.len(), rss_before, heap_before);
+    Ok(())
+}
+
+/// `https://HOST:PORT/PATH` into its parts (the bench only uses IP literals and explicit
+/// ports).
+fn split_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url.split_once("://").ok_or("no scheme")?.1;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = authority.rsplit_once(':').ok_or("no port")?;
+    let port = port.parse().map_err(|_| "bad port")?;
+    Ok((host.to_string(), port, path.to_string()))
 }
