@@ -5,13 +5,14 @@ mod servers;
 mod wrapped;
 
 use std::io::Cursor;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use scripted::*;
 use servers::Httpbin;
 use weft::client::{
-    Agent, AuthAgent, AuthMode, BytesProducer, CookieAgent, CookieJar, Credentials, HttpAgent,
-    ReadProducer, Request,
+    Agent, AgentConfig, AuthAgent, AuthMode, BytesProducer, Cause, CookieAgent, CookieJar,
+    Credentials, HttpAgent, Phase, ReadProducer, Request, TimeoutKind, Timeouts,
 };
 use weft::reactor::Reactor;
 use wrapped::*;
@@ -271,4 +272,104 @@ fn cancel_during_the_retry_cancels_the_retry() {
     assert!(start.elapsed() < std::time::Duration::from_secs(2));
     let e = slot.borrow().error().cloned().expect("an error");
     assert_eq!(e.cause(), &weft::client::Cause::Cancelled);
+}
+
+/// An agent with no total timeout of its own, so that only the request's counts.
+fn agent_without_total(reactor: &mut Reactor) -> AuthAgent<Agent> {
+    let config = AgentConfig {
+        timeout: None,
+        ..test_config()
+    };
+    let inner = Agent::new(reactor.ctx(), config);
+    AuthAgent::new(inner, Some(Credentials::new("u", "p")), AuthMode::Auto)
+}
+
+#[test]
+fn retry_without_any_total_timeout_is_sent_and_answered() {
+    // Neither the request nor the agent sets a total limit: the retry has none either, and is
+    // not mistaken for one whose limit ran out.
+    let server = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(CHALLENGE),
+        Step::ExpectRequest,
+        ok200(),
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let a = agent_without_total(&mut reactor);
+    let req = Request::get(&server.url("/"));
+    assert_eq!(req.timeouts.total, None);
+    let r = run_via(&mut reactor, &a, req);
+    assert_eq!(r.out.status, Some(200), "{:?}", r.out);
+    assert_eq!(r.out.body, b"ok");
+    assert_eq!(r.history.iter().map(|h| h.code).collect::<Vec<_>>(), [401]);
+    let seen = heads(&server.requests());
+    assert_eq!(seen.len(), 2);
+    assert_eq!(header_of(&seen[0], "authorization"), None);
+    let auth = header_of(&seen[1], "authorization").expect("the retry answers the challenge");
+    assert!(auth.starts_with("Digest "), "{auth}");
+}
+
+#[test]
+fn the_total_timeout_covers_the_first_hop_and_the_retry_together() {
+    // Each answer takes 300 ms: either hop alone fits in 500 ms, both together do not. A retry
+    // given the whole limit again would get its 200 at about 600 ms.
+    let server = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        Step::Sleep(Duration::from_millis(300)),
+        write(CHALLENGE),
+        Step::ExpectRequest,
+        Step::Sleep(Duration::from_millis(300)),
+        ok200(),
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let a = agent_without_total(&mut reactor);
+    let req = Request::get(&server.url("/")).timeouts(Timeouts {
+        total: Some(Duration::from_millis(500)),
+        ..Timeouts::default()
+    });
+    let started = Instant::now();
+    let r = run_via(&mut reactor, &a, req);
+    let took = started.elapsed();
+    let err = r.out.error().expect("the total limit ends the retry");
+    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total), "{err}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+        "{took:?}"
+    );
+    assert_eq!(server.requests().len(), 2, "the retry was sent");
+}
+
+#[test]
+fn retry_after_the_total_timeout_ran_out_is_not_sent() {
+    // The 401's body is late: the total limit (300 ms) ends the first hop while its body is
+    // read, so nothing is left for the retry. It fails with the total timeout at once instead
+    // of starting with a fresh limit (the second connection would answer 200 at once).
+    let mut head = CHALLENGE.to_vec();
+    head.truncate(CHALLENGE.len() - b"denied".len());
+    let server = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            Step::Write(head),
+            Step::Sleep(Duration::from_millis(800)),
+            write(b"denied"),
+        ],
+        vec![Step::ExpectRequest, ok200()],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let a = agent_without_total(&mut reactor);
+    let req = Request::get(&server.url("/")).timeouts(Timeouts {
+        total: Some(Duration::from_millis(300)),
+        ..Timeouts::default()
+    });
+    let started = Instant::now();
+    let r = run_via(&mut reactor, &a, req);
+    let took = started.elapsed();
+    let err = r.out.error().expect("no time is left for the retry");
+    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total), "{err}");
+    assert_eq!(err.phase(), Phase::RequestNotSent, "{err}");
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_millis(800),
+        "{took:?}"
+    );
+    assert_eq!(server.requests().len(), 1, "no retry was sent");
 }

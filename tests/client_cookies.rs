@@ -6,7 +6,7 @@ mod wrapped;
 
 use scripted::*;
 use servers::{Httpbin, TestDir};
-use weft::client::{Agent, CookieAgent, CookieJar, Request};
+use weft::client::{Agent, AgentConfig, CookieAgent, CookieJar, Proxies, Request};
 use weft::reactor::Reactor;
 use wrapped::*;
 
@@ -180,6 +180,96 @@ fn set_cookie_with_foreign_domain_is_refused() {
         pairs(&[("b", "1")])
     );
     assert!(jar.cookies_for("http://example.org/").is_empty());
+}
+
+/// Fetches each `(url, Set-Cookie or "")` in order through a scripted plain-http proxy on
+/// 127.0.0.1, so that named hosts are never resolved: every request arrives there in absolute
+/// form. One connection per request (`Connection: close`). Returns the `Cookie` field each
+/// request carried.
+fn via_proxy(jar: &CookieJar, hops: &[(&str, &str)]) -> Vec<Option<String>> {
+    let scripts = hops
+        .iter()
+        .map(|(_, set)| {
+            let extra = if set.is_empty() {
+                "Connection: close\r\n".to_string()
+            } else {
+                format!("Set-Cookie: {set}\r\nConnection: close\r\n")
+            };
+            vec![Step::ExpectRequest, ok(200, &extra), Step::Close]
+        })
+        .collect();
+    let proxy = ScriptedServer::start(scripts);
+    let mut reactor = Reactor::new().unwrap();
+    let config = AgentConfig {
+        proxies: Proxies::all(&proxy.url("")).unwrap(),
+        ..test_config()
+    };
+    let agent = CookieAgent::new(Agent::new(reactor.ctx(), config), jar.clone());
+    for (url, _) in hops {
+        let r = run_via(&mut reactor, &agent, Request::get(url));
+        assert!(r.out.is_done(), "{url}: {:?}", r.out);
+    }
+    let seen = heads(&proxy.requests());
+    assert_eq!(seen.len(), hops.len());
+    for ((url, _), head) in hops.iter().zip(&seen) {
+        assert!(
+            head.starts_with(&format!("GET {url} HTTP/1.1\r\n")),
+            "{head}"
+        );
+    }
+    seen.iter().map(|h| header_of(h, "cookie")).collect()
+}
+
+#[test]
+fn public_suffix_domain_is_ignored() {
+    let jar = CookieJar::new();
+    let sent = via_proxy(
+        &jar,
+        &[
+            // ICANN section of the list.
+            ("http://www.example.co.uk/", "uk=1; Domain=co.uk"),
+            ("http://other.co.uk/", ""),
+            ("http://www.example.co.uk/", ""),
+            // Private section: github.io is a suffix although github.io itself is a host.
+            ("http://a.github.io/", "gh=1; Domain=github.io"),
+            ("http://b.github.io/", ""),
+            ("http://a.github.io/", ""),
+        ],
+    );
+    assert_eq!(sent, vec![None; 6]);
+    assert!(jar.is_empty(), "{jar:?}");
+}
+
+#[test]
+fn registrable_domain_under_a_public_suffix_is_accepted() {
+    let jar = CookieJar::new();
+    let sent = via_proxy(
+        &jar,
+        &[
+            ("http://www.example.co.uk/", "ex=1; Domain=example.co.uk"),
+            ("http://other.example.co.uk/", ""),
+            ("http://example.co.uk/", ""),
+            ("http://example2.co.uk/", ""),
+        ],
+    );
+    let ex = Some("ex=1".to_string());
+    assert_eq!(sent, vec![None, ex.clone(), ex, None]);
+}
+
+#[test]
+fn public_suffix_domain_equal_to_the_host_is_host_only() {
+    // RFC 6265 section 5.3 step 5: the cookie is kept without its Domain attribute.
+    let jar = CookieJar::new();
+    let sent = via_proxy(
+        &jar,
+        &[
+            ("http://github.io/", "h=1; Domain=github.io"),
+            ("http://github.io/x", ""),
+            ("http://a.github.io/", ""),
+        ],
+    );
+    assert_eq!(sent, vec![None, Some("h=1".to_string()), None]);
+    assert_eq!(jar.len(), 1);
 }
 
 fn sample_jar() -> CookieJar {

@@ -1,6 +1,7 @@
 //! ContentDecoderAgent against httpbin, nginx with `gzip on`, and scripted servers for
 //! malformed, chained, split and oversized encoded bodies.
 
+mod fault_support;
 mod scripted;
 mod servers;
 
@@ -86,6 +87,15 @@ fn serve_reply(bytes: Vec<u8>) -> ScriptedServer {
 
 /// Runs one request through a fresh decoding agent; records the head and body.
 fn run_with(config: DecodeConfig, request: Request) -> (Outcome, Option<u64>) {
+    run_observed(config, request, || {})
+}
+
+/// [`run_with`], calling `each_turn` after every reactor turn.
+fn run_observed(
+    config: DecodeConfig,
+    request: Request,
+    mut each_turn: impl FnMut(),
+) -> (Outcome, Option<u64>) {
     let mut reactor = Reactor::new().unwrap();
     let agent = ContentDecoderAgent::new(Agent::new(reactor.ctx(), test_config()), config);
     let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
@@ -107,7 +117,10 @@ fn run_with(config: DecodeConfig, request: Request) -> (Outcome, Option<u64>) {
             Err(e) => s.borrow_mut().result = Some(Err(e)),
         }),
     );
-    turn_until(&mut reactor, Duration::from_secs(20), || finished(&slot));
+    turn_until(&mut reactor, Duration::from_secs(20), || {
+        each_turn();
+        finished(&slot)
+    });
     let out = slot.borrow().clone();
     (out, *length.borrow())
 }
@@ -453,13 +466,17 @@ fn bomb_is_capped_with_a_typed_error() {
     assert!(bomb.len() < 2 << 20, "{}", bomb.len());
     let srv = serve_reply(reply("gzip", &bomb));
     let cap = 10 << 20;
-    let (out, _) = run_with(
+    // Uncapped, the decoder would produce 1 GiB; capped, the 10 MiB body is most of the growth.
+    let rss = fault_support::RssProbe::start();
+    let (out, _) = run_observed(
         DecodeConfig {
             max_decoded_size: cap,
             ..DecodeConfig::default()
         },
         Request::get(&srv.url("/")),
+        || rss.sample(),
     );
+    rss.assert_growth_below(64 << 20, "gzip bomb");
     assert_eq!(cause(&out), Cause::DecodedTooLarge(cap));
     assert!(out.body.len() as u64 <= cap);
     assert!(

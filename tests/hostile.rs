@@ -1403,6 +1403,49 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
 }
 
 #[test]
+fn row13_endless_head_keeps_memory_bounded() {
+    // Checklist row 13: header lines streamed with no blank line, up to 512 MiB. The 64 KiB
+    // head cap must end the response and keep memory flat; a client that kept reading and
+    // buffering would grow by the whole stream, eight times the bound below.
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const OFFERED: u64 = 512 << 20;
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    let srv = fault_support::RawServer::start(Box::new(move |conn, mut s, log| {
+        if let Ok(Some(req)) = fault_support::read_request(&mut s) {
+            fault_support::record(log, conn, req);
+        }
+        let lines = b"X-Endless: header line\r\n".repeat(2730);
+        let mut chunk = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while counter.load(Ordering::SeqCst) < OFFERED && s.write_all(&chunk).is_ok() {
+            counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            chunk.clone_from(&lines);
+        }
+    }));
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let rss = fault_support::RssProbe::start();
+    let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+    turn_until(&mut reactor, LIMIT, || {
+        rss.sample();
+        finished(&slot)
+    });
+    rss.assert_growth_below(64 << 20, "endless head");
+    let err = slot.borrow().error().cloned().expect("head too large");
+    assert_eq!(err.cause(), &Cause::Protocol(ProtocolError::HeadTooLarge));
+    drop(reactor);
+    let log = srv.join();
+    assert_eq!(log.requests.len(), 1);
+    // The client stopped reading long before the end of the stream: what the server got out
+    // is the cap plus the socket buffers.
+    let sent = sent.load(Ordering::SeqCst);
+    eprintln!("endless head: the server wrote {sent} bytes");
+    assert!(sent < OFFERED / 4, "the server wrote {sent} bytes");
+}
+
+#[test]
 fn row24_growing_location_and_set_cookie_stop_at_the_limits() {
     // Every hop answers with a longer Location and a longer Set-Cookie, on one connection.
     let hop = |n: usize| {

@@ -6,10 +6,10 @@
 //! it: a `Secure` cookie is only ever sent over `https` (the crate, like browsers and curl,
 //! also treats `localhost` and loopback addresses as secure), and the jar is bounded (see
 //! [`CookieJar::MAX_COOKIES`]). As RFC 6265bis asks, a `Set-Cookie` with control characters
-//! (other than HTAB) is ignored, and so is one whose name and value exceed 4096 bytes. No
-//! public-suffix list is bundled (it would need a download): a `Domain=` attribute with a single
-//! label (`Domain=com`) is refused, as curl does without libpsl, but a multi-label public suffix
-//! (`Domain=co.uk`) is not detected.
+//! (other than HTAB) is ignored, and so is one whose name and value exceed 4096 bytes. A
+//! `Domain=` attribute that is a public suffix (`Domain=com`, `Domain=co.uk`, the private
+//! `Domain=github.io`; the Public Suffix List is compiled in through the `psl` crate) is refused
+//! unless it is the request host itself, which makes the cookie host-only (RFC 6265 §5.3 step 5).
 
 use std::cell::RefCell;
 use std::fs;
@@ -128,20 +128,24 @@ impl CookieJar {
         if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return false;
         }
-        let Ok(raw) = RawCookie::parse(value.to_string()) else {
+        let Ok(mut raw) = RawCookie::parse(value.to_string()) else {
             return false;
         };
         // RFC 6265bis section 5.7: name and value together are at most 4096 bytes.
         if raw.name().len() + raw.value().len() > 4096 {
             return false;
         }
-        // Without a public-suffix list, at least refuse a Domain attribute that is a single
-        // label other than the host itself (`Domain=com` would reach every `.com` site).
+        // RFC 6265 section 5.3 step 5: a Domain attribute that is a public suffix would reach
+        // every site under it (`Domain=co.uk`), so the cookie is ignored, unless the suffix is
+        // the request host itself, where it becomes host-only.
         if let Some(domain) = raw.domain() {
-            let domain = domain.trim_start_matches('.');
-            let host = url.host_str().unwrap_or_default();
-            if !domain.contains('.') && !domain.eq_ignore_ascii_case(host) {
-                return false;
+            let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || is_public_suffix(&domain) {
+                let host = url.host_str().unwrap_or_default();
+                if domain.trim_end_matches('.') != host.trim_end_matches('.') {
+                    return false;
+                }
+                raw.unset_domain();
             }
         }
         let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, url) else {
@@ -263,6 +267,14 @@ impl CookieJar {
             store: Rc::new(RefCell::new(store)),
         })
     }
+}
+
+/// Whether `domain` (lowercase, no leading dot) is a public suffix: an ICANN or private entry
+/// of the Public Suffix List compiled into the `psl` crate, or a single label, which the list's
+/// default `*` rule makes one.
+fn is_public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes())
+        .is_some_and(|s| s.trim().as_bytes() == domain.trim_end_matches('.').as_bytes())
 }
 
 fn parse_netscape_line(line: &str) -> Option<cookie_store::Cookie<'static>> {

@@ -1,6 +1,7 @@
 //! Helpers for the fault-injection and TLS failure-class tests (`tests/faults.rs`,
 //! `tests/tls_classes.rs`): a leak baseline checked after each test, a request recorder, and
-//! small raw servers on 127.0.0.1.
+//! small raw servers on 127.0.0.1; and [`RssProbe`], the memory growth across a capped
+//! transfer (`tests/hostile.rs`, `tests/client_decode.rs`).
 //!
 //! # The baseline
 //!
@@ -47,6 +48,81 @@ pub fn open_fds() -> Option<usize> {
 fn alone_in_process() -> bool {
     std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test")
         || std::env::var("RUST_TEST_THREADS").is_ok_and(|n| n == "1")
+}
+
+/// `field` of `/proc/self/status` (`VmRSS`, `VmHWM`) in bytes, or `None` where it is missing.
+fn status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Growth of this process's resident memory across a piece of work, to show that a capped
+/// transfer stays bounded. The current RSS is compared at every [`RssProbe::sample`] (call it
+/// on each reactor turn: a buffer freed before the end would not show after it) and at the
+/// check. The kernel's peak is compared too when this test is alone in its process (nextest)
+/// and the peak can be reset (`/proc/self/clear_refs`): under `cargo test` other tests on
+/// other threads would raise it. Their allocations also reach the sampled figure, so bounds
+/// must leave room for a few MiB of them.
+pub struct RssProbe {
+    before: Option<u64>,
+    peak_reset: bool,
+    most: std::cell::Cell<u64>,
+}
+
+impl RssProbe {
+    /// Reads the current RSS and, when alone in the process, resets the peak to it.
+    pub fn start() -> RssProbe {
+        let peak_reset = alone_in_process()
+            && std::fs::write("/proc/self/clear_refs", "5").is_ok()
+            && status_bytes("VmHWM").is_some();
+        let before = status_bytes("VmRSS");
+        RssProbe {
+            before,
+            peak_reset,
+            most: std::cell::Cell::new(before.unwrap_or(0)),
+        }
+    }
+
+    /// Notes the current RSS if it is the highest seen.
+    pub fn sample(&self) {
+        if let Some(now) = status_bytes("VmRSS") {
+            self.most.set(self.most.get().max(now));
+        }
+    }
+
+    /// Asserts that the highest sampled RSS (this moment included), and the kernel's peak
+    /// where it was reset, grew by less than `bound` bytes since [`RssProbe::start`]; returns
+    /// both growths (peak `None` where not measured), or `None` without `/proc`.
+    pub fn assert_growth_below(&self, bound: u64, what: &str) -> Option<(u64, Option<u64>)> {
+        let before = self.before?;
+        self.sample();
+        let sampled = self.most.get().saturating_sub(before);
+        let peak = self
+            .peak_reset
+            .then(|| status_bytes("VmHWM"))
+            .flatten()
+            .map(|p| p.saturating_sub(before));
+        eprintln!(
+            "{what}: RSS grew {} KiB at most when sampled, peak {:?} KiB",
+            sampled >> 10,
+            peak.map(|p| p >> 10)
+        );
+        assert!(
+            sampled < bound,
+            "{what}: RSS grew by {sampled} bytes (bound {bound})"
+        );
+        if let Some(peak) = peak {
+            assert!(
+                peak < bound,
+                "{what}: peak RSS grew by {peak} bytes (bound {bound})"
+            );
+        }
+        Some((sampled, peak))
+    }
 }
 
 /// What the process and the reactor held before a test's work.
