@@ -79,7 +79,7 @@ fn caller_cookie_header_is_kept() {
 }
 
 #[test]
-fn secure_cookie_is_not_sent_over_plain_http() {
+fn secure_cookie_from_plain_http_is_ignored() {
     let server = ScriptedServer::start(vec![vec![
         Step::ExpectRequest,
         ok(200, "Set-Cookie: s=1; Secure\r\nSet-Cookie: p=2\r\n"),
@@ -94,11 +94,20 @@ fn secure_cookie_is_not_sent_over_plain_http() {
     assert_eq!(seen.len(), 2);
     assert_eq!(header_of(&seen[0], "cookie"), None);
     assert_eq!(header_of(&seen[1], "cookie").as_deref(), Some("p=2"));
-    // Stored, and only for https.
+    // RFC 6265bis: a plain-http response cannot set a Secure cookie, not even for https.
     let https = format!("https://{}/", server.addr);
-    let mut got = jar.cookies_for(&https);
-    got.sort();
-    assert_eq!(got, pairs(&[("p", "2"), ("s", "1")]));
+    assert_eq!(jar.cookies_for(&https), pairs(&[("p", "2")]));
+}
+
+#[test]
+fn secure_cookie_from_https_is_sent_over_https_only() {
+    let jar = CookieJar::new();
+    assert!(jar.store_set_cookie("https://example.test/", "s=1; Secure"));
+    assert_eq!(
+        jar.cookies_for("https://example.test/"),
+        pairs(&[("s", "1")])
+    );
+    assert_eq!(jar.cookies_for("http://example.test/"), pairs(&[]));
 }
 
 #[test]

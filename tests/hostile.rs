@@ -1587,6 +1587,51 @@ fn row30_cookie_scope_table() {
             "http://example.com/",
             &[],
         ),
+        // Secure over http is ignored (RFC 6265bis 5.7), even for a later https request.
+        (
+            "http://example.com/",
+            "a=1; Secure",
+            "https://example.com/",
+            &[],
+        ),
+        (
+            "https://example.com/",
+            "a=1; Secure",
+            "https://example.com/",
+            &[("a", "1")],
+        ),
+        // Name prefixes (RFC 6265bis 4.1.3): __Secure- needs Secure; __Host- also needs no
+        // Domain and Path=/.
+        (
+            "https://example.com/",
+            "__Secure-a=1",
+            "https://example.com/",
+            &[],
+        ),
+        (
+            "https://example.com/",
+            "__Secure-a=1; Secure",
+            "https://example.com/",
+            &[("__Secure-a", "1")],
+        ),
+        (
+            "https://example.com/",
+            "__Host-a=1; Secure; Path=/; Domain=example.com",
+            "https://example.com/",
+            &[],
+        ),
+        (
+            "https://example.com/",
+            "__host-a=1; Secure",
+            "https://example.com/",
+            &[],
+        ),
+        (
+            "https://example.com/",
+            "__Host-a=1; Secure; Path=/",
+            "https://example.com/",
+            &[("__Host-a", "1")],
+        ),
     ];
     for (from, set_cookie, to, want) in cases {
         let jar = CookieJar::new();

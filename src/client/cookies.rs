@@ -10,6 +10,8 @@
 //! `Domain=` attribute that is a public suffix (`Domain=com`, `Domain=co.uk`, the private
 //! `Domain=github.io`; the Public Suffix List is compiled in through the `psl` crate) is refused
 //! unless it is the request host itself, which makes the cookie host-only (RFC 6265 §5.3 step 5).
+//! As RFC 6265bis asks, a `Secure` cookie is only taken from an `https` response, and the
+//! `__Secure-` and `__Host-` name prefixes are enforced.
 
 use std::cell::RefCell;
 use std::fs;
@@ -133,6 +135,9 @@ impl CookieJar {
         };
         // RFC 6265bis section 5.7: name and value together are at most 4096 bytes.
         if raw.name().len() + raw.value().len() > 4096 {
+            return false;
+        }
+        if !secure_enough(&raw, url) {
             return false;
         }
         // RFC 6265 section 5.3 step 5: a Domain attribute that is a public suffix would reach
@@ -267,6 +272,29 @@ impl CookieJar {
             store: Rc::new(RefCell::new(store)),
         })
     }
+}
+
+/// RFC 6265bis sections 5.7 and 4.1.3: a `Secure` cookie is only taken from an `https`
+/// response (a plain-http server must not overwrite the cookies of the secure site), and the
+/// `__Secure-` and `__Host-` name prefixes hold what they promise: `Secure`, from `https`, and
+/// for `__Host-` also host-only with `Path=/`.
+fn secure_enough(raw: &RawCookie<'_>, url: &Url) -> bool {
+    let from_https = url.scheme() == "https";
+    let secure = raw.secure() == Some(true);
+    if secure && !from_https {
+        return false;
+    }
+    let name = raw.name().as_bytes();
+    let has_prefix = |prefix: &[u8]| {
+        name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    if has_prefix(b"__Secure-") && !secure {
+        return false;
+    }
+    if has_prefix(b"__Host-") && !(secure && raw.domain().is_none() && raw.path() == Some("/")) {
+        return false;
+    }
+    true
 }
 
 /// Whether `domain` (lowercase, no leading dot) is a public suffix: an ICANN or private entry
