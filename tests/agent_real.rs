@@ -175,6 +175,57 @@ fn nginx_https_insecure_mode_accepts_the_certificate() {
     assert_eq!(out.body, b"hello world\n");
 }
 
+/// Checklist row 34: agents with different TLS settings on one reactor never share a
+/// connection to the same server, so verification is never inherited from a laxer agent's
+/// pooled connection.
+#[test]
+fn row34_tls_settings_never_share_a_connection() {
+    let nginx = Nginx::start();
+    let mut reactor = Reactor::new().unwrap();
+    let lax = Agent::new(
+        reactor.ctx(),
+        AgentConfig {
+            tls: TlsConnector::danger_accept_invalid_certs(),
+            ..test_config()
+        },
+    );
+    let strict = Agent::new(reactor.ctx(), test_config());
+    let trusting = Agent::new(reactor.ctx(), tls_config(&nginx));
+    let mut outcome = |agent| {
+        let slot = issue(
+            reactor.ctx(),
+            agent,
+            Req::get(nginx.https_url("/hello.txt")),
+        );
+        turn_until(&mut reactor, Duration::from_secs(20), || finished(&slot));
+        slot
+    };
+    // The lax agent's connection goes back to its pool, idle and open...
+    let first = outcome(lax);
+    assert!(first.borrow().is_done(), "{:?}", first.borrow());
+    // ...yet the verifying agent does its own handshake and refuses the certificate.
+    let refused = outcome(strict);
+    let refused = refused.borrow();
+    let err = refused
+        .error()
+        .expect("default roots do not trust the test CA");
+    assert_eq!(
+        err.cause(),
+        &Cause::Transport(TransportError::Tls(TlsError::UnknownIssuer))
+    );
+    // An agent trusting the test CA verifies on a connection of its own.
+    let third = outcome(trusting);
+    assert!(third.borrow().is_done(), "{:?}", third.borrow());
+    let log = nginx.wait_access_log(2);
+    assert_eq!(log.len(), 2, "{log:?}");
+    let conns: std::collections::HashSet<u64> = log.iter().map(|e| e.connection).collect();
+    assert_eq!(
+        conns.len(),
+        2,
+        "the two requests shared a connection: {log:?}"
+    );
+}
+
 #[test]
 fn nginx_head_request() {
     let nginx = Nginx::start();
