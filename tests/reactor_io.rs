@@ -824,3 +824,98 @@ fn conn_timing_of_an_accepted_connection() {
     assert_eq!(timing.connected, Some(timing.started));
     assert_eq!(timing.tls_done, None);
 }
+
+/// A connector hands over one end of a Unix socket pair: the connection behaves as a TCP one
+/// (made, data both ways, peer close), reports the address it stands for, and never touches
+/// the network.
+#[test]
+fn connector_streams_replace_tcp() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let mut reactor = Reactor::new().unwrap();
+    let peers: Rc<RefCell<Vec<UnixStream>>> = Rc::default();
+    let asked: Rc<RefCell<Vec<SocketAddr>>> = Rc::default();
+    let (p, a) = (peers.clone(), asked.clone());
+    reactor.ctx().set_connector(move |addr: SocketAddr| {
+        a.borrow_mut().push(addr);
+        if addr.port() == 1 {
+            // This address refuses; the next one is tried.
+            return Some(Err(std::io::ErrorKind::ConnectionRefused.into()));
+        }
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        p.borrow_mut().push(theirs);
+        Some(Ok(ours))
+    });
+    reactor.ctx().set_resolver(|_: &str, port: u16| {
+        Ok(vec![
+            SocketAddr::from(([192, 0, 2, 1], 1)),
+            SocketAddr::from(([192, 0, 2, 2], port)),
+        ])
+    });
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "service.test",
+        8080,
+        ConnectOptions::default(),
+        Scripted::new(&client_log)
+            .made(|ctx, conn| ctx.write(conn, b"ping"))
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| {
+        !non_data(&client_log).is_empty()
+    }));
+    assert_eq!(non_data(&client_log), vec![Ev::Made(conn)]);
+    assert_eq!(
+        *asked.borrow(),
+        [
+            SocketAddr::from(([192, 0, 2, 1], 1)),
+            SocketAddr::from(([192, 0, 2, 2], 8080))
+        ]
+    );
+    assert_eq!(
+        reactor.ctx().peer_addr(conn),
+        Some(SocketAddr::from(([192, 0, 2, 2], 8080)))
+    );
+    let mut server = peers.borrow_mut().pop().expect("one stream handed over");
+    server.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut got = [0u8; 4];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    server.write_all(b"pong").unwrap();
+    drop(server);
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    assert_eq!(data_of(&client_log), b"pong");
+    assert_eq!(
+        non_data(&client_log),
+        vec![Ev::Made(conn), Ev::Lost(conn, Disconnect::PeerClosed)]
+    );
+    assert_eq!(reactor.ctx().connection_count(), 0);
+}
+
+/// A connector that declines (`None`) leaves the TCP connect as it was.
+#[test]
+fn connector_declining_falls_back_to_tcp() {
+    let mut reactor = Reactor::new().unwrap();
+    let addr = echo_server(&mut reactor);
+    let declined = Rc::new(Cell::new(0));
+    let d = declined.clone();
+    reactor.ctx().set_connector(move |_: SocketAddr| {
+        d.set(d.get() + 1);
+        None
+    });
+    let client_log = log();
+    reactor.ctx().connect_tcp(
+        "127.0.0.1",
+        addr.port(),
+        ConnectOptions::default(),
+        Scripted::new(&client_log)
+            .made(|ctx, conn| ctx.write(conn, b"over tcp"))
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| data_of(&client_log)
+        .len()
+        == 8));
+    assert_eq!(data_of(&client_log), b"over tcp");
+    assert_eq!(declined.get(), 1);
+}
