@@ -266,11 +266,8 @@ enum BodyState {
 
 struct Req {
     method: String,
-    url: Url,
-    target: String,
-    host_header: String,
-    route: Route,
-    key: PoolKey,
+    /// Shared by every request to the same URL.
+    target: Rc<Target>,
     headers: Headers,
     producer: Option<Box<dyn BodyProducer>>,
     producer_started: bool,
@@ -449,6 +446,7 @@ struct AgentState {
     idle_tags: FxHashMap<u64, ConnId>,
     idle_seq: u64,
     scratch: Vec<u8>,
+    targets: Targets,
     /// Requests whose head was delivered but whose body is not attached yet.
     unattached: Vec<RequestId>,
     stats: PoolStats,
@@ -472,6 +470,7 @@ impl AgentState {
             idle_tags: FxHashMap::default(),
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
+            targets: Targets::default(),
             unattached: Vec::new(),
             closed: false,
             stats: PoolStats::default(),
@@ -519,27 +518,21 @@ impl AgentState {
                 },
             on_response,
         } = new;
-        let prepared = prepare(&self.config, &method, &url, &mut headers);
-        let Prepared {
-            url,
-            target,
-            host_header,
-            route,
-            key,
-        } = match prepared {
-            Ok(p) => p,
+        let prepared = self
+            .targets
+            .get(&self.config, &url)
+            .and_then(|t| prepare(&self.config, &t, &method, &mut headers).map(|()| t));
+        let target = match prepared {
+            Ok(t) => t,
             Err(cause) => {
                 on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
                 return;
             }
         };
+        let key = target.key.clone();
         let mut req = Req {
             method,
-            url,
             target,
-            host_header,
-            route,
-            key: key.clone(),
             headers,
             producer,
             producer_started: false,
@@ -622,7 +615,7 @@ impl AgentState {
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        let key = req.key.clone();
+        let key = req.target.key.clone();
         let fresh_only = req.fresh_only;
         let host = self.hosts.entry(key.clone()).or_default();
         host.active += 1;
@@ -644,11 +637,12 @@ impl AgentState {
         };
         let options = ConnectOptions {
             connect_timeout: self.config.connect_timeout,
-            tls: req.route.tls.then(|| self.config.tls.clone()),
+            tls: req.target.route.tls.then(|| self.config.tls.clone()),
             owner: self.me,
         };
-        let cid = ctx.connect_owned(&req.route.host, req.route.port, options);
-        let tunnel = req.route.tunnel.clone();
+        let route = &req.target.route;
+        let cid = ctx.connect_owned(&route.host, route.port, options);
+        let tunnel = route.tunnel.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
         self.conns.insert(
@@ -703,8 +697,8 @@ impl AgentState {
         };
         let head = RequestHead {
             method: &req.method,
-            target: &req.target,
-            host: &req.host_header,
+            target: &req.target.target,
+            host: &req.target.host_header,
             headers: &req.headers,
         };
         self.scratch.clear();
@@ -899,7 +893,7 @@ impl AgentState {
                             Some(Framing::Length(n)) => Some(n),
                             _ => None,
                         },
-                        url: req.url.clone(),
+                        url: req.target.url.clone(),
                         method: req.method.clone(),
                         timing,
                         history: Vec::new(),
@@ -1184,7 +1178,7 @@ impl AgentState {
         req.body_sent = false;
         req.producer_started = false;
         req.conn = None;
-        let key = req.key.clone();
+        let key = req.target.key.clone();
         self.drop_conn(ctx, cid, true);
         // A retry goes to the front of the line: it was already admitted once.
         self.hosts
@@ -1253,7 +1247,7 @@ impl AgentState {
             p.stop_producing();
         }
         if req.queued
-            && let Some(host) = self.hosts.get_mut(&req.key)
+            && let Some(host) = self.hosts.get_mut(&req.target.key)
         {
             host.waiting.retain(|&(_, r)| r != id);
         }
@@ -1605,13 +1599,46 @@ impl Protocol for AgentState {
     }
 }
 
-/// A request checked and resolved to where it goes.
-struct Prepared {
+/// Where a request URL goes and how it is written on the wire. It depends only on the URL
+/// string and the agent's configuration, so it is worked out once per URL (see [`Targets`]).
+#[derive(Debug)]
+struct Target {
     url: Url,
+    /// The request target: origin-form, or absolute-form through a plain-http proxy.
     target: String,
     host_header: String,
     route: Route,
     key: PoolKey,
+    /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
+    proxy_auth: Option<String>,
+}
+
+/// Most URLs whose [`Target`] is kept; the table is emptied when full.
+const TARGETS_KEPT: usize = 64;
+
+/// Parsed targets by URL string. Parsing a URL and building its host, target and pool key
+/// took a dozen allocations per request; a client usually asks the same few URLs again and
+/// again, so a hit makes all of that an `Rc` clone.
+#[derive(Default)]
+struct Targets {
+    map: FxHashMap<Box<str>, Rc<Target>>,
+}
+
+impl Targets {
+    /// The target of `url`, parsed on first use.
+    fn get(&mut self, config: &AgentConfig, url: &str) -> Result<Rc<Target>, Cause> {
+        if let Some(t) = self.map.get(url) {
+            return Ok(t.clone());
+        }
+        let target = Rc::new(resolve(config, url)?);
+        if self.map.len() >= TARGETS_KEPT {
+            // Clearing rather than evicting one by one: a client going through many distinct
+            // URLs gains nothing from the table anyway.
+            self.map.clear();
+        }
+        self.map.insert(url.into(), target.clone());
+        Ok(target)
+    }
 }
 
 /// Where a request's connection goes, and what happens on it before the request.
@@ -1635,13 +1662,8 @@ struct Tunnel {
     headers: Headers,
 }
 
-/// Parses and checks what the user asked for, before any connection is opened.
-fn prepare(
-    config: &AgentConfig,
-    method: &str,
-    url: &str,
-    headers: &mut Headers,
-) -> Result<Prepared, Cause> {
+/// Parses and checks a request URL and works out its route.
+fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
     // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
     // control bytes is refused instead, so that what would be sent is what the caller wrote.
     if url.bytes().any(|b| b.is_ascii_control()) {
@@ -1664,14 +1686,6 @@ fn prepare(
         target.push('?');
         target.push_str(q);
     }
-    if let Some(ua) = &config.user_agent
-        && !headers.contains("user-agent")
-    {
-        headers.append("User-Agent", ua.as_bytes());
-    }
-    if !config.persistent && !headers.has_token("connection", "close") {
-        headers.append("Connection", b"close");
-    }
     let proxy = config.proxies.proxy_for(&url);
     let mut key = PoolKey {
         https,
@@ -1680,6 +1694,7 @@ fn prepare(
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
     };
+    let mut proxy_auth = None;
     let route = match proxy {
         None => Route {
             host: connect_host.clone(),
@@ -1707,11 +1722,7 @@ fn prepare(
                 target = absolute_target(&url);
                 key.host = "".into();
                 key.port = 0;
-                if let Some(auth) = &auth
-                    && !headers.contains("proxy-authorization")
-                {
-                    headers.append("Proxy-Authorization", auth.as_bytes());
-                }
+                proxy_auth = auth;
                 None
             };
             Route {
@@ -1722,22 +1733,45 @@ fn prepare(
             }
         }
     };
-    let head = RequestHead {
-        method,
-        target: &target,
-        host: &host_header,
-        headers,
-    };
-    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
-    Ok(Prepared {
+    Ok(Target {
         url,
         target,
         host_header,
         route,
         key,
+        proxy_auth,
     })
 }
 
+/// Adds the agent's own fields to a request's headers and checks the request before any
+/// connection is opened.
+fn prepare(
+    config: &AgentConfig,
+    target: &Target,
+    method: &str,
+    headers: &mut Headers,
+) -> Result<(), Cause> {
+    if let Some(ua) = &config.user_agent
+        && !headers.contains("user-agent")
+    {
+        headers.append("User-Agent", ua.as_bytes());
+    }
+    if !config.persistent && !headers.has_token("connection", "close") {
+        headers.append("Connection", b"close");
+    }
+    if let Some(auth) = &target.proxy_auth
+        && !headers.contains("proxy-authorization")
+    {
+        headers.append("Proxy-Authorization", auth.as_bytes());
+    }
+    let head = RequestHead {
+        method,
+        target: &target.target,
+        host: &target.host_header,
+        headers,
+    };
+    proto::validate_request(&head).map_err(Cause::InvalidRequest)
+}
 /// The host to connect to (IPv6 without brackets) and the port of a URL.
 fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
     let host = match url.host() {
@@ -1791,35 +1825,50 @@ mod tests {
     #[test]
     fn prepare_rejects_bad_urls_and_headers() {
         let config = AgentConfig::default();
-        let mut h = Headers::new();
         assert!(matches!(
-            prepare(&config, "GET", "ftp://x/", &mut h),
+            resolve(&config, "ftp://x/"),
             Err(Cause::UnsupportedScheme(_))
         ));
         assert!(matches!(
-            prepare(&config, "GET", "not a url", &mut h),
+            resolve(&config, "not a url"),
             Err(Cause::InvalidUrl(_))
         ));
         let mut h = Headers::new();
         h.append("X-Bad", b"a\r\nInjected: 1");
+        let target = resolve(&config, "http://127.0.0.1/").unwrap();
         assert!(matches!(
-            prepare(&config, "GET", "http://127.0.0.1/", &mut h),
+            prepare(&config, &target, "GET", &mut h),
             Err(Cause::InvalidRequest(_))
         ));
     }
 
     #[test]
-    fn prepare_builds_target_and_host() {
+    fn resolve_builds_target_and_host() {
         let config = AgentConfig::default();
-        let mut h = Headers::new();
-        let p = prepare(&config, "GET", "http://[::1]:8080/a/b?x=1#frag", &mut h).unwrap();
+        let p = resolve(&config, "http://[::1]:8080/a/b?x=1#frag").unwrap();
         assert_eq!(p.target, "/a/b?x=1");
         assert_eq!(p.host_header, "[::1]:8080");
         assert_eq!(p.route.host, "::1");
         assert_eq!(p.key.port, 8080);
-        let p = prepare(&config, "GET", "https://Example.TEST/", &mut h).unwrap();
+        let p = resolve(&config, "https://Example.TEST/").unwrap();
         assert_eq!(p.host_header, "example.test");
         assert_eq!(p.key.port, 443);
         assert!(p.key.https && p.route.tls);
+    }
+
+    #[test]
+    fn targets_are_parsed_once_per_url_and_bounded() {
+        let config = AgentConfig::default();
+        let mut targets = Targets::default();
+        let a = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        let again = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        assert!(Rc::ptr_eq(&a, &again));
+        let b = targets.get(&config, "http://127.0.0.1/b").unwrap();
+        assert_eq!(b.target, "/b");
+        assert!(targets.get(&config, "nope").is_err());
+        for i in 0..2 * TARGETS_KEPT {
+            targets.get(&config, &format!("http://h/{i}")).unwrap();
+        }
+        assert!(targets.map.len() <= TARGETS_KEPT);
     }
 }
