@@ -447,6 +447,8 @@ struct AgentState {
     idle_seq: u64,
     scratch: Vec<u8>,
     targets: Targets,
+    /// The fields of the request being written (see [`sent_fields`]).
+    fields: Headers,
     /// Requests whose head was delivered but whose body is not attached yet.
     unattached: Vec<RequestId>,
     stats: PoolStats,
@@ -471,6 +473,7 @@ impl AgentState {
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
             targets: Targets::default(),
+            fields: Headers::new(),
             unattached: Vec::new(),
             closed: false,
             stats: PoolStats::default(),
@@ -512,16 +515,15 @@ impl AgentState {
                 Request {
                     method,
                     url,
-                    mut headers,
+                    headers,
                     body: producer,
                     timeouts,
                 },
             on_response,
         } = new;
-        let prepared = self
-            .targets
-            .get(&self.config, &url)
-            .and_then(|t| prepare(&self.config, &t, &method, &mut headers).map(|()| t));
+        let prepared = self.targets.get(&self.config, &url).and_then(|t| {
+            prepare(&self.config, &t, &method, &headers, &mut self.fields).map(|()| t)
+        });
         let target = match prepared {
             Ok(t) => t,
             Err(cause) => {
@@ -695,11 +697,12 @@ impl AgentState {
             None if METHODS_WITH_CONTENT.contains(&req.method.as_str()) => RequestBody::Length(0),
             None => RequestBody::None,
         };
+        sent_fields(&self.config, &req.target, &req.headers, &mut self.fields);
         let head = RequestHead {
             method: &req.method,
             target: &req.target.target,
             host: &req.target.host_header,
-            headers: &req.headers,
+            headers: &self.fields,
         };
         self.scratch.clear();
         if let Err(e) = conn.proto.send_request(&head, body, &mut self.scratch) {
@@ -1743,35 +1746,48 @@ fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
     })
 }
 
-/// Adds the agent's own fields to a request's headers and checks the request before any
-/// connection is opened.
-fn prepare(
-    config: &AgentConfig,
-    target: &Target,
-    method: &str,
-    headers: &mut Headers,
-) -> Result<(), Cause> {
+/// Writes the fields a request is sent with into `out`: its own, then those the agent adds
+/// (`User-Agent` unless given, `Connection: close` when not persistent, proxy credentials).
+/// Built in the agent's reusable buffer when the head is written, rather than appended to the
+/// request's own `Headers`, which would then allocate for every request sent without fields.
+fn sent_fields(config: &AgentConfig, target: &Target, headers: &Headers, out: &mut Headers) {
+    out.clear();
+    for (name, value) in headers.iter() {
+        out.append(name, value);
+    }
     if let Some(ua) = &config.user_agent
         && !headers.contains("user-agent")
     {
-        headers.append("User-Agent", ua.as_bytes());
+        out.append("User-Agent", ua.as_bytes());
     }
     if !config.persistent && !headers.has_token("connection", "close") {
-        headers.append("Connection", b"close");
+        out.append("Connection", b"close");
     }
     if let Some(auth) = &target.proxy_auth
         && !headers.contains("proxy-authorization")
     {
-        headers.append("Proxy-Authorization", auth.as_bytes());
+        out.append("Proxy-Authorization", auth.as_bytes());
     }
+}
+
+/// Checks a request before any connection is opened (`fields` is scratch space).
+fn prepare(
+    config: &AgentConfig,
+    target: &Target,
+    method: &str,
+    headers: &Headers,
+    fields: &mut Headers,
+) -> Result<(), Cause> {
+    sent_fields(config, target, headers, fields);
     let head = RequestHead {
         method,
         target: &target.target,
         host: &target.host_header,
-        headers,
+        headers: fields,
     };
     proto::validate_request(&head).map_err(Cause::InvalidRequest)
 }
+
 /// The host to connect to (IPv6 without brackets) and the port of a URL.
 fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
     let host = match url.host() {
@@ -1837,7 +1853,7 @@ mod tests {
         h.append("X-Bad", b"a\r\nInjected: 1");
         let target = resolve(&config, "http://127.0.0.1/").unwrap();
         assert!(matches!(
-            prepare(&config, &target, "GET", &mut h),
+            prepare(&config, &target, "GET", &h, &mut Headers::new()),
             Err(Cause::InvalidRequest(_))
         ));
     }
