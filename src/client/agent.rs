@@ -123,11 +123,15 @@ pub(crate) enum Msg {
     PauseBody(RequestId),
     ResumeBody(RequestId),
     ResumeProducer(RequestId),
-    CheckAbandoned(RequestId),
     CloseIdle,
     Stats(StatsCallback),
     Shutdown,
 }
+
+/// Posted by the agent to itself after handing out a response head: the request at the front
+/// of `AgentState::to_check` is then checked for abandonment. It carries nothing, so boxing it
+/// for [`Ctx::post`] allocates nothing.
+struct CheckAbandoned;
 
 pub(crate) struct NewRequest {
     id: RequestId,
@@ -451,6 +455,9 @@ struct AgentState {
     fields: Headers,
     /// Requests whose head was delivered but whose body is not attached yet.
     unattached: Vec<RequestId>,
+    /// Requests to check once the callback given their head returns, in order (one
+    /// [`CheckAbandoned`] message each).
+    to_check: VecDeque<RequestId>,
     stats: PoolStats,
     /// Set by [`Agent::shutdown`]: new requests fail at once.
     closed: bool,
@@ -475,6 +482,7 @@ impl AgentState {
             targets: Targets::default(),
             fields: Headers::new(),
             unattached: Vec::new(),
+            to_check: VecDeque::new(),
             closed: false,
             stats: PoolStats::default(),
         }
@@ -912,7 +920,8 @@ impl AgentState {
                     if let Some(cb) = callback {
                         cb(ctx, Ok(response));
                     }
-                    ctx.post(me, Box::new(Msg::CheckAbandoned(id)));
+                    self.to_check.push_back(id);
+                    ctx.post(me, Box::new(CheckAbandoned));
                     // The loop goes on: a body-less response completes at once; otherwise
                     // the rest waits in `pending` until a body protocol is attached.
                 }
@@ -1404,9 +1413,14 @@ impl AgentState {
         if self.unattached.is_empty() {
             return;
         }
-        let ids = self.unattached.clone();
-        for id in ids {
+        // By index rather than over a copy (which would allocate on every read while a body
+        // waits): a check removes only the request it checks.
+        let mut i = 0;
+        while let Some(&id) = self.unattached.get(i) {
             self.check_abandoned(ctx, id);
+            if self.unattached.get(i) == Some(&id) {
+                i += 1;
+            }
         }
     }
 
@@ -1549,8 +1563,16 @@ impl Protocol for AgentState {
     }
 
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
-        let Ok(msg) = msg.downcast::<Msg>() else {
-            return;
+        let msg = match msg.downcast::<Msg>() {
+            Ok(msg) => msg,
+            Err(other) => {
+                if other.is::<CheckAbandoned>()
+                    && let Some(id) = self.to_check.pop_front()
+                {
+                    self.check_abandoned(ctx, id);
+                }
+                return;
+            }
         };
         match *msg {
             Msg::Init(me) => self.me = Some(me),
@@ -1592,7 +1614,6 @@ impl Protocol for AgentState {
                 }
             }
             Msg::ResumeProducer(id) => self.produce(ctx, id),
-            Msg::CheckAbandoned(id) => self.check_abandoned(ctx, id),
             Msg::CloseIdle => self.close_idle(ctx),
             Msg::Stats(f) => {
                 let stats = self.stats();
