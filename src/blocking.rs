@@ -159,7 +159,7 @@ impl Client {
                         phrase: response.phrase.clone(),
                         headers: response.headers.clone(),
                         trailers: Headers::new(),
-                        url: response.url.clone(),
+                        url: (*response.url).clone(),
                         body: Vec::new(),
                         complete: false,
                         timing: response.timing,

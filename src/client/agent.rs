@@ -5,7 +5,8 @@
 //! reactor has it borrowed (for instance from inside a response callback).
 
 use std::any::Any;
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -117,9 +118,7 @@ type StatsCallback = Box<dyn FnOnce(&mut Ctx, PoolStats)>;
 /// Messages from handles to the agent's state.
 pub(crate) enum Msg {
     Init(HandlerId),
-    Request(Box<NewRequest>),
     Cancel(RequestId),
-    DeliverBody(RequestId, Box<dyn BodyProtocol>),
     PauseBody(RequestId),
     ResumeBody(RequestId),
     ResumeProducer(RequestId),
@@ -133,10 +132,62 @@ pub(crate) enum Msg {
 /// for [`Ctx::post`] allocates nothing.
 struct CheckAbandoned;
 
-pub(crate) struct NewRequest {
+/// Posted for each request put in [`Shared::requests`]; carries nothing (no allocation).
+struct NextRequest;
+
+/// Posted for each body protocol put in [`Shared::bodies`]; carries nothing.
+pub(crate) struct NextBody;
+
+/// What the [`Agent`] handles (and the responses) share with the agent's state.
+///
+/// Requests and body protocols wait in queues here instead of travelling in boxed messages,
+/// which cost two allocations per request and one per body; each queued item has one
+/// zero-sized message posted for it, so the reactor still decides when (and in which order
+/// with other messages) the agent takes it.
+pub(crate) struct Shared {
+    config: AgentConfig,
+    /// Parsed request URLs: a handle resolves a URL as it submits the request.
+    targets: RefCell<Targets>,
+    requests: RefCell<VecDeque<NewRequest>>,
+    bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+}
+
+impl Shared {
+    /// Queues a body protocol for the agent and tells it.
+    pub(crate) fn deliver_body(
+        &self,
+        ctx: &mut Ctx,
+        agent: HandlerId,
+        id: RequestId,
+        body: Box<dyn BodyProtocol>,
+    ) {
+        self.bodies.borrow_mut().push_back((id, body));
+        ctx.post(agent, Box::new(NextBody));
+    }
+}
+
+struct NewRequest {
     id: RequestId,
-    request: Request,
+    method: Cow<'static, str>,
+    /// Resolved when the request was submitted; an error is reported from the agent, as
+    /// for any request it refuses.
+    target: Result<Rc<Target>, Cause>,
+    headers: Headers,
+    producer: Option<Box<dyn BodyProducer>>,
+    timeouts: Timeouts,
     on_response: ResponseCallback,
+}
+
+/// A method as kept with a request: the standard ones as static strings, so that the request
+/// and its response hold them without allocating.
+fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    match KNOWN.iter().find(|&&m| m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
+    }
 }
 
 /// An HTTP/1.1 client with a connection pool (Twisted's `Agent` with an `HTTPConnectionPool`).
@@ -166,14 +217,39 @@ pub(crate) struct NewRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Agent {
     handler: HandlerId,
+    /// Finds the agent's [`Shared`] half in [`AGENTS`].
+    id: u64,
+}
+
+static NEXT_AGENT: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The shared half of every agent on this thread, by agent id. Looked up rather than held
+    /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
+    /// another thread through a `Remote`). An entry lives as long as its agent's state.
+    static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
 }
 
 impl Agent {
     /// Creates an agent on this reactor.
     pub fn new(ctx: &mut Ctx, config: AgentConfig) -> Agent {
-        let handler = ctx.add_handler(Box::new(AgentState::new(config)));
+        let shared = Rc::new(Shared {
+            config,
+            targets: RefCell::default(),
+            requests: RefCell::default(),
+            bodies: RefCell::default(),
+        });
+        let id = NEXT_AGENT.fetch_add(1, Ordering::Relaxed);
+        AGENTS.with(|a| a.borrow_mut().insert(id, shared.clone()));
+        let handler = ctx.add_handler(Box::new(AgentState::new(id, shared)));
         ctx.post(handler, Box::new(Msg::Init(handler)));
-        Agent { handler }
+        Agent { handler, id }
+    }
+
+    /// The agent's shared half; `None` once the agent's state is gone (its reactor was
+    /// dropped), when a request would be dropped unanswered as a message to it would.
+    fn shared(&self) -> Option<Rc<Shared>> {
+        AGENTS.with(|a| a.borrow().get(&self.id).cloned())
     }
 
     /// Issues a request. `on_response` is called once: with the [`Response`] as soon as its
@@ -188,29 +264,29 @@ impl Agent {
         body: Option<Box<dyn BodyProducer>>,
         on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
     ) -> RequestHandle {
-        let request = Request {
-            method: method.to_string(),
-            url: url.to_string(),
+        // Built here rather than through a `Request`, whose owned method and URL would be
+        // two allocations per request.
+        let new = NewRequest {
+            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+            method: method_name(method),
+            target: Err(Cause::AgentClosed), // resolved by `submit`
             headers,
-            body,
+            producer: body,
             timeouts: Timeouts::default(),
+            on_response: Box::new(on_response),
         };
-        self.submit(ctx, request, Box::new(on_response))
+        self.submit(ctx, url, new)
     }
 
-    fn submit(
-        &self,
-        ctx: &mut Ctx,
-        request: Request,
-        on_response: ResponseCallback,
-    ) -> RequestHandle {
-        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
-        let new = NewRequest {
-            id,
-            request,
-            on_response,
-        };
-        ctx.post(self.handler, Box::new(Msg::Request(Box::new(new))));
+    /// Resolves the request's URL (parsed once per URL; see [`Targets`]) and queues the
+    /// request for the agent.
+    fn submit(&self, ctx: &mut Ctx, url: &str, mut new: NewRequest) -> RequestHandle {
+        let id = new.id;
+        if let Some(shared) = self.shared() {
+            new.target = shared.targets.borrow_mut().get(&shared.config, url);
+            shared.requests.borrow_mut().push_back(new);
+            ctx.post(self.handler, Box::new(NextRequest));
+        }
         RequestHandle::for_agent(self.handler, id)
     }
 
@@ -240,7 +316,16 @@ impl HttpAgent for Agent {
         request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        self.submit(ctx, request, on_response)
+        let new = NewRequest {
+            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+            method: method_name(&request.method),
+            target: Err(Cause::AgentClosed), // resolved by `submit`
+            headers: request.headers,
+            producer: request.body,
+            timeouts: request.timeouts,
+            on_response,
+        };
+        self.submit(ctx, &request.url, new)
     }
 }
 
@@ -269,7 +354,7 @@ enum BodyState {
 }
 
 struct Req {
-    method: String,
+    method: Cow<'static, str>,
     /// Shared by every request to the same URL.
     target: Rc<Target>,
     headers: Headers,
@@ -436,7 +521,9 @@ impl TimerTarget {
 
 struct AgentState {
     me: Option<HandlerId>,
-    config: AgentConfig,
+    /// Its key in [`AGENTS`].
+    id: u64,
+    shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
     reqs: FxHashMap<RequestId, Req>,
@@ -450,7 +537,6 @@ struct AgentState {
     idle_tags: FxHashMap<u64, ConnId>,
     idle_seq: u64,
     scratch: Vec<u8>,
-    targets: Targets,
     /// The fields of the request being written (see [`sent_fields`]).
     fields: Headers,
     /// Requests whose head was delivered but whose body is not attached yet.
@@ -467,10 +553,11 @@ const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
 
 impl AgentState {
-    fn new(config: AgentConfig) -> Self {
+    fn new(id: u64, shared: Rc<Shared>) -> Self {
         AgentState {
             me: None,
-            config,
+            id,
+            shared,
             reqs: FxHashMap::default(),
             conns: FxHashMap::default(),
             hosts: HashMap::new(),
@@ -479,7 +566,6 @@ impl AgentState {
             idle_tags: FxHashMap::default(),
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
-            targets: Targets::default(),
             fields: Headers::new(),
             unattached: Vec::new(),
             to_check: VecDeque::new(),
@@ -516,21 +602,23 @@ impl AgentState {
 
     // ---- submission -------------------------------------------------------------------
 
-    fn submit(&mut self, ctx: &mut Ctx, new: NewRequest) {
+    fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
+        if self.closed {
+            let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+            (new.on_response)(ctx, Err(error));
+            return;
+        }
         let NewRequest {
             id,
-            request:
-                Request {
-                    method,
-                    url,
-                    headers,
-                    body: producer,
-                    timeouts,
-                },
+            method,
+            target,
+            headers,
+            producer,
+            timeouts,
             on_response,
         } = new;
-        let prepared = self.targets.get(&self.config, &url).and_then(|t| {
-            prepare(&self.config, &t, &method, &headers, &mut self.fields).map(|()| t)
+        let prepared = target.and_then(|t| {
+            prepare(&self.shared.config, &t, &method, &headers, &mut self.fields).map(|()| t)
         });
         let target = match prepared {
             Ok(t) => t,
@@ -571,14 +659,14 @@ impl AgentState {
                 reused: false,
             },
         };
-        if let Some(t) = timeouts.total.or(self.config.timeout) {
+        if let Some(t) = timeouts.total.or(self.shared.config.timeout) {
             let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
             req.timers.push(timer);
         }
-        if let Some(t) = timeouts.queue.or(self.config.queue_timeout) {
+        if let Some(t) = timeouts.queue.or(self.shared.config.queue_timeout) {
             req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
         }
-        req.read_timeout = timeouts.read.or(self.config.read_timeout);
+        req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);
         self.reqs.insert(id, req);
         self.enqueue(id, key);
         self.pump(ctx);
@@ -599,8 +687,8 @@ impl AgentState {
 
     /// Starts waiting requests while connection slots are free, oldest first.
     fn pump(&mut self, ctx: &mut Ctx) {
-        while self.active_total < self.config.max_active_total {
-            let cap = self.config.max_active_per_host;
+        while self.active_total < self.shared.config.max_active_total {
+            let cap = self.shared.config.max_active_per_host;
             let next = self
                 .hosts
                 .iter()
@@ -646,8 +734,8 @@ impl AgentState {
             return;
         };
         let options = ConnectOptions {
-            connect_timeout: self.config.connect_timeout,
-            tls: req.target.route.tls.then(|| self.config.tls.clone()),
+            connect_timeout: self.shared.config.connect_timeout,
+            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
         };
         let route = &req.target.route;
@@ -659,7 +747,7 @@ impl AgentState {
             cid,
             Box::new(Conn {
                 key,
-                proto: ClientConnection::new(self.config.limits.clone()),
+                proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
                 pending: Vec::new(),
@@ -702,10 +790,15 @@ impl AgentState {
                 Some(n) => RequestBody::Length(n),
                 None => RequestBody::Chunked,
             },
-            None if METHODS_WITH_CONTENT.contains(&req.method.as_str()) => RequestBody::Length(0),
+            None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
             None => RequestBody::None,
         };
-        sent_fields(&self.config, &req.target, &req.headers, &mut self.fields);
+        sent_fields(
+            &self.shared.config,
+            &req.target,
+            &req.headers,
+            &mut self.fields,
+        );
         let head = RequestHead {
             method: &req.method,
             target: &req.target.target,
@@ -744,7 +837,7 @@ impl AgentState {
         if conn.proto.may_send_body() {
             self.produce(ctx, id);
         } else {
-            let t = self.config.continue_timeout;
+            let t = self.shared.config.continue_timeout;
             let timer = self.set_timer(ctx, t, TimerTarget::Continue(id));
             if let Some(req) = self.reqs.get_mut(&id) {
                 req.timers.push(timer);
@@ -906,6 +999,7 @@ impl AgentState {
                         },
                         url: req.target.url.clone(),
                         method: req.method.clone(),
+                        agent: self.shared.clone(),
                         timing,
                         history: Vec::new(),
                         filters: Vec::new(),
@@ -972,7 +1066,7 @@ impl AgentState {
                     let reusable = keep_alive
                         && pos == input.len()
                         && conn.eof.is_none()
-                        && self.config.persistent
+                        && self.shared.config.persistent
                         && self.reqs.get(&id).is_some_and(|r| r.body_sent);
                     self.finish(ctx, id, end);
                     if reusable {
@@ -1037,8 +1131,8 @@ impl AgentState {
                 Ok((n, Event::Informational(_))) => pos += n,
                 Ok((_, Event::Head(head))) if (200..300).contains(&head.status) => {
                     conn.tunnel = Some((tunnel.clone(), TunnelPhase::Handshaking));
-                    conn.proto = ClientConnection::new(self.config.limits.clone());
-                    ctx.start_tls(cid, &self.config.tls, &tunnel.server_name);
+                    conn.proto = ClientConnection::new(self.shared.config.limits.clone());
+                    ctx.start_tls(cid, &self.shared.config.tls, &tunnel.server_name);
                     return;
                 }
                 Ok((_, Event::Head(head))) => {
@@ -1162,7 +1256,7 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return false;
         };
-        if req.retried || !IDEMPOTENT.contains(&req.method.as_str()) {
+        if req.retried || !IDEMPOTENT.contains(&&*req.method) {
             return false;
         }
         if let Some(p) = req.producer.as_mut()
@@ -1307,10 +1401,10 @@ impl AgentState {
         self.active_total -= 1;
         let keep = conn.proto.reset().is_ok()
             && ctx.is_open(cid)
-            && host.idle.len() < self.config.max_idle_per_host;
+            && host.idle.len() < self.shared.config.max_idle_per_host;
         if keep {
             host.idle.push(cid);
-            let mut timeout = self.config.idle_timeout;
+            let mut timeout = self.shared.config.idle_timeout;
             if let Some(hint) = conn.keep_alive_hint {
                 // Leave the server's own timer a margin so we are not the one caught sending
                 // on a connection it is closing.
@@ -1489,6 +1583,13 @@ impl AgentState {
     }
 }
 
+impl Drop for AgentState {
+    fn drop(&mut self) {
+        // `try_with`: the reactor may be dropped while the thread's locals are torn down.
+        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(&self.id));
+    }
+}
+
 impl Protocol for AgentState {
     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
         if self.conns.get(&conn).is_some_and(|c| c.tunnel.is_some()) {
@@ -1566,7 +1667,17 @@ impl Protocol for AgentState {
         let msg = match msg.downcast::<Msg>() {
             Ok(msg) => msg,
             Err(other) => {
-                if other.is::<CheckAbandoned>()
+                if other.is::<NextRequest>() {
+                    let new = self.shared.requests.borrow_mut().pop_front();
+                    if let Some(new) = new {
+                        self.take_request(ctx, new);
+                    }
+                } else if other.is::<NextBody>() {
+                    let next = self.shared.bodies.borrow_mut().pop_front();
+                    if let Some((id, body)) = next {
+                        self.deliver_body(ctx, id, body);
+                    }
+                } else if other.is::<CheckAbandoned>()
                     && let Some(id) = self.to_check.pop_front()
                 {
                     self.check_abandoned(ctx, id);
@@ -1576,11 +1687,6 @@ impl Protocol for AgentState {
         };
         match *msg {
             Msg::Init(me) => self.me = Some(me),
-            Msg::Request(new) if self.closed => {
-                let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
-                (new.on_response)(ctx, Err(error));
-            }
-            Msg::Request(new) => self.submit(ctx, *new),
             Msg::Shutdown => {
                 self.closed = true;
                 let mut ids: Vec<RequestId> = self.reqs.keys().copied().collect();
@@ -1594,7 +1700,6 @@ impl Protocol for AgentState {
                 self.close_idle(ctx);
             }
             Msg::Cancel(id) => self.cancel(ctx, id, Cause::Cancelled),
-            Msg::DeliverBody(id, body) => self.deliver_body(ctx, id, body),
             Msg::PauseBody(id) => {
                 if let Some(req) = self.reqs.get_mut(&id) {
                     req.paused = true;
@@ -1627,7 +1732,7 @@ impl Protocol for AgentState {
 /// string and the agent's configuration, so it is worked out once per URL (see [`Targets`]).
 #[derive(Debug)]
 struct Target {
-    url: Url,
+    url: Rc<Url>,
     /// The request target: origin-form, or absolute-form through a plain-http proxy.
     target: String,
     host_header: String,
@@ -1758,7 +1863,7 @@ fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
         }
     };
     Ok(Target {
-        url,
+        url: Rc::new(url),
         target,
         host_header,
         route,

@@ -256,7 +256,7 @@ impl<A: HttpAgent> Retry<A> {
         let mut previous = resp.history.clone();
         previous.push(PreviousResponse {
             code: resp.code,
-            url: resp.url.clone(),
+            url: (*resp.url).clone(),
             headers: resp.headers.clone(),
         });
         // Read the small 401 body so the connection can be pooled, then retry.

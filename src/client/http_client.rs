@@ -478,7 +478,7 @@ impl RequestBuilder {
                             .length
                             .map_or(0, |len| usize::try_from(len.min(max_body)).unwrap_or(0)),
                     ),
-                    url: response.url.clone(),
+                    url: (*response.url).clone(),
                     timing: response.timing,
                     total: Duration::ZERO,
                     complete: false,

@@ -287,7 +287,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
         code: response.code,
-        url: response.url.clone(),
+        url: (*response.url).clone(),
         headers: response.headers.clone(),
     });
     chain.url = url;

@@ -1,5 +1,6 @@
 //! A response whose head has arrived; its body waits for [`Response::deliver_body`].
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use url::Url;
 use crate::proto::{Headers, Version};
 use crate::reactor::Ctx;
 
-use super::agent::Msg;
+use super::agent::Shared;
 use super::body::{BodyHandle, BodyProtocol, Collected, Collector};
 use super::error::Error;
 use super::timing::Timing;
@@ -44,16 +45,18 @@ pub struct Response {
     /// Body length when known in advance (Content-Length, or 0 for responses without a
     /// body); `None` for chunked and close-delimited bodies.
     pub length: Option<u64>,
-    /// The URL requested.
-    pub url: Url,
+    /// The URL requested (shared with the agent, which parses each URL once).
+    pub url: Rc<Url>,
     /// The request method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// When each phase of the request ended.
     pub timing: Timing,
     /// Earlier responses that led here (redirects, authentication challenges), oldest first.
     pub history: Vec<PreviousResponse>,
     pub(crate) handle: BodyHandle,
     pub(crate) filters: Vec<BodyFilter>,
+    /// Where [`Response::deliver_body`] leaves the body protocol for the agent.
+    pub(crate) agent: Rc<Shared>,
     // Shared with the agent, set by `deliver_body`: when the agent holds the only reference
     // and it was never set, the body was abandoned and its connection is closed.
     pub(crate) delivery: Rc<Cell<bool>>,
@@ -69,10 +72,8 @@ impl Response {
             protocol = filter(protocol);
         }
         self.delivery.set(true);
-        ctx.post(
-            self.handle.agent,
-            Box::new(Msg::DeliverBody(self.handle.request, protocol)),
-        );
+        self.agent
+            .deliver_body(ctx, self.handle.agent, self.handle.request, protocol);
     }
 
     /// Interposes a body protocol between the agent and whatever protocol is given to
