@@ -2,6 +2,7 @@
 //! builders with query, form, JSON and file bodies; whole-body responses with text and JSON
 //! helpers; per-request timing and sizes; bounded concurrency over many URLs.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::Path;
@@ -535,7 +536,7 @@ pub struct FullResponse {
     /// Status code.
     pub code: u16,
     /// Reason phrase.
-    pub phrase: String,
+    pub phrase: Cow<'static, str>,
     /// Header fields.
     pub headers: Headers,
     /// Trailer fields (chunked bodies).

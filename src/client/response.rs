@@ -38,8 +38,8 @@ pub struct Response {
     pub version: Version,
     /// Status code.
     pub code: u16,
-    /// Reason phrase.
-    pub phrase: String,
+    /// Reason phrase (the usual phrases are static strings).
+    pub phrase: Cow<'static, str>,
     /// Header fields, in the order received.
     pub headers: Headers,
     /// Body length when known in advance (Content-Length, or 0 for responses without a

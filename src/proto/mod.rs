@@ -63,6 +63,7 @@ pub use headers::Headers;
 use chunked::{ChunkedDecoder, Step};
 use request::SendState;
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Limits applied while parsing a response. Every cap is a guard against a hostile peer.
@@ -117,8 +118,8 @@ pub struct ResponseHead {
     pub version: Version,
     /// Status code (100..=999 as sent; the core rejects codes outside 100..=599).
     pub status: u16,
-    /// Reason phrase, lossily decoded.
-    pub reason: String,
+    /// Reason phrase, lossily decoded (the usual phrases are static strings: no allocation).
+    pub reason: Cow<'static, str>,
     /// Header fields in the order received.
     pub headers: Headers,
 }

@@ -1,5 +1,6 @@
 //! Response side: incremental head parsing and the RFC 9112 section 6.3 framing decision.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
@@ -125,10 +126,41 @@ pub(crate) fn parse_head_prefix(
         ResponseHead {
             version,
             status,
-            reason: resp.reason.unwrap_or("").to_owned(),
+            reason: reason_phrase(status, resp.reason.unwrap_or("")),
             headers,
         },
     )))
+}
+
+/// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
+/// string, so the common case allocates nothing; any other phrase is copied.
+fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
+    let usual = match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    if reason == usual {
+        Cow::Borrowed(usual)
+    } else {
+        Cow::Owned(reason.to_owned())
+    }
 }
 
 /// Parses a complete trailer section (ending with its blank line). Every line must end in CRLF.
