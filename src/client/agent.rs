@@ -127,9 +127,9 @@ pub(crate) enum Msg {
     Shutdown,
 }
 
-/// Posted by the agent to itself after handing out a response head: the request at the front
-/// of `AgentState::to_check` is then checked for abandonment. It carries nothing, so boxing it
-/// for [`Ctx::post`] allocates nothing.
+/// Posted by the agent to itself after handing out a response head, to discard the body if
+/// the callback dropped the response. It carries nothing, so boxing it for [`Ctx::post`]
+/// allocates nothing.
 struct CheckAbandoned;
 
 /// Posted for each request put in [`Shared::requests`]; carries nothing (no allocation).
@@ -150,7 +150,17 @@ pub(crate) struct Shared {
     targets: RefCell<Targets>,
     requests: RefCell<VecDeque<NewRequest>>,
     bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// Requests whose response was dropped without its body being asked for: the agent
+    /// discards the body and closes the connection (see [`AgentState::sweep_abandoned`]).
+    dropped: RefCell<Vec<RequestId>>,
+    /// The header storage of dropped responses, for the next heads (see
+    /// [`ClientConnection::reuse_headers`]): a response head then allocates nothing.
+    spare_headers: RefCell<Vec<Headers>>,
 }
+
+/// Most spare `Headers` kept, and the largest kept (bytes of storage).
+const SPARE_HEADERS: usize = 64;
+const SPARE_HEADERS_MAX_BYTES: usize = 4096;
 
 impl Shared {
     /// Queues a body protocol for the agent and tells it.
@@ -163,6 +173,27 @@ impl Shared {
     ) {
         self.bodies.borrow_mut().push_back((id, body));
         ctx.post(agent, Box::new(NextBody));
+    }
+
+    /// Notes that the response of `id` was dropped without its body being asked for. (Called
+    /// from `Drop`, so it neither fails nor posts: the agent looks at the list on its next
+    /// message or read.)
+    pub(crate) fn abandoned(&self, id: RequestId) {
+        if let Ok(mut dropped) = self.dropped.try_borrow_mut() {
+            dropped.push(id);
+        }
+    }
+
+    /// Keeps the header storage of a dropped response for a later head.
+    pub(crate) fn recycle_headers(&self, headers: Headers) {
+        if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
+            return;
+        }
+        if let Ok(mut spare) = self.spare_headers.try_borrow_mut()
+            && spare.len() < SPARE_HEADERS
+        {
+            spare.push(headers);
+        }
     }
 }
 
@@ -238,6 +269,8 @@ impl Agent {
             targets: RefCell::default(),
             requests: RefCell::default(),
             bodies: RefCell::default(),
+            dropped: RefCell::default(),
+            spare_headers: RefCell::default(),
         });
         let id = NEXT_AGENT.fetch_add(1, Ordering::Relaxed);
         AGENTS.with(|a| a.borrow_mut().insert(id, shared.clone()));
@@ -367,9 +400,6 @@ struct Req {
     body_sent: bool,
     head_delivered: bool,
     body: BodyState,
-    /// Shared with the `Response` (and its clones): set once a body protocol is asked for.
-    /// When the agent holds the only reference and it is unset, the body was abandoned.
-    delivery: Rc<Cell<bool>>,
     paused: bool,
     /// How the body ended, when that is known before a body protocol is attached.
     end: Option<BodyEnd>,
@@ -539,11 +569,6 @@ struct AgentState {
     scratch: Vec<u8>,
     /// The fields of the request being written (see [`sent_fields`]).
     fields: Headers,
-    /// Requests whose head was delivered but whose body is not attached yet.
-    unattached: Vec<RequestId>,
-    /// Requests to check once the callback given their head returns, in order (one
-    /// [`CheckAbandoned`] message each).
-    to_check: VecDeque<RequestId>,
     stats: PoolStats,
     /// Set by [`Agent::shutdown`]: new requests fail at once.
     closed: bool,
@@ -567,8 +592,6 @@ impl AgentState {
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
             fields: Headers::new(),
-            unattached: Vec::new(),
-            to_check: VecDeque::new(),
             closed: false,
             stats: PoolStats::default(),
         }
@@ -641,7 +664,6 @@ impl AgentState {
             body_sent: false,
             head_delivered: false,
             body: BodyState::NotAttached,
-            delivery: Rc::new(Cell::new(false)),
             paused: false,
             end: None,
             retried: false,
@@ -785,6 +807,9 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
+        if let Some(spare) = self.shared.spare_headers.borrow_mut().pop() {
+            conn.proto.reuse_headers(spare);
+        }
         let body = match &req.producer {
             Some(p) => match p.length() {
                 Some(n) => RequestBody::Length(n),
@@ -985,7 +1010,6 @@ impl AgentState {
                         }
                     }
                     req.head_delivered = true;
-                    let delivery = req.delivery.clone();
                     let timing = req.marks.timing(Instant::now(), ctx.conn_timing(cid));
                     let response = Response {
                         version: head.version,
@@ -1007,14 +1031,12 @@ impl AgentState {
                             agent: me,
                             request: id,
                         },
-                        delivery,
+                        delivered: Cell::new(false),
                     };
                     let callback = req.on_response.take();
-                    self.unattached.push(id);
                     if let Some(cb) = callback {
                         cb(ctx, Ok(response));
                     }
-                    self.to_check.push_back(id);
                     ctx.post(me, Box::new(CheckAbandoned));
                     // The loop goes on: a body-less response completes at once; otherwise
                     // the rest waits in `pending` until a body protocol is attached.
@@ -1468,7 +1490,6 @@ impl AgentState {
             body.connection_lost(ctx, BodyEnd::Failed(err));
             return;
         }
-        self.unattached.retain(|&r| r != id);
         body.body_started(ctx, handle);
         let req = self.reqs.get_mut(&id).expect("checked above");
         if let Some(end) = req.end.take() {
@@ -1484,36 +1505,24 @@ impl AgentState {
         }
     }
 
-    /// A response nobody kept and whose body nobody asked for: discard it.
-    fn check_abandoned(&mut self, ctx: &mut Ctx, id: RequestId) {
-        let abandoned = self.reqs.get(&id).is_some_and(|r| {
-            matches!(r.body, BodyState::NotAttached)
-                && r.head_delivered
-                && Rc::strong_count(&r.delivery) == 1
-                && !r.delivery.get()
-        });
-        if !abandoned {
-            return;
-        }
-        self.unattached.retain(|&r| r != id);
-        let mut req = self.reqs.remove(&id).expect("checked above");
-        req.cancel_timers(ctx);
-        if let Some(cid) = req.conn {
-            self.close_conn(ctx, cid, true);
-        }
-    }
-
+    /// Discards the bodies of responses dropped without their body being asked for, and
+    /// closes their connections (a connection never goes back to the pool with unread bytes).
     fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
-        if self.unattached.is_empty() {
-            return;
-        }
-        // By index rather than over a copy (which would allocate on every read while a body
-        // waits): a check removes only the request it checks.
-        let mut i = 0;
-        while let Some(&id) = self.unattached.get(i) {
-            self.check_abandoned(ctx, id);
-            if self.unattached.get(i) == Some(&id) {
-                i += 1;
+        loop {
+            let id = self.shared.dropped.borrow_mut().pop();
+            let Some(id) = id else { return };
+            // The request may have failed (and been forgotten) meanwhile.
+            let abandoned = self
+                .reqs
+                .get(&id)
+                .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
+            if !abandoned {
+                continue;
+            }
+            let mut req = self.reqs.remove(&id).expect("checked above");
+            req.cancel_timers(ctx);
+            if let Some(cid) = req.conn {
+                self.close_conn(ctx, cid, true);
             }
         }
     }
@@ -1677,10 +1686,8 @@ impl Protocol for AgentState {
                     if let Some((id, body)) = next {
                         self.deliver_body(ctx, id, body);
                     }
-                } else if other.is::<CheckAbandoned>()
-                    && let Some(id) = self.to_check.pop_front()
-                {
-                    self.check_abandoned(ctx, id);
+                } else if other.is::<CheckAbandoned>() {
+                    self.sweep_abandoned(ctx);
                 }
                 return;
             }

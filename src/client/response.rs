@@ -57,9 +57,9 @@ pub struct Response {
     pub(crate) filters: Vec<BodyFilter>,
     /// Where [`Response::deliver_body`] leaves the body protocol for the agent.
     pub(crate) agent: Rc<Shared>,
-    // Shared with the agent, set by `deliver_body`: when the agent holds the only reference
-    // and it was never set, the body was abandoned and its connection is closed.
-    pub(crate) delivery: Rc<Cell<bool>>,
+    /// Set by `deliver_body`; a response dropped without it tells the agent its body was
+    /// abandoned (the connection is then closed).
+    pub(crate) delivered: Cell<bool>,
 }
 
 impl Response {
@@ -71,7 +71,7 @@ impl Response {
         for filter in self.filters.iter().rev() {
             protocol = filter(protocol);
         }
-        self.delivery.set(true);
+        self.delivered.set(true);
         self.agent
             .deliver_body(ctx, self.handle.agent, self.handle.request, protocol);
     }
@@ -126,6 +126,16 @@ impl Response {
     /// The handle that pauses, resumes or stops body delivery.
     pub fn body_handle(&self) -> BodyHandle {
         self.handle
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if !self.delivered.get() {
+            self.agent.abandoned(self.handle.request);
+        }
+        self.agent
+            .recycle_headers(std::mem::take(&mut self.headers));
     }
 }
 

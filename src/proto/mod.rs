@@ -452,6 +452,8 @@ pub struct ClientConnection {
     head_buf: Vec<u8>,
     /// Empty lines skipped before the status line.
     leading_blank: usize,
+    /// Storage for the fields of the next head (see [`Self::reuse_headers`]).
+    spare_headers: Headers,
     chunked: ChunkedDecoder,
     interim: usize,
     framing: Option<Framing>,
@@ -471,6 +473,7 @@ impl ClientConnection {
             recv: RecvState::Idle,
             head_buf: Vec::new(),
             leading_blank: 0,
+            spare_headers: Headers::new(),
             chunked: ChunkedDecoder::new(),
             interim: 0,
             framing: None,
@@ -658,7 +661,8 @@ impl ClientConnection {
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         if base == 0
-            && let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config)
+            && let Ok(Some((end, head))) =
+                response::parse_head_prefix(window, &self.config, &mut self.spare_headers)
         {
             debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
             self.leading_blank = 0;
@@ -672,10 +676,10 @@ impl ClientConnection {
             return Ok((len, Event::NeedMore));
         };
         let head = if base == 0 {
-            response::parse_head(&rest[..end], &self.config)?
+            response::parse_head(&rest[..end], &self.config, &mut self.spare_headers)?
         } else {
             self.head_buf.extend_from_slice(&rest[..end]);
-            response::parse_head(&self.head_buf, &self.config)?
+            response::parse_head(&self.head_buf, &self.config, &mut self.spare_headers)?
         };
         self.head_buf.clear();
         self.leading_blank = 0;
@@ -770,6 +774,14 @@ impl ClientConnection {
             self.recv = RecvState::Failed(e.clone());
         }
         result
+    }
+
+    /// Gives the connection storage for the fields of the next response head: the `Headers`
+    /// of an earlier response, which the caller is done with. Its fields are cleared; only
+    /// its buffers are kept, so that parsing a head does not allocate. Replaces storage given
+    /// before and not used yet.
+    pub fn reuse_headers(&mut self, headers: Headers) {
+        self.spare_headers = headers;
     }
 
     /// Framing of the current response, known once its head was returned.
