@@ -27,7 +27,7 @@ use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
 use super::proxy::{Proxies, proxy_authorization};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::Response;
 use super::timing::Timing;
 
@@ -156,6 +156,7 @@ pub(crate) struct Shared {
     /// The header storage of dropped responses, for the next heads (see
     /// [`ClientConnection::reuse_headers`]): a response head then allocates nothing.
     spare_headers: RefCell<Vec<Headers>>,
+    handles: HandlePool,
 }
 
 /// Most spare `Headers` kept, and the largest kept (bytes of storage).
@@ -271,6 +272,7 @@ impl Agent {
             bodies: RefCell::default(),
             dropped: RefCell::default(),
             spare_headers: RefCell::default(),
+            handles: HandlePool::default(),
         });
         let id = NEXT_AGENT.fetch_add(1, Ordering::Relaxed);
         AGENTS.with(|a| a.borrow_mut().insert(id, shared.clone()));
@@ -315,12 +317,13 @@ impl Agent {
     /// request for the agent.
     fn submit(&self, ctx: &mut Ctx, url: &str, mut new: NewRequest) -> RequestHandle {
         let id = new.id;
-        if let Some(shared) = self.shared() {
+        let shared = self.shared();
+        if let Some(shared) = &shared {
             new.target = shared.targets.borrow_mut().get(&shared.config, url);
             shared.requests.borrow_mut().push_back(new);
             ctx.post(self.handler, Box::new(NextRequest));
         }
-        RequestHandle::for_agent(self.handler, id)
+        RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))
     }
 
     /// Closes every idle pooled connection.

@@ -1,7 +1,8 @@
 //! What every agent takes (a [`Request`]) and gives back (a [`RequestHandle`]), and the
 //! [`HttpAgent`] interface that lets wrapper agents compose, as Twisted's `IAgent` does.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -153,6 +154,42 @@ impl<A: HttpAgent + ?Sized> HttpAgent for Box<A> {
     }
 }
 
+/// Most handle states an agent keeps for reuse.
+const POOLED_HANDLES: usize = 64;
+
+/// Handle states for an agent's requests, reused once no handle refers to them: most callers
+/// drop the handle `request` returns at once, and allocating a fresh state for each request
+/// was one allocation per request.
+///
+/// The pool keeps a reference to each state it hands out; a state whose only reference is
+/// the pool's is free again. Only the oldest is looked at, so taking stays O(1); one kept
+/// busy by a long-lived handle is moved to the back.
+#[derive(Default)]
+pub(crate) struct HandlePool(RefCell<VecDeque<Rc<HandleState>>>);
+
+impl HandlePool {
+    /// A handle attached to nothing, reusing a free state when there is one.
+    fn take(&self) -> RequestHandle {
+        let mut pool = self.0.borrow_mut();
+        let free = pool.front().is_some_and(|s| Rc::strong_count(s) == 1);
+        let state = match pool.pop_front() {
+            Some(state) if free => {
+                state.current.set(None);
+                state.cancelled.set(false);
+                state
+            }
+            busy => {
+                pool.extend(busy);
+                Rc::default()
+            }
+        };
+        if pool.len() < POOLED_HANDLES {
+            pool.push_back(state.clone());
+        }
+        RequestHandle { state }
+    }
+}
+
 #[derive(Debug, Default)]
 struct HandleState {
     current: Cell<Option<(HandlerId, RequestId)>>,
@@ -173,8 +210,9 @@ impl RequestHandle {
         RequestHandle::default()
     }
 
-    pub(crate) fn for_agent(agent: HandlerId, id: RequestId) -> Self {
-        let h = RequestHandle::new();
+    /// A handle on request `id` of `agent`, its state taken from the agent's pool if given.
+    pub(crate) fn for_agent(agent: HandlerId, id: RequestId, pool: Option<&HandlePool>) -> Self {
+        let h = pool.map_or_else(RequestHandle::new, HandlePool::take);
         h.state.current.set(Some((agent, id)));
         h
     }
@@ -204,5 +242,27 @@ impl RequestHandle {
     /// The id of the request in flight, if any.
     pub fn id(&self) -> Option<RequestId> {
         self.state.current.get().map(|(_, id)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_states_are_reused_only_once_free() {
+        let pool = HandlePool::default();
+        let a = pool.take();
+        a.state.cancelled.set(true);
+        let first = Rc::as_ptr(&a.state);
+        drop(a);
+        let b = pool.take();
+        assert_eq!(Rc::as_ptr(&b.state), first);
+        assert!(!b.is_cancelled());
+        // `b` is held: the next handle gets another state, and `b` keeps its own.
+        let c = pool.take();
+        assert_ne!(Rc::as_ptr(&c.state), first);
+        c.state.cancelled.set(true);
+        assert!(!b.is_cancelled());
     }
 }
