@@ -458,13 +458,18 @@ impl RequestBuilder {
                     let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(response.code));
                     return done(ctx, Err(e));
                 }
-                let wire = Rc::new(Cell::new(0u64));
-                let w = wire.clone();
-                response.map_body_raw(move |inner| {
-                    Box::new(CountBytes {
-                        inner,
-                        count: w.clone(),
-                    })
+                // Without filters (content decoding) the bytes `Gather` gets are the wire's:
+                // it counts them itself, sparing the counting filter's four allocations.
+                let wire = (!response.filters.is_empty()).then(|| {
+                    let wire = Rc::new(Cell::new(0u64));
+                    let w = wire.clone();
+                    response.map_body_raw(move |inner| {
+                        Box::new(CountBytes {
+                            inner,
+                            count: w.clone(),
+                        })
+                    });
+                    wire
                 });
                 let full = FullResponse {
                     version: response.version,
@@ -479,7 +484,7 @@ impl RequestBuilder {
                             .length
                             .map_or(0, |len| usize::try_from(len.min(max_body)).unwrap_or(0)),
                     ),
-                    url: (*response.url).clone(),
+                    url: response.url.clone(),
                     timing: response.timing,
                     total: Duration::ZERO,
                     complete: false,
@@ -493,6 +498,7 @@ impl RequestBuilder {
                         max: max_body,
                         started,
                         wire,
+                        received: 0,
                         done: Some(Box::new(done)),
                         overflow: false,
                     },
@@ -544,7 +550,7 @@ pub struct FullResponse {
     /// The body.
     pub body: Vec<u8>,
     /// The final URL (after redirects).
-    pub url: Url,
+    pub url: Rc<Url>,
     /// When each phase ended.
     pub timing: Timing,
     /// From submission to the end of the body (curl's `time_total`).
@@ -625,13 +631,17 @@ struct Gather {
     full: Option<FullResponse>,
     max: u64,
     started: Instant,
-    wire: Rc<Cell<u64>>,
+    /// Counts the body bytes as received when filters sit before `Gather`.
+    wire: Option<Rc<Cell<u64>>>,
+    /// Body bytes given to `Gather`.
+    received: u64,
     done: Option<FetchCallback>,
     overflow: bool,
 }
 
 impl BodyProtocol for Gather {
     fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
+        self.received += data.len() as u64;
         let Some(full) = self.full.as_mut() else {
             return;
         };
@@ -655,7 +665,7 @@ impl BodyProtocol for Gather {
         };
         full.total = self.started.elapsed();
         full.sizes = Sizes {
-            body_wire: self.wire.get(),
+            body_wire: self.wire.as_ref().map_or(self.received, |w| w.get()),
             body_decoded: full.body.len() as u64,
         };
         let result = match reason {
