@@ -499,7 +499,7 @@ impl RequestBuilder {
                         started,
                         wire,
                         received: 0,
-                        done: Some(Box::new(done)),
+                        done: Some(done),
                         overflow: false,
                     },
                 );
@@ -624,10 +624,9 @@ impl BodyProtocol for CountBytes {
     }
 }
 
-type FetchCallback = Box<dyn FnOnce(&mut Ctx, Result<FullResponse, Error>)>;
-
-/// Reads a body into a [`FullResponse`].
-struct Gather {
+/// Reads a body into a [`FullResponse`], then calls `done` (kept inline: `Gather` is boxed
+/// as a body protocol anyway, so boxing the callback too would be one more allocation).
+struct Gather<F> {
     full: Option<FullResponse>,
     max: u64,
     started: Instant,
@@ -635,11 +634,11 @@ struct Gather {
     wire: Option<Rc<Cell<u64>>>,
     /// Body bytes given to `Gather`.
     received: u64,
-    done: Option<FetchCallback>,
+    done: Option<F>,
     overflow: bool,
 }
 
-impl BodyProtocol for Gather {
+impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol for Gather<F> {
     fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
         self.received += data.len() as u64;
         let Some(full) = self.full.as_mut() else {
