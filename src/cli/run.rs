@@ -632,7 +632,7 @@ fn begin(
         verbose(&format::verbose_request(&plan, length));
     }
     let request = Request {
-        method: plan.method.clone(),
+        method: plan.method.clone().into(),
         url: plan.url.clone(),
         headers,
         body,

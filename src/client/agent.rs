@@ -27,7 +27,9 @@ use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
 use super::proxy::{Proxies, proxy_authorization};
-use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use super::request::{
+    HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
+};
 use super::response::Response;
 use super::timing::Timing;
 
@@ -210,18 +212,6 @@ struct NewRequest {
     on_response: ResponseCallback,
 }
 
-/// A method as kept with a request: the standard ones as static strings, so that the request
-/// and its response hold them without allocating.
-fn method_name(method: &str) -> Cow<'static, str> {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-    ];
-    match KNOWN.iter().find(|&&m| m == method) {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.to_string()),
-    }
-}
-
 /// An HTTP/1.1 client with a connection pool (Twisted's `Agent` with an `HTTPConnectionPool`).
 ///
 /// `Agent` is a copyable handle to state owned by the reactor.
@@ -354,7 +344,7 @@ impl HttpAgent for Agent {
     ) -> RequestHandle {
         let new = NewRequest {
             id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
-            method: method_name(&request.method),
+            method: request.method,
             target: Err(Cause::AgentClosed), // resolved by `submit`
             headers: request.headers,
             producer: request.body,

@@ -18,7 +18,7 @@ use super::agent::{Agent, AgentConfig};
 use super::body::{BodyCtx, BodyEnd, BodyProtocol};
 use super::error::{Cause, Error, Phase};
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
-use super::request::{HttpAgent, Request, RequestHandle, Timeouts};
+use super::request::{HttpAgent, Request, RequestHandle, Timeouts, method_name};
 use super::response::{PreviousResponse, Response};
 use super::timing::Timing;
 
@@ -104,7 +104,7 @@ impl HttpClient {
     pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
         RequestBuilder {
             client: self.clone(),
-            method: method.to_string(),
+            method: method_name(method),
             url: url.to_string(),
             query: Vec::new(),
             headers: Headers::new(),
@@ -243,7 +243,7 @@ impl Batch {
 /// [`RequestBuilder::fetch`] (read it into memory).
 pub struct RequestBuilder {
     client: HttpClient,
-    method: String,
+    method: Cow<'static, str>,
     url: String,
     query: Vec<(String, String)>,
     headers: Headers,

@@ -1,6 +1,7 @@
 //! What every agent takes (a [`Request`]) and gives back (a [`RequestHandle`]), and the
 //! [`HttpAgent`] interface that lets wrapper agents compose, as Twisted's `IAgent` does.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -29,8 +30,10 @@ pub type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
 /// assert_eq!(req.headers.get("content-type"), Some(&b"text/plain"[..]));
 /// ```
 pub struct Request {
-    /// The method, e.g. `GET`.
-    pub method: String,
+    /// The method, e.g. `GET` (the standard methods are static strings, so a request made
+    /// with one allocates nothing for it; `"PURGE".into()` or a `String` converted with
+    /// `.into()` gives any other).
+    pub method: Cow<'static, str>,
     /// The absolute URL.
     pub url: String,
     /// Header fields to send (the agent adds `Host` and the framing fields).
@@ -39,6 +42,18 @@ pub struct Request {
     pub body: Option<Box<dyn BodyProducer>>,
     /// Timeouts for this request; `None` fields use the agent's settings.
     pub timeouts: Timeouts,
+}
+
+/// A method as kept with a request: the standard ones as static strings, so that a request
+/// and its response hold them without allocating.
+pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    match KNOWN.iter().find(|&&m| m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
+    }
 }
 
 /// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
@@ -70,7 +85,7 @@ impl Request {
     /// A request without header fields or body.
     pub fn new(method: &str, url: &str) -> Self {
         Request {
-            method: method.to_string(),
+            method: method_name(method),
             url: url.to_string(),
             headers: Headers::new(),
             body: None,
