@@ -156,7 +156,7 @@ pub(crate) struct Shared {
     /// discards the body and closes the connection (see [`AgentState::sweep_abandoned`]).
     dropped: RefCell<Vec<RequestId>>,
     /// The header storage of dropped responses, for the next heads (see
-    /// [`ClientConnection::reuse_headers`]): a response head then allocates nothing.
+    /// [`ClientConnection::receive_reusing`]): a response head then allocates nothing.
     spare_headers: RefCell<Vec<Headers>>,
     handles: HandlePool,
 }
@@ -562,6 +562,8 @@ struct AgentState {
     scratch: Vec<u8>,
     /// The fields of the request being written (see [`sent_fields`]).
     fields: Headers,
+    /// Storage for the fields of the next response head, from `Shared::spare_headers`.
+    spare_headers: Headers,
     stats: PoolStats,
     /// Set by [`Agent::shutdown`]: new requests fail at once.
     closed: bool,
@@ -585,6 +587,7 @@ impl AgentState {
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
             fields: Headers::new(),
+            spare_headers: Headers::new(),
             closed: false,
             stats: PoolStats::default(),
         }
@@ -800,9 +803,6 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
-        if let Some(spare) = self.shared.spare_headers.borrow_mut().pop() {
-            conn.proto.reuse_headers(spare);
-        }
         let body = match &req.producer {
             Some(p) => match p.length() {
                 Some(n) => RequestBody::Length(n),
@@ -959,7 +959,14 @@ impl AgentState {
                 self.stash(ctx, cid, &input[pos..]);
                 return;
             }
-            let result = conn.proto.receive(&input[pos..]);
+            if self.spare_headers.capacity() == 0
+                && let Some(spare) = self.shared.spare_headers.borrow_mut().pop()
+            {
+                self.spare_headers = spare;
+            }
+            let result = conn
+                .proto
+                .receive_reusing(&input[pos..], &mut self.spare_headers);
             let (n, event) = match result {
                 Ok(x) => x,
                 Err(e) => {
