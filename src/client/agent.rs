@@ -564,10 +564,19 @@ struct AgentState {
     fields: Headers,
     /// Storage for the fields of the next response head, from `Shared::spare_headers`.
     spare_headers: Headers,
+    /// Emptied `Conn::pending` buffers of connections gone idle. The body bytes that arrive
+    /// with a head are stashed until the body protocol attaches, so most responses with a
+    /// body stash once: a fresh buffer for each was one allocation per request.
+    spare_stashes: Vec<Vec<u8>>,
     stats: PoolStats,
     /// Set by [`Agent::shutdown`]: new requests fail at once.
     closed: bool,
 }
+
+/// Most spare stash buffers the agent keeps, and the largest kept (a stash is usually what
+/// is left of one read after the head, under the reactor's 16 KiB read buffer).
+const SPARE_STASHES: usize = 8;
+const SPARE_STASH_MAX_BYTES: usize = 16 * 1024;
 
 const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
@@ -588,6 +597,7 @@ impl AgentState {
             scratch: Vec::with_capacity(1024),
             fields: Headers::new(),
             spare_headers: Headers::new(),
+            spare_stashes: Vec::new(),
             closed: false,
             stats: PoolStats::default(),
         }
@@ -1176,6 +1186,11 @@ impl AgentState {
     /// Keeps unprocessed bytes and stops reading until delivery resumes.
     fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
         if let Some(conn) = self.conns.get_mut(&cid) {
+            if conn.pending.capacity() == 0
+                && let Some(buf) = self.spare_stashes.pop()
+            {
+                conn.pending = buf;
+            }
             conn.pending.extend_from_slice(rest);
             ctx.pause_reading(cid);
         }
@@ -1414,9 +1429,13 @@ impl AgentState {
             return;
         };
         conn.req = None;
-        // An idle connection keeps no buffer it does not need (see `trim_tables` too).
+        // An idle connection keeps no buffer it does not need (see `trim_tables` too); a
+        // small one goes to the agent's few spares for the next stash.
         if conn.pending.capacity() > 0 && conn.pending.is_empty() {
-            conn.pending = Vec::new();
+            let buf = std::mem::take(&mut conn.pending);
+            if buf.capacity() <= SPARE_STASH_MAX_BYTES && self.spare_stashes.len() < SPARE_STASHES {
+                self.spare_stashes.push(buf);
+            }
         }
         let host = self.hosts.entry(conn.key.clone()).or_default();
         host.active -= 1;
