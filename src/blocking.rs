@@ -1,6 +1,7 @@
 //! A blocking client (Tornado's `HTTPClient`): its own [`Reactor`] and [`Agent`], turned on
 //! the calling thread until each call completes.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub struct BlockingResponse {
     /// Status code.
     pub code: u16,
     /// Reason phrase.
-    pub phrase: String,
+    pub phrase: Cow<'static, str>,
     /// Header fields, in the order received.
     pub headers: Headers,
     /// Trailer fields of a chunked body (empty otherwise).
@@ -159,7 +160,7 @@ impl Client {
                         phrase: response.phrase.clone(),
                         headers: response.headers.clone(),
                         trailers: Headers::new(),
-                        url: response.url.clone(),
+                        url: (*response.url).clone(),
                         body: Vec::new(),
                         complete: false,
                         timing: response.timing,

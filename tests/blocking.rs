@@ -29,7 +29,7 @@ fn get_from_nginx_and_httpbin() {
     let mut c = client();
 
     let r = c.get(&nginx.http_url("/hello.txt")).unwrap();
-    assert_eq!((r.code, r.phrase.as_str()), (200, "OK"));
+    assert_eq!((r.code, &*r.phrase), (200, "OK"));
     assert_eq!(r.version, Version::Http11);
     assert_eq!(r.body, b"hello world\n");
     assert!(r.complete);

@@ -57,7 +57,7 @@ fn start<A: HttpAgent>(reactor: &mut Reactor, agent: &A, req: Request) -> (Share
                     let mut o = g.borrow_mut();
                     o.code = Some(resp.code);
                     o.url = resp.url.to_string();
-                    o.method = resp.method.clone();
+                    o.method = resp.method.to_string();
                     o.headers = resp.headers.clone();
                     o.history = resp.history.clone();
                     o.timing = Some(resp.timing);
@@ -710,7 +710,7 @@ impl HttpAgent for Marking {
                 let r = r.map(|mut resp| {
                     resp.history.push(PreviousResponse {
                         code: 401,
-                        url: resp.url.clone(),
+                        url: (*resp.url).clone(),
                         headers: Headers::new(),
                     });
                     resp.map_body(move |p| {

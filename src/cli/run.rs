@@ -632,7 +632,7 @@ fn begin(
         verbose(&format::verbose_request(&plan, length));
     }
     let request = Request {
-        method: plan.method.clone(),
+        method: plan.method.clone().into(),
         url: plan.url.clone(),
         headers,
         body,
@@ -742,7 +742,7 @@ fn on_response(
     s.head = Some(Head {
         version: response.version,
         code: response.code,
-        phrase: response.phrase.clone(),
+        phrase: response.phrase.to_string(),
         headers: response.headers.clone(),
         length: response.length,
         url_effective: response.url.to_string(),

@@ -5,7 +5,8 @@
 //! reactor has it borrowed (for instance from inside a response callback).
 
 use std::any::Any;
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -26,7 +27,9 @@ use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
 use super::proxy::{Proxies, proxy_authorization};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use super::request::{
+    HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
+};
 use super::response::Response;
 use super::timing::Timing;
 
@@ -117,21 +120,95 @@ type StatsCallback = Box<dyn FnOnce(&mut Ctx, PoolStats)>;
 /// Messages from handles to the agent's state.
 pub(crate) enum Msg {
     Init(HandlerId),
-    Request(Box<NewRequest>),
     Cancel(RequestId),
-    DeliverBody(RequestId, Box<dyn BodyProtocol>),
     PauseBody(RequestId),
     ResumeBody(RequestId),
     ResumeProducer(RequestId),
-    CheckAbandoned(RequestId),
     CloseIdle,
     Stats(StatsCallback),
     Shutdown,
 }
 
-pub(crate) struct NewRequest {
+/// Posted by the agent to itself after handing out a response head, to discard the body if
+/// the callback dropped the response. It carries nothing, so boxing it for [`Ctx::post`]
+/// allocates nothing.
+struct CheckAbandoned;
+
+/// Posted for each request put in [`Shared::requests`]; carries nothing (no allocation).
+struct NextRequest;
+
+/// Posted for each body protocol put in [`Shared::bodies`]; carries nothing.
+pub(crate) struct NextBody;
+
+/// What the [`Agent`] handles (and the responses) share with the agent's state.
+///
+/// Requests and body protocols wait in queues here instead of travelling in boxed messages,
+/// which cost two allocations per request and one per body; each queued item has one
+/// zero-sized message posted for it, so the reactor still decides when (and in which order
+/// with other messages) the agent takes it.
+pub(crate) struct Shared {
+    config: AgentConfig,
+    /// Parsed request URLs: a handle resolves a URL as it submits the request.
+    targets: RefCell<Targets>,
+    requests: RefCell<VecDeque<NewRequest>>,
+    bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// Requests whose response was dropped without its body being asked for: the agent
+    /// discards the body and closes the connection (see [`AgentState::sweep_abandoned`]).
+    dropped: RefCell<Vec<RequestId>>,
+    /// The header storage of dropped responses, for the next heads (see
+    /// [`ClientConnection::receive_reusing`]): a response head then allocates nothing.
+    spare_headers: RefCell<Vec<Headers>>,
+    handles: HandlePool,
+}
+
+/// Most spare `Headers` kept, and the largest kept (bytes of storage).
+const SPARE_HEADERS: usize = 64;
+const SPARE_HEADERS_MAX_BYTES: usize = 4096;
+
+impl Shared {
+    /// Queues a body protocol for the agent and tells it.
+    pub(crate) fn deliver_body(
+        &self,
+        ctx: &mut Ctx,
+        agent: HandlerId,
+        id: RequestId,
+        body: Box<dyn BodyProtocol>,
+    ) {
+        self.bodies.borrow_mut().push_back((id, body));
+        ctx.post(agent, Box::new(NextBody));
+    }
+
+    /// Notes that the response of `id` was dropped without its body being asked for. (Called
+    /// from `Drop`, so it neither fails nor posts: the agent looks at the list on its next
+    /// message or read.)
+    pub(crate) fn abandoned(&self, id: RequestId) {
+        if let Ok(mut dropped) = self.dropped.try_borrow_mut() {
+            dropped.push(id);
+        }
+    }
+
+    /// Keeps the header storage of a dropped response for a later head.
+    pub(crate) fn recycle_headers(&self, headers: Headers) {
+        if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
+            return;
+        }
+        if let Ok(mut spare) = self.spare_headers.try_borrow_mut()
+            && spare.len() < SPARE_HEADERS
+        {
+            spare.push(headers);
+        }
+    }
+}
+
+struct NewRequest {
     id: RequestId,
-    request: Request,
+    method: Cow<'static, str>,
+    /// Resolved when the request was submitted; an error is reported from the agent, as
+    /// for any request it refuses.
+    target: Result<Rc<Target>, Cause>,
+    headers: Headers,
+    producer: Option<Box<dyn BodyProducer>>,
+    timeouts: Timeouts,
     on_response: ResponseCallback,
 }
 
@@ -162,14 +239,42 @@ pub(crate) struct NewRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Agent {
     handler: HandlerId,
+    /// Finds the agent's [`Shared`] half in [`AGENTS`].
+    id: u64,
+}
+
+static NEXT_AGENT: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The shared half of every agent on this thread, by agent id. Looked up rather than held
+    /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
+    /// another thread through a `Remote`). An entry lives as long as its agent's state.
+    static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
 }
 
 impl Agent {
     /// Creates an agent on this reactor.
     pub fn new(ctx: &mut Ctx, config: AgentConfig) -> Agent {
-        let handler = ctx.add_handler(Box::new(AgentState::new(config)));
+        let shared = Rc::new(Shared {
+            config,
+            targets: RefCell::default(),
+            requests: RefCell::default(),
+            bodies: RefCell::default(),
+            dropped: RefCell::default(),
+            spare_headers: RefCell::default(),
+            handles: HandlePool::default(),
+        });
+        let id = NEXT_AGENT.fetch_add(1, Ordering::Relaxed);
+        AGENTS.with(|a| a.borrow_mut().insert(id, shared.clone()));
+        let handler = ctx.add_handler(Box::new(AgentState::new(id, shared)));
         ctx.post(handler, Box::new(Msg::Init(handler)));
-        Agent { handler }
+        Agent { handler, id }
+    }
+
+    /// The agent's shared half; `None` once the agent's state is gone (its reactor was
+    /// dropped), when a request would be dropped unanswered as a message to it would.
+    fn shared(&self) -> Option<Rc<Shared>> {
+        AGENTS.with(|a| a.borrow().get(&self.id).cloned())
     }
 
     /// Issues a request. `on_response` is called once: with the [`Response`] as soon as its
@@ -184,30 +289,31 @@ impl Agent {
         body: Option<Box<dyn BodyProducer>>,
         on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
     ) -> RequestHandle {
-        let request = Request {
-            method: method.to_string(),
-            url: url.to_string(),
+        // Built here rather than through a `Request`, whose owned method and URL would be
+        // two allocations per request.
+        let new = NewRequest {
+            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+            method: method_name(method),
+            target: Err(Cause::AgentClosed), // resolved by `submit`
             headers,
-            body,
+            producer: body,
             timeouts: Timeouts::default(),
+            on_response: Box::new(on_response),
         };
-        self.submit(ctx, request, Box::new(on_response))
+        self.submit(ctx, url, new)
     }
 
-    fn submit(
-        &self,
-        ctx: &mut Ctx,
-        request: Request,
-        on_response: ResponseCallback,
-    ) -> RequestHandle {
-        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
-        let new = NewRequest {
-            id,
-            request,
-            on_response,
-        };
-        ctx.post(self.handler, Box::new(Msg::Request(Box::new(new))));
-        RequestHandle::for_agent(self.handler, id)
+    /// Resolves the request's URL (parsed once per URL; see [`Targets`]) and queues the
+    /// request for the agent.
+    fn submit(&self, ctx: &mut Ctx, url: &str, mut new: NewRequest) -> RequestHandle {
+        let id = new.id;
+        let shared = self.shared();
+        if let Some(shared) = &shared {
+            new.target = shared.targets.borrow_mut().get(&shared.config, url);
+            shared.requests.borrow_mut().push_back(new);
+            ctx.post(self.handler, Box::new(NextRequest));
+        }
+        RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))
     }
 
     /// Closes every idle pooled connection.
@@ -236,7 +342,16 @@ impl HttpAgent for Agent {
         request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        self.submit(ctx, request, on_response)
+        let new = NewRequest {
+            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+            method: request.method,
+            target: Err(Cause::AgentClosed), // resolved by `submit`
+            headers: request.headers,
+            producer: request.body,
+            timeouts: request.timeouts,
+            on_response,
+        };
+        self.submit(ctx, &request.url, new)
     }
 }
 
@@ -265,12 +380,9 @@ enum BodyState {
 }
 
 struct Req {
-    method: String,
-    url: Url,
-    target: String,
-    host_header: String,
-    route: Route,
-    key: PoolKey,
+    method: Cow<'static, str>,
+    /// Shared by every request to the same URL.
+    target: Rc<Target>,
     headers: Headers,
     producer: Option<Box<dyn BodyProducer>>,
     producer_started: bool,
@@ -281,9 +393,6 @@ struct Req {
     body_sent: bool,
     head_delivered: bool,
     body: BodyState,
-    /// Shared with the `Response` (and its clones): set once a body protocol is asked for.
-    /// When the agent holds the only reference and it is unset, the body was abandoned.
-    delivery: Rc<Cell<bool>>,
     paused: bool,
     /// How the body ended, when that is known before a body protocol is attached.
     end: Option<BodyEnd>,
@@ -435,7 +544,9 @@ impl TimerTarget {
 
 struct AgentState {
     me: Option<HandlerId>,
-    config: AgentConfig,
+    /// Its key in [`AGENTS`].
+    id: u64,
+    shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
     reqs: FxHashMap<RequestId, Req>,
@@ -449,21 +560,33 @@ struct AgentState {
     idle_tags: FxHashMap<u64, ConnId>,
     idle_seq: u64,
     scratch: Vec<u8>,
-    /// Requests whose head was delivered but whose body is not attached yet.
-    unattached: Vec<RequestId>,
+    /// The fields of the request being written (see [`sent_fields`]).
+    fields: Headers,
+    /// Storage for the fields of the next response head, from `Shared::spare_headers`.
+    spare_headers: Headers,
+    /// Emptied `Conn::pending` buffers of connections gone idle. The body bytes that arrive
+    /// with a head are stashed until the body protocol attaches, so most responses with a
+    /// body stash once: a fresh buffer for each was one allocation per request.
+    spare_stashes: Vec<Vec<u8>>,
     stats: PoolStats,
     /// Set by [`Agent::shutdown`]: new requests fail at once.
     closed: bool,
 }
 
+/// Most spare stash buffers the agent keeps, and the largest kept (a stash is usually what
+/// is left of one read after the head, under the reactor's 16 KiB read buffer).
+const SPARE_STASHES: usize = 8;
+const SPARE_STASH_MAX_BYTES: usize = 16 * 1024;
+
 const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
 
 impl AgentState {
-    fn new(config: AgentConfig) -> Self {
+    fn new(id: u64, shared: Rc<Shared>) -> Self {
         AgentState {
             me: None,
-            config,
+            id,
+            shared,
             reqs: FxHashMap::default(),
             conns: FxHashMap::default(),
             hosts: HashMap::new(),
@@ -472,7 +595,9 @@ impl AgentState {
             idle_tags: FxHashMap::default(),
             idle_seq: 0,
             scratch: Vec::with_capacity(1024),
-            unattached: Vec::new(),
+            fields: Headers::new(),
+            spare_headers: Headers::new(),
+            spare_stashes: Vec::new(),
             closed: false,
             stats: PoolStats::default(),
         }
@@ -506,40 +631,35 @@ impl AgentState {
 
     // ---- submission -------------------------------------------------------------------
 
-    fn submit(&mut self, ctx: &mut Ctx, new: NewRequest) {
+    fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
+        if self.closed {
+            let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+            (new.on_response)(ctx, Err(error));
+            return;
+        }
         let NewRequest {
             id,
-            request:
-                Request {
-                    method,
-                    url,
-                    mut headers,
-                    body: producer,
-                    timeouts,
-                },
+            method,
+            target,
+            headers,
+            producer,
+            timeouts,
             on_response,
         } = new;
-        let prepared = prepare(&self.config, &method, &url, &mut headers);
-        let Prepared {
-            url,
-            target,
-            host_header,
-            route,
-            key,
-        } = match prepared {
-            Ok(p) => p,
+        let prepared = target.and_then(|t| {
+            prepare(&self.shared.config, &t, &method, &headers, &mut self.fields).map(|()| t)
+        });
+        let target = match prepared {
+            Ok(t) => t,
             Err(cause) => {
                 on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
                 return;
             }
         };
+        let key = target.key.clone();
         let mut req = Req {
             method,
-            url,
             target,
-            host_header,
-            route,
-            key: key.clone(),
             headers,
             producer,
             producer_started: false,
@@ -550,7 +670,6 @@ impl AgentState {
             body_sent: false,
             head_delivered: false,
             body: BodyState::NotAttached,
-            delivery: Rc::new(Cell::new(false)),
             paused: false,
             end: None,
             retried: false,
@@ -568,14 +687,14 @@ impl AgentState {
                 reused: false,
             },
         };
-        if let Some(t) = timeouts.total.or(self.config.timeout) {
+        if let Some(t) = timeouts.total.or(self.shared.config.timeout) {
             let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
             req.timers.push(timer);
         }
-        if let Some(t) = timeouts.queue.or(self.config.queue_timeout) {
+        if let Some(t) = timeouts.queue.or(self.shared.config.queue_timeout) {
             req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
         }
-        req.read_timeout = timeouts.read.or(self.config.read_timeout);
+        req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);
         self.reqs.insert(id, req);
         self.enqueue(id, key);
         self.pump(ctx);
@@ -596,8 +715,8 @@ impl AgentState {
 
     /// Starts waiting requests while connection slots are free, oldest first.
     fn pump(&mut self, ctx: &mut Ctx) {
-        while self.active_total < self.config.max_active_total {
-            let cap = self.config.max_active_per_host;
+        while self.active_total < self.shared.config.max_active_total {
+            let cap = self.shared.config.max_active_per_host;
             let next = self
                 .hosts
                 .iter()
@@ -622,7 +741,7 @@ impl AgentState {
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        let key = req.key.clone();
+        let key = req.target.key.clone();
         let fresh_only = req.fresh_only;
         let host = self.hosts.entry(key.clone()).or_default();
         host.active += 1;
@@ -643,19 +762,20 @@ impl AgentState {
             return;
         };
         let options = ConnectOptions {
-            connect_timeout: self.config.connect_timeout,
-            tls: req.route.tls.then(|| self.config.tls.clone()),
+            connect_timeout: self.shared.config.connect_timeout,
+            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
         };
-        let cid = ctx.connect_owned(&req.route.host, req.route.port, options);
-        let tunnel = req.route.tunnel.clone();
+        let route = &req.target.route;
+        let cid = ctx.connect_owned(&route.host, route.port, options);
+        let tunnel = route.tunnel.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
         self.conns.insert(
             cid,
             Box::new(Conn {
                 key,
-                proto: ClientConnection::new(self.config.limits.clone()),
+                proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
                 pending: Vec::new(),
@@ -698,14 +818,20 @@ impl AgentState {
                 Some(n) => RequestBody::Length(n),
                 None => RequestBody::Chunked,
             },
-            None if METHODS_WITH_CONTENT.contains(&req.method.as_str()) => RequestBody::Length(0),
+            None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
             None => RequestBody::None,
         };
+        sent_fields(
+            &self.shared.config,
+            &req.target,
+            &req.headers,
+            &mut self.fields,
+        );
         let head = RequestHead {
             method: &req.method,
-            target: &req.target,
-            host: &req.host_header,
-            headers: &req.headers,
+            target: &req.target.target,
+            host: &req.target.host_header,
+            headers: &self.fields,
         };
         self.scratch.clear();
         if let Err(e) = conn.proto.send_request(&head, body, &mut self.scratch) {
@@ -739,7 +865,7 @@ impl AgentState {
         if conn.proto.may_send_body() {
             self.produce(ctx, id);
         } else {
-            let t = self.config.continue_timeout;
+            let t = self.shared.config.continue_timeout;
             let timer = self.set_timer(ctx, t, TimerTarget::Continue(id));
             if let Some(req) = self.reqs.get_mut(&id) {
                 req.timers.push(timer);
@@ -843,7 +969,14 @@ impl AgentState {
                 self.stash(ctx, cid, &input[pos..]);
                 return;
             }
-            let result = conn.proto.receive(&input[pos..]);
+            if self.spare_headers.capacity() == 0
+                && let Some(spare) = self.shared.spare_headers.borrow_mut().pop()
+            {
+                self.spare_headers = spare;
+            }
+            let result = conn
+                .proto
+                .receive_reusing(&input[pos..], &mut self.spare_headers);
             let (n, event) = match result {
                 Ok(x) => x,
                 Err(e) => {
@@ -887,7 +1020,6 @@ impl AgentState {
                         }
                     }
                     req.head_delivered = true;
-                    let delivery = req.delivery.clone();
                     let timing = req.marks.timing(Instant::now(), ctx.conn_timing(cid));
                     let response = Response {
                         version: head.version,
@@ -899,8 +1031,9 @@ impl AgentState {
                             Some(Framing::Length(n)) => Some(n),
                             _ => None,
                         },
-                        url: req.url.clone(),
+                        url: req.target.url.clone(),
                         method: req.method.clone(),
+                        agent: self.shared.clone(),
                         timing,
                         history: Vec::new(),
                         filters: Vec::new(),
@@ -908,14 +1041,13 @@ impl AgentState {
                             agent: me,
                             request: id,
                         },
-                        delivery,
+                        delivered: Cell::new(false),
                     };
                     let callback = req.on_response.take();
-                    self.unattached.push(id);
                     if let Some(cb) = callback {
                         cb(ctx, Ok(response));
                     }
-                    ctx.post(me, Box::new(Msg::CheckAbandoned(id)));
+                    ctx.post(me, Box::new(CheckAbandoned));
                     // The loop goes on: a body-less response completes at once; otherwise
                     // the rest waits in `pending` until a body protocol is attached.
                 }
@@ -966,7 +1098,7 @@ impl AgentState {
                     let reusable = keep_alive
                         && pos == input.len()
                         && conn.eof.is_none()
-                        && self.config.persistent
+                        && self.shared.config.persistent
                         && self.reqs.get(&id).is_some_and(|r| r.body_sent);
                     self.finish(ctx, id, end);
                     if reusable {
@@ -1031,8 +1163,8 @@ impl AgentState {
                 Ok((n, Event::Informational(_))) => pos += n,
                 Ok((_, Event::Head(head))) if (200..300).contains(&head.status) => {
                     conn.tunnel = Some((tunnel.clone(), TunnelPhase::Handshaking));
-                    conn.proto = ClientConnection::new(self.config.limits.clone());
-                    ctx.start_tls(cid, &self.config.tls, &tunnel.server_name);
+                    conn.proto = ClientConnection::new(self.shared.config.limits.clone());
+                    ctx.start_tls(cid, &self.shared.config.tls, &tunnel.server_name);
                     return;
                 }
                 Ok((_, Event::Head(head))) => {
@@ -1054,6 +1186,11 @@ impl AgentState {
     /// Keeps unprocessed bytes and stops reading until delivery resumes.
     fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
         if let Some(conn) = self.conns.get_mut(&cid) {
+            if conn.pending.capacity() == 0
+                && let Some(buf) = self.spare_stashes.pop()
+            {
+                conn.pending = buf;
+            }
             conn.pending.extend_from_slice(rest);
             ctx.pause_reading(cid);
         }
@@ -1156,7 +1293,7 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return false;
         };
-        if req.retried || !IDEMPOTENT.contains(&req.method.as_str()) {
+        if req.retried || !IDEMPOTENT.contains(&&*req.method) {
             return false;
         }
         if let Some(p) = req.producer.as_mut()
@@ -1184,7 +1321,7 @@ impl AgentState {
         req.body_sent = false;
         req.producer_started = false;
         req.conn = None;
-        let key = req.key.clone();
+        let key = req.target.key.clone();
         self.drop_conn(ctx, cid, true);
         // A retry goes to the front of the line: it was already admitted once.
         self.hosts
@@ -1253,7 +1390,7 @@ impl AgentState {
             p.stop_producing();
         }
         if req.queued
-            && let Some(host) = self.hosts.get_mut(&req.key)
+            && let Some(host) = self.hosts.get_mut(&req.target.key)
         {
             host.waiting.retain(|&(_, r)| r != id);
         }
@@ -1292,19 +1429,23 @@ impl AgentState {
             return;
         };
         conn.req = None;
-        // An idle connection keeps no buffer it does not need (see `trim_tables` too).
+        // An idle connection keeps no buffer it does not need (see `trim_tables` too); a
+        // small one goes to the agent's few spares for the next stash.
         if conn.pending.capacity() > 0 && conn.pending.is_empty() {
-            conn.pending = Vec::new();
+            let buf = std::mem::take(&mut conn.pending);
+            if buf.capacity() <= SPARE_STASH_MAX_BYTES && self.spare_stashes.len() < SPARE_STASHES {
+                self.spare_stashes.push(buf);
+            }
         }
         let host = self.hosts.entry(conn.key.clone()).or_default();
         host.active -= 1;
         self.active_total -= 1;
         let keep = conn.proto.reset().is_ok()
             && ctx.is_open(cid)
-            && host.idle.len() < self.config.max_idle_per_host;
+            && host.idle.len() < self.shared.config.max_idle_per_host;
         if keep {
             host.idle.push(cid);
-            let mut timeout = self.config.idle_timeout;
+            let mut timeout = self.shared.config.idle_timeout;
             if let Some(hint) = conn.keep_alive_hint {
                 // Leave the server's own timer a margin so we are not the one caught sending
                 // on a connection it is closing.
@@ -1368,7 +1509,6 @@ impl AgentState {
             body.connection_lost(ctx, BodyEnd::Failed(err));
             return;
         }
-        self.unattached.retain(|&r| r != id);
         body.body_started(ctx, handle);
         let req = self.reqs.get_mut(&id).expect("checked above");
         if let Some(end) = req.end.take() {
@@ -1384,32 +1524,25 @@ impl AgentState {
         }
     }
 
-    /// A response nobody kept and whose body nobody asked for: discard it.
-    fn check_abandoned(&mut self, ctx: &mut Ctx, id: RequestId) {
-        let abandoned = self.reqs.get(&id).is_some_and(|r| {
-            matches!(r.body, BodyState::NotAttached)
-                && r.head_delivered
-                && Rc::strong_count(&r.delivery) == 1
-                && !r.delivery.get()
-        });
-        if !abandoned {
-            return;
-        }
-        self.unattached.retain(|&r| r != id);
-        let mut req = self.reqs.remove(&id).expect("checked above");
-        req.cancel_timers(ctx);
-        if let Some(cid) = req.conn {
-            self.close_conn(ctx, cid, true);
-        }
-    }
-
+    /// Discards the bodies of responses dropped without their body being asked for, and
+    /// closes their connections (a connection never goes back to the pool with unread bytes).
     fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
-        if self.unattached.is_empty() {
-            return;
-        }
-        let ids = self.unattached.clone();
-        for id in ids {
-            self.check_abandoned(ctx, id);
+        loop {
+            let id = self.shared.dropped.borrow_mut().pop();
+            let Some(id) = id else { return };
+            // The request may have failed (and been forgotten) meanwhile.
+            let abandoned = self
+                .reqs
+                .get(&id)
+                .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
+            if !abandoned {
+                continue;
+            }
+            let mut req = self.reqs.remove(&id).expect("checked above");
+            req.cancel_timers(ctx);
+            if let Some(cid) = req.conn {
+                self.close_conn(ctx, cid, true);
+            }
         }
     }
 
@@ -1475,6 +1608,28 @@ impl AgentState {
             requests: self.reqs.len(),
             ..self.stats
         }
+    }
+}
+
+/// Queued items above which an emptied queue gives its memory back.
+const QUEUE_KEPT: usize = 1024;
+
+/// Takes the oldest item of a queue; frees the queue's memory once a burst (10,000 requests
+/// submitted at once: some 200 bytes a slot) has drained, as [`AgentState::trim_tables`] does
+/// for the request table. Queues of up to [`QUEUE_KEPT`] keep theirs, so that a steady load
+/// does not reallocate them.
+fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+        *queue = VecDeque::new();
+    }
+    item
+}
+
+impl Drop for AgentState {
+    fn drop(&mut self) {
+        // `try_with`: the reactor may be dropped while the thread's locals are torn down.
+        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(&self.id));
     }
 }
 
@@ -1552,16 +1707,27 @@ impl Protocol for AgentState {
     }
 
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
-        let Ok(msg) = msg.downcast::<Msg>() else {
-            return;
+        let msg = match msg.downcast::<Msg>() {
+            Ok(msg) => msg,
+            Err(other) => {
+                if other.is::<NextRequest>() {
+                    let new = pop_trimmed(&mut self.shared.requests.borrow_mut());
+                    if let Some(new) = new {
+                        self.take_request(ctx, new);
+                    }
+                } else if other.is::<NextBody>() {
+                    let next = pop_trimmed(&mut self.shared.bodies.borrow_mut());
+                    if let Some((id, body)) = next {
+                        self.deliver_body(ctx, id, body);
+                    }
+                } else if other.is::<CheckAbandoned>() {
+                    self.sweep_abandoned(ctx);
+                }
+                return;
+            }
         };
         match *msg {
             Msg::Init(me) => self.me = Some(me),
-            Msg::Request(new) if self.closed => {
-                let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
-                (new.on_response)(ctx, Err(error));
-            }
-            Msg::Request(new) => self.submit(ctx, *new),
             Msg::Shutdown => {
                 self.closed = true;
                 let mut ids: Vec<RequestId> = self.reqs.keys().copied().collect();
@@ -1575,7 +1741,6 @@ impl Protocol for AgentState {
                 self.close_idle(ctx);
             }
             Msg::Cancel(id) => self.cancel(ctx, id, Cause::Cancelled),
-            Msg::DeliverBody(id, body) => self.deliver_body(ctx, id, body),
             Msg::PauseBody(id) => {
                 if let Some(req) = self.reqs.get_mut(&id) {
                     req.paused = true;
@@ -1595,7 +1760,6 @@ impl Protocol for AgentState {
                 }
             }
             Msg::ResumeProducer(id) => self.produce(ctx, id),
-            Msg::CheckAbandoned(id) => self.check_abandoned(ctx, id),
             Msg::CloseIdle => self.close_idle(ctx),
             Msg::Stats(f) => {
                 let stats = self.stats();
@@ -1605,13 +1769,46 @@ impl Protocol for AgentState {
     }
 }
 
-/// A request checked and resolved to where it goes.
-struct Prepared {
-    url: Url,
+/// Where a request URL goes and how it is written on the wire. It depends only on the URL
+/// string and the agent's configuration, so it is worked out once per URL (see [`Targets`]).
+#[derive(Debug)]
+struct Target {
+    url: Rc<Url>,
+    /// The request target: origin-form, or absolute-form through a plain-http proxy.
     target: String,
     host_header: String,
     route: Route,
     key: PoolKey,
+    /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
+    proxy_auth: Option<String>,
+}
+
+/// Most URLs whose [`Target`] is kept; the table is emptied when full.
+const TARGETS_KEPT: usize = 64;
+
+/// Parsed targets by URL string. Parsing a URL and building its host, target and pool key
+/// took a dozen allocations per request; a client usually asks the same few URLs again and
+/// again, so a hit makes all of that an `Rc` clone.
+#[derive(Default)]
+struct Targets {
+    map: FxHashMap<Box<str>, Rc<Target>>,
+}
+
+impl Targets {
+    /// The target of `url`, parsed on first use.
+    fn get(&mut self, config: &AgentConfig, url: &str) -> Result<Rc<Target>, Cause> {
+        if let Some(t) = self.map.get(url) {
+            return Ok(t.clone());
+        }
+        let target = Rc::new(resolve(config, url)?);
+        if self.map.len() >= TARGETS_KEPT {
+            // Clearing rather than evicting one by one: a client going through many distinct
+            // URLs gains nothing from the table anyway.
+            self.map.clear();
+        }
+        self.map.insert(url.into(), target.clone());
+        Ok(target)
+    }
 }
 
 /// Where a request's connection goes, and what happens on it before the request.
@@ -1635,13 +1832,8 @@ struct Tunnel {
     headers: Headers,
 }
 
-/// Parses and checks what the user asked for, before any connection is opened.
-fn prepare(
-    config: &AgentConfig,
-    method: &str,
-    url: &str,
-    headers: &mut Headers,
-) -> Result<Prepared, Cause> {
+/// Parses and checks a request URL and works out its route.
+fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
     // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
     // control bytes is refused instead, so that what would be sent is what the caller wrote.
     if url.bytes().any(|b| b.is_ascii_control()) {
@@ -1664,14 +1856,6 @@ fn prepare(
         target.push('?');
         target.push_str(q);
     }
-    if let Some(ua) = &config.user_agent
-        && !headers.contains("user-agent")
-    {
-        headers.append("User-Agent", ua.as_bytes());
-    }
-    if !config.persistent && !headers.has_token("connection", "close") {
-        headers.append("Connection", b"close");
-    }
     let proxy = config.proxies.proxy_for(&url);
     let mut key = PoolKey {
         https,
@@ -1680,6 +1864,7 @@ fn prepare(
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
     };
+    let mut proxy_auth = None;
     let route = match proxy {
         None => Route {
             host: connect_host.clone(),
@@ -1707,11 +1892,7 @@ fn prepare(
                 target = absolute_target(&url);
                 key.host = "".into();
                 key.port = 0;
-                if let Some(auth) = &auth
-                    && !headers.contains("proxy-authorization")
-                {
-                    headers.append("Proxy-Authorization", auth.as_bytes());
-                }
+                proxy_auth = auth;
                 None
             };
             Route {
@@ -1722,20 +1903,56 @@ fn prepare(
             }
         }
     };
-    let head = RequestHead {
-        method,
-        target: &target,
-        host: &host_header,
-        headers,
-    };
-    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
-    Ok(Prepared {
-        url,
+    Ok(Target {
+        url: Rc::new(url),
         target,
         host_header,
         route,
         key,
+        proxy_auth,
     })
+}
+
+/// Writes the fields a request is sent with into `out`: its own, then those the agent adds
+/// (`User-Agent` unless given, `Connection: close` when not persistent, proxy credentials).
+/// Built in the agent's reusable buffer when the head is written, rather than appended to the
+/// request's own `Headers`, which would then allocate for every request sent without fields.
+fn sent_fields(config: &AgentConfig, target: &Target, headers: &Headers, out: &mut Headers) {
+    out.clear();
+    for (name, value) in headers.iter() {
+        out.append(name, value);
+    }
+    if let Some(ua) = &config.user_agent
+        && !headers.contains("user-agent")
+    {
+        out.append("User-Agent", ua.as_bytes());
+    }
+    if !config.persistent && !headers.has_token("connection", "close") {
+        out.append("Connection", b"close");
+    }
+    if let Some(auth) = &target.proxy_auth
+        && !headers.contains("proxy-authorization")
+    {
+        out.append("Proxy-Authorization", auth.as_bytes());
+    }
+}
+
+/// Checks a request before any connection is opened (`fields` is scratch space).
+fn prepare(
+    config: &AgentConfig,
+    target: &Target,
+    method: &str,
+    headers: &Headers,
+    fields: &mut Headers,
+) -> Result<(), Cause> {
+    sent_fields(config, target, headers, fields);
+    let head = RequestHead {
+        method,
+        target: &target.target,
+        host: &target.host_header,
+        headers: fields,
+    };
+    proto::validate_request(&head).map_err(Cause::InvalidRequest)
 }
 
 /// The host to connect to (IPv6 without brackets) and the port of a URL.
@@ -1791,35 +2008,50 @@ mod tests {
     #[test]
     fn prepare_rejects_bad_urls_and_headers() {
         let config = AgentConfig::default();
-        let mut h = Headers::new();
         assert!(matches!(
-            prepare(&config, "GET", "ftp://x/", &mut h),
+            resolve(&config, "ftp://x/"),
             Err(Cause::UnsupportedScheme(_))
         ));
         assert!(matches!(
-            prepare(&config, "GET", "not a url", &mut h),
+            resolve(&config, "not a url"),
             Err(Cause::InvalidUrl(_))
         ));
         let mut h = Headers::new();
         h.append("X-Bad", b"a\r\nInjected: 1");
+        let target = resolve(&config, "http://127.0.0.1/").unwrap();
         assert!(matches!(
-            prepare(&config, "GET", "http://127.0.0.1/", &mut h),
+            prepare(&config, &target, "GET", &h, &mut Headers::new()),
             Err(Cause::InvalidRequest(_))
         ));
     }
 
     #[test]
-    fn prepare_builds_target_and_host() {
+    fn resolve_builds_target_and_host() {
         let config = AgentConfig::default();
-        let mut h = Headers::new();
-        let p = prepare(&config, "GET", "http://[::1]:8080/a/b?x=1#frag", &mut h).unwrap();
+        let p = resolve(&config, "http://[::1]:8080/a/b?x=1#frag").unwrap();
         assert_eq!(p.target, "/a/b?x=1");
         assert_eq!(p.host_header, "[::1]:8080");
         assert_eq!(p.route.host, "::1");
         assert_eq!(p.key.port, 8080);
-        let p = prepare(&config, "GET", "https://Example.TEST/", &mut h).unwrap();
+        let p = resolve(&config, "https://Example.TEST/").unwrap();
         assert_eq!(p.host_header, "example.test");
         assert_eq!(p.key.port, 443);
         assert!(p.key.https && p.route.tls);
+    }
+
+    #[test]
+    fn targets_are_parsed_once_per_url_and_bounded() {
+        let config = AgentConfig::default();
+        let mut targets = Targets::default();
+        let a = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        let again = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        assert!(Rc::ptr_eq(&a, &again));
+        let b = targets.get(&config, "http://127.0.0.1/b").unwrap();
+        assert_eq!(b.target, "/b");
+        assert!(targets.get(&config, "nope").is_err());
+        for i in 0..2 * TARGETS_KEPT {
+            targets.get(&config, &format!("http://h/{i}")).unwrap();
+        }
+        assert!(targets.map.len() <= TARGETS_KEPT);
     }
 }

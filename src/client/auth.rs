@@ -2,6 +2,7 @@
 //! wrapper answers a `401` challenge with Basic or Digest (RFC 7617, RFC 7616) and retries
 //! once.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
@@ -218,7 +219,7 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
 /// What the retry needs, carried by the first hop's callback.
 struct Retry<A: HttpAgent> {
     inner: Rc<A>,
-    method: String,
+    method: Cow<'static, str>,
     url: Url,
     headers: crate::proto::Headers,
     body: Option<SharedBody>,
@@ -256,7 +257,7 @@ impl<A: HttpAgent> Retry<A> {
         let mut previous = resp.history.clone();
         previous.push(PreviousResponse {
             code: resp.code,
-            url: resp.url.clone(),
+            url: (*resp.url).clone(),
             headers: resp.headers.clone(),
         });
         // Read the small 401 body so the connection can be pooled, then retry.

@@ -316,7 +316,7 @@ impl<A: HttpAgent> ConditionalAgent<A> {
                 };
                 let code = resp.code;
                 let headers = resp.headers.clone();
-                let url = resp.url.clone();
+                let url = (*resp.url).clone();
                 resp.collect(ctx, max, move |ctx, body| {
                     let body = match body {
                         Ok(b) => b,

@@ -2,6 +2,7 @@
 //! builders with query, form, JSON and file bodies; whole-body responses with text and JSON
 //! helpers; per-request timing and sizes; bounded concurrency over many URLs.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::Path;
@@ -17,7 +18,7 @@ use super::agent::{Agent, AgentConfig};
 use super::body::{BodyCtx, BodyEnd, BodyProtocol};
 use super::error::{Cause, Error, Phase};
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
-use super::request::{HttpAgent, Request, RequestHandle, Timeouts};
+use super::request::{HttpAgent, Request, RequestHandle, Timeouts, method_name};
 use super::response::{PreviousResponse, Response};
 use super::timing::Timing;
 
@@ -103,7 +104,7 @@ impl HttpClient {
     pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
         RequestBuilder {
             client: self.clone(),
-            method: method.to_string(),
+            method: method_name(method),
             url: url.to_string(),
             query: Vec::new(),
             headers: Headers::new(),
@@ -242,7 +243,7 @@ impl Batch {
 /// [`RequestBuilder::fetch`] (read it into memory).
 pub struct RequestBuilder {
     client: HttpClient,
-    method: String,
+    method: Cow<'static, str>,
     url: String,
     query: Vec<(String, String)>,
     headers: Headers,
@@ -457,13 +458,18 @@ impl RequestBuilder {
                     let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(response.code));
                     return done(ctx, Err(e));
                 }
-                let wire = Rc::new(Cell::new(0u64));
-                let w = wire.clone();
-                response.map_body_raw(move |inner| {
-                    Box::new(CountBytes {
-                        inner,
-                        count: w.clone(),
-                    })
+                // Without filters (content decoding) the bytes `Gather` gets are the wire's:
+                // it counts them itself, sparing the counting filter's four allocations.
+                let wire = (!response.filters.is_empty()).then(|| {
+                    let wire = Rc::new(Cell::new(0u64));
+                    let w = wire.clone();
+                    response.map_body_raw(move |inner| {
+                        Box::new(CountBytes {
+                            inner,
+                            count: w.clone(),
+                        })
+                    });
+                    wire
                 });
                 let full = FullResponse {
                     version: response.version,
@@ -492,7 +498,8 @@ impl RequestBuilder {
                         max: max_body,
                         started,
                         wire,
-                        done: Some(Box::new(done)),
+                        received: 0,
+                        done: Some(done),
                         overflow: false,
                     },
                 );
@@ -535,7 +542,7 @@ pub struct FullResponse {
     /// Status code.
     pub code: u16,
     /// Reason phrase.
-    pub phrase: String,
+    pub phrase: Cow<'static, str>,
     /// Header fields.
     pub headers: Headers,
     /// Trailer fields (chunked bodies).
@@ -543,7 +550,7 @@ pub struct FullResponse {
     /// The body.
     pub body: Vec<u8>,
     /// The final URL (after redirects).
-    pub url: Url,
+    pub url: Rc<Url>,
     /// When each phase ended.
     pub timing: Timing,
     /// From submission to the end of the body (curl's `time_total`).
@@ -617,20 +624,23 @@ impl BodyProtocol for CountBytes {
     }
 }
 
-type FetchCallback = Box<dyn FnOnce(&mut Ctx, Result<FullResponse, Error>)>;
-
-/// Reads a body into a [`FullResponse`].
-struct Gather {
+/// Reads a body into a [`FullResponse`], then calls `done` (kept inline: `Gather` is boxed
+/// as a body protocol anyway, so boxing the callback too would be one more allocation).
+struct Gather<F> {
     full: Option<FullResponse>,
     max: u64,
     started: Instant,
-    wire: Rc<Cell<u64>>,
-    done: Option<FetchCallback>,
+    /// Counts the body bytes as received when filters sit before `Gather`.
+    wire: Option<Rc<Cell<u64>>>,
+    /// Body bytes given to `Gather`.
+    received: u64,
+    done: Option<F>,
     overflow: bool,
 }
 
-impl BodyProtocol for Gather {
+impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol for Gather<F> {
     fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
+        self.received += data.len() as u64;
         let Some(full) = self.full.as_mut() else {
             return;
         };
@@ -654,7 +664,7 @@ impl BodyProtocol for Gather {
         };
         full.total = self.started.elapsed();
         full.sizes = Sizes {
-            body_wire: self.wire.get(),
+            body_wire: self.wire.as_ref().map_or(self.received, |w| w.get()),
             body_decoded: full.body.len() as u64,
         };
         let result = match reason {

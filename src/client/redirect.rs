@@ -25,6 +25,7 @@
 //! Errors raised by the policy use [`Phase::ResponseNeverReceived`]: earlier hops were sent
 //! and may have been acted on, but no final response was received.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
@@ -36,7 +37,7 @@ use crate::reactor::Ctx;
 
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name};
 use super::response::{PreviousResponse, Response};
 
 /// Settings of a [`RedirectAgent`].
@@ -175,7 +176,7 @@ struct Chain<A: HttpAgent> {
     /// Hops issued so far, so a stale hop does not take over the handle.
     issued: Rc<Cell<u32>>,
     on_response: ResponseCallback,
-    method: String,
+    method: Cow<'static, str>,
     url: Url,
     headers: Headers,
     body: Option<SharedBody>,
@@ -241,7 +242,7 @@ pub(crate) enum Next {
     /// Follow it to this URL with this method, keeping the body or not.
     Follow {
         url: Url,
-        method: String,
+        method: Cow<'static, str>,
         keep_body: bool,
     },
 }
@@ -287,7 +288,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
         code: response.code,
-        url: response.url.clone(),
+        url: (*response.url).clone(),
         headers: response.headers.clone(),
     });
     chain.url = url;
@@ -352,7 +353,11 @@ pub(crate) fn decide(
         301 | 302 => method == "POST",
         _ => false,
     };
-    let method = if to_get { "GET" } else { method }.to_string();
+    let method = if to_get {
+        "GET".into()
+    } else {
+        method_name(method)
+    };
     if followed >= config.max_redirects {
         return Err(Cause::TooManyRedirects(config.max_redirects));
     }

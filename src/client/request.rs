@@ -1,7 +1,9 @@
 //! What every agent takes (a [`Request`]) and gives back (a [`RequestHandle`]), and the
 //! [`HttpAgent`] interface that lets wrapper agents compose, as Twisted's `IAgent` does.
 
-use std::cell::Cell;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,8 +30,10 @@ pub type ResponseCallback = Box<dyn FnOnce(&mut Ctx, Result<Response, Error>)>;
 /// assert_eq!(req.headers.get("content-type"), Some(&b"text/plain"[..]));
 /// ```
 pub struct Request {
-    /// The method, e.g. `GET`.
-    pub method: String,
+    /// The method, e.g. `GET` (the standard methods are static strings, so a request made
+    /// with one allocates nothing for it; `"PURGE".into()` or a `String` converted with
+    /// `.into()` gives any other).
+    pub method: Cow<'static, str>,
     /// The absolute URL.
     pub url: String,
     /// Header fields to send (the agent adds `Host` and the framing fields).
@@ -38,6 +42,18 @@ pub struct Request {
     pub body: Option<Box<dyn BodyProducer>>,
     /// Timeouts for this request; `None` fields use the agent's settings.
     pub timeouts: Timeouts,
+}
+
+/// A method as kept with a request: the standard ones as static strings, so that a request
+/// and its response hold them without allocating.
+pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+    ];
+    match KNOWN.iter().find(|&&m| m == method) {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(method.to_string()),
+    }
 }
 
 /// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
@@ -69,7 +85,7 @@ impl Request {
     /// A request without header fields or body.
     pub fn new(method: &str, url: &str) -> Self {
         Request {
-            method: method.to_string(),
+            method: method_name(method),
             url: url.to_string(),
             headers: Headers::new(),
             body: None,
@@ -153,6 +169,42 @@ impl<A: HttpAgent + ?Sized> HttpAgent for Box<A> {
     }
 }
 
+/// Most handle states an agent keeps for reuse.
+const POOLED_HANDLES: usize = 64;
+
+/// Handle states for an agent's requests, reused once no handle refers to them: most callers
+/// drop the handle `request` returns at once, and allocating a fresh state for each request
+/// was one allocation per request.
+///
+/// The pool keeps a reference to each state it hands out; a state whose only reference is
+/// the pool's is free again. Only the oldest is looked at, so taking stays O(1); one kept
+/// busy by a long-lived handle is moved to the back.
+#[derive(Default)]
+pub(crate) struct HandlePool(RefCell<VecDeque<Rc<HandleState>>>);
+
+impl HandlePool {
+    /// A handle attached to nothing, reusing a free state when there is one.
+    fn take(&self) -> RequestHandle {
+        let mut pool = self.0.borrow_mut();
+        let free = pool.front().is_some_and(|s| Rc::strong_count(s) == 1);
+        let state = match pool.pop_front() {
+            Some(state) if free => {
+                state.current.set(None);
+                state.cancelled.set(false);
+                state
+            }
+            busy => {
+                pool.extend(busy);
+                Rc::default()
+            }
+        };
+        if pool.len() < POOLED_HANDLES {
+            pool.push_back(state.clone());
+        }
+        RequestHandle { state }
+    }
+}
+
 #[derive(Debug, Default)]
 struct HandleState {
     current: Cell<Option<(HandlerId, RequestId)>>,
@@ -173,8 +225,9 @@ impl RequestHandle {
         RequestHandle::default()
     }
 
-    pub(crate) fn for_agent(agent: HandlerId, id: RequestId) -> Self {
-        let h = RequestHandle::new();
+    /// A handle on request `id` of `agent`, its state taken from the agent's pool if given.
+    pub(crate) fn for_agent(agent: HandlerId, id: RequestId, pool: Option<&HandlePool>) -> Self {
+        let h = pool.map_or_else(RequestHandle::new, HandlePool::take);
         h.state.current.set(Some((agent, id)));
         h
     }
@@ -204,5 +257,27 @@ impl RequestHandle {
     /// The id of the request in flight, if any.
     pub fn id(&self) -> Option<RequestId> {
         self.state.current.get().map(|(_, id)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_states_are_reused_only_once_free() {
+        let pool = HandlePool::default();
+        let a = pool.take();
+        a.state.cancelled.set(true);
+        let first = Rc::as_ptr(&a.state);
+        drop(a);
+        let b = pool.take();
+        assert_eq!(Rc::as_ptr(&b.state), first);
+        assert!(!b.is_cancelled());
+        // `b` is held: the next handle gets another state, and `b` keeps its own.
+        let c = pool.take();
+        assert_ne!(Rc::as_ptr(&c.state), first);
+        c.state.cancelled.set(true);
+        assert!(!b.is_cancelled());
     }
 }

@@ -1,5 +1,6 @@
 //! A response whose head has arrived; its body waits for [`Response::deliver_body`].
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use url::Url;
 use crate::proto::{Headers, Version};
 use crate::reactor::Ctx;
 
-use super::agent::Msg;
+use super::agent::Shared;
 use super::body::{BodyHandle, BodyProtocol, Collected, Collector};
 use super::error::Error;
 use super::timing::Timing;
@@ -37,26 +38,28 @@ pub struct Response {
     pub version: Version,
     /// Status code.
     pub code: u16,
-    /// Reason phrase.
-    pub phrase: String,
+    /// Reason phrase (the usual phrases are static strings).
+    pub phrase: Cow<'static, str>,
     /// Header fields, in the order received.
     pub headers: Headers,
     /// Body length when known in advance (Content-Length, or 0 for responses without a
     /// body); `None` for chunked and close-delimited bodies.
     pub length: Option<u64>,
-    /// The URL requested.
-    pub url: Url,
+    /// The URL requested (shared with the agent, which parses each URL once).
+    pub url: Rc<Url>,
     /// The request method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// When each phase of the request ended.
     pub timing: Timing,
     /// Earlier responses that led here (redirects, authentication challenges), oldest first.
     pub history: Vec<PreviousResponse>,
     pub(crate) handle: BodyHandle,
     pub(crate) filters: Vec<BodyFilter>,
-    // Shared with the agent, set by `deliver_body`: when the agent holds the only reference
-    // and it was never set, the body was abandoned and its connection is closed.
-    pub(crate) delivery: Rc<Cell<bool>>,
+    /// Where [`Response::deliver_body`] leaves the body protocol for the agent.
+    pub(crate) agent: Rc<Shared>,
+    /// Set by `deliver_body`; a response dropped without it tells the agent its body was
+    /// abandoned (the connection is then closed).
+    pub(crate) delivered: Cell<bool>,
 }
 
 impl Response {
@@ -68,11 +71,9 @@ impl Response {
         for filter in self.filters.iter().rev() {
             protocol = filter(protocol);
         }
-        self.delivery.set(true);
-        ctx.post(
-            self.handle.agent,
-            Box::new(Msg::DeliverBody(self.handle.request, protocol)),
-        );
+        self.delivered.set(true);
+        self.agent
+            .deliver_body(ctx, self.handle.agent, self.handle.request, protocol);
     }
 
     /// Interposes a body protocol between the agent and whatever protocol is given to
@@ -125,6 +126,16 @@ impl Response {
     /// The handle that pauses, resumes or stops body delivery.
     pub fn body_handle(&self) -> BodyHandle {
         self.handle
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        if !self.delivered.get() {
+            self.agent.abandoned(self.handle.request);
+        }
+        self.agent
+            .recycle_headers(std::mem::take(&mut self.headers));
     }
 }
 

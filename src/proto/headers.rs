@@ -123,6 +123,11 @@ impl Headers {
         self.index.clear();
     }
 
+    /// Bytes of name and value storage allocated (in use or not).
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes of name and value storage in use.
     pub fn byte_len(&self) -> usize {
         self.buf.len()

@@ -63,6 +63,7 @@ pub use headers::Headers;
 use chunked::{ChunkedDecoder, Step};
 use request::SendState;
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Limits applied while parsing a response. Every cap is a guard against a hostile peer.
@@ -117,8 +118,8 @@ pub struct ResponseHead {
     pub version: Version,
     /// Status code (100..=999 as sent; the core rejects codes outside 100..=599).
     pub status: u16,
-    /// Reason phrase, lossily decoded.
-    pub reason: String,
+    /// Reason phrase, lossily decoded (the usual phrases are static strings: no allocation).
+    pub reason: Cow<'static, str>,
     /// Header fields in the order received.
     pub headers: Headers,
 }
@@ -530,14 +531,30 @@ impl ClientConnection {
     /// [`Event::NeedMore`] is returned only when all of `input` was consumed. A response head
     /// consumes only its own bytes; the body bytes after it stay in the caller's input.
     pub fn receive<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
-        let result = self.step(input);
+        self.receive_reusing(input, &mut Headers::new())
+    }
+
+    /// [`Self::receive`], with storage for the fields of a response head: a head returned by
+    /// this call takes `spare`'s buffers (leaving it empty; its old fields are cleared), so
+    /// that parsing it does not allocate. Pass the `Headers` of a response the caller is done
+    /// with. (Given per call rather than kept, so an idle connection holds no such storage.)
+    pub fn receive_reusing<'a>(
+        &mut self,
+        input: &'a [u8],
+        spare: &mut Headers,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
+        let result = self.step(input, spare);
         if let Err(e) = &result {
             self.recv = RecvState::Failed(e.clone());
         }
         result
     }
 
-    fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
+    fn step<'a>(
+        &mut self,
+        input: &'a [u8],
+        spare: &mut Headers,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
         match &mut self.recv {
             RecvState::Failed(e) => Err(e.clone()),
             RecvState::Idle | RecvState::Done => {
@@ -547,7 +564,7 @@ impl ClientConnection {
                     Err(ProtocolError::UnsolicitedData)
                 }
             }
-            RecvState::Head => self.receive_head(input),
+            RecvState::Head => self.receive_head(input, spare),
             RecvState::Length(remaining) => {
                 if *remaining == 0 {
                     return Ok((0, self.complete()));
@@ -602,7 +619,11 @@ impl ClientConnection {
         }
     }
 
-    fn receive_head<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Event<'a>), ProtocolError> {
+    fn receive_head<'a>(
+        &mut self,
+        input: &'a [u8],
+        spare: &mut Headers,
+    ) -> Result<(usize, Event<'a>), ProtocolError> {
         if input.is_empty() {
             return Ok((0, Event::NeedMore));
         }
@@ -657,7 +678,7 @@ impl ClientConnection {
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         if base == 0
-            && let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config)
+            && let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config, spare)
         {
             debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
             self.leading_blank = 0;
@@ -671,10 +692,10 @@ impl ClientConnection {
             return Ok((len, Event::NeedMore));
         };
         let head = if base == 0 {
-            response::parse_head(&rest[..end], &self.config)?
+            response::parse_head(&rest[..end], &self.config, spare)?
         } else {
             self.head_buf.extend_from_slice(&rest[..end]);
-            response::parse_head(&self.head_buf, &self.config)?
+            response::parse_head(&self.head_buf, &self.config, spare)?
         };
         self.head_buf.clear();
         self.leading_blank = 0;

@@ -1,5 +1,6 @@
 //! Response side: incremental head parsing and the RFC 9112 section 6.3 framing decision.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
@@ -65,9 +66,14 @@ fn map_httparse(e: httparse::Error, bytes: &[u8]) -> ProtocolError {
     }
 }
 
-/// Parses a complete response head (it ends with its blank line).
-pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, ProtocolError> {
-    match parse_head_prefix(bytes, config)? {
+/// Parses a complete response head (it ends with its blank line); its fields go in `spare`'s
+/// storage when it has some.
+pub(crate) fn parse_head(
+    bytes: &[u8],
+    config: &Config,
+    spare: &mut Headers,
+) -> Result<ResponseHead, ProtocolError> {
+    match parse_head_prefix(bytes, config, spare)? {
         Some((n, head)) => {
             debug_assert_eq!(n, bytes.len());
             Ok(head)
@@ -78,10 +84,12 @@ pub(crate) fn parse_head(bytes: &[u8], config: &Config) -> Result<ResponseHead, 
 }
 
 /// Parses a response head at the start of `bytes`: its length and the head, or `None` when
-/// `bytes` holds only part of a head.
+/// `bytes` holds only part of a head. The head's fields take `spare` (left empty) when a head
+/// is returned.
 pub(crate) fn parse_head_prefix(
     bytes: &[u8],
     config: &Config,
+    spare: &mut Headers,
 ) -> Result<Option<(usize, ResponseHead)>, ProtocolError> {
     // Uninitialized slots: no 4 KiB memset per head on the hot path.
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
@@ -110,7 +118,8 @@ pub(crate) fn parse_head_prefix(
     if !(100..=599).contains(&status) {
         return Err(ProtocolError::InvalidStatusLine);
     }
-    let mut headers = Headers::new();
+    let mut headers = std::mem::take(spare);
+    headers.clear();
     let bytes = resp
         .headers
         .iter()
@@ -125,10 +134,41 @@ pub(crate) fn parse_head_prefix(
         ResponseHead {
             version,
             status,
-            reason: resp.reason.unwrap_or("").to_owned(),
+            reason: reason_phrase(status, resp.reason.unwrap_or("")),
             headers,
         },
     )))
+}
+
+/// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
+/// string, so the common case allocates nothing; any other phrase is copied.
+fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
+    let usual = match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "",
+    };
+    if reason == usual {
+        Cow::Borrowed(usual)
+    } else {
+        Cow::Owned(reason.to_owned())
+    }
 }
 
 /// Parses a complete trailer section (ending with its blank line). Every line must end in CRLF.
@@ -308,6 +348,23 @@ mod tests {
         assert_eq!(find_blank_line(b"", b"\r\n", false), None);
         assert_eq!(find_blank_line(b"", b"\r\n", true), Some(2));
         assert_eq!(find_blank_line(b"", b"A: b\r\nC: d\r\n", true), None);
+    }
+
+    #[test]
+    fn heads_reuse_spare_storage_and_usual_phrases() {
+        let config = Config::default();
+        let mut spare = Headers::new();
+        spare.append("Old", b"field");
+        let cap = spare.capacity();
+        let head = parse_head(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\n", &config, &mut spare).unwrap();
+        assert_eq!(head.headers.iter().collect::<Vec<_>>(), [("A", &b"1"[..])]);
+        assert_eq!(head.headers.capacity(), cap);
+        assert_eq!(spare.capacity(), 0);
+        assert!(matches!(head.reason, Cow::Borrowed("OK")));
+        let head = parse_head(b"HTTP/1.1 200 Fine\r\n\r\n", &config, &mut spare).unwrap();
+        assert_eq!(head.reason, "Fine");
+        let head = parse_head(b"HTTP/1.1 299 \r\n\r\n", &config, &mut spare).unwrap();
+        assert_eq!(head.reason, "");
     }
 
     #[test]
