@@ -786,9 +786,9 @@ fn large_or_unbounded_intermediate_bodies_are_dropped_and_redirect_time_is_count
     assert!(timing.head < Duration::from_millis(150), "{timing:?}");
 }
 
-#[test]
-fn the_total_timeout_covers_every_hop_together() {
-    // Each answer takes 300 ms: every hop alone fits in 700 ms, three together do not.
+/// Three hops of 300 ms each against a 700 ms total: every hop alone fits, three together do
+/// not, whether the limit is the request's or the agent's default.
+fn total_covers_three_hops(agent_total: Option<Duration>, request_total: Option<Duration>) {
     let hop = |location: &str| {
         vec![
             Step::ExpectRequest,
@@ -805,11 +805,18 @@ fn the_total_timeout_covers_every_hop_together() {
     };
     let server = ScriptedServer::start(vec![hop("/b"), hop("/c"), hop("/d")]);
     let req = Request::get(&server.url("/a")).timeouts(Timeouts {
-        total: Some(Duration::from_millis(700)),
+        total: request_total,
         ..Timeouts::default()
     });
+    let config = AgentConfig {
+        timeout: agent_total,
+        ..test_config()
+    };
+    let (mut reactor, agent) = setup(config, RedirectConfig::default());
     let started = std::time::Instant::now();
-    let got = follow(req);
+    let (got, _) = start(&mut reactor, &agent, req);
+    wait(&mut reactor, &got);
+    let got = got.take();
     assert!(
         matches!(got.cause(), Some(Cause::Timeout(TimeoutKind::Total))),
         "{:?}",
@@ -820,4 +827,14 @@ fn the_total_timeout_covers_every_hop_together() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn the_total_timeout_covers_every_hop_together() {
+    total_covers_three_hops(None, Some(Duration::from_millis(700)));
+}
+
+#[test]
+fn the_agents_default_total_covers_every_hop_together() {
+    total_covers_three_hops(Some(Duration::from_millis(700)), None);
 }

@@ -50,7 +50,8 @@ pub struct AgentConfig {
     pub idle_timeout: Duration,
     /// Limit on DNS + TCP connect + TLS handshake (default 30 s).
     pub connect_timeout: Option<Duration>,
-    /// Limit on a whole request, from submission to the end of its body (default 300 s; set
+    /// Limit on a whole request, from submission to the end of its body, every redirect and
+    /// authentication hop included when a wrapper makes them (default 300 s; set
     /// `None` for transfers that may legitimately take longer, such as large downloads on a
     /// slow link — the read timeout still catches a stalled server).
     pub timeout: Option<Duration>,
@@ -352,6 +353,10 @@ impl HttpAgent for Agent {
             on_response,
         };
         self.submit(ctx, &request.url, new)
+    }
+
+    fn default_total_timeout(&self) -> Option<Duration> {
+        self.shared().and_then(|s| s.config.timeout)
     }
 }
 

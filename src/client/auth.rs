@@ -188,6 +188,11 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             return self.inner.request(ctx, request, on_response);
         }
 
+        // One deadline for the first try and the retry: the agent's default, if the request
+        // sets none.
+        if request.timeouts.total.is_none() {
+            request.timeouts.total = self.inner.default_total_timeout();
+        }
         // Keep what the retry needs: the head, and the body behind a shared handle.
         let body = request.body.take().map(SharedBody::new);
         if let Some(b) = &body {
@@ -213,6 +218,10 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
         );
         handle.follow(&hop);
         handle
+    }
+
+    fn default_total_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.default_total_timeout()
     }
 }
 

@@ -413,4 +413,8 @@ impl<A: HttpAgent> HttpAgent for CookieAgent<A> {
             }),
         )
     }
+
+    fn default_total_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.default_total_timeout()
+    }
 }

@@ -177,6 +177,10 @@ impl<A: HttpAgent> HttpAgent for ContentDecoderAgent<A> {
             }),
         )
     }
+
+    fn default_total_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.default_total_timeout()
+    }
 }
 
 /// Rewrites the head and interposes the decoder, when the response is encoded.

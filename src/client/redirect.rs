@@ -146,6 +146,11 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             return self.inner.request(ctx, request, on_response);
         };
         let started = Instant::now();
+        let mut request = request;
+        // One deadline for every hop: the agent's default, if the request sets none.
+        if request.timeouts.total.is_none() {
+            request.timeouts.total = self.inner.default_total_timeout();
+        }
         let chain = Chain {
             inner: self.inner.clone(),
             config: self.config.clone(),
@@ -165,6 +170,10 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
         let handle = chain.handle.clone();
         issue(ctx, chain);
         handle
+    }
+
+    fn default_total_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.default_total_timeout()
     }
 }
 

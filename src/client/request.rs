@@ -143,6 +143,15 @@ pub trait HttpAgent: 'static {
         request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle;
+
+    /// The total timeout this agent gives a request whose [`Timeouts::total`] is `None`:
+    /// [`AgentConfig::timeout`](super::AgentConfig::timeout) for an [`Agent`](super::Agent);
+    /// wrappers pass on their inner agent's. Wrappers that make several hops of one request
+    /// (redirects, authentication retries) fix the deadline from it when the request arrives,
+    /// so the limit covers every hop together rather than each hop anew. Default: `None`.
+    fn default_total_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A shared agent is an agent: lets a chain chosen at run time be held as `Rc<dyn HttpAgent>`.
@@ -155,6 +164,10 @@ impl<A: HttpAgent + ?Sized> HttpAgent for std::rc::Rc<A> {
     ) -> RequestHandle {
         (**self).request(ctx, request, on_response)
     }
+
+    fn default_total_timeout(&self) -> Option<Duration> {
+        (**self).default_total_timeout()
+    }
 }
 
 /// A boxed agent is an agent.
@@ -166,6 +179,10 @@ impl<A: HttpAgent + ?Sized> HttpAgent for Box<A> {
         on_response: ResponseCallback,
     ) -> RequestHandle {
         (**self).request(ctx, request, on_response)
+    }
+
+    fn default_total_timeout(&self) -> Option<Duration> {
+        (**self).default_total_timeout()
     }
 }
 
