@@ -78,8 +78,8 @@ impl Headers {
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
@@ -104,6 +104,17 @@ impl Headers {
             // Names are only ever appended from `&str`, so this cannot fail.
             let name = std::str::from_utf8(name).unwrap_or("");
             (name, &self.buf[v.start as usize..v.end as usize])
+        })
+    }
+
+    /// Fields in order, names as bytes: for lookups, which need no UTF-8 check of every name
+    /// on the way (they are on the path of every request and response).
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.index.iter().map(move |(n, v)| {
+            (
+                &self.buf[n.start as usize..n.end as usize],
+                &self.buf[v.start as usize..v.end as usize],
+            )
         })
     }
 

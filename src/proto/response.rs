@@ -292,17 +292,17 @@ pub(crate) fn decide_framing(
     // One pass over the fields for everything framing and persistence depend on; names are
     // compared by length first, so unrelated fields cost almost nothing.
     let (mut close, mut ka, mut has_te, mut has_cl) = (false, false, false, false);
-    for (name, value) in h.iter() {
+    for (name, value) in h.fields() {
         match name.len() {
-            10 if name.eq_ignore_ascii_case("connection") => {
+            10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in value.split(|&b| b == b',') {
                     let token = trim_ows(token);
                     close |= token.eq_ignore_ascii_case(b"close");
                     ka |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            14 if name.eq_ignore_ascii_case("content-length") => has_cl = true,
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => has_te = true,
+            14 if name.eq_ignore_ascii_case(b"content-length") => has_cl = true,
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => has_te = true,
             _ => {}
         }
     }
