@@ -596,3 +596,46 @@ fn shutdown_fails_every_request_once_and_refuses_new_ones() {
     }
     assert_eq!(server.requests().len(), 2);
 }
+
+/// The pool keeps an entry per host only while the host has a connection or a waiting
+/// request: a client that meets many hosts over its life does not keep them all.
+#[test]
+fn the_pool_forgets_hosts_it_no_longer_uses() {
+    // Distinct ports are distinct pool keys; half the servers close after answering.
+    let servers: Vec<ScriptedServer> = (0..12)
+        .map(|i| {
+            let script = if i % 2 == 0 {
+                // Kept open until the client closes it.
+                vec![Step::ExpectRequest, write(OK_HELLO), Step::WaitClose]
+            } else {
+                let close =
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+                vec![Step::ExpectRequest, write(close)]
+            };
+            ScriptedServer::start(vec![script])
+        })
+        .collect();
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let slots: Vec<Slot> = servers
+        .iter()
+        .map(|s| issue(reactor.ctx(), agent, Req::get(s.url("/"))))
+        .collect();
+    turn_until(&mut reactor, Duration::from_secs(10), || {
+        slots.iter().all(finished)
+    });
+    assert!(slots.iter().all(|s| s.borrow().is_done()));
+    let during = stats(&mut reactor, agent);
+    assert_eq!((during.idle, during.hosts), (6, 6), "{during:?}");
+    agent.close_idle(reactor.ctx());
+    // The next request to any host lets the pool drop the emptied entries.
+    let last = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::WaitClose,
+    ]]);
+    let slot = issue(reactor.ctx(), agent, Req::get(last.url("/")));
+    turn_until(&mut reactor, Duration::from_secs(10), || finished(&slot));
+    let after = stats(&mut reactor, agent);
+    assert_eq!((after.idle, after.hosts), (1, 1), "{after:?}");
+}

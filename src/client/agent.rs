@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use std::rc::Rc;
@@ -110,6 +110,9 @@ pub struct PoolStats {
     pub queued: usize,
     /// Requests not yet finished (including bodies not yet delivered).
     pub requests: usize,
+    /// Hosts (scheme, host, port, TLS settings and proxy) with a connection or a waiting
+    /// request: the pool forgets the others.
+    pub hosts: usize,
     /// Connections opened since the agent started.
     pub connections_opened: u64,
     /// Requests sent on a reused connection.
@@ -558,7 +561,11 @@ struct AgentState {
     /// Boxed: the table holds a pointer per slot, so its spare capacity costs 8 bytes a slot
     /// rather than a whole connection's state (10,000 idle connections: ~250 B each saved).
     conns: FxHashMap<ConnId, Box<Conn>>,
-    hosts: HashMap<PoolKey, HostPool>,
+    /// Hashed several times per request, so a fast hash too: host names can come from a
+    /// peer (redirects), but the table only holds hosts with a connection or a waiting
+    /// request, so colliding names could only slow down lookups among the caller's own
+    /// traffic, never grow without bound.
+    hosts: FxHashMap<PoolKey, HostPool>,
     active_total: usize,
     waiting_seq: u64,
     /// The connections whose idle timer carries each idle tag (see [`TimerTarget::tag`]).
@@ -594,7 +601,7 @@ impl AgentState {
             shared,
             reqs: FxHashMap::default(),
             conns: FxHashMap::default(),
-            hosts: HashMap::new(),
+            hosts: FxHashMap::default(),
             active_total: 0,
             waiting_seq: 0,
             idle_tags: FxHashMap::default(),
@@ -734,6 +741,10 @@ impl AgentState {
             let (_, id) = host.waiting.pop_front().expect("host had a waiter");
             self.dispatch(ctx, id);
         }
+        // Forget hosts with nothing left, so a client that meets many hosts over its life
+        // (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
+        self.hosts
+            .retain(|_, h| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty());
     }
 
     /// Puts a request on an idle connection or a new one.
@@ -1611,6 +1622,7 @@ impl AgentState {
             idle: self.hosts.values().map(|h| h.idle.len()).sum(),
             queued: self.hosts.values().map(|h| h.waiting.len()).sum(),
             requests: self.reqs.len(),
+            hosts: self.hosts.len(),
             ..self.stats
         }
     }
