@@ -452,8 +452,11 @@ pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
                 while i < b.len() {
                     match b[i] {
                         b'\\' if i + 1 < b.len() => {
-                            v.push(b[i + 1] as char);
-                            i += 2;
+                            // A quoted-pair escapes one character, which may take several
+                            // bytes: stepping over one byte would land inside it.
+                            let c = value[i + 1..].chars().next().unwrap_or('\\');
+                            v.push(c);
+                            i += 1 + c.len_utf8();
                         }
                         b'"' => {
                             i += 1;
@@ -750,9 +753,19 @@ mod tests {
             "Basic ===",
             "Digest a=b=c",
             "é\"\\",
+            // A backslash before a multi-byte character (found by the client fuzz target:
+            // it panicked on a char boundary).
+            "Digest realm=\"\\\u{fffd}\u{fffd}x\", nonce=\"n\"",
         ] {
             let _ = parse_challenges(s);
         }
+    }
+
+    #[test]
+    fn quoted_pair_escapes_a_whole_character() {
+        let c = parse_challenges("Digest realm=\"a\\\u{e9}b\\\"\u{20ac}\", nonce=\"n\"");
+        assert_eq!(c[0].param("realm"), Some("a\u{e9}b\"\u{20ac}"));
+        assert_eq!(c[0].param("nonce"), Some("n"));
     }
 
     #[test]
