@@ -314,6 +314,8 @@ pub struct Reactor {
     poll: Poll,
     events: Events,
     ready: Vec<Ready>,
+    /// The other half of `Ctx::read_again`, swapped in each turn.
+    spare_again: Vec<ConnId>,
     /// The one read buffer, shared by every connection (outside `Ctx` so that a slice of it
     /// can be handed to a callback together with `&mut Ctx`).
     read_buf: Box<[u8]>,
@@ -330,6 +332,7 @@ impl Reactor {
             poll,
             events: Events::with_capacity(256),
             ready: Vec::with_capacity(256),
+            spare_again: Vec::new(),
             read_buf: vec![0; READ_BUF_SIZE].into_boxed_slice(),
             ctx: Ctx {
                 registry,
@@ -417,16 +420,22 @@ impl Reactor {
 
         self.run_remote_calls();
         self.settle();
-        let again = std::mem::take(&mut self.ctx.read_again);
+        // The list is swapped with a spare so that neither allocates turn after turn.
+        let mut again = std::mem::replace(
+            &mut self.ctx.read_again,
+            std::mem::take(&mut self.spare_again),
+        );
         for event in &ready {
             self.handle_event(*event);
             self.settle();
         }
         self.ready = ready;
-        for id in again {
+        for &id in &again {
             self.read_conn(id);
             self.settle();
         }
+        again.clear();
+        self.spare_again = again;
         self.fire_timers();
         Ok(())
     }
