@@ -690,9 +690,10 @@ impl AgentState {
             queue_timer: None,
             read_timeout: None,
             read_timer: None,
-            last_activity: Instant::now(),
+            last_activity: ctx.now(),
             marks: Marks {
-                submitted: Instant::now(),
+                // The loop's clock: this turn's, a clock read saved per request.
+                submitted: ctx.now(),
                 dispatched: None,
                 sent: None,
                 first_byte: None,
@@ -1672,7 +1673,9 @@ impl Protocol for AgentState {
             return;
         };
         if let Some(req) = conn.req.and_then(|id| self.reqs.get_mut(&id)) {
-            let now = Instant::now();
+            // The loop's clock was read when the poll saw these bytes arrive (never before the
+            // request went out, for a connection reused within that same turn).
+            let now = req.marks.sent.map_or(ctx.now(), |sent| sent.max(ctx.now()));
             req.marks.first_byte.get_or_insert(now);
             req.last_activity = now;
         }
