@@ -243,6 +243,56 @@ fn idle_timeout_closes_pooled_connections() {
     assert_eq!(reactor.ctx().connection_count(), 0);
 }
 
+/// The idle time counts from the last time a connection went idle: a connection reused
+/// shortly before its first idle period would have ended is kept for a whole new period
+/// (the timer armed for the first period re-arms itself rather than closing it).
+#[test]
+fn idle_time_restarts_when_a_pooled_connection_is_reused() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::WaitClose,
+    ]]);
+    let config = AgentConfig {
+        idle_timeout: Duration::from_millis(400),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let first = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
+    let idled = Instant::now();
+    // Reused at about 250 ms into the first idle period.
+    while idled.elapsed() < Duration::from_millis(250) {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    let second = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&second));
+    assert!(second.borrow().is_done());
+    let idled_again = Instant::now();
+    // Past the end of the first period (400 ms after `idled`), well inside the second.
+    while idled.elapsed() < Duration::from_millis(520) {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    if idled_again.elapsed() < Duration::from_millis(380) {
+        let s = stats(&mut reactor, agent);
+        assert_eq!(
+            s.idle, 1,
+            "closed before its second idle period ended: {s:?}"
+        );
+    }
+    // And closed once the second period is over.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats(&mut reactor, agent).idle != 0 && Instant::now() < deadline {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    assert_eq!(stats(&mut reactor, agent).idle, 0);
+    assert!(idled_again.elapsed() >= Duration::from_millis(400));
+    assert_eq!(srv.connections(), 1);
+}
+
 #[test]
 fn server_keep_alive_timeout_shortens_the_idle_time() {
     let srv = ScriptedServer::start(vec![vec![

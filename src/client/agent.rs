@@ -484,8 +484,12 @@ struct Conn {
     pending: Vec<u8>,
     /// The connection was lost while `pending` still held bytes.
     eof: Option<Disconnect>,
-    /// The idle timer and its tag, while the connection waits in the pool.
-    idle_timer: Option<(TimerId, u64)>,
+    /// The idle timer, its tag and when it fires. Left armed when the connection is taken
+    /// for a request: a connection reused at once costs no timer work, and the timer, when it
+    /// fires, checks `idle_until` and re-arms or lets go.
+    idle_timer: Option<(TimerId, u64, Instant)>,
+    /// When the connection, idle in the pool, is to be closed (`None` while in use).
+    idle_until: Option<Instant>,
     keep_alive_hint: Option<Duration>,
     /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
     tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
@@ -624,18 +628,29 @@ impl AgentState {
         ctx.set_timer(delay, self.me(), tag)
     }
 
-    /// Arms the idle timer of a pooled connection.
+    /// Marks a pooled connection idle until `delay` from now, arming its idle timer unless
+    /// the one still armed fires no later (it re-arms then for the rest).
     fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
+        let until = ctx.now() + delay;
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        conn.idle_until = Some(until);
+        if conn.idle_timer.is_some_and(|(_, _, at)| at <= until) {
+            return;
+        }
+        let stale = conn.idle_timer.take();
+        self.cancel_idle_timer(ctx, stale);
         let timer = self.set_timer(ctx, delay, TimerTarget::Idle(cid));
         let tag = self.idle_seq | TAG_IDLE;
         if let Some(conn) = self.conns.get_mut(&cid) {
-            conn.idle_timer = Some((timer, tag));
+            conn.idle_timer = Some((timer, tag, until));
         }
     }
 
     /// Cancels an idle timer and forgets its tag.
-    fn cancel_idle_timer(&mut self, ctx: &mut Ctx, timer: Option<(TimerId, u64)>) {
-        if let Some((t, tag)) = timer {
+    fn cancel_idle_timer(&mut self, ctx: &mut Ctx, timer: Option<(TimerId, u64, Instant)>) {
+        if let Some((t, tag, _)) = timer {
             ctx.cancel_timer(t);
             self.idle_tags.remove(&tag);
         }
@@ -798,6 +813,7 @@ impl AgentState {
                 pending: Vec::new(),
                 eof: None,
                 idle_timer: None,
+                idle_until: None,
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
             }),
@@ -811,12 +827,14 @@ impl AgentState {
             let Some(conn) = self.conns.get_mut(&cid) else {
                 continue;
             };
-            let timer = conn.idle_timer.take();
-            self.cancel_idle_timer(ctx, timer);
+            // The idle timer stays armed (see `Conn::idle_timer`).
+            conn.idle_until = None;
             if ctx.is_open(cid) {
                 return Some(cid);
             }
-            self.conns.remove(&cid);
+            if let Some(conn) = self.conns.remove(&cid) {
+                self.cancel_idle_timer(ctx, conn.idle_timer);
+            }
         }
     }
 
@@ -1577,9 +1595,19 @@ impl AgentState {
     fn timer(&mut self, ctx: &mut Ctx, target: TimerTarget) {
         match target {
             TimerTarget::Idle(cid) => {
-                let idle = self.conns.get(&cid).is_some_and(|c| c.req.is_none());
-                if idle {
+                let Some(conn) = self.conns.get_mut(&cid) else {
+                    return;
+                };
+                conn.idle_timer = None;
+                // In use again since it was armed: nothing to do until it is idle again.
+                let Some(until) = conn.idle_until.filter(|_| conn.req.is_none()) else {
+                    return;
+                };
+                let now = ctx.now();
+                if now >= until {
                     self.close_conn(ctx, cid, false);
+                } else {
+                    self.set_idle_timer(ctx, cid, until - now);
                 }
             }
             TimerTarget::Total(id) => self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Total)),
