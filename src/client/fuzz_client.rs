@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::proto::{self, ClientConnection, Event, Headers, RequestBody, RequestHead};
+use crate::proto::{self, Event, Headers};
 use crate::reactor::{Ctx, Reactor, ReactorStats};
 
 use super::{
@@ -430,20 +430,10 @@ fn serve(
 /// carry another request: a complete response that keeps the connection alive, and nothing
 /// after it.
 fn reusable(method: &str, written: &[u8], limits: &proto::Config) -> bool {
-    let mut core = ClientConnection::new(limits.clone());
-    let headers = Headers::new();
-    let head = RequestHead {
-        method,
-        target: "/",
-        host: "fuzz.test",
-        headers: &headers,
-    };
-    if core
-        .send_request(&head, RequestBody::None, &mut Vec::new())
-        .is_err()
-    {
+    // A method the core refuses to send cannot have been sent on this connection.
+    let Ok(mut core) = proto::sent_request(limits.clone(), method) else {
         return false;
-    }
+    };
     let mut rest = written;
     loop {
         match core.receive(rest) {

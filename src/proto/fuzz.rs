@@ -1,6 +1,8 @@
 //! The shared body of the response fuzz target and of the corpus replay test.
 
-use super::{ClientConnection, Config, Event, Headers, ProtocolError, RequestBody, RequestHead};
+use super::{
+    ClientConnection, Config, Event, Headers, ProtocolError, RequestBody, RequestError, RequestHead,
+};
 
 /// Drives a fresh connection with fuzzer input and checks the core's invariants; panics when
 /// one is broken.
@@ -23,17 +25,7 @@ pub fn fuzz_response(data: &[u8]) {
         max_trailer_size: 512,
         max_interim_responses: 4,
     };
-    let mut conn = ClientConnection::new(config);
-    let headers = Headers::new();
-    let head = RequestHead {
-        method,
-        target: "/",
-        host: "fuzz.test",
-        headers: &headers,
-    };
-    let mut out = Vec::new();
-    conn.send_request(&head, RequestBody::None, &mut out)
-        .expect("a fixed valid request encodes");
+    let mut conn = sent_request(config, method).expect("a fixed valid request encodes");
 
     let mut data_total = 0usize;
     let mut error: Option<ProtocolError> = None;
@@ -85,6 +77,21 @@ pub fn fuzz_response(data: &[u8]) {
         }
     }
     assert_eq!(conn.body_received() as usize, data_total);
+}
+
+/// A fresh connection that has sent `method / HTTP/1.1` to `fuzz.test`, ready for its
+/// response: where the fuzz bodies start.
+pub(crate) fn sent_request(config: Config, method: &str) -> Result<ClientConnection, RequestError> {
+    let mut conn = ClientConnection::new(config);
+    let headers = Headers::new();
+    let head = RequestHead {
+        method,
+        target: "/",
+        host: "fuzz.test",
+        headers: &headers,
+    };
+    conn.send_request(&head, RequestBody::None, &mut Vec::new())?;
+    Ok(conn)
 }
 
 /// The lengths the fuzz bodies cut their input into, from one seed byte (a xorshift stream,

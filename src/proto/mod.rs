@@ -55,7 +55,7 @@ mod response;
 
 #[doc(hidden)]
 pub use fuzz::fuzz_response;
-pub(crate) use fuzz::piece_lengths;
+pub(crate) use fuzz::{piece_lengths, sent_request};
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
 pub use headers::Headers;
