@@ -11,7 +11,7 @@ use scripted::*;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, BytesProducer, Cause, Phase, ReadProducer,
 };
-use weft::proto::{Headers, ProtocolError};
+use weft::proto::{Headers, ProtocolError, RequestError};
 use weft::reactor::{Ctx, Reactor, TransportError};
 
 const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -348,6 +348,24 @@ fn header_injection_is_refused_before_connecting() {
     let err = out.error().unwrap();
     assert_eq!(err.phase(), Phase::RequestNotSent);
     assert!(matches!(err.cause(), Cause::InvalidRequest(_)));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(srv.connections(), 0);
+}
+
+#[test]
+fn a_configured_user_agent_with_a_line_break_is_refused_before_connecting() {
+    let srv = serve(vec![]);
+    let config = AgentConfig {
+        user_agent: Some("weft\r\nInjected: yes".to_string()),
+        ..test_config()
+    };
+    let out = run_one(config, Req::get(srv.url("/")));
+    let err = out.error().unwrap();
+    assert_eq!(err.phase(), Phase::RequestNotSent);
+    assert!(
+        matches!(err.cause(), Cause::InvalidRequest(RequestError::InvalidHeaderValue(n)) if n == "User-Agent"),
+        "{err}"
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(srv.connections(), 0);
 }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use url::Url;
 
-use crate::proto::{self, ClientConnection, Event, Framing, Headers, RequestBody, RequestHead};
+use crate::proto::{
+    self, ClientConnection, Event, Framing, Headers, RequestBody, RequestError, RequestHead,
+};
 use crate::reactor::TransportError;
 use crate::reactor::{
     ConnId, ConnTiming, ConnectOptions, Ctx, Disconnect, HandlerId, Protocol, TimerId,
@@ -204,15 +206,21 @@ impl Shared {
     }
 }
 
-struct NewRequest {
-    id: RequestId,
+/// A request as the caller gave it, apart from its URL.
+struct Parts {
     method: Cow<'static, str>,
-    /// Resolved when the request was submitted; an error is reported from the agent, as
-    /// for any request it refuses.
-    target: Result<Rc<Target>, Cause>,
     headers: Headers,
     producer: Option<Box<dyn BodyProducer>>,
     timeouts: Timeouts,
+}
+
+/// A request queued for the agent in [`Shared::requests`].
+struct NewRequest {
+    id: RequestId,
+    /// Resolved when the request was submitted; an error is reported from the agent, as
+    /// for any request it refuses.
+    target: Result<Rc<Target>, Cause>,
+    parts: Parts,
     on_response: ResponseCallback,
 }
 
@@ -293,27 +301,35 @@ impl Agent {
         body: Option<Box<dyn BodyProducer>>,
         on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
     ) -> RequestHandle {
-        // Built here rather than through a `Request`, whose owned method and URL would be
-        // two allocations per request.
-        let new = NewRequest {
-            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+        // Taken apart here rather than through a `Request`, whose owned method and URL would
+        // be two allocations per request.
+        let parts = Parts {
             method: method_name(method),
-            target: Err(Cause::AgentClosed), // resolved by `submit`
             headers,
             producer: body,
             timeouts: Timeouts::default(),
-            on_response: Box::new(on_response),
         };
-        self.submit(ctx, url, new)
+        self.submit(ctx, url, parts, Box::new(on_response))
     }
 
     /// Resolves the request's URL (parsed once per URL; see [`Targets`]) and queues the
     /// request for the agent.
-    fn submit(&self, ctx: &mut Ctx, url: &str, mut new: NewRequest) -> RequestHandle {
-        let id = new.id;
+    fn submit(
+        &self,
+        ctx: &mut Ctx,
+        url: &str,
+        parts: Parts,
+        on_response: ResponseCallback,
+    ) -> RequestHandle {
+        let id = RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
         let shared = self.shared();
         if let Some(shared) = &shared {
-            new.target = shared.targets.borrow_mut().get(&shared.config, url);
+            let new = NewRequest {
+                id,
+                target: shared.targets.borrow_mut().get(&shared.config, url),
+                parts,
+                on_response,
+            };
             shared.requests.borrow_mut().push_back(new);
             ctx.post(self.handler, Box::new(NextRequest));
         }
@@ -346,16 +362,13 @@ impl HttpAgent for Agent {
         request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        let new = NewRequest {
-            id: RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)),
+        let parts = Parts {
             method: request.method,
-            target: Err(Cause::AgentClosed), // resolved by `submit`
             headers: request.headers,
             producer: request.body,
             timeouts: request.timeouts,
-            on_response,
         };
-        self.submit(ctx, &request.url, new)
+        self.submit(ctx, &request.url, parts, on_response)
     }
 
     fn default_total_timeout(&self) -> Option<Duration> {
@@ -666,16 +679,18 @@ impl AgentState {
         }
         let NewRequest {
             id,
-            method,
             target,
-            headers,
-            producer,
-            timeouts,
+            parts:
+                Parts {
+                    method,
+                    headers,
+                    producer,
+                    timeouts,
+                },
             on_response,
         } = new;
-        let prepared = target.and_then(|t| {
-            prepare(&self.shared.config, &t, &method, &headers, &mut self.fields).map(|()| t)
-        });
+        let prepared =
+            target.and_then(|t| prepare(&self.shared.config, &t, &method, &headers).map(|()| t));
         let target = match prepared {
             Ok(t) => t,
             Err(cause) => {
@@ -1985,22 +2000,30 @@ fn sent_fields(config: &AgentConfig, target: &Target, headers: &Headers, out: &m
     }
 }
 
-/// Checks a request before any connection is opened (`fields` is scratch space).
+/// Checks a request before any connection is opened: its method, target and own fields,
+/// and the `User-Agent` the agent would add (the other added fields are ours and valid), so
+/// that nothing has to be copied for the check; the head is built once, when it is written.
 fn prepare(
     config: &AgentConfig,
     target: &Target,
     method: &str,
     headers: &Headers,
-    fields: &mut Headers,
 ) -> Result<(), Cause> {
-    sent_fields(config, target, headers, fields);
     let head = RequestHead {
         method,
         target: &target.target,
         host: &target.host_header,
-        headers: fields,
+        headers,
     };
-    proto::validate_request(&head).map_err(Cause::InvalidRequest)
+    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
+    match &config.user_agent {
+        Some(ua) if !proto::is_valid_value(ua.as_bytes()) && !headers.contains("user-agent") => {
+            Err(Cause::InvalidRequest(RequestError::InvalidHeaderValue(
+                "User-Agent".to_owned(),
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The host to connect to (IPv6 without brackets) and the port of a URL.
@@ -2068,7 +2091,7 @@ mod tests {
         h.append("X-Bad", b"a\r\nInjected: 1");
         let target = resolve(&config, "http://127.0.0.1/").unwrap();
         assert!(matches!(
-            prepare(&config, &target, "GET", &h, &mut Headers::new()),
+            prepare(&config, &target, "GET", &h),
             Err(Cause::InvalidRequest(_))
         ));
     }

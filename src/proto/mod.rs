@@ -62,6 +62,7 @@ pub use headers::Headers;
 
 use chunked::{ChunkedDecoder, Step};
 use request::SendState;
+pub(crate) use request::is_valid_value;
 
 use std::borrow::Cow;
 use std::fmt;

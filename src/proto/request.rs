@@ -66,7 +66,7 @@ fn is_valid_target(t: &[u8]) -> bool {
 
 /// A header value we are willing to send: no CR, LF or NUL.
 #[inline]
-fn is_valid_value(v: &[u8]) -> bool {
+pub(crate) fn is_valid_value(v: &[u8]) -> bool {
     !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
