@@ -1587,6 +1587,20 @@ fn row30_cookie_scope_table() {
             "http://example.com/",
             &[],
         ),
+        // An empty Domain attribute (`.` once its dot is dropped) is ignored, not the cookie:
+        // the cookie is host-only (RFC 6265 5.2.3).
+        (
+            "http://example.com/",
+            "a=1; Domain=.",
+            "http://example.com/",
+            &[("a", "1")],
+        ),
+        (
+            "http://example.com/",
+            "a=1; Domain=.",
+            "http://www.example.com/",
+            &[],
+        ),
         // Secure over http is ignored (RFC 6265bis 5.7), even for a later https request.
         (
             "http://example.com/",

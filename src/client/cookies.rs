@@ -145,7 +145,10 @@ impl CookieJar {
         // the request host itself, where it becomes host-only.
         if let Some(domain) = raw.domain() {
             let domain = domain.trim_start_matches('.').to_ascii_lowercase();
-            if domain.is_empty() || is_public_suffix(&domain) {
+            if domain.is_empty() {
+                // RFC 6265 section 5.2.3: an empty Domain attribute is ignored, not the cookie.
+                raw.unset_domain();
+            } else if is_public_suffix(&domain) {
                 let host = url.host_str().unwrap_or_default();
                 if domain.trim_end_matches('.') != host.trim_end_matches('.') {
                     return false;
