@@ -115,6 +115,16 @@ impl Write for Stream {
     }
 }
 
+impl Stream {
+    /// The socket as a poller source (registration is rare: no need for a match per method).
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Local(sock) => sock,
+        }
+    }
+}
+
 impl Source for Stream {
     fn register(
         &mut self,
@@ -122,10 +132,7 @@ impl Source for Stream {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(registry, token, interest),
-            Stream::Local(sock) => sock.register(registry, token, interest),
-        }
+        self.source().register(registry, token, interest)
     }
 
     fn reregister(
@@ -134,16 +141,10 @@ impl Source for Stream {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interest),
-            Stream::Local(sock) => sock.reregister(registry, token, interest),
-        }
+        self.source().reregister(registry, token, interest)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Local(sock) => sock.deregister(registry),
-        }
+        self.source().deregister(registry)
     }
 }
