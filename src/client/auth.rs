@@ -188,11 +188,10 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             return self.inner.request(ctx, request, on_response);
         }
 
-        // One deadline for the first try and the retry: the agent's default, if the request
-        // sets none.
-        if request.timeouts.total.is_none() {
-            request.timeouts.total = self.inner.default_total_timeout();
-        }
+        // One deadline for the first try and the retry.
+        request.timeouts = request
+            .timeouts
+            .with_default_total(self.inner.default_total_timeout());
         // Keep what the retry needs: the head, and the body behind a shared handle.
         let body = request.body.take().map(SharedBody::new);
         if let Some(b) = &body {

@@ -477,13 +477,7 @@ impl RequestBuilder {
                     phrase: std::mem::take(&mut response.phrase),
                     headers: std::mem::take(&mut response.headers),
                     trailers: Headers::new(),
-                    // The declared length, within the cap, up front: no copy at each doubling
-                    // of a large body (untouched capacity is not resident).
-                    body: Vec::with_capacity(
-                        response
-                            .length
-                            .map_or(0, |len| usize::try_from(len.min(max_body)).unwrap_or(0)),
-                    ),
+                    body: Vec::with_capacity(response.body_capacity(max_body)),
                     url: response.url.clone(),
                     timing: response.timing,
                     total: Duration::ZERO,

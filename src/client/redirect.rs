@@ -147,10 +147,9 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
         };
         let started = Instant::now();
         let mut request = request;
-        // One deadline for every hop: the agent's default, if the request sets none.
-        if request.timeouts.total.is_none() {
-            request.timeouts.total = self.inner.default_total_timeout();
-        }
+        request.timeouts = request
+            .timeouts
+            .with_default_total(self.inner.default_total_timeout());
         let chain = Chain {
             inner: self.inner.clone(),
             config: self.config.clone(),

@@ -79,6 +79,16 @@ impl Timeouts {
         };
         Some(Timeouts { total, ..self })
     }
+
+    /// These timeouts with `total` filled in from `default` (an agent's
+    /// [`HttpAgent::default_total_timeout`]) when unset: what a wrapper that makes several
+    /// hops fixes when a request arrives, so the limit covers every hop together.
+    pub(crate) fn with_default_total(self, default: Option<Duration>) -> Timeouts {
+        Timeouts {
+            total: self.total.or(default),
+            ..self
+        }
+    }
 }
 
 impl Request {

@@ -104,11 +104,7 @@ impl Response {
         max_bytes: u64,
         done: impl FnOnce(&mut Ctx, Result<Collected, Error>) + 'static,
     ) {
-        // A declared length is reserved up front (never past the cap), so a large body is not
-        // copied again at every doubling; untouched capacity costs no resident memory.
-        let reserve = self
-            .length
-            .map_or(0, |len| usize::try_from(len.min(max_bytes)).unwrap_or(0));
+        let reserve = self.body_capacity(max_bytes);
         self.deliver_body(
             ctx,
             Collector {
@@ -126,6 +122,16 @@ impl Response {
     /// The handle that pauses, resumes or stops body delivery.
     pub fn body_handle(&self) -> BodyHandle {
         self.handle
+    }
+}
+
+impl Response {
+    /// Room to reserve for collecting the body: its declared length, never past `max_bytes`.
+    /// Reserved up front, a large body is not copied again at every doubling; untouched
+    /// capacity costs no resident memory.
+    pub(crate) fn body_capacity(&self, max_bytes: u64) -> usize {
+        self.length
+            .map_or(0, |len| usize::try_from(len.min(max_bytes)).unwrap_or(0))
     }
 }
 
