@@ -3,7 +3,7 @@
 
 use crate::proto::Headers;
 
-use super::decode::{Decoder, Plan, plan};
+use super::wrappers::decode::{Decoder, Plan, plan};
 use super::{Cause, Coding, DecodeConfig};
 
 /// Decoded bytes handed out per piece, at most (the decoder's internal chunk).

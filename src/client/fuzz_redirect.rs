@@ -8,7 +8,7 @@ use url::Url;
 use crate::proto::Headers;
 
 use super::Cause;
-use super::redirect::{Next, RedirectConfig, carry_headers, decide};
+use super::wrappers::redirect::{Next, RedirectConfig, carry_headers, decide};
 
 const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND",

@@ -14,8 +14,8 @@ use url::Url;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use super::error::Error;
-use super::request::{HttpAgent, Request, RequestHandle};
+use crate::client::error::Error;
+use crate::client::request::{HttpAgent, Request, RequestHandle};
 
 /// Whether the resource changed since it was cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +247,7 @@ pub struct ConditionalAgent<A: HttpAgent> {
 }
 
 impl<A: HttpAgent> ConditionalAgent<A> {
-    /// Default cap on a fetched body: 16 MiB ([`super::Cause::BodyTooLarge`] past it).
+    /// Default cap on a fetched body: 16 MiB ([`crate::client::Cause::BodyTooLarge`] past it).
     pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
 
     /// Wraps `inner`, keeping validators in `cache`.

@@ -12,11 +12,11 @@ use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation,
 use crate::proto::Headers;
 use crate::reactor::{ConnId, Ctx, HandlerId, Protocol};
 
-use super::agent::Msg;
-use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
-use super::error::{Cause, Error, Phase};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
-use super::response::Response;
+use crate::client::agent::Msg;
+use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+use crate::client::response::Response;
 
 /// Decoded bytes handed to the user's protocol per call, at most.
 const CHUNK: usize = 32 * 1024;
@@ -721,7 +721,7 @@ impl Shared {
         self.decoder.pending()
     }
 
-    fn ids(&self, fallback: BodyHandle) -> (HandlerId, super::agent::RequestId) {
+    fn ids(&self, fallback: BodyHandle) -> (HandlerId, crate::client::agent::RequestId) {
         let handle = self.agent.unwrap_or(fallback);
         (self.relay.unwrap_or(handle.agent), handle.request)
     }

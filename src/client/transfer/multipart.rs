@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::producer::{BodyProducer, BodySink, Produce};
-use super::request::Request;
+use crate::client::producer::{BodyProducer, BodySink, Produce};
+use crate::client::request::Request;
 
 const PIECE: usize = 16 * 1024;
 

@@ -35,10 +35,12 @@ use url::Url;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use super::error::{Cause, Error, Phase, TimeoutKind};
-use super::producer::{BodyProducer, BodySink, Produce};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name};
-use super::response::{PreviousResponse, Response};
+use crate::client::error::{Cause, Error, Phase, TimeoutKind};
+use crate::client::producer::{BodyProducer, BodySink, Produce};
+use crate::client::request::{
+    HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
+};
+use crate::client::response::{PreviousResponse, Response};
 
 /// Settings of a [`RedirectAgent`].
 #[derive(Debug, Clone, PartialEq, Eq)]

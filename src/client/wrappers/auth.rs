@@ -16,10 +16,10 @@ use url::Url;
 
 use crate::reactor::Ctx;
 
-use super::error::{Cause, Error, Phase, TimeoutKind};
-use super::producer::{BodyProducer, BodySink, Produce};
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
-use super::response::{PreviousResponse, Response};
+use crate::client::error::{Cause, Error, Phase, TimeoutKind};
+use crate::client::producer::{BodyProducer, BodySink, Produce};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use crate::client::response::{PreviousResponse, Response};
 
 /// The most of a `401` body read (and dropped) before the retry, so its connection can be
 /// pooled; a longer body closes the connection instead.

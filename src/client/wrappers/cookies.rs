@@ -24,7 +24,7 @@ use url::Url;
 
 use crate::reactor::Ctx;
 
-use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 
 /// A cookie store shared by every agent (and clone) that holds it. Cheap to clone.
 ///

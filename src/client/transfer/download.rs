@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use super::body::{BodyCtx, BodyEnd, BodyProtocol};
-use super::error::{Cause, Error, Phase};
-use super::request::{HttpAgent, Request, RequestHandle};
-use super::response::Response;
+use crate::client::body::{BodyCtx, BodyEnd, BodyProtocol};
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::request::{HttpAgent, Request, RequestHandle};
+use crate::client::response::Response;
 
 /// Progress of a download, given to [`DownloadOptions::progress`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,0 +1,11 @@
+//! The wrapper agents: each takes an inner [`HttpAgent`](crate::client::HttpAgent) and adds
+//! one behaviour on top (redirects, cookies, authentication, content decoding, conditional
+//! requests). They compose in any order; the session builder stacks them in the one safe
+//! order (authentication outside redirects, so credentials never follow a redirect to
+//! another origin).
+
+pub(crate) mod auth;
+pub(crate) mod conditional;
+pub(crate) mod cookies;
+pub(crate) mod decode;
+pub(crate) mod redirect;
