@@ -1,11 +1,11 @@
 //! `basic_auth`: HTTP Basic authentication with a retry on `401` (Twisted's webcat3 flow,
-//! automated by [`AuthAgent`]).
+//! automated by the session builder's [`auth`](weft::ClientBuilder::auth)).
 //!
 //! The first request goes out without credentials; the server answers `401` with a
-//! `WWW-Authenticate: Basic` challenge; the [`AuthAgent`] reads that response, then sends
+//! `WWW-Authenticate: Basic` challenge; the authentication wrapper reads that response, then sends
 //! the request again once with `Authorization: Basic ...`. The final response lists the `401`
 //! in its history. ([`AuthMode::Basic`] would instead send the credentials up front, as
-//! curl's `-u` does.) The agent is wrapped in an [`HttpClient`] for its `fetch` helper.
+//! curl's `-u` does, and a request's own `basic_auth` sends them on that request alone.)
 //!
 //! ```sh
 //! cargo run --example basic_auth -- http://127.0.0.1:8080/basic-auth/user/passwd user passwd
@@ -19,10 +19,8 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{
-    Agent, AgentConfig, AuthAgent, AuthMode, ClientConfig, Credentials, HttpClient,
-};
-use weft::reactor::Reactor;
+use weft::client::{AuthMode, Credentials};
+use weft::{HttpClient, Reactor};
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -33,21 +31,11 @@ fn main() -> ExitCode {
     let password = args.next().unwrap_or_else(|| "passwd".to_string());
 
     let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let config = ClientConfig {
-        agent: AgentConfig {
-            timeout: Some(Duration::from_secs(30)),
-            ..AgentConfig::default()
-        },
-        ..ClientConfig::default()
-    };
-    // Agent -> AuthAgent (answers challenges) -> HttpClient (convenience methods).
-    let agent = Agent::new(reactor.ctx(), config.agent.clone());
-    let auth = AuthAgent::new(
-        agent,
-        Some(Credentials::new(&user, &password)),
-        AuthMode::Auto,
-    );
-    let client = HttpClient::with_agent(auth, config);
+    // Agent -> ... -> authentication (answers challenges), stacked by the builder.
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
+        .auth(Credentials::new(&user, &password), AuthMode::Auto)
+        .build(reactor.ctx());
 
     let ok = Rc::new(Cell::new(false));
     let result = ok.clone();

@@ -15,16 +15,16 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use weft::Error;
 use weft::blocking::Client;
-use weft::client::{AgentConfig, Error};
 
 fn run(url: &str) -> Result<bool, Error> {
-    // Bound each call: the blocking client waits as long as the agent lets it.
-    let config = AgentConfig {
-        timeout: Some(Duration::from_secs(30)),
-        ..AgentConfig::default()
-    };
-    let mut client = Client::new(config).expect("cannot create the client");
+    // The same builder as on a reactor. Bound each call: the blocking client waits as long
+    // as the agent lets it.
+    let mut client = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build_blocking()
+        .expect("cannot create the client");
 
     let r = client.get(url)?;
     println!("status: {} {}", r.code, r.phrase);
@@ -32,7 +32,7 @@ fn run(url: &str) -> Result<bool, Error> {
         println!("content-type: {ct}");
     }
     println!("body: {} bytes", r.body.len());
-    println!("{}", String::from_utf8_lossy(&r.body));
+    println!("{}", r.text());
 
     let again = client.get(url)?;
     println!("second: {}", again.code);

@@ -1,5 +1,6 @@
-//! `cookies_session`: a session that keeps cookies across requests, with a [`CookieJar`] and a
-//! [`CookieAgent`] (Twisted's `CookieAgent`) under a [`RedirectAgent`].
+//! `cookies_session`: a session that keeps cookies across requests in a [`CookieJar`] (the
+//! session builder's default: a cookie wrapper, Twisted's `CookieAgent`, under the redirect
+//! wrapper).
 //!
 //! Against httpbin: `/cookies/set?name=value` sets cookies and redirects to `/cookies`, which
 //! echoes the cookies the client sent; `/cookies/delete?name` expires one. The cookie agent
@@ -19,11 +20,8 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{
-    Agent, AgentConfig, ClientConfig, CookieAgent, CookieJar, HttpClient, RedirectAgent,
-    RedirectConfig,
-};
-use weft::reactor::{Ctx, Reactor};
+use weft::client::CookieJar;
+use weft::{Ctx, HttpClient, Reactor};
 
 /// One request of the session: a label and a URL.
 struct Step {
@@ -85,21 +83,12 @@ fn main() -> ExitCode {
     let first_name = cookies[0].split('=').next().unwrap_or_default().to_string();
 
     let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let config = ClientConfig {
-        agent: AgentConfig {
-            timeout: Some(Duration::from_secs(30)),
-            ..AgentConfig::default()
-        },
-        ..ClientConfig::default()
-    };
-    // The jar is shared: the agent fills it, and we read it between requests.
+    // The jar is shared: the client fills it, and we read it between requests.
     let jar = CookieJar::new();
-    let agent = Agent::new(reactor.ctx(), config.agent.clone());
-    let agent = RedirectAgent::new(
-        CookieAgent::new(agent, jar.clone()),
-        RedirectConfig::default(),
-    );
-    let client = HttpClient::with_agent(agent, config);
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
+        .cookie_jar(jar.clone())
+        .build(reactor.ctx());
 
     let steps = vec![
         Step {

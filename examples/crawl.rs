@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{AgentConfig, ClientConfig, HttpClient};
+use weft::client::HttpClient;
 use weft::reactor::Reactor;
 
 fn main() -> ExitCode {
@@ -45,14 +45,9 @@ fn main() -> ExitCode {
     }
 
     let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let config = ClientConfig {
-        agent: AgentConfig {
-            timeout: Some(Duration::from_secs(30)),
-            ..AgentConfig::default()
-        },
-        ..ClientConfig::default()
-    };
-    let client = HttpClient::new(reactor.ctx(), config);
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
+        .build(reactor.ctx());
 
     let ok = Rc::new(Cell::new(0usize));
     let failed = Rc::new(Cell::new(0usize));

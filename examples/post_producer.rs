@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{AgentConfig, BodyProducer, BodySink, ClientConfig, HttpClient, Produce};
+use weft::client::{BodyProducer, BodySink, HttpClient, Produce};
 use weft::reactor::Reactor;
 
 /// Produces `line 1\n` .. `line <count>\n`, a few lines per call.
@@ -77,14 +77,9 @@ fn main() -> ExitCode {
     };
 
     let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let config = ClientConfig {
-        agent: AgentConfig {
-            timeout: Some(Duration::from_secs(30)),
-            ..AgentConfig::default()
-        },
-        ..ClientConfig::default()
-    };
-    let client = HttpClient::new(reactor.ctx(), config);
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
+        .build(reactor.ctx());
 
     let producer = Lines::new(count);
     let length = producer.length().unwrap_or(0);

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{AgentConfig, Cause, ClientConfig, Error, FullResponse, HttpClient};
+use weft::client::{Cause, Error, FullResponse, HttpClient};
 use weft::reactor::{Ctx, Reactor};
 
 /// The callback, as in Tornado's docs: print the body, or the error.
@@ -50,16 +50,11 @@ fn main() -> ExitCode {
     }
 
     let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let config = ClientConfig {
-        agent: AgentConfig {
-            timeout: Some(Duration::from_secs(30)),
-            ..AgentConfig::default()
-        },
+    let client = HttpClient::builder()
+        .timeout(Duration::from_secs(30))
         // Every non-2xx response becomes an error (a request can override it).
-        error_for_status: true,
-        ..ClientConfig::default()
-    };
-    let client = HttpClient::new(reactor.ctx(), config);
+        .error_for_status(true)
+        .build(reactor.ctx());
 
     // All fetches start at once; the last callback stops the loop.
     let pending = Rc::new(Cell::new(urls.len()));

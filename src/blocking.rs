@@ -1,62 +1,43 @@
-//! A blocking client (Tornado's `HTTPClient`): its own [`Reactor`] and [`Agent`], turned on
-//! the calling thread until each call completes.
+//! A blocking client (Tornado's `HTTPClient`, ureq's shape): its own [`Reactor`] and
+//! [`HttpClient`], turned on the calling thread until each call completes.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use url::Url;
-
+use crate::client::Cause;
 use crate::client::{
-    Agent, AgentConfig, Cause, DownloadOptions, Downloaded, Error, HttpAgent, Phase, PoolStats,
-    PreviousResponse, Request, Timing, download,
+    ClientBuilder, DownloadOptions, Downloaded, Error, FullResponse, HttpAgent, HttpClient, Phase,
+    PoolStats, Request, RequestBuilder, download,
 };
-use crate::proto::{Headers, Version};
 use crate::reactor::{Reactor, TransportError};
 
-/// A response read whole by the blocking [`Client`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockingResponse {
-    /// Protocol version of the response.
-    pub version: Version,
-    /// Status code.
-    pub code: u16,
-    /// Reason phrase.
-    pub phrase: Cow<'static, str>,
-    /// Header fields, in the order received.
-    pub headers: Headers,
-    /// Trailer fields of a chunked body (empty otherwise).
-    pub trailers: Headers,
-    /// The URL requested.
-    pub url: Url,
-    /// The body.
-    pub body: Vec<u8>,
-    /// False when the body was delimited by the connection closing, so a truncation could
-    /// not be detected.
-    pub complete: bool,
-    /// When each phase of the request ended.
-    pub timing: Timing,
-    /// Earlier responses that led here (redirects, authentication challenges), oldest first.
-    pub history: Vec<PreviousResponse>,
-}
-
 /// A blocking HTTP client: each call runs the client's own reactor on the calling thread
-/// until the response is complete, then returns. Its connection pool persists across calls.
+/// until the response is complete, then returns. Its connection pool, cookie jar and wrappers
+/// persist across calls; it is configured by the same [`ClientBuilder`] as [`HttpClient`]
+/// (treq's defaults: redirects, cookies, decoding), and answers with the same
+/// [`FullResponse`] and [`Error`] values.
 ///
 /// Because it owns its reactor, it works on any thread, including one that is running the
 /// callbacks of another reactor (the other reactor simply waits meanwhile). A `Client` is not
-/// `Send`: create one per thread. Errors are the same [`Error`] values as the callback API.
-/// Idle pooled connections are not serviced between calls; a connection the server closed
-/// meanwhile is noticed at the next call. A call waits as long as the agent lets it:
-/// [`AgentConfig::timeout`] bounds each call (300 s by default).
+/// `Send`: create one per thread (its responses are `Send`). Idle pooled connections are not
+/// serviced between calls; a connection the server closed meanwhile is noticed at the next
+/// call. A call waits as long as the agent lets it:
+/// [`AgentConfig::timeout`](crate::client::AgentConfig::timeout) bounds each call (300 s by
+/// default).
 ///
 /// ```no_run
 /// use weft::blocking::Client;
-/// let mut client = Client::with_defaults().unwrap();
+/// let mut client = Client::new().unwrap();
 /// let response = client.get("http://127.0.0.1:8080/hello.txt").unwrap();
-/// println!("{} {} bytes", response.code, response.body.len());
+/// println!("{} {}", response.code, response.text());
+///
+/// // The same request builder as on a reactor:
+/// let created = client
+///     .fetch(client.request("POST", "http://127.0.0.1:8080/post").form(&[("a", "1")]))
+///     .unwrap();
+/// println!("{} after {} redirects", created.code, created.history.len());
 /// ```
 ///
 /// Not `Send`:
@@ -67,117 +48,101 @@ pub struct BlockingResponse {
 /// ```
 pub struct Client {
     reactor: Reactor,
-    agent: Agent,
-    /// What requests go through: the agent itself, or the wrappers around it.
-    chain: Rc<dyn HttpAgent>,
-    max_body: u64,
+    client: HttpClient,
+}
+
+impl ClientBuilder {
+    /// Builds a blocking [`Client`] with these settings, on a reactor of its own.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use weft::blocking::Client;
+    /// let mut client = Client::builder()
+    ///     .redirects(false)
+    ///     .timeout(Duration::from_secs(5))
+    ///     .build_blocking()
+    ///     .unwrap();
+    /// let response = client.get("http://127.0.0.1:8080/redirect").unwrap();
+    /// assert_eq!(response.code, 302);
+    /// ```
+    pub fn build_blocking(self) -> io::Result<Client> {
+        let mut reactor = Reactor::new()?;
+        let client = self.build(reactor.ctx());
+        Ok(Client { reactor, client })
+    }
 }
 
 impl Client {
     /// The default cap on a response body read into memory: 64 MiB.
-    pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
+    pub const DEFAULT_MAX_BODY: u64 = HttpClient::DEFAULT_MAX_BODY;
 
-    /// A client with these agent settings.
-    pub fn new(config: AgentConfig) -> io::Result<Client> {
-        Client::with_wrappers(config, |agent| agent)
+    /// A client with the builder's defaults (`Client::builder().build_blocking()`).
+    pub fn new() -> io::Result<Client> {
+        Client::builder().build_blocking()
     }
 
-    /// A client whose requests go through the wrappers `wrap` builds around its agent
-    /// (redirects, cookies, authentication, decoding...), with the same options and errors
-    /// as on a reactor.
-    ///
-    /// ```no_run
-    /// use weft::blocking::Client;
-    /// use weft::client::{AgentConfig, CookieAgent, CookieJar, RedirectAgent, RedirectConfig};
-    /// let mut client = Client::with_wrappers(AgentConfig::default(), |agent| {
-    ///     RedirectAgent::new(CookieAgent::new(agent, CookieJar::new()), RedirectConfig::default())
-    /// })
-    /// .unwrap();
-    /// let response = client.get("http://127.0.0.1:8080/redirect").unwrap();
-    /// println!("{} after {} hops", response.code, response.history.len());
-    /// ```
-    pub fn with_wrappers<A: HttpAgent>(
-        config: AgentConfig,
-        wrap: impl FnOnce(Agent) -> A,
-    ) -> io::Result<Client> {
-        let mut reactor = Reactor::new()?;
-        let agent = Agent::new(reactor.ctx(), config);
-        Ok(Client {
-            reactor,
-            agent,
-            chain: Rc::new(wrap(agent)),
-            max_body: Client::DEFAULT_MAX_BODY,
-        })
+    /// The session builder; finish with [`ClientBuilder::build_blocking`].
+    pub fn builder() -> ClientBuilder {
+        HttpClient::builder()
     }
 
-    /// A client with [`AgentConfig::default`].
-    pub fn with_defaults() -> io::Result<Client> {
-        Client::new(AgentConfig::default())
+    /// A request to build (query, form, JSON, file bodies, timeouts, auth), then run with
+    /// [`Client::fetch`].
+    pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
+        self.client.request(method, url)
     }
 
-    /// Sets the largest body [`Client::request`] reads into memory; a larger one fails with
-    /// [`Cause::BodyTooLarge`] (and its connection is closed).
-    pub fn set_max_body(&mut self, max: u64) {
-        self.max_body = max;
+    /// `GET url`, read whole.
+    pub fn get(&mut self, url: &str) -> Result<FullResponse, Error> {
+        self.fetch(self.client.get(url))
     }
 
-    /// The cap on bodies read into memory.
-    pub fn max_body(&self) -> u64 {
-        self.max_body
+    /// Sends the request `builder` describes and reads the whole response (up to the
+    /// builder's `max_body`).
+    pub fn fetch(&mut self, builder: RequestBuilder) -> Result<FullResponse, Error> {
+        let slot = Rc::new(RefCell::new(None));
+        let out = slot.clone();
+        self.prepare()?;
+        builder.fetch(self.reactor.ctx(), move |_ctx, result| {
+            *out.borrow_mut() = Some(result);
+        });
+        self.wait(&slot)
     }
 
-    /// `GET url`.
-    pub fn get(&mut self, url: &str) -> Result<BlockingResponse, Error> {
-        self.request(Request::get(url))
-    }
-
-    /// Sends `request` and reads the whole response.
+    /// Sends a [`Request`] made beforehand and reads the whole response (up to the client's
+    /// `max_body`).
     ///
     /// ```no_run
     /// use weft::blocking::Client;
     /// use weft::client::Request;
-    /// let mut client = Client::with_defaults().unwrap();
+    /// let mut client = Client::new().unwrap();
     /// let req = Request::new("POST", "http://127.0.0.1:8080/post")
     ///     .header("Content-Type", "application/json")
     ///     .body_bytes(r#"{"a":1}"#);
-    /// let response = client.request(req).unwrap();
+    /// let response = client.send(req).unwrap();
     /// assert_eq!(response.code, 200);
     /// ```
-    pub fn request(&mut self, request: Request) -> Result<BlockingResponse, Error> {
+    pub fn send(&mut self, request: Request) -> Result<FullResponse, Error> {
         let slot = Rc::new(RefCell::new(None));
         let out = slot.clone();
-        let max = self.max_body;
+        let max = self.client.max_body();
         self.prepare()?;
-        self.chain.request(
+        self.client.agent().request(
             self.reactor.ctx(),
             request,
             Box::new(move |ctx, result| match result {
                 Err(e) => *out.borrow_mut() = Some(Err(e)),
-                Ok(response) => {
-                    let mut head = BlockingResponse {
-                        version: response.version,
-                        code: response.code,
-                        phrase: response.phrase.clone(),
-                        headers: response.headers.clone(),
-                        trailers: Headers::new(),
-                        url: (*response.url).clone(),
-                        body: Vec::new(),
-                        complete: false,
-                        timing: response.timing,
-                        history: response.history.clone(),
-                    };
-                    response.collect(ctx, max, move |_ctx, body| {
-                        *out.borrow_mut() = Some(body.map(|b| {
-                            head.body = b.body;
-                            head.trailers = b.trailers;
-                            head.complete = b.complete;
-                            head
-                        }));
-                    });
-                }
+                Ok(response) => response.collect(ctx, max, move |_ctx, full| {
+                    *out.borrow_mut() = Some(full);
+                }),
             }),
         );
         self.wait(&slot)
+    }
+
+    /// The client underneath (its cookie jar, validator cache, chain).
+    pub fn http_client(&self) -> &HttpClient {
+        &self.client
     }
 
     /// Downloads the response to `request` into the file `path` (see
@@ -186,7 +151,7 @@ impl Client {
     /// ```no_run
     /// use weft::blocking::Client;
     /// use weft::client::{DownloadOptions, Request};
-    /// let mut client = Client::with_defaults().unwrap();
+    /// let mut client = Client::new().unwrap();
     /// let done = client.download(Request::get("http://127.0.0.1:8080/big.bin"), "big.bin",
     ///     DownloadOptions::default()).unwrap();
     /// println!("{} bytes", done.bytes);
@@ -202,7 +167,7 @@ impl Client {
         self.prepare()?;
         download(
             self.reactor.ctx(),
-            &self.chain,
+            self.client.agent(),
             request,
             path,
             options,
@@ -213,9 +178,12 @@ impl Client {
 
     /// The pool's counts.
     pub fn stats(&mut self) -> Result<PoolStats, Error> {
+        let Some(pool) = self.client.pool() else {
+            return Ok(PoolStats::default());
+        };
         let slot = Rc::new(RefCell::new(None));
         let out = slot.clone();
-        self.agent.stats(self.reactor.ctx(), move |_ctx, stats| {
+        pool.stats(self.reactor.ctx(), move |_ctx, stats| {
             *out.borrow_mut() = Some(Ok(stats));
         });
         self.wait(&slot)
@@ -223,7 +191,9 @@ impl Client {
 
     /// Closes every idle pooled connection.
     pub fn close_idle(&mut self) -> Result<(), Error> {
-        self.agent.close_idle(self.reactor.ctx());
+        if let Some(pool) = self.client.pool() {
+            pool.close_idle(self.reactor.ctx());
+        }
         self.turn(Some(std::time::Duration::ZERO))
     }
 
@@ -257,8 +227,7 @@ impl Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("agent", &self.agent)
-            .field("max_body", &self.max_body)
+            .field("client", &self.client)
             .finish_non_exhaustive()
     }
 }

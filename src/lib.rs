@@ -12,6 +12,14 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+// The front door: what a first program needs, at the crate root.
+pub use client::{
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, Cause, ClientBuilder, Error, FullResponse,
+    HttpAgent, HttpClient, Request, RequestBuilder, Response, ValidatorCache,
+};
+pub use proto::Headers;
+pub use reactor::{Ctx, Reactor};
+
 pub mod client;
 pub mod proto;
 pub mod reactor;

@@ -11,15 +11,15 @@ use std::time::Duration;
 use scripted::test_config;
 use servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 use weft::blocking::Client;
-use weft::client::{
-    AuthAgent, AuthMode, Cause, CookieAgent, CookieJar, Credentials, DownloadOptions, Phase,
-    RedirectAgent, RedirectConfig, Request,
-};
+use weft::client::{AuthMode, Cause, CookieJar, Credentials, DownloadOptions, Phase, Request};
 use weft::proto::Version;
 use weft::reactor::{Reactor, TransportError};
 
 fn client() -> Client {
-    Client::new(test_config()).unwrap()
+    Client::builder()
+        .agent_config(test_config())
+        .build_blocking()
+        .unwrap()
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn post_json_to_httpbin() {
     let req = Request::new("POST", &httpbin.url("/post"))
         .header("Content-Type", "application/json")
         .body_bytes(r#"{"name":"weft","n":3}"#);
-    let r = c.request(req).unwrap();
+    let r = c.send(req).unwrap();
     assert_eq!(r.code, 200);
     let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(json["json"], serde_json::json!({"name": "weft", "n": 3}));
@@ -105,9 +105,12 @@ fn pool_persists_across_calls() {
 #[test]
 fn body_cap_fails_and_the_client_goes_on() {
     let nginx = Nginx::start();
-    let mut c = client();
-    assert_eq!(c.max_body(), Client::DEFAULT_MAX_BODY);
-    c.set_max_body(1000);
+    assert_eq!(client().http_client().max_body(), Client::DEFAULT_MAX_BODY);
+    let mut c = Client::builder()
+        .agent_config(test_config())
+        .max_body(1000)
+        .build_blocking()
+        .unwrap();
     let err = c.get(&nginx.http_url("/big.bin")).unwrap_err();
     assert_eq!(err.cause(), &Cause::BodyTooLarge(1000), "{err}");
     assert_eq!(err.phase(), Phase::ResponseFailed);
@@ -126,7 +129,7 @@ fn works_from_a_spawned_thread() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let mut c = Client::new(test_config()).unwrap();
+                let mut c = client();
                 c.get(&url).map(|r| r.body)
             })
         })
@@ -144,7 +147,7 @@ fn works_inside_another_reactors_callback() {
     let got = Rc::new(RefCell::new(None));
     let g = got.clone();
     outer.ctx().call_later(Duration::ZERO, move |ctx| {
-        let mut c = Client::new(test_config()).unwrap();
+        let mut c = client();
         *g.borrow_mut() = Some(c.get(&url).map(|r| r.body));
         ctx.stop();
     });
@@ -185,11 +188,11 @@ fn download_to_a_file() {
 #[test]
 fn timeout_is_reported_not_hung() {
     let nginx = Nginx::start();
-    let mut c = Client::new(weft::client::AgentConfig {
-        timeout: Some(Duration::from_millis(200)),
-        ..test_config()
-    })
-    .unwrap();
+    let mut c = Client::builder()
+        .agent_config(test_config())
+        .timeout(Duration::from_millis(200))
+        .build_blocking()
+        .unwrap();
     let started = std::time::Instant::now();
     let err = c.get(&nginx.http_url("/slow?s=3")).unwrap_err();
     assert!(err.is_timeout(), "{err}");
@@ -224,15 +227,15 @@ fn waiting_does_not_spin() {
 }
 
 #[test]
-fn wrappers_follow_redirects_keep_cookies_and_answer_challenges() {
+fn builder_follows_redirects_keeps_cookies_and_answers_challenges() {
     let httpbin = Httpbin::start();
     let jar = CookieJar::new();
-    let j = jar.clone();
-    let mut c = Client::with_wrappers(test_config(), move |agent| {
-        let chain = RedirectAgent::new(CookieAgent::new(agent, j), RedirectConfig::default());
-        AuthAgent::new(chain, Some(Credentials::new("u", "p")), AuthMode::Auto)
-    })
-    .unwrap();
+    let mut c = Client::builder()
+        .agent_config(test_config())
+        .cookie_jar(jar.clone())
+        .auth(Credentials::new("u", "p"), AuthMode::Auto)
+        .build_blocking()
+        .unwrap();
     // Set-Cookie on a redirect: the jar serves the hop to /cookies.
     let r = c.get(&httpbin.url("/cookies/set?k=v")).unwrap();
     assert_eq!(r.code, 200);

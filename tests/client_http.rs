@@ -10,22 +10,22 @@ use std::time::Duration;
 
 use scripted::{ScriptedServer, Step, turn_until, write};
 use servers::{Httpbin, Nginx, TestDir, big_body};
-use weft::client::{Cause, ClientConfig, Error, FullResponse, HttpClient, Phase, RequestBuilder};
+use weft::client::{Cause, ClientBuilder, Error, FullResponse, HttpClient, Phase, RequestBuilder};
 use weft::reactor::Reactor;
 
 type Got = Rc<RefCell<Option<Result<FullResponse, Error>>>>;
 
 /// Fetches one built request on a fresh reactor and returns the result.
 fn fetch(build: impl FnOnce(&HttpClient) -> RequestBuilder) -> Result<FullResponse, Error> {
-    fetch_with(ClientConfig::default(), build)
+    fetch_with(HttpClient::builder(), build)
 }
 
 fn fetch_with(
-    config: ClientConfig,
+    builder: ClientBuilder,
     build: impl FnOnce(&HttpClient) -> RequestBuilder,
 ) -> Result<FullResponse, Error> {
     let mut reactor = Reactor::new().unwrap();
-    let client = HttpClient::new(reactor.ctx(), config);
+    let client = builder.build(reactor.ctx());
     let got: Got = Default::default();
     let g = got.clone();
     build(&client).fetch(reactor.ctx(), move |_, r| *g.borrow_mut() = Some(r));
@@ -118,7 +118,7 @@ fn body_cap_and_sizes_and_timing() {
 fn fetch_all_bounds_concurrency_and_reports_every_request() {
     let nginx = Nginx::start();
     let mut reactor = Reactor::new().unwrap();
-    let client = HttpClient::new(reactor.ctx(), ClientConfig::default());
+    let client = HttpClient::new(reactor.ctx());
     let seen = Rc::new(RefCell::new(Vec::new()));
     let done = Rc::new(RefCell::new(false));
     let (s, d) = (seen.clone(), done.clone());
@@ -152,7 +152,7 @@ fn fetch_all_bounds_concurrency_and_reports_every_request() {
 #[test]
 fn fetch_all_with_nothing_to_do_finishes() {
     let mut reactor = Reactor::new().unwrap();
-    let client = HttpClient::new(reactor.ctx(), ClientConfig::default());
+    let client = HttpClient::new(reactor.ctx());
     let done = Rc::new(RefCell::new(false));
     let d = done.clone();
     client.fetch_all(

@@ -4,7 +4,7 @@ use crate::proto::Headers;
 use crate::reactor::{Ctx, HandlerId};
 
 use super::agent::{Msg, RequestId};
-use super::error::{Cause, Error, Phase};
+use super::error::Error;
 
 /// How a response body ended, told once to [`BodyProtocol::connection_lost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,58 +126,5 @@ impl BodyHandle {
     /// Stops delivery and closes the connection (Twisted's `stopProducing`).
     pub fn stop(&self, ctx: &mut Ctx) {
         ctx.post(self.agent, Box::new(Msg::Cancel(self.request)));
-    }
-}
-
-/// A body read into memory by [`super::Response::collect`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Collected {
-    /// The body bytes.
-    pub body: Vec<u8>,
-    /// Trailer fields, if the body was chunked and had any.
-    pub trailers: Headers,
-    /// False when the body was close-delimited ([`BodyEnd::PotentialDataLoss`]).
-    pub complete: bool,
-}
-
-type CollectCallback = Box<dyn FnOnce(&mut Ctx, Result<Collected, Error>)>;
-
-/// The body protocol behind [`super::Response::collect`].
-pub(crate) struct Collector {
-    pub(crate) max: u64,
-    pub(crate) out: Collected,
-    pub(crate) done: Option<CollectCallback>,
-    pub(crate) overflow: bool,
-}
-
-impl BodyProtocol for Collector {
-    fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
-        if self.out.body.len() as u64 + data.len() as u64 > self.max {
-            self.overflow = true;
-            body.stop();
-            return;
-        }
-        self.out.body.extend_from_slice(data);
-    }
-
-    fn trailers_received(&mut self, _body: &mut BodyCtx<'_>, trailers: &Headers) {
-        self.out.trailers = trailers.clone();
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
-        let Some(done) = self.done.take() else { return };
-        let result = match reason {
-            _ if self.overflow => Err(Error::new(
-                Phase::ResponseFailed,
-                Cause::BodyTooLarge(self.max),
-            )),
-            BodyEnd::Done | BodyEnd::PotentialDataLoss => {
-                let mut out = std::mem::take(&mut self.out);
-                out.complete = reason.is_done();
-                Ok(out)
-            }
-            BodyEnd::Failed(e) => Err(e),
-        };
-        done(ctx, result);
     }
 }

@@ -7,52 +7,35 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use base64::Engine;
 use url::Url;
 
-use crate::proto::{Headers, Version};
+use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use super::agent::{Agent, AgentConfig};
-use super::body::{BodyCtx, BodyEnd, BodyProtocol};
+use super::agent::Agent;
 use super::error::{Cause, Error, Phase};
+use super::full::FullResponse;
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
 use super::request::{HttpAgent, Request, RequestHandle, Timeouts, method_name};
-use super::response::{PreviousResponse, Response};
-use super::timing::Timing;
-
-/// Settings of an [`HttpClient`].
-#[derive(Clone, Debug)]
-pub struct ClientConfig {
-    /// The underlying agent and pool.
-    pub agent: AgentConfig,
-    /// Largest body [`RequestBuilder::fetch`] reads into memory (default 64 MiB).
-    pub max_body: u64,
-    /// Treat non-2xx statuses as errors ([`Cause::HttpStatus`]), as Tornado's `raise_error`
-    /// (default false; each request can override it).
-    pub error_for_status: bool,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            agent: AgentConfig::default(),
-            max_body: 64 * 1024 * 1024,
-            error_for_status: false,
-        }
-    }
-}
+use super::response::Response;
+use super::wrappers::conditional::ValidatorCache;
+use super::wrappers::cookies::CookieJar;
 
 /// A convenient HTTP client on a reactor: build a request, then stream or fetch the response.
-/// Cheap to clone; clones share the connection pool.
+/// Cheap to clone; clones share the connection pool, the cookie jar and the wrapper chain.
+///
+/// Made by [`HttpClient::builder`], which stacks treq's defaults (redirects, cookies,
+/// content decoding) over an [`Agent`] in the one safe order, or by [`HttpClient::new`] with
+/// those defaults as they are.
 ///
 /// ```no_run
-/// use weft::client::{ClientConfig, HttpClient};
-/// use weft::reactor::Reactor;
+/// use weft::{HttpClient, Reactor};
 ///
 /// let mut reactor = Reactor::new().unwrap();
-/// let client = HttpClient::new(reactor.ctx(), ClientConfig::default());
+/// let client = HttpClient::new(reactor.ctx());
 /// client
 ///     .get("http://127.0.0.1:8080/search")
 ///     .query("q", "weft")
@@ -68,36 +51,78 @@ impl Default for ClientConfig {
 /// ```
 #[derive(Clone)]
 pub struct HttpClient {
-    agent: Rc<dyn HttpAgent>,
-    config: Rc<ClientConfig>,
+    chain: Rc<dyn HttpAgent>,
+    parts: Rc<Parts>,
+}
+
+/// What an [`HttpClient`] keeps beside its chain.
+pub(crate) struct Parts {
+    /// The agent at the bottom of the chain, when the client made it.
+    pub(crate) pool: Option<Agent>,
+    /// Largest body `fetch` reads into memory.
+    pub(crate) max_body: u64,
+    /// Whether non-2xx statuses fail requests by default.
+    pub(crate) error_for_status: bool,
+    /// The cookie jar in the chain, if any.
+    pub(crate) cookies: Option<CookieJar>,
+    /// The validator cache in the chain, if any.
+    pub(crate) cache: Option<ValidatorCache>,
 }
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClient")
-            .field("config", &self.config)
+            .field("pool", &self.parts.pool)
+            .field("max_body", &self.parts.max_body)
+            .field("error_for_status", &self.parts.error_for_status)
             .finish_non_exhaustive()
     }
 }
 
 impl HttpClient {
-    /// A client with its own [`Agent`] on this reactor.
-    pub fn new(ctx: &mut Ctx, config: ClientConfig) -> Self {
-        let agent = Agent::new(ctx, config.agent.clone());
-        HttpClient::with_agent(agent, config)
+    /// The default cap on a body read into memory: 64 MiB.
+    pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
+
+    /// A client on this reactor with the builder's defaults: its own [`Agent`] with
+    /// [`AgentConfig::default`], redirects followed, cookies kept, bodies decoded. Same as
+    /// `HttpClient::builder().build(ctx)`.
+    pub fn new(ctx: &mut Ctx) -> Self {
+        HttpClient::builder().build(ctx)
     }
 
-    /// A client over any agent (a wrapped one, for example).
-    pub fn with_agent(agent: impl HttpAgent, config: ClientConfig) -> Self {
+    /// A client from its parts (the session builder makes them).
+    pub(crate) fn from_parts(chain: Rc<dyn HttpAgent>, parts: Parts) -> Self {
         HttpClient {
-            agent: Rc::new(agent),
-            config: Rc::new(config),
+            chain,
+            parts: Rc::new(parts),
         }
     }
 
+    /// The agent at the bottom of the chain (for its pool's [`Agent::stats`] and
+    /// [`Agent::close_idle`]); `None` when the client was built over a caller's agent with
+    /// [`ClientBuilder::wrap`](super::ClientBuilder::wrap).
+    pub fn pool(&self) -> Option<Agent> {
+        self.parts.pool
+    }
+
+    /// The cookie jar the client keeps cookies in, unless cookies are switched off.
+    pub fn cookie_jar(&self) -> Option<&CookieJar> {
+        self.parts.cookies.as_ref()
+    }
+
+    /// The validator cache of conditional requests, when the client was built with one.
+    pub fn validator_cache(&self) -> Option<&ValidatorCache> {
+        self.parts.cache.as_ref()
+    }
+
     /// The agent requests go through.
-    pub fn agent(&self) -> &dyn HttpAgent {
-        &*self.agent
+    pub fn agent(&self) -> &Rc<dyn HttpAgent> {
+        &self.chain
+    }
+
+    /// The cap on a body read into memory that requests start with.
+    pub fn max_body(&self) -> u64 {
+        self.parts.max_body
     }
 
     /// A request with any method.
@@ -110,8 +135,8 @@ impl HttpClient {
             headers: Headers::new(),
             body: None,
             timeouts: Timeouts::default(),
-            error_for_status: self.config.error_for_status,
-            max_body: self.config.max_body,
+            error_for_status: self.parts.error_for_status,
+            max_body: self.parts.max_body,
             error: None,
         }
     }
@@ -337,6 +362,27 @@ impl RequestBuilder {
         }
     }
 
+    /// Sends `Authorization: Basic` with these credentials (RFC 7617), replacing any
+    /// `Authorization` field set before. Like every credential field, it is not carried to
+    /// another origin by a redirect.
+    pub fn basic_auth(mut self, user: &str, password: Option<&str>) -> Self {
+        let pair = format!("{user}:{}", password.unwrap_or(""));
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        );
+        self.headers.set("Authorization", value.as_bytes());
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` (RFC 6750), replacing any `Authorization` field
+    /// set before. A token with CR, LF or NUL makes the request fail before anything is sent.
+    pub fn bearer_auth(mut self, token: &str) -> Self {
+        self.headers
+            .set("Authorization", format!("Bearer {token}").as_bytes());
+        self
+    }
+
     /// Limit on the whole request, from submission to the end of the body.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeouts.total = Some(limit);
@@ -414,7 +460,7 @@ impl RequestBuilder {
             Err(e) => return fail_soon(ctx, e, on_response),
         };
         let check = options.error_for_status;
-        options.client.agent.request(
+        options.client.chain.request(
             ctx,
             request,
             Box::new(move |ctx, result| match result {
@@ -440,17 +486,16 @@ impl RequestBuilder {
             Ok(parts) => parts,
             Err(e) => return fail_soon(ctx, e, done),
         };
-        let started = Instant::now();
         let Options {
             client,
             error_for_status,
             max_body,
         } = options;
-        client.agent.request(
+        client.chain.request(
             ctx,
             request,
             Box::new(move |ctx, result| {
-                let mut response = match result {
+                let response = match result {
                     Ok(r) => r,
                     Err(e) => return done(ctx, Err(e)),
                 };
@@ -458,45 +503,7 @@ impl RequestBuilder {
                     let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(response.code));
                     return done(ctx, Err(e));
                 }
-                // Without filters (content decoding) the bytes `Gather` gets are the wire's:
-                // it counts them itself, sparing the counting filter's four allocations.
-                let wire = (!response.filters.is_empty()).then(|| {
-                    let wire = Rc::new(Cell::new(0u64));
-                    let w = wire.clone();
-                    response.map_body_raw(move |inner| {
-                        Box::new(CountBytes {
-                            inner,
-                            count: w.clone(),
-                        })
-                    });
-                    wire
-                });
-                let full = FullResponse {
-                    version: response.version,
-                    code: response.code,
-                    phrase: std::mem::take(&mut response.phrase),
-                    headers: std::mem::take(&mut response.headers),
-                    trailers: Headers::new(),
-                    body: Vec::with_capacity(response.body_capacity(max_body)),
-                    url: response.url.clone(),
-                    timing: response.timing,
-                    total: Duration::ZERO,
-                    complete: false,
-                    history: std::mem::take(&mut response.history),
-                    sizes: Sizes::default(),
-                };
-                response.deliver_body(
-                    ctx,
-                    Gather {
-                        full: Some(full),
-                        max: max_body,
-                        started,
-                        wire,
-                        received: 0,
-                        done: Some(done),
-                        overflow: false,
-                    },
-                );
+                response.collect(ctx, max_body, done);
             }),
         )
     }
@@ -517,176 +524,4 @@ fn fail_soon<T: 'static>(
 ) -> RequestHandle {
     ctx.call_later(Duration::ZERO, move |ctx| cb(ctx, Err(error)));
     RequestHandle::new()
-}
-
-/// Body sizes of a fetched response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Sizes {
-    /// Body bytes as received (after de-chunking, before content decoding).
-    pub body_wire: u64,
-    /// Body bytes after content decoding (what [`FullResponse::body`] holds).
-    pub body_decoded: u64,
-}
-
-/// A response read to its end.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FullResponse {
-    /// Protocol version.
-    pub version: Version,
-    /// Status code.
-    pub code: u16,
-    /// Reason phrase.
-    pub phrase: Cow<'static, str>,
-    /// Header fields.
-    pub headers: Headers,
-    /// Trailer fields (chunked bodies).
-    pub trailers: Headers,
-    /// The body.
-    pub body: Vec<u8>,
-    /// The final URL (after redirects).
-    pub url: Rc<Url>,
-    /// When each phase ended.
-    pub timing: Timing,
-    /// From submission to the end of the body (curl's `time_total`).
-    pub total: Duration,
-    /// False when the body was close-delimited (possible data loss).
-    pub complete: bool,
-    /// Earlier responses (redirects, challenges).
-    pub history: Vec<PreviousResponse>,
-    /// Body sizes.
-    pub sizes: Sizes,
-}
-
-impl FullResponse {
-    /// Whether the status is 2xx.
-    pub fn is_success(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// The body as text, decoded with the charset of `Content-Type` (UTF-8 when none is
-    /// given or it is unknown); invalid sequences become U+FFFD, as in browsers.
-    pub fn text(&self) -> String {
-        let label = self
-            .headers
-            .get_str("content-type")
-            .and_then(charset_of)
-            .unwrap_or("utf-8");
-        let encoding =
-            encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8);
-        let (text, _, _) = encoding.decode(&self.body);
-        text.into_owned()
-    }
-
-    /// The body parsed as JSON.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
-        serde_json::from_slice(&self.body)
-    }
-}
-
-/// The `charset` parameter of a media type.
-fn charset_of(content_type: &str) -> Option<&str> {
-    content_type.split(';').skip(1).find_map(|param| {
-        let (k, v) = param.split_once('=')?;
-        k.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// Counts body bytes as the agent hands them over, before any decoding filter.
-struct CountBytes {
-    inner: Box<dyn BodyProtocol>,
-    count: Rc<Cell<u64>>,
-}
-
-impl BodyProtocol for CountBytes {
-    fn body_started(&mut self, ctx: &mut Ctx, handle: super::body::BodyHandle) {
-        self.inner.body_started(ctx, handle);
-    }
-
-    fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
-        self.count.set(self.count.get() + data.len() as u64);
-        self.inner.data_received(body, data);
-    }
-
-    fn trailers_received(&mut self, body: &mut BodyCtx<'_>, trailers: &Headers) {
-        self.inner.trailers_received(body, trailers);
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
-        self.inner.connection_lost(ctx, reason);
-    }
-}
-
-/// Reads a body into a [`FullResponse`], then calls `done` (kept inline: `Gather` is boxed
-/// as a body protocol anyway, so boxing the callback too would be one more allocation).
-struct Gather<F> {
-    full: Option<FullResponse>,
-    max: u64,
-    started: Instant,
-    /// Counts the body bytes as received when filters sit before `Gather`.
-    wire: Option<Rc<Cell<u64>>>,
-    /// Body bytes given to `Gather`.
-    received: u64,
-    done: Option<F>,
-    overflow: bool,
-}
-
-impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol for Gather<F> {
-    fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
-        self.received += data.len() as u64;
-        let Some(full) = self.full.as_mut() else {
-            return;
-        };
-        if full.body.len() as u64 + data.len() as u64 > self.max {
-            self.overflow = true;
-            body.stop();
-            return;
-        }
-        full.body.extend_from_slice(data);
-    }
-
-    fn trailers_received(&mut self, _body: &mut BodyCtx<'_>, trailers: &Headers) {
-        if let Some(full) = self.full.as_mut() {
-            full.trailers = trailers.clone();
-        }
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
-        let (Some(done), Some(mut full)) = (self.done.take(), self.full.take()) else {
-            return;
-        };
-        full.total = self.started.elapsed();
-        full.sizes = Sizes {
-            body_wire: self.wire.as_ref().map_or(self.received, |w| w.get()),
-            body_decoded: full.body.len() as u64,
-        };
-        let result = match reason {
-            _ if self.overflow => Err(Error::new(
-                Phase::ResponseFailed,
-                Cause::BodyTooLarge(self.max),
-            )),
-            BodyEnd::Done | BodyEnd::PotentialDataLoss => {
-                full.complete = reason.is_done();
-                Ok(full)
-            }
-            BodyEnd::Failed(e) => Err(e),
-        };
-        done(ctx, result);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::charset_of;
-
-    #[test]
-    fn charset_parameter_is_found() {
-        assert_eq!(
-            charset_of("text/html; charset=ISO-8859-1"),
-            Some("ISO-8859-1")
-        );
-        assert_eq!(charset_of("text/html;Charset=\"utf-8\""), Some("utf-8"));
-        assert_eq!(charset_of("text/html"), None);
-    }
 }

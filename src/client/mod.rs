@@ -9,6 +9,7 @@
 mod agent;
 mod body;
 mod error;
+mod full;
 mod fuzz_client;
 mod fuzz_decode;
 mod fuzz_redirect;
@@ -17,31 +18,34 @@ mod producer;
 mod proxy;
 mod request;
 mod response;
+mod session;
 mod timing;
 mod transfer;
 mod wrappers;
 
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
-pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
+pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 pub use error::{Cause, Error, Phase, TimeoutKind};
+pub use full::{FullResponse, Sizes};
 #[doc(hidden)]
 pub use fuzz_client::fuzz_client;
 #[doc(hidden)]
 pub use fuzz_decode::fuzz_decode;
 #[doc(hidden)]
 pub use fuzz_redirect::fuzz_redirect;
-pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
+pub use http_client::{HttpClient, RequestBuilder};
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use proxy::Proxies;
 pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 pub use response::{PreviousResponse, Response};
+pub use session::ClientBuilder;
 pub use timing::Timing;
 pub use transfer::download::{
     ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use transfer::multipart::{Multipart, MultipartProducer, guess_content_type};
 pub use wrappers::auth::{AuthAgent, AuthMode, Credentials};
-pub use wrappers::conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
+pub use wrappers::conditional::{ConditionalAgent, ValidatorCache, Validators};
 pub use wrappers::cookies::{CookieAgent, CookieJar};
 pub use wrappers::decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use wrappers::redirect::{RedirectAgent, RedirectConfig};

@@ -10,8 +10,7 @@ use crate::proto::{Headers, Version};
 use crate::reactor::Ctx;
 
 use super::agent::Shared;
-use super::body::{BodyHandle, BodyProtocol, Collected, Collector};
-use super::error::Error;
+use super::body::{BodyHandle, BodyProtocol};
 use super::timing::Timing;
 
 /// Turns the protocol that will receive a body into the one the agent feeds.
@@ -94,29 +93,6 @@ impl Response {
         filter: impl Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol> + 'static,
     ) {
         self.filters.insert(0, Rc::new(filter));
-    }
-
-    /// Reads the whole body into memory, failing with [`super::Cause::BodyTooLarge`] past
-    /// `max_bytes` (the connection is then closed, not pooled).
-    pub fn collect(
-        &self,
-        ctx: &mut Ctx,
-        max_bytes: u64,
-        done: impl FnOnce(&mut Ctx, Result<Collected, Error>) + 'static,
-    ) {
-        let reserve = self.body_capacity(max_bytes);
-        self.deliver_body(
-            ctx,
-            Collector {
-                max: max_bytes,
-                out: Collected {
-                    body: Vec::with_capacity(reserve),
-                    ..Collected::default()
-                },
-                done: Some(Box::new(done)),
-                overflow: false,
-            },
-        );
     }
 
     /// The handle that pauses, resumes or stops body delivery.

@@ -14,33 +14,9 @@ use url::Url;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use crate::client::error::Error;
-use crate::client::request::{HttpAgent, Request, RequestHandle};
-
-/// Whether the resource changed since it was cached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// The server sent a full response (any status but 304): the body is the new one.
-    Changed,
-    /// The server answered `304 Not Modified`: the body is the cached one (empty when the
-    /// cache held no body for this URL, e.g. when the caller sent its own validators).
-    Unchanged,
-}
-
-/// The result of [`ConditionalAgent::fetch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    /// Changed or not.
-    pub freshness: Freshness,
-    /// The status code the server sent (304 when unchanged).
-    pub code: u16,
-    /// The header fields the server sent (those of the 304 when unchanged).
-    pub headers: Headers,
-    /// The URL fetched.
-    pub url: Url,
-    /// The body: the new one, or the cached one when unchanged.
-    pub body: Vec<u8>,
-}
+use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 
 /// The validators of a cached response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,20 +195,26 @@ fn key(url: &str) -> Option<String> {
     Some(u.into())
 }
 
-/// Issues conditional GETs through an inner agent and a [`ValidatorCache`].
+/// Sends conditional GETs through an inner agent, with the validators kept in a
+/// [`ValidatorCache`] (the session builder's [`conditional`](crate::ClientBuilder::conditional)
+/// stacks it).
+///
+/// A `GET` of a URL the cache holds gets `If-None-Match` / `If-Modified-Since` (unless the
+/// request has its own). A `200` with an `ETag` or `Last-Modified` is cached as its body
+/// streams through (bodies past the cache's entry cap pass through uncached); a `304` to a
+/// request the wrapper made conditional is answered with the cached body, its code left at
+/// `304` so the caller can tell; a `200`, `404` or `410` without validators, or a successful
+/// unsafe request (`POST`, `PUT`, `DELETE`, `PATCH`), forgets the URL (RFC 9111 section 4.4).
 ///
 /// ```no_run
-/// use weft::client::{Agent, AgentConfig, ConditionalAgent, Freshness, ValidatorCache};
-/// use weft::proto::Headers;
-/// use weft::reactor::Reactor;
+/// use weft::{HttpClient, Reactor, ValidatorCache};
 ///
 /// let mut reactor = Reactor::new().unwrap();
-/// let agent = ConditionalAgent::new(Agent::new(reactor.ctx(), AgentConfig::default()),
-///     ValidatorCache::new());
-/// agent.fetch(reactor.ctx(), "http://127.0.0.1:8080/feed.xml", Headers::new(), |ctx, r| {
+/// let client = HttpClient::builder().conditional(ValidatorCache::new()).build(reactor.ctx());
+/// client.get("http://127.0.0.1:8080/feed.xml").fetch(reactor.ctx(), |ctx, r| {
 ///     match r {
-///         Ok(f) if f.freshness == Freshness::Unchanged => println!("no change"),
-///         Ok(f) => println!("{}: {} new bytes", f.code, f.body.len()),
+///         Ok(r) if r.code == 304 => println!("no change ({} cached bytes)", r.body.len()),
+///         Ok(r) => println!("{}: {} new bytes", r.code, r.body.len()),
 ///         Err(e) => eprintln!("{e}"),
 ///     }
 ///     ctx.stop();
@@ -243,46 +225,46 @@ fn key(url: &str) -> Option<String> {
 pub struct ConditionalAgent<A: HttpAgent> {
     inner: A,
     cache: ValidatorCache,
-    max_body: u64,
 }
 
 impl<A: HttpAgent> ConditionalAgent<A> {
-    /// Default cap on a fetched body: 16 MiB ([`crate::client::Cause::BodyTooLarge`] past it).
-    pub const DEFAULT_MAX_BODY: u64 = 16 << 20;
-
     /// Wraps `inner`, keeping validators in `cache`.
     pub fn new(inner: A, cache: ValidatorCache) -> Self {
-        ConditionalAgent {
-            inner,
-            cache,
-            max_body: Self::DEFAULT_MAX_BODY,
-        }
-    }
-
-    /// Sets the cap on a fetched body.
-    pub fn max_body(mut self, bytes: u64) -> Self {
-        self.max_body = bytes;
-        self
+        ConditionalAgent { inner, cache }
     }
 
     /// The cache.
     pub fn cache(&self) -> &ValidatorCache {
         &self.cache
     }
+}
 
-    /// GETs `url`, with `If-None-Match` / `If-Modified-Since` from the cache unless `headers`
-    /// has them, reads the body, and calls `on_done` once. A `200` with validators is cached;
-    /// a `304` gives back the cached body as [`Freshness::Unchanged`].
-    pub fn fetch(
+impl<A: HttpAgent> HttpAgent for ConditionalAgent<A> {
+    fn request(
         &self,
         ctx: &mut Ctx,
-        url: &str,
-        headers: Headers,
-        on_done: impl FnOnce(&mut Ctx, Result<Fetched, Error>) + 'static,
+        mut request: Request,
+        on_response: ResponseCallback,
     ) -> RequestHandle {
-        let mut request = Request::get(url);
-        request.headers = headers;
-        let k = key(url);
+        let k = key(&request.url);
+        if !matches!(&*request.method, "GET" | "HEAD") {
+            // An unsafe method that succeeds invalidates what is cached for its URL.
+            let unsafe_method = !matches!(&*request.method, "OPTIONS" | "TRACE");
+            let cache = self.cache.clone();
+            return self.inner.request(
+                ctx,
+                request,
+                Box::new(move |ctx, result| {
+                    if let (Ok(r), Some(k), true) = (&result, &k, unsafe_method)
+                        && r.code < 400
+                    {
+                        cache.state.borrow_mut().remove(k);
+                    }
+                    on_response(ctx, result);
+                }),
+            );
+        }
+        let is_get = request.method == "GET";
         let cached = k.as_ref().and_then(|k| {
             let mut s = self.cache.state.borrow_mut();
             s.touch(k);
@@ -305,77 +287,151 @@ impl<A: HttpAgent> ConditionalAgent<A> {
             }
         }
         let cache = self.cache.clone();
-        let max = self.max_body;
         self.inner.request(
             ctx,
             request,
             Box::new(move |ctx, result| {
-                let resp = match result {
+                let mut resp = match result {
                     Ok(r) => r,
-                    Err(e) => return on_done(ctx, Err(e)),
+                    Err(e) => return on_response(ctx, Err(e)),
                 };
-                let code = resp.code;
-                let headers = resp.headers.clone();
-                let url = (*resp.url).clone();
-                resp.collect(ctx, max, move |ctx, body| {
-                    let body = match body {
-                        Ok(b) => b,
-                        Err(e) => return on_done(ctx, Err(e)),
-                    };
-                    let etag = headers.get("etag").map(<[u8]>::to_vec);
-                    let last_modified = headers.get("last-modified").map(<[u8]>::to_vec);
-                    if code == 304 {
-                        if let Some(k) = &k {
-                            let mut s = cache.state.borrow_mut();
-                            if let Some(e) = s.entries.get_mut(k) {
-                                // A 304 may carry updated validators (RFC 9111 section 4.3.4).
-                                if etag.is_some() {
-                                    e.etag = etag;
-                                }
-                                if last_modified.is_some() {
-                                    e.last_modified = last_modified;
-                                }
-                            }
+                let Some(k) = k else {
+                    return on_response(ctx, Ok(resp));
+                };
+                let etag = resp.headers.get("etag").map(<[u8]>::to_vec);
+                let last_modified = resp.headers.get("last-modified").map(<[u8]>::to_vec);
+                if resp.code == 304 {
+                    if let Some(e) = cache.state.borrow_mut().entries.get_mut(&k) {
+                        // A 304 may carry updated validators (RFC 9111 section 4.3.4).
+                        if etag.is_some() {
+                            e.etag = etag;
                         }
-                        let body = cached_body.map(|b| (*b).clone()).unwrap_or_default();
-                        let fetched = Fetched {
-                            freshness: Freshness::Unchanged,
-                            code,
-                            headers,
-                            url,
-                            body,
-                        };
-                        return on_done(ctx, Ok(fetched));
-                    }
-                    if let Some(k) = k {
-                        let cacheable = code == 200
-                            && body.complete
-                            && (etag.is_some() || last_modified.is_some());
-                        let mut s = cache.state.borrow_mut();
-                        if cacheable {
-                            let entry = Entry {
-                                etag,
-                                last_modified,
-                                body: Rc::new(body.body.clone()),
-                            };
-                            s.insert(k, entry);
-                        } else if code == 200 || code == 404 || code == 410 {
-                            s.remove(&k);
+                        if last_modified.is_some() {
+                            e.last_modified = last_modified;
                         }
                     }
-                    on_done(
-                        ctx,
-                        Ok(Fetched {
-                            freshness: Freshness::Changed,
-                            code,
-                            headers,
-                            url,
-                            body: body.body,
-                        }),
-                    );
-                });
+                    if let Some(body) = cached_body.filter(|_| is_get) {
+                        resp.length = Some(body.len() as u64);
+                        resp.map_body(move |inner| {
+                            Box::new(Replay {
+                                inner,
+                                body: body.clone(),
+                                handle: None,
+                            })
+                        });
+                    }
+                } else if resp.code == 200 && is_get && (etag.is_some() || last_modified.is_some())
+                {
+                    let max = cache.state.borrow().max_entry;
+                    let keep = Rc::new(RefCell::new(Some(Capture {
+                        cache: cache.clone(),
+                        key: k,
+                        etag,
+                        last_modified,
+                        body: Vec::new(),
+                        max,
+                    })));
+                    resp.map_body(move |inner| {
+                        Box::new(Tee {
+                            inner,
+                            capture: keep.borrow_mut().take(),
+                        })
+                    });
+                } else if matches!(resp.code, 200 | 404 | 410) {
+                    cache.state.borrow_mut().remove(&k);
+                }
+                on_response(ctx, Ok(resp));
             }),
         )
+    }
+
+    fn default_total_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.default_total_timeout()
+    }
+}
+
+/// A body on its way into the cache.
+struct Capture {
+    cache: ValidatorCache,
+    key: String,
+    etag: Option<Vec<u8>>,
+    last_modified: Option<Vec<u8>>,
+    body: Vec<u8>,
+    max: usize,
+}
+
+/// Passes a `200`'s body through and keeps a copy; a body that ends whole (and fits the
+/// cache's entry cap) is cached.
+struct Tee {
+    inner: Box<dyn BodyProtocol>,
+    capture: Option<Capture>,
+}
+
+impl BodyProtocol for Tee {
+    fn body_started(&mut self, ctx: &mut Ctx, handle: BodyHandle) {
+        self.inner.body_started(ctx, handle);
+    }
+
+    fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
+        if let Some(c) = &mut self.capture {
+            if c.body.len() + data.len() > c.max {
+                // Too big to cache: stop copying (a stale entry goes).
+                c.cache.state.borrow_mut().remove(&c.key);
+                self.capture = None;
+            } else {
+                c.body.extend_from_slice(data);
+            }
+        }
+        self.inner.data_received(body, data);
+    }
+
+    fn trailers_received(&mut self, body: &mut BodyCtx<'_>, trailers: &Headers) {
+        self.inner.trailers_received(body, trailers);
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
+        if let (Some(c), true) = (self.capture.take(), reason.is_done()) {
+            let entry = Entry {
+                etag: c.etag,
+                last_modified: c.last_modified,
+                body: Rc::new(c.body),
+            };
+            c.cache.state.borrow_mut().insert(c.key, entry);
+        }
+        self.inner.connection_lost(ctx, reason);
+    }
+}
+
+/// Gives the cached body in place of a `304`'s empty one.
+struct Replay {
+    inner: Box<dyn BodyProtocol>,
+    body: Rc<Vec<u8>>,
+    handle: Option<BodyHandle>,
+}
+
+impl BodyProtocol for Replay {
+    fn body_started(&mut self, ctx: &mut Ctx, handle: BodyHandle) {
+        self.handle = Some(handle);
+        self.inner.body_started(ctx, handle);
+    }
+
+    fn data_received(&mut self, _body: &mut BodyCtx<'_>, _data: &[u8]) {
+        // A 304 has no body (the protocol core delivers none).
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
+        let (BodyEnd::Done, Some(handle), false) = (&reason, self.handle, self.body.is_empty())
+        else {
+            return self.inner.connection_lost(ctx, reason);
+        };
+        let mut body = BodyCtx::new(ctx, handle.agent, handle.request);
+        self.inner.data_received(&mut body, &self.body);
+        let reason = if body.stopped {
+            BodyEnd::Failed(Error::new(Phase::ResponseFailed, Cause::Cancelled))
+        } else {
+            BodyEnd::Done
+        };
+        self.inner.connection_lost(ctx, reason);
     }
 }
 
