@@ -21,8 +21,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use weft::client::{Agent, AgentConfig};
-use weft::proto::Headers;
+use weft::client::{Agent, AgentConfig, HttpAgent, Request};
 use weft::reactor::Reactor;
 
 /// What the HTTP callbacks leave for the application loop.
@@ -47,11 +46,8 @@ fn main() -> ExitCode {
     let out = outcome.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &url,
-        Headers::new(),
-        None,
-        move |ctx, result| match result {
+        Request::new("GET", &url),
+        Box::new(move |ctx, result| match result {
             Ok(response) => {
                 out.borrow_mut().status = Some(response.code);
                 response.collect(ctx, 64 << 20, move |_ctx, body| {
@@ -60,7 +56,7 @@ fn main() -> ExitCode {
                 });
             }
             Err(e) => out.borrow_mut().body = Some(Err(e.to_string())),
-        },
+        }),
     );
 
     // The application's own loop.

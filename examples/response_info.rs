@@ -17,8 +17,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol};
-use weft::proto::Headers;
+use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, Request};
 use weft::reactor::{Ctx, Reactor};
 
 /// Counts body bytes and pieces; reports and stops the reactor at the end.
@@ -68,11 +67,8 @@ fn main() -> ExitCode {
     let counter_ok = ok.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &url,
-        Headers::new(),
-        None,
-        move |ctx, result| match result {
+        Request::new("GET", &url),
+        Box::new(move |ctx, result| match result {
             Ok(response) => {
                 // The head, before any body byte is read.
                 println!("{} {} {}", response.version, response.code, response.phrase);
@@ -97,7 +93,7 @@ fn main() -> ExitCode {
                 eprintln!("response_info: {name}: {e}");
                 ctx.stop();
             }
-        },
+        }),
     );
     reactor.run().expect("reactor failed");
 

@@ -17,8 +17,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use weft::client::{Agent, AgentConfig};
-use weft::proto::Headers;
+use weft::client::{Agent, AgentConfig, HttpAgent, Request};
 use weft::reactor::Reactor;
 
 fn main() -> ExitCode {
@@ -41,11 +40,8 @@ fn main() -> ExitCode {
     let result = ok.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &url,
-        Headers::new(),
-        None,
-        move |ctx, response| match response {
+        Request::new("GET", &url),
+        Box::new(move |ctx, response| match response {
             Ok(response) => {
                 let code = response.code;
                 // The head is here; now read the body (at most 64 MiB).
@@ -68,7 +64,7 @@ fn main() -> ExitCode {
                 eprintln!("webcat: {name}: {e}");
                 ctx.stop();
             }
-        },
+        }),
     );
     reactor.run().expect("reactor failed");
 

@@ -12,10 +12,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use scripted::*;
 use servers::{TestCa, TestDir};
 use weft::client::{
-    Agent, AgentConfig, BodyEnd, BodyProducer, BodySink, Cause, Phase, PoolStats, Produce,
-    ReadProducer, TimeoutKind,
+    Agent, AgentConfig, BodyEnd, BodyProducer, BodySink, Cause, HttpAgent, Phase, PoolStats,
+    Produce, ReadProducer, Request, TimeoutKind,
 };
-use weft::proto::Headers;
 use weft::reactor::Reactor;
 use weft::tls::TlsConnector;
 
@@ -160,11 +159,8 @@ fn cancel_while_awaiting_the_response() {
     let s = slot.clone();
     let handle = agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |_, r| s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done)),
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |_, r| s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done))),
     );
     turn_until(&mut reactor, Duration::from_secs(5), || {
         !srv.requests().is_empty()
@@ -472,14 +468,18 @@ fn requests_can_be_issued_from_another_thread() {
     std::thread::spawn(move || {
         remote
             .call(move |ctx| {
-                agent.request(ctx, "GET", &url, Headers::new(), None, move |ctx, r| {
-                    let code = r.as_ref().map(|r| r.code).ok();
-                    if let Ok(resp) = r {
-                        resp.collect(ctx, 1024, move |_, body| {
-                            tx.send((code, body.map(|b| b.body).ok())).unwrap();
-                        });
-                    }
-                });
+                agent.request(
+                    ctx,
+                    Request::new("GET", &url),
+                    Box::new(move |ctx, r| {
+                        let code = r.as_ref().map(|r| r.code).ok();
+                        if let Ok(resp) = r {
+                            resp.collect(ctx, 1024, move |_, body| {
+                                tx.send((code, body.map(|b| b.body).ok())).unwrap();
+                            });
+                        }
+                    }),
+                );
             })
             .unwrap();
     });
@@ -513,15 +513,12 @@ fn collect_enforces_its_cap_and_closes() {
     let r = result.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |ctx, resp| {
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |ctx, resp| {
             resp.unwrap().collect(ctx, 10, move |_, body| {
                 *r.borrow_mut() = Some(body);
             });
-        },
+        }),
     );
     turn_until(&mut reactor, Duration::from_secs(5), || {
         result.borrow().is_some()

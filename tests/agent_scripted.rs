@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use scripted::*;
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, BytesProducer, Cause, Phase, ReadProducer,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, BytesProducer, Cause, HttpAgent, Phase,
+    ReadProducer, Request,
 };
-use weft::proto::{Headers, ProtocolError, RequestError};
+use weft::proto::{ProtocolError, RequestError};
 use weft::reactor::{Ctx, Reactor, TransportError};
 
 const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -517,11 +518,8 @@ fn pause_holds_data_until_resume() {
     let (g, e) = (got.clone(), end.clone());
     agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |ctx, r| {
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |ctx, r| {
             let resp = r.unwrap();
             resp.deliver_body(
                 ctx,
@@ -531,7 +529,7 @@ fn pause_holds_data_until_resume() {
                     end: e,
                 },
             );
-        },
+        }),
     );
     turn_until(&mut reactor, Duration::from_secs(10), || {
         end.borrow().is_some()
@@ -567,13 +565,10 @@ fn stopping_delivery_closes_the_connection() {
     let e = end.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |ctx, r| {
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |ctx, r| {
             r.unwrap().deliver_body(ctx, Stopper(e));
-        },
+        }),
     );
     turn_until(&mut reactor, Duration::from_secs(10), || {
         end.borrow().is_some()
@@ -608,14 +603,11 @@ fn dropped_response_is_not_pooled() {
     let s = seen.clone();
     agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |_, r| {
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |_, r| {
             assert!(r.is_ok());
             s.set(true);
-        },
+        }),
     );
     turn_until(&mut reactor, Duration::from_secs(10), || seen.get());
     let next = issue(reactor.ctx(), agent, Req::get(srv.url("/2")));
@@ -676,13 +668,10 @@ fn cancel_a_queued_request() {
     let s = slot.clone();
     let handle = agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/2"),
-        Headers::new(),
-        None,
-        move |_, r| {
+        Request::new("GET", &srv.url("/2")),
+        Box::new(move |_, r| {
             s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done));
-        },
+        }),
     );
     handle.cancel(reactor.ctx());
     turn_until(&mut reactor, Duration::from_secs(10), || {
@@ -709,15 +698,12 @@ fn deliver_body_twice_fails_the_second() {
     let (a, b) = (first.clone(), second.clone());
     agent.request(
         reactor.ctx(),
-        "GET",
-        &srv.url("/"),
-        Headers::new(),
-        None,
-        move |ctx, r| {
+        Request::new("GET", &srv.url("/")),
+        Box::new(move |ctx, r| {
             let resp = r.unwrap();
             resp.deliver_body(ctx, Recorder { out: a });
             resp.deliver_body(ctx, Recorder { out: b });
-        },
+        }),
     );
     turn_until(&mut reactor, Duration::from_secs(10), || {
         finished(&first) && finished(&second)

@@ -22,9 +22,10 @@ use std::time::{Duration, Instant};
 use fault_support::*;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, BodySink, BytesProducer,
-    Cause, DownloadOptions, Downloaded, Error, Phase, Produce, Request, TimeoutKind, download,
+    Cause, DownloadOptions, Downloaded, Error, HttpAgent, Phase, Produce, Request, TimeoutKind,
+    download,
 };
-use weft::proto::{Headers, ProtocolError};
+use weft::proto::ProtocolError;
 use weft::reactor::{Ctx, Reactor, TransportError};
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
@@ -997,11 +998,8 @@ fn f14_disk_full_injected() {
     let (e, d) = (error.clone(), ended.clone());
     agent.request(
         reactor.ctx(),
-        "GET",
-        &server.url("/f"),
-        Headers::new(),
-        None,
-        move |ctx, r| {
+        Request::new("GET", &server.url("/f")),
+        Box::new(move |ctx, r| {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open("/dev/full")
@@ -1014,7 +1012,7 @@ fn f14_disk_full_injected() {
                     ended: d,
                 },
             );
-        },
+        }),
     );
     turn_until(&mut reactor, LIMIT, || ended.get());
     let err = error.borrow_mut().take().expect("the write failed");

@@ -3,8 +3,9 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use weft::client::{Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, ClientConfig, HttpClient};
-use weft::proto::Headers;
+use weft::client::{
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, HttpClient, Request,
+};
 use weft::reactor::{Ctx, Reactor};
 use weft::tls::TlsConnector;
 
@@ -54,11 +55,8 @@ fn issue(ctx: &mut Ctx, shared: Rc<Shared>) {
     let s = shared.clone();
     shared.agent.request(
         ctx,
-        "GET",
-        &shared.url,
-        Headers::new(),
-        None,
-        move |ctx, result| match result {
+        Request::new("GET", &shared.url),
+        Box::new(move |ctx, result| match result {
             Ok(response) => response.deliver_body(
                 ctx,
                 Count {
@@ -70,7 +68,7 @@ fn issue(ctx: &mut Ctx, shared: Rc<Shared>) {
                 eprintln!("weft-agent: {e}");
                 std::process::exit(1);
             }
-        },
+        }),
     );
 }
 
@@ -108,12 +106,17 @@ fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {
 /// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
 pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
-    let config = ClientConfig {
-        agent: config(p.conns),
-        max_body: 256 << 20,
-        ..ClientConfig::default()
-    };
-    let client = Rc::new(HttpClient::new(reactor.ctx(), config));
+    // No wrappers: the convenience layer itself over the Agent, as measured before the
+    // session builder switched redirects, cookies and decoding on by default.
+    let client = HttpClient::builder()
+        .agent_config(config(p.conns))
+        .max_body(256 << 20)
+        .redirects(false)
+        .cookies(false)
+        .decompress(false)
+        .url_credentials(false)
+        .build(reactor.ctx());
+    let client = Rc::new(client);
     let url: Rc<str> = p.url.as_str().into();
     for _ in 0..p.conns {
         fetch(reactor.ctx(), client.clone(), url.clone(), meter.clone());
@@ -157,17 +160,14 @@ pub fn idle(p: &Params) -> Result<(), String> {
         let pending = pending.clone();
         agent.request(
             reactor.ctx(),
-            "GET",
-            &p.url,
-            Headers::new(),
-            None,
-            move |ctx, result| match result {
+            Request::new("GET", &p.url),
+            Box::new(move |ctx, result| match result {
                 Ok(r) => r.deliver_body(ctx, Drain(pending)),
                 Err(e) => {
                     eprintln!("weft-agent idle: {e}");
                     std::process::exit(1);
                 }
-            },
+            }),
         );
     }
     reactor.run().map_err(|e| e.to_string())?;

@@ -29,9 +29,7 @@ use super::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::producer::{BodyProducer, BodySink, Produce, ProducerHandle};
 use super::proxy::{Proxies, proxy_authorization};
-use super::request::{
-    HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
-};
+use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use super::response::Response;
 use super::timing::Timing;
 
@@ -228,24 +226,24 @@ struct NewRequest {
 ///
 /// `Agent` is a copyable handle to state owned by the reactor.
 ///
+/// Requests go through [`HttpAgent::request`], the one interface every wrapper shares.
+///
 /// ```no_run
-/// use weft::client::{Agent, AgentConfig};
-/// use weft::proto::Headers;
-/// use weft::reactor::Reactor;
+/// use weft::{Agent, AgentConfig, HttpAgent, Reactor, Request};
 ///
 /// let mut reactor = Reactor::new().unwrap();
 /// let agent = Agent::new(reactor.ctx(), AgentConfig::default());
-/// agent.request(reactor.ctx(), "GET", "http://127.0.0.1:8080/", Headers::new(), None,
-///     |ctx, result| match result {
+/// agent.request(reactor.ctx(), Request::get("http://127.0.0.1:8080/"),
+///     Box::new(|ctx, result| match result {
 ///         Ok(response) => {
 ///             println!("{} {}", response.code, response.phrase);
-///             response.collect(ctx, 1 << 20, |ctx, body| {
-///                 println!("{} bytes", body.map(|b| b.body.len()).unwrap_or(0));
+///             response.collect(ctx, 1 << 20, |ctx, full| {
+///                 println!("{} bytes", full.map(|f| f.body.len()).unwrap_or(0));
 ///                 ctx.stop();
 ///             });
 ///         }
 ///         Err(e) => { eprintln!("{e}"); ctx.stop(); }
-///     });
+///     }));
 /// reactor.run().unwrap();
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,29 +285,6 @@ impl Agent {
     /// dropped), when a request would be dropped unanswered as a message to it would.
     fn shared(&self) -> Option<Rc<Shared>> {
         AGENTS.with(|a| a.borrow().get(&self.id).cloned())
-    }
-
-    /// Issues a request. `on_response` is called once: with the [`Response`] as soon as its
-    /// head arrives, or with the error that prevented it. Invalid URLs and header values are
-    /// reported there too, before any connection is opened.
-    pub fn request(
-        &self,
-        ctx: &mut Ctx,
-        method: &str,
-        url: &str,
-        headers: Headers,
-        body: Option<Box<dyn BodyProducer>>,
-        on_response: impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static,
-    ) -> RequestHandle {
-        // Taken apart here rather than through a `Request`, whose owned method and URL would
-        // be two allocations per request.
-        let parts = Parts {
-            method: method_name(method),
-            headers,
-            producer: body,
-            timeouts: Timeouts::default(),
-        };
-        self.submit(ctx, url, parts, Box::new(on_response))
     }
 
     /// Resolves the request's URL (parsed once per URL; see [`Targets`]) and queues the

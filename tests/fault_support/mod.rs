@@ -26,9 +26,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, PoolStats,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, HttpAgent, PoolStats,
+    Request,
 };
-use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor, ReactorStats};
 
 /// The most any single wait in these tests may take before the test fails.
@@ -276,11 +276,12 @@ pub fn issue(
     let s = slot.clone();
     agent.request(
         ctx,
-        method,
-        url,
-        Headers::new(),
-        body,
-        move |ctx, r| match r {
+        {
+            let mut r = Request::new(method, url);
+            r.body = body;
+            r
+        },
+        Box::new(move |ctx, r| match r {
             Ok(resp) => {
                 s.borrow_mut().status = Some(resp.code);
                 resp.deliver_body(ctx, Recorder(s.clone()));
@@ -291,7 +292,7 @@ pub fn issue(
                 o.result = Some(Err(e));
                 o.at = Some(Instant::now());
             }
-        },
+        }),
     );
     slot
 }

@@ -12,7 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, RequestHandle,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, HttpAgent, Request,
+    RequestHandle,
 };
 use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor};
@@ -471,11 +472,13 @@ pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, Reques
     let s = slot.clone();
     let handle = agent.request(
         ctx,
-        req.method,
-        &req.url,
-        req.headers,
-        req.body,
-        move |ctx, r| match r {
+        {
+            let mut r = Request::new(req.method, &req.url);
+            r.headers = req.headers;
+            r.body = req.body;
+            r
+        },
+        Box::new(move |ctx, r| match r {
             Ok(resp) => {
                 {
                     let mut o = s.borrow_mut();
@@ -486,7 +489,7 @@ pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, Reques
                 resp.deliver_body(ctx, Recorder { out: s.clone() });
             }
             Err(e) => s.borrow_mut().result = Some(Err(e)),
-        },
+        }),
     );
     (slot, handle)
 }
