@@ -13,6 +13,7 @@ mod fuzz_client;
 mod fuzz_decode;
 mod fuzz_redirect;
 mod http_client;
+mod msg;
 mod producer;
 mod proxy;
 mod request;
@@ -21,7 +22,7 @@ mod timing;
 mod transfer;
 mod wrappers;
 
-pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
+pub use agent::{Agent, AgentConfig, PoolStats};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 #[doc(hidden)]
@@ -31,6 +32,7 @@ pub use fuzz_decode::fuzz_decode;
 #[doc(hidden)]
 pub use fuzz_redirect::fuzz_redirect;
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
+pub use msg::RequestId;
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use proxy::Proxies;
 pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};

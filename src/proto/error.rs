@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+#[cfg(doc)]
+use super::Config;
+
 /// A protocol violation by the peer. The connection must be closed; the error latches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+#[cfg(doc)]
+use super::ClientConnection;
 use super::Headers;
 
 /// Limits applied while parsing a response. Every cap is a guard against a hostile peer.
