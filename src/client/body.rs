@@ -1,10 +1,12 @@
 //! Response body delivery (Twisted's `Response.deliverBody`): a body protocol with flow control.
 
+use std::any::Any;
+
 use crate::proto::Headers;
 use crate::reactor::{Ctx, HandlerId};
 
-use super::agent::{Msg, RequestId};
 use super::error::Error;
+use super::msg::{Msg, RequestId};
 
 /// How a response body ended, told once to [`BodyProtocol::connection_lost`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,5 +128,44 @@ impl BodyHandle {
     /// Stops delivery and closes the connection (Twisted's `stopProducing`).
     pub fn stop(&self, ctx: &mut Ctx) {
         ctx.post(self.agent, Box::new(Msg::Cancel(self.request)));
+    }
+}
+
+/// What a [`BodyHandle`] (or a [`BodyCtx`] handle) asks of whoever delivers the body.
+///
+/// A body protocol that sits between the agent and the user's protocol (the decoding wrapper)
+/// gives the user's protocol a handle [`relayed`](BodyHandle::relayed_to) to a handler of its
+/// own; that handler reads each request with [`BodyControl::from_message`], acts on it (a
+/// resume first decodes what was held back) and forwards it to the agent's handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyControl {
+    /// [`BodyHandle::pause`].
+    Pause,
+    /// [`BodyHandle::resume`].
+    Resume,
+    /// [`BodyHandle::stop`].
+    Stop,
+}
+
+impl BodyControl {
+    /// The request a body handle posted, if `message` is one.
+    pub(crate) fn from_message(message: Box<dyn Any>) -> Option<BodyControl> {
+        match *message.downcast::<Msg>().ok()? {
+            Msg::PauseBody(_) => Some(BodyControl::Pause),
+            Msg::ResumeBody(_) => Some(BodyControl::Resume),
+            Msg::Cancel(_) => Some(BodyControl::Stop),
+            Msg::ResumeProducer(_) => None,
+        }
+    }
+}
+
+impl BodyHandle {
+    /// This handle with its pause, resume and stop posted to `relay` instead of the agent
+    /// (read there with [`BodyControl::from_message`]).
+    pub(crate) fn relayed_to(self, relay: HandlerId) -> BodyHandle {
+        BodyHandle {
+            agent: relay,
+            request: self.request,
+        }
     }
 }

@@ -14,6 +14,7 @@ mod fuzz_client;
 mod fuzz_decode;
 mod fuzz_redirect;
 mod http_client;
+mod msg;
 mod producer;
 mod proxy;
 mod request;
@@ -23,7 +24,7 @@ mod timing;
 mod transfer;
 mod wrappers;
 
-pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
+pub use agent::{Agent, AgentConfig, PoolStats};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use full::{FullResponse, Sizes};
@@ -34,6 +35,7 @@ pub use fuzz_decode::fuzz_decode;
 #[doc(hidden)]
 pub use fuzz_redirect::fuzz_redirect;
 pub use http_client::{HttpClient, RequestBuilder};
+pub use msg::RequestId;
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use proxy::Proxies;
 pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};

@@ -5,7 +5,7 @@ use std::io::Read;
 use crate::proto::ClientConnection;
 use crate::reactor::{ConnId, Ctx, HandlerId};
 
-use super::agent::{Msg, RequestId};
+use super::msg::{Msg, RequestId};
 
 /// What a producer says after a call to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]

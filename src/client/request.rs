@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::proto::Headers;
 use crate::reactor::{Ctx, HandlerId};
 
-use super::agent::{Msg, RequestId};
 use super::error::Error;
+use super::msg::{Msg, RequestId};
 use super::producer::{BodyProducer, BytesProducer};
 use super::response::Response;
 

@@ -1,20 +1,102 @@
 //! A response whose head has arrived; its body waits for [`Response::deliver_body`].
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use url::Url;
 
 use crate::proto::{Headers, Version};
-use crate::reactor::Ctx;
+use crate::reactor::{Ctx, HandlerId};
 
-use super::agent::Shared;
 use super::body::{BodyHandle, BodyProtocol};
+use super::msg::{NextBody, RequestId};
 use super::timing::Timing;
 
 /// Turns the protocol that will receive a body into the one the agent feeds.
 pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol>>;
+
+/// What the responses of an agent hand back to it: body protocols to feed, bodies abandoned
+/// unread, and header storage to reuse.
+///
+/// Body protocols wait in a queue here instead of travelling in boxed messages, which cost
+/// an allocation per body; each has one zero-sized [`NextBody`] posted for it, so the reactor
+/// still decides when (and in which order with other messages) the agent takes it.
+#[derive(Default)]
+pub(crate) struct AgentInbox {
+    bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// Requests whose response was dropped without its body being asked for: the agent
+    /// discards the body and closes the connection.
+    dropped: RefCell<Vec<RequestId>>,
+    /// The header storage of dropped responses, for the next heads (see
+    /// [`ClientConnection::receive_reusing`](crate::proto::ClientConnection::receive_reusing)):
+    /// a response head then allocates nothing.
+    spare_headers: RefCell<Vec<Headers>>,
+}
+
+/// Most spare `Headers` kept, and the largest kept (bytes of storage).
+const SPARE_HEADERS: usize = 64;
+const SPARE_HEADERS_MAX_BYTES: usize = 4096;
+
+/// Queued bodies above which an emptied queue gives its memory back (as the agent's request
+/// queue does).
+const QUEUE_KEPT: usize = 1024;
+
+impl AgentInbox {
+    /// Queues a body protocol for the agent and tells it.
+    fn deliver_body(
+        &self,
+        ctx: &mut Ctx,
+        agent: HandlerId,
+        id: RequestId,
+        body: Box<dyn BodyProtocol>,
+    ) {
+        self.bodies.borrow_mut().push_back((id, body));
+        ctx.post(agent, Box::new(NextBody));
+    }
+
+    /// Notes that the response of `id` was dropped without its body being asked for. (Called
+    /// from `Drop`, so it neither fails nor posts: the agent looks at the list on its next
+    /// message or read.)
+    fn abandoned(&self, id: RequestId) {
+        if let Ok(mut dropped) = self.dropped.try_borrow_mut() {
+            dropped.push(id);
+        }
+    }
+
+    /// Keeps the header storage of a dropped response for a later head.
+    fn recycle_headers(&self, headers: Headers) {
+        if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
+            return;
+        }
+        if let Ok(mut spare) = self.spare_headers.try_borrow_mut()
+            && spare.len() < SPARE_HEADERS
+        {
+            spare.push(headers);
+        }
+    }
+
+    /// The oldest body protocol waiting for the agent.
+    pub(crate) fn next_body(&self) -> Option<(RequestId, Box<dyn BodyProtocol>)> {
+        let mut queue = self.bodies.borrow_mut();
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+            *queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// A request whose response was dropped unread, if any is left.
+    pub(crate) fn next_abandoned(&self) -> Option<RequestId> {
+        self.dropped.borrow_mut().pop()
+    }
+
+    /// Header storage from a dropped response, if any is kept.
+    pub(crate) fn spare_headers(&self) -> Option<Headers> {
+        self.spare_headers.borrow_mut().pop()
+    }
+}
 
 /// A response that came before this one in the same exchange (a redirect or a challenge).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +137,7 @@ pub struct Response {
     pub(crate) handle: BodyHandle,
     pub(crate) filters: Vec<BodyFilter>,
     /// Where [`Response::deliver_body`] leaves the body protocol for the agent.
-    pub(crate) agent: Rc<Shared>,
+    pub(crate) inbox: Rc<AgentInbox>,
     /// Set by `deliver_body`; a response dropped without it tells the agent its body was
     /// abandoned (the connection is then closed).
     pub(crate) delivered: Cell<bool>,
@@ -71,7 +153,7 @@ impl Response {
             protocol = filter(protocol);
         }
         self.delivered.set(true);
-        self.agent
+        self.inbox
             .deliver_body(ctx, self.handle.agent, self.handle.request, protocol);
     }
 
@@ -114,9 +196,9 @@ impl Response {
 impl Drop for Response {
     fn drop(&mut self) {
         if !self.delivered.get() {
-            self.agent.abandoned(self.handle.request);
+            self.inbox.abandoned(self.handle.request);
         }
-        self.agent
+        self.inbox
             .recycle_headers(std::mem::take(&mut self.headers));
     }
 }

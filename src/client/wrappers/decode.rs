@@ -12,8 +12,8 @@ use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation,
 use crate::proto::Headers;
 use crate::reactor::{ConnId, Ctx, HandlerId, Protocol};
 
-use crate::client::agent::Msg;
-use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+use crate::client::RequestId;
+use crate::client::body::{BodyControl, BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 use crate::client::response::Response;
@@ -721,7 +721,7 @@ impl Shared {
         self.decoder.pending()
     }
 
-    fn ids(&self, fallback: BodyHandle) -> (HandlerId, crate::client::agent::RequestId) {
+    fn ids(&self, fallback: BodyHandle) -> (HandlerId, RequestId) {
         let handle = self.agent.unwrap_or(fallback);
         (self.relay.unwrap_or(handle.agent), handle.request)
     }
@@ -837,13 +837,7 @@ impl BodyProtocol for DecodeBody {
             handle.stop(ctx);
         }
         if let Some(mut inner) = inner {
-            inner.body_started(
-                ctx,
-                BodyHandle {
-                    agent: relay,
-                    request: handle.request,
-                },
-            );
+            inner.body_started(ctx, handle.relayed_to(relay));
             self.shared.borrow_mut().inner = Some(inner);
         }
     }
@@ -917,7 +911,7 @@ impl Protocol for Relay {
     fn data_received(&mut self, _ctx: &mut Ctx, _conn: ConnId, _data: &[u8]) {}
 
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
-        let Ok(msg) = msg.downcast::<Msg>() else {
+        let Some(control) = BodyControl::from_message(msg) else {
             return;
         };
         let (agent, ended) = {
@@ -927,14 +921,14 @@ impl Protocol for Relay {
                 _ => return,
             }
         };
-        match *msg {
-            Msg::PauseBody(_) => agent.pause(ctx),
-            Msg::Cancel(_) if ended => {
+        match control {
+            BodyControl::Pause => agent.pause(ctx),
+            BodyControl::Stop if ended => {
                 let end = cancelled();
                 deliver_end(&self.shared, ctx, end);
             }
-            Msg::Cancel(_) => agent.stop(ctx),
-            Msg::ResumeBody(_) => match pump(&self.shared, ctx, agent) {
+            BodyControl::Stop => agent.stop(ctx),
+            BodyControl::Resume => match pump(&self.shared, ctx, agent) {
                 Pumped::Paused => {}
                 Pumped::Stopped if ended => deliver_end(&self.shared, ctx, cancelled()),
                 Pumped::Stopped => agent.stop(ctx),
@@ -954,7 +948,6 @@ impl Protocol for Relay {
                     }
                 }
             },
-            _ => {}
         }
     }
 }

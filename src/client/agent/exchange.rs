@@ -1,0 +1,277 @@
+//! One exchange on a connection, from the agent's side: writing the request head, letting the
+//! producer send the body, and ending the request (done, failed, cancelled, or retried once on
+//! a fresh connection).
+
+use std::time::Instant;
+
+use crate::client::body::BodyEnd;
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::msg::{Msg, RequestId};
+use crate::client::producer::{BodySink, Produce, ProducerHandle};
+use crate::proto::RequestBody;
+use crate::proto::RequestHead;
+use crate::reactor::{ConnId, Ctx};
+
+use super::route::sent_fields;
+use super::state::{AgentState, BodyState};
+use super::timers::TimerTarget;
+
+const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
+const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
+
+impl AgentState {
+    pub(super) fn start_request(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some(id) = conn.req else { return };
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let body = match &req.producer {
+            Some(p) => match p.length() {
+                Some(n) => RequestBody::Length(n),
+                None => RequestBody::Chunked,
+            },
+            None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
+            None => RequestBody::None,
+        };
+        sent_fields(
+            &self.shared.config,
+            &req.target,
+            &req.headers,
+            &mut self.fields,
+        );
+        let head = RequestHead {
+            method: &req.method,
+            target: &req.target.target,
+            host: &req.target.host_header,
+            headers: &self.fields,
+        };
+        self.scratch.clear();
+        if let Err(e) = conn.proto.send_request(&head, body, &mut self.scratch) {
+            self.fail(ctx, id, Cause::InvalidRequest(e));
+            return;
+        }
+        ctx.write(cid, &self.scratch);
+        req.head_sent = true;
+        let now = Instant::now();
+        req.marks.sent = Some(now);
+        req.last_activity = now;
+        if let Some(t) = req.read_timeout {
+            let timer = self.set_timer(ctx, t, TimerTarget::Read(id));
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.read_timer = Some(timer);
+            }
+        }
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if body == RequestBody::Length(0) && req.producer.is_none() {
+            let _ = conn.proto.finish_body(&mut self.scratch);
+        }
+        if req.producer.is_none() {
+            req.body_sent = true;
+            return;
+        }
+        if conn.proto.may_send_body() {
+            self.produce(ctx, id);
+        } else {
+            let t = self.shared.config.continue_timeout;
+            let timer = self.set_timer(ctx, t, TimerTarget::Continue(id));
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.timers.push(timer);
+            }
+        }
+    }
+
+    /// Lets the producer write while the socket buffer has room.
+    pub(super) fn produce(&mut self, ctx: &mut Ctx, id: RequestId) {
+        let me = self.me();
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Some(cid) = req.conn else { return };
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if req.body_sent || !conn.proto.may_send_body() {
+            return;
+        }
+        let Some(producer) = req.producer.as_mut() else {
+            return;
+        };
+        // A producer that keeps answering `More` without filling the buffer gets the loop
+        // back after a few rounds: the rest is picked up from a posted message.
+        for _ in 0..16 {
+            if ctx.write_full(cid) {
+                producer.pause_producing();
+                return;
+            }
+            let mut sink = BodySink {
+                ctx,
+                conn: cid,
+                proto: &mut conn.proto,
+                scratch: &mut self.scratch,
+                error: None,
+                written: 0,
+                handle: ProducerHandle {
+                    agent: me,
+                    request: id,
+                },
+            };
+            let outcome = if req.producer_started {
+                producer.resume_producing(&mut sink)
+            } else {
+                req.producer_started = true;
+                producer.start_producing(&mut sink)
+            };
+            if let Some(msg) = sink.error.take() {
+                self.fail(ctx, id, Cause::Producer(msg));
+                return;
+            }
+            match outcome {
+                Produce::More => continue,
+                Produce::Wait => return,
+                Produce::Failed(msg) => {
+                    self.fail(ctx, id, Cause::Producer(msg));
+                    return;
+                }
+                Produce::Done => {
+                    self.scratch.clear();
+                    if let Err(e) = conn.proto.finish_body(&mut self.scratch) {
+                        self.fail(ctx, id, Cause::Producer(e.to_string()));
+                        return;
+                    }
+                    ctx.write(cid, &self.scratch);
+                    req.body_sent = true;
+                    return;
+                }
+            }
+        }
+        ctx.post(me, Box::new(Msg::ResumeProducer(id)));
+    }
+
+    /// Retries a request that failed on a reused connection before any response byte, when
+    /// it is idempotent and its body can be replayed. Returns whether it was retried.
+    pub(super) fn retry(&mut self, ctx: &mut Ctx, id: RequestId, cid: ConnId) -> bool {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return false;
+        };
+        if req.retried || !IDEMPOTENT.contains(&&*req.method) {
+            return false;
+        }
+        if let Some(p) = req.producer.as_mut()
+            && !p.rewind()
+        {
+            return false;
+        }
+        self.requeue(ctx, id, cid);
+        true
+    }
+
+    /// Sends a request again, once, on a fresh connection, ahead of the waiting ones; closes
+    /// the connection it was on.
+    pub(super) fn requeue(&mut self, ctx: &mut Ctx, id: RequestId, cid: ConnId) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        // The first attempt's read timer goes with it (the retry arms its own).
+        if let Some(t) = req.read_timer.take() {
+            ctx.cancel_timer(t);
+        }
+        req.retried = true;
+        req.fresh_only = true;
+        req.head_sent = false;
+        req.body_sent = false;
+        req.producer_started = false;
+        req.conn = None;
+        let key = req.target.key.clone();
+        self.drop_conn(ctx, cid, true);
+        // A retry goes to the front of the line: it was already admitted once.
+        self.hosts
+            .entry(key)
+            .or_default()
+            .waiting
+            .push_front((0, id));
+        self.pump(ctx);
+    }
+
+    /// The body ended normally: tell the body protocol, or remember it until one attaches.
+    pub(super) fn finish(&mut self, ctx: &mut Ctx, id: RequestId, end: BodyEnd) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        if let Some(cid) = req.conn.take()
+            && let Some(conn) = self.conns.get_mut(&cid)
+        {
+            conn.served += 1;
+        }
+        req.cancel_timers(ctx);
+        match std::mem::replace(&mut req.body, BodyState::NotAttached) {
+            BodyState::Attached(mut body) => {
+                self.reqs.remove(&id);
+                body.connection_lost(ctx, end);
+            }
+            BodyState::NotAttached => req.end = Some(end),
+        }
+    }
+
+    /// The request failed: report the error where it belongs and close its connection.
+    pub(super) fn fail(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
+        let Some(mut req) = self.reqs.remove(&id) else {
+            return;
+        };
+        req.cancel_timers(ctx);
+        if let Some(p) = req.producer.as_mut()
+            && !req.body_sent
+        {
+            p.stop_producing();
+        }
+        if req.queued
+            && let Some(host) = self.hosts.get_mut(&req.target.key)
+        {
+            host.waiting.retain(|&(_, r)| r != id);
+        }
+        if let Some(cid) = req.conn.take() {
+            self.close_conn(ctx, cid, true);
+        }
+        let phase = if req.head_delivered {
+            Phase::ResponseFailed
+        } else if !req.head_sent {
+            Phase::RequestNotSent
+        } else if !req.body_sent {
+            Phase::RequestTransmissionFailed
+        } else {
+            Phase::ResponseNeverReceived
+        };
+        let error = Error::new(phase, cause);
+        if let Some(cb) = req.on_response.take() {
+            cb(ctx, Err(error));
+            return;
+        }
+        match req.body {
+            BodyState::Attached(mut body) => body.connection_lost(ctx, BodyEnd::Failed(error)),
+            BodyState::NotAttached => {
+                // Kept until a body protocol attaches (or the response is dropped).
+                req.end = Some(BodyEnd::Failed(error));
+                req.body = BodyState::NotAttached;
+                self.reqs.insert(id, req);
+            }
+        }
+    }
+
+    pub(super) fn cancel(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
+        let Some(req) = self.reqs.get(&id) else {
+            return;
+        };
+        if req.end.is_some() {
+            // The response already ended; only its body is waiting to be picked up.
+            return;
+        }
+        self.fail(ctx, id, cause);
+    }
+}

@@ -1,0 +1,307 @@
+//! The connection pool: requests admitted and queued per host, dispatched to an idle
+//! connection or a new one within the per-host and total caps, connections returned to the
+//! pool or closed, and the pool's counts.
+
+use std::time::{Duration, Instant};
+
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::msg::RequestId;
+use crate::proto::ClientConnection;
+use crate::reactor::{ConnId, ConnectOptions, Ctx};
+
+use super::route::{PoolKey, prepare};
+use super::shared::{NewRequest, Parts};
+use super::state::{
+    AgentState, BodyState, Conn, Marks, PoolStats, Req, SPARE_STASH_MAX_BYTES, SPARE_STASHES,
+    TunnelPhase,
+};
+use super::timers::TimerTarget;
+impl AgentState {
+    pub(super) fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
+        if self.closed {
+            let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+            (new.on_response)(ctx, Err(error));
+            return;
+        }
+        let NewRequest {
+            id,
+            target,
+            parts:
+                Parts {
+                    method,
+                    headers,
+                    producer,
+                    timeouts,
+                },
+            on_response,
+        } = new;
+        let prepared =
+            target.and_then(|t| prepare(&self.shared.config, &t, &method, &headers).map(|()| t));
+        let target = match prepared {
+            Ok(t) => t,
+            Err(cause) => {
+                on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
+                return;
+            }
+        };
+        let key = target.key.clone();
+        let mut req = Req {
+            method,
+            target,
+            headers,
+            producer,
+            producer_started: false,
+            on_response: Some(on_response),
+            conn: None,
+            queued: true,
+            head_sent: false,
+            body_sent: false,
+            head_delivered: false,
+            body: BodyState::NotAttached,
+            paused: false,
+            end: None,
+            retried: false,
+            fresh_only: false,
+            timers: Vec::new(),
+            queue_timer: None,
+            read_timeout: None,
+            read_timer: None,
+            last_activity: ctx.now(),
+            marks: Marks {
+                // The loop's clock: this turn's, a clock read saved per request.
+                submitted: ctx.now(),
+                dispatched: None,
+                sent: None,
+                first_byte: None,
+                reused: false,
+            },
+        };
+        if let Some(t) = timeouts.total.or(self.shared.config.timeout) {
+            let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
+            req.timers.push(timer);
+        }
+        if let Some(t) = timeouts.queue.or(self.shared.config.queue_timeout) {
+            req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
+        }
+        req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);
+        self.reqs.insert(id, req);
+        self.enqueue(id, key);
+        self.pump(ctx);
+    }
+
+    pub(super) fn enqueue(&mut self, id: RequestId, key: PoolKey) {
+        self.waiting_seq += 1;
+        let seq = self.waiting_seq;
+        self.hosts
+            .entry(key)
+            .or_default()
+            .waiting
+            .push_back((seq, id));
+        if let Some(r) = self.reqs.get_mut(&id) {
+            r.queued = true;
+        }
+    }
+
+    /// Starts waiting requests while connection slots are free, oldest first.
+    pub(super) fn pump(&mut self, ctx: &mut Ctx) {
+        while self.active_total < self.shared.config.max_active_total {
+            let cap = self.shared.config.max_active_per_host;
+            let next = self
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.active < cap)
+                .filter_map(|(k, h)| h.waiting.front().map(|&(seq, _)| (seq, k)))
+                .min_by_key(|&(seq, _)| seq)
+                .map(|(_, k)| k.clone());
+            let Some(key) = next else { break };
+            let host = self.hosts.get_mut(&key).expect("key came from the map");
+            let (_, id) = host.waiting.pop_front().expect("host had a waiter");
+            self.dispatch(ctx, id);
+        }
+        // Forget hosts with nothing left, so a client that meets many hosts over its life
+        // (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
+        self.hosts
+            .retain(|_, h| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty());
+    }
+
+    /// Puts a request on an idle connection or a new one.
+    pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        req.queued = false;
+        req.marks.dispatched = Some(Instant::now());
+        if let Some(t) = req.queue_timer.take() {
+            ctx.cancel_timer(t);
+        }
+        let key = req.target.key.clone();
+        let fresh_only = req.fresh_only;
+        let host = self.hosts.entry(key.clone()).or_default();
+        host.active += 1;
+        self.active_total += 1;
+        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, &key)).flatten() {
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                conn.req = Some(id);
+            }
+            if let Some(req) = self.reqs.get_mut(&id) {
+                req.conn = Some(cid);
+                req.marks.reused = true;
+            }
+            self.stats.reused += 1;
+            self.start_request(ctx, cid);
+            return;
+        }
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let options = ConnectOptions {
+            connect_timeout: self.shared.config.connect_timeout,
+            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
+            owner: self.me,
+        };
+        let route = &req.target.route;
+        let cid = ctx.connect_owned(&route.host, route.port, options);
+        let tunnel = route.tunnel.clone();
+        req.conn = Some(cid);
+        self.stats.connections_opened += 1;
+        self.conns.insert(
+            cid,
+            Box::new(Conn {
+                key,
+                proto: ClientConnection::new(self.shared.config.limits.clone()),
+                req: Some(id),
+                served: 0,
+                pending: Vec::new(),
+                eof: None,
+                idle_timer: None,
+                idle_until: None,
+                keep_alive_hint: None,
+                tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
+            }),
+        );
+    }
+
+    /// Takes the most recently idled connection of a host that is still open.
+    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, key: &PoolKey) -> Option<ConnId> {
+        loop {
+            let cid = self.hosts.get_mut(key)?.idle.pop()?;
+            let Some(conn) = self.conns.get_mut(&cid) else {
+                continue;
+            };
+            // The idle timer stays armed (see `Conn::idle_timer`).
+            conn.idle_until = None;
+            if ctx.is_open(cid) {
+                return Some(cid);
+            }
+            if let Some(conn) = self.conns.remove(&cid) {
+                self.cancel_idle_timer(ctx, conn.idle_timer);
+            }
+        }
+    }
+
+    /// Gives back the request table's memory after a burst: a table sized for 10,000 requests
+    /// in flight would otherwise stay that large (hundreds of bytes per slot) while the pool
+    /// sits idle. Shrinks only once it is a quarter full, so the cost stays amortised O(1).
+    pub(super) fn trim_tables(&mut self) {
+        if self.reqs.capacity() > 64 && self.reqs.len() * 4 < self.reqs.capacity() {
+            self.reqs.shrink_to(self.reqs.len() * 2);
+        }
+    }
+
+    /// Closes every idle pooled connection.
+    pub(super) fn close_idle(&mut self, ctx: &mut Ctx) {
+        let idle: Vec<ConnId> = self
+            .hosts
+            .values_mut()
+            .flat_map(|h| h.idle.drain(..))
+            .collect();
+        for cid in idle {
+            if let Some(conn) = self.conns.remove(&cid) {
+                self.cancel_idle_timer(ctx, conn.idle_timer);
+            }
+            ctx.lose_connection(cid);
+        }
+    }
+
+    /// Returns a connection whose response was read to its end to the idle pool.
+    pub(super) fn release_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        self.trim_tables();
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        conn.req = None;
+        // An idle connection keeps no buffer it does not need (see `trim_tables` too); a
+        // small one goes to the agent's few spares for the next stash.
+        if conn.pending.capacity() > 0 && conn.pending.is_empty() {
+            let buf = std::mem::take(&mut conn.pending);
+            if buf.capacity() <= SPARE_STASH_MAX_BYTES && self.spare_stashes.len() < SPARE_STASHES {
+                self.spare_stashes.push(buf);
+            }
+        }
+        let host = self.hosts.entry(conn.key.clone()).or_default();
+        host.active -= 1;
+        self.active_total -= 1;
+        let keep = conn.proto.reset().is_ok()
+            && ctx.is_open(cid)
+            && host.idle.len() < self.shared.config.max_idle_per_host;
+        if keep {
+            host.idle.push(cid);
+            let mut timeout = self.shared.config.idle_timeout;
+            if let Some(hint) = conn.keep_alive_hint {
+                // Leave the server's own timer a margin so we are not the one caught sending
+                // on a connection it is closing.
+                timeout = timeout.min(hint.saturating_sub(Duration::from_millis(500)));
+            }
+            // Idle connections are read so that a close (or stray bytes) is seen at once.
+            ctx.resume_reading(cid);
+            self.set_idle_timer(ctx, cid, timeout);
+        } else {
+            self.conns.remove(&cid);
+            ctx.lose_connection(cid);
+        }
+        self.pump(ctx);
+    }
+
+    /// Closes a connection and frees its slot (`abort`: at once, dropping unsent bytes).
+    pub(super) fn close_conn(&mut self, ctx: &mut Ctx, cid: ConnId, abort: bool) {
+        self.drop_conn(ctx, cid, abort);
+        self.pump(ctx);
+    }
+
+    pub(super) fn drop_conn(&mut self, ctx: &mut Ctx, cid: ConnId, abort: bool) {
+        let Some(conn) = self.conns.remove(&cid) else {
+            return;
+        };
+        self.cancel_idle_timer(ctx, conn.idle_timer);
+        if let Some(host) = self.hosts.get_mut(&conn.key) {
+            if conn.req.is_some() {
+                host.active -= 1;
+                self.active_total -= 1;
+            } else {
+                host.idle.retain(|&c| c != cid);
+            }
+        }
+        if let Some(id) = conn.req
+            && let Some(req) = self.reqs.get_mut(&id)
+            && req.conn == Some(cid)
+        {
+            req.conn = None;
+        }
+        if abort {
+            ctx.abort_connection(cid);
+        } else {
+            ctx.lose_connection(cid);
+        }
+    }
+
+    pub(super) fn stats(&self) -> PoolStats {
+        PoolStats {
+            active: self.active_total,
+            idle: self.hosts.values().map(|h| h.idle.len()).sum(),
+            queued: self.hosts.values().map(|h| h.waiting.len()).sum(),
+            requests: self.reqs.len(),
+            hosts: self.hosts.len(),
+            ..self.stats
+        }
+    }
+}

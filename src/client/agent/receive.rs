@@ -1,0 +1,381 @@
+//! The response side of an exchange: parsing what the connection reads, handing the head to
+//! the caller, feeding the body to its protocol with flow control (bytes are stashed while it
+//! is paused or not yet attached), and the end of the connection.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+use crate::client::error::{Cause, Error, Phase};
+use crate::client::msg::RequestId;
+use crate::client::response::Response;
+use crate::proto::{self, Event, Framing, Headers};
+use crate::reactor::{ConnId, Ctx, Disconnect};
+
+use super::state::{AgentState, BodyState, TunnelPhase};
+
+/// Posted by the agent to itself after handing out a response head, to discard the body if
+/// the callback dropped the response. It carries nothing, so boxing it for [`Ctx::post`]
+/// allocates nothing.
+pub(super) struct CheckAbandoned;
+
+impl AgentState {
+    /// Feeds bytes to the connection's request, delivering events until the input is used
+    /// up, delivery pauses, or the request ends. Unprocessed bytes are kept in `pending`.
+    pub(super) fn process(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
+        if self.conns.get(&cid).is_some_and(|c| c.tunnel.is_some()) {
+            return self.process_proxy_answer(ctx, cid, input);
+        }
+        let me = self.me();
+        let mut pos = 0;
+        loop {
+            let Some(conn) = self.conns.get_mut(&cid) else {
+                return;
+            };
+            let Some(id) = conn.req else {
+                // Bytes on a connection with no request: the server is out of step.
+                self.close_conn(ctx, cid, true);
+                return;
+            };
+            let has_body = conn.proto.framing() != Some(Framing::NoBody);
+            let waiting = has_body
+                && self.reqs.get(&id).is_some_and(|r| {
+                    r.head_delivered && (r.paused || matches!(r.body, BodyState::NotAttached))
+                });
+            if waiting && pos < input.len() {
+                // The body protocol is paused or not attached yet: keep the rest for later.
+                self.stash(ctx, cid, &input[pos..]);
+                return;
+            }
+            if self.spare_headers.capacity() == 0
+                && let Some(spare) = self.shared.inbox.spare_headers()
+            {
+                self.spare_headers = spare;
+            }
+            let result = conn
+                .proto
+                .receive_reusing(&input[pos..], &mut self.spare_headers);
+            let (n, event) = match result {
+                Ok(x) => x,
+                Err(e) => {
+                    self.fail(ctx, id, Cause::Protocol(e));
+                    return;
+                }
+            };
+            pos += n;
+            match event {
+                Event::NeedMore => {
+                    debug_assert_eq!(pos, input.len());
+                    return;
+                }
+                Event::Informational(_) => {
+                    // A 100 Continue may have unblocked the body.
+                    self.produce(ctx, id);
+                }
+                Event::Head(head) => {
+                    let framing = conn.proto.framing();
+                    conn.keep_alive_hint = keep_alive_timeout(&head.headers);
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    if head.status == 417
+                        && !req.retried
+                        && !req.producer_started
+                        && req.producer.is_some()
+                        && req.headers.has_token("expect", "100-continue")
+                    {
+                        // RFC 9110 section 10.1.1: the server refused the expectation before
+                        // any body byte was sent; repeat the request once without it, on a
+                        // new connection (this one still owes the 417's body).
+                        req.headers.remove("expect");
+                        self.requeue(ctx, id, cid);
+                        return;
+                    }
+                    if !req.body_sent {
+                        // An early final response: the body will not be sent.
+                        if let Some(p) = req.producer.as_mut() {
+                            p.stop_producing();
+                        }
+                    }
+                    req.head_delivered = true;
+                    let timing = req.marks.timing(Instant::now(), ctx.conn_timing(cid));
+                    let response = Response {
+                        version: head.version,
+                        code: head.status,
+                        phrase: head.reason,
+                        headers: head.headers,
+                        length: match framing {
+                            Some(Framing::NoBody) => Some(0),
+                            Some(Framing::Length(n)) => Some(n),
+                            _ => None,
+                        },
+                        url: req.target.url.clone(),
+                        method: req.method.clone(),
+                        inbox: self.shared.inbox.clone(),
+                        timing,
+                        history: Vec::new(),
+                        filters: Vec::new(),
+                        handle: BodyHandle {
+                            agent: me,
+                            request: id,
+                        },
+                        delivered: Cell::new(false),
+                    };
+                    let callback = req.on_response.take();
+                    if let Some(cb) = callback {
+                        cb(ctx, Ok(response));
+                    }
+                    ctx.post(me, Box::new(CheckAbandoned));
+                    // The loop goes on: a body-less response completes at once; otherwise
+                    // the rest waits in `pending` until a body protocol is attached.
+                }
+                Event::Data(data) => {
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    let BodyState::Attached(body) = &mut req.body else {
+                        // Cannot happen: the loop stops before receiving while unattached.
+                        return;
+                    };
+                    let mut bctx = BodyCtx::new(ctx, me, id);
+                    body.data_received(&mut bctx, data);
+                    let (paused, stopped) = (bctx.paused, bctx.stopped);
+                    if stopped {
+                        self.fail(ctx, id, Cause::Cancelled);
+                        return;
+                    }
+                    if paused {
+                        req.paused = true;
+                        if pos == input.len() {
+                            ctx.pause_reading(cid);
+                        }
+                    }
+                }
+                Event::Trailers(trailers) => {
+                    let Some(req) = self.reqs.get_mut(&id) else {
+                        return;
+                    };
+                    if let BodyState::Attached(body) = &mut req.body {
+                        let mut bctx = BodyCtx::new(ctx, me, id);
+                        body.trailers_received(&mut bctx, &trailers);
+                        if bctx.stopped {
+                            self.fail(ctx, id, Cause::Cancelled);
+                            return;
+                        }
+                    }
+                }
+                Event::Complete {
+                    keep_alive,
+                    close_delimited,
+                } => {
+                    let end = if close_delimited {
+                        BodyEnd::PotentialDataLoss
+                    } else {
+                        BodyEnd::Done
+                    };
+                    let reusable = keep_alive
+                        && pos == input.len()
+                        && conn.eof.is_none()
+                        && self.shared.config.persistent
+                        && self.reqs.get(&id).is_some_and(|r| r.body_sent);
+                    self.finish(ctx, id, end);
+                    if reusable {
+                        self.release_conn(ctx, cid);
+                    } else {
+                        // Bytes after the response belong to no request: never reuse.
+                        self.close_conn(ctx, cid, pos != input.len());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Keeps unprocessed bytes and stops reading until delivery resumes.
+    pub(super) fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
+        if let Some(conn) = self.conns.get_mut(&cid) {
+            if conn.pending.capacity() == 0
+                && let Some(buf) = self.spare_stashes.pop()
+            {
+                conn.pending = buf;
+            }
+            conn.pending.extend_from_slice(rest);
+            ctx.pause_reading(cid);
+        }
+    }
+
+    /// Delivers stashed bytes (and a stashed end of connection), then reads again.
+    pub(super) fn resume_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let pending = std::mem::take(&mut conn.pending);
+        if !pending.is_empty() {
+            self.process(ctx, cid, &pending);
+        }
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let still_waiting = !conn.pending.is_empty()
+            || conn
+                .req
+                .and_then(|id| self.reqs.get(&id))
+                .is_some_and(|r| r.paused || matches!(r.body, BodyState::NotAttached));
+        if conn.pending.is_empty() {
+            let mut pending = pending;
+            pending.clear();
+            conn.pending = pending;
+        }
+        if still_waiting {
+            return;
+        }
+        if let Some(reason) = conn.eof.take() {
+            self.handle_eof(ctx, cid, reason);
+        } else {
+            ctx.resume_reading(cid);
+        }
+    }
+
+    pub(super) fn handle_eof(&mut self, ctx: &mut Ctx, cid: ConnId, reason: Disconnect) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        let Some(id) = conn.req else {
+            self.close_conn(ctx, cid, false);
+            return;
+        };
+        if let Some((_, phase)) = conn.tunnel.clone() {
+            let cause = match reason {
+                Disconnect::Failed(e) if phase == TunnelPhase::Handshaking => Cause::Transport(e),
+                _ => {
+                    Cause::Proxy("the proxy closed the connection before the tunnel was up".into())
+                }
+            };
+            return self.fail(ctx, id, cause);
+        }
+        let started = conn.proto.response_started();
+        let outcome = match reason {
+            Disconnect::Failed(e) => Err(Cause::Transport(e)),
+            Disconnect::PeerClosed
+            | Disconnect::PeerClosedWithoutCloseNotify
+            | Disconnect::ClosedLocally => match conn.proto.receive_eof() {
+                Ok(Event::Complete {
+                    close_delimited: true,
+                    ..
+                }) => match (conn.key.https, &reason) {
+                    (true, Disconnect::PeerClosed) => Ok(BodyEnd::Done),
+                    // RFC 9112 section 9.8: over TLS a close-delimited body is complete only
+                    // if a closure alert arrived. Without one, an attacker who injects a FIN
+                    // can cut the body short, so the body fails as incomplete instead of
+                    // ending as `PotentialDataLoss`, which callers take as success.
+                    (true, Disconnect::PeerClosedWithoutCloseNotify) => {
+                        Err(Cause::Protocol(proto::ProtocolError::Incomplete {
+                            expected: None,
+                            received: conn.proto.body_received(),
+                        }))
+                    }
+                    _ => Ok(BodyEnd::PotentialDataLoss),
+                },
+                Ok(_) => Ok(BodyEnd::Done),
+                Err(e) => Err(Cause::Protocol(e)),
+            },
+        };
+        let served = conn.served;
+        match outcome {
+            Ok(end) => {
+                self.finish(ctx, id, end);
+                self.close_conn(ctx, cid, false);
+            }
+            Err(cause) => {
+                if !started && served > 0 && self.retry(ctx, id, cid) {
+                    return;
+                }
+                self.fail(ctx, id, cause);
+            }
+        }
+    }
+
+    pub(super) fn deliver_body(
+        &mut self,
+        ctx: &mut Ctx,
+        id: RequestId,
+        mut body: Box<dyn BodyProtocol>,
+    ) {
+        let handle = BodyHandle {
+            agent: self.me(),
+            request: id,
+        };
+        let attachable = self
+            .reqs
+            .get(&id)
+            .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
+        if !attachable {
+            let err = Error::new(Phase::ResponseFailed, Cause::BodyAlreadyDelivered);
+            body.connection_lost(ctx, BodyEnd::Failed(err));
+            return;
+        }
+        body.body_started(ctx, handle);
+        let req = self.reqs.get_mut(&id).expect("checked above");
+        if let Some(end) = req.end.take() {
+            self.reqs.remove(&id);
+            body.connection_lost(ctx, end);
+            return;
+        }
+        req.body = BodyState::Attached(body);
+        if let Some(cid) = req.conn
+            && !req.paused
+        {
+            self.resume_conn(ctx, cid);
+        }
+    }
+
+    /// Discards the bodies of responses dropped without their body being asked for, and
+    /// closes their connections (a connection never goes back to the pool with unread bytes).
+    pub(super) fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
+        loop {
+            let id = self.shared.inbox.next_abandoned();
+            let Some(id) = id else { return };
+            // The request may have failed (and been forgotten) meanwhile.
+            let abandoned = self
+                .reqs
+                .get(&id)
+                .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
+            if !abandoned {
+                continue;
+            }
+            let mut req = self.reqs.remove(&id).expect("checked above");
+            req.cancel_timers(ctx);
+            if let Some(cid) = req.conn {
+                self.close_conn(ctx, cid, true);
+            }
+        }
+    }
+}
+
+/// The server's `Keep-Alive: timeout=N`, if any.
+fn keep_alive_timeout(headers: &Headers) -> Option<Duration> {
+    let value = headers.get_str("keep-alive")?;
+    value.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("timeout") {
+            v.trim().parse::<u64>().ok().map(Duration::from_secs)
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_hint_is_parsed() {
+        let mut h = Headers::new();
+        h.append("Keep-Alive", b"timeout=5, max=100");
+        assert_eq!(keep_alive_timeout(&h), Some(Duration::from_secs(5)));
+        let mut h = Headers::new();
+        h.append("Keep-Alive", b"max=100");
+        assert_eq!(keep_alive_timeout(&h), None);
+    }
+}

@@ -1,0 +1,303 @@
+//! Routing a request URL: where its connection goes (directly, through a proxy, or through a
+//! `CONNECT` tunnel), the pool key it shares a connection under, and how its head is written.
+//! Worked out once per URL and kept in a small per-agent cache ([`Targets`]).
+
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+use url::Url;
+
+use crate::client::error::Cause;
+use crate::client::proxy::proxy_authorization;
+use crate::proto::{self, Headers, RequestError, RequestHead};
+
+use super::config::AgentConfig;
+
+/// Where a pooled connection goes. Cloned for every request (queue, host table, request):
+/// the names are shared, so a clone allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct PoolKey {
+    pub(super) https: bool,
+    pub(super) host: Rc<str>,
+    pub(super) port: u16,
+    pub(super) tls: usize,
+    /// The proxy the connection goes through, if any.
+    pub(super) proxy: Option<(Rc<str>, u16)>,
+}
+
+/// Where a request URL goes and how it is written on the wire. It depends only on the URL
+/// string and the agent's configuration, so it is worked out once per URL (see [`Targets`]).
+#[derive(Debug)]
+pub(super) struct Target {
+    pub(super) url: Rc<Url>,
+    /// The request target: origin-form, or absolute-form through a plain-http proxy.
+    pub(super) target: String,
+    pub(super) host_header: String,
+    pub(super) route: Route,
+    pub(super) key: PoolKey,
+    /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
+    pub(super) proxy_auth: Option<String>,
+}
+
+/// Most URLs whose [`Target`] is kept; the table is emptied when full.
+pub(super) const TARGETS_KEPT: usize = 64;
+
+/// Parsed targets by URL string. Parsing a URL and building its host, target and pool key
+/// took a dozen allocations per request; a client usually asks the same few URLs again and
+/// again, so a hit makes all of that an `Rc` clone.
+#[derive(Default)]
+pub(super) struct Targets {
+    pub(super) map: FxHashMap<Box<str>, Rc<Target>>,
+}
+
+impl Targets {
+    /// The target of `url`, parsed on first use.
+    pub(super) fn get(&mut self, config: &AgentConfig, url: &str) -> Result<Rc<Target>, Cause> {
+        if let Some(t) = self.map.get(url) {
+            return Ok(t.clone());
+        }
+        let target = Rc::new(resolve(config, url)?);
+        if self.map.len() >= TARGETS_KEPT {
+            // Clearing rather than evicting one by one: a client going through many distinct
+            // URLs gains nothing from the table anyway.
+            self.map.clear();
+        }
+        self.map.insert(url.into(), target.clone());
+        Ok(target)
+    }
+}
+
+/// Where a request's connection goes, and what happens on it before the request.
+#[derive(Clone, Debug)]
+pub(super) struct Route {
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// TLS from the start (https without a proxy).
+    pub(super) tls: bool,
+    /// https through a proxy: `CONNECT` first, then TLS inside the tunnel.
+    pub(super) tunnel: Option<Rc<Tunnel>>,
+}
+
+#[derive(Debug)]
+pub(super) struct Tunnel {
+    /// `host:port` of the origin, the target of `CONNECT`.
+    pub(super) authority: String,
+    /// The origin host, for SNI and certificate checks.
+    pub(super) server_name: String,
+    /// Fields sent with `CONNECT` (`Proxy-Authorization`).
+    pub(super) headers: Headers,
+}
+
+/// Parses and checks a request URL and works out its route.
+pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
+    // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
+    // control bytes is refused instead, so that what would be sent is what the caller wrote.
+    if url.bytes().any(|b| b.is_ascii_control()) {
+        return Err(Cause::InvalidUrl(format!("{url:?}: control character")));
+    }
+    let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(format!("{url:?}: {e}")))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => return Err(Cause::UnsupportedScheme(other.to_string())),
+    };
+    let (connect_host, port) = host_and_port(&url)?;
+    let host_str = url.host_str().unwrap_or_default();
+    let host_header = match url.port() {
+        Some(p) => format!("{host_str}:{p}"),
+        None => host_str.to_string(),
+    };
+    let mut target = url.path().to_string();
+    if let Some(q) = url.query() {
+        target.push('?');
+        target.push_str(q);
+    }
+    let proxy = config.proxies.proxy_for(&url);
+    let mut key = PoolKey {
+        https,
+        host: connect_host.to_ascii_lowercase().into(),
+        port,
+        tls: if https { config.tls.pool_id() } else { 0 },
+        proxy: None,
+    };
+    let mut proxy_auth = None;
+    let route = match proxy {
+        None => Route {
+            host: connect_host.clone(),
+            port,
+            tls: https,
+            tunnel: None,
+        },
+        Some(proxy) => {
+            let (proxy_host, proxy_port) = host_and_port(proxy)?;
+            let auth = proxy_authorization(proxy);
+            key.proxy = Some((proxy_host.to_ascii_lowercase().into(), proxy_port));
+            let tunnel = if https {
+                let mut connect_headers = Headers::new();
+                if let Some(auth) = &auth {
+                    connect_headers.append("Proxy-Authorization", auth.as_bytes());
+                }
+                Some(Rc::new(Tunnel {
+                    authority: format!("{host_str}:{port}"),
+                    server_name: connect_host.clone(),
+                    headers: connect_headers,
+                }))
+            } else {
+                // Plain http goes to the proxy in absolute form; one pooled connection to the
+                // proxy serves every origin.
+                target = absolute_target(&url);
+                key.host = "".into();
+                key.port = 0;
+                proxy_auth = auth;
+                None
+            };
+            Route {
+                host: proxy_host,
+                port: proxy_port,
+                tls: false,
+                tunnel,
+            }
+        }
+    };
+    Ok(Target {
+        url: Rc::new(url),
+        target,
+        host_header,
+        route,
+        key,
+        proxy_auth,
+    })
+}
+
+/// Writes the fields a request is sent with into `out`: its own, then those the agent adds
+/// (`User-Agent` unless given, `Connection: close` when not persistent, proxy credentials).
+/// Built in the agent's reusable buffer when the head is written, rather than appended to the
+/// request's own `Headers`, which would then allocate for every request sent without fields.
+pub(super) fn sent_fields(
+    config: &AgentConfig,
+    target: &Target,
+    headers: &Headers,
+    out: &mut Headers,
+) {
+    out.clear();
+    for (name, value) in headers.iter() {
+        out.append(name, value);
+    }
+    if let Some(ua) = &config.user_agent
+        && !headers.contains("user-agent")
+    {
+        out.append("User-Agent", ua.as_bytes());
+    }
+    if !config.persistent && !headers.has_token("connection", "close") {
+        out.append("Connection", b"close");
+    }
+    if let Some(auth) = &target.proxy_auth
+        && !headers.contains("proxy-authorization")
+    {
+        out.append("Proxy-Authorization", auth.as_bytes());
+    }
+}
+
+/// Checks a request before any connection is opened: its method, target and own fields,
+/// and the `User-Agent` the agent would add (the other added fields are ours and valid), so
+/// that nothing has to be copied for the check; the head is built once, when it is written.
+pub(super) fn prepare(
+    config: &AgentConfig,
+    target: &Target,
+    method: &str,
+    headers: &Headers,
+) -> Result<(), Cause> {
+    let head = RequestHead {
+        method,
+        target: &target.target,
+        host: &target.host_header,
+        headers,
+    };
+    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
+    match &config.user_agent {
+        Some(ua) if !proto::is_valid_value(ua.as_bytes()) && !headers.contains("user-agent") => {
+            Err(Cause::InvalidRequest(RequestError::InvalidHeaderValue(
+                "User-Agent".to_owned(),
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The host to connect to (IPv6 without brackets) and the port of a URL.
+pub(super) fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        None => return Err(Cause::InvalidUrl(format!("{url}: no host"))),
+    };
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no port")))?;
+    Ok((host, port))
+}
+
+/// The absolute-form target for a proxy: the URL without userinfo or fragment.
+pub(super) fn absolute_target(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    u.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_rejects_bad_urls_and_headers() {
+        let config = AgentConfig::default();
+        assert!(matches!(
+            resolve(&config, "ftp://x/"),
+            Err(Cause::UnsupportedScheme(_))
+        ));
+        assert!(matches!(
+            resolve(&config, "not a url"),
+            Err(Cause::InvalidUrl(_))
+        ));
+        let mut h = Headers::new();
+        h.append("X-Bad", b"a\r\nInjected: 1");
+        let target = resolve(&config, "http://127.0.0.1/").unwrap();
+        assert!(matches!(
+            prepare(&config, &target, "GET", &h),
+            Err(Cause::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn resolve_builds_target_and_host() {
+        let config = AgentConfig::default();
+        let p = resolve(&config, "http://[::1]:8080/a/b?x=1#frag").unwrap();
+        assert_eq!(p.target, "/a/b?x=1");
+        assert_eq!(p.host_header, "[::1]:8080");
+        assert_eq!(p.route.host, "::1");
+        assert_eq!(p.key.port, 8080);
+        let p = resolve(&config, "https://Example.TEST/").unwrap();
+        assert_eq!(p.host_header, "example.test");
+        assert_eq!(p.key.port, 443);
+        assert!(p.key.https && p.route.tls);
+    }
+
+    #[test]
+    fn targets_are_parsed_once_per_url_and_bounded() {
+        let config = AgentConfig::default();
+        let mut targets = Targets::default();
+        let a = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        let again = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        assert!(Rc::ptr_eq(&a, &again));
+        let b = targets.get(&config, "http://127.0.0.1/b").unwrap();
+        assert_eq!(b.target, "/b");
+        assert!(targets.get(&config, "nope").is_err());
+        for i in 0..2 * TARGETS_KEPT {
+            targets.get(&config, &format!("http://h/{i}")).unwrap();
+        }
+        assert!(targets.map.len() <= TARGETS_KEPT);
+    }
+}

@@ -1,0 +1,80 @@
+//! What the [`Agent`](super::Agent) handles share with the agent's state: the configuration,
+//! the URL cache, the queue of submitted requests, and the registry that finds an agent's
+//! shared half from its id.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
+use crate::client::error::Cause;
+use crate::client::msg::RequestId;
+use crate::client::producer::BodyProducer;
+use crate::client::request::{HandlePool, ResponseCallback, Timeouts};
+use crate::client::response::AgentInbox;
+use crate::proto::Headers;
+
+use super::config::AgentConfig;
+use super::route::{Target, Targets};
+
+/// What the [`Agent`](super::Agent) handles share with the agent's state.
+///
+/// Requests wait in a queue here instead of travelling in boxed messages, which cost two
+/// allocations per request; each queued request has one zero-sized message posted for it, so
+/// the reactor still decides when (and in which order with other messages) the agent takes
+/// it. What responses hand back (body protocols, abandoned bodies, header storage) waits in
+/// the [`AgentInbox`] the same way.
+pub(super) struct Shared {
+    pub(super) config: AgentConfig,
+    /// Parsed request URLs: a handle resolves a URL as it submits the request.
+    pub(super) targets: RefCell<Targets>,
+    pub(super) requests: RefCell<VecDeque<NewRequest>>,
+    /// Shared with every response of the agent.
+    pub(super) inbox: Rc<AgentInbox>,
+    pub(super) handles: HandlePool,
+}
+
+/// Posted for each request put in [`Shared::requests`]; carries nothing (no allocation).
+pub(super) struct NextRequest;
+
+/// A request as the caller gave it, apart from its URL.
+pub(super) struct Parts {
+    pub(super) method: Cow<'static, str>,
+    pub(super) headers: Headers,
+    pub(super) producer: Option<Box<dyn BodyProducer>>,
+    pub(super) timeouts: Timeouts,
+}
+
+/// A request queued for the agent in [`Shared::requests`].
+pub(super) struct NewRequest {
+    pub(super) id: RequestId,
+    /// Resolved when the request was submitted; an error is reported from the agent, as
+    /// for any request it refuses.
+    pub(super) target: Result<Rc<Target>, Cause>,
+    pub(super) parts: Parts,
+    pub(super) on_response: ResponseCallback,
+}
+
+thread_local! {
+    /// The shared half of every agent on this thread, by agent id. Looked up rather than held
+    /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
+    /// another thread through a `Remote`). An entry lives as long as its agent's state.
+    pub(super) static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
+}
+
+/// Queued items above which an emptied queue gives its memory back.
+pub(super) const QUEUE_KEPT: usize = 1024;
+
+/// Takes the oldest item of a queue; frees the queue's memory once a burst (10,000 requests
+/// submitted at once: some 200 bytes a slot) has drained, as `AgentState::trim_tables` does
+/// for the request table. Queues of up to [`QUEUE_KEPT`] keep theirs, so that a steady load
+/// does not reallocate them.
+pub(super) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+        *queue = VecDeque::new();
+    }
+    item
+}

@@ -1,0 +1,247 @@
+//! The agent's state, owned by the reactor as one handler: its requests, its connections, its
+//! host table and its counts. This file holds the data; the behaviour is split by concern:
+//! `pool.rs` (queueing, dispatch, idle connections), `exchange.rs` (sending a request and
+//! ending it: retry, failure), `receive.rs` (parsing and delivering the response), `tunnel.rs`
+//! (`CONNECT` through a proxy) and `timers.rs`.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::client::body::{BodyEnd, BodyProtocol};
+use crate::client::msg::RequestId;
+use crate::client::producer::BodyProducer;
+use crate::client::request::ResponseCallback;
+use crate::client::timing::Timing;
+use crate::proto::{ClientConnection, Headers};
+use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
+
+use super::route::{PoolKey, Target, Tunnel};
+use super::shared::{AGENTS, Shared};
+
+/// Counts of the pool's connections and requests, for monitoring and leak checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Connections carrying (or connecting for) a request.
+    pub active: usize,
+    /// Connections idle in the pool.
+    pub idle: usize,
+    /// Requests waiting for a connection.
+    pub queued: usize,
+    /// Requests not yet finished (including bodies not yet delivered).
+    pub requests: usize,
+    /// Hosts (scheme, host, port, TLS settings and proxy) with a connection or a waiting
+    /// request: the pool forgets the others.
+    pub hosts: usize,
+    /// Connections opened since the agent started.
+    pub connections_opened: u64,
+    /// Requests sent on a reused connection.
+    pub reused: u64,
+}
+
+#[derive(Default)]
+pub(super) struct HostPool {
+    pub(super) idle: Vec<ConnId>,
+    pub(super) active: usize,
+    pub(super) waiting: VecDeque<(u64, RequestId)>,
+}
+
+pub(super) enum BodyState {
+    NotAttached,
+    Attached(Box<dyn BodyProtocol>),
+}
+
+pub(super) struct Req {
+    pub(super) method: Cow<'static, str>,
+    /// Shared by every request to the same URL.
+    pub(super) target: Rc<Target>,
+    pub(super) headers: Headers,
+    pub(super) producer: Option<Box<dyn BodyProducer>>,
+    pub(super) producer_started: bool,
+    pub(super) on_response: Option<ResponseCallback>,
+    pub(super) conn: Option<ConnId>,
+    pub(super) queued: bool,
+    pub(super) head_sent: bool,
+    pub(super) body_sent: bool,
+    pub(super) head_delivered: bool,
+    pub(super) body: BodyState,
+    pub(super) paused: bool,
+    /// How the body ended, when that is known before a body protocol is attached.
+    pub(super) end: Option<BodyEnd>,
+    pub(super) retried: bool,
+    pub(super) fresh_only: bool,
+    /// Total-timeout and 100-continue timers, cancelled when the request ends.
+    pub(super) timers: Vec<TimerId>,
+    /// Cancelled once the request leaves the queue.
+    pub(super) queue_timer: Option<TimerId>,
+    /// When each phase ended, for [`Timing`].
+    pub(super) marks: Marks,
+    /// Silence allowed while active, and when the last byte moved.
+    pub(super) read_timeout: Option<Duration>,
+    pub(super) read_timer: Option<TimerId>,
+    pub(super) last_activity: Instant,
+}
+
+impl Req {
+    /// Cancels every timer of the request (it ended, or lost its connection for good).
+    pub(super) fn cancel_timers(&mut self, ctx: &mut Ctx) {
+        let timers = self.timers.drain(..);
+        for t in timers
+            .chain(self.read_timer.take())
+            .chain(self.queue_timer.take())
+        {
+            ctx.cancel_timer(t);
+        }
+    }
+}
+
+/// Instants of a request's phases.
+#[derive(Clone, Copy)]
+pub(super) struct Marks {
+    pub(super) submitted: Instant,
+    pub(super) dispatched: Option<Instant>,
+    pub(super) sent: Option<Instant>,
+    pub(super) first_byte: Option<Instant>,
+    pub(super) reused: bool,
+}
+
+impl Marks {
+    /// The request's timing; `conn` is its connection's, used unless the connection was
+    /// reused. Each phase is clamped to end no earlier than the one before (the reactor's
+    /// connection marks are taken once per loop turn).
+    pub(super) fn timing(&self, head: Instant, conn: Option<ConnTiming>) -> Timing {
+        let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.submitted));
+        let queued = since(self.dispatched).unwrap_or_default();
+        let conn = conn.filter(|_| !self.reused);
+        let dns = conn.and_then(|c| since(c.resolved)).map(|d| d.max(queued));
+        let connect = conn
+            .and_then(|c| since(c.connected))
+            .map(|d| d.max(dns.unwrap_or(queued)));
+        let tls = conn
+            .and_then(|c| since(c.tls_done))
+            .map(|d| d.max(connect.unwrap_or(queued)));
+        let before_send = tls.or(connect).unwrap_or(queued);
+        let request_sent = since(self.sent).unwrap_or_default().max(before_send);
+        let first_byte = since(self.first_byte).unwrap_or_default().max(request_sent);
+        Timing {
+            queued,
+            dns,
+            connect,
+            tls,
+            request_sent,
+            first_byte,
+            head: head
+                .saturating_duration_since(self.submitted)
+                .max(first_byte),
+            redirect: Duration::ZERO,
+            reused: self.reused,
+        }
+    }
+}
+
+pub(super) struct Conn {
+    pub(super) key: PoolKey,
+    pub(super) proto: ClientConnection,
+    pub(super) req: Option<RequestId>,
+    pub(super) served: u32,
+    /// Bytes read but not yet delivered (the body is paused or not yet attached).
+    pub(super) pending: Vec<u8>,
+    /// The connection was lost while `pending` still held bytes.
+    pub(super) eof: Option<Disconnect>,
+    /// The idle timer, its tag and when it fires. Left armed when the connection is taken
+    /// for a request: a connection reused at once costs no timer work, and the timer, when it
+    /// fires, checks `idle_until` and re-arms or lets go.
+    pub(super) idle_timer: Option<(TimerId, u64, Instant)>,
+    /// When the connection, idle in the pool, is to be closed (`None` while in use).
+    pub(super) idle_until: Option<Instant>,
+    pub(super) keep_alive_hint: Option<Duration>,
+    /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
+    pub(super) tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TunnelPhase {
+    /// TCP to the proxy is being opened.
+    Connecting,
+    /// `CONNECT` sent; waiting for the proxy's answer.
+    AwaitingProxy,
+    /// The proxy said yes; TLS with the origin is being set up inside the tunnel.
+    Handshaking,
+}
+
+pub(super) struct AgentState {
+    pub(super) me: Option<HandlerId>,
+    /// Its key in [`AGENTS`].
+    pub(super) id: u64,
+    pub(super) shared: Rc<Shared>,
+    // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
+    // showed in profiles at hundreds of connections.
+    pub(super) reqs: FxHashMap<RequestId, Req>,
+    /// Boxed: the table holds a pointer per slot, so its spare capacity costs 8 bytes a slot
+    /// rather than a whole connection's state (10,000 idle connections: ~250 B each saved).
+    pub(super) conns: FxHashMap<ConnId, Box<Conn>>,
+    /// Hashed several times per request, so a fast hash too: host names can come from a
+    /// peer (redirects), but the table only holds hosts with a connection or a waiting
+    /// request, so colliding names could only slow down lookups among the caller's own
+    /// traffic, never grow without bound.
+    pub(super) hosts: FxHashMap<PoolKey, HostPool>,
+    pub(super) active_total: usize,
+    pub(super) waiting_seq: u64,
+    /// The connections whose idle timer carries each idle tag (see `TimerTarget::tag`).
+    pub(super) idle_tags: FxHashMap<u64, ConnId>,
+    pub(super) idle_seq: u64,
+    pub(super) scratch: Vec<u8>,
+    /// The fields of the request being written (see `route::sent_fields`).
+    pub(super) fields: Headers,
+    /// Storage for the fields of the next response head, from `Shared::spare_headers`.
+    pub(super) spare_headers: Headers,
+    /// Emptied `Conn::pending` buffers of connections gone idle. The body bytes that arrive
+    /// with a head are stashed until the body protocol attaches, so most responses with a
+    /// body stash once: a fresh buffer for each was one allocation per request.
+    pub(super) spare_stashes: Vec<Vec<u8>>,
+    pub(super) stats: PoolStats,
+    /// Set by [`Agent::shutdown`](super::Agent::shutdown): new requests fail at once.
+    pub(super) closed: bool,
+}
+
+/// Most spare stash buffers the agent keeps, and the largest kept (a stash is usually what
+/// is left of one read after the head, under the reactor's 16 KiB read buffer).
+pub(super) const SPARE_STASHES: usize = 8;
+pub(super) const SPARE_STASH_MAX_BYTES: usize = 16 * 1024;
+
+impl AgentState {
+    pub(super) fn new(id: u64, shared: Rc<Shared>) -> Self {
+        AgentState {
+            me: None,
+            id,
+            shared,
+            reqs: FxHashMap::default(),
+            conns: FxHashMap::default(),
+            hosts: FxHashMap::default(),
+            active_total: 0,
+            waiting_seq: 0,
+            idle_tags: FxHashMap::default(),
+            idle_seq: 0,
+            scratch: Vec::with_capacity(1024),
+            fields: Headers::new(),
+            spare_headers: Headers::new(),
+            spare_stashes: Vec::new(),
+            closed: false,
+            stats: PoolStats::default(),
+        }
+    }
+
+    pub(super) fn me(&self) -> HandlerId {
+        self.me.expect("the Init message is the agent's first")
+    }
+}
+
+impl Drop for AgentState {
+    fn drop(&mut self) {
+        // `try_with`: the reactor may be dropped while the thread's locals are torn down.
+        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(&self.id));
+    }
+}

@@ -1,0 +1,389 @@
+//! The event loop: [`Reactor`] waits for readiness, dispatches each event to its handler and
+//! applies what the callbacks recorded on [`Ctx`].
+
+use super::*;
+
+/// A readiness event, copied out of mio's `Events`.
+#[derive(Clone, Copy)]
+pub(super) struct Ready {
+    pub(super) token: Token,
+    pub(super) readable: bool,
+    pub(super) writable: bool,
+    /// The peer's end is closed (or the socket failed): read until end-of-file.
+    pub(super) read_closed: bool,
+}
+
+/// The event loop.
+///
+/// A client and an echo server on one reactor:
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, Protocol, Reactor};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+///         ctx.write(conn, data);
+///     }
+/// }
+///
+/// struct Client(Vec<u8>);
+/// impl Protocol for Client {
+///     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
+///         ctx.write(conn, b"ping");
+///     }
+///     fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///         if self.0 == b"ping" {
+///             ctx.lose_connection(conn);
+///         }
+///     }
+///     fn connection_lost(&mut self, ctx: &mut Ctx, _conn: ConnId, reason: Disconnect) {
+///         assert_eq!(reason, Disconnect::ClosedLocally);
+///         ctx.stop();
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let addr = reactor.ctx().listen_tcp("127.0.0.1:0".parse().unwrap(), || Box::new(Echo))?;
+/// let client = Box::new(Client(Vec::new()));
+/// reactor.ctx().connect_tcp("127.0.0.1", addr.port(), ConnectOptions::default(), client);
+/// let safety_net = reactor.ctx().call_later(Duration::from_secs(10), |ctx| ctx.stop());
+/// reactor.run()?;
+/// assert!(reactor.ctx().cancel_timer(safety_net), "stopped by the client, not the timer");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Reactor {
+    poll: Poll,
+    events: Events,
+    ready: Vec<Ready>,
+    /// The other half of `Ctx::read_again`, swapped in each turn.
+    spare_again: Vec<ConnId>,
+    /// The one read buffer, shared by every connection (outside `Ctx` so that a slice of it
+    /// can be handed to a callback together with `&mut Ctx`).
+    pub(super) read_buf: Box<[u8]>,
+    pub(super) ctx: Ctx,
+}
+
+impl Reactor {
+    /// A new reactor with no connections.
+    pub fn new() -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let remote = Remote::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        Ok(Reactor {
+            poll,
+            events: Events::with_capacity(256),
+            ready: Vec::with_capacity(256),
+            spare_again: Vec::new(),
+            read_buf: vec![0; READ_BUF_SIZE].into_boxed_slice(),
+            ctx: Ctx {
+                registry,
+                conns: Slots::new(),
+                handlers: Slots::new(),
+                listeners: Slots::new(),
+                timers: Timers::new(),
+                messages: VecDeque::new(),
+                deferred: VecDeque::new(),
+                dirty: Vec::new(),
+                read_again: Vec::new(),
+                now: Instant::now(),
+                stopped: false,
+                next_generation: 1,
+                remote,
+                resolver: dns::SharedResolver::default(),
+                connector: None,
+                spare_wbufs: Vec::new(),
+            },
+        })
+    }
+
+    /// The context, to act on the reactor from outside any callback.
+    ///
+    /// Refreshes [`Ctx::now`]. What is recorded here is applied at the next [`Reactor::turn`].
+    pub fn ctx(&mut self) -> &mut Ctx {
+        self.ctx.now = Instant::now();
+        &mut self.ctx
+    }
+
+    /// A handle for other threads.
+    pub fn remote(&self) -> Remote {
+        self.ctx.remote.clone()
+    }
+
+    /// Runs until [`Ctx::stop`].
+    ///
+    /// A stop requested before `run` was called is forgotten: only a stop during this run
+    /// makes it return.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.ctx.stopped = false;
+        while !self.ctx.stopped {
+            self.turn(None)?;
+        }
+        Ok(())
+    }
+
+    /// One iteration: waits for readiness at most `timeout` (and no later than the next timer),
+    /// dispatches events, fires due timers, applies deferred actions. For embedding in another
+    /// loop together with [`Reactor::next_deadline`].
+    ///
+    /// `turn(Some(Duration::ZERO))` never blocks; `turn(None)` may wait forever if nothing is
+    /// registered and no timer is pending.
+    pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let now = Instant::now();
+        self.ctx.now = now;
+        let mut wait = timeout;
+        if let Some(deadline) = self.ctx.timers.next_deadline() {
+            let until = deadline.saturating_duration_since(now);
+            wait = Some(wait.map_or(until, |w| w.min(until)));
+        }
+        let busy = !self.ctx.deferred.is_empty()
+            || !self.ctx.messages.is_empty()
+            || !self.ctx.dirty.is_empty()
+            || !self.ctx.read_again.is_empty()
+            || self.ctx.remote.has_calls();
+        if busy {
+            wait = Some(Duration::ZERO);
+        }
+        match self.poll.poll(&mut self.events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.events.clear(),
+            Err(e) => return Err(e),
+        }
+        self.ctx.now = Instant::now();
+
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| Ready {
+            token: e.token(),
+            readable: e.is_readable() || e.is_read_closed() || e.is_error(),
+            writable: e.is_writable() || e.is_write_closed(),
+            read_closed: e.is_read_closed() || e.is_error(),
+        }));
+
+        self.run_remote_calls();
+        self.settle();
+        // The list is swapped with a spare so that neither allocates turn after turn.
+        let mut again = std::mem::replace(
+            &mut self.ctx.read_again,
+            std::mem::take(&mut self.spare_again),
+        );
+        for event in &ready {
+            self.handle_event(*event);
+            self.settle();
+        }
+        self.ready = ready;
+        for &id in &again {
+            self.read_conn(id);
+            self.settle();
+        }
+        again.clear();
+        self.spare_again = again;
+        self.fire_timers();
+        Ok(())
+    }
+
+    /// Counts of connections, registrations, handlers, listeners, timers and queued
+    /// notifications ([`Ctx::stats`]).
+    pub fn stats(&self) -> ReactorStats {
+        self.ctx.stats()
+    }
+
+    /// When the earliest timer is due, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.ctx.timers.next_deadline()
+    }
+
+    /// Whether [`Ctx::stop`] was called since the last `run`.
+    pub fn is_stopped(&self) -> bool {
+        self.ctx.stopped
+    }
+
+    fn run_remote_calls(&mut self) {
+        let calls = self.ctx.remote.take_calls();
+        for call in calls {
+            call(&mut self.ctx);
+            self.settle();
+        }
+    }
+
+    pub(super) fn handle_event(&mut self, event: Ready) {
+        let id = match decode_token(event.token) {
+            Source::Waker => return,
+            Source::Listener(id) => return self.accept(id),
+            Source::Conn(id) => id,
+        };
+        let Some(conn) = self.ctx.conns.get(id) else {
+            return;
+        };
+        if conn.state == State::Connecting {
+            self.ctx.connect_ready(id);
+        }
+        if event.readable {
+            self.read_conn_on_event(id, !event.read_closed);
+        }
+        if event.writable {
+            self.ctx.flush(id);
+        }
+    }
+
+    fn accept(&mut self, id: ListenerId) {
+        loop {
+            let Some(listener) = self.ctx.listeners.get_mut(id) else {
+                return;
+            };
+            let (mut sock, peer) = match listener.sock.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: done. Other errors (out of descriptors...): try at the next event.
+                Err(_) => return,
+            };
+            let proto = (listener.factory)();
+            let _ = sock.set_nodelay(true);
+            let handler = self.ctx.add_handler(proto);
+            let now = self.ctx.now;
+            let mut conn = Conn::new(self.ctx.next_generation(), handler, State::Open, now);
+            conn.timing.resolved = Some(now);
+            conn.timing.connected = Some(now);
+            let id = self.ctx.conns.next_id(conn.generation);
+            let registered =
+                self.ctx
+                    .registry
+                    .register(&mut sock, conn_token(id), Interest::READABLE);
+            if registered.is_err() {
+                self.ctx.remove_handler(handler);
+                continue;
+            }
+            conn.auto_handler = Some(handler);
+            conn.peer = Some(peer);
+            conn.sock = Some(Stream::Tcp(sock));
+            conn.interest = Some(Interest::READABLE);
+            let conn = self.ctx.conns.insert(conn);
+            self.ctx.deferred.push_back(Deferred::Made {
+                owner: handler,
+                conn,
+            });
+        }
+    }
+
+    /// Applies what callbacks recorded: flushes, closes, notifications, messages.
+    pub(super) fn settle(&mut self) {
+        let mut budget = SETTLE_BUDGET;
+        loop {
+            self.ctx.flush_dirty();
+            if budget == 0 {
+                return;
+            }
+            budget -= 1;
+            if let Some(deferred) = self.ctx.deferred.pop_front() {
+                self.deliver(deferred);
+                continue;
+            }
+            if let Some((to, msg)) = self.ctx.messages.pop_front() {
+                dispatch(&mut self.ctx, to, |p, ctx| p.message(ctx, msg));
+                continue;
+            }
+            return;
+        }
+    }
+
+    fn deliver(&mut self, deferred: Deferred) {
+        match deferred {
+            Deferred::Made { owner, conn } => {
+                let owner = match self.ctx.conns.get_mut(conn) {
+                    Some(c) => {
+                        c.made = true;
+                        c.owner
+                    }
+                    None => owner,
+                };
+                dispatch(&mut self.ctx, owner, |p, ctx| p.connection_made(ctx, conn));
+                self.ctx.flush_dirty();
+                self.read_conn(conn);
+            }
+            Deferred::Lost {
+                owner,
+                conn,
+                reason,
+                remove,
+            } => {
+                dispatch(&mut self.ctx, owner, |p, ctx| {
+                    p.connection_lost(ctx, conn, reason)
+                });
+                if let Some(handler) = remove {
+                    self.ctx.remove_handler(handler);
+                }
+            }
+            Deferred::Failed {
+                owner,
+                conn,
+                error,
+                remove,
+            } => {
+                dispatch(&mut self.ctx, owner, |p, ctx| {
+                    p.connection_failed(ctx, conn, error)
+                });
+                if let Some(handler) = remove {
+                    self.ctx.remove_handler(handler);
+                }
+            }
+            Deferred::Drained(conn) => {
+                if let Some(c) = self.ctx.conns.get(conn) {
+                    let owner = c.owner;
+                    dispatch(&mut self.ctx, owner, |p, ctx| p.write_drained(ctx, conn));
+                }
+            }
+            Deferred::TlsStarted(conn) => {
+                if let Some(c) = self.ctx.conns.get(conn) {
+                    let owner = c.owner;
+                    dispatch(&mut self.ctx, owner, |p, ctx| p.tls_started(ctx, conn));
+                    self.ctx.flush_dirty();
+                    // Reading paused when the handshake ended, so that no decrypted byte
+                    // comes before `tls_started`.
+                    self.read_conn(conn);
+                }
+            }
+            Deferred::TryRead(conn) => self.read_conn(conn),
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let limit = self.ctx.timers.next_seq();
+        let now = self.ctx.now;
+        while let Some(kind) = self.ctx.timers.pop_due(now, limit) {
+            match kind {
+                TimerKind::Call(f) => f(&mut self.ctx),
+                TimerKind::Handler(handler, tag) => {
+                    dispatch(&mut self.ctx, handler, |p, ctx| p.timer_fired(ctx, tag))
+                }
+                TimerKind::ConnectTimeout(conn) => {
+                    if let Some(c) = self.ctx.conns.get_mut(conn) {
+                        c.connect_timer = None;
+                        if c.state != State::Open {
+                            self.ctx
+                                .finish(conn, End::Failed(TransportError::ConnectTimeout));
+                        }
+                    }
+                }
+            }
+            self.settle();
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        self.ctx.remote.shut_down();
+    }
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("connections", &self.ctx.conns.len())
+            .field("handlers", &self.ctx.handlers.len())
+            .field("timers", &self.ctx.timers.len())
+            .finish_non_exhaustive()
+    }
+}
