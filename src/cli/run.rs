@@ -25,7 +25,7 @@ use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
     BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
     DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, RequestHandle, Response, TimeoutKind, Timeouts, Timing,
+    RedirectConfig, Request, Response, Timeouts, Timing,
 };
 use weft::proto::{Headers, Version};
 use weft::reactor::{Ctx, Reactor};
@@ -39,9 +39,6 @@ use super::plan::{
     TlsChoice,
 };
 use super::write_out::{self, Dest, Times, Vars};
-
-/// Extra time given to the library past `--max-time` before the command gives up on its own.
-const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
 
 /// Where output goes: stdout or a file created (or, resuming, appended to) on first write.
 struct Sink {
@@ -112,7 +109,7 @@ struct Head {
     size: u64,
 }
 
-/// One transfer: the state shared by its response callback, body protocol and watchdog.
+/// One transfer: the state shared by its response callback and body protocol.
 struct State {
     index: usize,
     opts: OutputOptions,
@@ -131,7 +128,6 @@ struct State {
     ended: bool,
     started: Instant,
     finished_at: Option<Instant>,
-    handle: Option<RequestHandle>,
     bar: Option<ProgressBar>,
     runner: Rc<RefCell<Runner>>,
 }
@@ -603,7 +599,6 @@ fn begin(
         ended: false,
         started: Instant::now(),
         finished_at: None,
-        handle: None,
         bar: None,
         runner: runner.clone(),
     }));
@@ -636,39 +631,19 @@ fn begin(
         url: plan.url.clone(),
         headers,
         body,
-        // Given here too (not only in the agent's config) so that it spans every redirect.
+        // Given here too (not only in the agent's config) so that it spans every redirect;
+        // the library enforces it (and --connect-timeout) and reports a timeout on its own.
         timeouts: Timeouts {
             total: plan.max_time,
             ..Timeouts::default()
         },
     };
     let st = state.clone();
-    let handle = agent.request(
+    agent.request(
         ctx,
         request,
         Box::new(move |ctx, result| on_response(&st, ctx, result, offset, bars)),
     );
-    state.borrow_mut().handle = Some(handle);
-
-    if let Some(max) = plan.max_time {
-        // The library enforces --max-time; this only guards against it not doing so.
-        let st = state.clone();
-        ctx.call_later(max + WATCHDOG_GRACE, move |ctx| {
-            let mut s = st.borrow_mut();
-            if s.ended {
-                return;
-            }
-            if let Some(h) = &s.handle {
-                h.cancel(ctx);
-            }
-            let phase = if s.head.is_some() {
-                Phase::ResponseFailed
-            } else {
-                Phase::ResponseNeverReceived
-            };
-            s.fail(ctx, Error::new(phase, Cause::Timeout(TimeoutKind::Total)));
-        });
-    }
 }
 
 /// Number of redirect hops in a response's history (authentication challenges excluded).
