@@ -5,7 +5,8 @@
 //! `ContentDecoderAgent` (`--compressed`), `CookieAgent` (`-b`/`-c`), `RedirectAgent` (`-L`)
 //! and `AuthAgent` outermost, so `-u` credentials go to the URL's own origin only and a
 //! redirect to another host never carries them. Transfers run one after another, or up to
-//! `--parallel-max` at a time with `-Z`; the reactor stops when the last one ends.
+//! `--parallel-max` at a time with `-Z`, through the library's `run_bounded`; the reactor
+//! stops when the last one ends.
 //!
 //! A body is streamed: every `data_received` piece is written to its destination (stdout
 //! or the output file, opened on first use) and flushed; only `--dump json` keeps it in
@@ -13,7 +14,6 @@
 //! outcome once; the `-w` text, `--etag-save` file and the next transfer follow.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
     BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
     DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, Response, Timeouts, Timing,
+    RedirectConfig, Request, Response, Slot, Timeouts, Timing, run_bounded,
 };
 use weft::proto::{Headers, Version};
 use weft::reactor::{Ctx, Reactor};
@@ -129,6 +129,8 @@ struct State {
     started: Instant,
     finished_at: Option<Instant>,
     bar: Option<ProgressBar>,
+    /// This transfer's place among those in flight, released when it ends.
+    slot: Option<Slot>,
     runner: Rc<RefCell<Runner>>,
 }
 
@@ -259,10 +261,7 @@ impl State {
 /// Runs every transfer and their shared agent chain on one reactor.
 struct Runner {
     agent: Option<Rc<dyn HttpAgent>>,
-    pending: VecDeque<(usize, Plan)>,
     outcomes: Vec<Option<Outcome>>,
-    in_flight: usize,
-    max_in_flight: usize,
     jar: Option<CookieJar>,
     jar_out: Option<PathBuf>,
     bars: Option<MultiProgress>,
@@ -444,18 +443,30 @@ pub fn run_all(plans: Vec<Plan>) -> Vec<Outcome> {
         Err(o) => return fail_all(o),
     };
     let show_bars = first.output.progress && io::stderr().is_terminal();
+    let max_in_flight = first.chain.parallel;
     let runner = Rc::new(RefCell::new(Runner {
         agent: Some(agent),
-        max_in_flight: first.chain.parallel.max(1),
         jar_out: first.chain.cookie_jar.clone(),
         jar,
-        pending: plans.into_iter().enumerate().collect(),
         outcomes: (0..count).map(|_| None).collect(),
         states: (0..count).map(|_| None).collect(),
-        in_flight: 0,
         bars: show_bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
     }));
-    start_more(&runner, reactor.ctx());
+    let r = runner.clone();
+    let start = move |ctx: &mut Ctx, index, plan, slot| {
+        let (agent, bars) = {
+            let r = r.borrow();
+            (r.agent.clone(), r.bars.clone())
+        };
+        if let Some(agent) = agent {
+            begin(&r, ctx, index, plan, &*agent, bars, slot);
+        }
+    };
+    let r = runner.clone();
+    run_bounded(reactor.ctx(), plans, max_in_flight, start, move |ctx| {
+        all_done(&r);
+        ctx.stop();
+    });
     if let Err(e) = reactor.run() {
         return fail_all(Outcome::Other(format!("event loop failed: {e}")));
     }
@@ -471,28 +482,8 @@ pub fn run_all(plans: Vec<Plan>) -> Vec<Outcome> {
         .collect()
 }
 
-/// Starts pending transfers while fewer than the limit are in flight.
-fn start_more(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx) {
-    loop {
-        let next = {
-            let mut r = runner.borrow_mut();
-            if r.in_flight >= r.max_in_flight {
-                None
-            } else {
-                let next = r.pending.pop_front();
-                r.in_flight += usize::from(next.is_some());
-                next.map(|n| (n, r.agent.clone(), r.bars.clone()))
-            }
-        };
-        let Some(((index, plan), Some(agent), bars)) = next else {
-            return;
-        };
-        begin(runner, ctx, index, plan, &*agent, bars);
-    }
-}
-
-/// A transfer ended: writes its `-w` text and ETag, records its outcome and starts the
-/// next; after the last one, saves the cookie jar and stops the reactor.
+/// A transfer ended: writes its `-w` text and ETag, records its outcome and releases its
+/// slot (which starts the next transfer, or ends the run after the last).
 fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
     let Some(state) = runner.borrow_mut().states[index].take() else {
         return;
@@ -536,16 +527,16 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
         }
         let _ = io::stdout().flush();
     }
+    let slot = s.slot.take();
     drop(s);
-    let all_done = {
-        let mut r = runner.borrow_mut();
-        r.outcomes[index] = Some(outcome);
-        r.in_flight -= 1;
-        r.in_flight == 0 && r.pending.is_empty()
-    };
-    if !all_done {
-        return start_more(runner, ctx);
+    runner.borrow_mut().outcomes[index] = Some(outcome);
+    if let Some(slot) = slot {
+        slot.release(ctx);
     }
+}
+
+/// After the last transfer: saves the cookie jar (a failure replaces a success's outcome).
+fn all_done(runner: &Rc<RefCell<Runner>>) {
     let mut r = runner.borrow_mut();
     if let (Some(jar), Some(path)) = (&r.jar, r.jar_out.clone())
         && let Err(error) = jar.save_netscape(&path)
@@ -563,7 +554,6 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
             *last = failed;
         }
     }
-    ctx.stop();
 }
 
 /// The Range to ask for when resuming into `file`, per `-C`.
@@ -583,6 +573,7 @@ fn begin(
     plan: Plan,
     agent: &dyn HttpAgent,
     bars: Option<MultiProgress>,
+    slot: Slot,
 ) {
     let state: Shared = Rc::new(RefCell::new(State {
         index,
@@ -600,6 +591,7 @@ fn begin(
         started: Instant::now(),
         finished_at: None,
         bar: None,
+        slot: Some(slot),
         runner: runner.clone(),
     }));
     runner.borrow_mut().states[index] = Some(state.clone());

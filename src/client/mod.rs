@@ -8,6 +8,7 @@
 
 mod agent;
 mod body;
+mod bounded;
 mod error;
 mod fuzz_client;
 mod fuzz_decode;
@@ -23,6 +24,7 @@ mod wrappers;
 
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
+pub use bounded::{Slot, run_bounded};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 #[doc(hidden)]
 pub use fuzz_client::fuzz_client;
