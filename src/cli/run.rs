@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
-    BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
-    DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, Response, Slot, Timeouts, Timing, run_bounded,
+    BytesProducer, Cause, ContentDecoderAgent, CookieAgent, CookieJar, Credentials, DecodeConfig,
+    Error, HttpAgent, Multipart, Phase, Proxies, RangeAnswer, ReadProducer, RedirectAgent,
+    RedirectConfig, Request, Response, ResumeFrom, Slot, Timeouts, Timing, run_bounded,
 };
 use weft::proto::{Headers, Version};
 use weft::reactor::{Ctx, Reactor};
@@ -556,13 +556,18 @@ fn all_done(runner: &Rc<RefCell<Runner>>) {
     }
 }
 
-/// The Range to ask for when resuming into `file`, per `-C`.
-fn resume_offset(resume: Option<Resume>, file: Option<&PathBuf>) -> u64 {
-    match (resume, file) {
+/// Where a `-C` transfer continues `file` from; `None` to fetch it whole. The output file
+/// itself is the partial file, as in curl, and no validator guards it (only `Range` is sent).
+fn resume_from(resume: Option<Resume>, file: Option<&PathBuf>) -> Option<ResumeFrom> {
+    let offset = match (resume, file) {
         (Some(Resume::At(n)), _) => n,
         (Some(Resume::FromFile), Some(path)) => std::fs::metadata(path).map_or(0, |m| m.len()),
         _ => 0,
-    }
+    };
+    (offset > 0).then_some(ResumeFrom {
+        offset,
+        validator: None,
+    })
 }
 
 /// Starts one transfer.
@@ -600,7 +605,7 @@ fn begin(
         Ok(b) => b,
         Err(o) => return state.borrow_mut().finish(ctx, o),
     };
-    let offset = resume_offset(plan.output.resume, plan.output.file.as_ref());
+    let resume = resume_from(plan.output.resume, plan.output.file.as_ref());
     let mut headers: Headers = plan
         .headers
         .iter()
@@ -611,8 +616,8 @@ fn begin(
     {
         headers.append("Content-Type", ct.as_bytes());
     }
-    if offset > 0 {
-        headers.append("Range", format!("bytes={offset}-").as_bytes());
+    if let Some(resume) = &resume {
+        resume.apply(&mut headers);
     }
     if plan.output.verbose {
         let length = body.as_ref().and_then(|b| b.length());
@@ -634,7 +639,7 @@ fn begin(
     agent.request(
         ctx,
         request,
-        Box::new(move |ctx, result| on_response(&st, ctx, result, offset, bars)),
+        Box::new(move |ctx, result| on_response(&st, ctx, result, resume, bars)),
     );
 }
 
@@ -647,39 +652,12 @@ fn redirect_count(response: &Response) -> u64 {
         .count() as u64
 }
 
-/// Decides what a response means for a `-C` resume from `offset` (> 0): `Ok(true)` to
-/// append its body, `Ok(false)` to write the file anew (the server sent it whole), or the
-/// outcome that ends the transfer without writing.
-fn check_resume(response: &Response, offset: u64) -> Result<bool, Outcome> {
-    let range = response
-        .headers
-        .get_str("content-range")
-        .and_then(ContentRange::parse);
-    match response.code {
-        200 => Ok(false),
-        206 => match range.and_then(|r| r.range) {
-            Some((start, _)) if start == offset => Ok(true),
-            Some((start, end)) => Err(Outcome::Resume(format!(
-                "cannot resume: the server sent bytes {start}-{end}, the file has {offset}"
-            ))),
-            None => Err(Outcome::Resume(
-                "cannot resume: 206 response without a valid Content-Range".into(),
-            )),
-        },
-        416 if range.and_then(|r| r.total) == Some(offset) => Err(Outcome::Ok),
-        code => Err(Outcome::Resume(format!(
-            "cannot resume from byte {offset}: the server answered {code} {}",
-            response.phrase
-        ))),
-    }
-}
-
 /// The response head arrived, or the request failed before it did.
 fn on_response(
     state: &Shared,
     ctx: &mut Ctx,
     result: Result<Response, Error>,
-    offset: u64,
+    resume: Option<ResumeFrom>,
     bars: Option<MultiProgress>,
 ) {
     let mut s = state.borrow_mut();
@@ -717,15 +695,28 @@ fn on_response(
         timing: response.timing,
         size: head_bytes.len() as u64,
     });
-    if offset > 0 {
-        match check_resume(&response, offset) {
-            Ok(append) => s.sink.append = append,
-            Err(outcome) => {
-                if s.opts.verbose && matches!(outcome, Outcome::Ok) {
+    if let Some(resume) = &resume {
+        // The library's rules; the file is never removed (it is the user's output file).
+        let outcome = match resume.answer(&response) {
+            RangeAnswer::Append { .. } => {
+                s.sink.append = true;
+                None
+            }
+            RangeAnswer::Restart => None,
+            RangeAnswer::Complete => {
+                if s.opts.verbose {
                     verbose("* The file is already complete\n");
                 }
-                return s.finish(ctx, outcome);
+                Some(Outcome::Ok)
             }
+            RangeAnswer::Mismatch { reason, .. } => Some(Outcome::Resume(reason)),
+            RangeAnswer::Status(code) => Some(Outcome::Resume(format!(
+                "cannot resume from byte {}: the server answered {code} {}",
+                resume.offset, response.phrase
+            ))),
+        };
+        if let Some(outcome) = outcome {
+            return s.finish(ctx, outcome);
         }
     }
     if !s.opts.dump_json && s.opts.fail_on_http_error && response.code >= 400 {

@@ -23,7 +23,7 @@ type DoneFn = Box<dyn FnOnce(&mut Ctx)>;
 /// jobs at all.
 ///
 /// ```no_run
-/// use weft::client::{run_bounded, Agent, AgentConfig, BodyEnd, HttpAgent, Request};
+/// use weft::client::{run_bounded, Agent, AgentConfig, Error, HttpAgent, Request, Response};
 /// use weft::reactor::Reactor;
 ///
 /// let mut reactor = Reactor::new().unwrap();
@@ -34,11 +34,12 @@ type DoneFn = Box<dyn FnOnce(&mut Ctx)>;
 ///     urls,
 ///     4,
 ///     move |ctx, i, url, slot| {
-///         agent.request(ctx, Request::get(&url), Box::new(move |ctx, result| {
+///         let done = move |ctx: &mut _, result: Result<Response, Error>| {
 ///             println!("{i}: {:?}", result.map(|r| r.code));
-///             // Dropping the response discards its body; the job is over.
+///             // Dropping the response closes its connection; the job is over.
 ///             slot.release(ctx);
-///         }));
+///         };
+///         HttpAgent::request(&agent, ctx, Request::get(&url), Box::new(done));
 ///     },
 ///     |ctx| ctx.stop(),
 /// );

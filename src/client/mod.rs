@@ -39,9 +39,10 @@ pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts}
 pub use response::{PreviousResponse, Response};
 pub use timing::Timing;
 pub use transfer::download::{
-    ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
+    DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use transfer::multipart::{Multipart, MultipartProducer, guess_content_type};
+pub use transfer::resume::{ContentRange, RangeAnswer, ResumeFrom};
 pub use wrappers::auth::{AuthAgent, AuthMode, Credentials};
 pub use wrappers::conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
 pub use wrappers::cookies::{CookieAgent, CookieJar};
