@@ -134,9 +134,10 @@ pub fn partial_meta_path(target: &Path) -> Option<PathBuf> {
 ///   answered 206 or sent `Accept-Ranges: bytes`), else removed. The target is never touched.
 /// - With [`DownloadOptions::resume`] and a partial file of N bytes, the request carries
 ///   `Range: bytes=N-` and `If-Range` with the saved validator (without one, only `Range`, as
-///   curl does), and the answer is judged by [`ResumeFrom::answer`](crate::client::ResumeFrom::answer). A 206 from N to the end is appended; a 200 restarts from zero; a 416 whose
-///   `Content-Range` total is N means the file was already complete; a 206 covering anything
-///   else fails with [`Cause::File`] and leaves the partial file untouched. Ranges count the
+///   curl does). The answer is judged by [`ResumeFrom::answer`]: a 206 from N to the end is
+///   appended; a 200 restarts from zero; a 416 whose `Content-Range` total is N means the file
+///   was already complete; a 206 covering anything else fails with [`Cause::File`] and leaves
+///   the partial file untouched. Ranges count the
 ///   bytes as sent, so do not resume through an agent that decodes content codings.
 /// - Disk errors fail with [`Cause::File`] and stop delivery (the connection is closed).
 ///

@@ -103,10 +103,11 @@ impl ResumeFrom {
                     },
                     _ => {
                         let got = headers.get_str("content-range").unwrap_or("none");
+                        let reason = format!(
+                            "server answered the resume from byte {n} with Content-Range {got:?}"
+                        );
                         RangeAnswer::Mismatch {
-                            reason: format!(
-                                "server answered the resume from byte {n} with Content-Range {got:?}"
-                            ),
+                            reason,
                             too_long: false,
                         }
                     }
