@@ -1,17 +1,5 @@
-//! Executes the [`Plan`]s of a run (one per URL) on one reactor, through one agent chain,
-//! and reports an [`Outcome`] per transfer.
-//!
-//! The chain is built once from the shared options: `Agent` (pool, TLS, proxies), then
-//! `ContentDecoderAgent` (`--compressed`), `CookieAgent` (`-b`/`-c`), `RedirectAgent` (`-L`)
-//! and `AuthAgent` outermost, so `-u` credentials go to the URL's own origin only and a
-//! redirect to another host never carries them. Transfers run one after another, or up to
-//! `--parallel-max` at a time with `-Z`, through the library's `run_bounded`; the reactor
-//! stops when the last one ends.
-//!
-//! A body is streamed: every `data_received` piece is written to its destination (stdout
-//! or the output file, opened on first use) and flushed; only `--dump json` keeps it in
-//! memory. Whatever ends a transfer (the body's end, a failure, a write error) records its
-//! outcome once; the `-w` text, `--etag-save` file and the next transfer follow.
+//! One transfer: its request, its response head, its body streamed to the output, and what
+//! happens when it ends (`-w`, `--etag-save`, releasing its place for the next one).
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -20,25 +8,21 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use weft::client::{
-    Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
-    BytesProducer, Cause, ContentDecoderAgent, CookieAgent, CookieJar, Credentials, DecodeConfig,
-    Error, HttpAgent, Multipart, Phase, Proxies, RangeAnswer, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, Response, ResumeFrom, Slot, Timeouts, Timing, run_bounded,
+    BodyCtx, BodyEnd, BodyProtocol, Cause, Error, HttpAgent, Phase, RangeAnswer, Request, Response,
+    ResumeFrom, Slot, Timeouts, Timing,
 };
 use weft::proto::{Headers, Version};
-use weft::reactor::{Ctx, Reactor};
-use weft::tls::TlsConnector;
+use weft::reactor::Ctx;
 
-use super::dump::{self, DumpHead};
-use super::exit::Outcome;
-use super::format;
-use super::plan::{
-    AuthChoice, BodySource, ChainPlan, ConnectTimeout, FormValue, OutputOptions, Plan, Resume,
-    TlsChoice,
-};
-use super::write_out::{self, Dest, Times, Vars};
+use super::super::dump::{self, DumpHead};
+use super::super::exit::Outcome;
+use super::super::format;
+use super::super::plan::{OutputOptions, Plan, Resume};
+use super::super::write_out::{self, Dest, Times, Vars};
+use super::request_body::producer;
+use super::{Runner, verbose};
 
 /// Where output goes: stdout or a file created (or, resuming, appended to) on first write.
 struct Sink {
@@ -110,7 +94,7 @@ struct Head {
 }
 
 /// One transfer: the state shared by its response callback and body protocol.
-struct State {
+pub(super) struct State {
     index: usize,
     opts: OutputOptions,
     method: String,
@@ -134,7 +118,7 @@ struct State {
     runner: Rc<RefCell<Runner>>,
 }
 
-type Shared = Rc<RefCell<State>>;
+pub(super) type Shared = Rc<RefCell<State>>;
 
 impl State {
     /// Records the outcome (the first one wins) and schedules the end of the transfer.
@@ -258,230 +242,6 @@ impl State {
     }
 }
 
-/// Runs every transfer and their shared agent chain on one reactor.
-struct Runner {
-    agent: Option<Rc<dyn HttpAgent>>,
-    outcomes: Vec<Option<Outcome>>,
-    jar: Option<CookieJar>,
-    jar_out: Option<PathBuf>,
-    bars: Option<MultiProgress>,
-    /// The transfers in flight (taken out when they end).
-    states: Vec<Option<Shared>>,
-}
-
-/// Writes `-v` text to stderr (errors ignored: verbose output is best effort).
-fn verbose(text: &str) {
-    let _ = io::stderr().lock().write_all(text.as_bytes());
-}
-
-/// The TLS connector the plan asks for.
-fn tls_connector(choice: &TlsChoice) -> Result<TlsConnector, Outcome> {
-    match choice {
-        TlsChoice::WebpkiRoots => Ok(TlsConnector::webpki_roots()),
-        TlsChoice::Insecure => Ok(TlsConnector::danger_accept_invalid_certs()),
-        TlsChoice::CaFile(path) => TlsConnector::with_root_pem_file(path)
-            .map_err(|e| Outcome::CaCert(format!("cannot use CA file {}: {e}", path.display()))),
-    }
-}
-
-/// The request body producer the plan asks for, and the Content-Type it needs (a form's,
-/// with its boundary).
-type Body = (Option<Box<dyn BodyProducer>>, Option<String>);
-
-fn producer(body: &BodySource) -> Result<Body, Outcome> {
-    let read_error = |path: &std::path::Path, e: io::Error| {
-        Outcome::ReadInput(format!("cannot read data from {:?}: {e}", path.display()))
-    };
-    Ok(match body {
-        BodySource::None => (None, None),
-        BodySource::Bytes(b) => (Some(Box::new(BytesProducer::new(b.clone()))), None),
-        BodySource::File(path) => (
-            Some(Box::new(
-                ReadProducer::file(path).map_err(|e| read_error(path, e))?,
-            )),
-            None,
-        ),
-        BodySource::Stdin => (Some(Box::new(ReadProducer::new(io::stdin(), None))), None),
-        BodySource::Form(fields) => {
-            let mut form = Multipart::new();
-            for field in fields {
-                form = match &field.value {
-                    FormValue::Text(t) => form.text(&field.name, t.clone()),
-                    FormValue::File {
-                        path,
-                        content_type: None,
-                        filename: None,
-                    } => form
-                        .file(&field.name, path)
-                        .map_err(|e| read_error(path, e))?,
-                    FormValue::File {
-                        path,
-                        content_type,
-                        filename,
-                    } => {
-                        let file = File::open(path).map_err(|e| read_error(path, e))?;
-                        let len = file.metadata().map_err(|e| read_error(path, e))?.len();
-                        let name = filename.clone().unwrap_or_else(|| {
-                            path.file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default()
-                        });
-                        let ct = content_type
-                            .clone()
-                            .unwrap_or_else(|| weft::client::guess_content_type(path).into());
-                        form.reader(&field.name, &name, &ct, file, Some(len))
-                    }
-                };
-            }
-            let content_type = form.content_type();
-            (Some(Box::new(form.into_producer())), Some(content_type))
-        }
-    })
-}
-
-/// The agent chain for the run's shared options (see the module docs for its order).
-fn build_agent(
-    ctx: &mut Ctx,
-    plan: &Plan,
-) -> Result<(Rc<dyn HttpAgent>, Option<CookieJar>), Outcome> {
-    let chain: &ChainPlan = &plan.chain;
-    let mut proxies = match &chain.proxy {
-        Some(p) => Proxies::all(p)
-            .map_err(|cause| Outcome::Request(Error::new(Phase::RequestNotSent, cause)))?,
-        None => Proxies::from_env(),
-    };
-    if let Some(list) = &chain.noproxy {
-        proxies = proxies.no_proxy(list);
-    }
-    let defaults = AgentConfig::default();
-    let mut config = AgentConfig {
-        tls: tls_connector(&plan.tls)?,
-        user_agent: plan.user_agent.clone(),
-        // As curl: no limit on the whole transfer nor on silences unless -m is given.
-        timeout: plan.max_time,
-        read_timeout: None,
-        proxies,
-        // -Z to one host opens as many connections as transfers allowed in flight, as curl.
-        max_active_per_host: defaults.max_active_per_host.max(chain.parallel),
-        max_active_total: defaults.max_active_total.max(chain.parallel),
-        ..defaults
-    };
-    match plan.connect_timeout {
-        ConnectTimeout::Default => {}
-        ConnectTimeout::Unlimited => config.connect_timeout = None,
-        ConnectTimeout::Limit(d) => config.connect_timeout = Some(d),
-    }
-    let mut agent: Rc<dyn HttpAgent> = Rc::new(Agent::new(ctx, config));
-    if chain.compressed {
-        agent = Rc::new(ContentDecoderAgent::new(agent, DecodeConfig::default()));
-    }
-    let mut jar = None;
-    if !chain.cookie_files.is_empty() || chain.cookie_jar.is_some() {
-        let loaded = match chain.cookie_files.last() {
-            None => CookieJar::new(),
-            Some(path) => match CookieJar::load(path) {
-                Ok(j) => j,
-                // A cookie file that does not exist yet is an empty jar, as in curl.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => CookieJar::new(),
-                Err(e) => {
-                    return Err(Outcome::ReadInput(format!(
-                        "cannot read cookies from {}: {e}",
-                        path.display()
-                    )));
-                }
-            },
-        };
-        agent = Rc::new(CookieAgent::new(agent, loaded.clone()));
-        jar = Some(loaded);
-    }
-    if let Some(max_redirects) = chain.follow {
-        agent = Rc::new(RedirectAgent::new(
-            agent,
-            RedirectConfig {
-                max_redirects,
-                ..RedirectConfig::default()
-            },
-        ));
-    }
-    // Always present: it also takes credentials from the URL's userinfo.
-    let (credentials, mode) = match &chain.auth {
-        None => (None, AuthMode::Basic),
-        Some(a) => (
-            Some(Credentials::new(&a.user, &a.password)),
-            match a.choice {
-                AuthChoice::Basic => AuthMode::Basic,
-                AuthChoice::Digest => AuthMode::Digest,
-                AuthChoice::Any => AuthMode::Auto,
-            },
-        ),
-    };
-    agent = Rc::new(AuthAgent::new(agent, credentials, mode));
-    Ok((agent, jar))
-}
-
-/// Runs every plan (one per URL, sharing their chain options) and returns one outcome per
-/// plan, in order.
-pub fn run_all(plans: Vec<Plan>) -> Vec<Outcome> {
-    let count = plans.len();
-    let fail_all = |o: Outcome| {
-        let message = o.message().unwrap_or_default();
-        let code = o.exit_code();
-        let mut all = vec![o];
-        // Later plans share the failure; only the first one prints it.
-        all.extend((1..count).map(|_| Outcome::Other(format!("not run ({code}: {message})"))));
-        all
-    };
-    let Some(first) = plans.first() else {
-        return Vec::new();
-    };
-    let mut reactor = match Reactor::new() {
-        Ok(r) => r,
-        Err(e) => return fail_all(Outcome::Other(format!("cannot start the reactor: {e}"))),
-    };
-    let (agent, jar) = match build_agent(reactor.ctx(), first) {
-        Ok(a) => a,
-        Err(o) => return fail_all(o),
-    };
-    let show_bars = first.output.progress && io::stderr().is_terminal();
-    let max_in_flight = first.chain.parallel;
-    let runner = Rc::new(RefCell::new(Runner {
-        agent: Some(agent),
-        jar_out: first.chain.cookie_jar.clone(),
-        jar,
-        outcomes: (0..count).map(|_| None).collect(),
-        states: (0..count).map(|_| None).collect(),
-        bars: show_bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-    }));
-    let r = runner.clone();
-    let start = move |ctx: &mut Ctx, index, plan, slot| {
-        let (agent, bars) = {
-            let r = r.borrow();
-            (r.agent.clone(), r.bars.clone())
-        };
-        if let Some(agent) = agent {
-            begin(&r, ctx, index, plan, &*agent, bars, slot);
-        }
-    };
-    let r = runner.clone();
-    run_bounded(reactor.ctx(), plans, max_in_flight, start, move |ctx| {
-        all_done(&r);
-        ctx.stop();
-    });
-    if let Err(e) = reactor.run() {
-        return fail_all(Outcome::Other(format!("event loop failed: {e}")));
-    }
-    let mut r = runner.borrow_mut();
-    r.agent = None;
-    r.outcomes
-        .iter_mut()
-        .map(|o| {
-            o.take().unwrap_or_else(|| {
-                Outcome::Other("the transfer ended without a result (library stopped early)".into())
-            })
-        })
-        .collect()
-}
-
 /// A transfer ended: writes its `-w` text and ETag, records its outcome and releases its
 /// slot (which starts the next transfer, or ends the run after the last).
 fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
@@ -535,27 +295,6 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
     }
 }
 
-/// After the last transfer: saves the cookie jar (a failure replaces a success's outcome).
-fn all_done(runner: &Rc<RefCell<Runner>>) {
-    let mut r = runner.borrow_mut();
-    if let (Some(jar), Some(path)) = (&r.jar, r.jar_out.clone())
-        && let Err(error) = jar.save_netscape(&path)
-    {
-        let failed = Outcome::Write {
-            what: path.display().to_string(),
-            error,
-        };
-        if let Some(last) = r
-            .outcomes
-            .iter_mut()
-            .flatten()
-            .find(|o| matches!(o, Outcome::Ok))
-        {
-            *last = failed;
-        }
-    }
-}
-
 /// Where a `-C` transfer continues `file` from; `None` to fetch it whole. The output file
 /// itself is the partial file, as in curl, and no validator guards it (only `Range` is sent).
 fn resume_from(resume: Option<Resume>, file: Option<&PathBuf>) -> Option<ResumeFrom> {
@@ -571,7 +310,7 @@ fn resume_from(resume: Option<Resume>, file: Option<&PathBuf>) -> Option<ResumeF
 }
 
 /// Starts one transfer.
-fn begin(
+pub(super) fn begin(
     runner: &Rc<RefCell<Runner>>,
     ctx: &mut Ctx,
     index: usize,
