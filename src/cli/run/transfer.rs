@@ -296,16 +296,21 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
 }
 
 /// Where a `-C` transfer continues `file` from; `None` to fetch it whole. The output file
-/// itself is the partial file, as in curl, and no validator guards it (only `Range` is sent).
-fn resume_from(resume: Option<Resume>, file: Option<&PathBuf>) -> Option<ResumeFrom> {
+/// itself is the partial file, as in curl; the only validator is an `If-Range` the user gave
+/// with `-H` (curl keeps none of its own).
+fn resume_from(
+    resume: Option<Resume>,
+    file: Option<&PathBuf>,
+    headers: &Headers,
+) -> Option<ResumeFrom> {
     let offset = match (resume, file) {
         (Some(Resume::At(n)), _) => n,
         (Some(Resume::FromFile), Some(path)) => std::fs::metadata(path).map_or(0, |m| m.len()),
         _ => 0,
     };
-    (offset > 0).then_some(ResumeFrom {
+    (offset > 0).then(|| ResumeFrom {
         offset,
-        validator: None,
+        validator: headers.get_str("if-range").map(str::to_string),
     })
 }
 
@@ -344,12 +349,12 @@ pub(super) fn begin(
         Ok(b) => b,
         Err(o) => return state.borrow_mut().finish(ctx, o),
     };
-    let resume = resume_from(plan.output.resume, plan.output.file.as_ref());
     let mut headers: Headers = plan
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_bytes()))
         .collect();
+    let resume = resume_from(plan.output.resume, plan.output.file.as_ref(), &headers);
     if let Some(ct) = &form_type
         && headers.get("content-type").is_none()
     {
