@@ -137,8 +137,8 @@ pub fn partial_meta_path(target: &Path) -> Option<PathBuf> {
 ///   curl does). The answer is judged by [`ResumeFrom::answer`]: a 206 from N to the end is
 ///   appended; a 200 restarts from zero; a 416 whose `Content-Range` total is N means the file
 ///   was already complete; a 206 covering anything else fails with [`Cause::File`] and leaves
-///   the partial file untouched. Ranges count the
-///   bytes as sent, so do not resume through an agent that decodes content codings.
+///   the partial file untouched. Ranges count the bytes as sent, so do not resume through an
+///   agent that decodes content codings.
 /// - Disk errors fail with [`Cause::File`] and stop delivery (the connection is closed).
 ///
 /// File writes happen on the reactor thread; they are buffered, as curl does.
