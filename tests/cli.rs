@@ -187,6 +187,22 @@ fn max_time_exits_28() {
 }
 
 #[test]
+fn max_time_during_the_body_exits_28_with_what_arrived() {
+    // The library's total limit covers the body too: the command has no timer of its own.
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+        Step::Sleep(std::time::Duration::from_secs(3)),
+    ]]);
+    let started = std::time::Instant::now();
+    let out = weft(&["-m", "0.3", &srv.url("/")]);
+    assert_eq!(out.status.code(), Some(28), "{}", stderr(&out));
+    assert!(stderr(&out).contains("timed out"), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"0123456789");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[test]
 fn verbose_shows_both_heads_on_stderr() {
     let nginx = Nginx::start();
     let out = weft(&["-v", "-H", "X-Trace: 7", &nginx.http_url("/hello.txt")]);

@@ -251,9 +251,16 @@ fn continue_at_rewrites_when_the_range_is_ignored_and_refuses_a_wrong_range() {
         Step::WaitClose,
     ]]);
     fs::write(&file, "XXXX").unwrap();
-    ok(&["-C", "-", "-o", file.to_str().unwrap(), &ignored.url("/f")]);
+    let guard = "If-Range: \"v1\"";
+    let path = file.to_str().unwrap();
+    ok(&["-C", "-", "-H", guard, "-o", path, &ignored.url("/f")]);
     assert_eq!(fs::read(&file).unwrap(), b"hello world");
-    assert!(text(&ignored.requests()[0].1).contains("Range: bytes=4-\r\n"));
+    let sent = text(&ignored.requests()[0].1);
+    assert!(sent.contains("Range: bytes=4-\r\n"), "{sent}");
+    assert!(
+        sent.contains(&format!("{guard}\r\n")),
+        "the user's If-Range is kept: {sent}"
+    );
 
     let wrong = ScriptedServer::start(vec![vec![
         Step::ExpectRequest,

@@ -3,7 +3,7 @@
 //! helpers; per-request timing and sizes; bounded concurrency over many URLs.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
@@ -16,6 +16,7 @@ use crate::proto::Headers;
 use crate::reactor::Ctx;
 
 use super::agent::Agent;
+use super::bounded::{Slot, run_bounded};
 use super::error::{Cause, Error, Phase};
 use super::full::FullResponse;
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
@@ -177,9 +178,9 @@ impl HttpClient {
     }
 
     /// Fetches every request with at most `max_in_flight` at once (the Twisted "semaphore"
-    /// recipe as one call). `on_each` gets each result with its index in `requests`, in
-    /// completion order; `on_done` runs once after the last. Requests are started lazily, so
-    /// `requests` may be a long iterator.
+    /// recipe as one call, built on [`run_bounded`]). `on_each` gets each result with its
+    /// index in `requests`, in completion order; `on_done` runs once after the last.
+    /// Requests are started lazily, so `requests` may be a long iterator.
     ///
     /// ```no_run
     /// use weft::client::{ClientConfig, HttpClient};
@@ -206,61 +207,15 @@ impl HttpClient {
         on_each: impl FnMut(&mut Ctx, usize, Result<FullResponse, Error>) + 'static,
         on_done: impl FnOnce(&mut Ctx) + 'static,
     ) {
-        let batch = Rc::new(Batch {
-            pending: RefCell::new(Box::new(requests.into_iter().enumerate())),
-            in_flight: Cell::new(0),
-            exhausted: Cell::new(false),
-            on_each: RefCell::new(Box::new(on_each)),
-            on_done: RefCell::new(Some(Box::new(on_done))),
-        });
-        for _ in 0..max_in_flight.max(1) {
-            if !Batch::start_next(&batch, ctx) {
-                break;
-            }
-        }
-        // With nothing to fetch, `on_done` still runs from the loop, not from inside this call.
-        ctx.call_later(Duration::ZERO, move |ctx| Batch::maybe_done(&batch, ctx));
-    }
-}
-
-type EachCallback = Box<dyn FnMut(&mut Ctx, usize, Result<FullResponse, Error>)>;
-type DoneCallback = Box<dyn FnOnce(&mut Ctx)>;
-
-/// State of one [`HttpClient::fetch_all`] call.
-struct Batch {
-    pending: RefCell<Box<dyn Iterator<Item = (usize, RequestBuilder)>>>,
-    in_flight: Cell<usize>,
-    exhausted: Cell<bool>,
-    on_each: RefCell<EachCallback>,
-    on_done: RefCell<Option<DoneCallback>>,
-}
-
-impl Batch {
-    /// Starts the next request, if any; returns whether one was started.
-    fn start_next(batch: &Rc<Batch>, ctx: &mut Ctx) -> bool {
-        let next = batch.pending.borrow_mut().next();
-        let Some((index, request)) = next else {
-            batch.exhausted.set(true);
-            return false;
+        let on_each = Rc::new(RefCell::new(on_each));
+        let start = move |ctx: &mut Ctx, index, request: RequestBuilder, slot: Slot| {
+            let on_each = on_each.clone();
+            request.fetch(ctx, move |ctx, result| {
+                (on_each.borrow_mut())(ctx, index, result);
+                slot.release(ctx);
+            });
         };
-        batch.in_flight.set(batch.in_flight.get() + 1);
-        let b = batch.clone();
-        request.fetch(ctx, move |ctx, result| {
-            b.in_flight.set(b.in_flight.get() - 1);
-            (b.on_each.borrow_mut())(ctx, index, result);
-            Batch::start_next(&b, ctx);
-            Batch::maybe_done(&b, ctx);
-        });
-        true
-    }
-
-    fn maybe_done(batch: &Rc<Batch>, ctx: &mut Ctx) {
-        if batch.exhausted.get() && batch.in_flight.get() == 0 {
-            let done = batch.on_done.borrow_mut().take();
-            if let Some(done) = done {
-                done(ctx);
-            }
-        }
+        run_bounded(ctx, requests, max_in_flight, start, on_done);
     }
 }
 

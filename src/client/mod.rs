@@ -8,6 +8,7 @@
 
 mod agent;
 mod body;
+mod bounded;
 mod error;
 mod full;
 mod fuzz_client;
@@ -26,6 +27,7 @@ mod wrappers;
 
 pub use agent::{Agent, AgentConfig, PoolStats};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
+pub use bounded::{Slot, run_bounded};
 pub use error::{Cause, Error, Phase, TimeoutKind};
 pub use full::{FullResponse, Sizes};
 #[doc(hidden)]
@@ -43,9 +45,10 @@ pub use response::{PreviousResponse, Response};
 pub use session::ClientBuilder;
 pub use timing::Timing;
 pub use transfer::download::{
-    ContentRange, DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
+    DownloadOptions, Downloaded, Progress, download, partial_meta_path, partial_path,
 };
 pub use transfer::multipart::{Multipart, MultipartProducer, guess_content_type};
+pub use transfer::resume::{ContentRange, RangeAnswer, ResumeFrom};
 pub use wrappers::auth::{AuthAgent, AuthMode, Credentials};
 pub use wrappers::conditional::{ConditionalAgent, ValidatorCache, Validators};
 pub use wrappers::cookies::{CookieAgent, CookieJar};

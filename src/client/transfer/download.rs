@@ -17,6 +17,8 @@ use crate::client::error::{Cause, Error, Phase};
 use crate::client::request::{HttpAgent, Request, RequestHandle};
 use crate::client::response::Response;
 
+use super::resume::{RangeAnswer, ResumeFrom};
+
 /// Progress of a download, given to [`DownloadOptions::progress`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
@@ -132,10 +134,11 @@ pub fn partial_meta_path(target: &Path) -> Option<PathBuf> {
 ///   answered 206 or sent `Accept-Ranges: bytes`), else removed. The target is never touched.
 /// - With [`DownloadOptions::resume`] and a partial file of N bytes, the request carries
 ///   `Range: bytes=N-` and `If-Range` with the saved validator (without one, only `Range`, as
-///   curl does). A 206 from N to the end is appended; a 200 restarts from zero; a 416 whose
-///   `Content-Range` total is N means the file was already complete; a 206 covering anything
-///   else fails with [`Cause::File`] and leaves the partial file untouched. Ranges count the
-///   bytes as sent, so do not resume through an agent that decodes content codings.
+///   curl does). The answer is judged by [`ResumeFrom::answer`]: a 206 from N to the end is
+///   appended; a 200 restarts from zero; a 416 whose `Content-Range` total is N means the file
+///   was already complete; a 206 covering anything else fails with [`Cause::File`] and leaves
+///   the partial file untouched. Ranges count the bytes as sent, so do not resume through an
+///   agent that decodes content codings.
 /// - Disk errors fail with [`Cause::File`] and stop delivery (the connection is closed).
 ///
 /// File writes happen on the reactor thread; they are buffered, as curl does.
@@ -173,26 +176,20 @@ pub fn download<A: HttpAgent>(
         ctx.call_later(Duration::ZERO, move |ctx| done(ctx, Err(err)));
         return RequestHandle::new();
     };
-    let offset = if options.resume {
+    let resume = if options.resume {
         resume_offset(&part, &meta, &request.url)
     } else {
         None
     };
-    if let Some((n, validator)) = &offset {
-        request
-            .headers
-            .set("Range", format!("bytes={n}-").as_bytes());
-        match validator {
-            Some(v) => request.headers.set("If-Range", v.as_bytes()),
-            None => request.headers.remove("If-Range"),
-        }
+    if let Some(resume) = &resume {
+        resume.apply(&mut request.headers);
     }
     let job = Job {
         target,
         part,
         meta,
         url: request.url.clone(),
-        offset: offset.map(|(n, _)| n),
+        resume,
         options,
         done,
     };
@@ -207,7 +204,7 @@ pub fn download<A: HttpAgent>(
 }
 
 /// Size and validator of a partial file that may be resumed.
-fn resume_offset(part: &Path, meta: &Path, url: &str) -> Option<(u64, Option<String>)> {
+fn resume_offset(part: &Path, meta: &Path, url: &str) -> Option<ResumeFrom> {
     let md = fs::symlink_metadata(part).ok()?;
     if !md.file_type().is_file() || md.len() == 0 {
         return None;
@@ -225,7 +222,10 @@ fn resume_offset(part: &Path, meta: &Path, url: &str) -> Option<(u64, Option<Str
             _ => {}
         }
     }
-    Some((md.len(), validator))
+    Some(ResumeFrom {
+        offset: md.len(),
+        validator,
+    })
 }
 
 fn file_error(phase: Phase, msg: impl Into<String>) -> Error {
@@ -245,53 +245,10 @@ struct Job {
     part: PathBuf,
     meta: PathBuf,
     url: String,
-    offset: Option<u64>,
+    /// Where the partial file continues, when resuming.
+    resume: Option<ResumeFrom>,
     options: DownloadOptions,
     done: DoneFn,
-}
-
-/// A `Content-Range: bytes a-b/total` (or `bytes */total`) value (RFC 9110 section 14.4).
-///
-/// ```
-/// use weft::client::ContentRange;
-/// let cr = ContentRange::parse("bytes 10-19/20").unwrap();
-/// assert_eq!((cr.range, cr.total), (Some((10, 19)), Some(20)));
-/// assert_eq!(ContentRange::parse("bytes 5-1/9"), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContentRange {
-    /// First and last byte positions (inclusive); `None` for `*` (an unsatisfied range).
-    pub range: Option<(u64, u64)>,
-    /// The complete length; `None` for `*` (unknown).
-    pub total: Option<u64>,
-}
-
-impl ContentRange {
-    /// Parses a field value; `None` when it is not a valid `bytes` range.
-    pub fn parse(v: &str) -> Option<ContentRange> {
-        parse_content_range(v)
-    }
-}
-
-fn parse_content_range(v: &str) -> Option<ContentRange> {
-    let rest = v.trim().strip_prefix("bytes ")?.trim_start();
-    let (range, total) = rest.split_once('/')?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    let range = match range.trim() {
-        "*" => None,
-        r => {
-            let (a, b) = r.split_once('-')?;
-            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            if b < a {
-                return None;
-            }
-            Some((a, b))
-        }
-    };
-    Some(ContentRange { range, total })
 }
 
 /// The validator to save for a later `If-Range`: a strong ETag, else Last-Modified.
@@ -336,60 +293,38 @@ impl Job {
 
     fn on_head(self, ctx: &mut Ctx, response: Response) {
         let code = response.code;
-        let resuming = self.offset;
-        let content_range = response
-            .headers
-            .get_str("content-range")
-            .and_then(parse_content_range);
-
-        if let (Some(n), 416) = (resuming, code) {
-            return match content_range.and_then(|c| c.total) {
-                Some(total) if total == n => self.finish_complete(ctx, code, n),
-                Some(total) => {
-                    if total < n {
-                        // Longer than the resource: it can never be resumed.
-                        self.remove_partial();
-                    }
-                    let msg = format!("partial file has {n} bytes but the resource has {total}");
-                    self.fail(ctx, file_error(Phase::ResponseFailed, msg));
+        let answer = self
+            .resume
+            .as_ref()
+            .map(|r| (r.offset, r.answer(&response)));
+        let mut start = 0;
+        let mut total = response.length;
+        match answer {
+            Some((n, RangeAnswer::Complete)) => return self.finish_complete(ctx, code, n),
+            Some((_, RangeAnswer::Mismatch { reason, too_long })) => {
+                if too_long {
+                    // Longer than the resource: it can never be resumed.
+                    self.remove_partial();
                 }
-                None => self.fail(
+                return self.fail(ctx, file_error(Phase::ResponseFailed, reason));
+            }
+            Some((_, RangeAnswer::Status(416))) => {
+                return self.fail(
                     ctx,
                     Error::new(Phase::ResponseFailed, Cause::HttpStatus(code)),
-                ),
-            };
+                );
+            }
+            Some((n, RangeAnswer::Append { total: whole })) => {
+                start = n;
+                total = whole;
+            }
+            Some((_, RangeAnswer::Restart | RangeAnswer::Status(_))) | None => {}
         }
         if self.options.fail_on_http_error && code >= 400 {
             return self.fail(
                 ctx,
                 Error::new(Phase::ResponseFailed, Cause::HttpStatus(code)),
             );
-        }
-
-        let mut start = 0;
-        let mut total = response.length;
-        if let (Some(n), 206) = (resuming, code) {
-            let cr = content_range.as_ref();
-            let total_claim = cr.and_then(|c| c.total);
-            let fits = |(a, b): (u64, u64)| {
-                let end = b.checked_add(1);
-                a == n
-                    && total_claim.is_none_or(|t| end == Some(t))
-                    && response.length.is_none_or(|len| end == n.checked_add(len))
-            };
-            match cr.and_then(|c| c.range) {
-                Some(range) if fits(range) => {
-                    start = n;
-                    total = total_claim.or(range.1.checked_add(1));
-                }
-                _ => {
-                    let got = response.headers.get_str("content-range").unwrap_or("none");
-                    let msg = format!(
-                        "server answered the resume from byte {n} with Content-Range {got:?}"
-                    );
-                    return self.fail(ctx, file_error(Phase::ResponseFailed, msg));
-                }
-            }
         }
 
         if let (Some(max), Some(t)) = (self.options.max_size, total)
@@ -663,42 +598,6 @@ impl BodyProtocol for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_range_forms() {
-        let cr = |s| parse_content_range(s);
-        assert_eq!(
-            cr("bytes 10-19/20"),
-            Some(ContentRange {
-                range: Some((10, 19)),
-                total: Some(20)
-            })
-        );
-        assert_eq!(
-            cr("bytes */42"),
-            Some(ContentRange {
-                range: None,
-                total: Some(42)
-            })
-        );
-        assert_eq!(
-            cr("bytes 0-4/*"),
-            Some(ContentRange {
-                range: Some((0, 4)),
-                total: None
-            })
-        );
-        for bad in [
-            "",
-            "bytes",
-            "bytes 5-1/9",
-            "items 0-1/2",
-            "bytes a-b/c",
-            "bytes 1-2",
-        ] {
-            assert_eq!(cr(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn partial_paths_stay_beside_the_target() {

@@ -1,4 +1,6 @@
-//! Transfers built on the client: downloads to a file (with resume) and multipart uploads.
+//! Transfers built on the client: downloads to a file, the rules of resuming one, and
+//! multipart uploads.
 
 pub(crate) mod download;
 pub(crate) mod multipart;
+pub(crate) mod resume;

@@ -1,47 +1,28 @@
-//! Executes the [`Plan`]s of a run (one per URL) on one reactor, through one agent chain,
-//! and reports an [`Outcome`] per transfer.
-//!
-//! The chain is built once from the shared options: `Agent` (pool, TLS, proxies), then
-//! `ContentDecoderAgent` (`--compressed`), `CookieAgent` (`-b`/`-c`), `RedirectAgent` (`-L`)
-//! and `AuthAgent` outermost, so `-u` credentials go to the URL's own origin only and a
-//! redirect to another host never carries them. Transfers run one after another, or up to
-//! `--parallel-max` at a time with `-Z`; the reactor stops when the last one ends.
-//!
-//! A body is streamed: every `data_received` piece is written to its destination (stdout
-//! or the output file, opened on first use) and flushed; only `--dump json` keeps it in
-//! memory. Whatever ends a transfer (the body's end, a failure, a write error) records its
-//! outcome once; the `-w` text, `--etag-save` file and the next transfer follow.
+//! One transfer: its request, its response head, its body streamed to the output, and what
+//! happens when it ends (`-w`, `--etag-save`, releasing its place for the next one).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use weft::client::{
-    Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
-    BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
-    DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, RequestHandle, Response, TimeoutKind, Timeouts, Timing,
+    BodyCtx, BodyEnd, BodyProtocol, Cause, Error, HttpAgent, Phase, RangeAnswer, Request, Response,
+    ResumeFrom, Slot, Timeouts, Timing,
 };
 use weft::proto::{Headers, Version};
-use weft::reactor::{Ctx, Reactor};
-use weft::tls::TlsConnector;
+use weft::reactor::Ctx;
 
-use super::dump::{self, DumpHead};
-use super::exit::Outcome;
-use super::format;
-use super::plan::{
-    AuthChoice, BodySource, ChainPlan, ConnectTimeout, FormValue, OutputOptions, Plan, Resume,
-    TlsChoice,
-};
-use super::write_out::{self, Dest, Times, Vars};
-
-/// Extra time given to the library past `--max-time` before the command gives up on its own.
-const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
+use super::super::dump::{self, DumpHead};
+use super::super::exit::Outcome;
+use super::super::format;
+use super::super::plan::{OutputOptions, Plan, Resume};
+use super::super::write_out::{self, Dest, Times, Vars};
+use super::request_body::producer;
+use super::{Runner, verbose};
 
 /// Where output goes: stdout or a file created (or, resuming, appended to) on first write.
 struct Sink {
@@ -112,8 +93,8 @@ struct Head {
     size: u64,
 }
 
-/// One transfer: the state shared by its response callback, body protocol and watchdog.
-struct State {
+/// One transfer: the state shared by its response callback and body protocol.
+pub(super) struct State {
     index: usize,
     opts: OutputOptions,
     method: String,
@@ -131,12 +112,13 @@ struct State {
     ended: bool,
     started: Instant,
     finished_at: Option<Instant>,
-    handle: Option<RequestHandle>,
     bar: Option<ProgressBar>,
+    /// This transfer's place among those in flight, released when it ends.
+    slot: Option<Slot>,
     runner: Rc<RefCell<Runner>>,
 }
 
-type Shared = Rc<RefCell<State>>;
+pub(super) type Shared = Rc<RefCell<State>>;
 
 impl State {
     /// Records the outcome (the first one wins) and schedules the end of the transfer.
@@ -260,243 +242,8 @@ impl State {
     }
 }
 
-/// Runs every transfer and their shared agent chain on one reactor.
-struct Runner {
-    agent: Option<Rc<dyn HttpAgent>>,
-    pending: VecDeque<(usize, Plan)>,
-    outcomes: Vec<Option<Outcome>>,
-    in_flight: usize,
-    max_in_flight: usize,
-    jar: Option<CookieJar>,
-    jar_out: Option<PathBuf>,
-    bars: Option<MultiProgress>,
-    /// The transfers in flight (taken out when they end).
-    states: Vec<Option<Shared>>,
-}
-
-/// Writes `-v` text to stderr (errors ignored: verbose output is best effort).
-fn verbose(text: &str) {
-    let _ = io::stderr().lock().write_all(text.as_bytes());
-}
-
-/// The TLS connector the plan asks for.
-fn tls_connector(choice: &TlsChoice) -> Result<TlsConnector, Outcome> {
-    match choice {
-        TlsChoice::WebpkiRoots => Ok(TlsConnector::webpki_roots()),
-        TlsChoice::Insecure => Ok(TlsConnector::danger_accept_invalid_certs()),
-        TlsChoice::CaFile(path) => TlsConnector::with_root_pem_file(path)
-            .map_err(|e| Outcome::CaCert(format!("cannot use CA file {}: {e}", path.display()))),
-    }
-}
-
-/// The request body producer the plan asks for, and the Content-Type it needs (a form's,
-/// with its boundary).
-type Body = (Option<Box<dyn BodyProducer>>, Option<String>);
-
-fn producer(body: &BodySource) -> Result<Body, Outcome> {
-    let read_error = |path: &std::path::Path, e: io::Error| {
-        Outcome::ReadInput(format!("cannot read data from {:?}: {e}", path.display()))
-    };
-    Ok(match body {
-        BodySource::None => (None, None),
-        BodySource::Bytes(b) => (Some(Box::new(BytesProducer::new(b.clone()))), None),
-        BodySource::File(path) => (
-            Some(Box::new(
-                ReadProducer::file(path).map_err(|e| read_error(path, e))?,
-            )),
-            None,
-        ),
-        BodySource::Stdin => (Some(Box::new(ReadProducer::new(io::stdin(), None))), None),
-        BodySource::Form(fields) => {
-            let mut form = Multipart::new();
-            for field in fields {
-                form = match &field.value {
-                    FormValue::Text(t) => form.text(&field.name, t.clone()),
-                    FormValue::File {
-                        path,
-                        content_type: None,
-                        filename: None,
-                    } => form
-                        .file(&field.name, path)
-                        .map_err(|e| read_error(path, e))?,
-                    FormValue::File {
-                        path,
-                        content_type,
-                        filename,
-                    } => {
-                        let file = File::open(path).map_err(|e| read_error(path, e))?;
-                        let len = file.metadata().map_err(|e| read_error(path, e))?.len();
-                        let name = filename.clone().unwrap_or_else(|| {
-                            path.file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default()
-                        });
-                        let ct = content_type
-                            .clone()
-                            .unwrap_or_else(|| weft::client::guess_content_type(path).into());
-                        form.reader(&field.name, &name, &ct, file, Some(len))
-                    }
-                };
-            }
-            let content_type = form.content_type();
-            (Some(Box::new(form.into_producer())), Some(content_type))
-        }
-    })
-}
-
-/// The agent chain for the run's shared options (see the module docs for its order).
-fn build_agent(
-    ctx: &mut Ctx,
-    plan: &Plan,
-) -> Result<(Rc<dyn HttpAgent>, Option<CookieJar>), Outcome> {
-    let chain: &ChainPlan = &plan.chain;
-    let mut proxies = match &chain.proxy {
-        Some(p) => Proxies::all(p)
-            .map_err(|cause| Outcome::Request(Error::new(Phase::RequestNotSent, cause)))?,
-        None => Proxies::from_env(),
-    };
-    if let Some(list) = &chain.noproxy {
-        proxies = proxies.no_proxy(list);
-    }
-    let defaults = AgentConfig::default();
-    let mut config = AgentConfig {
-        tls: tls_connector(&plan.tls)?,
-        user_agent: plan.user_agent.clone(),
-        // As curl: no limit on the whole transfer nor on silences unless -m is given.
-        timeout: plan.max_time,
-        read_timeout: None,
-        proxies,
-        // -Z to one host opens as many connections as transfers allowed in flight, as curl.
-        max_active_per_host: defaults.max_active_per_host.max(chain.parallel),
-        max_active_total: defaults.max_active_total.max(chain.parallel),
-        ..defaults
-    };
-    match plan.connect_timeout {
-        ConnectTimeout::Default => {}
-        ConnectTimeout::Unlimited => config.connect_timeout = None,
-        ConnectTimeout::Limit(d) => config.connect_timeout = Some(d),
-    }
-    let mut agent: Rc<dyn HttpAgent> = Rc::new(Agent::new(ctx, config));
-    if chain.compressed {
-        agent = Rc::new(ContentDecoderAgent::new(agent, DecodeConfig::default()));
-    }
-    let mut jar = None;
-    if !chain.cookie_files.is_empty() || chain.cookie_jar.is_some() {
-        let loaded = match chain.cookie_files.last() {
-            None => CookieJar::new(),
-            Some(path) => match CookieJar::load(path) {
-                Ok(j) => j,
-                // A cookie file that does not exist yet is an empty jar, as in curl.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => CookieJar::new(),
-                Err(e) => {
-                    return Err(Outcome::ReadInput(format!(
-                        "cannot read cookies from {}: {e}",
-                        path.display()
-                    )));
-                }
-            },
-        };
-        agent = Rc::new(CookieAgent::new(agent, loaded.clone()));
-        jar = Some(loaded);
-    }
-    if let Some(max_redirects) = chain.follow {
-        agent = Rc::new(RedirectAgent::new(
-            agent,
-            RedirectConfig {
-                max_redirects,
-                ..RedirectConfig::default()
-            },
-        ));
-    }
-    // Always present: it also takes credentials from the URL's userinfo.
-    let (credentials, mode) = match &chain.auth {
-        None => (None, AuthMode::Basic),
-        Some(a) => (
-            Some(Credentials::new(&a.user, &a.password)),
-            match a.choice {
-                AuthChoice::Basic => AuthMode::Basic,
-                AuthChoice::Digest => AuthMode::Digest,
-                AuthChoice::Any => AuthMode::Auto,
-            },
-        ),
-    };
-    agent = Rc::new(AuthAgent::new(agent, credentials, mode));
-    Ok((agent, jar))
-}
-
-/// Runs every plan (one per URL, sharing their chain options) and returns one outcome per
-/// plan, in order.
-pub fn run_all(plans: Vec<Plan>) -> Vec<Outcome> {
-    let count = plans.len();
-    let fail_all = |o: Outcome| {
-        let message = o.message().unwrap_or_default();
-        let code = o.exit_code();
-        let mut all = vec![o];
-        // Later plans share the failure; only the first one prints it.
-        all.extend((1..count).map(|_| Outcome::Other(format!("not run ({code}: {message})"))));
-        all
-    };
-    let Some(first) = plans.first() else {
-        return Vec::new();
-    };
-    let mut reactor = match Reactor::new() {
-        Ok(r) => r,
-        Err(e) => return fail_all(Outcome::Other(format!("cannot start the reactor: {e}"))),
-    };
-    let (agent, jar) = match build_agent(reactor.ctx(), first) {
-        Ok(a) => a,
-        Err(o) => return fail_all(o),
-    };
-    let show_bars = first.output.progress && io::stderr().is_terminal();
-    let runner = Rc::new(RefCell::new(Runner {
-        agent: Some(agent),
-        max_in_flight: first.chain.parallel.max(1),
-        jar_out: first.chain.cookie_jar.clone(),
-        jar,
-        pending: plans.into_iter().enumerate().collect(),
-        outcomes: (0..count).map(|_| None).collect(),
-        states: (0..count).map(|_| None).collect(),
-        in_flight: 0,
-        bars: show_bars.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-    }));
-    start_more(&runner, reactor.ctx());
-    if let Err(e) = reactor.run() {
-        return fail_all(Outcome::Other(format!("event loop failed: {e}")));
-    }
-    let mut r = runner.borrow_mut();
-    r.agent = None;
-    r.outcomes
-        .iter_mut()
-        .map(|o| {
-            o.take().unwrap_or_else(|| {
-                Outcome::Other("the transfer ended without a result (library stopped early)".into())
-            })
-        })
-        .collect()
-}
-
-/// Starts pending transfers while fewer than the limit are in flight.
-fn start_more(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx) {
-    loop {
-        let next = {
-            let mut r = runner.borrow_mut();
-            if r.in_flight >= r.max_in_flight {
-                None
-            } else {
-                let next = r.pending.pop_front();
-                r.in_flight += usize::from(next.is_some());
-                next.map(|n| (n, r.agent.clone(), r.bars.clone()))
-            }
-        };
-        let Some(((index, plan), Some(agent), bars)) = next else {
-            return;
-        };
-        begin(runner, ctx, index, plan, &*agent, bars);
-    }
-}
-
-/// A transfer ended: writes its `-w` text and ETag, records its outcome and starts the
-/// next; after the last one, saves the cookie jar and stops the reactor.
+/// A transfer ended: writes its `-w` text and ETag, records its outcome and releases its
+/// slot (which starts the next transfer, or ends the run after the last).
 fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
     let Some(state) = runner.borrow_mut().states[index].take() else {
         return;
@@ -540,53 +287,42 @@ fn transfer_done(runner: &Rc<RefCell<Runner>>, ctx: &mut Ctx, index: usize) {
         }
         let _ = io::stdout().flush();
     }
+    let slot = s.slot.take();
     drop(s);
-    let all_done = {
-        let mut r = runner.borrow_mut();
-        r.outcomes[index] = Some(outcome);
-        r.in_flight -= 1;
-        r.in_flight == 0 && r.pending.is_empty()
-    };
-    if !all_done {
-        return start_more(runner, ctx);
+    runner.borrow_mut().outcomes[index] = Some(outcome);
+    if let Some(slot) = slot {
+        slot.release(ctx);
     }
-    let mut r = runner.borrow_mut();
-    if let (Some(jar), Some(path)) = (&r.jar, r.jar_out.clone())
-        && let Err(error) = jar.save_netscape(&path)
-    {
-        let failed = Outcome::Write {
-            what: path.display().to_string(),
-            error,
-        };
-        if let Some(last) = r
-            .outcomes
-            .iter_mut()
-            .flatten()
-            .find(|o| matches!(o, Outcome::Ok))
-        {
-            *last = failed;
-        }
-    }
-    ctx.stop();
 }
 
-/// The Range to ask for when resuming into `file`, per `-C`.
-fn resume_offset(resume: Option<Resume>, file: Option<&PathBuf>) -> u64 {
-    match (resume, file) {
+/// Where a `-C` transfer continues `file` from; `None` to fetch it whole. The output file
+/// itself is the partial file, as in curl; the only validator is an `If-Range` the user gave
+/// with `-H` (curl keeps none of its own).
+fn resume_from(
+    resume: Option<Resume>,
+    file: Option<&PathBuf>,
+    headers: &Headers,
+) -> Option<ResumeFrom> {
+    let offset = match (resume, file) {
         (Some(Resume::At(n)), _) => n,
         (Some(Resume::FromFile), Some(path)) => std::fs::metadata(path).map_or(0, |m| m.len()),
         _ => 0,
-    }
+    };
+    (offset > 0).then(|| ResumeFrom {
+        offset,
+        validator: headers.get_str("if-range").map(str::to_string),
+    })
 }
 
 /// Starts one transfer.
-fn begin(
+pub(super) fn begin(
     runner: &Rc<RefCell<Runner>>,
     ctx: &mut Ctx,
     index: usize,
     plan: Plan,
     agent: &dyn HttpAgent,
     bars: Option<MultiProgress>,
+    slot: Slot,
 ) {
     let state: Shared = Rc::new(RefCell::new(State {
         index,
@@ -603,8 +339,8 @@ fn begin(
         ended: false,
         started: Instant::now(),
         finished_at: None,
-        handle: None,
         bar: None,
+        slot: Some(slot),
         runner: runner.clone(),
     }));
     runner.borrow_mut().states[index] = Some(state.clone());
@@ -613,19 +349,19 @@ fn begin(
         Ok(b) => b,
         Err(o) => return state.borrow_mut().finish(ctx, o),
     };
-    let offset = resume_offset(plan.output.resume, plan.output.file.as_ref());
     let mut headers: Headers = plan
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_bytes()))
         .collect();
+    let resume = resume_from(plan.output.resume, plan.output.file.as_ref(), &headers);
     if let Some(ct) = &form_type
         && headers.get("content-type").is_none()
     {
         headers.append("Content-Type", ct.as_bytes());
     }
-    if offset > 0 {
-        headers.append("Range", format!("bytes={offset}-").as_bytes());
+    if let Some(resume) = &resume {
+        resume.apply(&mut headers);
     }
     if plan.output.verbose {
         let length = body.as_ref().and_then(|b| b.length());
@@ -636,39 +372,19 @@ fn begin(
         url: plan.url.clone(),
         headers,
         body,
-        // Given here too (not only in the agent's config) so that it spans every redirect.
+        // Given here too (not only in the agent's config) so that it spans every redirect;
+        // the library enforces it (and --connect-timeout) and reports a timeout on its own.
         timeouts: Timeouts {
             total: plan.max_time,
             ..Timeouts::default()
         },
     };
     let st = state.clone();
-    let handle = agent.request(
+    agent.request(
         ctx,
         request,
-        Box::new(move |ctx, result| on_response(&st, ctx, result, offset, bars)),
+        Box::new(move |ctx, result| on_response(&st, ctx, result, resume, bars)),
     );
-    state.borrow_mut().handle = Some(handle);
-
-    if let Some(max) = plan.max_time {
-        // The library enforces --max-time; this only guards against it not doing so.
-        let st = state.clone();
-        ctx.call_later(max + WATCHDOG_GRACE, move |ctx| {
-            let mut s = st.borrow_mut();
-            if s.ended {
-                return;
-            }
-            if let Some(h) = &s.handle {
-                h.cancel(ctx);
-            }
-            let phase = if s.head.is_some() {
-                Phase::ResponseFailed
-            } else {
-                Phase::ResponseNeverReceived
-            };
-            s.fail(ctx, Error::new(phase, Cause::Timeout(TimeoutKind::Total)));
-        });
-    }
 }
 
 /// Number of redirect hops in a response's history (authentication challenges excluded).
@@ -680,39 +396,12 @@ fn redirect_count(response: &Response) -> u64 {
         .count() as u64
 }
 
-/// Decides what a response means for a `-C` resume from `offset` (> 0): `Ok(true)` to
-/// append its body, `Ok(false)` to write the file anew (the server sent it whole), or the
-/// outcome that ends the transfer without writing.
-fn check_resume(response: &Response, offset: u64) -> Result<bool, Outcome> {
-    let range = response
-        .headers
-        .get_str("content-range")
-        .and_then(ContentRange::parse);
-    match response.code {
-        200 => Ok(false),
-        206 => match range.and_then(|r| r.range) {
-            Some((start, _)) if start == offset => Ok(true),
-            Some((start, end)) => Err(Outcome::Resume(format!(
-                "cannot resume: the server sent bytes {start}-{end}, the file has {offset}"
-            ))),
-            None => Err(Outcome::Resume(
-                "cannot resume: 206 response without a valid Content-Range".into(),
-            )),
-        },
-        416 if range.and_then(|r| r.total) == Some(offset) => Err(Outcome::Ok),
-        code => Err(Outcome::Resume(format!(
-            "cannot resume from byte {offset}: the server answered {code} {}",
-            response.phrase
-        ))),
-    }
-}
-
 /// The response head arrived, or the request failed before it did.
 fn on_response(
     state: &Shared,
     ctx: &mut Ctx,
     result: Result<Response, Error>,
-    offset: u64,
+    resume: Option<ResumeFrom>,
     bars: Option<MultiProgress>,
 ) {
     let mut s = state.borrow_mut();
@@ -750,15 +439,28 @@ fn on_response(
         timing: response.timing,
         size: head_bytes.len() as u64,
     });
-    if offset > 0 {
-        match check_resume(&response, offset) {
-            Ok(append) => s.sink.append = append,
-            Err(outcome) => {
-                if s.opts.verbose && matches!(outcome, Outcome::Ok) {
+    if let Some(resume) = &resume {
+        // The library's rules; the file is never removed (it is the user's output file).
+        let outcome = match resume.answer(&response) {
+            RangeAnswer::Append { .. } => {
+                s.sink.append = true;
+                None
+            }
+            RangeAnswer::Restart => None,
+            RangeAnswer::Complete => {
+                if s.opts.verbose {
                     verbose("* The file is already complete\n");
                 }
-                return s.finish(ctx, outcome);
+                Some(Outcome::Ok)
             }
+            RangeAnswer::Mismatch { reason, .. } => Some(Outcome::Resume(reason)),
+            RangeAnswer::Status(code) => Some(Outcome::Resume(format!(
+                "cannot resume from byte {}: the server answered {code} {}",
+                resume.offset, response.phrase
+            ))),
+        };
+        if let Some(outcome) = outcome {
+            return s.finish(ctx, outcome);
         }
     }
     if !s.opts.dump_json && s.opts.fail_on_http_error && response.code >= 400 {
