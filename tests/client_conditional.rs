@@ -1,14 +1,13 @@
 //! ConditionalAgent against nginx's static files (ETag, Last-Modified, 304).
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::*;
-use servers::Nginx;
+use support::scripted::*;
+use support::servers::Nginx;
 use weft::client::{Agent, ConditionalAgent, Error, Fetched, Freshness, ValidatorCache};
 use weft::proto::Headers;
 use weft::reactor::Reactor;
@@ -99,7 +98,7 @@ fn oversized_bodies_are_returned_but_not_cached() {
     for _ in 0..2 {
         let f = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
         assert_eq!(f.freshness, Freshness::Changed);
-        assert_eq!(f.body.len(), servers::big_body().len());
+        assert_eq!(f.body.len(), support::servers::big_body().len());
     }
     assert!(cache.is_empty());
     // And the fetch cap holds.

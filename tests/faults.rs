@@ -4,11 +4,11 @@
 //! file-system faults under a temporary directory.
 //!
 //! Every test checks the leak baseline (reactor counts and open descriptors, see
-//! `fault_support`) after its work. F9 (TLS handshake failures) is in `tls_classes.rs`; F12
-//! has unit tests inside the reactor too (`src/reactor/mod.rs`), where readiness events can be
-//! injected directly.
+//! `tests/support/baseline.rs`) after its work. F9 (TLS handshake failures) is in
+//! `tls_classes.rs`; F12 has unit tests inside the reactor too (`src/reactor/mod.rs`), where
+//! readiness events can be injected directly.
 
-mod fault_support;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::*;
+use support::faults::*;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, BodySink, BytesProducer,
     Cause, DownloadOptions, Downloaded, Error, Phase, Produce, Request, TimeoutKind, download,

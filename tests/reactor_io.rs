@@ -1,13 +1,13 @@
 //! Reactor connection tests, all on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::reactor::*;
 use weft::reactor::{
     ConnId, ConnTiming, ConnectOptions, Ctx, Disconnect, Reactor, ReactorGone, TransportError,
 };
@@ -439,7 +439,7 @@ fn unresolvable_name_fails_with_dns_error() {
 
 #[test]
 fn connect_timeout_covers_the_tls_handshake() {
-    let silent = common::tls_server::silent_listener();
+    let silent = support::servers::tls::silent_listener();
     let port = silent.local_addr().unwrap().port();
     let mut reactor = Reactor::new().unwrap();
     let client_log = log();

@@ -1,12 +1,12 @@
 //! Timers, messages and handler lifetimes.
 
-mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::reactor::*;
 use weft::reactor::Reactor;
 
 const LIMIT: Duration = Duration::from_secs(5);

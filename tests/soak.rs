@@ -7,8 +7,7 @@
 //! `WEFT_SOAK_CHURN` (L3, default 20,000), `WEFT_SOAK_GIB` (L4, default 4),
 //! `WEFT_SOAK_SECS` (L6, default 60).
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::alloc::System;
 use std::cell::{Cell, RefCell};
@@ -17,10 +16,10 @@ use std::fs::File;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use scripted::{ScriptedServer, Step, write};
-use servers::Nginx;
 use sha2::{Digest, Sha256};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::scripted::{ScriptedServer, Step, write};
+use support::servers::Nginx;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, PoolStats, Request, Response,
 };

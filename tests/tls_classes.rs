@@ -11,18 +11,18 @@
 //! neither trusted nor sent). An unknown CA whose root the server sends along is
 //! `UntrustedRoot`.
 
-mod fault_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fault_support::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::faults::*;
 use weft::client::{Agent, AgentConfig, Cause, Phase};
 use weft::reactor::{Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};

@@ -1,11 +1,11 @@
 //! TLS through the reactor against a tiny rustls server on 127.0.0.1 (test PKI from rcgen).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::tls_server::{Leaf, ServerEnd, TestCa, spawn_tls_server};
-use common::*;
+use support::reactor::*;
+use support::servers::tls::{Leaf, ServerEnd, TestCa, spawn_tls_server};
 use weft::reactor::{ConnTiming, ConnectOptions, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 

@@ -2,18 +2,18 @@
 //! `CONNECT` tunnel does. A scripted server on 127.0.0.1 exchanges plaintext lines, then runs
 //! a rustls server on the same socket.
 
-mod common;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::tls_server::{
+use support::reactor::*;
+use support::servers::tls::{
     ServerEnd, TestCa, read_line, server_config, silent_listener, spawn_plain_server,
     spawn_tls_server, tls_echo,
 };
-use common::*;
 use weft::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 

@@ -7,13 +7,12 @@
 //! Rust allocation failures abort rather than return, so the allocation half of the row has no
 //! analogue here; bounded allocation is covered by the caps and the fuzz targets.
 
-mod fault_support;
-mod scripted;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use fault_support::{Baseline, assert_nothing_pooled, config, pool_stats, run, turn_for};
-use scripted::{ScriptedServer, Step};
+use support::faults::{Baseline, assert_nothing_pooled, config, pool_stats, run, turn_for};
+use support::scripted::{ScriptedServer, Step};
 use weft::client::{Agent, BodyEnd, BytesProducer, Phase};
 use weft::reactor::Reactor;
 

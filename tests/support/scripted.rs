@@ -1,6 +1,5 @@
 //! A scripted HTTP server on 127.0.0.1 for hostile and edge-case tests, plus a driver that runs
 //! one or more requests through an Agent on a reactor with a deadline.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::io::{Read, Write};

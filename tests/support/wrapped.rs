@@ -1,6 +1,5 @@
 //! Drives a request through any `HttpAgent` (a wrapper) and records its outcome, like
 //! `scripted::issue` does for a bare Agent.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,7 +8,7 @@ use std::time::Duration;
 use weft::client::{HttpAgent, PreviousResponse, Request, RequestHandle};
 use weft::reactor::Reactor;
 
-use crate::scripted::{Outcome, Recorder, Slot, finished, turn_until};
+use super::scripted::{Outcome, Recorder, Slot, finished, turn_until};
 
 /// An outcome plus the response's history.
 #[derive(Debug, Clone, Default)]

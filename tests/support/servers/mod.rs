@@ -4,8 +4,8 @@
 //! Use from an integration test crate `tests/foo.rs` with
 //!
 //! ```ignore
-//! mod servers;
-//! use servers::{Httpbin, Nginx};
+//! mod support;
+//! use support::servers::{Httpbin, Nginx};
 //! ```
 //!
 //! API summary (see each item's docs):
@@ -25,12 +25,11 @@
 //!
 //! The servers come from Debian packages installed by `scripts/install-test-deps`
 //! (`/usr/sbin/nginx`, and `python3-httpbin` + `python3-gunicorn` run with `/usr/bin/python3`).
-#![allow(dead_code, unused_imports)]
-
 pub mod ca;
 pub mod httpbin;
 pub mod nginx;
 pub mod tinyproxy;
+pub mod tls;
 pub mod util;
 
 pub use ca::TestCa;

@@ -1,7 +1,4 @@
 //! Helpers shared by the reactor and TLS integration tests.
-#![allow(dead_code)]
-
-pub mod tls_server;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -1,6 +1,5 @@
 //! The shared test driver: feeds a response whole, byte by byte and at random split points, and
 //! checks that every mode gives the same outcome.
-#![allow(dead_code)]
 
 use weft::proto::{
     ClientConnection, Config, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,

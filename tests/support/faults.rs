@@ -15,7 +15,6 @@
 //! the count is exact. Under `cargo test` other tests run on other threads of the same process
 //! and open descriptors of their own, so the descriptor check is only made when this test is
 //! alone (nextest, or `--test-threads=1`); the reactor counts are always checked.
-#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
