@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use support::scripted::*;
 use support::servers::Httpbin;
-use support::wrapped::*;
 use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BytesProducer, Cause, CookieAgent, CookieJar,
     Credentials, HttpAgent, Phase, ReadProducer, Request, TimeoutKind, Timeouts,

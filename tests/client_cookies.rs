@@ -4,7 +4,6 @@ mod support;
 
 use support::scripted::*;
 use support::servers::{Httpbin, TestDir};
-use support::wrapped::*;
 use weft::client::{Agent, AgentConfig, CookieAgent, CookieJar, Proxies, Request};
 use weft::reactor::Reactor;
 

@@ -465,7 +465,7 @@ fn bomb_is_capped_with_a_typed_error() {
     let srv = serve_reply(reply("gzip", &bomb));
     let cap = 10 << 20;
     // Uncapped, the decoder would produce 1 GiB; capped, the 10 MiB body is most of the growth.
-    let rss = support::faults::RssProbe::start();
+    let rss = support::baseline::RssProbe::start();
     let (out, _) = run_observed(
         DecodeConfig {
             max_decoded_size: cap,

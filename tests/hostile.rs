@@ -13,20 +13,19 @@
 
 mod support;
 
-use std::cell::Cell;
 use std::io::Read;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::baseline::pool_stats;
 use support::proto::{Rng, random_split_points};
 use support::scripted::{
     Req, ScriptedServer, Step, finished, issue, run_one, test_config, turn_until,
 };
 use support::servers::{TestCa, TestDir};
 use weft::client::{
-    Agent, AgentConfig, BodyEnd, BytesProducer, Cause, CookieAgent, CookieJar, Phase, PoolStats,
-    ReadProducer, TimeoutKind,
+    Agent, AgentConfig, BodyEnd, BytesProducer, Cause, CookieAgent, CookieJar, Phase, ReadProducer,
+    TimeoutKind,
 };
 use weft::proto::{ProtocolError, RequestError};
 use weft::reactor::Reactor;
@@ -615,20 +614,11 @@ fn check_core(f: &Fixture) {
     }
 }
 
-/// Pool counts, asked of the agent.
-fn stats(reactor: &mut Reactor, agent: Agent) -> PoolStats {
-    let out = Rc::new(Cell::new(None));
-    let o = out.clone();
-    agent.stats(reactor.ctx(), move |_, s| o.set(Some(s)));
-    turn_until(reactor, LIMIT, || out.get().is_some());
-    out.get().unwrap()
-}
-
 /// Turns the reactor until the pool holds `idle` idle connections and none in use.
 fn await_pool(reactor: &mut Reactor, agent: Agent, idle: usize) {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let s = stats(reactor, agent);
+        let s = pool_stats(reactor, agent);
         if s.idle == idle && s.active == 0 {
             return;
         }
@@ -661,7 +651,7 @@ fn check_agent(f: &Fixture, mode: Mode) {
     let agent = Agent::new(reactor.ctx(), test_config());
     // The global invariants: whatever the fixture did, connections, registrations, timers and
     // descriptors come back once the pool is emptied.
-    let baseline = support::faults::Baseline::take(&mut reactor);
+    let baseline = support::baseline::Baseline::take(&mut reactor);
     let one = issue(
         reactor.ctx(),
         agent,
@@ -908,7 +898,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     let mut reactor = Reactor::new().unwrap();
     let jar = CookieJar::new();
     let agent = CookieAgent::new(Agent::new(reactor.ctx(), test_config()), jar.clone());
-    let r = support::wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),
@@ -918,7 +908,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     assert_eq!(r.out.trailers.get("set-cookie"), Some(&b"s=1"[..]));
     assert_eq!(r.out.headers.get("content-length"), None);
     assert!(jar.is_empty(), "{:?}", jar.cookies_for(&srv.url("/")));
-    let r = support::wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),
@@ -1049,7 +1039,7 @@ fn k4_unsolicited_408_on_an_idle_connection_evicts_it() {
     let one = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
     turn_until(&mut reactor, LIMIT, || finished(&one));
     assert!(one.borrow().is_done());
-    assert_eq!(stats(&mut reactor, agent).idle, 1);
+    assert_eq!(pool_stats(&mut reactor, agent).idle, 1);
     turn_until(&mut reactor, LIMIT, || srv.writes() >= 2);
     await_pool(&mut reactor, agent, 0);
     let two = issue(reactor.ctx(), agent, Req::get(srv.url("/2")));
@@ -1427,7 +1417,7 @@ fn row13_endless_head_keeps_memory_bounded() {
     }));
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
-    let rss = support::faults::RssProbe::start();
+    let rss = support::baseline::RssProbe::start();
     let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
     turn_until(&mut reactor, LIMIT, || {
         rss.sample();
@@ -1483,7 +1473,7 @@ fn row24_growing_location_and_set_cookie_stop_at_the_limits() {
         CookieAgent::new(Agent::new(reactor.ctx(), test_config()), jar.clone()),
         weft::client::RedirectConfig::default(),
     );
-    let r = support::wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),

@@ -1,310 +1,52 @@
-//! Helpers for the fault-injection and TLS failure-class tests (`tests/faults.rs`,
-//! `tests/tls_classes.rs`): a leak baseline checked after each test, a request recorder, and
-//! small raw servers on 127.0.0.1; and [`RssProbe`], the memory growth across a capped
-//! transfer (`tests/hostile.rs`, `tests/client_decode.rs`).
-//!
-//! # The baseline
-//!
-//! [`Baseline::take`] snapshots the reactor's counts ([`Reactor::stats`]: connections, poller
-//! registrations, handlers, listeners, timers, queued notifications) and the process's open
-//! file descriptors (`/proc/self/fd`). [`Baseline::assert_back`] turns the reactor (bounded in
-//! time) until both are back, then asserts. Take it after the agent and the test's servers
-//! exist, and join the server threads before checking, so only what the client owns counts.
-//!
-//! Descriptors are counted per process: nextest runs every test in its own process, so there
-//! the count is exact. Under `cargo test` other tests run on other threads of the same process
-//! and open descriptors of their own, so the descriptor check is only made when this test is
-//! alone (nextest, or `--test-threads=1`); the reactor counts are always checked.
+//! Fault injection on 127.0.0.1 for `tests/faults.rs`, `tests/tls_classes.rs` and
+//! `tests/io_torture.rs`: raw servers on std threads that a test scripts with a closure (resets,
+//! half-closes, stalls, TLS), a request reader for them, the short-limit agent settings, and
+//! one-call request runners. It re-exports the recorder of [`super::scripted`] and the leak
+//! checks of [`super::baseline`] that these tests use with it.
 
-use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, PoolStats,
+use weft::client::{Agent, AgentConfig, BodyProducer};
+use weft::reactor::{Ctx, Reactor};
+
+pub use super::baseline::{
+    Baseline, LIMIT, RssProbe, SETTLE, assert_nothing_pooled, open_fds, pool_stats,
 };
-use weft::proto::Headers;
-use weft::reactor::{Ctx, Reactor, ReactorStats};
+use super::scripted::{self, Req};
+pub use super::scripted::{Outcome, Slot, finished, turn_for, turn_until};
 
-/// The most any single wait in these tests may take before the test fails.
-pub const LIMIT: Duration = Duration::from_secs(10);
-
-/// How long [`Baseline::assert_back`] lets closes and cancellations settle. Short on purpose:
-/// a timer or socket that lingers until some far deadline is a leak too.
-pub const SETTLE: Duration = Duration::from_secs(1);
-
-/// Open descriptors of this process, or `None` where `/proc` is missing.
-pub fn open_fds() -> Option<usize> {
-    // The directory handle itself is counted each time, so differences are exact.
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
-}
-
-/// Whether this test runs alone in its process, so that descriptor counts are its own.
-fn alone_in_process() -> bool {
-    std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test")
-        || std::env::var("RUST_TEST_THREADS").is_ok_and(|n| n == "1")
-}
-
-/// `field` of `/proc/self/status` (`VmRSS`, `VmHWM`) in bytes, or `None` where it is missing.
-fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
-    let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Growth of this process's resident memory across a piece of work, to show that a capped
-/// transfer stays bounded. The current RSS is compared at every [`RssProbe::sample`] (call it
-/// on each reactor turn: a buffer freed before the end would not show after it) and at the
-/// check. The kernel's peak is compared too when this test is alone in its process (nextest)
-/// and the peak can be reset (`/proc/self/clear_refs`): under `cargo test` other tests on
-/// other threads would raise it. Their allocations also reach the sampled figure, so bounds
-/// must leave room for a few MiB of them.
-pub struct RssProbe {
-    before: Option<u64>,
-    peak_reset: bool,
-    most: std::cell::Cell<u64>,
-}
-
-impl RssProbe {
-    /// Reads the current RSS and, when alone in the process, resets the peak to it.
-    pub fn start() -> RssProbe {
-        let peak_reset = alone_in_process()
-            && std::fs::write("/proc/self/clear_refs", "5").is_ok()
-            && status_bytes("VmHWM").is_some();
-        let before = status_bytes("VmRSS");
-        RssProbe {
-            before,
-            peak_reset,
-            most: std::cell::Cell::new(before.unwrap_or(0)),
-        }
-    }
-
-    /// Notes the current RSS if it is the highest seen.
-    pub fn sample(&self) {
-        if let Some(now) = status_bytes("VmRSS") {
-            self.most.set(self.most.get().max(now));
-        }
-    }
-
-    /// Asserts that the highest sampled RSS (this moment included), and the kernel's peak
-    /// where it was reset, grew by less than `bound` bytes since [`RssProbe::start`]; returns
-    /// both growths (peak `None` where not measured), or `None` without `/proc`.
-    pub fn assert_growth_below(&self, bound: u64, what: &str) -> Option<(u64, Option<u64>)> {
-        let before = self.before?;
-        self.sample();
-        let sampled = self.most.get().saturating_sub(before);
-        let peak = self
-            .peak_reset
-            .then(|| status_bytes("VmHWM"))
-            .flatten()
-            .map(|p| p.saturating_sub(before));
-        eprintln!(
-            "{what}: RSS grew {} KiB at most when sampled, peak {:?} KiB",
-            sampled >> 10,
-            peak.map(|p| p >> 10)
-        );
-        assert!(
-            sampled < bound,
-            "{what}: RSS grew by {sampled} bytes (bound {bound})"
-        );
-        if let Some(peak) = peak {
-            assert!(
-                peak < bound,
-                "{what}: peak RSS grew by {peak} bytes (bound {bound})"
-            );
-        }
-        Some((sampled, peak))
-    }
-}
-
-/// What the process and the reactor held before a test's work.
-#[derive(Debug, Clone, Copy)]
-pub struct Baseline {
-    pub fds: Option<usize>,
-    pub reactor: ReactorStats,
-}
-
-impl Baseline {
-    /// Snapshots the reactor and the open descriptors.
-    pub fn take(reactor: &mut Reactor) -> Baseline {
-        // Let queued notifications (an agent's init message...) be delivered first.
-        for _ in 0..3 {
-            reactor.turn(Some(Duration::ZERO)).unwrap();
-        }
-        Baseline {
-            fds: if alone_in_process() { open_fds() } else { None },
-            reactor: reactor.stats(),
-        }
-    }
-
-    /// Turns the reactor (at most [`SETTLE`]) until its counts and the descriptor count are
-    /// back to the baseline, then asserts they are.
-    pub fn assert_back(&self, reactor: &mut Reactor) {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            reactor.turn(Some(Duration::from_millis(5))).unwrap();
-            let now = self.current(reactor);
-            if now.0 == self.reactor && now.1 == self.fds {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "not back to the baseline: reactor {:?} (was {:?}), fds {:?} (was {:?})",
-                    now.0, self.reactor, now.1, self.fds
-                );
-            }
-        }
-    }
-
-    fn current(&self, reactor: &Reactor) -> (ReactorStats, Option<usize>) {
-        let fds = self.fds.and_then(|_| open_fds());
-        (reactor.stats(), fds)
-    }
-}
-
-/// The agent's pool counts, read through the reactor.
-pub fn pool_stats(reactor: &mut Reactor, agent: Agent) -> PoolStats {
-    let out = Rc::new(RefCell::new(None));
-    let o = out.clone();
-    agent.stats(reactor.ctx(), move |_, s| *o.borrow_mut() = Some(s));
-    turn_until(reactor, LIMIT, || out.borrow().is_some());
-    out.borrow().unwrap()
-}
-
-/// Asserts that the agent holds no request and no connection: nothing active, idle or queued.
-pub fn assert_nothing_pooled(reactor: &mut Reactor, agent: Agent) {
-    let s = pool_stats(reactor, agent);
-    assert_eq!(
-        (s.active, s.idle, s.queued, s.requests),
-        (0, 0, 0, 0),
-        "{s:?}"
-    );
-}
-
-/// Turns the reactor until `done` holds; panics after `limit`.
-pub fn turn_until(reactor: &mut Reactor, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the reactor"
-        );
-        reactor.turn(Some(Duration::from_millis(10))).unwrap();
-    }
-}
-
-/// Turns the reactor for `d`.
-pub fn turn_for(reactor: &mut Reactor, d: Duration) {
-    let deadline = Instant::now() + d;
-    while Instant::now() < deadline {
-        reactor.turn(Some(Duration::from_millis(5))).unwrap();
-    }
-}
-
-/// Agent settings for these tests: short limits so that a bug fails fast.
+/// Agent settings for these tests: [`scripted::test_config`]'s short limits and a 5 s read
+/// timeout, so that a bug fails fast.
 pub fn config() -> AgentConfig {
     AgentConfig {
-        connect_timeout: Some(Duration::from_secs(5)),
-        timeout: Some(Duration::from_secs(10)),
         read_timeout: Some(Duration::from_secs(5)),
-        ..AgentConfig::default()
+        ..scripted::test_config()
     }
 }
 
-/// How one request ended, as the test saw it.
-#[derive(Debug, Clone, Default)]
-pub struct Outcome {
-    pub status: Option<u16>,
-    pub body: Vec<u8>,
-    /// `Some(Err)`: failed before the head; `Some(Ok(end))`: the body ended.
-    pub result: Option<Result<BodyEnd, Error>>,
-    /// When the result arrived.
-    pub at: Option<Instant>,
-}
-
-impl Outcome {
-    /// The error, from before the head or from the body.
-    pub fn error(&self) -> Option<&Error> {
-        match &self.result {
-            Some(Err(e)) | Some(Ok(BodyEnd::Failed(e))) => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The body ended as `Done`.
-    pub fn is_done(&self) -> bool {
-        matches!(self.result, Some(Ok(BodyEnd::Done)))
-    }
-}
-
-pub type Slot = Rc<RefCell<Outcome>>;
-
-struct Recorder(Slot);
-
-impl BodyProtocol for Recorder {
-    fn data_received(&mut self, _body: &mut BodyCtx<'_>, data: &[u8]) {
-        let mut o = self.0.borrow_mut();
-        assert!(o.result.is_none(), "data after the end of the body");
-        o.body.extend_from_slice(data);
-    }
-
-    fn connection_lost(&mut self, _ctx: &mut Ctx, reason: BodyEnd) {
-        let mut o = self.0.borrow_mut();
-        assert!(o.result.is_none(), "connection_lost called twice");
-        o.result = Some(Ok(reason));
-        o.at = Some(Instant::now());
-    }
-}
-
-/// Issues a request whose head, body and end are recorded in the returned slot.
+/// Issues a request (no extra header fields) whose head, body and end are recorded in the
+/// returned slot.
 pub fn issue(
     ctx: &mut Ctx,
     agent: Agent,
-    method: &str,
+    method: &'static str,
     url: &str,
     body: Option<Box<dyn BodyProducer>>,
 ) -> Slot {
-    let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
-    let s = slot.clone();
-    agent.request(
-        ctx,
-        method,
-        url,
-        Headers::new(),
-        body,
-        move |ctx, r| match r {
-            Ok(resp) => {
-                s.borrow_mut().status = Some(resp.code);
-                resp.deliver_body(ctx, Recorder(s.clone()));
-            }
-            Err(e) => {
-                let mut o = s.borrow_mut();
-                assert!(o.result.is_none(), "on_response called twice");
-                o.result = Some(Err(e));
-                o.at = Some(Instant::now());
-            }
-        },
-    );
-    slot
-}
-
-/// Whether the slot holds a final outcome.
-pub fn finished(slot: &Slot) -> bool {
-    slot.borrow().result.is_some()
+    let mut req = Req::new(method, url.to_string());
+    req.body = body;
+    scripted::issue(ctx, agent, req)
 }
 
 /// Runs one request to its end on `reactor`; returns the outcome and how long it took.
 pub fn run(
     reactor: &mut Reactor,
     agent: Agent,
-    method: &str,
+    method: &'static str,
     url: &str,
     body: Option<Box<dyn BodyProducer>>,
 ) -> (Outcome, Duration) {

@@ -1,10 +1,14 @@
-//! Helpers shared by the reactor and TLS integration tests.
+//! Helpers of the reactor and TLS tests that drive the reactor without an Agent: [`Scripted`], a
+//! protocol that logs every event into a [`Log`] and runs optional closures, [`Echo`], and
+//! the loop that turns the reactor until a condition holds.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use weft::reactor::{ConnId, Ctx, Disconnect, Protocol, Reactor, TransportError};
+
+pub use super::scripted::turn_for;
 
 /// What a [`Scripted`] protocol saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,6 +138,7 @@ impl Protocol for Echo {
 }
 
 /// Turns the reactor (10 ms at most per turn) until `done` or `limit` passes; returns `done`.
+/// [`super::scripted::turn_until`] is this loop, failing the test on timeout.
 pub fn turn_until(
     reactor: &mut Reactor,
     limit: Duration,
@@ -147,14 +152,6 @@ pub fn turn_until(
         if Instant::now() >= deadline {
             return false;
         }
-        reactor.turn(Some(Duration::from_millis(10))).unwrap();
-    }
-}
-
-/// Turns the reactor for `dur`.
-pub fn turn_for(reactor: &mut Reactor, dur: Duration) {
-    let deadline = Instant::now() + dur;
-    while Instant::now() < deadline {
         reactor.turn(Some(Duration::from_millis(10))).unwrap();
     }
 }
