@@ -16,7 +16,6 @@ mod support;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::baseline::pool_stats;
 use support::proto::{Rng, random_split_points};
 use support::scripted::{
@@ -1064,8 +1063,7 @@ fn k5_close_inside_the_head_or_before_it() {
 fn k6_tls_close_without_alert_after_a_complete_body_is_fine() {
     let dir = TestDir::new("weft-hostile-tls");
     let ca = TestCa::generate(dir.path());
-    let chain: Vec<CertificateDer<'static>> = vec![ca.server_cert_der.clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.server_key_der.clone()));
+    let leaf = ca.server_leaf();
     let srv = ScriptedServer::start_tls(
         vec![
             vec![
@@ -1079,8 +1077,8 @@ fn k6_tls_close_without_alert_after_a_complete_body_is_fine() {
                 Step::DropTcp,
             ],
         ],
-        chain,
-        key,
+        leaf.chain,
+        leaf.key,
     );
     let config = AgentConfig {
         tls: TlsConnector::with_root_pem(ca.ca_cert_pem.as_bytes()).unwrap(),

@@ -23,6 +23,8 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use support::faults::*;
+use support::servers::Leaf;
+use support::servers::tls::server_config;
 use weft::client::{Agent, AgentConfig, Cause, Phase};
 use weft::reactor::{Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
@@ -141,15 +143,10 @@ type Decrypted = Arc<Mutex<Vec<u8>>>;
 
 /// Serves TLS with `chain`; records decrypted bytes and answers each request with `ok`.
 fn tls_server(chain: Chain, decrypted: &Decrypted) -> RawServer {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain.certs, chain.key)
-            .unwrap(),
-    );
+    let config = server_config(Leaf {
+        chain: chain.certs,
+        key: chain.key,
+    });
     let decrypted = decrypted.clone();
     RawServer::start(Box::new(move |_, tcp, _| {
         use std::io::{Read, Write};

@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::Arc;
 
-use support::servers::tls::TestCa;
+use support::servers::TestCa;
 use weft::tls::{TlsConnector, TlsError, TlsStage};
 
 #[test]

@@ -5,7 +5,8 @@ mod support;
 use std::time::Duration;
 
 use support::reactor::*;
-use support::servers::tls::{Leaf, ServerEnd, TestCa, spawn_tls_server};
+use support::servers::tls::{ServerEnd, spawn_tls_server};
+use support::servers::{Leaf, TestCa};
 use weft::reactor::{ConnTiming, ConnectOptions, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 

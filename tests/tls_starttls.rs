@@ -10,9 +10,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use support::reactor::*;
+use support::servers::TestCa;
 use support::servers::tls::{
-    ServerEnd, TestCa, read_line, server_config, silent_listener, spawn_plain_server,
-    spawn_tls_server, tls_echo,
+    ServerEnd, read_line, server_config, silent_listener, spawn_plain_server, spawn_tls_server,
+    tls_echo,
 };
 use weft::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};

@@ -20,6 +20,9 @@ use weft::client::{
 use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor};
 
+use super::servers::Leaf;
+use super::servers::tls::server_config;
+
 /// One step of what the server does on a connection.
 #[derive(Clone, Debug)]
 pub enum Step {
@@ -86,14 +89,7 @@ impl ScriptedServer {
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
         key: rustls::pki_types::PrivateKeyDer<'static>,
     ) -> ScriptedServer {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        Self::start_with(scripts, Some(Arc::new(config)))
+        Self::start_with(scripts, Some(server_config(Leaf { chain, key })))
     }
 
     /// Like [`ScriptedServer::start`], on a listener bound by the caller (so that scripts can

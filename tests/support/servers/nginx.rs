@@ -228,7 +228,7 @@ impl Nginx {
 
     /// The CA certificate PEM file (trust this to verify the HTTPS port).
     pub fn ca_pem_path(&self) -> &Path {
-        &self.ca.ca_cert_path
+        self.ca.ca_cert_path()
     }
 
     /// The instance's directory (config, logs, `www/` document root).
@@ -441,7 +441,7 @@ http {{
     }}
 }}
 "#,
-        cert = ca.server_cert_path.display(),
-        key = ca.server_key_path.display(),
+        cert = ca.server_cert_path().display(),
+        key = ca.server_key_path().display(),
     )
 }
