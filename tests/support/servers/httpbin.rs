@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::util::{TestDir, free_port, poll_until, raw_request, read_lossy, stop_child};
+use super::util::{
+    TestDir, free_port, raw_request, read_lossy, start_retrying, stop_child, wait_ready,
+};
 
 /// Debian's interpreter (the `python3` on PATH may be another one without httpbin).
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -31,15 +33,7 @@ impl Httpbin {
             Path::new(PYTHON).exists(),
             "{PYTHON} missing: run scripts/install-test-deps"
         );
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            match Httpbin::try_start() {
-                Ok(h) => return h,
-                Err(e) if e.contains("Address already in use") => last_err = e,
-                Err(e) => panic!("httpbin did not start: {e}"),
-            }
-        }
-        panic!("httpbin did not start after 3 attempts: {last_err}");
+        start_retrying("httpbin", Httpbin::try_start)
     }
 
     fn try_start() -> Result<Httpbin, String> {
@@ -87,29 +81,17 @@ impl Httpbin {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let start = Instant::now();
         let addr = self.addr();
         let req = format!("GET /status/200 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        let ready = poll_until(timeout, || {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(Err(format!("gunicorn exited early ({st})")));
-            }
-            match raw_request(addr, req.as_bytes()) {
-                Ok(r) if r.status == 200 => Some(Ok(())),
-                _ => None,
-            }
-        });
-        let fail = match ready {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(e)) => e,
-            None => format!("no answer after {:?}", start.elapsed()),
-        };
-        Err(format!(
-            "{fail}\n--- {}/gunicorn.log ---\n{}\n--- stderr ---\n{}",
-            self.dir.path().display(),
-            read_lossy(&self.dir.join("gunicorn.log")),
-            read_lossy(&self.dir.join("stderr.log"))
-        ))
+        let logs = ["gunicorn.log", "stderr.log"];
+        wait_ready(
+            &mut self.child,
+            "gunicorn",
+            timeout,
+            &self.dir,
+            &logs,
+            || raw_request(addr, req.as_bytes()).is_ok_and(|r| r.status == 200),
+        )
     }
 
     /// `127.0.0.1:<port>`.

@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::ca::TestCa;
-use super::util::{TestDir, accepts, free_port, poll_until, read_lossy, stop_child};
+use super::util::{
+    TestDir, accepts, free_port, poll_until, read_lossy, start_retrying, stop_child, wait_ready,
+};
 
 /// The nginx binary.
 pub const NGINX_BIN: &str = "/usr/sbin/nginx";
@@ -113,16 +115,7 @@ impl Nginx {
             Path::new(ECHO_MODULE).exists(),
             "{ECHO_MODULE} missing: run scripts/install-test-deps"
         );
-        let mut last_err = String::new();
-        for _attempt in 0..3 {
-            match Nginx::try_start(extra) {
-                Ok(n) => return n,
-                // Another process took a port between free_port() and nginx's bind: retry.
-                Err(e) if e.contains("Address already in use") => last_err = e,
-                Err(e) => panic!("nginx did not start: {e}"),
-            }
-        }
-        panic!("nginx did not start after 3 attempts: {last_err}");
+        start_retrying("nginx", || Nginx::try_start(extra))
     }
 
     fn try_start(extra: &str) -> Result<Nginx, String> {
@@ -165,25 +158,11 @@ impl Nginx {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        let start = Instant::now();
         let (h, s) = (self.http_addr(), self.https_addr());
-        let ready = poll_until(timeout, || {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(Err(format!("nginx exited early ({st})")));
-            }
-            (accepts(h) && accepts(s)).then_some(Ok(()))
-        });
-        let fail = match ready {
-            Some(Ok(())) => return Ok(()),
-            Some(Err(e)) => e,
-            None => format!("ports not accepting after {:?}", start.elapsed()),
-        };
-        Err(format!(
-            "{fail}\n--- {}/error.log ---\n{}\n--- stderr ---\n{}",
-            self.dir.path().display(),
-            read_lossy(&self.dir.join("error.log")),
-            read_lossy(&self.dir.join("stderr.log"))
-        ))
+        let logs = ["error.log", "stderr.log"];
+        wait_ready(&mut self.child, "nginx", timeout, &self.dir, &logs, || {
+            accepts(h) && accepts(s)
+        })
     }
 
     /// `127.0.0.1:<http port>`.

@@ -236,6 +236,50 @@ pub(crate) fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>)
     }
 }
 
+/// Calls `try_start` up to three times while it fails with "Address already in use" (another
+/// process took a port between [`free_port`] and the server's bind); panics on any other
+/// error, naming `what`.
+pub(crate) fn start_retrying<T>(what: &str, mut try_start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last_err = String::new();
+    for _attempt in 0..3 {
+        match try_start() {
+            Ok(server) => return server,
+            Err(e) if e.contains("Address already in use") => last_err = e,
+            Err(e) => panic!("{what} did not start: {e}"),
+        }
+    }
+    panic!("{what} did not start after 3 attempts: {last_err}");
+}
+
+/// Waits (polling, up to `timeout`) until `ready` holds, failing early when `child`, the
+/// server process named `what`, exits. The error quotes the `logs` kept in `dir`.
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    dir: &TestDir,
+    logs: &[&str],
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let up = poll_until(timeout, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(Err(format!("{what} exited early ({st})")));
+        }
+        ready().then_some(Ok(()))
+    });
+    let mut fail = match up {
+        Some(Ok(())) => return Ok(()),
+        Some(Err(e)) => e,
+        None => format!("{what} not ready after {:?}", start.elapsed()),
+    };
+    for log in logs {
+        let text = read_lossy(&dir.join(log));
+        fail.push_str(&format!("\n--- {}/{log} ---\n{text}", dir.path().display()));
+    }
+    Err(fail)
+}
+
 /// Whether something accepts TCP connections on `addr` right now.
 pub(crate) fn accepts(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
