@@ -1,5 +1,5 @@
-//! Fault injection on 127.0.0.1 for `tests/faults.rs`, `tests/tls_classes.rs` and
-//! `tests/io_torture.rs`: raw servers on std threads that a test scripts with a closure (resets,
+//! Fault injection on 127.0.0.1 for `tests/faults.rs`, `tests/tls_failures.rs` and
+//! `tests/torture.rs`: raw servers on std threads that a test scripts with a closure (resets,
 //! half-closes, stalls, TLS), a request reader for them, the short-limit agent settings, and
 //! one-call request runners. It re-exports the recorder of [`super::scripted`] and the leak
 //! checks of [`super::baseline`] that these tests use with it.
