@@ -1,4 +1,4 @@
-//! Network and environment faults F1–F14 of RELIABILITY.md §4.2, injected hermetically on
+//! Network and environment faults F1–F14 (docs/http-support.md §2.2), injected hermetically on
 //! 127.0.0.1: raw servers on std threads (SO_LINGER 0, half-closes, stalls, tiny receive
 //! windows, full accept queues through `socket2`), a resolver injected into the reactor, and
 //! file-system faults under a temporary directory.

@@ -1,6 +1,7 @@
-//! Hostile servers and bad input against the Agent: the rows of RELIABILITY.md Part 1 and of
-//! the §4.1 checklist that no other test file covers at the Agent level (docs/http-support.md
-//! maps every row to its tests). Test names start with the row id.
+//! Hostile servers and bad input against the Agent: the rows of the reliability checklist in
+//! docs/http-support.md (§1, the RFC rules, and §2.1, the hostile-server checklist) that no
+//! other test file covers at the Agent level (the checklist maps every row to its tests). Test
+//! names start with the row id; the section comments below follow the checklist's numbering.
 //!
 //! Every response fixture runs
 //! * through the protocol core whole, byte by byte, at random split points and as the first
@@ -1362,11 +1363,11 @@ fn q7_417_repeats_the_request_once_without_the_expectation() {
     assert!(!texts[3].contains("expect:"));
 }
 
-// ---- §4.1 checklist rows without a Part 1 row ---------------------------------------------
+// ---- §2.1 checklist rows without a §1 row --------------------------------------------------
 
 #[test]
 fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
-    // Checklist row 13: one header byte every 50 ms never trips the silence timeout, but the
+    // §2.1 row 13: one header byte every 50 ms never trips the silence timeout, but the
     // total deadline ends it.
     let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
     head.extend(b"X-Drip: ".iter().chain(&[b'd'; 200]));
@@ -1393,7 +1394,7 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
 
 #[test]
 fn row13_endless_head_keeps_memory_bounded() {
-    // Checklist row 13: header lines streamed with no blank line, up to 512 MiB. The 64 KiB
+    // §2.1 row 13: header lines streamed with no blank line, up to 512 MiB. The 64 KiB
     // head cap must end the response and keep memory flat; a client that kept reading and
     // buffering would grow by the whole stream, eight times the bound below.
     use std::io::Write;

@@ -1,5 +1,5 @@
-//! Response framing cases (RELIABILITY.md Part 1, sections 1.1 to 1.6), each run whole, byte by
-//! byte and at random split points.
+//! Response framing cases (docs/http-support.md, reliability checklist §1.1 to §1.6), each run
+//! whole, byte by byte and at random split points.
 
 mod support;
 

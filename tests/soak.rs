@@ -1,5 +1,5 @@
-//! Load and soak runs (RELIABILITY.md §4.3, L1–L6), all `#[ignore]`: `scripts/soak` runs them
-//! in release mode with the file limit raised and prints their figures. They talk to a real
+//! Load and soak runs (docs/http-support.md §2.3, L1–L6), all `#[ignore]`: `scripts/soak` runs
+//! them in release mode with the file limit raised and prints their figures. They talk to a real
 //! nginx in a child process (and, for the hostile mix, scripted servers) on 127.0.0.1.
 //!
 //! Sizes come from the environment so a quick run and a nightly run share the code:

@@ -1,4 +1,4 @@
-//! TLS failure classes through the Agent (RELIABILITY.md checklist row 25, fault F9).
+//! TLS failure classes through the Agent (docs/http-support.md §2.1 row 25 and §2.2 row F9).
 //!
 //! Every certificate is generated at test time (rcgen); the server is rustls on 127.0.0.1 and
 //! records every byte it decrypts, so "no request byte reached the server" is checked where it

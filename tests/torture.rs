@@ -1,4 +1,4 @@
-//! I/O failure torture (RELIABILITY.md checklist row 38, curl's torture tests by analogy):
+//! I/O failure torture (docs/http-support.md §2.1 row 38; curl's torture tests by analogy):
 //! every response fixture is cut by a TCP reset after each possible number of bytes, and every
 //! upload is cut after each of a set of offsets. Each run must end in exactly one typed outcome
 //! (a complete response only when every byte was sent), never deliver bytes after its end,
