@@ -1,6 +1,6 @@
 //! The shared harnesses of the integration tests, all on 127.0.0.1. Every test binary declares
-//! `mod support;` and uses the parts it needs (so `dead_code` is allowed here: no binary uses
-//! all of it).
+//! `mod support;` and uses the parts it needs (so `dead_code` and `unused_imports`, for the
+//! re-exports, are allowed here: no binary uses all of it).
 //!
 //! - [`scripted`]: [`scripted::ScriptedServer`], a server that plays a script of steps per
 //!   connection (write whole, split or slowly, half-close, reset, drop TLS without

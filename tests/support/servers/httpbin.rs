@@ -2,14 +2,14 @@
 //! `gthread` worker: HTTP/1.1 keep-alive, chunked responses for `/stream/N`), run with
 //! Debian's interpreter `/usr/bin/python3` on a free 127.0.0.1 port. Killed on drop.
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 
 use super::util::{
-    TestDir, free_port, raw_request, read_lossy, start_retrying, stop_child, wait_ready,
+    TestDir, free_port, raw_request, read_lossy, spawn_logged, start_retrying, stop_child,
+    wait_ready,
 };
 
 /// Debian's interpreter (the `python3` on PATH may be another one without httpbin).
@@ -39,42 +39,41 @@ impl Httpbin {
     fn try_start() -> Result<Httpbin, String> {
         let dir = TestDir::new("httpbin");
         let port = free_port();
-        let child = Command::new(PYTHON)
-            .args(["-m", "gunicorn"])
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .args([
-                "--workers",
-                "1",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-            ])
-            .args([
-                "--keep-alive",
-                "30",
-                "--graceful-timeout",
-                "1",
-                "--timeout",
-                "60",
-            ])
-            .arg("--error-logfile")
-            .arg(dir.join("gunicorn.log"))
-            .arg("--access-logfile")
-            .arg(dir.join("access.log"))
-            .arg("--chdir")
-            .arg(dir.path())
-            .arg("httpbin:app")
-            // The pyenv python on PATH must not leak its environment into Debian's.
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .env_remove("PYTHONSTARTUP")
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout.log")).unwrap())
-            .stderr(File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .map_err(|e| format!("spawn {PYTHON} -m gunicorn: {e}"))?;
+        let child = spawn_logged(
+            Command::new(PYTHON)
+                .args(["-m", "gunicorn"])
+                .args(["--bind", &format!("127.0.0.1:{port}")])
+                .args([
+                    "--workers",
+                    "1",
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    "8",
+                ])
+                .args([
+                    "--keep-alive",
+                    "30",
+                    "--graceful-timeout",
+                    "1",
+                    "--timeout",
+                    "60",
+                ])
+                .arg("--error-logfile")
+                .arg(dir.join("gunicorn.log"))
+                .arg("--access-logfile")
+                .arg(dir.join("access.log"))
+                .arg("--chdir")
+                .arg(dir.path())
+                .arg("httpbin:app")
+                // The pyenv python on PATH must not leak its environment into Debian's.
+                .env_remove("PYTHONPATH")
+                .env_remove("PYTHONHOME")
+                .env_remove("PYTHONSTARTUP")
+                .env("PYTHONDONTWRITEBYTECODE", "1"),
+            &dir,
+        )
+        .map_err(|e| format!("spawn {PYTHON} -m gunicorn: {e}"))?;
         let mut h = Httpbin { child, port, dir };
         h.wait_ready(Duration::from_secs(20))?;
         Ok(h)

@@ -4,16 +4,16 @@
 //! master_process off;`), every path inside a per-instance [`TestDir`]; SIGTERM, then SIGKILL,
 //! on drop.
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ca::TestCa;
 use super::util::{
-    TestDir, accepts, free_port, poll_until, read_lossy, start_retrying, stop_child, wait_ready,
+    TestDir, accepts, free_port, poll_until, read_lossy, spawn_logged, start_retrying, stop_child,
+    wait_ready,
 };
 
 /// The nginx binary.
@@ -134,18 +134,17 @@ impl Nginx {
         }
         let conf = config(dir.path(), &www, &ca, http_port, https_port, &extra);
         let conf_path = dir.write("nginx.conf", conf);
-        let child = Command::new(NGINX_BIN)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-e")
-            .arg(dir.join("error.log"))
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout.log")).unwrap())
-            .stderr(File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .map_err(|e| format!("spawn {NGINX_BIN}: {e}"))?;
+        let child = spawn_logged(
+            Command::new(NGINX_BIN)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-e")
+                .arg(dir.join("error.log")),
+            &dir,
+        )
+        .map_err(|e| format!("spawn {NGINX_BIN}: {e}"))?;
         let mut n = Nginx {
             child,
             http_port,

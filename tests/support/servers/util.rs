@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,14 @@ pub(crate) fn stop_child(child: &mut Child, sig: &str, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Spawns `cmd` with no stdin and its output in `stdout.log` and `stderr.log` of `dir`.
+pub(crate) fn spawn_logged(cmd: &mut Command, dir: &TestDir) -> io::Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(dir.join("stdout.log"))?)
+        .stderr(fs::File::create(dir.join("stderr.log"))?)
+        .spawn()
 }
 
 /// Reads a log file for error messages; empty string when missing.
