@@ -21,9 +21,9 @@
 //! - [`proto`]: the protocol-core driver: feeds a response whole, byte by byte and at random
 //!   split points, alone or as a keep-alive pair, and checks that every mode agrees
 //!   (`proto_framing.rs`, `hostile.rs`).
-//! - [`reactor`]: for tests of the reactor without an Agent: a logging
-//!   [`reactor::Scripted`] protocol, [`reactor::Echo`], and the loop that turns the reactor
-//!   until a condition holds.
+//! - [`reactor`]: for tests of the reactor without an Agent: [`reactor::LoggingProtocol`],
+//!   which logs every event, [`reactor::Echo`], and the loop that turns the reactor until a
+//!   condition holds.
 #![allow(dead_code, unused_imports)]
 
 pub mod baseline;

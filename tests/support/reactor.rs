@@ -1,6 +1,6 @@
-//! Helpers of the reactor and TLS tests that drive the reactor without an Agent: [`Scripted`], a
-//! protocol that logs every event into a [`Log`] and runs optional closures, [`Echo`], and
-//! the loop that turns the reactor until a condition holds.
+//! Helpers of the reactor and TLS tests that drive the reactor without an Agent:
+//! [`LoggingProtocol`], which logs every event into a [`Log`] and runs optional closures,
+//! [`Echo`], and the loop that turns the reactor until a condition holds.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use weft::reactor::{ConnId, Ctx, Disconnect, Protocol, Reactor, TransportError};
 
 pub use super::scripted::turn_for;
 
-/// What a [`Scripted`] protocol saw.
+/// What a [`LoggingProtocol`] saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ev {
     Made(ConnId),
@@ -34,7 +34,7 @@ type OnConn = Box<dyn FnMut(&mut Ctx, ConnId)>;
 type OnData = Box<dyn FnMut(&mut Ctx, ConnId, &[u8])>;
 
 /// A protocol that logs every event and runs optional closures.
-pub struct Scripted {
+pub struct LoggingProtocol {
     pub log: Log,
     pub on_made: Option<OnConn>,
     pub on_data: Option<OnData>,
@@ -43,9 +43,9 @@ pub struct Scripted {
     pub log_data: bool,
 }
 
-impl Scripted {
+impl LoggingProtocol {
     pub fn new(log: &Log) -> Self {
-        Scripted {
+        LoggingProtocol {
             log: log.clone(),
             on_made: None,
             on_data: None,
@@ -79,7 +79,7 @@ impl Scripted {
     }
 }
 
-impl Protocol for Scripted {
+impl Protocol for LoggingProtocol {
     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
         self.log.borrow_mut().push(Ev::Made(conn));
         if let Some(f) = self.on_made.as_mut() {
