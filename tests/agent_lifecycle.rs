@@ -1,16 +1,15 @@
 //! Agent behaviour over time: TLS endings, cancellation at every phase, idle and keep-alive
 //! timeouts, caps, producers that wait, and calls from other threads.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use scripted::*;
-use servers::{TestCa, TestDir};
+use support::scripted::*;
+use support::servers::{TestCa, TestDir};
 use weft::client::{
     Agent, AgentConfig, BodyEnd, BodyProducer, BodySink, Cause, HttpAgent, Phase, PoolStats,
     Produce, ReadProducer, Request, TimeoutKind,

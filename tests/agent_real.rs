@@ -1,13 +1,12 @@
 //! The Agent against real servers we did not write: nginx (HTTP and HTTPS with a CA made at
 //! test time) and httpbin, all started by the tests on 127.0.0.1.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::time::Duration;
 
-use scripted::*;
-use servers::{Httpbin, Nginx, big_body};
+use support::scripted::*;
+use support::servers::{Httpbin, Nginx, big_body};
 use weft::client::{Agent, AgentConfig, BodyEnd, BytesProducer, Cause, Phase};
 use weft::reactor::{Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};

@@ -1,13 +1,13 @@
 //! The Agent against small scripted servers on 127.0.0.1: framing outcomes, pooling,
 //! retries, timeouts, flow control and cancellation.
 
-mod scripted;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::*;
+use support::scripted::*;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, BytesProducer, Cause, HttpAgent, Phase,
     ReadProducer, Request,

@@ -1,15 +1,14 @@
 //! The blocking client against nginx and httpbin: plain calls, pool reuse across calls, use
 //! from other threads and from inside another reactor's callback, caps and errors.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::test_config;
-use servers::{Httpbin, Nginx, TestDir, big_body, free_port};
+use support::scripted::test_config;
+use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 use weft::blocking::Client;
 use weft::client::{AuthMode, Cause, CookieJar, Credentials, DownloadOptions, Phase, Request};
 use weft::proto::Version;

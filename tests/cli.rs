@@ -1,15 +1,14 @@
 //! The `weft` command, run as a user would, against nginx and scripted servers on 127.0.0.1.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::process::Output;
 
-use scripted::{ScriptedServer, Step, write};
-use servers::{Httpbin, Nginx, TestDir, big_body};
+use support::scripted::{ScriptedServer, Step, write};
+use support::servers::{Httpbin, Nginx, TestDir, big_body};
 
 fn weft(args: &[&str]) -> Output {
-    servers::weft_command(env!("CARGO_BIN_EXE_weft"))
+    support::servers::weft_command(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .output()
         .expect("weft runs")

@@ -2,17 +2,16 @@
 //! resume, ETags, `-w`, proxies, many URLs in sequence or in parallel, config files), run as a
 //! user would against nginx, httpbin, tinyproxy and scripted servers on 127.0.0.1.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::fs;
 use std::process::Output;
 
-use scripted::{ScriptedServer, Step, write};
-use servers::{Httpbin, Nginx, TestDir, Tinyproxy, big_body};
+use support::scripted::{ScriptedServer, Step, write};
+use support::servers::{Httpbin, Nginx, TestDir, Tinyproxy, big_body};
 
 fn weft(args: &[&str]) -> Output {
-    servers::weft_command(env!("CARGO_BIN_EXE_weft"))
+    support::servers::weft_command(env!("CARGO_BIN_EXE_weft"))
         .args(args)
         .output()
         .expect("weft runs")
@@ -327,7 +326,7 @@ fn write_out_json_describes_the_transfer() {
         "{v}"
     );
     // A failed transfer still writes its variables.
-    let port = servers::free_port();
+    let port = support::servers::free_port();
     let out = weft(&[
         "-w",
         "%{exitcode} %{http_code}",
@@ -403,7 +402,7 @@ fn parallel_runs_at_most_parallel_max_at_once() {
 #[test]
 fn exit_status_is_the_first_failure_and_every_failure_is_reported() {
     let nginx = Nginx::start();
-    let dead = format!("http://127.0.0.1:{}/", servers::free_port());
+    let dead = format!("http://127.0.0.1:{}/", support::servers::free_port());
     let out = weft(&[&nginx.http_url("/hello.txt"), &dead, "http://[::1"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello world\n");

@@ -1,21 +1,18 @@
 //! AuthAgent against httpbin (Basic, Digest MD5 and SHA-256) and scripted servers.
 
-mod scripted;
-mod servers;
-mod wrapped;
+mod support;
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use scripted::*;
-use servers::Httpbin;
+use support::scripted::*;
+use support::servers::Httpbin;
 use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BytesProducer, Cause, CookieAgent, CookieJar,
     Credentials, HttpAgent, Phase, ReadProducer, Request, TimeoutKind, Timeouts,
 };
 use weft::reactor::Reactor;
-use wrapped::*;
 
 fn agent(reactor: &mut Reactor, creds: Option<(&str, &str)>, mode: AuthMode) -> AuthAgent<Agent> {
     let inner = Agent::new(reactor.ctx(), test_config());

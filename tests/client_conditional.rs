@@ -1,15 +1,14 @@
 //! Conditional GETs (the session builder's `conditional`, a `ConditionalAgent` in the chain)
 //! against nginx's static files (ETag, Last-Modified, 304) and scripted servers.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::*;
-use servers::Nginx;
+use support::scripted::*;
+use support::servers::Nginx;
 use weft::client::{Error, FullResponse, HttpClient, ValidatorCache};
 use weft::proto::Headers;
 use weft::reactor::Reactor;
@@ -113,7 +112,7 @@ fn oversized_bodies_are_returned_but_not_cached() {
     for _ in 0..2 {
         let f = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
         assert_eq!(f.code, 200);
-        assert_eq!(f.body.len(), servers::big_body().len());
+        assert_eq!(f.body.len(), support::servers::big_body().len());
     }
     assert!(cache.is_empty());
     // And the fetch cap holds.

@@ -1,14 +1,11 @@
 //! CookieAgent and CookieJar against httpbin and scripted servers on 127.0.0.1.
 
-mod scripted;
-mod servers;
-mod wrapped;
+mod support;
 
-use scripted::*;
-use servers::{Httpbin, TestDir};
+use support::scripted::*;
+use support::servers::{Httpbin, TestDir};
 use weft::client::{Agent, AgentConfig, CookieAgent, CookieJar, Proxies, Request};
 use weft::reactor::Reactor;
-use wrapped::*;
 
 fn setup() -> (Reactor, CookieAgent<Agent>, CookieJar) {
     let mut reactor = Reactor::new().unwrap();

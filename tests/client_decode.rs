@@ -1,17 +1,15 @@
 //! ContentDecoderAgent against httpbin, nginx with `gzip on`, and scripted servers for
 //! malformed, chained, split and oversized encoded bodies.
 
-mod fault_support;
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::*;
-use servers::{Httpbin, Nginx, big_body};
+use support::scripted::*;
+use support::servers::{Httpbin, Nginx, big_body};
 use weft::client::{
     Agent, BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Cause, ContentDecoderAgent, DecodeConfig,
     HttpAgent, Request,
@@ -467,7 +465,7 @@ fn bomb_is_capped_with_a_typed_error() {
     let srv = serve_reply(reply("gzip", &bomb));
     let cap = 10 << 20;
     // Uncapped, the decoder would produce 1 GiB; capped, the 10 MiB body is most of the growth.
-    let rss = fault_support::RssProbe::start();
+    let rss = support::baseline::RssProbe::start();
     let (out, _) = run_observed(
         DecodeConfig {
             max_decoded_size: cap,

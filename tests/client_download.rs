@@ -1,8 +1,7 @@
 //! Downloads to a file: nginx for the real thing (whole file, Range resume), scripted servers
 //! for the answers nginx will not give on demand (ignored range, misaligned 206, truncation).
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::fs;
@@ -10,8 +9,8 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::{ScriptedServer, Step, test_config, turn_until, write};
-use servers::{Nginx, TestDir, big_body, raw_get};
+use support::scripted::{ScriptedServer, Step, test_config, turn_until, write};
+use support::servers::{Nginx, TestDir, big_body, raw_get};
 use weft::client::{
     Agent, Cause, DownloadOptions, Downloaded, Error, Progress, Request, download,
     partial_meta_path, partial_path,

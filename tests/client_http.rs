@@ -1,15 +1,14 @@
 //! HttpClient (the convenience layer) against httpbin, nginx and scripted servers.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::{ScriptedServer, Step, turn_until, write};
-use servers::{Httpbin, Nginx, TestDir, big_body};
+use support::scripted::{ScriptedServer, Step, turn_until, write};
+use support::servers::{Httpbin, Nginx, TestDir, big_body};
 use weft::client::{Cause, ClientBuilder, Error, FullResponse, HttpClient, Phase, RequestBuilder};
 use weft::reactor::Reactor;
 

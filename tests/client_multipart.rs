@@ -1,14 +1,13 @@
 //! Multipart form bodies against httpbin `/post` and a scripted server that records the bytes.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::*;
-use servers::{Httpbin, TestDir};
+use support::scripted::*;
+use support::servers::{Httpbin, TestDir};
 use weft::client::{Agent, BodyProducer, HttpAgent, Multipart, Request};
 use weft::reactor::Reactor;
 

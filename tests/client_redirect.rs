@@ -1,16 +1,15 @@
 //! RedirectAgent against nginx, httpbin and scripted servers: following, method rewriting,
 //! body replay, scheme and downgrade refusals, the credential matrix, limits, cancellation.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use scripted::*;
-use servers::{Httpbin, Nginx, TestCa, TestDir};
+use support::scripted::*;
+use support::servers::{Httpbin, Nginx, TestCa, TestDir};
 use weft::client::{
     Agent, AgentConfig, Cause, Error, HttpAgent, PreviousResponse, ReadProducer, RedirectAgent,
     RedirectConfig, Request, RequestHandle, TimeoutKind, Timeouts, Timing,

@@ -4,7 +4,7 @@
 //! The example binaries must be built first: `cargo build --examples` (scripts/test does it).
 //! They are looked up next to this test binary, in `target/<profile>/examples/`.
 
-mod servers;
+mod support;
 
 use std::fs;
 use std::io::Read;
@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use servers::{Httpbin, Nginx, TestDir, big_body, free_port};
+use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 
 /// Every example; each must have been built.
 const EXAMPLES: [&str; 12] = [

@@ -1,14 +1,14 @@
-//! Network and environment faults F1–F14 of RELIABILITY.md §4.2, injected hermetically on
+//! Network and environment faults F1–F14 (docs/http-support.md §2.2), injected hermetically on
 //! 127.0.0.1: raw servers on std threads (SO_LINGER 0, half-closes, stalls, tiny receive
 //! windows, full accept queues through `socket2`), a resolver injected into the reactor, and
 //! file-system faults under a temporary directory.
 //!
 //! Every test checks the leak baseline (reactor counts and open descriptors, see
-//! `fault_support`) after its work. F9 (TLS handshake failures) is in `tls_classes.rs`; F12
-//! has unit tests inside the reactor too (`src/reactor/mod.rs`), where readiness events can be
-//! injected directly.
+//! `tests/support/baseline.rs`) after its work. F9 (TLS handshake failures) is in
+//! `tls_failures.rs`; F12 has unit tests inside the reactor too (`src/reactor/mod.rs`), where
+//! readiness events can be injected directly.
 
-mod fault_support;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -19,7 +19,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fault_support::*;
+use support::faults::*;
+use support::servers::TestDir;
 use weft::client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, BodySink, BytesProducer,
     Cause, DownloadOptions, Downloaded, Error, HttpAgent, Phase, Produce, Request, TimeoutKind,
@@ -104,7 +105,7 @@ fn f1_reset_mid_body_is_a_typed_error_and_not_pooled() {
 
 #[test]
 fn f1_reset_mid_download_leaves_no_final_file() {
-    let dir = TempDir::new("f1");
+    let dir = TestDir::new("faults-f1");
     let target = dir.path().join("file.bin");
     let (mut reactor, agent, baseline) = reactor_and_agent(config());
     let server = resetting_server();
@@ -801,32 +802,6 @@ fn reactor_timers_done(fired: &Rc<RefCell<Vec<u32>>>, n: usize) -> bool {
 
 // ---- F14: file-system faults during a download ------------------------------------------
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "weft-faults-{tag}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn run_download(
     reactor: &mut Reactor,
     agent: Agent,
@@ -871,7 +846,7 @@ fn assert_file_error(err: &Error, says: &str) {
 }
 
 /// A directory we cannot create files in: mode 0555, or (for root, who ignores modes) sysfs.
-fn unwritable_dir(tmp: &TempDir) -> PathBuf {
+fn unwritable_dir(tmp: &TestDir) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let dir = tmp.path().join("ro");
     std::fs::create_dir(&dir).unwrap();
@@ -885,7 +860,7 @@ fn unwritable_dir(tmp: &TempDir) -> PathBuf {
 
 #[test]
 fn f14_permission_denied() {
-    let tmp = TempDir::new("f14-perm");
+    let tmp = TestDir::new("faults-f14-perm");
     let dir = unwritable_dir(&tmp);
     let target = dir.join("weft-download.bin");
     let (mut reactor, agent, baseline) = reactor_and_agent(config());
@@ -899,7 +874,7 @@ fn f14_permission_denied() {
 
 #[test]
 fn f14_target_directory_removed_during_the_download() {
-    let tmp = TempDir::new("f14-gone");
+    let tmp = TestDir::new("faults-f14-gone");
     let dir = tmp.path().join("sub");
     std::fs::create_dir(&dir).unwrap();
     let target = dir.join("file.bin");
@@ -954,7 +929,7 @@ impl Drop for SmallFs {
 
 #[test]
 fn f14_disk_full() {
-    let tmp = TempDir::new("f14-full");
+    let tmp = TestDir::new("faults-f14-full");
     let (mut reactor, agent, baseline) = reactor_and_agent(config());
     let server = file_server(512 * 1024, Duration::ZERO);
     let Some(fs) = SmallFs::mount(&tmp.path().join("small")) else {

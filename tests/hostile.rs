@@ -1,34 +1,31 @@
-//! Hostile servers and bad input against the Agent: the rows of RELIABILITY.md Part 1 and of
-//! the §4.1 checklist that no other test file covers at the Agent level (docs/http-support.md
-//! maps every row to its tests). Test names start with the row id.
+//! Hostile servers and bad input against the Agent: the rows of the reliability checklist in
+//! docs/http-support.md (§1, the RFC rules, and §2.1, the hostile-server checklist) that no
+//! other test file covers at the Agent level (the checklist maps every row to its tests). Test
+//! names start with the row id; the section comments below follow the checklist's numbering.
 //!
 //! Every response fixture runs
 //! * through the protocol core whole, byte by byte, at random split points and as the first
-//!   half of a keep-alive pair (`proto_support::run` and `run_pair`), and
+//!   half of a keep-alive pair (`support::proto::run` and `run_pair`), and
 //! * through the Agent over a loopback socket, written whole, one byte at a time and at random
 //!   split points (`Step::WriteSlow`, `Step::WriteSplit` with
-//!   `proto_support::random_split_points`). Each time a second request follows: it must get its
+//!   `support::proto::random_split_points`). Each time a second request follows: it must get its
 //!   own response, on the same connection when the fixture leaves it reusable and on a new one
 //!   otherwise, and never a byte of the fixture.
 
-mod fault_support;
-mod proto_support;
-mod scripted;
-mod servers;
-mod wrapped;
+mod support;
 
-use std::cell::Cell;
 use std::io::Read;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use proto_support::{Rng, random_split_points};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use scripted::{Req, ScriptedServer, Step, finished, issue, run_one, test_config, turn_until};
-use servers::{TestCa, TestDir};
+use support::baseline::pool_stats;
+use support::proto::{Rng, random_split_points};
+use support::scripted::{
+    Req, ScriptedServer, Step, finished, issue, run_one, test_config, turn_until,
+};
+use support::servers::{TestCa, TestDir};
 use weft::client::{
-    Agent, AgentConfig, BodyEnd, BytesProducer, Cause, CookieAgent, CookieJar, Phase, PoolStats,
-    ReadProducer, TimeoutKind,
+    Agent, AgentConfig, BodyEnd, BytesProducer, Cause, CookieAgent, CookieJar, Phase, ReadProducer,
+    TimeoutKind,
 };
 use weft::proto::{ProtocolError, RequestError};
 use weft::reactor::Reactor;
@@ -581,7 +578,7 @@ fn write_step(bytes: &[u8], mode: Mode) -> Step {
 /// The fixture through the core: every split mode agrees (checked by `run`), the outcome is
 /// the wanted one, and in a keep-alive pair the second response is parsed on its own.
 fn check_core(f: &Fixture) {
-    let out = proto_support::run(f.method, &f.response, f.close);
+    let out = support::proto::run(f.method, &f.response, f.close);
     match &f.want {
         Want::Ok {
             status,
@@ -605,7 +602,7 @@ fn check_core(f: &Fixture) {
             assert!(out.complete().is_none(), "{f:?}: {out:?}");
         }
     }
-    let (_, second) = proto_support::run_pair(f.method, &f.response, SECOND);
+    let (_, second) = support::proto::run_pair(f.method, &f.response, SECOND);
     match (&f.want, second) {
         (Want::Ok { reuse: true, .. }, Some(second)) => {
             assert_eq!(second.error, None, "{f:?}: {second:?}");
@@ -617,20 +614,11 @@ fn check_core(f: &Fixture) {
     }
 }
 
-/// Pool counts, asked of the agent.
-fn stats(reactor: &mut Reactor, agent: Agent) -> PoolStats {
-    let out = Rc::new(Cell::new(None));
-    let o = out.clone();
-    agent.stats(reactor.ctx(), move |_, s| o.set(Some(s)));
-    turn_until(reactor, LIMIT, || out.get().is_some());
-    out.get().unwrap()
-}
-
 /// Turns the reactor until the pool holds `idle` idle connections and none in use.
 fn await_pool(reactor: &mut Reactor, agent: Agent, idle: usize) {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let s = stats(reactor, agent);
+        let s = pool_stats(reactor, agent);
         if s.idle == idle && s.active == 0 {
             return;
         }
@@ -663,7 +651,7 @@ fn check_agent(f: &Fixture, mode: Mode) {
     let agent = Agent::new(reactor.ctx(), test_config());
     // The global invariants: whatever the fixture did, connections, registrations, timers and
     // descriptors come back once the pool is emptied.
-    let baseline = fault_support::Baseline::take(&mut reactor);
+    let baseline = support::baseline::Baseline::take(&mut reactor);
     let one = issue(
         reactor.ctx(),
         agent,
@@ -776,7 +764,7 @@ fn r2_connect_2xx_starts_the_tunnel_and_407_is_framed() {
         proxies: weft::client::Proxies::all(&srv.url("")).unwrap(),
         ..test_config()
     };
-    let outs = scripted::run_sequential(
+    let outs = support::scripted::run_sequential(
         config,
         vec![
             Req::get("https://origin.test/".into()),
@@ -910,7 +898,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     let mut reactor = Reactor::new().unwrap();
     let jar = CookieJar::new();
     let agent = CookieAgent::new(Agent::new(reactor.ctx(), test_config()), jar.clone());
-    let r = wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),
@@ -920,7 +908,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     assert_eq!(r.out.trailers.get("set-cookie"), Some(&b"s=1"[..]));
     assert_eq!(r.out.headers.get("content-length"), None);
     assert!(jar.is_empty(), "{:?}", jar.cookies_for(&srv.url("/")));
-    let r = wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),
@@ -1051,7 +1039,7 @@ fn k4_unsolicited_408_on_an_idle_connection_evicts_it() {
     let one = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
     turn_until(&mut reactor, LIMIT, || finished(&one));
     assert!(one.borrow().is_done());
-    assert_eq!(stats(&mut reactor, agent).idle, 1);
+    assert_eq!(pool_stats(&mut reactor, agent).idle, 1);
     turn_until(&mut reactor, LIMIT, || srv.writes() >= 2);
     await_pool(&mut reactor, agent, 0);
     let two = issue(reactor.ctx(), agent, Req::get(srv.url("/2")));
@@ -1076,8 +1064,7 @@ fn k5_close_inside_the_head_or_before_it() {
 fn k6_tls_close_without_alert_after_a_complete_body_is_fine() {
     let dir = TestDir::new("weft-hostile-tls");
     let ca = TestCa::generate(dir.path());
-    let chain: Vec<CertificateDer<'static>> = vec![ca.server_cert_der.clone()];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ca.server_key_der.clone()));
+    let leaf = ca.server_leaf();
     let srv = ScriptedServer::start_tls(
         vec![
             vec![
@@ -1091,15 +1078,16 @@ fn k6_tls_close_without_alert_after_a_complete_body_is_fine() {
                 Step::DropTcp,
             ],
         ],
-        chain,
-        key,
+        leaf.chain,
+        leaf.key,
     );
     let config = AgentConfig {
         tls: TlsConnector::with_root_pem(ca.ca_cert_pem.as_bytes()).unwrap(),
         ..test_config()
     };
     let url = format!("https://localhost:{}/", srv.addr.port());
-    let outs = scripted::run_sequential(config, vec![Req::get(url.clone()), Req::get(url)]);
+    let outs =
+        support::scripted::run_sequential(config, vec![Req::get(url.clone()), Req::get(url)]);
     for out in &outs {
         assert_eq!(out.body, b"hello");
         assert!(out.is_done(), "{out:?}");
@@ -1132,7 +1120,8 @@ fn k7_early_413_during_a_large_upload_is_the_answer() {
         Some(size),
     )));
     let started = Instant::now();
-    let outs = scripted::run_sequential(test_config(), vec![post, Req::get(srv.url("/next"))]);
+    let outs =
+        support::scripted::run_sequential(test_config(), vec![post, Req::get(srv.url("/next"))]);
     assert_eq!(outs[0].status, Some(413), "{:?}", outs[0]);
     assert_eq!(outs[0].body, b"big!");
     assert!(outs[0].is_done(), "{:?}", outs[0].result);
@@ -1172,7 +1161,8 @@ fn rt3_reset_after_a_post_is_not_retried() {
     ]);
     let mut post = Req::new("POST", srv.url("/2"));
     post.body = Some(Box::new(BytesProducer::new(vec![b'p'; 256 * 1024])));
-    let outs = scripted::run_sequential(test_config(), vec![Req::get(srv.url("/1")), post]);
+    let outs =
+        support::scripted::run_sequential(test_config(), vec![Req::get(srv.url("/1")), post]);
     let err = outs[1].error().expect("the POST fails");
     assert!(err.server_may_have_processed(), "{err}");
     assert_ne!(err.phase(), Phase::RequestNotSent);
@@ -1195,7 +1185,7 @@ fn q1_host_target_without_userinfo_or_fragment() {
         Step::WaitClose,
     ]]);
     let port = srv.addr.port();
-    let outs = scripted::run_sequential(
+    let outs = support::scripted::run_sequential(
         test_config(),
         vec![
             Req::get(format!("http://u:p@127.0.0.1:{port}/a?b#f")),
@@ -1232,7 +1222,7 @@ fn q1_user_agent_is_weft_unless_the_caller_sets_one() {
     ]]);
     let mut own = Req::get(srv.url("/own"));
     own.headers.append("User-Agent", b"mine/1");
-    let outs = scripted::run_sequential(test_config(), vec![Req::get(srv.url("/")), own]);
+    let outs = support::scripted::run_sequential(test_config(), vec![Req::get(srv.url("/")), own]);
     assert!(outs.iter().all(|o| o.is_done()));
     let reqs = srv.requests();
     let first = String::from_utf8_lossy(&reqs[0].1).into_owned();
@@ -1311,7 +1301,7 @@ fn q4_control_bytes_in_any_request_part_fail_before_connecting() {
     }
     // A valid request last: the server sees only its connection.
     reqs.push(Req::get(srv.url("/a b?c d")));
-    let outs = scripted::run_sequential(test_config(), reqs);
+    let outs = support::scripted::run_sequential(test_config(), reqs);
     for (out, check) in outs.iter().zip(&checks) {
         let err = out.error().expect("refused");
         assert_eq!(err.phase(), Phase::RequestNotSent, "{err}");
@@ -1357,7 +1347,7 @@ fn q7_417_repeats_the_request_once_without_the_expectation() {
         continue_timeout: Duration::from_secs(5),
         ..test_config()
     };
-    let outs = scripted::run_sequential(config, vec![post(), post()]);
+    let outs = support::scripted::run_sequential(config, vec![post(), post()]);
     assert_eq!(outs[0].status, Some(200), "{:?}", outs[0]);
     assert_eq!(outs[0].body, b"hello");
     // A second 417 (to the repeat) is the answer: one repeat only.
@@ -1373,11 +1363,11 @@ fn q7_417_repeats_the_request_once_without_the_expectation() {
     assert!(!texts[3].contains("expect:"));
 }
 
-// ---- §4.1 checklist rows without a Part 1 row ---------------------------------------------
+// ---- §2.1 checklist rows without a §1 row --------------------------------------------------
 
 #[test]
 fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
-    // Checklist row 13: one header byte every 50 ms never trips the silence timeout, but the
+    // §2.1 row 13: one header byte every 50 ms never trips the silence timeout, but the
     // total deadline ends it.
     let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
     head.extend(b"X-Drip: ".iter().chain(&[b'd'; 200]));
@@ -1404,7 +1394,7 @@ fn row13_slow_drip_head_is_bounded_by_the_total_timeout() {
 
 #[test]
 fn row13_endless_head_keeps_memory_bounded() {
-    // Checklist row 13: header lines streamed with no blank line, up to 512 MiB. The 64 KiB
+    // §2.1 row 13: header lines streamed with no blank line, up to 512 MiB. The 64 KiB
     // head cap must end the response and keep memory flat; a client that kept reading and
     // buffering would grow by the whole stream, eight times the bound below.
     use std::io::Write;
@@ -1413,9 +1403,9 @@ fn row13_endless_head_keeps_memory_bounded() {
     const OFFERED: u64 = 512 << 20;
     let sent = Arc::new(AtomicU64::new(0));
     let counter = sent.clone();
-    let srv = fault_support::RawServer::start(Box::new(move |conn, mut s, log| {
-        if let Ok(Some(req)) = fault_support::read_request(&mut s) {
-            fault_support::record(log, conn, req);
+    let srv = support::faults::RawServer::start(Box::new(move |conn, mut s, log| {
+        if let Ok(Some(req)) = support::faults::read_request(&mut s) {
+            support::faults::record(log, conn, req);
         }
         let lines = b"X-Endless: header line\r\n".repeat(2730);
         let mut chunk = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -1426,7 +1416,7 @@ fn row13_endless_head_keeps_memory_bounded() {
     }));
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
-    let rss = fault_support::RssProbe::start();
+    let rss = support::baseline::RssProbe::start();
     let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
     turn_until(&mut reactor, LIMIT, || {
         rss.sample();
@@ -1482,7 +1472,7 @@ fn row24_growing_location_and_set_cookie_stop_at_the_limits() {
         CookieAgent::new(Agent::new(reactor.ctx(), test_config()), jar.clone()),
         weft::client::RedirectConfig::default(),
     );
-    let r = wrapped::run_via(
+    let r = support::scripted::run_via(
         &mut reactor,
         &agent,
         weft::client::Request::get(&srv.url("/")),

@@ -1,9 +1,9 @@
-//! Response framing cases (RELIABILITY.md Part 1, sections 1.1 to 1.6), each run whole, byte by
-//! byte and at random split points.
+//! Response framing cases (docs/http-support.md, reliability checklist §1.1 to §1.6), each run
+//! whole, byte by byte and at random split points.
 
-mod proto_support;
+mod support;
 
-use proto_support::{Ev, Outcome, connection, drive, run, run_with};
+use support::proto::{Ev, Outcome, connection, drive, run, run_with};
 use weft::proto::{
     ClientConnection, Config, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,
     Version,
@@ -910,7 +910,7 @@ fn mutated_responses_split_invariant() {
         b"\r\nHTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
     ];
     let alphabet = b"\r\n\r\n0123456789abcdefABCDEF;: \t\x00,xHTTP/1.";
-    let mut rng = proto_support::Rng::new(7);
+    let mut rng = support::proto::Rng::new(7);
     for round in 0..400 {
         let mut r = bases[round % bases.len()].to_vec();
         for _ in 0..1 + rng.below(3) {
@@ -962,13 +962,13 @@ fn keep_alive_pairs_in_every_split_mode() {
         ),
     ];
     for (method, first) in firsts {
-        let (o1, o2) = proto_support::run_pair(method, first, second);
+        let (o1, o2) = support::proto::run_pair(method, first, second);
         assert_eq!(o1.complete(), Some((true, false)), "{o1:?}");
         let o2 = o2.expect("reusable after the first response");
         assert_ok(&o2, 200, b"second", true, false);
     }
     // Not reusable: the second request never starts.
-    let (o1, o2) = proto_support::run_pair(
+    let (o1, o2) = support::proto::run_pair(
         "GET",
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         second,

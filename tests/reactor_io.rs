@@ -1,13 +1,13 @@
 //! Reactor connection tests, all on 127.0.0.1.
 
-mod common;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::reactor::*;
 use weft::reactor::{
     ConnId, ConnTiming, ConnectOptions, Ctx, Disconnect, Reactor, ReactorGone, TransportError,
 };
@@ -29,7 +29,7 @@ fn echo_round_trip_and_clean_close() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
-            Scripted::new(&sl)
+            LoggingProtocol::new(&sl)
                 .data(|ctx, conn, data| ctx.write(conn, data))
                 .boxed()
         })
@@ -41,7 +41,7 @@ fn echo_round_trip_and_clean_close() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"hello, reactor"))
             .data(move |ctx, conn, data| {
                 g.borrow_mut().extend_from_slice(data);
@@ -86,7 +86,7 @@ fn peer_addr_and_is_open() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(!reactor.ctx().is_open(conn));
     assert!(turn_until(&mut reactor, LIMIT, |_| !client_log
@@ -118,7 +118,7 @@ fn large_transfer_with_backpressure() {
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
             let sp = sp.clone();
-            Scripted::new(&sl)
+            LoggingProtocol::new(&sl)
                 .quiet()
                 .data(move |ctx, conn, data| {
                     ctx.write(conn, data);
@@ -175,7 +175,7 @@ fn large_transfer_with_backpressure() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .quiet()
             .made(pump)
             .drained(pump2)
@@ -230,7 +230,7 @@ fn paused_connection_gets_no_data_until_resumed() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), || {
-            Box::new(Scripted::new(&log()).made(|ctx, conn| ctx.write(conn, b"payload")))
+            Box::new(LoggingProtocol::new(&log()).made(|ctx, conn| ctx.write(conn, b"payload")))
         })
         .unwrap();
     let client_log = log();
@@ -238,7 +238,7 @@ fn paused_connection_gets_no_data_until_resumed() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.pause_reading(conn))
             .boxed(),
     );
@@ -264,7 +264,7 @@ fn lose_connection_flushes_before_close() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), || {
-            Box::new(Scripted::new(&log()).made(|ctx, conn| {
+            Box::new(LoggingProtocol::new(&log()).made(|ctx, conn| {
                 ctx.write(conn, &vec![7u8; SIZE]);
                 assert!(ctx.write_full(conn));
                 ctx.lose_connection(conn);
@@ -281,7 +281,7 @@ fn lose_connection_flushes_before_close() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .quiet()
             .data(move |_, _, d| {
                 assert!(d.iter().all(|&b| b == 7));
@@ -305,7 +305,7 @@ fn abort_connection_reports_once_and_peer_sees_close() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
-            Scripted::new(&sl).boxed()
+            LoggingProtocol::new(&sl).boxed()
         })
         .unwrap();
     let client_log = log();
@@ -313,7 +313,7 @@ fn abort_connection_reports_once_and_peer_sees_close() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| {
                 ctx.write(conn, b"never sent, maybe");
                 ctx.abort_connection(conn);
@@ -356,7 +356,7 @@ fn connect_refused() {
         "127.0.0.1",
         port,
         ConnectOptions::default(),
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
     turn_for(&mut reactor, Duration::from_millis(30));
@@ -376,7 +376,7 @@ fn connect_by_name_through_resolver_thread() {
         "localhost",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"ping"))
             .data(|ctx, conn, _| ctx.lose_connection(conn))
             .boxed(),
@@ -402,7 +402,7 @@ fn bracketed_ipv6_literal_is_accepted() {
         "[::1]",
         port,
         ConnectOptions::default(),
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
     let ev = client_log.borrow()[0].clone();
@@ -427,7 +427,7 @@ fn unresolvable_name_fails_with_dns_error() {
         "weft-test.invalid",
         80,
         ConnectOptions::default(),
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
     let ev = client_log.borrow()[0].clone();
@@ -439,7 +439,7 @@ fn unresolvable_name_fails_with_dns_error() {
 
 #[test]
 fn connect_timeout_covers_the_tls_handshake() {
-    let silent = common::tls_server::silent_listener();
+    let silent = support::servers::tls::silent_listener();
     let port = silent.local_addr().unwrap().port();
     let mut reactor = Reactor::new().unwrap();
     let client_log = log();
@@ -452,7 +452,7 @@ fn connect_timeout_covers_the_tls_handshake() {
             tls: Some(weft::tls::TlsConnector::danger_accept_invalid_certs()),
             owner: None,
         },
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert_eq!(reactor.ctx().timer_count(), 1);
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
@@ -480,7 +480,7 @@ fn connect_timeout_timer_is_cancelled_on_success() {
             connect_timeout: Some(Duration::from_secs(5)),
             ..Default::default()
         },
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(turn_until(&mut reactor, LIMIT, |_| !client_log
         .borrow()
@@ -497,11 +497,13 @@ fn remove_handler_aborts_its_connections_silently() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
-            Scripted::new(&sl).boxed()
+            LoggingProtocol::new(&sl).boxed()
         })
         .unwrap();
     let owner_log = log();
-    let owner = reactor.ctx().add_handler(Scripted::new(&owner_log).boxed());
+    let owner = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&owner_log).boxed());
     let opts = ConnectOptions {
         owner: Some(owner),
         ..Default::default()
@@ -550,7 +552,7 @@ fn stale_ids_are_no_ops_after_slot_reuse() {
     let addr = reactor
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
-            Scripted::new(&sl).boxed()
+            LoggingProtocol::new(&sl).boxed()
         })
         .unwrap();
     let first_log = log();
@@ -558,7 +560,7 @@ fn stale_ids_are_no_ops_after_slot_reuse() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&first_log)
+        LoggingProtocol::new(&first_log)
             .made(|ctx, conn| ctx.abort_connection(conn))
             .boxed(),
     );
@@ -572,7 +574,7 @@ fn stale_ids_are_no_ops_after_slot_reuse() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&second_log).boxed(),
+        LoggingProtocol::new(&second_log).boxed(),
     );
     assert_ne!(first, second);
     assert!(turn_until(&mut reactor, LIMIT, |_| !second_log
@@ -597,10 +599,14 @@ fn stale_ids_are_no_ops_after_slot_reuse() {
 
     // Stale handler ids too.
     let h1_log = log();
-    let h1 = reactor.ctx().add_handler(Scripted::new(&h1_log).boxed());
+    let h1 = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&h1_log).boxed());
     reactor.ctx().remove_handler(h1);
     let h2_log = log();
-    let h2 = reactor.ctx().add_handler(Scripted::new(&h2_log).boxed());
+    let h2 = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&h2_log).boxed());
     assert_ne!(h1, h2);
     reactor.ctx().post(h1, Box::new("to h1".to_string()));
     reactor.ctx().set_timer(Duration::ZERO, h1, 9);
@@ -708,7 +714,7 @@ fn peer_reset_is_connection_reset() {
         "127.0.0.1",
         port,
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"unread by the server"))
             .boxed(),
     );
@@ -732,7 +738,7 @@ fn set_owner_moves_events_to_another_handler() {
     let first_log = log();
     let pool_log = log();
     let pool = reactor.ctx().add_handler(
-        Scripted::new(&pool_log)
+        LoggingProtocol::new(&pool_log)
             .data(|ctx, conn, _| ctx.lose_connection(conn))
             .boxed(),
     );
@@ -740,7 +746,7 @@ fn set_owner_moves_events_to_another_handler() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&first_log)
+        LoggingProtocol::new(&first_log)
             .made(move |ctx, conn| {
                 ctx.set_owner(conn, pool);
                 ctx.write(conn, b"moved");
@@ -769,7 +775,7 @@ fn timing_of_plain_connect(host: &str) -> (ConnTiming, Option<ConnTiming>) {
         host,
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(move |ctx, conn| {
                 seen_in_made.set(ctx.conn_timing(conn));
                 ctx.lose_connection(conn);
@@ -812,7 +818,7 @@ fn conn_timing_of_an_accepted_connection() {
         .ctx()
         .listen_tcp("127.0.0.1:0".parse().unwrap(), move || {
             let seen = server_seen.clone();
-            Scripted::new(&server_log)
+            LoggingProtocol::new(&server_log)
                 .made(move |ctx, conn| seen.set(ctx.conn_timing(conn)))
                 .boxed()
         })
@@ -858,7 +864,7 @@ fn connector_streams_replace_tcp() {
         "service.test",
         8080,
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"ping"))
             .boxed(),
     );
@@ -909,7 +915,7 @@ fn connector_declining_falls_back_to_tcp() {
         "127.0.0.1",
         addr.port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"over tcp"))
             .boxed(),
     );

@@ -1,12 +1,12 @@
 //! Timers, messages and handler lifetimes.
 
-mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::reactor::*;
 use weft::reactor::Reactor;
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -128,7 +128,9 @@ fn zero_delay_timer_set_from_a_timer_waits_for_the_next_turn() {
 fn set_timer_calls_the_handler_with_its_tag() {
     let mut reactor = Reactor::new().unwrap();
     let events = log();
-    let h = reactor.ctx().add_handler(Scripted::new(&events).boxed());
+    let h = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&events).boxed());
     reactor.ctx().set_timer(Duration::from_millis(20), h, 2);
     reactor.ctx().set_timer(Duration::from_millis(5), h, 1);
     let t3 = reactor.ctx().set_timer(Duration::from_millis(10), h, 3);
@@ -143,7 +145,9 @@ fn set_timer_calls_the_handler_with_its_tag() {
 fn removing_a_handler_cancels_its_timers() {
     let mut reactor = Reactor::new().unwrap();
     let events = log();
-    let h = reactor.ctx().add_handler(Scripted::new(&events).boxed());
+    let h = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&events).boxed());
     for tag in 0..100 {
         reactor.ctx().set_timer(Duration::from_millis(5), h, tag);
     }
@@ -161,7 +165,9 @@ fn removing_a_handler_cancels_its_timers() {
 fn posted_messages_are_delivered_in_order() {
     let mut reactor = Reactor::new().unwrap();
     let events = log();
-    let h = reactor.ctx().add_handler(Scripted::new(&events).boxed());
+    let h = reactor
+        .ctx()
+        .add_handler(LoggingProtocol::new(&events).boxed());
     reactor.ctx().post(h, Box::new("one".to_string()));
     reactor.ctx().post(h, Box::new("two".to_string()));
     reactor.ctx().post(h, Box::new(5u8));

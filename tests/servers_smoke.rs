@@ -1,15 +1,15 @@
-//! Smoke tests of the test harness itself (tests/servers/): the real servers start, serve
+//! Smoke tests of the test harness itself (tests/support/servers/): the real servers start, serve
 //! what the harness documents, log connections, and speak TLS with the generated CA.
 
-mod servers;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use servers::util::parse_response;
-use servers::{Httpbin, Nginx, big_body, raw_get, raw_request};
+use support::servers::util::parse_response;
+use support::servers::{Httpbin, Nginx, big_body, raw_get, raw_request};
 
 fn start_nginx() -> Nginx {
     let t = Instant::now();
@@ -230,7 +230,7 @@ fn httpbin_get_and_stream() {
 }
 
 /// Reads exactly one response with a Content-Length body from a kept-alive connection.
-fn read_cl_response(s: &mut TcpStream) -> servers::RawResponse {
+fn read_cl_response(s: &mut TcpStream) -> support::servers::RawResponse {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {

@@ -3,15 +3,14 @@
 //! `bearer_auth`, and the safe stacking order (credentials never follow a redirect to another
 //! origin) against scripted servers.
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use scripted::{ScriptedServer, Step, test_config, turn_until, write};
-use servers::Httpbin;
+use support::scripted::{ScriptedServer, Step, test_config, turn_until, write};
+use support::servers::Httpbin;
 use weft::client::{AuthMode, Cause, ClientBuilder, Credentials, Phase};
 use weft::{Error, FullResponse, HttpClient, Reactor, RequestBuilder};
 

@@ -1,5 +1,5 @@
-//! Load and soak runs (RELIABILITY.md §4.3, L1–L6), all `#[ignore]`: `scripts/soak` runs them
-//! in release mode with the file limit raised and prints their figures. They talk to a real
+//! Load and soak runs (docs/http-support.md §2.3, L1–L6), all `#[ignore]`: `scripts/soak` runs
+//! them in release mode with the file limit raised and prints their figures. They talk to a real
 //! nginx in a child process (and, for the hostile mix, scripted servers) on 127.0.0.1.
 //!
 //! Sizes come from the environment so a quick run and a nightly run share the code:
@@ -7,8 +7,7 @@
 //! `WEFT_SOAK_CHURN` (L3, default 20,000), `WEFT_SOAK_GIB` (L4, default 4),
 //! `WEFT_SOAK_SECS` (L6, default 60).
 
-mod scripted;
-mod servers;
+mod support;
 
 use std::alloc::System;
 use std::cell::{Cell, RefCell};
@@ -17,12 +16,13 @@ use std::fs::File;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use scripted::{ScriptedServer, Step, write};
-use servers::Nginx;
 use sha2::{Digest, Sha256};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::baseline::pool_stats;
+use support::scripted::{ScriptedServer, Step, write};
+use support::servers::Nginx;
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, PoolStats, Request, Response,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, Request, Response,
 };
 use weft::reactor::{Ctx, Reactor};
 
@@ -59,7 +59,7 @@ fn rss_kib() -> u64 {
 
 /// Open file descriptors of this process.
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+    support::baseline::open_fds().expect("/proc/self/fd")
 }
 
 /// Extra nginx locations for the load runs.
@@ -192,19 +192,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn stats(reactor: &mut Reactor, agent: Agent) -> PoolStats {
-    let slot = Rc::new(Cell::new(None));
-    let s = slot.clone();
-    agent.stats(reactor.ctx(), move |_, st| s.set(Some(st)));
-    for _ in 0..100 {
-        if let Some(st) = slot.take() {
-            return st;
-        }
-        reactor.turn(Some(Duration::from_millis(10))).unwrap();
-    }
-    panic!("no stats");
-}
-
 /// Turns the reactor until `done` or the limit; panics on the limit.
 fn run_until(reactor: &mut Reactor, limit: Duration, done: impl Fn() -> bool) {
     let end = Instant::now() + limit;
@@ -244,7 +231,7 @@ fn l1_ten_thousand_concurrent_connections() {
         tally.done() == n as u64
     });
     let elapsed = started.elapsed();
-    let st = stats(&mut reactor, agent);
+    let st = pool_stats(&mut reactor, agent);
     let rss_idle = rss_kib();
     let mut lat = tally.latencies.borrow().clone();
     lat.sort();
@@ -346,7 +333,7 @@ fn l2_million_keepalive_requests_without_growth() {
         reactor.stats()
     );
     let allocs = GLOBAL.stats().allocations - allocs_warm;
-    let st = stats(&mut reactor, agent);
+    let st = pool_stats(&mut reactor, agent);
     println!(
         "L2: {total} requests ({} failed) in {:.1?}: {:.0} req/s after warm-up; RSS {rss_warm} KiB after {warmup} -> max {rss_max} -> end {rss_end} KiB ({:+.2} %); live heap {heap_warm} -> {heap_end} B; {:.1} allocations per request; connections opened {}",
         tally.failed.get(),
@@ -415,7 +402,7 @@ fn l3_connection_churn() {
     run_until(&mut reactor, Duration::from_secs(1800), || {
         tally.done() == total
     });
-    let st = stats(&mut reactor, agent);
+    let st = pool_stats(&mut reactor, agent);
     println!(
         "L3: {total} requests on new connections ({} failed) in {:.1?} ({:.0} conn/s); opened {}; fds {fds0} -> {}; RSS {} KiB",
         tally.failed.get(),
@@ -569,7 +556,7 @@ fn l5_l6_hostile_mix_soak() {
         good.ok.set(good.ok.get() + round_good.ok.get());
         rounds += 1;
     }
-    let st = stats(&mut reactor, agent);
+    let st = pool_stats(&mut reactor, agent);
     println!(
         "L5/L6: {rounds} rounds in {secs} s: {} normal ok, {} hostile (ok {} failed {}); pool {st:?}; fds {fds0} -> {}; RSS {rss0} -> {} KiB",
         good.ok.get(),

@@ -1,10 +1,10 @@
 //! TlsConnector construction and TlsError messages (no network).
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::tls_server::TestCa;
+use support::servers::TestCa;
 use weft::tls::{TlsConnector, TlsError, TlsStage};
 
 #[test]

@@ -1,11 +1,12 @@
 //! TLS through the reactor against a tiny rustls server on 127.0.0.1 (test PKI from rcgen).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::tls_server::{Leaf, ServerEnd, TestCa, spawn_tls_server};
-use common::*;
+use support::reactor::*;
+use support::servers::tls::{ServerEnd, spawn_tls_server};
+use support::servers::{Leaf, TestCa};
 use weft::reactor::{ConnTiming, ConnectOptions, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 
@@ -24,7 +25,7 @@ fn exchange(host: &str, port: u16, tls: TlsConnector) -> Log {
             tls: Some(tls),
             owner: None,
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"hello"))
             .boxed(),
     );
@@ -183,7 +184,7 @@ fn invalid_server_name_fails_without_connecting() {
             tls: Some(TlsConnector::webpki_roots()),
             ..Default::default()
         },
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
     assert!(matches!(
@@ -227,7 +228,7 @@ fn bulk_echo_over_tls_then_lose_connection_sends_close_notify() {
             tls: Some(tls),
             ..Default::default()
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .quiet()
             .made(pump.clone())
             .drained(pump)
@@ -271,7 +272,7 @@ fn paused_tls_connection_delivers_after_resume_then_reports_close() {
             tls: Some(tls),
             ..Default::default()
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| {
                 ctx.write(conn, b"hello");
                 ctx.pause_reading(conn);
@@ -300,7 +301,7 @@ fn paused_tls_connection_delivers_after_resume_then_reports_close() {
             tls: Some(tls),
             ..Default::default()
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| {
                 ctx.write(conn, b"hello");
                 ctx.pause_reading(conn);
@@ -384,7 +385,7 @@ fn conn_timing_of_a_tls_connect_is_in_order() {
             tls: Some(tls),
             ..Default::default()
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(move |ctx, conn| {
                 seen_in_made.set(ctx.conn_timing(conn));
                 ctx.write(conn, b"hello");

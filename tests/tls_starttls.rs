@@ -2,18 +2,19 @@
 //! `CONNECT` tunnel does. A scripted server on 127.0.0.1 exchanges plaintext lines, then runs
 //! a rustls server on the same socket.
 
-mod common;
+mod support;
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::tls_server::{
-    ServerEnd, TestCa, read_line, server_config, silent_listener, spawn_plain_server,
-    spawn_tls_server, tls_echo,
+use support::reactor::*;
+use support::servers::TestCa;
+use support::servers::tls::{
+    ServerEnd, read_line, server_config, silent_listener, spawn_plain_server, spawn_tls_server,
+    tls_echo,
 };
-use common::*;
 use weft::reactor::{ConnId, ConnectOptions, Ctx, Disconnect, Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
 
@@ -49,7 +50,7 @@ fn run_client(port: u16, connector: TlsConnector, pause_first: bool) -> Outcome 
         "127.0.0.1",
         port,
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"hello\n"))
             .data(move |ctx, conn, data| {
                 if started2.get() {
@@ -254,7 +255,7 @@ fn start_tls_on_a_tls_connection_aborts_it() {
             tls: Some(tls),
             ..Default::default()
         },
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(move |ctx, conn| ctx.start_tls(conn, &again, "localhost"))
             .boxed(),
     );
@@ -285,7 +286,7 @@ fn start_tls_before_the_connection_is_open_fails_it() {
         "127.0.0.1",
         listener.local_addr().unwrap().port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log).boxed(),
+        LoggingProtocol::new(&client_log).boxed(),
     );
     reactor.ctx().start_tls(conn, &tls, "localhost");
     assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
@@ -308,7 +309,7 @@ fn invalid_server_name_ends_the_connection() {
         "127.0.0.1",
         listener.local_addr().unwrap().port(),
         ConnectOptions::default(),
-        Scripted::new(&client_log)
+        LoggingProtocol::new(&client_log)
             .made(move |ctx, conn| ctx.start_tls(conn, &tls, "not a name!"))
             .boxed(),
     );

@@ -1,4 +1,4 @@
-//! I/O failure torture (RELIABILITY.md checklist row 38, curl's torture tests by analogy):
+//! I/O failure torture (docs/http-support.md §2.1 row 38; curl's torture tests by analogy):
 //! every response fixture is cut by a TCP reset after each possible number of bytes, and every
 //! upload is cut after each of a set of offsets. Each run must end in exactly one typed outcome
 //! (a complete response only when every byte was sent), never deliver bytes after its end,
@@ -7,13 +7,12 @@
 //! Rust allocation failures abort rather than return, so the allocation half of the row has no
 //! analogue here; bounded allocation is covered by the caps and the fuzz targets.
 
-mod fault_support;
-mod scripted;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use fault_support::{Baseline, assert_nothing_pooled, config, pool_stats, run, turn_for};
-use scripted::{ScriptedServer, Step};
+use support::faults::{Baseline, assert_nothing_pooled, config, pool_stats, run, turn_for};
+use support::scripted::{ScriptedServer, Step};
 use weft::client::{Agent, BodyEnd, BytesProducer, Phase};
 use weft::reactor::Reactor;
 

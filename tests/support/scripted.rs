@@ -1,6 +1,8 @@
-//! A scripted HTTP server on 127.0.0.1 for hostile and edge-case tests, plus a driver that runs
-//! one or more requests through an Agent on a reactor with a deadline.
-#![allow(dead_code)]
+//! A scripted HTTP server on 127.0.0.1 for hostile and edge-case tests ([`ScriptedServer`]
+//! plays one list of [`Step`]s per connection, plain or TLS), plus the drivers that run
+//! requests through an Agent ([`issue`], [`run_one`], [`run_sequential`]) or through any
+//! wrapper agent ([`issue_via`], [`run_via`]) on a reactor with a deadline, recording each
+//! outcome in a [`Slot`].
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
@@ -12,11 +14,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, HttpAgent, Request,
-    RequestHandle,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProducer, BodyProtocol, Error, HttpAgent,
+    PreviousResponse, Request, RequestHandle, Response,
 };
 use weft::proto::Headers;
 use weft::reactor::{Ctx, Reactor};
+
+use super::servers::Leaf;
+use super::servers::tls::server_config;
 
 /// One step of what the server does on a connection.
 #[derive(Clone, Debug)]
@@ -84,14 +89,7 @@ impl ScriptedServer {
         chain: Vec<rustls::pki_types::CertificateDer<'static>>,
         key: rustls::pki_types::PrivateKeyDer<'static>,
     ) -> ScriptedServer {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-        Self::start_with(scripts, Some(Arc::new(config)))
+        Self::start_with(scripts, Some(server_config(Leaf { chain, key })))
     }
 
     /// Like [`ScriptedServer::start`], on a listener bound by the caller (so that scripts can
@@ -385,6 +383,8 @@ pub struct Outcome {
     /// `None` while in flight; `Some(Ok(end))` once the body ended; `Some(Err)` when the
     /// request failed before its head.
     pub result: Option<Result<BodyEnd, Error>>,
+    /// When the result arrived.
+    pub at: Option<Instant>,
 }
 
 impl Outcome {
@@ -433,6 +433,7 @@ impl BodyProtocol for Recorder {
         let mut o = self.out.borrow_mut();
         assert!(o.result.is_none(), "connection_lost called twice");
         o.result = Some(Ok(reason));
+        o.at = Some(Instant::now());
     }
 }
 
@@ -469,7 +470,6 @@ pub fn issue(ctx: &mut Ctx, agent: Agent, req: Req) -> Slot {
 /// [`issue`], also returning the request's handle.
 pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, RequestHandle) {
     let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
-    let s = slot.clone();
     let handle = agent.request(
         ctx,
         {
@@ -478,20 +478,39 @@ pub fn issue_with_handle(ctx: &mut Ctx, agent: Agent, req: Req) -> (Slot, Reques
             r.body = req.body;
             r
         },
-        Box::new(move |ctx, r| match r {
-            Ok(resp) => {
-                {
-                    let mut o = s.borrow_mut();
-                    o.status = Some(resp.code);
-                    o.headers = resp.headers.clone();
-                    o.timing = Some(resp.timing);
-                }
-                resp.deliver_body(ctx, Recorder { out: s.clone() });
-            }
-            Err(e) => s.borrow_mut().result = Some(Err(e)),
-        }),
+        Box::new(record_response(&slot, None)),
     );
     (slot, handle)
+}
+
+/// A response callback that records the head (and, given a place for it, the redirect and
+/// authentication history) into `slot`, then streams the body into it with a [`Recorder`];
+/// an error before the head ends the slot.
+fn record_response(
+    slot: &Slot,
+    history: Option<History>,
+) -> impl FnOnce(&mut Ctx, Result<Response, Error>) + 'static {
+    let s = slot.clone();
+    move |ctx, r| match r {
+        Ok(resp) => {
+            {
+                let mut o = s.borrow_mut();
+                o.status = Some(resp.code);
+                o.headers = resp.headers.clone();
+                o.timing = Some(resp.timing);
+            }
+            if let Some(h) = history {
+                *h.borrow_mut() = resp.history.clone();
+            }
+            resp.deliver_body(ctx, Recorder { out: s });
+        }
+        Err(e) => {
+            let mut o = s.borrow_mut();
+            assert!(o.result.is_none(), "on_response called twice");
+            o.result = Some(Err(e));
+            o.at = Some(Instant::now());
+        }
+    }
 }
 
 /// Whether a slot holds a final outcome (error before the head, or a body end).
@@ -501,13 +520,17 @@ pub fn finished(slot: &Slot) -> bool {
 
 /// Turns the reactor until `done` holds or `limit` passes (then panics).
 pub fn turn_until(reactor: &mut Reactor, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for the reactor"
-        );
-        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    assert!(
+        super::reactor::turn_until(reactor, limit, |_| done()),
+        "timed out waiting for the reactor"
+    );
+}
+
+/// Turns the reactor for `d`.
+pub fn turn_for(reactor: &mut Reactor, d: Duration) {
+    let deadline = Instant::now() + d;
+    while Instant::now() < deadline {
+        reactor.turn(Some(Duration::from_millis(5))).unwrap();
     }
 }
 
@@ -552,4 +575,61 @@ pub fn test_config() -> AgentConfig {
         timeout: Some(Duration::from_secs(10)),
         ..AgentConfig::default()
     }
+}
+
+/// The history of redirects and authentication hops a wrapper reports with its response.
+pub type History = Rc<RefCell<Vec<PreviousResponse>>>;
+
+/// An outcome plus the response's history.
+#[derive(Debug, Clone, Default)]
+pub struct Wrapped {
+    pub out: Outcome,
+    pub history: Vec<PreviousResponse>,
+}
+
+/// [`issue`] through any `HttpAgent` (a wrapper such as redirects or authentication): the
+/// body is streamed into the slot, the history into the second value.
+pub fn issue_via(
+    reactor: &mut Reactor,
+    agent: &impl HttpAgent,
+    req: Request,
+) -> (Slot, History, RequestHandle) {
+    let slot: Slot = Rc::new(RefCell::new(Outcome::default()));
+    let hist: History = Rc::new(RefCell::new(Vec::new()));
+    let handle = agent.request(
+        reactor.ctx(),
+        req,
+        Box::new(record_response(&slot, Some(hist.clone()))),
+    );
+    (slot, hist, handle)
+}
+
+/// Runs `req` through `agent` to the end of its body (15 s at most).
+pub fn run_via(reactor: &mut Reactor, agent: &impl HttpAgent, req: Request) -> Wrapped {
+    let (slot, hist, _) = issue_via(reactor, agent, req);
+    turn_until(reactor, Duration::from_secs(15), || finished(&slot));
+    for _ in 0..3 {
+        reactor.turn(Some(Duration::from_millis(5))).unwrap();
+    }
+    let out = slot.borrow().clone();
+    let history = hist.borrow().clone();
+    Wrapped { out, history }
+}
+
+/// The request heads a scripted server saw, as text.
+pub fn heads(requests: &[(usize, Vec<u8>)]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|(_, r)| String::from_utf8_lossy(r).into_owned())
+        .collect()
+}
+
+/// The value of header `name` in a raw request, if present (case-insensitive).
+pub fn header_of(raw: &str, name: &str) -> Option<String> {
+    raw.split("\r\n\r\n").next()?.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
 }

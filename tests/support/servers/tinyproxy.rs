@@ -1,12 +1,11 @@
 //! tinyproxy (Debian's package), a real HTTP proxy with CONNECT support, on 127.0.0.1.
 
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use super::util::{TestDir, accepts, free_port, poll_until, read_lossy, stop_child};
+use super::util::{TestDir, accepts, free_port, read_lossy, spawn_logged, stop_child, wait_ready};
 
 const TINYPROXY_BIN: &str = "/usr/bin/tinyproxy";
 
@@ -36,31 +35,28 @@ impl Tinyproxy {
             conf.push_str(&format!("BasicAuth {user} {pass}\n"));
         }
         let conf_path = dir.write("tinyproxy.conf", conf);
-        let child = Command::new(TINYPROXY_BIN)
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(File::create(dir.join("stdout.log")).unwrap())
-            .stderr(File::create(dir.join("stderr.log")).unwrap())
-            .spawn()
-            .expect("spawn tinyproxy");
+        let child = spawn_logged(
+            Command::new(TINYPROXY_BIN)
+                .arg("-d")
+                .arg("-c")
+                .arg(&conf_path),
+            &dir,
+        )
+        .expect("spawn tinyproxy");
         let mut proxy = Tinyproxy { child, port, dir };
         let addr = proxy.addr();
-        let up = poll_until(Duration::from_secs(5), || {
-            if let Ok(Some(st)) = proxy.child.try_wait() {
-                return Some(Err(format!("tinyproxy exited early ({st})")));
-            }
-            accepts(addr).then_some(Ok(()))
-        });
-        match up {
-            Some(Ok(())) => proxy,
-            other => panic!(
-                "tinyproxy did not start: {other:?}\n{}\n{}",
-                read_lossy(&proxy.dir.join("stderr.log")),
-                read_lossy(&proxy.dir.join("tinyproxy.log"))
-            ),
-        }
+        let logs = ["stderr.log", "tinyproxy.log"];
+        let dir = &proxy.dir;
+        wait_ready(
+            &mut proxy.child,
+            "tinyproxy",
+            Duration::from_secs(5),
+            dir,
+            &logs,
+            || accepts(addr),
+        )
+        .unwrap_or_else(|e| panic!("tinyproxy did not start: {e}"));
+        proxy
     }
 
     /// `127.0.0.1:<port>`.

@@ -1,5 +1,6 @@
-//! Test PKI (generated with rcgen at test time) and a tiny blocking rustls server on a std
-//! thread, on 127.0.0.1.
+//! Tiny blocking rustls servers on std threads, on 127.0.0.1, for the reactor's TLS tests (the
+//! certificates come from [`super::ca`]), and the one rustls server configuration every TLS
+//! test server uses ([`server_config`]).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -7,77 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-
-/// A date: year, month, day.
-pub type Ymd = (i32, u8, u8);
-
-/// A certificate authority for tests.
-pub struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    pub fn new() -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "weft test CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        TestCa { issuer }
-    }
-
-    /// The CA certificate, PEM.
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf for `names` (DNS names or IP literals), valid from `not_before` to `not_after`
-    /// (years; `None`: rcgen's wide defaults).
-    pub fn leaf(&self, names: &[&str], validity: Option<(Ymd, Ymd)>) -> Leaf {
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
-        if let Some(((y1, m1, d1), (y2, m2, d2))) = validity {
-            params.not_before = rcgen::date_time_ymd(y1, m1, d1);
-            params.not_after = rcgen::date_time_ymd(y2, m2, d2);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            chain: vec![cert.der().clone()],
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        }
-    }
-}
-
-/// A server certificate chain and its key.
-pub struct Leaf {
-    pub chain: Vec<CertificateDer<'static>>,
-    pub key: PrivateKeyDer<'static>,
-}
-
-impl Leaf {
-    /// A self-signed certificate (no CA).
-    pub fn self_signed(names: &[&str]) -> Leaf {
-        let ck = rcgen::generate_simple_self_signed(
-            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        Leaf {
-            chain: vec![ck.cert.der().clone()],
-            key: PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()).into(),
-        }
-    }
-}
+use super::ca::Leaf;
 
 /// How the server ends the connection after answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,16 +65,24 @@ pub fn read_line(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
 pub fn tls_echo(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> Result<Vec<u8>, String> {
     let conn = rustls::ServerConnection::new(config).map_err(|e| e.to_string())?;
     let mut tls = rustls::StreamOwned::new(conn, tcp);
+    echo_until_close(&mut tls).map(|(echoed, _)| echoed)
+}
+
+/// Echoes decrypted bytes until the client closes; returns them, and whether the client ended
+/// with `close_notify` (a TCP close without it is an `UnexpectedEof`).
+fn echo_until_close(
+    tls: &mut rustls::StreamOwned<rustls::ServerConnection, TcpStream>,
+) -> Result<(Vec<u8>, bool), String> {
     let mut echoed = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
         match tls.read(&mut buf) {
-            Ok(0) => return Ok(echoed),
+            Ok(0) => return Ok((echoed, true)),
             Ok(n) => {
                 tls.write_all(&buf[..n]).map_err(|e| e.to_string())?;
                 echoed.extend_from_slice(&buf[..n]);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(echoed),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok((echoed, false)),
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -172,14 +111,7 @@ pub fn spawn_tls_server(
     leaf: Leaf,
     end: ServerEnd,
 ) -> (SocketAddr, JoinHandle<Result<ServerReport, String>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(leaf.chain, leaf.key)
-        .unwrap();
-    let config = Arc::new(config);
+    let config = server_config(leaf);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = std::thread::spawn(move || -> Result<ServerReport, String> {
@@ -190,30 +122,12 @@ pub fn spawn_tls_server(
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         let mut buf = [0u8; 4096];
         if end == ServerEnd::EchoUntilClientCloses {
-            let mut echoed = 0;
-            loop {
-                match tls.read(&mut buf) {
-                    Ok(0) => {
-                        return Ok(ServerReport {
-                            request: Vec::new(),
-                            echoed,
-                            clean_close: true,
-                        });
-                    }
-                    Ok(n) => {
-                        tls.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-                        echoed += n;
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        return Ok(ServerReport {
-                            request: Vec::new(),
-                            echoed,
-                            clean_close: false,
-                        });
-                    }
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
+            let (echoed, clean_close) = echo_until_close(&mut tls)?;
+            return Ok(ServerReport {
+                request: Vec::new(),
+                echoed: echoed.len(),
+                clean_close,
+            });
         }
         let n = tls.read(&mut buf).map_err(|e| e.to_string())?;
         let request = buf[..n].to_vec();

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,14 @@ pub(crate) fn stop_child(child: &mut Child, sig: &str, grace: Duration) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Spawns `cmd` with no stdin and its output in `stdout.log` and `stderr.log` of `dir`.
+pub(crate) fn spawn_logged(cmd: &mut Command, dir: &TestDir) -> io::Result<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(dir.join("stdout.log"))?)
+        .stderr(fs::File::create(dir.join("stderr.log"))?)
+        .spawn()
 }
 
 /// Reads a log file for error messages; empty string when missing.
@@ -234,6 +242,50 @@ pub(crate) fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>)
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Calls `try_start` up to three times while it fails with "Address already in use" (another
+/// process took a port between [`free_port`] and the server's bind); panics on any other
+/// error, naming `what`.
+pub(crate) fn start_retrying<T>(what: &str, mut try_start: impl FnMut() -> Result<T, String>) -> T {
+    let mut last_err = String::new();
+    for _attempt in 0..3 {
+        match try_start() {
+            Ok(server) => return server,
+            Err(e) if e.contains("Address already in use") => last_err = e,
+            Err(e) => panic!("{what} did not start: {e}"),
+        }
+    }
+    panic!("{what} did not start after 3 attempts: {last_err}");
+}
+
+/// Waits (polling, up to `timeout`) until `ready` holds, failing early when `child`, the
+/// server process named `what`, exits. The error quotes the `logs` kept in `dir`.
+pub(crate) fn wait_ready(
+    child: &mut Child,
+    what: &str,
+    timeout: Duration,
+    dir: &TestDir,
+    logs: &[&str],
+    mut ready: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let up = poll_until(timeout, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            return Some(Err(format!("{what} exited early ({st})")));
+        }
+        ready().then_some(Ok(()))
+    });
+    let mut fail = match up {
+        Some(Ok(())) => return Ok(()),
+        Some(Err(e)) => e,
+        None => format!("{what} not ready after {:?}", start.elapsed()),
+    };
+    for log in logs {
+        let text = read_lossy(&dir.join(log));
+        fail.push_str(&format!("\n--- {}/{log} ---\n{text}", dir.path().display()));
+    }
+    Err(fail)
 }
 
 /// Whether something accepts TCP connections on `addr` right now.

@@ -1,4 +1,4 @@
-//! TLS failure classes through the Agent (RELIABILITY.md checklist row 25, fault F9).
+//! TLS failure classes through the Agent (docs/http-support.md §2.1 row 25 and §2.2 row F9).
 //!
 //! Every certificate is generated at test time (rcgen); the server is rustls on 127.0.0.1 and
 //! records every byte it decrypts, so "no request byte reached the server" is checked where it
@@ -11,18 +11,20 @@
 //! neither trusted nor sent). An unknown CA whose root the server sends along is
 //! `UntrustedRoot`.
 
-mod fault_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fault_support::*;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::faults::*;
+use support::servers::Leaf;
+use support::servers::tls::server_config;
 use weft::client::{Agent, AgentConfig, Cause, Phase};
 use weft::reactor::{Reactor, TransportError};
 use weft::tls::{TlsConnector, TlsError};
@@ -141,15 +143,10 @@ type Decrypted = Arc<Mutex<Vec<u8>>>;
 
 /// Serves TLS with `chain`; records decrypted bytes and answers each request with `ok`.
 fn tls_server(chain: Chain, decrypted: &Decrypted) -> RawServer {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = Arc::new(
-        rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain.certs, chain.key)
-            .unwrap(),
-    );
+    let config = server_config(Leaf {
+        chain: chain.certs,
+        key: chain.key,
+    });
     let decrypted = decrypted.clone();
     RawServer::start(Box::new(move |_, tcp, _| {
         use std::io::{Read, Write};

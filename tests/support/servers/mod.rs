@@ -4,8 +4,8 @@
 //! Use from an integration test crate `tests/foo.rs` with
 //!
 //! ```ignore
-//! mod servers;
-//! use servers::{Httpbin, Nginx};
+//! mod support;
+//! use support::servers::{Httpbin, Nginx};
 //! ```
 //!
 //! API summary (see each item's docs):
@@ -17,7 +17,10 @@
 //! - [`Httpbin::start`]: httpbin on `addr()`, `base_url()`, `url(path)`.
 //! - [`Tinyproxy::start`]: an HTTP proxy (with CONNECT) on `addr()` / `url()`, optionally
 //!   demanding Basic credentials; `log()`.
-//! - [`TestCa::generate`]: CA + server certificate PEM/DER, `client_config()` for rustls.
+//! - [`TestCa::new`] / [`TestCa::generate`]: CA + server certificate PEM/DER (and PEM files),
+//!   `client_config()` for rustls, `leaf()` for any names and validity.
+//! - [`tls`]: tiny rustls servers on std threads for the reactor's TLS tests, and the shared
+//!   [`tls::server_config`].
 //! - [`free_port`], [`raw_get`], [`raw_request`], [`util::parse_response`], [`TestDir`].
 //!
 //! Start costs (this machine, 2 cores): nginx about 25 ms (includes CA generation and the
@@ -25,15 +28,14 @@
 //!
 //! The servers come from Debian packages installed by `scripts/install-test-deps`
 //! (`/usr/sbin/nginx`, and `python3-httpbin` + `python3-gunicorn` run with `/usr/bin/python3`).
-#![allow(dead_code, unused_imports)]
-
 pub mod ca;
 pub mod httpbin;
 pub mod nginx;
 pub mod tinyproxy;
+pub mod tls;
 pub mod util;
 
-pub use ca::TestCa;
+pub use ca::{Leaf, TestCa};
 pub use httpbin::Httpbin;
 pub use nginx::{LogEntry, Nginx, big_body, big_body_len};
 pub use tinyproxy::Tinyproxy;

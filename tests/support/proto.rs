@@ -1,6 +1,5 @@
 //! The shared test driver: feeds a response whole, byte by byte and at random split points, and
 //! checks that every mode gives the same outcome.
-#![allow(dead_code)]
 
 use weft::proto::{
     ClientConnection, Config, Event, Framing, Headers, ProtocolError, RequestBody, RequestHead,
@@ -216,10 +215,10 @@ pub fn run_with(method: &str, config: Config, response: &[u8], eof: bool) -> Out
     );
 
     let mut rng = Rng::new(response.len() as u64 ^ 0x5eed);
-    // Checklist row 37: 1,000 random split patterns per case (the sans-IO core is cheap: all of
-    // proto_framing.rs takes about 4 s in a debug build). Responses over 100 KB keep 3, as
-    // 1,000 of them would take minutes; the Agent-level socket modes of tests/hostile.rs keep
-    // their own few seeds, each being a real transfer.
+    // Checklist row 37 (docs/http-support.md §2.1): 1,000 random split patterns per case (the
+    // sans-IO core is cheap: all of proto_framing.rs takes about 4 s in a debug build).
+    // Responses over 100 KB keep 3, as 1,000 of them would take minutes; the Agent-level
+    // socket modes of tests/hostile.rs keep their own few seeds, each being a real transfer.
     let rounds = if response.len() > 100_000 { 3 } else { 1000 };
     for _ in 0..rounds {
         let pieces = split_at(response, &random_split_points(response.len(), &mut rng));

@@ -1,7 +1,6 @@
-//! Helpers shared by the reactor and TLS integration tests.
-#![allow(dead_code)]
-
-pub mod tls_server;
+//! Helpers of the reactor and TLS tests that drive the reactor without an Agent:
+//! [`LoggingProtocol`], which logs every event into a [`Log`] and runs optional closures,
+//! [`Echo`], and the loop that turns the reactor until a condition holds.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use weft::reactor::{ConnId, Ctx, Disconnect, Protocol, Reactor, TransportError};
 
-/// What a [`Scripted`] protocol saw.
+pub use super::scripted::turn_for;
+
+/// What a [`LoggingProtocol`] saw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ev {
     Made(ConnId),
@@ -33,7 +34,7 @@ type OnConn = Box<dyn FnMut(&mut Ctx, ConnId)>;
 type OnData = Box<dyn FnMut(&mut Ctx, ConnId, &[u8])>;
 
 /// A protocol that logs every event and runs optional closures.
-pub struct Scripted {
+pub struct LoggingProtocol {
     pub log: Log,
     pub on_made: Option<OnConn>,
     pub on_data: Option<OnData>,
@@ -42,9 +43,9 @@ pub struct Scripted {
     pub log_data: bool,
 }
 
-impl Scripted {
+impl LoggingProtocol {
     pub fn new(log: &Log) -> Self {
-        Scripted {
+        LoggingProtocol {
             log: log.clone(),
             on_made: None,
             on_data: None,
@@ -78,7 +79,7 @@ impl Scripted {
     }
 }
 
-impl Protocol for Scripted {
+impl Protocol for LoggingProtocol {
     fn connection_made(&mut self, ctx: &mut Ctx, conn: ConnId) {
         self.log.borrow_mut().push(Ev::Made(conn));
         if let Some(f) = self.on_made.as_mut() {
@@ -137,6 +138,7 @@ impl Protocol for Echo {
 }
 
 /// Turns the reactor (10 ms at most per turn) until `done` or `limit` passes; returns `done`.
+/// [`super::scripted::turn_until`] is this loop, failing the test on timeout.
 pub fn turn_until(
     reactor: &mut Reactor,
     limit: Duration,
@@ -150,14 +152,6 @@ pub fn turn_until(
         if Instant::now() >= deadline {
             return false;
         }
-        reactor.turn(Some(Duration::from_millis(10))).unwrap();
-    }
-}
-
-/// Turns the reactor for `dur`.
-pub fn turn_for(reactor: &mut Reactor, dur: Duration) {
-    let deadline = Instant::now() + dur;
-    while Instant::now() < deadline {
         reactor.turn(Some(Duration::from_millis(10))).unwrap();
     }
 }
