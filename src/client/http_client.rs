@@ -183,11 +183,10 @@ impl HttpClient {
     /// Requests are started lazily, so `requests` may be a long iterator.
     ///
     /// ```no_run
-    /// use weft::client::{ClientConfig, HttpClient};
-    /// use weft::reactor::Reactor;
+    /// use weft::{HttpClient, Reactor};
     ///
     /// let mut reactor = Reactor::new().unwrap();
-    /// let client = HttpClient::new(reactor.ctx(), ClientConfig::default());
+    /// let client = HttpClient::new(reactor.ctx());
     /// let urls: Vec<String> = (0..10_000).map(|i| format!("http://127.0.0.1:8080/{i}")).collect();
     /// let c = client.clone();
     /// client.fetch_all(
