@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use support::scripted::test_config;
+use support::scripted::{ScriptedServer, Step, test_config, write};
 use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 use weft::blocking::Client;
 use weft::client::{AuthMode, Cause, CookieJar, Credentials, DownloadOptions, Phase, Request};
@@ -254,4 +254,40 @@ fn builder_follows_redirects_keeps_cookies_and_answers_challenges() {
         .get(&format!("http://127.0.0.1:{}/", free_port()))
         .unwrap_err();
     assert_eq!(e.phase(), Phase::RequestNotSent);
+}
+
+/// The default client decodes content, yet a download asks for the bytes as sent (so a
+/// resume's range counts what is on disk), and resumes from the partial file.
+#[test]
+fn download_through_a_decoding_client_resumes_raw_bytes() {
+    let server = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nAccept-Ranges: bytes\r\nETag: \"e1\"\r\n\r\n01234"),
+            Step::Reset,
+        ],
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-9/10\r\nContent-Length: 5\r\n\r\n56789"),
+            Step::WaitClose,
+        ],
+    ]);
+    let dir = TestDir::new("blocking-resume");
+    let target = dir.join("f.bin");
+    let mut c = client();
+    let resume = || DownloadOptions {
+        resume: true,
+        ..DownloadOptions::default()
+    };
+    let first = c.download(Request::get(&server.url("/f")), &target, resume());
+    assert!(first.is_err(), "{first:?}");
+    let done = c
+        .download(Request::get(&server.url("/f")), &target, resume())
+        .unwrap();
+    assert_eq!((done.bytes, done.resumed_from), (10, 5));
+    assert_eq!(std::fs::read(&target).unwrap(), b"0123456789");
+    for (_, request) in server.requests() {
+        let text = String::from_utf8_lossy(&request).into_owned();
+        assert!(text.contains("Accept-Encoding: identity\r\n"), "{text}");
+    }
 }

@@ -137,8 +137,10 @@ pub fn partial_meta_path(target: &Path) -> Option<PathBuf> {
 ///   curl does). The answer is judged by [`ResumeFrom::answer`]: a 206 from N to the end is
 ///   appended; a 200 restarts from zero; a 416 whose `Content-Range` total is N means the file
 ///   was already complete; a 206 covering anything else fails with [`Cause::File`] and leaves
-///   the partial file untouched. Ranges count the bytes as sent, so do not resume through an
-///   agent that decodes content codings.
+///   the partial file untouched.
+/// - Ranges count the bytes as sent, so the request asks for `Accept-Encoding: identity`
+///   unless it names codings itself (then do not resume it through a decoding agent): a
+///   client with content decoding on downloads and resumes like a plain agent.
 /// - Disk errors fail with [`Cause::File`] and stop delivery (the connection is closed).
 ///
 /// File writes happen on the reactor thread; they are buffered, as curl does.
@@ -183,6 +185,11 @@ pub fn download<A: HttpAgent>(
     };
     if let Some(resume) = &resume {
         resume.apply(&mut request.headers);
+    }
+    // The file holds the bytes as sent, so that a range counts what is on disk: a decoding
+    // wrapper below leaves a request that names its own codings alone.
+    if !request.headers.contains("accept-encoding") {
+        request.headers.append("Accept-Encoding", b"identity");
     }
     let job = Job {
         target,
