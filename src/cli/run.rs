@@ -25,7 +25,7 @@ use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyProducer, BodyProtocol,
     BytesProducer, Cause, ContentDecoderAgent, ContentRange, CookieAgent, CookieJar, Credentials,
     DecodeConfig, Error, HttpAgent, Multipart, Phase, Proxies, ReadProducer, RedirectAgent,
-    RedirectConfig, Request, RequestHandle, Response, TimeoutKind, Timeouts, Timing,
+    RedirectConfig, Request, RequestHandle, Response, Timeout, TimeoutKind, Timeouts, Timing,
 };
 use weft::proto::{Headers, Version};
 use weft::reactor::{Ctx, Reactor};
@@ -666,7 +666,14 @@ fn begin(
             } else {
                 Phase::ResponseNeverReceived
             };
-            s.fail(ctx, Error::new(phase, Cause::Timeout(TimeoutKind::Total)));
+            let timeout = Timeout {
+                kind: TimeoutKind::Total,
+                limit: max,
+                elapsed: s.started.elapsed(),
+                received: s.received,
+            };
+            let error = Error::new(phase, Cause::Timeout(timeout)).with_url(&s.url);
+            s.fail(ctx, error);
         });
     }
 }

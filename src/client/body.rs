@@ -208,10 +208,14 @@ impl BodyProtocol for Collector {
     fn connection_lost(&mut self, ctx: &mut Ctx, reason: BodyEnd) {
         let Some(done) = self.done.take() else { return };
         let result = match reason {
-            _ if self.overflow => Err(Error::new(
-                Phase::ResponseFailed,
-                Cause::BodyTooLarge(self.max),
-            )),
+            _ if self.overflow => {
+                let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(self.max));
+                // The agent's end of the stopped body names the URL.
+                Err(match &reason {
+                    BodyEnd::Failed(stopped) => error.with_url_of(stopped),
+                    _ => error,
+                })
+            }
             BodyEnd::Done | BodyEnd::PotentialDataLoss => {
                 let mut out = std::mem::take(&mut self.out);
                 out.complete = reason.is_done();

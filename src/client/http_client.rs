@@ -379,10 +379,7 @@ impl RequestBuilder {
         let mut url = self.url;
         if !self.query.is_empty() {
             let mut parsed = Url::parse(&url).map_err(|e| {
-                Error::new(
-                    Phase::RequestNotSent,
-                    Cause::InvalidUrl(format!("{url}: {e}")),
-                )
+                Error::new(Phase::RequestNotSent, Cause::InvalidUrl(e.to_string())).with_url(&url)
             })?;
             parsed.query_pairs_mut().extend_pairs(&self.query);
             url = parsed.into();

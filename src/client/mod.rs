@@ -24,7 +24,7 @@ mod wrappers;
 
 pub use agent::{Agent, AgentConfig, PoolStats};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
-pub use error::{Cause, Error, Phase, TimeoutKind};
+pub use error::{Cause, Error, Phase, Timeout, TimeoutKind};
 #[doc(hidden)]
 pub use fuzz_client::fuzz_client;
 #[doc(hidden)]

@@ -248,7 +248,7 @@ impl AgentState {
         } else {
             Phase::ResponseNeverReceived
         };
-        let error = Error::new(phase, cause);
+        let error = Error::new(phase, cause).with_url(req.target.url.as_str());
         if let Some(cb) = req.on_response.take() {
             cb(ctx, Err(error));
             return;

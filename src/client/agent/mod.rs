@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use crate::proto::Headers;
 use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportError};
 
-use super::error::{Cause, Error, TimeoutKind};
+use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::msg::{Msg, NextBody, RequestId};
 use super::producer::BodyProducer;
 use super::request::{
@@ -161,7 +161,11 @@ impl Agent {
         if let Some(shared) = &shared {
             let new = NewRequest {
                 id,
-                target: shared.targets.borrow_mut().get(&shared.config, url),
+                target: shared
+                    .targets
+                    .borrow_mut()
+                    .get(&shared.config, url)
+                    .map_err(|cause| Error::new(Phase::RequestNotSent, cause).with_url(url)),
                 parts,
                 on_response,
             };
@@ -291,7 +295,7 @@ impl Protocol for AgentState {
             return;
         };
         let cause = match error {
-            TransportError::ConnectTimeout => Cause::Timeout(TimeoutKind::Connect),
+            TransportError::ConnectTimeout => self.timeout(id, TimeoutKind::Connect),
             e => Cause::Transport(e),
         };
         self.fail(ctx, id, cause);

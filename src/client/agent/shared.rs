@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
-use crate::client::error::Cause;
+use crate::client::error::Error;
 use crate::client::msg::RequestId;
 use crate::client::producer::BodyProducer;
 use crate::client::request::{HandlePool, ResponseCallback, Timeouts};
@@ -52,7 +52,7 @@ pub(super) struct NewRequest {
     pub(super) id: RequestId,
     /// Resolved when the request was submitted; an error is reported from the agent, as
     /// for any request it refuses.
-    pub(super) target: Result<Rc<Target>, Cause>,
+    pub(super) target: Result<Rc<Target>, Error>,
     pub(super) parts: Parts,
     pub(super) on_response: ResponseCallback,
 }
