@@ -42,7 +42,7 @@ use crate::proto::Headers;
 use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportError};
 
 use super::error::{Cause, Error, Phase, TimeoutKind};
-use super::msg::{Msg, NextBody, RequestId};
+use super::msg::{Msg, NextBody, RequestId, pop_trimmed};
 use super::producer::BodyProducer;
 use super::request::{
     HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
@@ -53,7 +53,7 @@ pub use config::AgentConfig;
 pub use state::PoolStats;
 
 use receive::CheckAbandoned;
-use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared, pop_trimmed};
+use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared};
 use state::AgentState;
 use timers::TimerTarget;
 

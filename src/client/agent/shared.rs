@@ -63,18 +63,3 @@ thread_local! {
     /// another thread through a `Remote`). An entry lives as long as its agent's state.
     pub(super) static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
 }
-
-/// Queued items above which an emptied queue gives its memory back.
-pub(super) const QUEUE_KEPT: usize = 1024;
-
-/// Takes the oldest item of a queue; frees the queue's memory once a burst (10,000 requests
-/// submitted at once: some 200 bytes a slot) has drained, as `AgentState::trim_tables` does
-/// for the request table. Queues of up to [`QUEUE_KEPT`] keep theirs, so that a steady load
-/// does not reallocate them.
-pub(super) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
-    let item = queue.pop_front();
-    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
-        *queue = VecDeque::new();
-    }
-    item
-}
