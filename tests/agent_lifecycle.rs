@@ -140,7 +140,7 @@ fn tls_handshake_stall_is_a_connect_timeout() {
     let started = Instant::now();
     let out = run_one(config, Req::get(https(&srv, "/")));
     let err = out.error().unwrap();
-    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Connect));
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Connect));
     assert_eq!(err.phase(), Phase::RequestNotSent);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -210,7 +210,7 @@ fn total_timeout_during_the_body_fails_the_body() {
     assert_eq!(out.body, b"12345");
     let err = out.error().unwrap();
     assert_eq!(err.phase(), Phase::ResponseFailed);
-    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total));
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Total));
 }
 
 #[test]
@@ -364,7 +364,7 @@ fn queue_timeout_fails_waiting_requests() {
     });
     assert!(first.borrow().is_done(), "the first was admitted in time");
     let err = second.borrow().error().cloned().unwrap();
-    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Queue));
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Queue));
     assert_eq!(err.phase(), Phase::RequestNotSent);
 }
 
@@ -558,7 +558,7 @@ fn read_timeout_fires_on_a_stalled_body_but_not_on_a_slow_drip() {
     let stalled = issue(reactor.ctx(), agent, Req::get(srv.url("/stall")));
     turn_until(&mut reactor, Duration::from_secs(5), || finished(&stalled));
     let err = stalled.borrow().error().cloned().unwrap();
-    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Read));
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Read));
     assert_eq!(err.phase(), Phase::ResponseFailed);
     let dripping = issue(reactor.ctx(), agent, Req::get(srv.url("/drip")));
     turn_until(&mut reactor, Duration::from_secs(5), || finished(&dripping));
@@ -594,7 +594,7 @@ fn per_request_timeout_overrides_the_agent() {
     turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
     assert!(started.elapsed() < Duration::from_secs(2));
     let err = slot.borrow().error().cloned().unwrap();
-    assert_eq!(err.cause(), &Cause::Timeout(TimeoutKind::Total));
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Total));
 }
 
 #[test]

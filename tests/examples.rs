@@ -421,8 +421,9 @@ fn tornado_fetch_calls_back_with_bodies_and_errors() {
     r.has_line(&format!("Error: {missing}: HTTP 404"));
     let dead = dead_url();
     let r = run_fail("tornado_fetch", &[&dead]);
+    // The error names the URL too, at its end.
     r.has_line(&format!(
-        "Error: {dead}: request not sent: connection refused"
+        "Error: {dead}: request not sent: connection refused - {dead}"
     ));
 
     let r = run_ok("tornado_fetch", &[&ok]);

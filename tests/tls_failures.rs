@@ -467,7 +467,10 @@ fn server_stalls_mid_handshake_until_the_connect_timeout() {
         matches!(
             err.cause(),
             Cause::Transport(TransportError::ConnectTimeout)
-                | Cause::Timeout(weft::client::TimeoutKind::Connect)
+                | Cause::Timeout(weft::client::Timeout {
+                    kind: weft::client::TimeoutKind::Connect,
+                    ..
+                })
         ),
         "{err}"
     );

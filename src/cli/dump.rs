@@ -88,7 +88,16 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft::client::{Cause, Phase, TimeoutKind};
+    use weft::client::{Cause, Phase, Timeout, TimeoutKind};
+
+    fn timeout(kind: TimeoutKind) -> Cause {
+        Cause::Timeout(Timeout {
+            kind,
+            limit: std::time::Duration::from_millis(1000),
+            elapsed: std::time::Duration::from_millis(1001),
+            received: 0,
+        })
+    }
 
     fn headers(fields: &[(&str, &[u8])]) -> Headers {
         fields.iter().copied().collect()
@@ -202,7 +211,7 @@ mod tests {
 
     #[test]
     fn failure_before_the_response() {
-        let e = Error::new(Phase::RequestNotSent, Cause::Timeout(TimeoutKind::Connect));
+        let e = Error::new(Phase::RequestNotSent, timeout(TimeoutKind::Connect));
         let v = parse(&build(None, None, b"", None, Some(&e)));
         assert_eq!(v["status"], Value::Null);
         assert_eq!(v["version"], Value::Null);
@@ -213,7 +222,11 @@ mod tests {
         assert_eq!(v["keep_alive"], false);
         assert_eq!(
             v["error"],
-            json!({"kind": "timeout", "message": "request not sent: connect timed out"})
+            json!({
+                "kind": "timeout",
+                "message": "request not sent: connect timed out after 1001 ms (connect limit \
+                            1000 ms, 0 bytes received)"
+            })
         );
     }
 
@@ -226,7 +239,7 @@ mod tests {
             headers: &h,
             length: Some(10),
         };
-        let e = Error::new(Phase::ResponseFailed, Cause::Timeout(TimeoutKind::Total));
+        let e = Error::new(Phase::ResponseFailed, timeout(TimeoutKind::Total));
         let end = BodyEnd::Failed(e);
         let v = parse(&build(Some(&head), None, b"part", Some(&end), None));
         assert_eq!(v["status"], 200);
@@ -234,7 +247,11 @@ mod tests {
         assert_eq!(v["keep_alive"], false);
         assert_eq!(v["body_b64"], "cGFydA==");
         assert_eq!(v["error"]["kind"], "timeout");
-        assert_eq!(v["error"]["message"], "response failed: request timed out");
+        assert_eq!(
+            v["error"]["message"],
+            "response failed: request timed out after 1001 ms (total limit 1000 ms, 0 bytes \
+             received)"
+        );
 
         // An error raised by the command wins over the body's own end.
         let big = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(3));

@@ -128,7 +128,16 @@ pub fn request_exit_code(e: &Error) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft::client::TimeoutKind;
+    use weft::client::{Timeout, TimeoutKind};
+
+    fn timeout(kind: TimeoutKind) -> Cause {
+        Cause::Timeout(Timeout {
+            kind,
+            limit: std::time::Duration::from_millis(1000),
+            elapsed: std::time::Duration::from_millis(1001),
+            received: 0,
+        })
+    }
     use weft::tls::TlsError;
 
     fn code(phase: Phase, cause: Cause) -> u8 {
@@ -260,9 +269,9 @@ mod tests {
                 Cause::Protocol(ProtocolError::InvalidChunkSize),
                 8,
             ),
-            (RequestNotSent, Cause::Timeout(TimeoutKind::Connect), 28),
-            (ResponseFailed, Cause::Timeout(TimeoutKind::Total), 28),
-            (RequestNotSent, Cause::Timeout(TimeoutKind::Queue), 28),
+            (RequestNotSent, timeout(TimeoutKind::Connect), 28),
+            (ResponseFailed, timeout(TimeoutKind::Total), 28),
+            (RequestNotSent, timeout(TimeoutKind::Queue), 28),
             (ResponseFailed, Cause::Cancelled, 1),
             (RequestTransmissionFailed, Cause::Producer("eio".into()), 26),
             (ResponseFailed, Cause::BodyTooLarge(5), 63),
@@ -312,10 +321,11 @@ mod tests {
 
     #[test]
     fn request_error_message_is_the_display() {
-        let e = Error::new(Phase::RequestNotSent, Cause::Timeout(TimeoutKind::Connect));
+        let e = Error::new(Phase::RequestNotSent, timeout(TimeoutKind::Connect));
         assert_eq!(
             Outcome::Request(e).message().unwrap(),
-            "request not sent: connect timed out"
+            "request not sent: connect timed out after 1001 ms (connect limit 1000 ms, 0 bytes \
+             received)"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Request errors: which phase failed, and why.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::proto::{ProtocolError, RequestError};
 use crate::reactor::TransportError;
@@ -43,6 +45,81 @@ pub enum TimeoutKind {
     Read,
 }
 
+impl TimeoutKind {
+    /// The limit's name, as in "total limit".
+    fn name(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::Total => "total",
+            TimeoutKind::Queue => "queue",
+            TimeoutKind::Read => "read",
+        }
+    }
+}
+
+/// What an expired timeout was: which limit, its value, how long the request had run, and how
+/// much of the response had arrived (curl's "Operation timed out after 1001 milliseconds with 0
+/// bytes received").
+///
+/// ```
+/// use std::time::Duration;
+/// use weft::client::{Timeout, TimeoutKind};
+/// let t = Timeout {
+///     kind: TimeoutKind::Total,
+///     limit: Duration::from_millis(2000),
+///     elapsed: Duration::from_millis(2001),
+///     received: 512,
+/// };
+/// assert_eq!(
+///     t.to_string(),
+///     "request timed out after 2001 ms (total limit 2000 ms, 512 bytes received)"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout {
+    /// Which limit expired.
+    pub kind: TimeoutKind,
+    /// The limit's value. For [`TimeoutKind::Read`], the silence allowed.
+    pub limit: Duration,
+    /// How long the request had run when the limit expired: since it was submitted, or, for
+    /// [`TimeoutKind::Connect`], since its connection attempt began.
+    pub elapsed: Duration,
+    /// Response body bytes received by then (0 before the response head).
+    pub received: u64,
+}
+
+impl Timeout {
+    /// The cause for a request whose total `limit` ran out, counted from `started`, before a
+    /// further hop (a redirect or an authentication retry) could be sent.
+    pub(crate) fn total_spent(limit: Option<Duration>, started: Instant) -> Cause {
+        Cause::Timeout(Timeout {
+            kind: TimeoutKind::Total,
+            limit: limit.unwrap_or_default(),
+            elapsed: started.elapsed(),
+            received: 0,
+        })
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            TimeoutKind::Connect => "connect timed out",
+            TimeoutKind::Total => "request timed out",
+            TimeoutKind::Queue => "timed out waiting for a free connection",
+            TimeoutKind::Read => "timed out waiting for data",
+        };
+        write!(
+            f,
+            "{what} after {} ms ({} limit {} ms, {} bytes received)",
+            self.elapsed.as_millis(),
+            self.kind.name(),
+            self.limit.as_millis(),
+            self.received
+        )
+    }
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cause {
@@ -56,8 +133,8 @@ pub enum Cause {
     Transport(TransportError),
     /// The server broke HTTP/1.1.
     Protocol(ProtocolError),
-    /// A timeout expired.
-    Timeout(TimeoutKind),
+    /// A timeout expired: which one, and the figures.
+    Timeout(Timeout),
     /// The request was cancelled, or its body delivery stopped, by the caller.
     Cancelled,
     /// The request body producer failed (its message).
@@ -100,12 +177,7 @@ impl fmt::Display for Cause {
             Cause::InvalidRequest(e) => write!(f, "invalid request: {e}"),
             Cause::Transport(e) => write!(f, "{e}"),
             Cause::Protocol(e) => write!(f, "{e}"),
-            Cause::Timeout(TimeoutKind::Connect) => f.write_str("connect timed out"),
-            Cause::Timeout(TimeoutKind::Total) => f.write_str("request timed out"),
-            Cause::Timeout(TimeoutKind::Queue) => {
-                f.write_str("timed out waiting for a free connection")
-            }
-            Cause::Timeout(TimeoutKind::Read) => f.write_str("timed out waiting for data"),
+            Cause::Timeout(t) => write!(f, "{t}"),
             Cause::Cancelled => f.write_str("cancelled"),
             Cause::Producer(msg) => write!(f, "request body producer failed: {msg}"),
             Cause::BodyTooLarge(cap) => write!(f, "response body larger than {cap} bytes"),
@@ -127,24 +199,87 @@ impl fmt::Display for Cause {
     }
 }
 
-/// A failed request: the phase it failed in and the cause.
+/// A failed request: the phase it failed in, the cause, and the URL of the request.
+///
+/// Its `Display` reads `<phase>: <cause> - <url>`, the URL without user name or password,
+/// and without the ` - <url>` part when the error has no URL; a timeout's cause gives the
+/// limit, the time elapsed and the body bytes received:
+///
+/// ```text
+/// request not sent: connection refused - http://127.0.0.1:9/x
+/// response failed: request timed out after 2001 ms (total limit 2000 ms, 512 bytes received) - http://example.test/big
+/// ```
+///
+/// Every error an agent reports for a request carries the request's URL (for a redirect, the
+/// hop that failed); so do the errors the wrapper agents make themselves.
 ///
 /// ```
 /// use weft::client::{Error, Phase, Cause};
 /// let e = Error::new(Phase::RequestNotSent, Cause::UnsupportedScheme("ftp".into()));
 /// assert_eq!(e.to_string(), "request not sent: unsupported URL scheme \"ftp\"");
 /// assert!(!e.server_may_have_processed());
+/// let e = e.with_url("ftp://user:secret@files.test/a");
+/// assert_eq!(e.url(), Some("ftp://files.test/a"));
+/// assert_eq!(
+///     e.to_string(),
+///     "request not sent: unsupported URL scheme \"ftp\" - ftp://files.test/a"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     phase: Phase,
     cause: Cause,
+    /// Redacted when set; shared, so cloning an error does not copy it.
+    url: Option<Arc<str>>,
 }
 
 impl Error {
-    /// An error from its parts.
+    /// An error from its parts, without a URL.
     pub fn new(phase: Phase, cause: Cause) -> Self {
-        Error { phase, cause }
+        Error {
+            phase,
+            cause,
+            url: None,
+        }
+    }
+
+    /// This error naming `url`, with any user name and password taken out (and control
+    /// characters escaped), so it can be logged.
+    pub fn with_url(mut self, url: &str) -> Self {
+        self.url = Some(redact(url).into());
+        self
+    }
+
+    /// This error naming `url` unless it names one already (the URL closest to the failure
+    /// wins: an inner agent's, a redirect hop's).
+    pub(crate) fn or_url(self, url: &str) -> Self {
+        if self.url.is_some() {
+            self
+        } else {
+            self.with_url(url)
+        }
+    }
+
+    /// This error naming the URL `other` names, unless it names one already (shared, not
+    /// copied).
+    pub(crate) fn with_url_of(mut self, other: &Error) -> Self {
+        if self.url.is_none() {
+            self.url = other.url.clone();
+        }
+        self
+    }
+
+    /// The URL of the request that failed, without user name or password.
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// The figures of the timeout that ended the request, if one did.
+    pub fn timeout(&self) -> Option<&Timeout> {
+        match &self.cause {
+            Cause::Timeout(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// When it failed.
@@ -208,8 +343,42 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.phase.describe(), self.cause)
+        write!(f, "{}: {}", self.phase.describe(), self.cause)?;
+        if let Some(url) = &self.url {
+            write!(f, " - {url}")?;
+        }
+        Ok(())
     }
+}
+
+/// `url` without the userinfo of its authority (`user:pass@`), and with control characters,
+/// spaces and non-ASCII percent-encoded so that it prints on one line. Works on text, so that
+/// a URL that does not parse is redacted too.
+fn redact(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..authority_start]);
+    match rest[..authority_len].rfind('@') {
+        Some(at) => out.push_str(&rest[at + 1..]),
+        None => out.push_str(rest),
+    }
+    if !out
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ' || !b.is_ascii())
+    {
+        return out;
+    }
+    let mut escaped = String::with_capacity(out.len() + 8);
+    for b in out.bytes() {
+        if b.is_ascii_control() || b == b' ' || !b.is_ascii() {
+            escaped.push_str(&format!("%{b:02X}"));
+        } else {
+            escaped.push(char::from(b));
+        }
+    }
+    escaped
 }
 
 impl std::error::Error for Error {}
@@ -225,7 +394,12 @@ mod tests {
         let causes = [
             Cause::Transport(TransportError::ConnectionRefused),
             Cause::Transport(TransportError::ConnectionReset),
-            Cause::Timeout(TimeoutKind::Read),
+            Cause::Timeout(Timeout {
+                kind: TimeoutKind::Read,
+                limit: Duration::from_secs(1),
+                elapsed: Duration::from_secs(2),
+                received: 0,
+            }),
             Cause::AgentClosed,
         ];
         for cause in causes {
@@ -240,5 +414,71 @@ mod tests {
                 assert_eq!(e.server_may_have_processed(), maybe, "{e}");
             }
         }
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let cases = [
+            ("http://user:pass@host/", "http://host/"),
+            ("http://user@host:8080/a?b#c", "http://host:8080/a?b#c"),
+            ("https://host/p@th?q=a@b", "https://host/p@th?q=a@b"),
+            ("http://a@b@host/x", "http://host/x"),
+            ("http://host/", "http://host/"),
+            ("not a url", "not%20a%20url"),
+            ("http://h/\r\nInjected: 1", "http://h/%0D%0AInjected:%201"),
+            ("user:pw@host/x", "host/x"),
+        ];
+        for (url, shown) in cases {
+            let e = Error::new(Phase::RequestNotSent, Cause::Cancelled).with_url(url);
+            assert_eq!(e.url(), Some(shown), "{url}");
+            assert_eq!(
+                e.to_string(),
+                format!("request not sent: cancelled - {shown}")
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_give_their_figures() {
+        let t = |kind| Timeout {
+            kind,
+            limit: Duration::from_millis(1000),
+            elapsed: Duration::from_millis(1001),
+            received: 7,
+        };
+        let e = Error::new(
+            Phase::RequestNotSent,
+            Cause::Timeout(t(TimeoutKind::Connect)),
+        )
+        .with_url("http://127.0.0.1:9/x");
+        assert_eq!(
+            e.to_string(),
+            "request not sent: connect timed out after 1001 ms (connect limit 1000 ms, 7 bytes \
+             received) - http://127.0.0.1:9/x"
+        );
+        assert!(e.is_timeout());
+        assert_eq!(e.kind(), "timeout");
+        assert_eq!(e.timeout(), Some(&t(TimeoutKind::Connect)));
+        for (kind, text) in [
+            (
+                TimeoutKind::Total,
+                "request timed out after 1001 ms (total limit",
+            ),
+            (
+                TimeoutKind::Queue,
+                "timed out waiting for a free connection after 1001 ms (queue limit",
+            ),
+            (
+                TimeoutKind::Read,
+                "timed out waiting for data after 1001 ms (read limit",
+            ),
+        ] {
+            assert!(t(kind).to_string().starts_with(text), "{}", t(kind));
+        }
+        let other = Error::new(Phase::ResponseFailed, Cause::Cancelled);
+        assert_eq!(other.timeout(), None);
+        assert_eq!(other.or_url("http://a/").url(), Some("http://a/"));
+        let inner = Error::new(Phase::ResponseFailed, Cause::Cancelled).with_url("http://b/");
+        assert_eq!(inner.or_url("http://a/").url(), Some("http://b/"));
     }
 }

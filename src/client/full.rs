@@ -225,10 +225,14 @@ impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol fo
             body_decoded: full.body.len() as u64,
         };
         let result = match reason {
-            _ if self.overflow => Err(Error::new(
-                Phase::ResponseFailed,
-                Cause::BodyTooLarge(self.max),
-            )),
+            _ if self.overflow => {
+                let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(self.max));
+                // The agent's end of the stopped body names the URL.
+                Err(match &reason {
+                    BodyEnd::Failed(stopped) => error.with_url_of(stopped),
+                    _ => error,
+                })
+            }
             BodyEnd::Done | BodyEnd::PotentialDataLoss => {
                 full.complete = reason.is_done();
                 Ok(full)

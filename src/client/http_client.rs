@@ -379,10 +379,7 @@ impl RequestBuilder {
         let mut url = self.url;
         if !self.query.is_empty() {
             let mut parsed = Url::parse(&url).map_err(|e| {
-                Error::new(
-                    Phase::RequestNotSent,
-                    Cause::InvalidUrl(format!("{url}: {e}")),
-                )
+                Error::new(Phase::RequestNotSent, Cause::InvalidUrl(e.to_string())).with_url(&url)
             })?;
             parsed.query_pairs_mut().extend_pairs(&self.query);
             url = parsed.into();
@@ -419,9 +416,9 @@ impl RequestBuilder {
             request,
             Box::new(move |ctx, result| match result {
                 Ok(r) if check && !(200..300).contains(&r.code) => {
-                    let code = r.code;
+                    let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(r.code))
+                        .with_url(r.url.as_str());
                     drop(r);
-                    let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(code));
                     on_response(ctx, Err(e));
                 }
                 other => on_response(ctx, other),
@@ -454,7 +451,8 @@ impl RequestBuilder {
                     Err(e) => return done(ctx, Err(e)),
                 };
                 if error_for_status && !(200..300).contains(&response.code) {
-                    let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(response.code));
+                    let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(response.code))
+                        .with_url(response.url.as_str());
                     return done(ctx, Err(e));
                 }
                 response.collect(ctx, max_body, done);

@@ -28,7 +28,7 @@ mod wrappers;
 pub use agent::{Agent, AgentConfig, PoolStats};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 pub use bounded::{Slot, run_bounded};
-pub use error::{Cause, Error, Phase, TimeoutKind};
+pub use error::{Cause, Error, Phase, Timeout, TimeoutKind};
 pub use full::{FullResponse, Sizes};
 #[doc(hidden)]
 pub use fuzz_client::fuzz_client;

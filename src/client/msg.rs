@@ -1,8 +1,10 @@
-//! The ids of an agent's requests and the messages their handles post to the agent.
+//! The ids of an agent's requests, the messages their handles post to the agent, and the
+//! queues of work waiting for it.
 //!
 //! A leaf: it imports nothing else of the client layer, so that the body, producer, request
 //! and response handles depend on it rather than on the agent that reads the messages.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Identifies one request of an agent.
@@ -34,3 +36,18 @@ pub(crate) enum Msg {
 /// Posted for each body protocol a response hands to its agent; carries nothing, so boxing it
 /// allocates nothing.
 pub(crate) struct NextBody;
+
+/// Queued items above which an emptied queue gives its memory back.
+const QUEUE_KEPT: usize = 1024;
+
+/// Takes the oldest item of a queue of work posted to an agent (requests, body protocols);
+/// frees the queue's memory once a burst (10,000 requests submitted at once: some 200 bytes a
+/// slot) has drained, as the agent does for its request table. Queues of up to
+/// [`QUEUE_KEPT`] keep theirs, so that a steady load does not reallocate them.
+pub(crate) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
+    let item = queue.pop_front();
+    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+        *queue = VecDeque::new();
+    }
+    item
+}

@@ -11,7 +11,7 @@ use crate::proto::{Headers, Version};
 use crate::reactor::{Ctx, HandlerId};
 
 use super::body::{BodyHandle, BodyProtocol};
-use super::msg::{NextBody, RequestId};
+use super::msg::{NextBody, RequestId, pop_trimmed};
 use super::timing::Timing;
 
 /// Turns the protocol that will receive a body into the one the agent feeds.
@@ -38,10 +38,6 @@ pub(crate) struct AgentInbox {
 /// Most spare `Headers` kept, and the largest kept (bytes of storage).
 const SPARE_HEADERS: usize = 64;
 const SPARE_HEADERS_MAX_BYTES: usize = 4096;
-
-/// Queued bodies above which an emptied queue gives its memory back (as the agent's request
-/// queue does).
-const QUEUE_KEPT: usize = 1024;
 
 impl AgentInbox {
     /// Queues a body protocol for the agent and tells it.
@@ -79,12 +75,7 @@ impl AgentInbox {
 
     /// The oldest body protocol waiting for the agent.
     pub(crate) fn next_body(&self) -> Option<(RequestId, Box<dyn BodyProtocol>)> {
-        let mut queue = self.bodies.borrow_mut();
-        let item = queue.pop_front();
-        if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
-            *queue = VecDeque::new();
-        }
-        item
+        pop_trimmed(&mut self.bodies.borrow_mut())
     }
 
     /// A request whose response was dropped unread, if any is left.

@@ -1,7 +1,22 @@
 //! The event loop: [`Reactor`] waits for readiness, dispatches each event to its handler and
 //! applies what the callbacks recorded on [`Ctx`].
 
-use super::*;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::conn::{Conn, End, State};
+use super::ctx::ReactorStats;
+use super::dns;
+use super::ids::{ConnId, ListenerId, Source, WAKER_TOKEN, conn_token, decode_token};
+use super::remote::Remote;
+use super::slots::Slots;
+use super::stream::Stream;
+use super::timers::{TimerKind, Timers};
+use super::{Ctx, Deferred, READ_BUF_SIZE, SETTLE_BUDGET, TransportError, dispatch};
 
 /// A readiness event, copied out of mio's `Events`.
 #[derive(Clone, Copy)]

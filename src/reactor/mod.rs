@@ -59,19 +59,16 @@ mod transport; // moving bytes: flush (plain or TLS), interest, the read path
 
 use std::any::Any;
 use std::collections::VecDeque;
-use std::fmt;
-use std::io;
 use std::time::{Duration, Instant};
 
+use mio::Registry;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::tls::TlsConnector;
-use conn::{Conn, End, State};
-use ids::{GENERATION_MASK, Source, WAKER_TOKEN, conn_token, decode_token};
+use conn::Conn;
+use ids::GENERATION_MASK;
 use slots::{Generational, Slots};
-use stream::Stream;
-use timers::{TimerKind, Timers};
+use timers::Timers;
 
 pub use conn::ConnTiming;
 pub use ctx::ReactorStats;
@@ -264,6 +261,7 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::event_loop::Ready;
+    use super::ids::conn_token;
     use super::*;
 
     #[test]

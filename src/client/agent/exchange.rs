@@ -8,8 +8,7 @@ use crate::client::body::BodyEnd;
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{Msg, RequestId};
 use crate::client::producer::{BodySink, Produce, ProducerHandle};
-use crate::proto::RequestBody;
-use crate::proto::RequestHead;
+use crate::proto::{RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
 use super::route::sent_fields;
@@ -248,7 +247,7 @@ impl AgentState {
         } else {
             Phase::ResponseNeverReceived
         };
-        let error = Error::new(phase, cause);
+        let error = Error::new(phase, cause).with_url(req.target.url.as_str());
         if let Some(cb) = req.on_response.take() {
             cb(ctx, Err(error));
             return;

@@ -40,15 +40,15 @@ use std::time::{Duration, Instant};
 
 use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportError};
 
-use super::error::{Cause, TimeoutKind};
-use super::msg::{Msg, NextBody, RequestId};
+use super::error::{Cause, Error, Phase, TimeoutKind};
+use super::msg::{Msg, NextBody, RequestId, pop_trimmed};
 use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback};
 
 pub use config::AgentConfig;
 pub use state::PoolStats;
 
 use receive::CheckAbandoned;
-use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared, pop_trimmed};
+use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared};
 use state::AgentState;
 use timers::TimerTarget;
 
@@ -133,7 +133,11 @@ impl Agent {
         if let Some(shared) = &shared {
             let new = NewRequest {
                 id,
-                target: shared.targets.borrow_mut().get(&shared.config, url),
+                target: shared
+                    .targets
+                    .borrow_mut()
+                    .get(&shared.config, url)
+                    .map_err(|cause| Error::new(Phase::RequestNotSent, cause).with_url(url)),
                 parts,
                 on_response,
             };
@@ -263,7 +267,7 @@ impl Protocol for AgentState {
             return;
         };
         let cause = match error {
-            TransportError::ConnectTimeout => Cause::Timeout(TimeoutKind::Connect),
+            TransportError::ConnectTimeout => self.timeout(id, TimeoutKind::Connect),
             e => Cause::Transport(e),
         };
         self.fail(ctx, id, cause);

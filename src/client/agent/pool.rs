@@ -16,10 +16,15 @@ use super::state::{
     TunnelPhase,
 };
 use super::timers::TimerTarget;
+
 impl AgentState {
     pub(super) fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
         if self.closed {
-            let error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+            let mut error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
+            match &new.target {
+                Ok(target) => error = error.with_url(target.url.as_str()),
+                Err(refused) => error = error.or_url(refused.url().unwrap_or_default()),
+            }
             (new.on_response)(ctx, Err(error));
             return;
         }
@@ -36,11 +41,18 @@ impl AgentState {
             on_response,
         } = new;
         let prepared =
-            target.and_then(|t| prepare(&self.shared.config, &t, &method, &headers).map(|()| t));
+            target.and_then(
+                |t| match prepare(&self.shared.config, &t, &method, &headers) {
+                    Ok(()) => Ok(t),
+                    Err(cause) => {
+                        Err(Error::new(Phase::RequestNotSent, cause).with_url(t.url.as_str()))
+                    }
+                },
+            );
         let target = match prepared {
             Ok(t) => t,
-            Err(cause) => {
-                on_response(ctx, Err(Error::new(Phase::RequestNotSent, cause)));
+            Err(error) => {
+                on_response(ctx, Err(error));
                 return;
             }
         };
@@ -64,6 +76,8 @@ impl AgentState {
             fresh_only: false,
             timers: Vec::new(),
             queue_timer: None,
+            total_timeout: None,
+            queue_timeout: None,
             read_timeout: None,
             read_timer: None,
             last_activity: ctx.now(),
@@ -76,11 +90,13 @@ impl AgentState {
                 reused: false,
             },
         };
-        if let Some(t) = timeouts.total.or(self.shared.config.timeout) {
+        req.total_timeout = timeouts.total.or(self.shared.config.timeout);
+        req.queue_timeout = timeouts.queue.or(self.shared.config.queue_timeout);
+        if let Some(t) = req.total_timeout {
             let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
             req.timers.push(timer);
         }
-        if let Some(t) = timeouts.queue.or(self.shared.config.queue_timeout) {
+        if let Some(t) = req.queue_timeout {
             req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
         }
         req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);

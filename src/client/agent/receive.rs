@@ -310,7 +310,10 @@ impl AgentState {
             .get(&id)
             .is_some_and(|r| r.head_delivered && matches!(r.body, BodyState::NotAttached));
         if !attachable {
-            let err = Error::new(Phase::ResponseFailed, Cause::BodyAlreadyDelivered);
+            let mut err = Error::new(Phase::ResponseFailed, Cause::BodyAlreadyDelivered);
+            if let Some(req) = self.reqs.get(&id) {
+                err = err.with_url(req.target.url.as_str());
+            }
             body.connection_lost(ctx, BodyEnd::Failed(err));
             return;
         }

@@ -93,9 +93,10 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
     // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
     // control bytes is refused instead, so that what would be sent is what the caller wrote.
     if url.bytes().any(|b| b.is_ascii_control()) {
-        return Err(Cause::InvalidUrl(format!("{url:?}: control character")));
+        return Err(Cause::InvalidUrl("control character".to_owned()));
     }
-    let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(format!("{url:?}: {e}")))?;
+    // The messages leave the URL out: the error names it, without its credentials.
+    let url = Url::parse(url).map_err(|e| Cause::InvalidUrl(e.to_string()))?;
     let https = match url.scheme() {
         "http" => false,
         "https" => true,
@@ -230,11 +231,11 @@ pub(super) fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
         Some(url::Host::Ipv6(a)) => a.to_string(),
         Some(url::Host::Ipv4(a)) => a.to_string(),
         Some(url::Host::Domain(d)) => d.to_string(),
-        None => return Err(Cause::InvalidUrl(format!("{url}: no host"))),
+        None => return Err(Cause::InvalidUrl("no host".to_owned())),
     };
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| Cause::InvalidUrl(format!("{url}: no port")))?;
+        .ok_or_else(|| Cause::InvalidUrl("no port".to_owned()))?;
     Ok((host, port))
 }
 

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
-use crate::client::error::Cause;
+use crate::client::error::Error;
 use crate::client::msg::RequestId;
 use crate::client::producer::BodyProducer;
 use crate::client::request::{HandlePool, ResponseCallback, Timeouts};
@@ -52,7 +52,7 @@ pub(super) struct NewRequest {
     pub(super) id: RequestId,
     /// Resolved when the request was submitted; an error is reported from the agent, as
     /// for any request it refuses.
-    pub(super) target: Result<Rc<Target>, Cause>,
+    pub(super) target: Result<Rc<Target>, Error>,
     pub(super) parts: Parts,
     pub(super) on_response: ResponseCallback,
 }
@@ -62,19 +62,4 @@ thread_local! {
     /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
     /// another thread through a `Remote`). An entry lives as long as its agent's state.
     pub(super) static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
-}
-
-/// Queued items above which an emptied queue gives its memory back.
-pub(super) const QUEUE_KEPT: usize = 1024;
-
-/// Takes the oldest item of a queue; frees the queue's memory once a burst (10,000 requests
-/// submitted at once: some 200 bytes a slot) has drained, as `AgentState::trim_tables` does
-/// for the request table. Queues of up to [`QUEUE_KEPT`] keep theirs, so that a steady load
-/// does not reallocate them.
-pub(super) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
-    let item = queue.pop_front();
-    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
-        *queue = VecDeque::new();
-    }
-    item
 }

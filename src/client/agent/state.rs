@@ -79,6 +79,9 @@ pub(super) struct Req {
     pub(super) queue_timer: Option<TimerId>,
     /// When each phase ended, for [`Timing`].
     pub(super) marks: Marks,
+    /// The total and queue limits, for the figures of a timeout error.
+    pub(super) total_timeout: Option<Duration>,
+    pub(super) queue_timeout: Option<Duration>,
     /// Silence allowed while active, and when the last byte moved.
     pub(super) read_timeout: Option<Duration>,
     pub(super) read_timer: Option<TimerId>,

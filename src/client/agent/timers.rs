@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::client::error::{Cause, TimeoutKind};
+use crate::client::error::{Cause, Timeout, TimeoutKind};
 use crate::client::msg::RequestId;
 use crate::reactor::{ConnId, Ctx, TimerId};
 
@@ -119,10 +119,14 @@ impl AgentState {
                     self.set_idle_timer(ctx, cid, until - now);
                 }
             }
-            TimerTarget::Total(id) => self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Total)),
+            TimerTarget::Total(id) => {
+                let cause = self.timeout(id, TimeoutKind::Total);
+                self.cancel(ctx, id, cause);
+            }
             TimerTarget::Queue(id) => {
                 if self.reqs.get(&id).is_some_and(|r| r.queued) {
-                    self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Queue));
+                    let cause = self.timeout(id, TimeoutKind::Queue);
+                    self.cancel(ctx, id, cause);
                 }
             }
             TimerTarget::Read(id) => {
@@ -134,7 +138,8 @@ impl AgentState {
                 };
                 let silent = req.last_activity.elapsed();
                 if silent >= limit && !req.paused {
-                    self.cancel(ctx, id, Cause::Timeout(TimeoutKind::Read));
+                    let cause = self.timeout(id, TimeoutKind::Read);
+                    self.cancel(ctx, id, cause);
                 } else {
                     // Re-armed rather than reset on every read: one timer per request.
                     let wait = if req.paused { limit } else { limit - silent };
@@ -152,5 +157,40 @@ impl AgentState {
                 }
             }
         }
+    }
+
+    /// The cause for request `id` running out of its `kind` limit, with the figures: the
+    /// limit, the time since the request was submitted (since its connection attempt began,
+    /// for a connect timeout) and the body bytes received.
+    pub(super) fn timeout(&self, id: RequestId, kind: TimeoutKind) -> Cause {
+        let now = Instant::now();
+        let Some(req) = self.reqs.get(&id) else {
+            return Cause::Timeout(Timeout {
+                kind,
+                limit: Duration::ZERO,
+                elapsed: Duration::ZERO,
+                received: 0,
+            });
+        };
+        let limit = match kind {
+            TimeoutKind::Connect => self.shared.config.connect_timeout,
+            TimeoutKind::Total => req.total_timeout,
+            TimeoutKind::Queue => req.queue_timeout,
+            TimeoutKind::Read => req.read_timeout,
+        };
+        let since = match kind {
+            TimeoutKind::Connect => req.marks.dispatched.unwrap_or(req.marks.submitted),
+            _ => req.marks.submitted,
+        };
+        let received = req
+            .conn
+            .and_then(|cid| self.conns.get(&cid))
+            .map_or(0, |conn| conn.proto.body_received());
+        Cause::Timeout(Timeout {
+            kind,
+            limit: limit.unwrap_or_default(),
+            elapsed: now.saturating_duration_since(since),
+            received,
+        })
     }
 }

@@ -290,6 +290,7 @@ fn remove_quietly(path: &Path) {
 
 impl Job {
     fn fail(self, ctx: &mut Ctx, err: Error) {
+        let err = err.or_url(&self.url);
         (self.done)(ctx, Err(err));
     }
 

@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::reactor::Ctx;
 
-use crate::client::error::{Cause, Error, Phase, TimeoutKind};
+use crate::client::error::{Cause, Error, Phase, Timeout};
 use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use crate::client::response::{PreviousResponse, Response};
@@ -284,11 +284,12 @@ impl<A: HttpAgent> Retry<A> {
         if self.handle.is_cancelled() {
             return on_response(
                 ctx,
-                Err(Error::new(Phase::RequestNotSent, Cause::Cancelled)),
+                Err(Error::new(Phase::RequestNotSent, Cause::Cancelled).with_url(self.url.as_str())),
             );
         }
         let Some(timeouts) = self.timeouts.for_hop(self.started) else {
-            let error = Error::new(Phase::RequestNotSent, Cause::Timeout(TimeoutKind::Total));
+            let cause = Timeout::total_spent(self.timeouts.total, self.started);
+            let error = Error::new(Phase::RequestNotSent, cause).with_url(self.url.as_str());
             return on_response(ctx, Err(error));
         };
         let mut request = Request::new(&self.method, self.url.as_str()).timeouts(timeouts);

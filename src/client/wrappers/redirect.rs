@@ -35,7 +35,7 @@ use url::Url;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
-use crate::client::error::{Cause, Error, Phase, TimeoutKind};
+use crate::client::error::{Cause, Error, Phase, Timeout};
 use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{
     HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
@@ -201,7 +201,8 @@ struct Chain<A: HttpAgent> {
 
 impl<A: HttpAgent> Chain<A> {
     fn fail(self, ctx: &mut Ctx, cause: Cause) {
-        (self.on_response)(ctx, Err(Error::new(Phase::ResponseNeverReceived, cause)));
+        let error = Error::new(Phase::ResponseNeverReceived, cause).with_url(self.url.as_str());
+        (self.on_response)(ctx, Err(error));
     }
 
     /// Hands `response` to the caller with the chain's history and timing.
@@ -219,7 +220,8 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         return chain.fail(ctx, Cause::Cancelled);
     }
     let Some(timeouts) = chain.timeouts.for_hop(chain.started) else {
-        return chain.fail(ctx, Cause::Timeout(TimeoutKind::Total));
+        let cause = Timeout::total_spent(chain.timeouts.total, chain.started);
+        return chain.fail(ctx, cause);
     };
     let request = Request {
         method: chain.method.clone(),
