@@ -87,6 +87,7 @@ impl Client {
     /// as on a reactor.
     ///
     /// ```no_run
+    /// # #[cfg(feature = "cookies")] {
     /// use weft::blocking::Client;
     /// use weft::client::{AgentConfig, CookieAgent, CookieJar, RedirectAgent, RedirectConfig};
     /// let mut client = Client::with_wrappers(AgentConfig::default(), |agent| {
@@ -95,6 +96,7 @@ impl Client {
     /// .unwrap();
     /// let response = client.get("http://127.0.0.1:8080/redirect").unwrap();
     /// println!("{} after {} hops", response.code, response.history.len());
+    /// # }
     /// ```
     pub fn with_wrappers<A: HttpAgent>(
         config: AgentConfig,

@@ -9,8 +9,9 @@
 mod agent;
 mod body;
 mod error;
-mod fuzz_client;
+#[cfg(feature = "fuzzing")]
 mod fuzz_decode;
+#[cfg(feature = "fuzzing")]
 mod fuzz_redirect;
 mod http_client;
 mod producer;
@@ -24,10 +25,10 @@ mod wrappers;
 pub use agent::{Agent, AgentConfig, PoolStats, RequestId};
 pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Collected};
 pub use error::{Cause, Error, Phase, TimeoutKind};
-#[doc(hidden)]
-pub use fuzz_client::fuzz_client;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_decode::fuzz_decode;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_redirect::fuzz_redirect;
 pub use http_client::{ClientConfig, FullResponse, HttpClient, RequestBuilder, Sizes};
@@ -42,6 +43,8 @@ pub use transfer::download::{
 pub use transfer::multipart::{Multipart, MultipartProducer, guess_content_type};
 pub use wrappers::auth::{AuthAgent, AuthMode, Credentials};
 pub use wrappers::conditional::{ConditionalAgent, Fetched, Freshness, ValidatorCache, Validators};
+#[cfg(feature = "cookies")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
 pub use wrappers::cookies::{CookieAgent, CookieJar};
 pub use wrappers::decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use wrappers::redirect::{RedirectAgent, RedirectConfig};

@@ -47,15 +47,17 @@
 //! ```
 
 mod chunked;
+#[cfg(feature = "fuzzing")]
 mod fuzz;
+#[cfg(feature = "fuzzing")]
 mod fuzz_chunked;
 mod headers;
 mod request;
 mod response;
 
-#[doc(hidden)]
-pub use fuzz::fuzz_response;
-pub(crate) use fuzz::{piece_lengths, sent_request};
+#[cfg(feature = "fuzzing")]
+pub(crate) use fuzz::piece_lengths;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
 pub use headers::Headers;
