@@ -1,5 +1,6 @@
 //! The blocking client against nginx and httpbin: plain calls, pool reuse across calls, use
 //! from other threads and from inside another reactor's callback, caps and errors.
+#![cfg(feature = "cookies")]
 
 mod support;
 

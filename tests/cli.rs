@@ -1,4 +1,5 @@
 //! The `weft` command, run as a user would, against nginx and scripted servers on 127.0.0.1.
+#![cfg(feature = "cli")]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! The `weft` binary's behaviour that needs no network: help, version and usage errors.
+#![cfg(feature = "cli")]
 
 use std::process::{Command, Output};
 

@@ -1,6 +1,7 @@
 //! The `weft` command's client-layer options (redirects, auth, decoding, forms, cookies,
 //! resume, ETags, `-w`, proxies, many URLs in sequence or in parallel, config files), run as a
 //! user would against nginx, httpbin, tinyproxy and scripted servers on 127.0.0.1.
+#![cfg(feature = "cli")]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! AuthAgent against httpbin (Basic, Digest MD5 and SHA-256) and scripted servers.
+#![cfg(all(feature = "digest", feature = "cookies"))]
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! CookieAgent and CookieJar against httpbin and scripted servers on 127.0.0.1.
+#![cfg(feature = "cookies")]
 
 mod support;
 

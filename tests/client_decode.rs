@@ -1,5 +1,6 @@
 //! ContentDecoderAgent against httpbin, nginx with `gzip on`, and scripted servers for
 //! malformed, chained, split and oversized encoded bodies.
+#![cfg(all(feature = "gzip", feature = "brotli", feature = "zstd"))]
 
 mod support;
 

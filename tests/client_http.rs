@@ -1,4 +1,5 @@
 //! HttpClient (the convenience layer) against httpbin, nginx and scripted servers.
+#![cfg(feature = "json")]
 
 mod support;
 

@@ -3,6 +3,7 @@
 //!
 //! The example binaries must be built first: `cargo build --examples` (scripts/test does it).
 //! They are looked up next to this test binary, in `target/<profile>/examples/`.
+#![cfg(all(feature = "cookies", feature = "json"))]
 
 mod support;
 

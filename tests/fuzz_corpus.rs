@@ -1,9 +1,19 @@
 //! Replays the checked-in corpora of the `chunked`, `redirect`, `decode` and `client` fuzz targets
 //! through the targets' logic, so stable `cargo test` runs them (the `response` corpus has its
-//! own test, `proto_fuzz_corpus.rs`).
+//! own test, `proto_fuzz_corpus.rs`). The `chunked`, `redirect` and `decode` harnesses need
+//! private items and come with the `fuzzing` feature; the `client` harness uses the public API
+//! and lives in `fuzz/src/`, included here by path.
+#![cfg(all(feature = "fuzzing", feature = "cookies", feature = "digest"))]
 
 use std::fs;
 use std::path::Path;
+
+#[path = "../fuzz/src/client.rs"]
+mod client;
+#[path = "../fuzz/src/common.rs"]
+mod common;
+
+use client::fuzz_client;
 
 /// Every file of `fuzz/corpus/<target>`, sorted by name.
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -116,16 +126,16 @@ fn replay_client_corpus() {
         .flat_map(|flags| [0u8, 1, 2, 3, 0x55, 0xaa].map(|body| [flags, body]))
         .collect();
     let variants: Vec<&[u8]> = variants.iter().map(|v| &v[..]).collect();
-    replay("client", 12, &variants, weft::client::fuzz_client);
+    replay("client", 12, &variants, fuzz_client);
 }
 
 #[test]
 fn client_logic_handles_degenerate_inputs() {
-    weft::client::fuzz_client(b"");
-    weft::client::fuzz_client(b"\x00");
+    fuzz_client(b"");
+    fuzz_client(b"\x00");
     // No response at all: every request's connection is closed on it.
-    weft::client::fuzz_client(b"\x60\x00");
-    weft::client::fuzz_client(b"\x60\x00#~##~##~#");
+    fuzz_client(b"\x60\x00");
+    fuzz_client(b"\x60\x00#~##~##~#");
     // Endless redirects to itself, with every wrapper.
     let redirect = b"HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n";
     let mut input = b"\x1f\x00".to_vec();
@@ -133,5 +143,5 @@ fn client_logic_handles_degenerate_inputs() {
         input.extend_from_slice(redirect);
         input.extend_from_slice(b"#~#");
     }
-    weft::client::fuzz_client(&input);
+    fuzz_client(&input);
 }

@@ -11,6 +11,7 @@
 //!   `support::proto::random_split_points`). Each time a second request follows: it must get its
 //!   own response, on the same connection when the fixture leaves it reusable and on a new one
 //!   otherwise, and never a byte of the fixture.
+#![cfg(feature = "cookies")]
 
 mod support;
 

@@ -3,6 +3,8 @@
 //! `bearer_auth`, and the safe stacking order (credentials never follow a redirect to another
 //! origin) against scripted servers.
 
+#![cfg(all(feature = "cookies", feature = "json", feature = "gzip"))]
+
 mod support;
 
 use std::cell::RefCell;

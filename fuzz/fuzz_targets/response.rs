@@ -1,9 +1,9 @@
 //! Feeds arbitrary bytes as a response to a GET or HEAD at arbitrary split points, then EOF.
-//! Byte 0 picks the method and the split points; see `weft::proto::fuzz_response`.
+//! Byte 0 picks the method and the split points; see `weft_fuzz::response::fuzz_response` (`fuzz/src/`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    weft::proto::fuzz_response(data);
+    weft_fuzz::response::fuzz_response(data);
 });

@@ -67,26 +67,37 @@ impl FullResponse {
     }
 
     /// The body as text, decoded with the charset of `Content-Type` (UTF-8 when none is
-    /// given or it is unknown); invalid sequences become U+FFFD, as in browsers.
+    /// given or it is unknown; always UTF-8 without the `charset` feature); invalid sequences
+    /// become U+FFFD, as in browsers.
     pub fn text(&self) -> String {
-        let label = self
-            .headers
-            .get_str("content-type")
-            .and_then(charset_of)
-            .unwrap_or("utf-8");
-        let encoding =
-            encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8);
-        let (text, _, _) = encoding.decode(&self.body);
-        text.into_owned()
+        decode_text(self.headers.get_str("content-type"), &self.body)
     }
 
     /// The body parsed as JSON.
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
         serde_json::from_slice(&self.body)
     }
 }
 
+/// `body` as text in the charset named by the media type `content_type`, else UTF-8.
+#[cfg(feature = "charset")]
+fn decode_text(content_type: Option<&str>, body: &[u8]) -> String {
+    let label = content_type.and_then(charset_of).unwrap_or("utf-8");
+    let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).unwrap_or(encoding_rs::UTF_8);
+    let (text, _, _) = encoding.decode(body);
+    text.into_owned()
+}
+
+/// `body` as UTF-8 text: without the `charset` feature, other charsets are not known.
+#[cfg(not(feature = "charset"))]
+fn decode_text(_content_type: Option<&str>, body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
+}
+
 /// The `charset` parameter of a media type.
+#[cfg(feature = "charset")]
 fn charset_of(content_type: &str) -> Option<&str> {
     content_type.split(';').skip(1).find_map(|param| {
         let (k, v) = param.split_once('=')?;
@@ -245,10 +256,10 @@ impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol fo
 
 #[cfg(test)]
 mod tests {
-    use super::charset_of;
-
+    #[cfg(feature = "charset")]
     #[test]
     fn charset_parameter_is_found() {
+        use super::charset_of;
         assert_eq!(
             charset_of("text/html; charset=ISO-8859-1"),
             Some("ISO-8859-1")

@@ -23,6 +23,7 @@ use super::producer::{BodyProducer, BytesProducer, ReadProducer};
 use super::request::{HttpAgent, Request, RequestHandle, Timeouts, method_name};
 use super::response::Response;
 use super::wrappers::conditional::ValidatorCache;
+#[cfg(feature = "cookies")]
 use super::wrappers::cookies::CookieJar;
 
 /// A convenient HTTP client on a reactor: build a request, then stream or fetch the response.
@@ -65,6 +66,7 @@ pub(crate) struct Parts {
     /// Whether non-2xx statuses fail requests by default.
     pub(crate) error_for_status: bool,
     /// The cookie jar in the chain, if any.
+    #[cfg(feature = "cookies")]
     pub(crate) cookies: Option<CookieJar>,
     /// The validator cache in the chain, if any.
     pub(crate) cache: Option<ValidatorCache>,
@@ -107,6 +109,8 @@ impl HttpClient {
     }
 
     /// The cookie jar the client keeps cookies in, unless cookies are switched off.
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
     pub fn cookie_jar(&self) -> Option<&CookieJar> {
         self.parts.cookies.as_ref()
     }
@@ -294,6 +298,8 @@ impl RequestBuilder {
     }
 
     /// A JSON body (`application/json`).
+    #[cfg(feature = "json")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "json")))]
     pub fn json(mut self, value: &impl serde::Serialize) -> Self {
         match serde_json::to_vec(value) {
             Ok(bytes) => {

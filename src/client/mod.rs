@@ -11,8 +11,9 @@ mod body;
 mod bounded;
 mod error;
 mod full;
-mod fuzz_client;
+#[cfg(feature = "fuzzing")]
 mod fuzz_decode;
+#[cfg(feature = "fuzzing")]
 mod fuzz_redirect;
 mod http_client;
 mod msg;
@@ -30,10 +31,10 @@ pub use body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 pub use bounded::{Slot, run_bounded};
 pub use error::{Cause, Error, Phase, Timeout, TimeoutKind};
 pub use full::{FullResponse, Sizes};
-#[doc(hidden)]
-pub use fuzz_client::fuzz_client;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_decode::fuzz_decode;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_redirect::fuzz_redirect;
 pub use http_client::{HttpClient, RequestBuilder};
@@ -51,6 +52,8 @@ pub use transfer::multipart::{Multipart, MultipartProducer, guess_content_type};
 pub use transfer::resume::{ContentRange, RangeAnswer, ResumeFrom};
 pub use wrappers::auth::{AuthAgent, AuthMode, Credentials};
 pub use wrappers::conditional::{ConditionalAgent, ValidatorCache, Validators};
+#[cfg(feature = "cookies")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
 pub use wrappers::cookies::{CookieAgent, CookieJar};
 pub use wrappers::decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use wrappers::redirect::{RedirectAgent, RedirectConfig};

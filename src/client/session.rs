@@ -19,14 +19,16 @@ use super::proxy::Proxies;
 use super::request::HttpAgent;
 use super::wrappers::auth::{AuthAgent, AuthMode, Credentials};
 use super::wrappers::conditional::{ConditionalAgent, ValidatorCache};
+#[cfg(feature = "cookies")]
 use super::wrappers::cookies::{CookieAgent, CookieJar};
 use super::wrappers::decode::{ContentDecoderAgent, DecodeConfig};
 use super::wrappers::redirect::{RedirectAgent, RedirectConfig};
 
 impl HttpClient {
     /// A builder with treq's defaults on: redirects followed (up to 10, never https to http),
-    /// cookies kept in a new [`CookieJar`], bodies decoded (gzip, deflate, br, zstd), and
-    /// credentials taken from a URL's userinfo. Each is switchable.
+    /// cookies kept in a new jar (with the `cookies` feature), bodies decoded (the codecs
+    /// built in: gzip, deflate, br, zstd by default), and credentials taken from a URL's
+    /// userinfo. Each is switchable.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -58,6 +60,7 @@ pub struct ClientBuilder {
     pub(crate) max_body: u64,
     error_for_status: bool,
     redirects: Option<RedirectConfig>,
+    #[cfg(feature = "cookies")]
     cookies: Option<CookieJar>,
     decode: Option<DecodeConfig>,
     auth: Option<(Option<Credentials>, AuthMode)>,
@@ -71,6 +74,7 @@ impl Default for ClientBuilder {
             max_body: HttpClient::DEFAULT_MAX_BODY,
             error_for_status: false,
             redirects: Some(RedirectConfig::default()),
+            #[cfg(feature = "cookies")]
             cookies: Some(CookieJar::new()),
             decode: Some(DecodeConfig::default()),
             // Without credentials of its own, the wrapper only uses a URL's userinfo.
@@ -164,12 +168,16 @@ impl ClientBuilder {
     }
 
     /// Whether cookies are kept (default: yes, in a jar of the client's own).
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
     pub fn cookies(mut self, on: bool) -> Self {
         self.cookies = on.then(|| self.cookies.take().unwrap_or_default());
         self
     }
 
     /// Keeps cookies in `jar` (shared with its clones: load it first, save it after).
+    #[cfg(feature = "cookies")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cookies")))]
     pub fn cookie_jar(mut self, jar: CookieJar) -> Self {
         self.cookies = Some(jar);
         self
@@ -230,6 +238,7 @@ impl ClientBuilder {
         if let Some(cache) = &self.conditional {
             chain = Rc::new(ConditionalAgent::new(chain, cache.clone()));
         }
+        #[cfg(feature = "cookies")]
         if let Some(jar) = &self.cookies {
             chain = Rc::new(CookieAgent::new(chain, jar.clone()));
         }
@@ -243,6 +252,7 @@ impl ClientBuilder {
             pool,
             max_body: self.max_body,
             error_for_status: self.error_for_status,
+            #[cfg(feature = "cookies")]
             cookies: self.cookies,
             cache: self.conditional,
         };

@@ -48,7 +48,9 @@
 
 mod chunked;
 mod error;
+#[cfg(feature = "fuzzing")]
 mod fuzz;
+#[cfg(feature = "fuzzing")]
 mod fuzz_chunked;
 mod headers;
 mod request;
@@ -56,9 +58,9 @@ mod response;
 mod types;
 
 pub use error::{ProtocolError, RequestError};
-#[doc(hidden)]
-pub use fuzz::fuzz_response;
-pub(crate) use fuzz::{piece_lengths, sent_request};
+#[cfg(feature = "fuzzing")]
+pub(crate) use fuzz::piece_lengths;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
 pub use headers::Headers;

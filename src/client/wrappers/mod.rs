@@ -6,6 +6,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod conditional;
+#[cfg(feature = "cookies")]
 pub(crate) mod cookies;
 pub(crate) mod decode;
 pub(crate) mod redirect;

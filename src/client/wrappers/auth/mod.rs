@@ -1,17 +1,15 @@
 //! HTTP authentication (curl's `-u`, `--basic`, `--digest`, `--anyauth`): the [`AuthAgent`]
 //! wrapper answers a `401` challenge with Basic or Digest (RFC 7617, RFC 7616) and retries
-//! once.
+//! once. Basic is always there; Digest comes with the `digest` cargo feature.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use md5::Md5;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::reactor::Ctx;
@@ -20,6 +18,9 @@ use crate::client::error::{Cause, Error, Phase, Timeout};
 use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use crate::client::response::{PreviousResponse, Response};
+
+#[cfg(feature = "digest")]
+mod digest;
 
 /// The most of a `401` body read (and dropped) before the retry, so its connection can be
 /// pooled; a longer body closes the connection instead.
@@ -95,15 +96,18 @@ fn percent_encoding_decode(s: &str) -> Option<Vec<u8>> {
 
 /// When and how credentials are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuthMode {
     /// `Authorization: Basic` on the first request, without waiting for a challenge
     /// (curl's `-u`). No retry.
     Basic,
     /// Nothing at first; on a `401` with a Digest challenge, retry once with Digest
     /// (curl's `--digest`). A Basic-only challenge is handed to the caller.
+    #[cfg(feature = "digest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "digest")))]
     Digest,
-    /// Nothing at first; on a `401`, retry once with the strongest scheme offered: Digest,
-    /// else Basic (curl's `--anyauth`).
+    /// Nothing at first; on a `401`, retry once with the strongest scheme offered: Digest
+    /// (with the `digest` feature), else Basic (curl's `--anyauth`).
     Auto,
 }
 
@@ -113,7 +117,7 @@ pub enum AuthMode {
 /// from the URL passed on), else from the ones given here; without either the request passes
 /// through untouched, as does a request that already has an `Authorization` field.
 ///
-/// In [`AuthMode::Digest`] and [`AuthMode::Auto`], a `401` from the request's own origin with
+/// In `AuthMode::Digest` and [`AuthMode::Auto`], a `401` from the request's own origin with
 /// a challenge it can answer is read (up to 64 KiB, then dropped) and the request is sent
 /// again once, with its body rewound ([`BodyProducer::rewind`]); a body that cannot be rewound
 /// gets the `401` handed to the caller. The retry's response carries the `401` in its
@@ -325,27 +329,16 @@ impl<A: HttpAgent> Retry<A> {
         for v in resp.headers.get_all("www-authenticate") {
             challenges.extend(parse_challenges(&String::from_utf8_lossy(v)));
         }
-        let digest = challenges
-            .iter()
-            .filter(|c| c.scheme.eq_ignore_ascii_case("digest"))
-            .filter_map(DigestChallenge::parse)
-            // The strongest algorithm offered.
-            .max_by_key(|d| d.algorithm.strength());
-        if let Some(d) = digest {
-            let uri = request_target(&self.url);
-            return Some(d.authorization(&self.creds, &self.method, &uri, &make_cnonce()));
+        #[cfg(feature = "digest")]
+        if let Some(authorization) =
+            digest::answer(&challenges, &self.creds, &self.method, &self.url)
+        {
+            return Some(authorization);
         }
         let basic = challenges
             .iter()
             .any(|c| c.scheme.eq_ignore_ascii_case("basic"));
         (self.mode == AuthMode::Auto && basic).then(|| basic_header(&self.creds))
-    }
-}
-
-fn request_target(url: &Url) -> String {
-    match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
     }
 }
 
@@ -356,27 +349,6 @@ fn basic_header(c: &Credentials) -> String {
     )
 }
 
-/// A client nonce: unpredictable enough for RFC 7616 (time, a counter and an address,
-/// hashed); it is not a secret.
-fn make_cnonce() -> String {
-    thread_local!(static COUNT: Cell<u64> = const { Cell::new(0) });
-    let n = COUNT.with(|c| {
-        c.set(c.get() + 1);
-        c.get()
-    });
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let local = 0u8;
-    let seed = format!("{t}:{n}:{:p}:{}", &local, std::process::id());
-    hex(&Sha256::digest(seed.as_bytes()))[..32].to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// One challenge of a `WWW-Authenticate` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Challenge {
@@ -385,6 +357,8 @@ pub(crate) struct Challenge {
 }
 
 impl Challenge {
+    /// The value of the parameter `name` (case-insensitive).
+    #[cfg(any(feature = "digest", test))]
     fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -497,148 +471,6 @@ pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
             }
         }
         out.push(ch);
-    }
-    out
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Algorithm {
-    Md5,
-    Md5Sess,
-    Sha256,
-    Sha256Sess,
-}
-
-impl Algorithm {
-    fn parse(s: Option<&str>) -> Option<Algorithm> {
-        let Some(s) = s else {
-            return Some(Algorithm::Md5);
-        };
-        match s.to_ascii_uppercase().as_str() {
-            "MD5" => Some(Algorithm::Md5),
-            "MD5-SESS" => Some(Algorithm::Md5Sess),
-            "SHA-256" => Some(Algorithm::Sha256),
-            "SHA-256-SESS" => Some(Algorithm::Sha256Sess),
-            _ => None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Algorithm::Md5 => "MD5",
-            Algorithm::Md5Sess => "MD5-sess",
-            Algorithm::Sha256 => "SHA-256",
-            Algorithm::Sha256Sess => "SHA-256-sess",
-        }
-    }
-
-    fn strength(self) -> u8 {
-        match self {
-            Algorithm::Md5 | Algorithm::Md5Sess => 0,
-            Algorithm::Sha256 | Algorithm::Sha256Sess => 1,
-        }
-    }
-
-    fn hash(self, data: &str) -> String {
-        match self {
-            Algorithm::Md5 | Algorithm::Md5Sess => hex(&Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 | Algorithm::Sha256Sess => hex(&Sha256::digest(data.as_bytes())),
-        }
-    }
-
-    fn is_sess(self) -> bool {
-        matches!(self, Algorithm::Md5Sess | Algorithm::Sha256Sess)
-    }
-}
-
-/// A Digest challenge we can answer (RFC 7616; RFC 2069 when it has no `qop`).
-#[derive(Debug, Clone)]
-pub(crate) struct DigestChallenge {
-    realm: String,
-    nonce: String,
-    opaque: Option<String>,
-    algorithm: Algorithm,
-    /// `qop=auth` offered; `None` for the legacy RFC 2069 form.
-    qop_auth: bool,
-    userhash: bool,
-}
-
-impl DigestChallenge {
-    fn parse(c: &Challenge) -> Option<DigestChallenge> {
-        let qop_auth = match c.param("qop") {
-            None => false,
-            Some(q) => {
-                if !q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")) {
-                    return None; // auth-int only: not supported.
-                }
-                true
-            }
-        };
-        Some(DigestChallenge {
-            realm: c.param("realm").unwrap_or("").to_string(),
-            nonce: c.param("nonce")?.to_string(),
-            opaque: c.param("opaque").map(str::to_string),
-            algorithm: Algorithm::parse(c.param("algorithm"))?,
-            qop_auth,
-            userhash: c
-                .param("userhash")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
-        })
-    }
-
-    /// The `Authorization` value for one request (nonce count 1).
-    fn authorization(&self, creds: &Credentials, method: &str, uri: &str, cnonce: &str) -> String {
-        let alg = self.algorithm;
-        let nc = "00000001";
-        let mut ha1 = alg.hash(&format!("{}:{}:{}", creds.user, self.realm, creds.password));
-        if alg.is_sess() {
-            ha1 = alg.hash(&format!("{ha1}:{}:{cnonce}", self.nonce));
-        }
-        let ha2 = alg.hash(&format!("{method}:{uri}"));
-        let response = if self.qop_auth {
-            alg.hash(&format!("{ha1}:{}:{nc}:{cnonce}:auth:{ha2}", self.nonce))
-        } else {
-            alg.hash(&format!("{ha1}:{}:{ha2}", self.nonce))
-        };
-        let username = if self.userhash {
-            alg.hash(&format!("{}:{}", creds.user, self.realm))
-        } else {
-            creds.user.clone()
-        };
-        let mut h = format!(
-            "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", algorithm={}, response=\"{response}\"",
-            quote(&username),
-            quote(&self.realm),
-            quote(&self.nonce),
-            quote(uri),
-            alg.name(),
-        );
-        if let Some(o) = &self.opaque {
-            h.push_str(&format!(", opaque=\"{}\"", quote(o)));
-        }
-        if self.qop_auth {
-            h.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
-        }
-        if self.userhash {
-            h.push_str(", userhash=true");
-        }
-        h
-    }
-}
-
-/// Escapes a quoted-string's content; CR, LF and other controls are dropped so that a
-/// challenge can never inject a header line.
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(ch);
-            }
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
     }
     out
 }
@@ -766,65 +598,6 @@ mod tests {
         let c = parse_challenges("Digest realm=\"a\\\u{e9}b\\\"\u{20ac}\", nonce=\"n\"");
         assert_eq!(c[0].param("realm"), Some("a\u{e9}b\"\u{20ac}"));
         assert_eq!(c[0].param("nonce"), Some("n"));
-    }
-
-    #[test]
-    fn rfc7616_md5_example() {
-        // RFC 7616 §3.9.1, MD5 variant.
-        let c = &parse_challenges(
-            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=MD5, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
-        )[0];
-        let d = DigestChallenge::parse(c).unwrap();
-        let h = d.authorization(
-            &Credentials::new("Mufasa", "Circle of Life"),
-            "GET",
-            "/dir/index.html",
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-        );
-        assert!(
-            h.contains("response=\"8ca523f5e9506fed4657c9700eebdbec\""),
-            "{h}"
-        );
-    }
-
-    #[test]
-    fn rfc7616_sha256_example() {
-        let c = &parse_challenges(
-            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
-        )[0];
-        let d = DigestChallenge::parse(c).unwrap();
-        let h = d.authorization(
-            &Credentials::new("Mufasa", "Circle of Life"),
-            "GET",
-            "/dir/index.html",
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-        );
-        assert!(
-            h.contains(
-                "response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\""
-            ),
-            "{h}"
-        );
-    }
-
-    #[test]
-    fn rfc2069_without_qop() {
-        // RFC 2069 §2.4 example.
-        let c = &parse_challenges(
-            r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41""#,
-        )[0];
-        let d = DigestChallenge::parse(c).unwrap();
-        let h = d.authorization(
-            &Credentials::new("Mufasa", "CircleOfLife"),
-            "GET",
-            "/dir/index.html",
-            "unused",
-        );
-        assert!(
-            h.contains("response=\"1949323746fe6a43ef61f9606e7febea\""),
-            "{h}"
-        );
-        assert!(!h.contains("qop") && !h.contains("cnonce"), "{h}");
     }
 
     #[test]

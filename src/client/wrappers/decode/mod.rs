@@ -5,10 +5,6 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use brotli_decompressor::{BrotliDecompressStream, BrotliResult, BrotliState, StandardAlloc};
-use flate2::{Crc, Decompress, FlushDecompress, Status};
-use zstd::stream::raw::{DParameter, Decoder as ZstdDecoder, InBuffer, Operation, OutBuffer};
-
 use crate::proto::Headers;
 use crate::reactor::{ConnId, Ctx, HandlerId, Protocol};
 
@@ -18,61 +14,20 @@ use crate::client::error::{Cause, Error, Phase};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 use crate::client::response::Response;
 
+mod codecs;
+
+pub use codecs::Coding;
+use codecs::{Stage, new_stage};
+
 /// Decoded bytes handed to the user's protocol per call, at most.
 const CHUNK: usize = 32 * 1024;
-/// A gzip header longer than this (name, comment, extra field) is refused.
-const MAX_GZIP_HEADER: usize = 64 * 1024;
-/// zstd window cap (8 MiB), the limit RFC 9659 sets for `Content-Encoding: zstd`.
-const ZSTD_WINDOW_LOG_MAX: u32 = 23;
-
-/// A content coding the decoder can undo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
-    /// `gzip` (also `x-gzip`), several members allowed.
-    Gzip,
-    /// `deflate`: zlib-wrapped (RFC 9110), or raw deflate as some servers send.
-    Deflate,
-    /// `br` (Brotli).
-    Brotli,
-    /// `zstd` (Zstandard, window up to 8 MiB).
-    Zstd,
-}
-
-impl Coding {
-    /// The token used in `Accept-Encoding` and `Content-Encoding`.
-    pub fn token(self) -> &'static str {
-        match self {
-            Coding::Gzip => "gzip",
-            Coding::Deflate => "deflate",
-            Coding::Brotli => "br",
-            Coding::Zstd => "zstd",
-        }
-    }
-
-    /// The coding named by a `Content-Encoding` token (case-insensitive), if supported.
-    ///
-    /// ```
-    /// use weft::client::Coding;
-    /// assert_eq!(Coding::from_token("X-GZIP"), Some(Coding::Gzip));
-    /// assert_eq!(Coding::from_token("compress"), None);
-    /// ```
-    pub fn from_token(token: &str) -> Option<Coding> {
-        let t = token.trim().to_ascii_lowercase();
-        match t.as_str() {
-            "gzip" | "x-gzip" => Some(Coding::Gzip),
-            "deflate" => Some(Coding::Deflate),
-            "br" => Some(Coding::Brotli),
-            "zstd" => Some(Coding::Zstd),
-            _ => None,
-        }
-    }
-}
 
 /// Settings of a [`ContentDecoderAgent`].
 #[derive(Debug, Clone)]
 pub struct DecodeConfig {
     /// The codings offered in `Accept-Encoding` and undone in responses, in order of
-    /// preference (default gzip, deflate, br, zstd).
+    /// preference (default [`Coding::ALL`]: gzip, deflate, br, zstd, those whose cargo
+    /// feature is on).
     pub encodings: Vec<Coding>,
     /// Cap on the decoded body in bytes (default 1 GiB); past it the body fails with
     /// [`Cause::DecodedTooLarge`] and delivery stops. It bounds the damage of a
@@ -86,7 +41,7 @@ pub struct DecodeConfig {
 impl Default for DecodeConfig {
     fn default() -> Self {
         DecodeConfig {
-            encodings: vec![Coding::Gzip, Coding::Deflate, Coding::Brotli, Coding::Zstd],
+            encodings: Coding::ALL.to_vec(),
             max_decoded_size: 1 << 30,
             max_codings: 5,
         }
@@ -100,8 +55,9 @@ impl Default for DecodeConfig {
 /// buffering of the whole body), codings are undone in reverse order of application, and the
 /// response handed on has no `Content-Encoding` nor `Content-Length`, with `length = None`.
 ///
-/// - `identity` is ignored. Codings it does not support stay in `Content-Encoding` and their
-///   bytes pass as they are; only a supported suffix of the list is undone (with `foo, gzip`,
+/// - `identity` is ignored. Codings it does not support (including those whose cargo feature,
+///   `gzip`, `brotli` or `zstd`, is off) stay in `Content-Encoding` and their bytes pass as
+///   they are; only a supported suffix of the list is undone (with `foo, gzip`,
 ///   gzip is undone and `Content-Encoding: foo` remains).
 /// - `deflate` accepts zlib-wrapped data (RFC 9110) and raw deflate, told apart by the first
 ///   two bytes, as browsers and curl do.
@@ -264,302 +220,6 @@ pub(crate) fn plan(config: &DecodeConfig, headers: &Headers) -> Plan {
     }
 }
 
-// ---- decoders -----------------------------------------------------------------------------
-
-/// One coding's streaming decoder.
-trait Stage {
-    /// Decodes some of `input` into `out`: (bytes consumed, bytes produced). Called with empty
-    /// input to flush output held back (when `out` was full, or at the end of an internal
-    /// window).
-    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String>;
-    /// Whether the input so far is a complete stream.
-    fn complete(&self) -> bool;
-}
-
-fn inflate(
-    d: &mut Decompress,
-    input: &[u8],
-    out: &mut [u8],
-) -> Result<(usize, usize, bool), String> {
-    let (i0, o0) = (d.total_in(), d.total_out());
-    let status = d
-        .decompress(input, out, FlushDecompress::None)
-        .map_err(|e| e.to_string())?;
-    Ok((
-        (d.total_in() - i0) as usize,
-        (d.total_out() - o0) as usize,
-        status == Status::StreamEnd,
-    ))
-}
-
-enum Gz {
-    Header(Vec<u8>),
-    Body,
-    Trailer(Vec<u8>),
-    Between,
-}
-
-/// gzip (RFC 1952), any number of members; checks CRC-32 and length of each.
-struct Gzip {
-    state: Gz,
-    inflate: Decompress,
-    crc: Crc,
-}
-
-/// Length of the complete gzip header at the start of `b`, `None` if more bytes are needed.
-fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, String> {
-    let bad = |what: &str| Err(format!("invalid gzip header: {what}"));
-    if !b.is_empty() && b[0] != 0x1f || b.len() > 1 && b[1] != 0x8b {
-        return bad("bad magic");
-    }
-    if b.len() > 2 && b[2] != 8 {
-        return bad("unknown compression method");
-    }
-    if b.len() < 10 {
-        return Ok(None);
-    }
-    let flags = b[3];
-    if flags & 0xe0 != 0 {
-        return bad("reserved flags set");
-    }
-    let mut at = 10;
-    if flags & 0x04 != 0 {
-        let Some(x) = b.get(at..at + 2) else {
-            return Ok(None);
-        };
-        at += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
-    }
-    for flag in [0x08, 0x10] {
-        if flags & flag != 0 {
-            let Some(rest) = b.get(at..) else {
-                return Ok(None);
-            };
-            let Some(nul) = rest.iter().position(|&c| c == 0) else {
-                return Ok(None);
-            };
-            at += nul + 1;
-        }
-    }
-    if flags & 0x02 != 0 {
-        at += 2;
-    }
-    Ok((b.len() >= at).then_some(at))
-}
-
-impl Stage for Gzip {
-    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String> {
-        match &mut self.state {
-            Gz::Between => {
-                if input.is_empty() {
-                    return Ok((0, 0));
-                }
-                self.state = Gz::Header(Vec::new());
-                self.step(input, out)
-            }
-            Gz::Header(buf) => {
-                let before = buf.len();
-                let take = input.len().min(MAX_GZIP_HEADER + 1 - before);
-                buf.extend_from_slice(&input[..take]);
-                match gzip_header_len(buf)? {
-                    Some(len) => {
-                        self.state = Gz::Body;
-                        self.inflate.reset(false);
-                        self.crc.reset();
-                        Ok((len - before, 0))
-                    }
-                    None if buf.len() > MAX_GZIP_HEADER => Err("gzip header too long".into()),
-                    None => Ok((take, 0)),
-                }
-            }
-            Gz::Body => {
-                let (c, p, end) = inflate(&mut self.inflate, input, out)?;
-                self.crc.update(&out[..p]);
-                if end {
-                    self.state = Gz::Trailer(Vec::with_capacity(8));
-                }
-                Ok((c, p))
-            }
-            Gz::Trailer(buf) => {
-                let take = input.len().min(8 - buf.len());
-                buf.extend_from_slice(&input[..take]);
-                if buf.len() == 8 {
-                    let crc = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
-                    let size = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-                    if crc != self.crc.sum() {
-                        return Err("gzip CRC mismatch".into());
-                    }
-                    if size != self.crc.amount() {
-                        return Err("gzip length mismatch".into());
-                    }
-                    self.state = Gz::Between;
-                }
-                Ok((take, 0))
-            }
-        }
-    }
-
-    fn complete(&self) -> bool {
-        matches!(self.state, Gz::Between)
-    }
-}
-
-/// `deflate`: zlib (RFC 1950) or raw deflate (RFC 1951), chosen from the first two bytes.
-struct Deflate {
-    head: Vec<u8>,
-    inflate: Option<Decompress>,
-    done: bool,
-}
-
-impl Stage for Deflate {
-    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String> {
-        if self.done {
-            return match input.is_empty() {
-                true => Ok((0, 0)),
-                false => Err("data after the end of the deflate stream".into()),
-            };
-        }
-        let Some(d) = &mut self.inflate else {
-            let take = input.len().min(2 - self.head.len());
-            self.head.extend_from_slice(&input[..take]);
-            if self.head.len() == 2 {
-                let (cmf, flg) = (self.head[0], self.head[1]);
-                let zlib = cmf & 0x0f == 8
-                    && cmf >> 4 <= 7
-                    && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
-                self.inflate = Some(Decompress::new(zlib));
-            }
-            return Ok((take, 0));
-        };
-        let mut head_out = 0;
-        if !self.head.is_empty() {
-            // The two bytes used to choose the format go first.
-            let (c, p, end) = inflate(d, &self.head, out)?;
-            self.head.drain(..c);
-            self.done = end;
-            if !self.head.is_empty() || end || p == out.len() {
-                return Ok((0, p));
-            }
-            head_out = p;
-        }
-        let (c, p, end) = inflate(d, input, &mut out[head_out..])?;
-        self.done = end;
-        Ok((c, head_out + p))
-    }
-
-    fn complete(&self) -> bool {
-        self.done
-    }
-}
-
-type BrState = BrotliState<StandardAlloc, StandardAlloc, StandardAlloc>;
-
-/// `br` (RFC 7932).
-struct Brotli {
-    state: Box<BrState>,
-    done: bool,
-}
-
-impl Stage for Brotli {
-    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String> {
-        if self.done {
-            return match input.is_empty() {
-                true => Ok((0, 0)),
-                false => Err("data after the end of the brotli stream".into()),
-            };
-        }
-        let (mut avail_in, mut in_off) = (input.len(), 0);
-        let (mut avail_out, mut out_off, mut total) = (out.len(), 0, 0);
-        let result = BrotliDecompressStream(
-            &mut avail_in,
-            &mut in_off,
-            input,
-            &mut avail_out,
-            &mut out_off,
-            out,
-            &mut total,
-            &mut self.state,
-        );
-        match result {
-            BrotliResult::ResultFailure => Err("invalid brotli data".into()),
-            BrotliResult::ResultSuccess => {
-                self.done = true;
-                Ok((in_off, out_off))
-            }
-            BrotliResult::NeedsMoreInput | BrotliResult::NeedsMoreOutput => Ok((in_off, out_off)),
-        }
-    }
-
-    fn complete(&self) -> bool {
-        self.done
-    }
-}
-
-/// `zstd` (RFC 8878), any number of frames.
-struct Zstd {
-    decoder: ZstdDecoder<'static>,
-    started: bool,
-    frame_done: bool,
-}
-
-impl Stage for Zstd {
-    fn step(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize), String> {
-        let mut inb = InBuffer::around(input);
-        let mut outb = OutBuffer::around(out);
-        let hint = self
-            .decoder
-            .run(&mut inb, &mut outb)
-            .map_err(|e| format!("invalid zstd data: {e}"))?;
-        let (c, p) = (inb.pos(), outb.pos());
-        if c > 0 {
-            self.started = true;
-        }
-        if c > 0 || p > 0 {
-            self.frame_done = hint == 0;
-        }
-        Ok((c, p))
-    }
-
-    fn complete(&self) -> bool {
-        self.started && self.frame_done
-    }
-}
-
-fn new_stage(coding: Coding) -> Result<Box<dyn Stage>, String> {
-    Ok(match coding {
-        Coding::Gzip => Box::new(Gzip {
-            state: Gz::Header(Vec::new()),
-            inflate: Decompress::new(false),
-            crc: Crc::new(),
-        }),
-        Coding::Deflate => Box::new(Deflate {
-            head: Vec::with_capacity(2),
-            inflate: None,
-            done: false,
-        }),
-        Coding::Brotli => {
-            let mut state = Box::new(BrState::new(
-                StandardAlloc::default(),
-                StandardAlloc::default(),
-                StandardAlloc::default(),
-            ));
-            // Standard streams only: a large-window stream could ask for a 1 GiB window.
-            state.large_window = false;
-            Box::new(Brotli { state, done: false })
-        }
-        Coding::Zstd => {
-            let mut decoder = ZstdDecoder::new().map_err(|e| e.to_string())?;
-            decoder
-                .set_parameter(DParameter::WindowLogMax(ZSTD_WINDOW_LOG_MAX))
-                .map_err(|e| e.to_string())?;
-            Box::new(Zstd {
-                decoder,
-                started: false,
-                frame_done: false,
-            })
-        }
-    })
-}
-
 struct Slot {
     coding: Coding,
     stage: Box<dyn Stage>,
@@ -650,6 +310,7 @@ impl Decoder {
     }
 
     /// The piece [`Self::next_piece`] just decoded.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn piece(&self, len: usize) -> &[u8] {
         &self.buf[..len]
     }
@@ -954,4 +615,59 @@ impl Protocol for Relay {
 
 fn cancelled() -> BodyEnd {
     BodyEnd::Failed(Error::new(Phase::ResponseFailed, Cause::Cancelled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reactor::Reactor;
+
+    /// Records the `Accept-Encoding` field of the last request it is given; answers none.
+    struct Capture(Rc<RefCell<Option<String>>>);
+
+    impl HttpAgent for Capture {
+        fn request(&self, _: &mut Ctx, request: Request, _: ResponseCallback) -> RequestHandle {
+            *self.0.borrow_mut() = request
+                .headers
+                .get_str("accept-encoding")
+                .map(str::to_owned);
+            RequestHandle::new()
+        }
+    }
+
+    /// Each coding with whether this build has its cargo feature on.
+    const BUILT: [(&str, bool); 4] = [
+        ("gzip", cfg!(feature = "gzip")),
+        ("deflate", cfg!(feature = "gzip")),
+        ("br", cfg!(feature = "brotli")),
+        ("zstd", cfg!(feature = "zstd")),
+    ];
+
+    #[test]
+    fn a_coding_left_out_of_the_build_is_neither_offered_nor_undone() {
+        let mut reactor = Reactor::new().unwrap();
+        let seen = Rc::new(RefCell::new(None));
+        let agent = ContentDecoderAgent::new(Capture(seen.clone()), DecodeConfig::default());
+        let request = Request::get("http://127.0.0.1:1/");
+        agent.request(reactor.ctx(), request, Box::new(|_, _| {}));
+        let offer = seen.borrow().clone();
+        let offered: Vec<&str> = offer.iter().flat_map(|v| v.split(", ")).collect();
+        let built: Vec<&str> = BUILT.iter().filter(|b| b.1).map(|b| b.0).collect();
+        assert_eq!(offered, built);
+
+        for (token, on) in BUILT {
+            assert_eq!(Coding::from_token(token).is_some(), on, "{token}");
+            let mut headers = Headers::new();
+            headers.append("Content-Encoding", token.as_bytes());
+            let undone = match plan(&DecodeConfig::default(), &headers) {
+                Plan::Pass => false,
+                Plan::Undo { keep, undo } => {
+                    assert!(keep.is_empty() && undo.len() == 1, "{token}");
+                    true
+                }
+                Plan::TooMany => panic!("{token}: too many codings"),
+            };
+            assert_eq!(undone, on, "{token}");
+        }
+    }
 }

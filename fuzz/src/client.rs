@@ -1,4 +1,5 @@
-//! The shared body of the `client` fuzz target and of its corpus replay test: the whole
+//! The shared body of the `client` fuzz target and of its corpus replay test
+//! (`tests/fuzz_corpus.rs`): the whole
 //! client (reactor, Agent and pool, redirects, cookies, auth, content decoding, body flow
 //! control) over in-memory connections, against scripted responses.
 
@@ -10,10 +11,11 @@ use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::proto::{self, Event, Headers};
-use crate::reactor::{Ctx, Reactor, ReactorStats};
+use weft::proto::{self, Event, Headers};
+use weft::reactor::{Ctx, Reactor, ReactorStats};
 
-use super::{
+use crate::common::{piece_lengths, sent_request};
+use weft::client::{
     Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyHandle, BodyProtocol,
     ContentDecoderAgent, CookieAgent, CookieJar, Credentials, DecodeConfig, HttpAgent,
     RedirectAgent, RedirectConfig, Request,
@@ -121,7 +123,6 @@ impl BodyProtocol for Recorder {
 /// response the protocol core says makes it unusable (an error, a close, a truncation, or
 /// bytes beyond the response); once the peers are gone and the idle pool is closed, the
 /// reactor holds no connection, registration, timer or queued notification.
-#[doc(hidden)]
 pub fn fuzz_client(data: &[u8]) {
     let [flags, body_flags, rest @ ..] = data else {
         return;
@@ -134,7 +135,7 @@ pub fn fuzz_client(data: &[u8]) {
         2 => BodyMode::PauseAtFirstPiece,
         _ => BodyMode::DropResponse,
     };
-    let mut pieces = proto::piece_lengths(body_flags >> 3, [4, 64, 1024]);
+    let mut pieces = piece_lengths(body_flags >> 3, [4, 64, 1024]);
     let limits = proto::Config {
         max_head_size: 4096,
         max_headers: 32,
@@ -431,7 +432,7 @@ fn serve(
 /// after it.
 fn reusable(method: &str, written: &[u8], limits: &proto::Config) -> bool {
     // A method the core refuses to send cannot have been sent on this connection.
-    let Ok(mut core) = proto::sent_request(limits.clone(), method) else {
+    let Ok(mut core) = sent_request(limits.clone(), method) else {
         return false;
     };
     let mut rest = written;
