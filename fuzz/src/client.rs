@@ -16,9 +16,8 @@ use weft::reactor::{Ctx, Reactor, ReactorStats};
 
 use crate::common::{piece_lengths, sent_request};
 use weft::client::{
-    Agent, AgentConfig, AuthAgent, AuthMode, BodyCtx, BodyEnd, BodyHandle, BodyProtocol,
-    ContentDecoderAgent, CookieAgent, CookieJar, Credentials, DecodeConfig, HttpAgent,
-    RedirectAgent, RedirectConfig, Request,
+    Agent, AgentConfig, AuthMode, BodyCtx, BodyEnd, BodyHandle, BodyProtocol, Credentials,
+    DecodeConfig, HttpAgent, HttpClient, Request,
 };
 
 /// Separates the scripted responses in the input.
@@ -320,26 +319,25 @@ fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
-/// The wrapper chain the flags ask for, in the `weft` command's order (decoding innermost,
-/// auth outermost).
-fn chain(agent: Agent, flags: u8) -> Box<dyn HttpAgent> {
-    let mut client: Box<dyn HttpAgent> = Box::new(agent);
+/// The wrapper chain the flags ask for, stacked by the session builder (decoding innermost,
+/// auth outermost), as the `weft` command and `HttpClient` get it.
+fn chain(agent: Agent, flags: u8) -> Rc<dyn HttpAgent> {
+    let mut builder = HttpClient::builder()
+        .redirects(false)
+        .cookies(false)
+        .decompress(false)
+        .url_credentials(false);
     if flags & 0x10 != 0 {
-        let config = DecodeConfig {
+        builder = builder.decode_config(DecodeConfig {
             max_decoded_size: 1 << 20,
             ..DecodeConfig::default()
-        };
-        client = Box::new(ContentDecoderAgent::new(client, config));
+        });
     }
     if flags & 2 != 0 {
-        client = Box::new(CookieAgent::new(client, CookieJar::new()));
+        builder = builder.cookies(true);
     }
     if flags & 1 != 0 {
-        let config = RedirectConfig {
-            max_redirects: 3,
-            ..RedirectConfig::default()
-        };
-        client = Box::new(RedirectAgent::new(client, config));
+        builder = builder.max_redirects(3);
     }
     if flags & 4 != 0 {
         let mode = if flags & 8 != 0 {
@@ -347,10 +345,9 @@ fn chain(agent: Agent, flags: u8) -> Box<dyn HttpAgent> {
         } else {
             AuthMode::Basic
         };
-        let credentials = Credentials::new("user", "secret");
-        client = Box::new(AuthAgent::new(client, Some(credentials), mode));
+        builder = builder.auth(Credentials::new("user", "secret"), mode);
     }
-    client
+    builder.wrap(agent).agent().clone()
 }
 
 /// One step of one server end; whether anything happened.
