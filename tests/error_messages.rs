@@ -246,3 +246,25 @@ fn redirect_error_names_the_hop_that_failed() {
         format!("response never received: too many redirects (limit 0) - {shown}")
     );
 }
+
+#[cfg(feature = "gzip")]
+#[test]
+fn decode_error_names_the_url() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope"),
+        Step::WaitClose,
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let inner = Agent::new(reactor.ctx(), test_config());
+    let agent = weft::client::ContentDecoderAgent::new(inner, Default::default());
+    let (url, shown) = with_credentials(&srv, "/z");
+    let out = run_via(&mut reactor, &agent, Request::new("GET", &url));
+    let e = out.out.error().cloned().expect("the body failed");
+    assert!(matches!(e.cause(), Cause::Decode(_)), "{e}");
+    assert_message(
+        &e,
+        "response failed: cannot decode the response body",
+        &shown,
+    );
+}

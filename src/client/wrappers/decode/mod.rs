@@ -152,8 +152,10 @@ fn prepare(config: &DecodeConfig, response: &mut Response) {
     let (keep, undo) = match plan(config, &response.headers) {
         Plan::Pass => return,
         Plan::TooMany => {
-            response.map_body(|inner| {
-                Box::new(DecodeBody::failing(inner, Cause::TooManyContentEncodings))
+            let url: Rc<str> = response.url.as_str().into();
+            response.map_body(move |inner| {
+                let cause = Cause::TooManyContentEncodings;
+                Box::new(DecodeBody::failing(inner, url.clone(), cause))
             });
             return;
         }
@@ -168,7 +170,8 @@ fn prepare(config: &DecodeConfig, response: &mut Response) {
     response.headers.remove("content-length");
     response.length = None;
     let cap = config.max_decoded_size;
-    response.map_body(move |inner| Box::new(DecodeBody::new(inner, &undo, cap)));
+    let url: Rc<str> = response.url.as_str().into();
+    response.map_body(move |inner| Box::new(DecodeBody::new(inner, url.clone(), &undo, cap)));
 }
 
 /// What the `Content-Encoding` fields of a response call for.
@@ -375,6 +378,8 @@ struct Shared {
     agent: Option<BodyHandle>,
     relay: Option<HandlerId>,
     finished: bool,
+    /// The response's URL, named by the errors decided here.
+    url: Rc<str>,
 }
 
 impl Shared {
@@ -427,12 +432,14 @@ fn deliver_end(shared: &Rc<RefCell<Shared>>, ctx: &mut Ctx, mut end: BodyEnd) {
     }
     s.finished = true;
     if let Some(cause) = s.failure.take() {
-        end = BodyEnd::Failed(Error::new(Phase::ResponseFailed, cause));
+        let error = Error::new(Phase::ResponseFailed, cause).with_url(&s.url);
+        end = BodyEnd::Failed(error);
     } else if !matches!(end, BodyEnd::Failed(_))
         && let Some(coding) = s.decoder.unfinished()
     {
         let msg = format!("{}: truncated stream", coding.token());
-        end = BodyEnd::Failed(Error::new(Phase::ResponseFailed, Cause::Decode(msg)));
+        let error = Error::new(Phase::ResponseFailed, Cause::Decode(msg)).with_url(&s.url);
+        end = BodyEnd::Failed(error);
     }
     let relay = s.relay.take();
     let trailers = s.trailers.take();
@@ -459,7 +466,7 @@ struct DecodeBody {
 }
 
 impl DecodeBody {
-    fn new(inner: Box<dyn BodyProtocol>, codings: &[Coding], cap: u64) -> Self {
+    fn new(inner: Box<dyn BodyProtocol>, url: Rc<str>, codings: &[Coding], cap: u64) -> Self {
         let (decoder, failure) = Decoder::new(codings, cap);
         DecodeBody {
             shared: Rc::new(RefCell::new(Shared {
@@ -471,12 +478,13 @@ impl DecodeBody {
                 agent: None,
                 relay: None,
                 finished: false,
+                url,
             })),
         }
     }
 
-    fn failing(inner: Box<dyn BodyProtocol>, cause: Cause) -> Self {
-        let body = DecodeBody::new(inner, &[], 0);
+    fn failing(inner: Box<dyn BodyProtocol>, url: Rc<str>, cause: Cause) -> Self {
+        let body = DecodeBody::new(inner, url, &[], 0);
         body.shared.borrow_mut().failure = Some(cause);
         body
     }
