@@ -1,5 +1,6 @@
 //! Replays the response fuzz corpus through the fuzz target's logic, so stable CI runs it. The
 //! harness uses the public API only and lives in `fuzz/src/`, included here by path.
+#![cfg(feature = "fuzzing")]
 
 use std::fs;
 use std::path::Path;

@@ -59,7 +59,8 @@ mod types;
 
 pub use error::{ProtocolError, RequestError};
 #[cfg(feature = "fuzzing")]
-pub(crate) use fuzz::piece_lengths;
+#[doc(hidden)]
+pub use fuzz::piece_lengths;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
