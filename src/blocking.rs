@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use crate::client::Cause;
 use crate::client::{
-    ClientBuilder, DownloadOptions, Downloaded, Error, FullResponse, HttpAgent, HttpClient, Phase,
-    PoolStats, Request, RequestBuilder, download,
+    ClientBuilder, DownloadOptions, Downloaded, Error, FullResponse, HttpClient, Phase, PoolStats,
+    Request, RequestBuilder, download,
 };
 use crate::reactor::{Reactor, TransportError};
 
@@ -109,8 +109,8 @@ impl Client {
         self.wait(&slot)
     }
 
-    /// Sends a [`Request`] made beforehand and reads the whole response (up to the client's
-    /// `max_body`).
+    /// Sends a [`Request`] made beforehand and reads the whole response, with the client's
+    /// defaults (body cap, `error_for_status`).
     ///
     /// ```no_run
     /// use weft::blocking::Client;
@@ -123,21 +123,7 @@ impl Client {
     /// assert_eq!(response.code, 200);
     /// ```
     pub fn send(&mut self, request: Request) -> Result<FullResponse, Error> {
-        let slot = Rc::new(RefCell::new(None));
-        let out = slot.clone();
-        let max = self.client.max_body();
-        self.prepare()?;
-        self.client.agent().request(
-            self.reactor.ctx(),
-            request,
-            Box::new(move |ctx, result| match result {
-                Err(e) => *out.borrow_mut() = Some(Err(e)),
-                Ok(response) => response.collect(ctx, max, move |_ctx, full| {
-                    *out.borrow_mut() = Some(full);
-                }),
-            }),
-        );
-        self.wait(&slot)
+        self.fetch(self.client.send_request(request))
     }
 
     /// The client underneath (its cookie jar, validator cache, chain).

@@ -20,7 +20,7 @@ use super::bounded::{Slot, run_bounded};
 use super::error::{Cause, Error, Phase};
 use super::full::FullResponse;
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
-use super::request::{HttpAgent, Request, RequestHandle, Timeouts, method_name};
+use super::request::{HttpAgent, Request, RequestHandle, Timeouts};
 use super::response::Response;
 use super::wrappers::conditional::ValidatorCache;
 #[cfg(feature = "cookies")]
@@ -132,14 +132,20 @@ impl HttpClient {
 
     /// A request with any method.
     pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
+        self.send_request(Request::new(method, url))
+    }
+
+    /// A builder for a [`Request`] made beforehand, with this client's defaults (body cap,
+    /// `error_for_status`): finish it with `send` or `fetch` like any other.
+    pub fn send_request(&self, request: Request) -> RequestBuilder {
         RequestBuilder {
             client: self.clone(),
-            method: method_name(method),
-            url: url.to_string(),
+            method: request.method,
+            url: request.url,
             query: Vec::new(),
-            headers: Headers::new(),
-            body: None,
-            timeouts: Timeouts::default(),
+            headers: request.headers,
+            body: request.body,
+            timeouts: request.timeouts,
             error_for_status: self.parts.error_for_status,
             max_body: self.parts.max_body,
             error: None,
