@@ -269,3 +269,36 @@ fn dispatch_with_nothing_ready_returns_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(reactor.timeout().unwrap() > Duration::from_secs(50));
 }
+
+/// Re-arms a zero-delay timer `left` more times: work that never lets a round come back empty.
+fn chain(ctx: &mut weft::Ctx, left: u32, count: Rc<Cell<u32>>) {
+    count.set(count.get() + 1);
+    if left > 0 {
+        ctx.call_later(Duration::ZERO, move |ctx| chain(ctx, left - 1, count));
+    }
+}
+
+/// `dispatch` stops after its round limit when work keeps coming (fairness to the host), and
+/// then `timeout()` is zero so that the host comes straight back; the work still completes.
+#[test]
+fn dispatch_yields_after_its_round_limit_and_timeout_says_come_back() {
+    for kind in KINDS {
+        let mut reactor = Reactor::new().unwrap();
+        let mut host = Host::new(kind, &reactor);
+        let count = Rc::new(Cell::new(0));
+        let c = count.clone();
+        reactor
+            .ctx()
+            .call_later(Duration::ZERO, move |ctx| chain(ctx, 99, c));
+        let handled = reactor.dispatch().unwrap();
+        // One timer per round (a zero-delay timer set by a timer waits for the next round),
+        // 16 rounds.
+        assert_eq!((handled, count.get()), (16, 16), "{kind:?}");
+        assert_eq!(reactor.timeout(), Some(Duration::ZERO), "{kind:?}");
+        assert!(host.drive(&mut reactor, || count.get() == 100), "{kind:?}");
+        // Every wait was a zero one: no sleeping while work was queued.
+        assert!(host.wakeups <= 100, "{kind:?}: {} wake-ups", host.wakeups);
+        reactor.dispatch().unwrap();
+        assert_eq!(reactor.timeout(), None, "{kind:?}");
+    }
+}
