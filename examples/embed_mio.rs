@@ -1,111 +1,326 @@
-//! `embed_mio`: drive weft's reactor from a loop you already have (a game loop, a GUI's idle
-//! handler, another event loop), instead of handing the thread to [`Reactor::run`].
+//! `embed_mio`: weft inside an application's own event loop, with no second thread and no
+//! polling.
 //!
-//! The application here has its own periodic work (a "tick" every 50 ms). Each iteration it
-//! computes how long it may sleep: until its own next tick, or until the reactor's next timer
-//! ([`Reactor::next_deadline`]) if that is sooner. It then calls
-//! [`Reactor::turn`]`(Some(timeout))`, which waits for socket readiness at most that long
-//! (and never past the reactor's own timers), runs whatever callbacks are due and returns.
-//! The loop ends when the application's condition (the response body is in) is met. Work
-//! can also be handed to the reactor from other threads with [`Reactor::remote`].
+//! The application owns a mio `Poll`. In it: its own TCP echo service (a listener on
+//! 127.0.0.1, an ephemeral port), a client of that service that sends a line every 20 ms, and
+//! weft's reactor, as one more descriptor (`AsRawFd`, registered through mio's `SourceFd`).
+//! The loop follows the reactor's contract: it bounds each wait by [`Reactor::timeout`]
+//! (weft's timers are not descriptors), and after each wake-up (weft's descriptor readable,
+//! or the wait elapsed) calls [`Reactor::dispatch`], which never blocks. Work posted from
+//! other threads through [`Reactor::remote`] wakes the same descriptor.
 //!
 //! ```sh
-//! cargo run --example embed_mio -- 'http://127.0.0.1:8080/slow?s=0.3'
+//! cargo run --example embed_mio -- 'http://127.0.0.1:8080/slow?s=0.3' [N]
+//! cargo run --example embed_mio -- --idle-cpu 'http://127.0.0.1:8080/slow?s=3'
 //! ```
 //!
-//! Prints `status: <code>`, `body: <n> bytes`, then `ticks: <n>, turns: <n>`. Exits 1 on
-//! failure or after 30 s.
+//! Starts N (default 5) GETs of the URL; while they are in flight the echo service answers.
+//! Prints `echo: listening on 127.0.0.1:<port>`, one `request <i>: <status>, <n> bytes` line
+//! per request, `requests: <ok> ok, <failed> failed`, `echo: <n> answered, <m> while requests
+//! were in flight`, `wake-ups: <n>`. Exits 1 when a request fails, an echo answer is wrong or
+//! none came, or after 30 s.
+//!
+//! `--idle-cpu URL`: one request to a slow URL, the echo service idle; prints the process's
+//! CPU time (user + system, from `/proc/self/stat`) spent while waiting for it:
+//! `idle-cpu: <ms> ms of CPU in <s> s, <n> wake-ups`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use weft::client::{Agent, AgentConfig, HttpAgent, Request};
-use weft::reactor::Reactor;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use weft::{HttpClient, Reactor};
 
-/// What the HTTP callbacks leave for the application loop.
-#[derive(Default)]
-struct Outcome {
-    status: Option<u16>,
-    body: Option<Result<usize, String>>,
+const WEFT: Token = Token(0);
+const LISTENER: Token = Token(1);
+const ECHO_CLIENT: Token = Token(2);
+/// Connections accepted by the echo service get tokens from here on.
+const FIRST_ECHO_CONN: usize = 10;
+/// How often the echo client sends a line.
+const PING_EVERY: Duration = Duration::from_millis(20);
+const GIVE_UP: Duration = Duration::from_secs(30);
+
+/// The outcome of each request: status and body length, or the error.
+type Outcomes = Rc<RefCell<Vec<Result<(u16, usize), String>>>>;
+
+/// One socket with what is waiting to be written to it.
+struct Peer {
+    sock: TcpStream,
+    outbox: Vec<u8>,
 }
 
-const TICK: Duration = Duration::from_millis(50);
+impl Peer {
+    /// Writes what it can of the outbox (the rest waits for the next writable event).
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.outbox.is_empty() {
+            match self.sock.write(&self.outbox) {
+                Ok(n) => drop(self.outbox.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads until it would block; appends to `into`. `Ok(false)` at end of stream.
+    fn read_all(&mut self, into: &mut Vec<u8>) -> io::Result<bool> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => return Ok(false),
+                Ok(n) => into.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// What one run counted.
+#[derive(Default)]
+struct Tally {
+    wakeups: u32,
+    echoed: u32,
+    echoed_in_flight: u32,
+}
 
 fn main() -> ExitCode {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "http://127.0.0.1:8080/".to_string());
-
-    let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let agent = Agent::new(reactor.ctx(), AgentConfig::default());
-
-    // The callbacks never stop the reactor: they only record, and the application loop looks.
-    let outcome = Rc::new(RefCell::new(Outcome::default()));
-    let out = outcome.clone();
-    agent.request(
-        reactor.ctx(),
-        Request::new("GET", &url),
-        Box::new(move |ctx, result| match result {
-            Ok(response) => {
-                out.borrow_mut().status = Some(response.code);
-                response.collect(ctx, 64 << 20, move |_ctx, body| {
-                    out.borrow_mut().body =
-                        Some(body.map(|b| b.body.len()).map_err(|e| e.to_string()));
-                });
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("--idle-cpu") => match args.get(1) {
+            Some(url) => idle_cpu(url),
+            None => Err("usage: embed_mio --idle-cpu URL".into()),
+        },
+        Some(url) => {
+            let n = args.get(1).map_or(Ok(5), |n| n.parse::<usize>());
+            match n {
+                Ok(n) => requests_beside_echo(url, n),
+                Err(e) => Err(format!("bad request count: {e}")),
             }
-            Err(e) => out.borrow_mut().body = Some(Err(e.to_string())),
-        }),
-    );
+        }
+        None => Err("usage: embed_mio URL [N] | embed_mio --idle-cpu URL".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embed_mio: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    // The application's own loop.
-    let give_up = Instant::now() + Duration::from_secs(30);
-    let mut next_tick = Instant::now() + TICK;
-    let (mut ticks, mut turns) = (0u32, 0u32);
-    while outcome.borrow().body.is_none() {
+/// N requests while the echo service answers.
+fn requests_beside_echo(url: &str, n: usize) -> Result<(), String> {
+    let (outcomes, tally) = run(url, n, true)?;
+    let outcomes = outcomes.borrow();
+    let mut failed = 0;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok((code, len)) => println!("request {i}: {code}, {len} bytes"),
+            Err(e) => {
+                failed += 1;
+                println!("request {i}: error: {e}");
+            }
+        }
+    }
+    println!("requests: {} ok, {failed} failed", outcomes.len() - failed);
+    println!(
+        "echo: {} answered, {} while requests were in flight",
+        tally.echoed, tally.echoed_in_flight
+    );
+    println!("wake-ups: {}", tally.wakeups);
+    if failed > 0 {
+        return Err(format!("{url}: {failed} of {n} requests failed"));
+    }
+    Ok(())
+}
+
+/// One request to a slow URL with the echo service idle: the CPU the whole process spends.
+fn idle_cpu(url: &str) -> Result<(), String> {
+    let cpu = process_cpu()?;
+    let started = Instant::now();
+    let (outcomes, tally) = run(url, 1, false)?;
+    let used = process_cpu()? - cpu;
+    let wall = started.elapsed();
+    if let Some(Err(e)) = outcomes.borrow().first() {
+        return Err(format!("{url}: {e}"));
+    }
+    println!(
+        "idle-cpu: {} ms of CPU in {:.2} s, {} wake-ups",
+        used.as_millis(),
+        wall.as_secs_f64(),
+        tally.wakeups
+    );
+    Ok(())
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
+fn process_cpu() -> Result<Duration, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    let after_comm = &stat[stat.rfind(')').ok_or("bad /proc/self/stat")? + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of proc(5).
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
+        _ => Err("bad /proc/self/stat".into()),
+    }
+}
+
+/// The application's loop: its echo service and client, and weft's descriptor, in one `Poll`.
+/// Runs until the `n` requests are done (and, with `ping`, at least one echo came back).
+fn run(url: &str, n: usize, ping: bool) -> Result<(Outcomes, Tally), String> {
+    let io_err = |what: &str| {
+        let what = what.to_string();
+        move |e: io::Error| format!("{what}: {e}")
+    };
+    let mut poll = Poll::new().map_err(io_err("poll"))?;
+    let mut events = Events::with_capacity(64);
+
+    // weft: one more descriptor in the application's poll.
+    let mut reactor = Reactor::new().map_err(io_err("reactor"))?;
+    let fd = reactor.as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), WEFT, Interest::READABLE)
+        .map_err(io_err("register weft"))?;
+
+    // The application's own service.
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    let mut listener = TcpListener::bind(addr).map_err(io_err("bind"))?;
+    let addr = listener.local_addr().map_err(io_err("bind"))?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(io_err("register listener"))?;
+    if ping {
+        println!("echo: listening on {addr}");
+    }
+    let mut served: HashMap<Token, Peer> = HashMap::new();
+    let mut client = Peer {
+        sock: TcpStream::connect(addr).map_err(io_err("connect to the echo service"))?,
+        outbox: Vec::new(),
+    };
+    poll.registry()
+        .register(
+            &mut client.sock,
+            ECHO_CLIENT,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .map_err(io_err("register echo client"))?;
+    let mut answers = Vec::new();
+    let (mut sent, mut next_ping) = (0u32, Instant::now());
+
+    let http = HttpClient::new(reactor.ctx());
+    let outcomes = Outcomes::default();
+    for _ in 0..n {
+        let out = outcomes.clone();
+        http.get(url).fetch(reactor.ctx(), move |_ctx, result| {
+            let outcome = result.map(|r| (r.code, r.body.len()));
+            out.borrow_mut().push(outcome.map_err(|e| e.to_string()));
+        });
+    }
+
+    let give_up = Instant::now() + GIVE_UP;
+    let mut tally = Tally::default();
+    let mut next_token = FIRST_ECHO_CONN;
+    loop {
+        let in_flight = outcomes.borrow().len() < n;
+        let echo_done = !ping || (tally.echoed > 0 && tally.echoed == sent);
+        if !in_flight && echo_done {
+            break;
+        }
         let now = Instant::now();
         if now >= give_up {
-            eprintln!("embed_mio: {url}: gave up after 30 s");
-            return ExitCode::FAILURE;
+            return Err(format!("{url}: gave up after {GIVE_UP:?}"));
         }
-        // The application's periodic work.
-        if now >= next_tick {
-            ticks += 1;
-            next_tick += TICK;
+        // The wait: weft's bound, the application's own next ping, and the overall limit.
+        let mut wait = reactor.timeout().unwrap_or(GIVE_UP).min(give_up - now);
+        if ping && in_flight {
+            wait = wait.min(next_ping.saturating_duration_since(now));
         }
-        // Sleep no later than our next tick, nor than the reactor's next timer.
-        let mut wake = next_tick;
-        if let Some(deadline) = reactor.next_deadline() {
-            wake = wake.min(deadline);
-        }
-        let timeout = wake.saturating_duration_since(now);
-        if let Err(e) = reactor.turn(Some(timeout)) {
-            eprintln!("embed_mio: reactor failed: {e}");
-            return ExitCode::FAILURE;
-        }
-        turns += 1;
-    }
+        poll.poll(&mut events, Some(wait)).map_err(io_err("poll"))?;
+        tally.wakeups += 1;
 
-    let outcome = outcome.borrow();
-    if let Some(code) = outcome.status {
-        println!("status: {code}");
-    }
-    let ok = match &outcome.body {
-        Some(Ok(n)) => {
-            println!("body: {n} bytes");
-            true
+        for event in events.iter() {
+            match event.token() {
+                // Nothing to do here: dispatch runs after every wake-up, below.
+                WEFT => {}
+                LISTENER => loop {
+                    match listener.accept() {
+                        Ok((mut sock, _)) => {
+                            let token = Token(next_token);
+                            next_token += 1;
+                            poll.registry()
+                                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+                                .map_err(io_err("register echo connection"))?;
+                            let outbox = Vec::new();
+                            served.insert(token, Peer { sock, outbox });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(format!("accept: {e}")),
+                    }
+                },
+                ECHO_CLIENT => {
+                    if !client
+                        .read_all(&mut answers)
+                        .map_err(io_err("echo client"))?
+                    {
+                        return Err("the echo service closed the connection".into());
+                    }
+                    client.flush().map_err(io_err("echo client"))?;
+                }
+                token => {
+                    let Some(peer) = served.get_mut(&token) else {
+                        continue;
+                    };
+                    let mut data = Vec::new();
+                    let open = peer.read_all(&mut data).map_err(io_err("echo service"))?;
+                    peer.outbox.extend_from_slice(&data); // the echo
+                    peer.flush().map_err(io_err("echo service"))?;
+                    if !open {
+                        served.remove(&token);
+                    }
+                }
+            }
         }
-        Some(Err(e)) => {
-            eprintln!("embed_mio: {url}: {e}");
-            false
+
+        // weft's turn: its descriptor was readable, or its timeout elapsed, or the wake-up was
+        // for the application; dispatch never blocks, so calling it each time is simplest.
+        reactor.dispatch().map_err(io_err("reactor"))?;
+
+        // Check the echo answers: each must be the line sent.
+        while let Some(end) = answers.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = answers.drain(..=end).collect();
+            let expected = format!("ping {}\n", tally.echoed);
+            if line != expected.as_bytes() {
+                return Err(format!(
+                    "echo answered {:?} to {expected:?}",
+                    String::from_utf8_lossy(&line)
+                ));
+            }
+            tally.echoed += 1;
+            if outcomes.borrow().len() < n {
+                tally.echoed_in_flight += 1;
+            }
         }
-        None => false,
-    };
-    println!("ticks: {ticks}, turns: {turns}");
-    if ok && outcome.status.is_some_and(|c| c < 400) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        // The application's own periodic work: one line to its echo service.
+        if ping && Instant::now() >= next_ping && (in_flight || sent == 0) {
+            client
+                .outbox
+                .extend_from_slice(format!("ping {sent}\n").as_bytes());
+            sent += 1;
+            client.flush().map_err(io_err("echo client"))?;
+            next_ping += PING_EVERY;
+        }
     }
+    Ok((outcomes, tally))
 }

@@ -18,6 +18,12 @@ use super::stream::Stream;
 use super::timers::{TimerKind, Timers};
 use super::{Ctx, Deferred, READ_BUF_SIZE, SETTLE_BUDGET, TransportError, dispatch};
 
+/// Most zero-timeout rounds one [`Reactor::dispatch`] runs (documented there). A reactor still
+/// busy after this many yields to the host loop and says so through [`Reactor::timeout`].
+const DISPATCH_ROUNDS: usize = 16;
+/// Readiness events taken from the poll descriptor per round (per [`Reactor::turn`]).
+const EVENTS_PER_ROUND: usize = 256;
+
 /// A readiness event, copied out of mio's `Events`.
 #[derive(Clone, Copy)]
 pub(super) struct Ready {
@@ -69,6 +75,11 @@ pub(super) struct Ready {
 /// assert!(reactor.ctx().cancel_timer(safety_net), "stopped by the client, not the timer");
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// Instead of [`Reactor::run`], a loop the application already has can drive it: through
+/// [`Reactor::turn`], or by waiting on the reactor's descriptor ([`AsFd`](std::os::fd::AsFd),
+/// [`AsRawFd`](std::os::fd::AsRawFd)) among its own and calling [`Reactor::dispatch`]. The
+/// contract is in the [module docs](crate::reactor#embedding-the-reactors-descriptor-in-another-loop).
 pub struct Reactor {
     poll: Poll,
     events: Events,
@@ -79,6 +90,8 @@ pub struct Reactor {
     /// can be handed to a callback together with `&mut Ctx`).
     pub(super) read_buf: Box<[u8]>,
     pub(super) ctx: Ctx,
+    /// The last [`Reactor::dispatch`] stopped at its round limit with work still coming.
+    unfinished: bool,
 }
 
 impl Reactor {
@@ -89,8 +102,8 @@ impl Reactor {
         let remote = Remote::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
         Ok(Reactor {
             poll,
-            events: Events::with_capacity(256),
-            ready: Vec::with_capacity(256),
+            events: Events::with_capacity(EVENTS_PER_ROUND),
+            ready: Vec::with_capacity(EVENTS_PER_ROUND),
             spare_again: Vec::new(),
             read_buf: vec![0; READ_BUF_SIZE].into_boxed_slice(),
             ctx: Ctx {
@@ -111,6 +124,7 @@ impl Reactor {
                 connector: None,
                 spare_wbufs: Vec::new(),
             },
+            unfinished: false,
         })
     }
 
@@ -141,11 +155,70 @@ impl Reactor {
 
     /// One iteration: waits for readiness at most `timeout` (and no later than the next timer),
     /// dispatches events, fires due timers, applies deferred actions. For embedding in another
-    /// loop together with [`Reactor::next_deadline`].
+    /// loop together with [`Reactor::next_deadline`]; a loop that polls the reactor's
+    /// descriptor itself calls [`Reactor::dispatch`] instead (see the type's docs).
     ///
     /// `turn(Some(Duration::ZERO))` never blocks; `turn(None)` may wait forever if nothing is
     /// registered and no timer is pending.
     pub fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.unfinished = false;
+        self.turn_counted(timeout).map(drop)
+    }
+
+    /// Handles whatever is ready now, without blocking: the call a host loop makes when the
+    /// reactor's descriptor ([`AsFd`](std::os::fd::AsFd)) is readable, or when the wait
+    /// bounded by [`Reactor::timeout`] has elapsed. Returns how many readiness events, calls
+    /// from [`Remote`]s, due timers and continued reads it handled (0: there was nothing to do).
+    ///
+    /// It drains: it runs zero-timeout turns until one finds nothing, at most 16 of them (of up
+    /// to 256 readiness events each), so that the
+    /// descriptor's readiness is consumed and an edge-triggered host sees the next edge. When
+    /// it stops at the limit with work still coming, it returns (fairness to the host's other
+    /// sources) and [`Reactor::timeout`] answers zero until the next dispatch: a host that
+    /// bounds its wait by it comes back at once. One `dispatch` per wake-up is therefore right
+    /// for both edge- and level-triggered hosts; calling it when nothing is ready is harmless.
+    ///
+    /// Same as `turn(Some(Duration::ZERO))` repeated, which stays valid.
+    pub fn dispatch(&mut self) -> io::Result<usize> {
+        let mut handled = 0;
+        for _ in 0..DISPATCH_ROUNDS {
+            let n = self.turn_counted(Some(Duration::ZERO))?;
+            handled += n;
+            if n == 0 {
+                self.unfinished = false;
+                return Ok(handled);
+            }
+        }
+        self.unfinished = true;
+        Ok(handled)
+    }
+
+    /// How long a host loop may wait for the reactor's descriptor before it must call
+    /// [`Reactor::dispatch`] anyway: zero when work is already queued (callbacks' deferred
+    /// actions, posts made from outside a callback, a dispatch that stopped at its round limit,
+    /// a read that hit its per-event limit), the time until the next timer (timers are not
+    /// descriptors: see [`Reactor::next_deadline`]), `None` when only descriptor readiness can
+    /// bring work.
+    pub fn timeout(&self) -> Option<Duration> {
+        if self.unfinished || self.has_queued_work() {
+            return Some(Duration::ZERO);
+        }
+        self.next_deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Work that needs a turn but will not make the poll descriptor readable.
+    fn has_queued_work(&self) -> bool {
+        !self.ctx.deferred.is_empty()
+            || !self.ctx.messages.is_empty()
+            || !self.ctx.dirty.is_empty()
+            || !self.ctx.read_again.is_empty()
+            || self.ctx.remote.has_calls()
+    }
+
+    /// [`Reactor::turn`], returning how many events, remote calls, continued reads and timers
+    /// it handled.
+    fn turn_counted(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
         let now = Instant::now();
         self.ctx.now = now;
         let mut wait = timeout;
@@ -153,12 +226,7 @@ impl Reactor {
             let until = deadline.saturating_duration_since(now);
             wait = Some(wait.map_or(until, |w| w.min(until)));
         }
-        let busy = !self.ctx.deferred.is_empty()
-            || !self.ctx.messages.is_empty()
-            || !self.ctx.dirty.is_empty()
-            || !self.ctx.read_again.is_empty()
-            || self.ctx.remote.has_calls();
-        if busy {
+        if self.has_queued_work() {
             wait = Some(Duration::ZERO);
         }
         match self.poll.poll(&mut self.events, wait) {
@@ -177,7 +245,7 @@ impl Reactor {
             read_closed: e.is_read_closed() || e.is_error(),
         }));
 
-        self.run_remote_calls();
+        let mut handled = self.run_remote_calls();
         self.settle();
         // The list is swapped with a spare so that neither allocates turn after turn.
         let mut again = std::mem::replace(
@@ -188,15 +256,17 @@ impl Reactor {
             self.handle_event(*event);
             self.settle();
         }
+        handled += ready.len();
         self.ready = ready;
         for &id in &again {
             self.read_conn(id);
             self.settle();
         }
+        handled += again.len();
         again.clear();
         self.spare_again = again;
-        self.fire_timers();
-        Ok(())
+        handled += self.fire_timers();
+        Ok(handled)
     }
 
     /// Counts of connections, registrations, handlers, listeners, timers and queued
@@ -215,12 +285,14 @@ impl Reactor {
         self.ctx.stopped
     }
 
-    fn run_remote_calls(&mut self) {
+    fn run_remote_calls(&mut self) -> usize {
         let calls = self.ctx.remote.take_calls();
+        let n = calls.len();
         for call in calls {
             call(&mut self.ctx);
             self.settle();
         }
+        n
     }
 
     pub(super) fn handle_event(&mut self, event: Ready) {
@@ -363,10 +435,12 @@ impl Reactor {
         }
     }
 
-    fn fire_timers(&mut self) {
+    fn fire_timers(&mut self) -> usize {
         let limit = self.ctx.timers.next_seq();
         let now = self.ctx.now;
+        let mut fired = 0;
         while let Some(kind) = self.ctx.timers.pop_due(now, limit) {
+            fired += 1;
             match kind {
                 TimerKind::Call(f) => f(&mut self.ctx),
                 TimerKind::Handler(handler, tag) => {
@@ -384,6 +458,25 @@ impl Reactor {
             }
             self.settle();
         }
+        fired
+    }
+}
+
+/// The reactor's poll descriptor (an epoll instance on Linux), for a host loop to wait on:
+/// see [`Reactor`] for the contract.
+#[cfg(unix)]
+impl std::os::fd::AsFd for Reactor {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self.poll.registry())
+    }
+}
+
+/// The same descriptor as [`AsFd`](std::os::fd::AsFd), for APIs that take a raw one (mio's
+/// `SourceFd`, `poll(2)` wrappers).
+#[cfg(unix)]
+impl std::os::fd::AsRawFd for Reactor {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.poll)
     }
 }
 

@@ -43,6 +43,54 @@
 //! recorded: dirty write buffers are flushed, closes are performed, `connection_made` /
 //! `connection_lost` / `connection_failed` / `write_drained` / `tls_started` notifications and
 //! posted messages are delivered (in the order they were recorded). Due timers fire last.
+//!
+//! # Embedding the reactor's descriptor in another loop
+//!
+//! The reactor's mio `Poll` is one descriptor (an epoll instance on Linux) that is readable
+//! while any of its sockets is ready. [`Reactor`] implements `AsFd` and `AsRawFd` for it, so a
+//! loop the application already runs (its own mio `Poll`, tokio's `AsyncFd`, GLib, `poll(2)`)
+//! can wait on weft's sockets together with its own, with no second thread and no polling.
+//! The contract:
+//!
+//! 1. Register the descriptor for readability in the host loop.
+//! 2. Before the host sleeps, bound its wait by [`Reactor::timeout`]: the time until the next
+//!    timer ([`Reactor::next_deadline`]; timers are not descriptors), or zero when work is
+//!    already queued, or `None` when only readiness can bring work.
+//! 3. When the descriptor is readable, or that wait has elapsed, call [`Reactor::dispatch`]:
+//!    it never blocks, handles what is ready and fires due timers. `turn(Some(Duration::ZERO))`
+//!    is also valid, but handles one round only (see below).
+//! 4. Calls posted with [`Remote::call`] from other threads make the descriptor readable (the
+//!    reactor's mio `Waker` is registered in that poll), so the host wakes for them too.
+//!
+//! Edge- and level-triggered hosts. An epoll descriptor nested in another poller is readable
+//! while it has ready events. A level-triggered host (`poll(2)`, GLib) sees it readable again
+//! and again until they are handled. An edge-triggered host (mio, tokio's `AsyncFd`) reports it once per new readiness:
+//! if a wake-up left ready events behind, no new edge would come. [`Reactor::dispatch`] is made
+//! for both: it drains, running zero-timeout rounds until one finds nothing (at most 16 rounds
+//! of up to 256 events, for fairness to the host's other sources); when it stops at that limit
+//! it makes [`Reactor::timeout`] answer zero, so a host that honours it comes back at once. So
+//! one `dispatch` per wake-up is right for either kind. (A host calling `turn(Some(ZERO))`
+//! instead must, when edge-triggered, repeat it while it has work, as `dispatch` does.)
+//!
+//! ```no_run
+//! use std::os::fd::AsRawFd;
+//! use mio::{Events, Interest, Poll, Token, unix::SourceFd};
+//! # fn main() -> std::io::Result<()> {
+//! let mut reactor = weft::Reactor::new()?;
+//! let mut host = Poll::new()?; // the application's own loop
+//! const WEFT: Token = Token(0);
+//! let fd = reactor.as_raw_fd();
+//! host.registry().register(&mut SourceFd(&fd), WEFT, Interest::READABLE)?;
+//! let mut events = Events::with_capacity(64);
+//! loop {
+//!     host.poll(&mut events, reactor.timeout())?;
+//!     // ... the application's own sources ...
+//!     reactor.dispatch()?; // readable, or timeout elapsed: either way, nothing blocks
+//!     # break;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 // This file: the `Protocol` trait, `ConnectOptions`, the `Ctx` state and the loop.
 mod conn; // a connection and its lifecycle up to Open, and its single exit (`finish`)
