@@ -87,7 +87,7 @@ impl HttpClient {
     pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 
     /// A client on this reactor with the builder's defaults: its own [`Agent`] with
-    /// [`AgentConfig::default`], redirects followed, cookies kept, bodies decoded. Same as
+    /// [`AgentConfig::default`](super::AgentConfig::default), redirects followed, cookies kept, bodies decoded. Same as
     /// `HttpClient::builder().build(ctx)`.
     pub fn new(ctx: &mut Ctx) -> Self {
         HttpClient::builder().build(ctx)
