@@ -134,6 +134,12 @@ fn two_hundred_concurrent_awaited_requests_succeed() {
 /// A server that reads one request head, never answers, and reports when the client closed
 /// the connection (`true`) or 10 s passed (`false`).
 fn silent_server() -> (String, Arc<AtomicBool>, mpsc::Receiver<bool>) {
+    answering_server(b"")
+}
+
+/// Like [`silent_server`], but writes `answer` once the request head is in (and then keeps
+/// the connection open).
+fn answering_server(answer: &'static [u8]) -> (String, Arc<AtomicBool>, mpsc::Receiver<bool>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let got_request = Arc::new(AtomicBool::new(false));
@@ -151,7 +157,8 @@ fn silent_server() -> (String, Arc<AtomicBool>, mpsc::Receiver<bool>) {
                 Ok(n) => head.extend_from_slice(&buf[..n]),
                 Err(_) => return tx.send(false).unwrap(),
             }
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if !flag.load(Ordering::SeqCst) && head.windows(4).any(|w| w == b"\r\n\r\n") {
+                conn.write_all(answer).unwrap();
                 flag.store(true, Ordering::SeqCst);
             }
         }
@@ -182,6 +189,48 @@ fn a_dropped_future_cancels_its_request() {
             (0, 0, 0, 0),
             "nothing left in the pool: {stats:?}"
         );
+    });
+}
+
+#[test]
+fn a_future_dropped_with_its_response_in_closes_the_connection() {
+    // The head, and only part of the body.
+    let (url, got_request, closed) =
+        answering_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nsome");
+    local(|reactor, client, bridge| async move {
+        let mut future = Box::pin(client.get(&url).send_async(&bridge));
+        assert!(futures_poll(&mut future).is_none());
+        until("the request", || got_request.load(Ordering::SeqCst)).await;
+        // Time for the head to reach the future, which is not polled again.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(future);
+        until("the close", || closed.try_recv().is_ok_and(|c| c)).await;
+        let stats = pool_stats(&reactor, &client).await;
+        assert_eq!(
+            (stats.active, stats.idle, stats.requests),
+            (0, 0, 0),
+            "the connection is not kept: {stats:?}"
+        );
+    });
+}
+
+#[test]
+fn a_truncated_body_ends_its_stream_with_the_error() {
+    let (url, _got_request, _closed) = answering_server(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nsome",
+    );
+    local(|_reactor, client, bridge| async move {
+        let response = client
+            .get(&url)
+            .read_timeout(Duration::from_millis(200))
+            .send_async(&bridge)
+            .await
+            .unwrap();
+        let mut body = response.into_stream(&bridge);
+        assert_eq!(next(&mut body).await.unwrap().unwrap(), b"some");
+        let e = next(&mut body).await.unwrap().unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        assert!(next(&mut body).await.is_none());
     });
 }
 
