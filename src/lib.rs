@@ -1,11 +1,12 @@
 //! weft: an HTTP/1.1 client protocol engine over mio.
 //!
-//! Three layers, each depending only on the one below:
+//! Four layers, each depending only on the ones below:
 //!
 //! 1. [`proto`]: the sans-IO protocol core (bytes in, events and bytes out);
 //! 2. [`reactor`] and [`tls`]: the single-threaded event loop and its transports;
 //! 3. [`client`]: the Twisted-style [`client::Agent`] with its connection pool, body producers
-//!    and consumers.
+//!    and consumers;
+//! 4. [`futures`]: the callbacks as futures and streams, for any executor.
 //!
 //! See `docs/architecture.md` for the picture and the callback contract.
 //!
@@ -38,6 +39,7 @@ pub use proto::Headers;
 pub use reactor::{Ctx, Reactor};
 
 pub mod client;
+pub mod futures;
 pub mod proto;
 pub mod reactor;
 pub mod tls;

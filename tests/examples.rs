@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 
 /// Every example; each must have been built.
-const EXAMPLES: [&str; 12] = [
+const EXAMPLES: [&str; 13] = [
     "webcat",
     "response_info",
     "post_producer",
@@ -30,6 +30,7 @@ const EXAMPLES: [&str; 12] = [
     "tornado_fetch",
     "blocking",
     "embed_mio",
+    "embed_tokio",
 ];
 
 /// Longest an example may run before it is killed and the test fails.
@@ -512,4 +513,24 @@ fn embed_mio_measures_its_cpu_while_waiting() {
         .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no wall time: {r:#?}"));
     assert!(wall >= 0.45, "{r:#?}");
+}
+
+#[test]
+fn embed_tokio_awaits_requests_beside_a_ticking_task() {
+    let nginx = Nginx::start();
+    let r = run_ok("embed_tokio", &[&nginx.http_url("/slow?s=0.3")]);
+    r.has_line("status: 200");
+    r.has_line("body: 5 bytes");
+    r.has_line("streamed: 5 bytes");
+    let ticks: u32 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ticks: "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no tick count: {r:#?}"));
+    // Two 0.3 s waits at one tick per 50 ms: the ticker ran while the requests waited.
+    assert!(ticks >= 6, "{r:#?}");
+
+    let r = run_fail("embed_tokio", &[&dead_url()]);
+    assert!(r.stderr.contains("embed_tokio: "), "{r:#?}");
 }

@@ -289,6 +289,9 @@ impl Protocol for AgentState {
     }
 
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
+        // Responses dropped unread since the last look (outside any callback of the agent's,
+        // e.g. by a future): their connections close before a cancel or a count sees them.
+        self.sweep_abandoned(ctx);
         let msg = match msg.downcast::<Msg>() {
             Ok(msg) => msg,
             Err(other) => {
@@ -303,7 +306,7 @@ impl Protocol for AgentState {
                         self.deliver_body(ctx, id, body);
                     }
                 } else if other.is::<CheckAbandoned>() {
-                    self.sweep_abandoned(ctx);
+                    // Swept above.
                 } else if let Ok(command) = other.downcast::<Command>() {
                     self.command(ctx, *command);
                 }
