@@ -14,13 +14,21 @@
 //!
 //! Prints `status: <code>`, `body: <n> bytes`, `streamed: <n> bytes`, then `ticks: <n>`.
 //! Exits 1 on failure.
+//!
+//! Two measuring modes (figures in `docs/performance.md`):
+//!
+//! - `--idle-cpu URL`: one awaited request to a slow URL (e.g. `/slow?s=3`); prints
+//!   `idle-cpu: <ms> ms of CPU in <s> s` for the whole process.
+//! - `--latency N URL`: N keep-alive GETs one after the other (c1), awaited in tokio, then the
+//!   same N through the callbacks under `Reactor::run`; prints the mean latency of each.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use tokio::io::Interest;
@@ -32,80 +40,200 @@ use weft::{HttpClient, Reactor};
 const TICK: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "http://127.0.0.1:8080/".to_string());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start tokio");
-
-    let mut reactor = Reactor::new().expect("cannot create the reactor");
-    let client = HttpClient::new(reactor.ctx());
-    // The futures reach the reactor through the bridge; they must be polled on this thread.
-    let bridge = Bridge::new(&reactor);
-    let done = Rc::new(Cell::new(false));
-    let set = LocalSet::new();
-
-    // weft's reactor as a tokio task: tokio waits on the reactor's descriptor with the rest of
-    // its sources, bounded by weft's next timer, and each wake-up runs a non-blocking
-    // dispatch. Nothing polls: between events this task costs nothing.
-    let finished = done.clone();
-    set.spawn_local(async move {
-        // tokio waits on a duplicate of the descriptor (the same epoll instance), owned, so
-        // it stays valid as long as the `AsyncFd`: the I/O safety the deprecation asks for.
-        let owned = match reactor.as_fd().try_clone_to_owned() {
-            Ok(fd) => fd,
-            Err(e) => return eprintln!("embed_tokio: cannot wait on the reactor: {e}"),
-        };
-        #[allow(deprecated)]
-        let fd = match AsyncFd::with_interest(owned, Interest::READABLE) {
-            Ok(fd) => fd,
-            Err(e) => return eprintln!("embed_tokio: cannot wait on the reactor: {e}"),
-        };
-        while !finished.get() {
-            if let Err(e) = reactor.dispatch() {
-                return eprintln!("embed_tokio: reactor: {e}");
-            }
-            // No weft timer pending: wake now and then anyway, to notice the end.
-            let wait = reactor.timeout().unwrap_or(Duration::from_millis(100));
-            tokio::select! {
-                ready = fd.readable() => match ready {
-                    // Edge-triggered: clear before dispatching, which drains what is ready.
-                    Ok(mut guard) => guard.clear_ready(),
-                    Err(e) => return eprintln!("embed_tokio: reactor descriptor: {e}"),
-                },
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    });
-
-    // The application's own work, going on while the requests wait.
-    let ticks = Rc::new(Cell::new(0u32));
-    let (counting, finished) = (ticks.clone(), done.clone());
-    set.spawn_local(async move {
-        let mut interval = tokio::time::interval(TICK);
-        interval.tick().await; // the first tick is immediate
-        while !finished.get() {
-            interval.tick().await;
-            counting.set(counting.get() + 1);
-        }
-    });
-
-    let result = runtime.block_on(set.run_until(async move {
-        let outcome = requests(&client, &bridge, &url).await;
-        done.set(true);
-        outcome
-    }));
-    match result {
-        Ok(()) => {
-            println!("ticks: {}", ticks.get());
-            ExitCode::SUCCESS
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("--idle-cpu") => match args.get(1) {
+            Some(url) => idle_cpu(url),
+            None => Err("usage: embed_tokio --idle-cpu URL".into()),
+        },
+        Some("--latency") => match (args.get(1).and_then(|n| n.parse().ok()), args.get(2)) {
+            (Some(n), Some(url)) => latency(n, url),
+            _ => Err("usage: embed_tokio --latency N URL".into()),
+        },
+        url => demo(url.unwrap_or("http://127.0.0.1:8080/")),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("embed_tokio: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs `work` on a current-thread tokio runtime, in a `LocalSet` where another task drives
+/// weft's reactor through its descriptor, until `work` is done.
+fn with_weft<T, F>(work: impl FnOnce(HttpClient, Bridge) -> F) -> Result<T, String>
+where
+    F: Future<Output = T> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start tokio: {e}"))?;
+    let mut reactor = Reactor::new().map_err(|e| format!("cannot create the reactor: {e}"))?;
+    let client = HttpClient::new(reactor.ctx());
+    // The futures reach the reactor through the bridge; they must be polled on this thread.
+    let bridge = Bridge::new(&reactor);
+    let set = LocalSet::new();
+
+    let driver = set.spawn_local(drive(reactor));
+    let work = work(client, bridge);
+    let out = runtime.block_on(set.run_until(async move {
+        // The driver only ends on an error: whichever comes first decides.
+        tokio::select! {
+            out = work => Ok(out),
+            ended = driver => Err(match ended {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "the reactor stopped".to_string(),
+                Err(e) => e.to_string(),
+            }),
+        }
+    }));
+    out
+}
+
+/// weft's reactor as a tokio task: tokio waits on the reactor's descriptor with the rest of
+/// its sources, bounded by weft's next timer, and each wake-up runs a non-blocking dispatch.
+/// Nothing polls: between events this task costs nothing. Returns only on an error.
+async fn drive(mut reactor: Reactor) -> Result<(), String> {
+    // tokio waits on a duplicate of the descriptor (the same epoll instance), owned, so
+    // it stays valid as long as the `AsyncFd`: the I/O safety the deprecation asks for.
+    let owned = reactor
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot wait on the reactor: {e}"))?;
+    #[allow(deprecated)]
+    let fd = AsyncFd::with_interest(owned, Interest::READABLE)
+        .map_err(|e| format!("cannot wait on the reactor: {e}"))?;
+    loop {
+        reactor.dispatch().map_err(|e| format!("reactor: {e}"))?;
+        // No weft timer pending: only the descriptor can bring work.
+        let wait = reactor.timeout().unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            ready = fd.readable() => {
+                // Edge-triggered: clear before dispatching, which drains what is ready.
+                ready.map_err(|e| format!("reactor descriptor: {e}"))?.clear_ready();
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Two requests beside the application's own ticking task.
+fn demo(url: &str) -> Result<(), String> {
+    let url = url.to_string();
+    let ticks = Rc::new(Cell::new(0u32));
+    let counting = ticks.clone();
+    with_weft(move |client, bridge| async move {
+        // The application's own work, going on while the requests wait.
+        let ticker = tokio::task::spawn_local(async move {
+            let mut interval = tokio::time::interval(TICK);
+            interval.tick().await; // the first tick is immediate
+            loop {
+                interval.tick().await;
+                counting.set(counting.get() + 1);
+            }
+        });
+        let outcome = requests(&client, &bridge, &url).await;
+        ticker.abort();
+        outcome
+    })?
+    .map_err(|e| e.to_string())?;
+    println!("ticks: {}", ticks.get());
+    Ok(())
+}
+
+/// One request to a slow URL: the CPU the whole process spends while it waits.
+fn idle_cpu(url: &str) -> Result<(), String> {
+    let url = url.to_string();
+    let cpu = process_cpu()?;
+    let started = Instant::now();
+    let page =
+        with_weft(
+            move |client, bridge| async move { client.get(&url).fetch_async(&bridge).await },
+        )?
+        .map_err(|e| e.to_string())?;
+    let used = process_cpu()? - cpu;
+    println!("status: {}", page.code);
+    println!(
+        "idle-cpu: {} ms of CPU in {:.2} s",
+        used.as_millis(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// `n` keep-alive GETs one after the other, awaited in tokio, then through the callbacks
+/// under `Reactor::run`: the mean latency of each.
+fn latency(n: u32, url: &str) -> Result<(), String> {
+    let target = url.to_string();
+    let awaited = with_weft(move |client, bridge| async move {
+        client.get(&target).fetch_async(&bridge).await?; // connect, warm up
+        let started = Instant::now();
+        for _ in 0..n {
+            client.get(&target).fetch_async(&bridge).await?;
+        }
+        Ok::<Duration, weft::Error>(started.elapsed() / n)
+    })?
+    .map_err(|e| e.to_string())?;
+    let run = latency_run(n, url)?;
+    println!("latency tokio: {} us", awaited.as_micros());
+    println!("latency run: {} us", run.as_micros());
+    println!(
+        "latency ratio: {:.3}",
+        awaited.as_secs_f64() / run.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The same sequence through the callbacks, on weft's own loop.
+fn latency_run(n: u32, url: &str) -> Result<Duration, String> {
+    type Outcome = Rc<Cell<Option<Result<Duration, String>>>>;
+    fn next(
+        ctx: &mut weft::Ctx,
+        client: HttpClient,
+        url: Rc<str>,
+        left: u32,
+        t0: Option<Instant>,
+        n: u32,
+        out: Outcome,
+    ) {
+        let c = client.clone();
+        client.get(&url).fetch(ctx, move |ctx, result| {
+            if let Err(e) = result {
+                out.set(Some(Err(e.to_string())));
+                return ctx.stop();
+            }
+            // The first request connects and warms up; the clock starts after it.
+            let t0 = t0.unwrap_or_else(Instant::now);
+            if left == 0 {
+                out.set(Some(Ok(t0.elapsed() / n)));
+                return ctx.stop();
+            }
+            next(ctx, c, url, left - 1, Some(t0), n, out);
+        });
+    }
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    let client = HttpClient::new(reactor.ctx());
+    let out: Outcome = Rc::default();
+    next(reactor.ctx(), client, url.into(), n, None, n, out.clone());
+    reactor.run().map_err(|e| e.to_string())?;
+    out.take()
+        .unwrap_or_else(|| Err("the reactor stopped early".into()))
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
+fn process_cpu() -> Result<Duration, String> {
+    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
+    // Fields after the command name (which may hold spaces), from field 3 (state) on.
+    let after_comm = &stat[stat.rfind(')').ok_or("bad /proc/self/stat")? + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of proc(5).
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
+        _ => Err("bad /proc/self/stat".into()),
     }
 }
 
