@@ -433,3 +433,21 @@ fn a_dropped_reactor_fails_every_pending_request() {
         (Phase::RequestNotSent, &Cause::AgentClosed)
     );
 }
+
+#[test]
+fn a_blocking_wait_on_the_reactor_thread_panics_instead_of_hanging() {
+    let reactor = ReactorThread::with_test_config();
+    let client = reactor.client.clone();
+    let (tx, rx) = mpsc::channel();
+    reactor
+        .client
+        .with_client(move |_, _| {
+            let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                client.get("http://127.0.0.1:1/").fetch_blocking()
+            }));
+            let _ = tx.send(waited.is_err());
+        })
+        .unwrap();
+    assert_eq!(rx.recv_timeout(BOUND), Ok(true));
+    reactor.stop();
+}
