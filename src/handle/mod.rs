@@ -90,15 +90,9 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Every future holds the handle, so no request of this client is waiting any more.
         let host = self.host;
-        let _ = self.remote.call(move |ctx| {
-            ctx.post(
-                host,
-                Box::new(Envelope {
-                    host,
-                    msg: HostMsg::Close,
-                }),
-            );
-        });
+        let _ = self
+            .remote
+            .call(move |ctx| Envelope::post(ctx, host, HostMsg::Close));
     }
 }
 
@@ -207,7 +201,7 @@ impl SharedClient {
         // Boxed on the reactor side: a `Box<dyn Any>` is not `Send`.
         self.inner
             .remote
-            .call(move |ctx| ctx.post(host, Box::new(Envelope { host, msg })))
+            .call(move |ctx| Envelope::post(ctx, host, msg))
     }
 
     fn next_id(&self) -> u64 {
@@ -226,6 +220,13 @@ type WithClient = Box<dyn FnOnce(&mut Ctx, &HttpClient) + Send>;
 struct Envelope {
     host: HandlerId,
     msg: HostMsg,
+}
+
+impl Envelope {
+    /// Posts `msg` to the host `host` (the one way messages reach it).
+    fn post(ctx: &mut Ctx, host: HandlerId, msg: HostMsg) {
+        ctx.post(host, Box::new(Envelope { host, msg }));
+    }
 }
 
 /// What the handles ask of the [`Host`].
@@ -265,7 +266,7 @@ impl Host {
         }
         reply.issued();
         let handle = builder.fetch(ctx, move |ctx, result| {
-            ctx.post(me, Box::new(HostMsg::Done(id)));
+            Envelope::post(ctx, me, HostMsg::Done(id));
             reply.send(result);
         });
         self.in_flight.insert(id, handle);
@@ -277,6 +278,7 @@ impl Protocol for Host {
 
     fn message(&mut self, ctx: &mut Ctx, msg: Box<dyn Any>) {
         let Ok(envelope) = msg.downcast::<Envelope>() else {
+            debug_assert!(false, "a SharedClient host got a message of another type");
             return;
         };
         let Envelope { host: me, msg } = *envelope;
