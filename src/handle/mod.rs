@@ -5,7 +5,7 @@
 //! every thread), and answered through a [`Fetch`] future or a blocking wait.
 //!
 //! The layering stays one way: this module sits on the client layer, which knows nothing of
-//! it. The reactor side is a handler of the reactor (its [`Host`]), found by id: what crosses
+//! it. The reactor side is a handler of the reactor (its host), found by id: what crosses
 //! threads is ids, the request description and the result.
 
 mod oneshot;
