@@ -35,11 +35,13 @@ pub use client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, Cause, ClientBuilder, Error, FullResponse,
     HttpAgent, HttpClient, Request, RequestBuilder, Response, ValidatorCache,
 };
+pub use handle::{SharedClient, SharedRequest};
 pub use proto::Headers;
 pub use reactor::{Ctx, Reactor};
 
 pub mod client;
 pub mod futures;
+pub mod handle;
 pub mod proto;
 pub mod reactor;
 pub mod tls;

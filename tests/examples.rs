@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 
 /// Every example; each must have been built.
-const EXAMPLES: [&str; 13] = [
+const EXAMPLES: [&str; 14] = [
     "webcat",
     "response_info",
     "post_producer",
@@ -31,6 +31,7 @@ const EXAMPLES: [&str; 13] = [
     "blocking",
     "embed_mio",
     "embed_tokio",
+    "tokio_multithread",
 ];
 
 /// Longest an example may run before it is killed and the test fails.
@@ -533,4 +534,31 @@ fn embed_tokio_awaits_requests_beside_a_ticking_task() {
 
     let r = run_fail("embed_tokio", &[&dead_url()]);
     assert!(r.stderr.contains("embed_tokio: "), "{r:#?}");
+}
+
+#[test]
+fn tokio_multithread_fetches_100_urls_from_8_tasks() {
+    let nginx = Nginx::start();
+    let r = run_ok("tokio_multithread", &[&nginx.http_url("/hello.txt")]);
+    r.has_line("requests: 100 ok, 0 failed");
+    r.has_line("bytes: 1200");
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("worker threads: ")),
+        "{r:#?}"
+    );
+    // Pooled, with room for every idle connection: never more connections than the agent
+    // lets be active per host (6 by default).
+    let opened: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pool: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pool line: {r:#?}"));
+    assert!(opened <= 6, "{r:#?}");
+    assert_eq!(nginx.wait_access_log(100).len(), 100);
+
+    let r = run_fail("tokio_multithread", &[&dead_url()]);
+    r.has_line("requests: 0 ok, 100 failed");
+    assert!(r.stderr.contains("connection refused"), "{r:#?}");
 }

@@ -143,7 +143,9 @@ pub enum Cause {
     BodyTooLarge(u64),
     /// `deliver_body` was called a second time for the same response.
     BodyAlreadyDelivered,
-    /// The agent was closed before the request completed.
+    /// The agent was closed before the request completed; for a
+    /// [`SharedClient`](crate::SharedClient), also its reactor being gone (dropped with the
+    /// request pending, or before it was made).
     AgentClosed,
     /// More redirects than the configured limit (the limit), or a redirect loop.
     TooManyRedirects(u32),

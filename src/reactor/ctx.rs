@@ -415,6 +415,12 @@ impl Ctx {
     pub fn set_connector(&mut self, connector: impl Connector) {
         self.connector = Some(Box::new(connector));
     }
+
+    /// A handle for other threads, as [`Reactor::remote`](super::Reactor::remote) gives
+    /// (for code that has only the context, such as a callback).
+    pub fn remote(&self) -> super::Remote {
+        self.remote.clone()
+    }
 }
 
 /// What [`Ctx::stats`] counts.
