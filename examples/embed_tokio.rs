@@ -79,7 +79,7 @@ where
 
     let driver = set.spawn_local(drive(reactor));
     let work = work(client, bridge);
-    let out = runtime.block_on(set.run_until(async move {
+    runtime.block_on(set.run_until(async move {
         // The driver only ends on an error: whichever comes first decides.
         tokio::select! {
             out = work => Ok(out),
@@ -89,8 +89,7 @@ where
                 Err(e) => e.to_string(),
             }),
         }
-    }));
-    out
+    }))
 }
 
 /// weft's reactor as a tokio task: tokio waits on the reactor's descriptor with the rest of

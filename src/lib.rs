@@ -6,7 +6,8 @@
 //! 2. [`reactor`] and [`tls`]: the single-threaded event loop and its transports;
 //! 3. [`client`]: the Twisted-style [`client::Agent`] with its connection pool, body producers
 //!    and consumers;
-//! 4. [`futures`]: the callbacks as futures and streams, for any executor.
+//! 4. [`futures`]: the callbacks as futures and streams, for any executor, and [`handle`]: a
+//!    `Send + Sync + Clone` [`SharedClient`] for requests from other threads.
 //!
 //! See `docs/architecture.md` for the picture and the callback contract.
 //!
