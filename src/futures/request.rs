@@ -158,14 +158,14 @@ impl<T> Drop for RequestFuture<T> {
     }
 }
 
-/// A response head to come: the output of [`RequestBuilder::send_async`]
+/// A response head to come: the output of [`AsyncRequest::send_async`](super::AsyncRequest::send_async)
 /// (see [`AsyncRequest`](super::AsyncRequest)). The request is issued when the future is first
 /// polled; dropping the future cancels it (a response already arrived is dropped unread,
 /// which closes its connection).
 #[must_use = "a request future does nothing until polled"]
 pub struct ResponseFuture(RequestFuture<Response>);
 
-/// A whole response to come: the output of [`RequestBuilder::fetch_async`]
+/// A whole response to come: the output of [`AsyncRequest::fetch_async`](super::AsyncRequest::fetch_async)
 /// (see [`AsyncRequest`](super::AsyncRequest)). Issued when first polled; dropping the future
 /// cancels the request.
 #[must_use = "a request future does nothing until polled"]
