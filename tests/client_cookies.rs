@@ -213,7 +213,7 @@ fn via_proxy(jar: &CookieJar, hops: &[(&str, &str)]) -> Vec<Option<String>> {
     };
     let agent = CookieAgent::new(Agent::new(reactor.ctx(), config), jar.clone());
     for (url, _) in hops {
-        let r = run_via(&mut reactor, &agent, Request::get(url));
+        let r = run_via(&mut reactor, &agent, Request::get(*url));
         assert!(r.out.is_done(), "{url}: {:?}", r.out);
     }
     let seen = heads(&proxy.requests());

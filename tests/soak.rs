@@ -384,9 +384,14 @@ fn l3_connection_churn() {
             return;
         }
         let (u, qq, tt) = (url.clone(), q.clone(), t.clone());
-        fire(ctx, &agent, Request::get(&url), &t, None, move |ctx| {
-            next(ctx, agent, u, qq, tt)
-        });
+        fire(
+            ctx,
+            &agent,
+            Request::get(url.as_str()),
+            &t,
+            None,
+            move |ctx| next(ctx, agent, u, qq, tt),
+        );
     }
     let url = Rc::new(url);
     let started = Instant::now();

@@ -26,7 +26,7 @@ fn config(conns: usize) -> AgentConfig {
 
 struct Shared {
     agent: Agent,
-    url: String,
+    url: Rc<str>,
     meter: Meter,
 }
 
@@ -78,7 +78,7 @@ pub fn agent(p: &Params, meter: Meter) -> Result<(), String> {
     let agent = Agent::new(reactor.ctx(), config(p.conns));
     let shared = Rc::new(Shared {
         agent,
-        url: p.url.clone(),
+        url: p.url.as_str().into(),
         meter,
     });
     for _ in 0..p.conns {

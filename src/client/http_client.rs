@@ -20,7 +20,7 @@ use super::bounded::{Slot, run_bounded};
 use super::error::{Cause, Error, Phase};
 use super::full::FullResponse;
 use super::producer::{BodyProducer, BytesProducer, ReadProducer};
-use super::request::{HttpAgent, Request, RequestHandle, Timeouts};
+use super::request::{HttpAgent, IntoUrl, Request, RequestHandle, Timeouts};
 use super::response::Response;
 use super::wrappers::conditional::ValidatorCache;
 #[cfg(feature = "cookies")]
@@ -131,7 +131,7 @@ impl HttpClient {
     }
 
     /// A request with any method.
-    pub fn request(&self, method: &str, url: &str) -> RequestBuilder {
+    pub fn request(&self, method: &str, url: impl IntoUrl) -> RequestBuilder {
         self.send_request(Request::new(method, url))
     }
 
@@ -153,37 +153,37 @@ impl HttpClient {
     }
 
     /// A `GET` request.
-    pub fn get(&self, url: &str) -> RequestBuilder {
+    pub fn get(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("GET", url)
     }
 
     /// A `HEAD` request.
-    pub fn head(&self, url: &str) -> RequestBuilder {
+    pub fn head(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("HEAD", url)
     }
 
     /// A `POST` request.
-    pub fn post(&self, url: &str) -> RequestBuilder {
+    pub fn post(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("POST", url)
     }
 
     /// A `PUT` request.
-    pub fn put(&self, url: &str) -> RequestBuilder {
+    pub fn put(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("PUT", url)
     }
 
     /// A `PATCH` request.
-    pub fn patch(&self, url: &str) -> RequestBuilder {
+    pub fn patch(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("PATCH", url)
     }
 
     /// A `DELETE` request.
-    pub fn delete(&self, url: &str) -> RequestBuilder {
+    pub fn delete(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("DELETE", url)
     }
 
     /// An `OPTIONS` request.
-    pub fn options(&self, url: &str) -> RequestBuilder {
+    pub fn options(&self, url: impl IntoUrl) -> RequestBuilder {
         self.request("OPTIONS", url)
     }
 
@@ -233,7 +233,7 @@ impl HttpClient {
 pub struct RequestBuilder {
     client: HttpClient,
     method: Cow<'static, str>,
-    url: String,
+    url: Rc<str>,
     query: Vec<(String, String)>,
     headers: Headers,
     body: Option<Box<dyn BodyProducer>>,
@@ -394,7 +394,7 @@ impl RequestBuilder {
                 Error::new(Phase::RequestNotSent, Cause::InvalidUrl(e.to_string())).with_url(&url)
             })?;
             parsed.query_pairs_mut().extend_pairs(&self.query);
-            url = parsed.into();
+            url = String::from(parsed).into();
         }
         let request = Request {
             method: self.method,

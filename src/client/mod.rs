@@ -41,7 +41,7 @@ pub use http_client::{HttpClient, RequestBuilder};
 pub use msg::RequestId;
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use proxy::Proxies;
-pub use request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+pub use request::{HttpAgent, IntoUrl, Request, RequestHandle, ResponseCallback, Timeouts};
 pub use response::{PreviousResponse, Response};
 pub use session::ClientBuilder;
 pub use timing::Timing;

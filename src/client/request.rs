@@ -34,8 +34,9 @@ pub struct Request {
     /// with one allocates nothing for it; `"PURGE".into()` or a `String` converted with
     /// `.into()` gives any other).
     pub method: Cow<'static, str>,
-    /// The absolute URL.
-    pub url: String,
+    /// The absolute URL (shared: a caller that sends many requests to one URL hands the same
+    /// `Rc<str>` to each, and no request copies it).
+    pub url: Rc<str>,
     /// Header fields to send (the agent adds `Host` and the framing fields).
     pub headers: Headers,
     /// The body, if any.
@@ -92,11 +93,12 @@ impl Timeouts {
 }
 
 impl Request {
-    /// A request without header fields or body.
-    pub fn new(method: &str, url: &str) -> Self {
+    /// A request without header fields or body; `url` is a `&str`, a `String` or a shared
+    /// `Rc<str>` (which is not copied).
+    pub fn new(method: &str, url: impl IntoUrl) -> Self {
         Request {
             method: method_name(method),
-            url: url.to_string(),
+            url: url.into_url(),
             headers: Headers::new(),
             body: None,
             timeouts: Timeouts::default(),
@@ -104,7 +106,7 @@ impl Request {
     }
 
     /// A `GET` of `url`.
-    pub fn get(url: &str) -> Self {
+    pub fn get(url: impl IntoUrl) -> Self {
         Request::new("GET", url)
     }
 
@@ -129,6 +131,42 @@ impl Request {
     /// Sets the body from bytes held in memory.
     pub fn body_bytes(self, data: impl Into<Vec<u8>>) -> Self {
         self.body(BytesProducer::new(data))
+    }
+}
+
+/// What a [`Request`]'s URL can be made from: text is copied once, a shared `Rc<str>` is not.
+pub trait IntoUrl {
+    /// The URL as the request keeps it.
+    fn into_url(self) -> Rc<str>;
+}
+
+impl IntoUrl for &str {
+    fn into_url(self) -> Rc<str> {
+        self.into()
+    }
+}
+
+impl IntoUrl for &String {
+    fn into_url(self) -> Rc<str> {
+        self.as_str().into()
+    }
+}
+
+impl IntoUrl for String {
+    fn into_url(self) -> Rc<str> {
+        self.into()
+    }
+}
+
+impl IntoUrl for Rc<str> {
+    fn into_url(self) -> Rc<str> {
+        self
+    }
+}
+
+impl IntoUrl for &Rc<str> {
+    fn into_url(self) -> Rc<str> {
+        self.clone()
     }
 }
 

@@ -369,7 +369,7 @@ pub(super) fn begin(
     }
     let request = Request {
         method: plan.method.clone().into(),
-        url: plan.url.clone(),
+        url: plan.url.as_str().into(),
         headers,
         body,
         // Given here too (not only in the agent's config) so that it spans every redirect;

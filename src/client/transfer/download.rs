@@ -7,6 +7,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::proto::Headers;
@@ -251,7 +252,7 @@ struct Job {
     target: PathBuf,
     part: PathBuf,
     meta: PathBuf,
-    url: String,
+    url: Rc<str>,
     /// Where the partial file continues, when resuming.
     resume: Option<ResumeFrom>,
     options: DownloadOptions,

@@ -225,7 +225,7 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
     };
     let request = Request {
         method: chain.method.clone(),
-        url: chain.url.to_string(),
+        url: chain.url.as_str().into(),
         headers: chain.headers.clone(),
         body: chain.body.as_ref().map(|b| b.hop()),
         timeouts,

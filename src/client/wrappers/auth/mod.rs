@@ -177,7 +177,7 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
         if !url.username().is_empty() || url.password().is_some() {
             let _ = url.set_username("");
             let _ = url.set_password(None);
-            request.url = url.to_string();
+            request.url = url.as_str().into();
         }
         let Some(creds) = creds else {
             return self.inner.request(ctx, request, on_response);
