@@ -158,7 +158,7 @@ fn cancel_while_awaiting_the_response() {
     let s = slot.clone();
     let handle = agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |_, r| s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done))),
     );
     turn_until(&mut reactor, Duration::from_secs(5), || {
@@ -512,7 +512,7 @@ fn collect_enforces_its_cap_and_closes() {
     let r = result.clone();
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |ctx, resp| {
             resp.unwrap().collect(ctx, 10, move |_, body| {
                 *r.borrow_mut() = Some(body);
@@ -580,7 +580,7 @@ fn per_request_timeout_overrides_the_agent() {
     let agent = Agent::new(reactor.ctx(), AgentConfig::default());
     let slot: Slot = Default::default();
     let s = slot.clone();
-    let request = weft::client::Request::get(&srv.url("/")).timeouts(weft::client::Timeouts {
+    let request = weft::client::Request::get(srv.url("/")).timeouts(weft::client::Timeouts {
         total: Some(Duration::from_millis(200)),
         ..Default::default()
     });

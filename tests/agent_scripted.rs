@@ -518,7 +518,7 @@ fn pause_holds_data_until_resume() {
     let (g, e) = (got.clone(), end.clone());
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |ctx, r| {
             let resp = r.unwrap();
             resp.deliver_body(
@@ -565,7 +565,7 @@ fn stopping_delivery_closes_the_connection() {
     let e = end.clone();
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |ctx, r| {
             r.unwrap().deliver_body(ctx, Stopper(e));
         }),
@@ -603,7 +603,7 @@ fn dropped_response_is_not_pooled() {
     let s = seen.clone();
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |_, r| {
             assert!(r.is_ok());
             s.set(true);
@@ -668,7 +668,7 @@ fn cancel_a_queued_request() {
     let s = slot.clone();
     let handle = agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/2")),
+        Request::new("GET", srv.url("/2")),
         Box::new(move |_, r| {
             s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done));
         }),
@@ -698,7 +698,7 @@ fn deliver_body_twice_fails_the_second() {
     let (a, b) = (first.clone(), second.clone());
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &srv.url("/")),
+        Request::new("GET", srv.url("/")),
         Box::new(move |ctx, r| {
             let resp = r.unwrap();
             resp.deliver_body(ctx, Recorder { out: a });

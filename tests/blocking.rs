@@ -61,7 +61,7 @@ fn chunked_body_and_big_body() {
 fn post_json_to_httpbin() {
     let httpbin = Httpbin::start();
     let mut c = client();
-    let req = Request::new("POST", &httpbin.url("/post"))
+    let req = Request::new("POST", httpbin.url("/post"))
         .header("Content-Type", "application/json")
         .body_bytes(r#"{"name":"weft","n":3}"#);
     let r = c.send(req).unwrap();
@@ -167,7 +167,7 @@ fn download_to_a_file() {
     let mut c = client();
     let d = c
         .download(
-            Request::get(&nginx.http_url("/big.bin")),
+            Request::get(nginx.http_url("/big.bin")),
             &target,
             DownloadOptions::default(),
         )
@@ -176,7 +176,7 @@ fn download_to_a_file() {
     assert!(std::fs::read(&target).unwrap() == big_body());
     let err = c
         .download(
-            Request::get(&nginx.http_url("/missing")),
+            Request::get(nginx.http_url("/missing")),
             dir.join("m"),
             DownloadOptions::default(),
         )
@@ -280,10 +280,10 @@ fn download_through_a_decoding_client_resumes_raw_bytes() {
         resume: true,
         ..DownloadOptions::default()
     };
-    let first = c.download(Request::get(&server.url("/f")), &target, resume());
+    let first = c.download(Request::get(server.url("/f")), &target, resume());
     assert!(first.is_err(), "{first:?}");
     let done = c
-        .download(Request::get(&server.url("/f")), &target, resume())
+        .download(Request::get(server.url("/f")), &target, resume())
         .unwrap();
     assert_eq!((done.bytes, done.resumed_from), (10, 5));
     assert_eq!(std::fs::read(&target).unwrap(), b"0123456789");

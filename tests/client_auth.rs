@@ -188,7 +188,7 @@ fn post_body_is_replayed_on_the_digest_retry() {
     ]]);
     let mut reactor = Reactor::new().unwrap();
     let a = agent(&mut reactor, Some(("u", "p")), AuthMode::Digest);
-    let req = Request::new("POST", &server.url("/submit?q=1")).body(BytesProducer::new("payload"));
+    let req = Request::new("POST", server.url("/submit?q=1")).body(BytesProducer::new("payload"));
     let r = run_via(&mut reactor, &a, req);
     assert_eq!(r.out.status, Some(200), "{:?}", r.out);
     assert_eq!(r.history.len(), 1);
@@ -220,7 +220,7 @@ fn non_rewindable_body_gets_the_401() {
     let mut reactor = Reactor::new().unwrap();
     let a = agent(&mut reactor, Some(("u", "p")), AuthMode::Auto);
     let body = ReadProducer::new(Cursor::new(b"stream".to_vec()), Some(6));
-    let req = Request::new("POST", &server.url("/up")).body(body);
+    let req = Request::new("POST", server.url("/up")).body(body);
     let r = run_via(&mut reactor, &a, req);
     assert_eq!(r.out.status, Some(401));
     assert_eq!(r.out.body, b"denied");
@@ -258,7 +258,7 @@ fn cancel_during_the_retry_cancels_the_retry() {
     ]]);
     let mut reactor = Reactor::new().unwrap();
     let a = agent(&mut reactor, Some(("u", "p")), AuthMode::Auto);
-    let (slot, _hist, handle) = issue_via(&mut reactor, &a, Request::get(&server.url("/")));
+    let (slot, _hist, handle) = issue_via(&mut reactor, &a, Request::get(server.url("/")));
     let start = std::time::Instant::now();
     turn_until(&mut reactor, std::time::Duration::from_secs(5), || {
         server.requests().len() == 2
@@ -294,7 +294,7 @@ fn retry_without_any_total_timeout_is_sent_and_answered() {
     ]]);
     let mut reactor = Reactor::new().unwrap();
     let a = agent_without_total(&mut reactor);
-    let req = Request::get(&server.url("/"));
+    let req = Request::get(server.url("/"));
     assert_eq!(req.timeouts.total, None);
     let r = run_via(&mut reactor, &a, req);
     assert_eq!(r.out.status, Some(200), "{:?}", r.out);
@@ -321,7 +321,7 @@ fn the_total_timeout_covers_the_first_hop_and_the_retry_together() {
     ]]);
     let mut reactor = Reactor::new().unwrap();
     let a = agent_without_total(&mut reactor);
-    let req = Request::get(&server.url("/")).timeouts(Timeouts {
+    let req = Request::get(server.url("/")).timeouts(Timeouts {
         total: Some(Duration::from_millis(500)),
         ..Timeouts::default()
     });
@@ -359,7 +359,7 @@ fn retry_after_the_total_timeout_ran_out_is_not_sent() {
     ]);
     let mut reactor = Reactor::new().unwrap();
     let a = agent_without_total(&mut reactor);
-    let req = Request::get(&server.url("/")).timeouts(Timeouts {
+    let req = Request::get(server.url("/")).timeouts(Timeouts {
         total: Some(Duration::from_millis(300)),
         ..Timeouts::default()
     });

@@ -37,14 +37,14 @@ fn httpbin_set_cookie_on_a_redirect_is_stored_and_sent() {
     let r = run_via(
         &mut reactor,
         &agent,
-        Request::get(&httpbin.url("/cookies/set?a=1&b=2")),
+        Request::get(httpbin.url("/cookies/set?a=1&b=2")),
     );
     assert_eq!(r.out.status, Some(302), "{:?}", r.out);
     let mut got = jar.cookies_for(&httpbin.url("/"));
     got.sort();
     assert_eq!(got, pairs(&[("a", "1"), ("b", "2")]));
 
-    let r = run_via(&mut reactor, &agent, Request::get(&httpbin.url("/cookies")));
+    let r = run_via(&mut reactor, &agent, Request::get(httpbin.url("/cookies")));
     assert_eq!(r.out.status, Some(200));
     assert_eq!(
         json(&r.out.body)["cookies"],
@@ -55,11 +55,11 @@ fn httpbin_set_cookie_on_a_redirect_is_stored_and_sent() {
     let r = run_via(
         &mut reactor,
         &agent,
-        Request::get(&httpbin.url("/cookies/delete?a")),
+        Request::get(httpbin.url("/cookies/delete?a")),
     );
     assert_eq!(r.out.status, Some(302));
     assert_eq!(jar.cookies_for(&httpbin.url("/")), pairs(&[("b", "2")]));
-    let r = run_via(&mut reactor, &agent, Request::get(&httpbin.url("/cookies")));
+    let r = run_via(&mut reactor, &agent, Request::get(httpbin.url("/cookies")));
     assert_eq!(json(&r.out.body)["cookies"], serde_json::json!({"b": "2"}));
 }
 
@@ -68,7 +68,7 @@ fn caller_cookie_header_is_kept() {
     let httpbin = Httpbin::start();
     let (mut reactor, agent, jar) = setup();
     jar.store_set_cookie(&httpbin.url("/"), "a=1");
-    let req = Request::get(&httpbin.url("/cookies")).header("Cookie", "mine=yes");
+    let req = Request::get(httpbin.url("/cookies")).header("Cookie", "mine=yes");
     let r = run_via(&mut reactor, &agent, req);
     assert_eq!(
         json(&r.out.body)["cookies"],
@@ -85,8 +85,8 @@ fn secure_cookie_from_plain_http_is_ignored() {
         ok(200, ""),
     ]]);
     let (mut reactor, agent, jar) = setup();
-    run_via(&mut reactor, &agent, Request::get(&server.url("/")));
-    let r = run_via(&mut reactor, &agent, Request::get(&server.url("/next")));
+    run_via(&mut reactor, &agent, Request::get(server.url("/")));
+    let r = run_via(&mut reactor, &agent, Request::get(server.url("/next")));
     assert!(r.out.is_done());
     let seen = heads(&server.requests());
     assert_eq!(seen.len(), 2);
@@ -122,7 +122,7 @@ fn path_scoping() {
     ]]);
     let (mut reactor, agent, _jar) = setup();
     for p in ["/login", "/application", "/app/x", "/"] {
-        let r = run_via(&mut reactor, &agent, Request::get(&server.url(p)));
+        let r = run_via(&mut reactor, &agent, Request::get(server.url(p)));
         assert!(r.out.is_done(), "{p}: {:?}", r.out);
     }
     let seen = heads(&server.requests());
@@ -142,7 +142,7 @@ fn max_age_zero_deletes() {
     ]]);
     let (mut reactor, agent, jar) = setup();
     for _ in 0..3 {
-        let r = run_via(&mut reactor, &agent, Request::get(&server.url("/")));
+        let r = run_via(&mut reactor, &agent, Request::get(server.url("/")));
         assert!(r.out.is_done(), "{:?}", r.out);
     }
     let seen = heads(&server.requests());

@@ -169,7 +169,7 @@ fn nginx_gzip_big_body_decodes_to_the_original() {
             encodings: vec![],
             ..DecodeConfig::default()
         },
-        Request::get(&ng.http_url("/big.bin")).header("Accept-Encoding", "gzip"),
+        Request::get(ng.http_url("/big.bin")).header("Accept-Encoding", "gzip"),
     )
     .0;
     assert_eq!(plain.headers.get("content-encoding"), Some(&b"gzip"[..]));
@@ -177,7 +177,7 @@ fn nginx_gzip_big_body_decodes_to_the_original() {
 
     let (out, length) = run_with(
         DecodeConfig::default(),
-        Request::get(&ng.http_url("/big.bin")),
+        Request::get(ng.http_url("/big.bin")),
     );
     assert!(out.is_done(), "{:?}", out.result);
     assert_eq!(length, None);
@@ -313,7 +313,7 @@ fn six_codings_fail_in_one_line_and_across_lines() {
 #[test]
 fn unknown_coding_passes_through_with_its_header() {
     let srv = serve_reply(reply("compress", b"opaque bytes"));
-    let (out, length) = run_with(DecodeConfig::default(), Request::get(&srv.url("/")));
+    let (out, length) = run_with(DecodeConfig::default(), Request::get(srv.url("/")));
     assert!(out.is_done());
     assert_eq!(out.body, b"opaque bytes");
     assert_eq!(out.headers.get("content-encoding"), Some(&b"compress"[..]));
@@ -338,7 +338,7 @@ fn accept_encoding_is_offered_unless_the_caller_set_one() {
     run(srv.url("/a"));
     run_with(
         DecodeConfig::default(),
-        Request::get(&srv.url("/b")).header("Accept-Encoding", "br"),
+        Request::get(srv.url("/b")).header("Accept-Encoding", "br"),
     );
     let reqs = srv.requests();
     let heads: Vec<String> = reqs
@@ -364,7 +364,7 @@ fn head_and_304_pass_unchanged() {
     let srv = serve_reply(
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 1234\r\n\r\n".to_vec(),
     );
-    let (out, _) = run_with(DecodeConfig::default(), Request::new("HEAD", &srv.url("/")));
+    let (out, _) = run_with(DecodeConfig::default(), Request::new("HEAD", srv.url("/")));
     assert!(out.is_done(), "{:?}", out.result);
     assert_eq!(out.headers.get("content-encoding"), Some(&b"gzip"[..]));
     assert_eq!(out.headers.get("content-length"), Some(&b"1234"[..]));
@@ -472,7 +472,7 @@ fn bomb_is_capped_with_a_typed_error() {
             max_decoded_size: cap,
             ..DecodeConfig::default()
         },
-        Request::get(&srv.url("/")),
+        Request::get(srv.url("/")),
         || rss.sample(),
     );
     rss.assert_growth_below(64 << 20, "gzip bomb");
@@ -533,7 +533,7 @@ fn run_pauser(body: Vec<u8>, stop_after: Option<usize>) -> (Vec<u8>, usize, Body
     let o = out.clone();
     agent.request(
         reactor.ctx(),
-        Request::get(&srv.url("/")),
+        Request::get(srv.url("/")),
         Box::new(move |ctx, r| {
             r.unwrap().deliver_body(
                 ctx,

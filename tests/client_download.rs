@@ -113,7 +113,7 @@ fn big_file_from_nginx_with_monotonic_progress() {
         min_progress_interval: Duration::ZERO,
         ..DownloadOptions::default()
     };
-    let (result, progress) = run(Request::get(&nginx.http_url("/big.bin")), &target, options);
+    let (result, progress) = run(Request::get(nginx.http_url("/big.bin")), &target, options);
     let d = result.unwrap();
     let total = big_body().len() as u64;
     assert_eq!(
@@ -141,7 +141,7 @@ fn progress_calls_are_rate_limited() {
         min_progress_interval: Duration::from_secs(60),
         ..DownloadOptions::default()
     };
-    let (result, progress) = run(Request::get(&nginx.http_url("/big.bin")), &target, options);
+    let (result, progress) = run(Request::get(nginx.http_url("/big.bin")), &target, options);
     result.unwrap();
     // The first piece, then nothing for 60 s, then the final call.
     assert_eq!(progress.len(), 2, "{progress:?}");
@@ -293,7 +293,7 @@ fn truncated_body_without_range_support_leaves_nothing() {
     ]]);
     let dir = TestDir::new("dl");
     let target = dir.join("data.bin");
-    let (result, _) = run(Request::get(&server.url("/d")), &target, resume());
+    let (result, _) = run(Request::get(server.url("/d")), &target, resume());
     assert!(result.is_err());
     assert_eq!(leftovers(&target), (false, false, false));
 }
@@ -334,7 +334,7 @@ fn max_size_fails_early_on_content_length_and_while_streaming_chunked() {
             max_size: Some(1 << 20),
             ..DownloadOptions::default()
         };
-        let (result, _) = run(Request::get(&nginx.http_url(path)), &target, options);
+        let (result, _) = run(Request::get(nginx.http_url(path)), &target, options);
         let err = result.unwrap_err();
         assert_eq!(err.cause(), &Cause::BodyTooLarge(1 << 20), "{path}: {err}");
         assert_eq!(leftovers(&target), (false, false, false), "{path}");
@@ -370,7 +370,7 @@ fn missing_directory_is_a_file_error() {
     let dir = TestDir::new("dl");
     let target = dir.join("no/such/dir/hello.txt");
     let (result, _) = run(
-        Request::get(&nginx.http_url("/hello.txt")),
+        Request::get(nginx.http_url("/hello.txt")),
         &target,
         DownloadOptions::default(),
     );
@@ -383,7 +383,7 @@ fn missing_directory_is_a_file_error() {
 fn target_without_file_name_is_refused() {
     let nginx = Nginx::start();
     let (result, _) = run(
-        Request::get(&nginx.http_url("/hello.txt")),
+        Request::get(nginx.http_url("/hello.txt")),
         Path::new("/"),
         DownloadOptions::default(),
     );
@@ -400,7 +400,7 @@ fn symlink_in_place_of_the_partial_is_replaced_not_followed() {
     let target = dir.join("hello.txt");
     std::os::unix::fs::symlink(&victim, partial_path(&target).unwrap()).unwrap();
     let (result, _) = run(
-        Request::get(&nginx.http_url("/hello.txt")),
+        Request::get(nginx.http_url("/hello.txt")),
         &target,
         DownloadOptions::default(),
     );
@@ -428,7 +428,7 @@ fn content_disposition_never_chooses_the_file_name() {
     fs::create_dir_all(root.join("a/b")).unwrap();
     let target = root.join("a/b/mine.txt");
     let (result, _) = run(
-        Request::get(&server.url("/x")),
+        Request::get(server.url("/x")),
         &target,
         DownloadOptions::default(),
     );
@@ -448,7 +448,7 @@ fn close_delimited_body_is_saved_but_marked_incomplete() {
     let dir = TestDir::new("dl");
     let target = dir.join("c.txt");
     let (result, _) = run(
-        Request::get(&server.url("/c")),
+        Request::get(server.url("/c")),
         &target,
         DownloadOptions::default(),
     );
@@ -538,7 +538,7 @@ fn partial_of_another_url_is_not_resumed() {
     let dir = TestDir::new("dl");
     let target = dir.join("f.txt");
     write_partial(&target, "http://127.0.0.1:1/other", b"old bytes", "\"v1\"");
-    let (result, _) = run(Request::get(&server.url("/f.txt")), &target, resume());
+    let (result, _) = run(Request::get(server.url("/f.txt")), &target, resume());
     assert_eq!(result.unwrap().resumed_from, 0);
     assert_eq!(fs::read(&target).unwrap(), b"new");
     let req = request_text(&server, 0);

@@ -39,7 +39,7 @@ fn fetch_with(
 fn query_parameters_are_encoded() {
     let httpbin = Httpbin::start();
     let r = fetch(|c| {
-        c.get(&httpbin.url("/get?fixed=1"))
+        c.get(httpbin.url("/get?fixed=1"))
             .query("q", "a b&c")
             .query("n", "2")
     })
@@ -54,7 +54,7 @@ fn query_parameters_are_encoded() {
 fn form_and_json_bodies() {
     let httpbin = Httpbin::start();
     let r = fetch(|c| {
-        c.post(&httpbin.url("/post"))
+        c.post(httpbin.url("/post"))
             .form(&[("name", "weft"), ("x", "1 2")])
     })
     .unwrap();
@@ -62,7 +62,7 @@ fn form_and_json_bodies() {
     assert_eq!(v["form"]["name"], "weft");
     assert_eq!(v["form"]["x"], "1 2");
     let payload = serde_json::json!({"list": [1, 2, 3], "ok": true});
-    let r = fetch(|c| c.put(&httpbin.url("/put")).json(&payload)).unwrap();
+    let r = fetch(|c| c.put(httpbin.url("/put")).json(&payload)).unwrap();
     let v: serde_json::Value = r.json().unwrap();
     assert_eq!(v["json"], payload);
     assert_eq!(v["headers"]["Content-Type"], "application/json");
@@ -73,9 +73,9 @@ fn file_body_is_streamed() {
     let nginx = Nginx::start();
     let dir = TestDir::new("weft-client-file");
     let path = dir.write("body.bin", big_body());
-    let r = fetch(|c| c.post(&nginx.http_url("/echo-post")).file(&path)).unwrap();
+    let r = fetch(|c| c.post(nginx.http_url("/echo-post")).file(&path)).unwrap();
     assert!(r.body == big_body());
-    let missing = fetch(|c| c.post(&nginx.http_url("/echo-post")).file(dir.join("nope")));
+    let missing = fetch(|c| c.post(nginx.http_url("/echo-post")).file(dir.join("nope")));
     let err = missing.unwrap_err();
     assert_eq!(err.phase(), Phase::RequestNotSent);
     assert!(matches!(err.cause(), Cause::File(_)));
@@ -88,29 +88,29 @@ fn text_uses_the_declared_charset() {
         write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=ISO-8859-1\r\nContent-Length: 4\r\n\r\ncaf\xe9"),
         Step::WaitClose,
     ]]);
-    let r = fetch(|c| c.get(&srv.url("/"))).unwrap();
+    let r = fetch(|c| c.get(srv.url("/"))).unwrap();
     assert_eq!(r.text(), "café");
 }
 
 #[test]
 fn error_for_status_turns_4xx_into_errors() {
     let httpbin = Httpbin::start();
-    let ok = fetch(|c| c.get(&httpbin.url("/status/404"))).unwrap();
+    let ok = fetch(|c| c.get(httpbin.url("/status/404"))).unwrap();
     assert_eq!(ok.code, 404);
-    let err = fetch(|c| c.get(&httpbin.url("/status/404")).error_for_status(true)).unwrap_err();
+    let err = fetch(|c| c.get(httpbin.url("/status/404")).error_for_status(true)).unwrap_err();
     assert_eq!(err.cause(), &Cause::HttpStatus(404));
 }
 
 #[test]
 fn body_cap_and_sizes_and_timing() {
     let nginx = Nginx::start();
-    let r = fetch(|c| c.get(&nginx.http_url("/big.bin"))).unwrap();
+    let r = fetch(|c| c.get(nginx.http_url("/big.bin"))).unwrap();
     assert_eq!(r.sizes.body_wire, big_body().len() as u64);
     assert_eq!(r.sizes.body_decoded, big_body().len() as u64);
     assert!(r.complete);
     assert!(r.timing.head <= r.total);
     assert!(r.timing.connect.is_none() || r.timing.connect.unwrap() <= r.timing.head);
-    let err = fetch(|c| c.get(&nginx.http_url("/big.bin")).max_body(1000)).unwrap_err();
+    let err = fetch(|c| c.get(nginx.http_url("/big.bin")).max_body(1000)).unwrap_err();
     assert_eq!(err.cause(), &Cause::BodyTooLarge(1000));
 }
 

@@ -61,7 +61,7 @@ fn httpbin_receives_fields_and_files() {
         .unwrap()
         .file("meta", &small_path)
         .unwrap();
-    let (code, body) = send(form.attach(Request::new("POST", &hb.url("/post"))));
+    let (code, body) = send(form.attach(Request::new("POST", hb.url("/post"))));
     assert_eq!(code, 200);
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["form"]["title"], "holiday");
@@ -122,7 +122,7 @@ fn content_length_matches_the_bytes_sent() {
         .reader("rd", "rd.txt", "text/plain", &b"known length"[..], Some(12));
     let boundary = form.boundary().to_string();
     let srv = recording_server();
-    let (code, _) = send(form.attach(Request::new("POST", &srv.url("/up"))));
+    let (code, _) = send(form.attach(Request::new("POST", srv.url("/up"))));
     assert_eq!(code, 200);
     let reqs = srv.requests();
     let (head, body) = head_and_body(&reqs[0].1);
@@ -165,7 +165,7 @@ fn unknown_length_reader_is_sent_chunked() {
     assert_eq!(producer.length(), None);
     assert!(!producer.rewind(), "readers cannot be replayed");
     let srv = recording_server();
-    let (code, _) = send(form.attach(Request::new("POST", &srv.url("/up"))));
+    let (code, _) = send(form.attach(Request::new("POST", srv.url("/up"))));
     assert_eq!(code, 200);
     let (head, body) = head_and_body(&srv.requests()[0].1);
     assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");

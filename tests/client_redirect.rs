@@ -142,7 +142,7 @@ fn settle(reactor: &mut Reactor) {
 #[test]
 fn nginx_301_absolute_is_followed_on_the_same_connection() {
     let nginx = Nginx::start();
-    let got = follow(Request::get(&nginx.http_url("/redirect")));
+    let got = follow(Request::get(nginx.http_url("/redirect")));
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.body, b"hello world\n");
     assert_eq!(got.url, nginx.http_url("/hello.txt"));
@@ -158,7 +158,7 @@ fn nginx_301_absolute_is_followed_on_the_same_connection() {
 #[test]
 fn nginx_relative_redirect() {
     let nginx = Nginx::start();
-    let got = follow(Request::get(&nginx.http_url("/redirect-relative")));
+    let got = follow(Request::get(nginx.http_url("/redirect-relative")));
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.body, b"hello world\n");
     assert_eq!(got.url, nginx.http_url("/hello.txt"));
@@ -171,7 +171,7 @@ fn nginx_relative_redirect() {
 #[test]
 fn nginx_302_found() {
     let nginx = Nginx::start();
-    let got = follow(Request::get(&nginx.http_url("/found")));
+    let got = follow(Request::get(nginx.http_url("/found")));
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.history_codes(), vec![302]);
     assert_eq!(got.method, "GET");
@@ -186,7 +186,7 @@ fn nginx_loop_stops_at_the_limit() {
         max_redirects: 3,
         ..RedirectConfig::default()
     };
-    let got = run(config, Request::get(&nginx.http_url("/redirect-loop")));
+    let got = run(config, Request::get(nginx.http_url("/redirect-loop")));
     assert_eq!(got.cause(), Some(&Cause::TooManyRedirects(3)), "{got:?}");
     assert!(got.error.as_ref().unwrap().server_may_have_processed());
     let log = nginx.wait_access_log(4);
@@ -203,7 +203,7 @@ fn zero_redirects_allowed_fails_on_the_first() {
         max_redirects: 0,
         ..RedirectConfig::default()
     };
-    let got = run(config, Request::get(&nginx.http_url("/found")));
+    let got = run(config, Request::get(nginx.http_url("/found")));
     assert_eq!(got.cause(), Some(&Cause::TooManyRedirects(0)), "{got:?}");
     assert_eq!(nginx.wait_access_log(1).len(), 1);
 }
@@ -219,7 +219,7 @@ fn httpbin_redirect_chains() {
         ("/relative-redirect/2", 2),
         ("/absolute-redirect/2", 2),
     ] {
-        let (got, _) = start(&mut reactor, &agent, Request::get(&bin.url(path)));
+        let (got, _) = start(&mut reactor, &agent, Request::get(bin.url(path)));
         wait(&mut reactor, &got);
         let got = got.take();
         assert_eq!(got.code, Some(200), "{path}: {got:?}");
@@ -235,7 +235,7 @@ fn httpbin_redirect_chains() {
 #[test]
 fn httpbin_307_replays_the_post_body() {
     let bin = Httpbin::start();
-    let req = Request::new("POST", &bin.url("/redirect-to?url=/post&status_code=307"))
+    let req = Request::new("POST", bin.url("/redirect-to?url=/post&status_code=307"))
         .header("Content-Type", "text/plain")
         .body_bytes("the body survives");
     let got = follow(req);
@@ -254,7 +254,7 @@ fn httpbin_303_and_302_turn_post_into_get() {
     for code in [303, 302, 301] {
         let req = Request::new(
             "POST",
-            &bin.url(&format!("/redirect-to?url=/anything&status_code={code}")),
+            bin.url(&format!("/redirect-to?url=/anything&status_code={code}")),
         )
         .header("Content-Type", "text/plain")
         .body_bytes("dropped");
@@ -285,7 +285,7 @@ fn redirect_308_keeps_put_and_its_body() {
         Step::ExpectRequest,
         write(OK),
     ]]);
-    let req = Request::new("PUT", &srv.url("/here"))
+    let req = Request::new("PUT", srv.url("/here"))
         .header("Content-Type", "text/plain")
         .body_bytes("payload");
     let got = follow(req);
@@ -310,10 +310,10 @@ fn redirect_303_turns_delete_into_get_but_keeps_head() {
         write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"),
     ]]);
     let (mut reactor, agent) = setup(test_config(), RedirectConfig::default());
-    let (got, _) = start(&mut reactor, &agent, Request::new("DELETE", &srv.url("/x")));
+    let (got, _) = start(&mut reactor, &agent, Request::new("DELETE", srv.url("/x")));
     wait(&mut reactor, &got);
     assert_eq!(got.borrow().method, "GET");
-    let (got, _) = start(&mut reactor, &agent, Request::new("HEAD", &srv.url("/y")));
+    let (got, _) = start(&mut reactor, &agent, Request::new("HEAD", srv.url("/y")));
     wait(&mut reactor, &got);
     assert_eq!(got.borrow().method, "HEAD", "{:?}", got.borrow());
     assert!(request_head(&srv, 1).starts_with("get /a "));
@@ -329,7 +329,7 @@ fn redirect_307_with_unreplayable_body_is_returned_as_is() {
         write(OK),
     ]]);
     let body = ReadProducer::new(std::io::Cursor::new(b"once".to_vec()), Some(4));
-    let got = follow(Request::new("POST", &srv.url("/upload")).body(body));
+    let got = follow(Request::new("POST", srv.url("/upload")).body(body));
     assert_eq!(got.code, Some(307), "{got:?}");
     assert!(got.history.is_empty());
     assert_eq!(srv.requests().len(), 1);
@@ -344,7 +344,7 @@ fn other_3xx_are_returned_as_they_are() {
             Step::ExpectRequest,
             write(OK),
         ]]);
-        let got = follow(Request::get(&srv.url("/")));
+        let got = follow(Request::get(srv.url("/")));
         assert_eq!(got.code, Some(code), "{got:?}");
         assert_eq!(srv.requests().len(), 1, "{code}");
     }
@@ -407,7 +407,7 @@ fn non_http_schemes_and_bad_locations_are_refused_without_fetching() {
             vec![Step::ExpectRequest, write(OK)],
         ]);
         let (mut reactor, agent) = setup(test_config(), RedirectConfig::default());
-        let (got, _) = start(&mut reactor, &agent, Request::get(&srv.url("/")));
+        let (got, _) = start(&mut reactor, &agent, Request::get(srv.url("/")));
         wait(&mut reactor, &got);
         settle(&mut reactor);
         let got = got.take();
@@ -546,7 +546,7 @@ fn credentials_are_dropped_across_origins_and_never_return() {
             "http://127.0.0.1:{a_port}/back-to-a"
         ))],
     );
-    let req = with_credentials(Request::get(&a.url("/a")));
+    let req = with_credentials(Request::get(a.url("/a")));
     let got = follow(req);
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.url, a.url("/back-to-a"));
@@ -576,7 +576,7 @@ fn credentials_are_dropped_on_a_port_change() {
         vec![redirect_and_close(&format!("http://127.0.0.1:{b_port}/b"))],
     );
     let b = ScriptedServer::start_on(lb, vec![vec![Step::ExpectRequest, write(OK)]]);
-    let got = follow(with_credentials(Request::get(&a.url("/a"))));
+    let got = follow(with_credentials(Request::get(a.url("/a"))));
     assert_eq!(got.code, Some(200), "{got:?}");
     let head = request_head(&b, 0);
     assert!(
@@ -593,7 +593,7 @@ fn same_origin_redirect_keeps_credentials() {
         Step::ExpectRequest,
         write(OK),
     ]]);
-    let got = follow(with_credentials(Request::get(&srv.url("/first"))));
+    let got = follow(with_credentials(Request::get(srv.url("/first"))));
     assert_eq!(got.code, Some(200), "{got:?}");
     let second = request_head(&srv, 1);
     assert!(second.starts_with("get /next "), "{second}");
@@ -613,7 +613,7 @@ fn userinfo_in_location_is_not_kept() {
             write(OK),
         ]],
     );
-    let got = follow(Request::get(&srv.url("/")));
+    let got = follow(Request::get(srv.url("/")));
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.url, srv.url("/x"));
     let head = request_head(&srv, 1);
@@ -639,7 +639,7 @@ fn cancel_while_draining_an_intermediate_body_stops_the_chain() {
         vec![Step::ExpectRequest, write(OK)],
     ]);
     let (mut reactor, agent) = setup(test_config(), RedirectConfig::default());
-    let (got, handle) = start(&mut reactor, &agent, Request::get(&srv.url("/")));
+    let (got, handle) = start(&mut reactor, &agent, Request::get(srv.url("/")));
     turn_until(&mut reactor, Duration::from_secs(5), || {
         !srv.requests().is_empty()
     });
@@ -665,7 +665,7 @@ fn cancel_reaches_the_second_hop() {
         write(OK),
     ]]);
     let (mut reactor, agent) = setup(test_config(), RedirectConfig::default());
-    let (got, handle) = start(&mut reactor, &agent, Request::get(&srv.url("/")));
+    let (got, handle) = start(&mut reactor, &agent, Request::get(srv.url("/")));
     turn_until(&mut reactor, Duration::from_secs(5), || {
         srv.requests().len() == 2
     });
@@ -734,11 +734,7 @@ fn intermediate_bodies_are_not_filtered_and_inner_history_is_kept_in_order() {
         filtered: filtered.clone(),
     };
     let agent = RedirectAgent::new(inner, RedirectConfig::default());
-    let (got, _) = start(
-        &mut reactor,
-        &agent,
-        Request::get(&nginx.http_url("/found")),
-    );
+    let (got, _) = start(&mut reactor, &agent, Request::get(nginx.http_url("/found")));
     wait(&mut reactor, &got);
     let got = got.take();
     assert_eq!(got.body, b"hello world\n");
@@ -773,7 +769,7 @@ fn large_or_unbounded_intermediate_bodies_are_dropped_and_redirect_time_is_count
         vec![Step::ExpectRequest, Step::Write(chunked), Step::WaitClose],
         vec![Step::ExpectRequest, write(OK)],
     ]);
-    let got = follow(Request::get(&srv.url("/first")));
+    let got = follow(Request::get(srv.url("/first")));
     assert_eq!(got.code, Some(200), "{got:?}");
     assert_eq!(got.body, b"ok");
     assert_eq!(got.url, srv.url("/last"));
@@ -803,7 +799,7 @@ fn total_covers_three_hops(agent_total: Option<Duration>, request_total: Option<
         ]
     };
     let server = ScriptedServer::start(vec![hop("/b"), hop("/c"), hop("/d")]);
-    let req = Request::get(&server.url("/a")).timeouts(Timeouts {
+    let req = Request::get(server.url("/a")).timeouts(Timeouts {
         total: request_total,
         ..Timeouts::default()
     });

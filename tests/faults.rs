@@ -897,7 +897,7 @@ fn f14_target_directory_removed_during_the_download() {
     download(
         reactor.ctx(),
         &agent,
-        Request::get(&server.url("/f")),
+        Request::get(server.url("/f")),
         &target,
         DownloadOptions::default(),
         move |_, r| *o.borrow_mut() = Some(r),
@@ -985,7 +985,7 @@ fn f14_disk_full_injected() {
     let (e, d) = (error.clone(), ended.clone());
     agent.request(
         reactor.ctx(),
-        Request::new("GET", &server.url("/f")),
+        Request::new("GET", server.url("/f")),
         Box::new(move |ctx, r| {
             let file = std::fs::OpenOptions::new()
                 .write(true)

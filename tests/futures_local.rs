@@ -112,7 +112,7 @@ fn two_hundred_concurrent_awaited_requests_succeed() {
         }
         // A streamed body, awaited chunk by chunk.
         let response = client
-            .get(&nginx.http_url("/big.bin"))
+            .get(nginx.http_url("/big.bin"))
             .send_async(&bridge)
             .await
             .unwrap();

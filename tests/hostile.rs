@@ -902,7 +902,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     let r = support::scripted::run_via(
         &mut reactor,
         &agent,
-        weft::client::Request::get(&srv.url("/")),
+        weft::client::Request::get(srv.url("/")),
     );
     assert_eq!(r.out.body, b"abc");
     assert!(r.out.is_done());
@@ -912,7 +912,7 @@ fn t1_trailers_never_reach_the_head_or_the_cookie_jar() {
     let r = support::scripted::run_via(
         &mut reactor,
         &agent,
-        weft::client::Request::get(&srv.url("/")),
+        weft::client::Request::get(srv.url("/")),
     );
     assert_eq!(r.out.body, b"hello");
     assert_eq!(srv.connections(), 1, "the connection stays reusable");
@@ -1480,7 +1480,7 @@ fn row24_growing_location_and_set_cookie_stop_at_the_limits() {
     let r = support::scripted::run_via(
         &mut reactor,
         &agent,
-        weft::client::Request::get(&srv.url("/")),
+        weft::client::Request::get(srv.url("/")),
     );
     let err = r.out.error().expect("too many redirects");
     assert_eq!(err.cause(), &Cause::TooManyRedirects(10), "{err}");

@@ -47,22 +47,19 @@ fn json(r: &FullResponse) -> serde_json::Value {
 #[test]
 fn defaults_follow_redirects_keep_cookies_and_decode() {
     let httpbin = Httpbin::start();
-    let r = fetch(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/redirect/2"))
-    })
-    .unwrap();
+    let r = fetch(HttpClient::builder(), |c| c.get(httpbin.url("/redirect/2"))).unwrap();
     assert_eq!((r.code, r.history.len()), (200, 2), "{:?}", r.history);
     assert_eq!(r.url.path(), "/get");
 
     let (client, r) = fetch_on(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/cookies/set?flavour=oat"))
+        c.get(httpbin.url("/cookies/set?flavour=oat"))
     });
     let r = r.unwrap();
     assert_eq!(json(&r)["cookies"]["flavour"], "oat");
     let jar = client.cookie_jar().expect("cookies are on by default");
     assert_eq!(jar.cookies_for(&httpbin.url("/")).len(), 1);
 
-    let r = fetch(HttpClient::builder(), |c| c.get(&httpbin.url("/gzip"))).unwrap();
+    let r = fetch(HttpClient::builder(), |c| c.get(httpbin.url("/gzip"))).unwrap();
     assert_eq!(json(&r)["gzipped"], true);
     assert!(r.sizes.body_wire < r.sizes.body_decoded, "{:?}", r.sizes);
 }
@@ -86,19 +83,19 @@ fn defaults_send_url_userinfo_as_basic_credentials() {
 fn each_default_can_be_switched_off() {
     let httpbin = Httpbin::start();
     let r = fetch(HttpClient::builder().redirects(false), |c| {
-        c.get(&httpbin.url("/redirect/1"))
+        c.get(httpbin.url("/redirect/1"))
     })
     .unwrap();
     assert_eq!((r.code, r.history.len()), (302, 0));
 
     let (client, r) = fetch_on(HttpClient::builder().cookies(false), |c| {
-        c.get(&httpbin.url("/cookies/set?flavour=oat"))
+        c.get(httpbin.url("/cookies/set?flavour=oat"))
     });
     assert_eq!(json(&r.unwrap())["cookies"], serde_json::json!({}));
     assert!(client.cookie_jar().is_none());
 
     let r = fetch(HttpClient::builder().decompress(false), |c| {
-        c.get(&httpbin.url("/headers"))
+        c.get(httpbin.url("/headers"))
     })
     .unwrap();
     assert!(
@@ -106,17 +103,17 @@ fn each_default_can_be_switched_off() {
         "{}",
         r.text()
     );
-    let r = fetch(HttpClient::builder(), |c| c.get(&httpbin.url("/headers"))).unwrap();
+    let r = fetch(HttpClient::builder(), |c| c.get(httpbin.url("/headers"))).unwrap();
     assert!(json(&r)["headers"].get("Accept-Encoding").is_some());
 
     let e = fetch(HttpClient::builder().max_redirects(1), |c| {
-        c.get(&httpbin.url("/redirect/3"))
+        c.get(httpbin.url("/redirect/3"))
     })
     .unwrap_err();
     assert_eq!(e.cause(), &Cause::TooManyRedirects(1), "{e}");
 
     let e = fetch(HttpClient::builder().error_for_status(true), |c| {
-        c.get(&httpbin.url("/status/418"))
+        c.get(httpbin.url("/status/418"))
     })
     .unwrap_err();
     assert_eq!(e.cause(), &Cause::HttpStatus(418));
@@ -126,19 +123,19 @@ fn each_default_can_be_switched_off() {
 fn per_request_basic_and_bearer_auth() {
     let httpbin = Httpbin::start();
     let r = fetch(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/basic-auth/bob/pw"))
+        c.get(httpbin.url("/basic-auth/bob/pw"))
             .basic_auth("bob", Some("pw"))
     })
     .unwrap();
     assert_eq!(r.code, 200);
     let r = fetch(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/basic-auth/bob/pw"))
+        c.get(httpbin.url("/basic-auth/bob/pw"))
             .basic_auth("bob", Some("wrong"))
     })
     .unwrap();
     assert_eq!(r.code, 401);
     let r = fetch(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/bearer")).bearer_auth("t0ken")
+        c.get(httpbin.url("/bearer")).bearer_auth("t0ken")
     })
     .unwrap();
     assert_eq!(
@@ -147,7 +144,7 @@ fn per_request_basic_and_bearer_auth() {
     );
     // A token that would split the header is refused before anything is sent.
     let e = fetch(HttpClient::builder(), |c| {
-        c.get(&httpbin.url("/bearer")).bearer_auth("t\r\nX-Evil: 1")
+        c.get(httpbin.url("/bearer")).bearer_auth("t\r\nX-Evil: 1")
     })
     .unwrap_err();
     assert_eq!(e.phase(), Phase::RequestNotSent, "{e}");
@@ -158,7 +155,7 @@ fn per_request_basic_and_bearer_auth() {
 fn session_builder_auth_answers_a_digest_challenge() {
     let httpbin = Httpbin::start();
     let builder = HttpClient::builder().auth(Credentials::new("u", "p"), AuthMode::Auto);
-    let r = fetch(builder, |c| c.get(&httpbin.url("/digest-auth/auth/u/p"))).unwrap();
+    let r = fetch(builder, |c| c.get(httpbin.url("/digest-auth/auth/u/p"))).unwrap();
     assert_eq!(
         (r.code, r.history.first().map(|p| p.code)),
         (200, Some(401))
@@ -190,7 +187,7 @@ fn credentials_never_follow_a_redirect_to_another_origin() {
             HttpClient::builder().auth(Credentials::new("u", "p"), AuthMode::Basic)
         };
         let r = fetch(builder, |c| {
-            let req = c.get(&a.url("/start"));
+            let req = c.get(a.url("/start"));
             if per_request {
                 req.basic_auth("u", Some("p"))
             } else {

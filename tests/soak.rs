@@ -530,7 +530,7 @@ fn l5_l6_hostile_mix_soak() {
                 fire(
                     reactor.ctx(),
                     &agent,
-                    Request::get(&hostile.url("/h")),
+                    Request::get(hostile.url("/h")),
                     &bad,
                     None,
                     |_| {},
