@@ -24,6 +24,9 @@
 //! CPU time (user + system, from `/proc/self/stat`) spent while waiting for it:
 //! `idle-cpu: <ms> ms of CPU in <s> s, <n> wake-ups`.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -146,10 +149,10 @@ fn requests_beside_echo(url: &str, n: usize) -> Result<(), String> {
 
 /// One request to a slow URL with the echo service idle: the CPU the whole process spends.
 fn idle_cpu(url: &str) -> Result<(), String> {
-    let cpu = process_cpu()?;
+    let cpu = cpu::process_cpu()?;
     let started = Instant::now();
     let (outcomes, tally) = run(url, 1, false)?;
-    let used = process_cpu()? - cpu;
+    let used = cpu::process_cpu()? - cpu;
     let wall = started.elapsed();
     if let Some(Err(e)) = outcomes.borrow().first() {
         return Err(format!("{url}: {e}"));
@@ -161,20 +164,6 @@ fn idle_cpu(url: &str) -> Result<(), String> {
         tally.wakeups
     );
     Ok(())
-}
-
-/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
-fn process_cpu() -> Result<Duration, String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    // Fields after the command name (which may hold spaces), from field 3 (state) on.
-    let after_comm = &stat[stat.rfind(')').ok_or("bad /proc/self/stat")? + 2..];
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // utime and stime are fields 14 and 15 of proc(5).
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
-        _ => Err("bad /proc/self/stat".into()),
-    }
 }
 
 /// The application's loop: its echo service and client, and weft's descriptor, in one `Poll`.

@@ -22,6 +22,9 @@
 //! - `--latency N URL`: N keep-alive GETs one after the other (c1), awaited in tokio, then the
 //!   same N through the callbacks under `Reactor::run`; prints the mean latency of each.
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
 use std::cell::Cell;
 use std::future::Future;
 use std::os::fd::AsFd;
@@ -146,14 +149,14 @@ fn demo(url: &str) -> Result<(), String> {
 /// One request to a slow URL: the CPU the whole process spends while it waits.
 fn idle_cpu(url: &str) -> Result<(), String> {
     let url = url.to_string();
-    let cpu = process_cpu()?;
+    let cpu = cpu::process_cpu()?;
     let started = Instant::now();
     let page =
         with_weft(
             move |client, bridge| async move { client.get(&url).fetch_async(&bridge).await },
         )?
         .map_err(|e| e.to_string())?;
-    let used = process_cpu()? - cpu;
+    let used = cpu::process_cpu()? - cpu;
     println!("status: {}", page.code);
     println!(
         "idle-cpu: {} ms of CPU in {:.2} s",
@@ -220,20 +223,6 @@ fn latency_run(n: u32, url: &str) -> Result<Duration, String> {
     reactor.run().map_err(|e| e.to_string())?;
     out.take()
         .unwrap_or_else(|| Err("the reactor stopped early".into()))
-}
-
-/// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
-fn process_cpu() -> Result<Duration, String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    // Fields after the command name (which may hold spaces), from field 3 (state) on.
-    let after_comm = &stat[stat.rfind(')').ok_or("bad /proc/self/stat")? + 2..];
-    let fields: Vec<&str> = after_comm.split(' ').collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    // utime and stime are fields 14 and 15 of proc(5).
-    match (ticks(11), ticks(12)) {
-        (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
-        _ => Err("bad /proc/self/stat".into()),
-    }
 }
 
 /// Two requests, one after the other, as straight-line code.
