@@ -209,3 +209,61 @@ fn scripted_unsafe_method_invalidates_and_304_streams_the_cached_body() {
     );
     assert!(!texts[3].contains("If-None-Match"), "{}", texts[3]);
 }
+
+/// Stops the body at its first piece and keeps how it ended.
+struct StopAtFirst(Rc<RefCell<Option<weft::BodyEnd>>>);
+
+impl weft::BodyProtocol for StopAtFirst {
+    fn data_received(&mut self, body: &mut weft::BodyCtx<'_>, _data: &[u8]) {
+        body.stop();
+    }
+    fn connection_lost(&mut self, _ctx: &mut weft::Ctx, reason: weft::BodyEnd) {
+        *self.0.borrow_mut() = Some(reason);
+    }
+}
+
+/// A 200 whose body ends short is not cached, and a protocol that stops the cached body of
+/// a 304 ends with a cancellation, not a success.
+#[test]
+fn scripted_truncated_body_is_not_cached_and_a_stopped_replay_is_cancelled() {
+    let server = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: 10\r\n\r\nshort"),
+            Step::Close,
+        ],
+        vec![
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nContent-Length: 4\r\n\r\nfull"),
+            Step::ExpectRequest,
+            write(b"HTTP/1.1 304 Not Modified\r\nETag: \"v2\"\r\n\r\n"),
+            Step::WaitClose,
+        ],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let cache = ValidatorCache::new();
+    let agent = client(&mut reactor, cache.clone());
+    let url = server.url("/t");
+    let cut = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap_err();
+    assert_eq!(cut.phase(), weft::client::Phase::ResponseFailed, "{cut}");
+    assert!(!cache.contains(&url));
+    let whole = fetch(&mut reactor, &agent, &url, Headers::new()).unwrap();
+    assert_eq!(whole.body, b"full");
+    assert!(cache.contains(&url));
+
+    let end: Rc<RefCell<Option<weft::BodyEnd>>> = Rc::default();
+    let e = end.clone();
+    agent.get(&url).send(reactor.ctx(), move |ctx, r| {
+        let response = r.unwrap();
+        assert_eq!(response.code, 304);
+        response.deliver_body(ctx, StopAtFirst(e));
+    });
+    turn_until(&mut reactor, Duration::from_secs(10), || {
+        end.borrow().is_some()
+    });
+    let end = end.borrow_mut().take().unwrap();
+    match end {
+        weft::BodyEnd::Failed(e) => assert!(e.is_cancelled(), "{e}"),
+        other => panic!("a stopped replay ended with {other:?}"),
+    }
+}
