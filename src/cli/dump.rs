@@ -87,17 +87,9 @@ pub fn build(
 
 #[cfg(test)]
 mod tests {
+    use super::super::exit::tests::timeout;
     use super::*;
-    use weft::client::{Cause, Phase, Timeout, TimeoutKind};
-
-    fn timeout(kind: TimeoutKind) -> Cause {
-        Cause::Timeout(Timeout {
-            kind,
-            limit: std::time::Duration::from_millis(1000),
-            elapsed: std::time::Duration::from_millis(1001),
-            received: 0,
-        })
-    }
+    use weft::client::{Cause, Phase, TimeoutKind};
 
     fn headers(fields: &[(&str, &[u8])]) -> Headers {
         fields.iter().copied().collect()

@@ -126,11 +126,12 @@ pub fn request_exit_code(e: &Error) -> u8 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use weft::client::{Timeout, TimeoutKind};
 
-    fn timeout(kind: TimeoutKind) -> Cause {
+    /// A timeout cause with round figures, for the command's tests.
+    pub(crate) fn timeout(kind: TimeoutKind) -> Cause {
         Cause::Timeout(Timeout {
             kind,
             limit: std::time::Duration::from_millis(1000),
