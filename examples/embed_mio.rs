@@ -152,18 +152,10 @@ fn idle_cpu(url: &str) -> Result<(), String> {
     let cpu = cpu::process_cpu()?;
     let started = Instant::now();
     let (outcomes, tally) = run(url, 1, false)?;
-    let used = cpu::process_cpu()? - cpu;
-    let wall = started.elapsed();
     if let Some(Err(e)) = outcomes.borrow().first() {
         return Err(format!("{url}: {e}"));
     }
-    println!(
-        "idle-cpu: {} ms of CPU in {:.2} s, {} wake-ups",
-        used.as_millis(),
-        wall.as_secs_f64(),
-        tally.wakeups
-    );
-    Ok(())
+    cpu::report_idle(cpu, started, &format!(", {} wake-ups", tally.wakeups))
 }
 
 /// The application's loop: its echo service and client, and weft's descriptor, in one `Poll`.

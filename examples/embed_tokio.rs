@@ -19,8 +19,9 @@
 //!
 //! - `--idle-cpu URL`: one awaited request to a slow URL (e.g. `/slow?s=3`); prints
 //!   `idle-cpu: <ms> ms of CPU in <s> s` for the whole process.
-//! - `--latency N URL`: N keep-alive GETs one after the other (c1), awaited in tokio, then the
-//!   same N through the callbacks under `Reactor::run`; prints the mean latency of each.
+//! - `--latency N URL`: N keep-alive GETs one after the other (c1), awaited in tokio, and the
+//!   same N through the callbacks under `Reactor::run`, in alternating rounds; prints the
+//!   median latency of each and the median ratio.
 
 #[path = "common/cpu.rs"]
 mod cpu;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
 /// weft's reactor through its descriptor, until `work` is done.
 fn with_weft<T, F>(work: impl FnOnce(HttpClient, Bridge) -> F) -> Result<T, String>
 where
+    T: 'static,
     F: Future<Output = T> + 'static,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,11 +83,12 @@ where
     let set = LocalSet::new();
 
     let driver = set.spawn_local(drive(reactor));
-    let work = work(client, bridge);
+    // A task of the set too: its wake-ups stay inside the set, where the driver's are.
+    let work = set.spawn_local(work(client, bridge));
     runtime.block_on(set.run_until(async move {
         // The driver only ends on an error: whichever comes first decides.
         tokio::select! {
-            out = work => Ok(out),
+            out = work => out.map_err(|e| e.to_string()),
             ended = driver => Err(match ended {
                 Ok(Err(e)) => e,
                 Ok(Ok(())) => "the reactor stopped".to_string(),
@@ -96,7 +99,8 @@ where
 }
 
 /// weft's reactor as a tokio task: tokio waits on the reactor's descriptor with the rest of
-/// its sources, bounded by weft's next timer, and each wake-up runs a non-blocking dispatch.
+/// its sources, bounded by weft's next timer, and for work this thread's futures hand over;
+/// each wake-up runs a non-blocking dispatch.
 /// Nothing polls: between events this task costs nothing. Returns only on an error.
 async fn drive(mut reactor: Reactor) -> Result<(), String> {
     // tokio waits on a duplicate of the descriptor (the same epoll instance), owned, so
@@ -108,16 +112,45 @@ async fn drive(mut reactor: Reactor) -> Result<(), String> {
     #[allow(deprecated)]
     let fd = AsyncFd::with_interest(owned, Interest::READABLE)
         .map_err(|e| format!("cannot wait on the reactor: {e}"))?;
+    // One timer, moved only when weft's next deadline moves: a new `sleep` per turn would
+    // cost tokio's timer wheel a re-registration (and its driver a wake-up) each time.
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    reactor.dispatch().map_err(|e| format!("reactor: {e}"))?;
     loop {
-        reactor.dispatch().map_err(|e| format!("reactor: {e}"))?;
-        // No weft timer pending: only the descriptor can bring work.
-        let wait = reactor.timeout().unwrap_or(Duration::from_secs(3600));
-        tokio::select! {
+        if reactor.timeout() == Some(Duration::ZERO) {
+            // Still busy: let the other tasks run, then carry on.
+            tokio::task::yield_now().await;
+            reactor.dispatch().map_err(|e| format!("reactor: {e}"))?;
+            continue;
+        }
+        // No weft timer pending: only the descriptor or this thread's futures bring work.
+        let deadline = reactor
+            .next_deadline()
+            .map_or_else(far, tokio::time::Instant::from_std);
+        if deadline != sleep.deadline() {
+            sleep.as_mut().reset(deadline);
+        }
+        let queued = tokio::select! {
             ready = fd.readable() => {
                 // Edge-triggered: clear before dispatching, which drains what is ready.
                 ready.map_err(|e| format!("reactor descriptor: {e}"))?.clear_ready();
+                false
             }
-            _ = tokio::time::sleep(wait) => {}
+            () = &mut sleep => {
+                sleep.as_mut().reset(far());
+                false
+            }
+            // Requests handed over by this thread's futures: a direct wake-up, no syscall.
+            () = reactor.work_queued() => true,
+        };
+        if queued {
+            // Only futures' work: no need to poll the descriptor (a readiness that came
+            // meanwhile is still flagged on the `AsyncFd`, for the next round).
+            reactor.run_queued();
+        } else {
+            reactor.dispatch().map_err(|e| format!("reactor: {e}"))?;
         }
     }
 }
@@ -156,21 +189,47 @@ fn idle_cpu(url: &str) -> Result<(), String> {
             move |client, bridge| async move { client.get(&url).fetch_async(&bridge).await },
         )?
         .map_err(|e| e.to_string())?;
-    let used = cpu::process_cpu()? - cpu;
     println!("status: {}", page.code);
-    println!(
-        "idle-cpu: {} ms of CPU in {:.2} s",
-        used.as_millis(),
-        started.elapsed().as_secs_f64()
-    );
+    cpu::report_idle(cpu, started, "")
+}
+
+/// Rounds of the latency comparison: the two ways alternate, so that drift of the machine
+/// (another process, frequency) touches both alike.
+const LATENCY_ROUNDS: u32 = 10;
+
+/// `n` keep-alive GETs one after the other, awaited in tokio and through the callbacks under
+/// `Reactor::run`, in alternating rounds: the median of each way's mean latency per round, and
+/// the median of the rounds' ratios.
+fn latency(n: u32, url: &str) -> Result<(), String> {
+    let per_round = (n / LATENCY_ROUNDS).max(1);
+    let (mut awaited, mut run, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..LATENCY_ROUNDS {
+        let (a, r) = if round % 2 == 0 {
+            let a = latency_awaited(per_round, url)?;
+            (a, latency_run(per_round, url)?)
+        } else {
+            let r = latency_run(per_round, url)?;
+            (latency_awaited(per_round, url)?, r)
+        };
+        awaited.push(a.as_secs_f64());
+        run.push(r.as_secs_f64());
+        ratios.push(a.as_secs_f64() / r.as_secs_f64());
+    }
+    println!("latency tokio: {:.1} us", median(&mut awaited) * 1e6);
+    println!("latency run: {:.1} us", median(&mut run) * 1e6);
+    println!("latency ratio: {:.3}", median(&mut ratios));
     Ok(())
 }
 
-/// `n` keep-alive GETs one after the other, awaited in tokio, then through the callbacks
-/// under `Reactor::run`: the mean latency of each.
-fn latency(n: u32, url: &str) -> Result<(), String> {
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The mean latency of `n` GETs awaited one after the other in tokio.
+fn latency_awaited(n: u32, url: &str) -> Result<Duration, String> {
     let target = url.to_string();
-    let awaited = with_weft(move |client, bridge| async move {
+    with_weft(move |client, bridge| async move {
         client.get(&target).fetch_async(&bridge).await?; // connect, warm up
         let started = Instant::now();
         for _ in 0..n {
@@ -178,15 +237,7 @@ fn latency(n: u32, url: &str) -> Result<(), String> {
         }
         Ok::<Duration, weft::Error>(started.elapsed() / n)
     })?
-    .map_err(|e| e.to_string())?;
-    let run = latency_run(n, url)?;
-    println!("latency tokio: {} us", awaited.as_micros());
-    println!("latency run: {} us", run.as_micros());
-    println!(
-        "latency ratio: {:.3}",
-        awaited.as_secs_f64() / run.as_secs_f64()
-    );
-    Ok(())
+    .map_err(|e| e.to_string())
 }
 
 /// The same sequence through the callbacks, on weft's own loop.

@@ -12,12 +12,19 @@
 //! Prints `requests: <ok> ok, <failed> failed`, `bytes: <n>`, `worker threads: <n>` (how many
 //! runtime threads issued requests) and `pool: <opened> opened, <reused> reused`; each error
 //! goes to stderr. Exits 1 if a request failed or answered 400 or more.
+//!
+//! `--idle-cpu URL`: one awaited request to a slow URL (e.g. `/slow?s=3`) instead; prints
+//! `status: <code>` and `idle-cpu: <ms> ms of CPU in <s> s` for the whole process (the
+//! reactor thread, tokio's four workers and the main thread).
+
+#[path = "common/cpu.rs"]
+mod cpu;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weft::{AgentConfig, HttpClient, Reactor, SharedClient};
 
@@ -57,8 +64,14 @@ async fn task(client: SharedClient, url: String, count: usize) -> Tally {
 }
 
 fn main() -> ExitCode {
-    let url = std::env::args()
-        .nth(1)
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let idle_cpu = args.first().is_some_and(|a| a == "--idle-cpu");
+    if idle_cpu {
+        args.remove(0);
+    }
+    let url = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "http://127.0.0.1:8080/".to_string());
 
     // The reactor lives and runs on its own thread; the client is built there (its wrapper
@@ -91,6 +104,18 @@ fn main() -> ExitCode {
         .worker_threads(4)
         .build()
         .expect("cannot start the tokio runtime");
+    if idle_cpu {
+        let outcome = idle(&runtime, &client, &url);
+        let _ = remote.call(|ctx| ctx.stop());
+        let joined = reactor_thread.join().expect("the reactor thread panicked");
+        return match outcome.and_then(|()| joined.map_err(|e| format!("reactor: {e}"))) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokio_multithread: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let tallies = runtime.block_on(async {
         let tasks: Vec<_> = (0..TASKS)
             .map(|i| {
@@ -142,4 +167,16 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// One request to a slow URL, awaited on the runtime: the CPU the whole process spends while
+/// it waits (the reactor thread sleeps in its poll, tokio's workers in theirs).
+fn idle(runtime: &tokio::runtime::Runtime, client: &SharedClient, url: &str) -> Result<(), String> {
+    let cpu = cpu::process_cpu()?;
+    let started = Instant::now();
+    let page = runtime
+        .block_on(client.get(url).fetch())
+        .map_err(|e| e.to_string())?;
+    println!("status: {}", page.code);
+    cpu::report_idle(cpu, started, "")
 }

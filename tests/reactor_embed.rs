@@ -8,14 +8,20 @@
 mod support;
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use support::servers::Nginx;
+use weft::futures::{AsyncRequest, Bridge, FetchFuture};
 use weft::{FullResponse, HttpClient, Reactor};
 
 /// Longest any drive may last before the test fails.
@@ -86,7 +92,7 @@ impl Host {
 
     /// Waits and dispatches, as the contract says, until `done` or a limit; returns whether
     /// `done` held.
-    fn drive(&mut self, reactor: &mut Reactor, done: impl Fn() -> bool) -> bool {
+    fn drive(&mut self, reactor: &mut Reactor, mut done: impl FnMut() -> bool) -> bool {
         let deadline = Instant::now() + LIMIT;
         while !done() {
             if Instant::now() >= deadline || self.wakeups >= MAX_WAKEUPS {
@@ -300,5 +306,123 @@ fn dispatch_yields_after_its_round_limit_and_timeout_says_come_back() {
         assert!(host.wakeups <= 100, "{kind:?}: {} wake-ups", host.wakeups);
         reactor.dispatch().unwrap();
         assert_eq!(reactor.timeout(), None, "{kind:?}");
+    }
+}
+
+/// A waker that counts its wake-ups.
+struct Counting(AtomicUsize);
+
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `future` once with `waker`.
+fn poll_once<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Option<F::Output> {
+    match Pin::new(future).poll(&mut Context::from_waker(waker)) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// What the hand-over tests need: a reactor, a host of `kind` around it, a client, a bridge,
+/// and a future fetching nginx's `/hello.txt` (not yet polled).
+fn futures_setup(
+    kind: Kind,
+    nginx: &Nginx,
+) -> (Reactor, Host, Pin<Box<FetchFuture>>, Arc<Counting>) {
+    let mut reactor = Reactor::new().unwrap();
+    let host = Host::new(kind, &reactor);
+    let client = HttpClient::new(reactor.ctx());
+    let bridge = Bridge::new(&reactor);
+    let request = Box::pin(
+        client
+            .get(nginx.http_url("/hello.txt"))
+            .fetch_async(&bridge),
+    );
+    (
+        reactor,
+        host,
+        request,
+        Arc::new(Counting(AtomicUsize::new(0))),
+    )
+}
+
+/// Drives `reactor` through `host` until `future` is ready.
+fn drive_to_end<F: Future + Unpin>(
+    host: &mut Host,
+    reactor: &mut Reactor,
+    future: &mut F,
+) -> F::Output {
+    let mut out = None;
+    let done = || {
+        if out.is_none() {
+            out = poll_once(future, Waker::noop());
+        }
+        out.is_some()
+    };
+    assert!(
+        host.drive(reactor, done),
+        "not ready after {} wake-ups",
+        host.wakeups
+    );
+    out.unwrap()
+}
+
+/// A future handing a request over to the reactor wakes the task waiting in `work_queued`,
+/// not the descriptor (no system call); `run_queued` issues the request without polling,
+/// and the host's loop completes it.
+#[test]
+fn handed_over_work_wakes_the_waiting_task_not_the_descriptor() {
+    let nginx = Nginx::start();
+    for kind in KINDS {
+        let (mut reactor, mut host, mut request, counting) = futures_setup(kind, &nginx);
+        let driver = Waker::from(counting.clone());
+        let mut queued = reactor.work_queued();
+        assert!(poll_once(&mut queued, &driver).is_none(), "{kind:?}");
+        assert!(poll_once(&mut request, Waker::noop()).is_none(), "{kind:?}");
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1, "{kind:?}: not woken");
+        assert!(poll_once(&mut queued, &driver).is_some(), "{kind:?}");
+        drop(queued);
+        assert!(
+            !host.wait(&reactor, Duration::ZERO),
+            "{kind:?}: descriptor woken"
+        );
+
+        assert_eq!(reactor.run_queued(), 1, "{kind:?}");
+        assert_eq!(reactor.run_queued(), 0, "{kind:?}: ran twice");
+        let page = drive_to_end(&mut host, &mut reactor, &mut request).unwrap();
+        assert_eq!((page.code, &page.body[..]), (200, &b"hello world\n"[..]));
+        assert_eq!(
+            counting.0.load(Ordering::SeqCst),
+            1,
+            "{kind:?}: woken again"
+        );
+    }
+}
+
+/// With no task waiting in `work_queued` (none was, or its future was dropped), handed-over
+/// work makes the descriptor readable, so a host that waits on nothing else still wakes.
+#[test]
+fn handed_over_work_makes_the_descriptor_readable_when_no_task_waits() {
+    let nginx = Nginx::start();
+    for dropped_waiter in [false, true] {
+        for kind in KINDS {
+            let (mut reactor, mut host, mut request, counting) = futures_setup(kind, &nginx);
+            if dropped_waiter {
+                let mut queued = reactor.work_queued();
+                assert!(poll_once(&mut queued, &Waker::from(counting.clone())).is_none());
+            }
+            assert!(poll_once(&mut request, Waker::noop()).is_none());
+            assert_eq!(counting.0.load(Ordering::SeqCst), 0, "{kind:?}");
+            assert_eq!(reactor.timeout(), Some(Duration::ZERO), "{kind:?}");
+            assert!(
+                host.wait(&reactor, Duration::ZERO),
+                "{kind:?} (waiter dropped: {dropped_waiter}): descriptor not readable"
+            );
+            let page = drive_to_end(&mut host, &mut reactor, &mut request).unwrap();
+            assert_eq!(page.code, 200, "{kind:?}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! What the embedding examples share: the process's CPU time, for their `--idle-cpu` mode.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// User plus system CPU time of this process, from `/proc/self/stat` (clock ticks of 10 ms).
 pub fn process_cpu() -> Result<Duration, String> {
@@ -14,4 +14,16 @@ pub fn process_cpu() -> Result<Duration, String> {
         (Some(user), Some(system)) => Ok(Duration::from_millis((user + system) * 10)),
         _ => Err("bad /proc/self/stat".into()),
     }
+}
+
+/// Prints the `--idle-cpu` line: the CPU used since `cpu_before` (a [`process_cpu`] reading)
+/// over the time since `started`, then `more` (e.g. `, 3 wake-ups`).
+pub fn report_idle(cpu_before: Duration, started: Instant, more: &str) -> Result<(), String> {
+    let used = process_cpu()? - cpu_before;
+    println!(
+        "idle-cpu: {} ms of CPU in {:.2} s{more}",
+        used.as_millis(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

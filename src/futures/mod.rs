@@ -5,9 +5,10 @@
 //! through the `std::task` waker it was polled with. No runtime is involved; the futures run
 //! under tokio (a current-thread runtime with a `LocalSet`), smol, a hand-written `block_on`,
 //! or any executor that polls them **on the reactor's thread** (they are not `Send`, like the
-//! client they come from) while the reactor is driven — by [`Reactor::run`](crate::Reactor::run)
-//! or [`Reactor::turn`](crate::Reactor::turn) in a task of the same thread, or by the host
-//! loop.
+//! client they come from) while the reactor is driven — by a task of the same thread that
+//! waits on the reactor's descriptor and on [`Reactor::work_queued`](crate::Reactor::work_queued)
+//! (see `examples/embed_tokio.rs`), by [`Reactor::turn`](crate::Reactor::turn) between polls,
+//! or by the host loop.
 //!
 //! - [`AsyncRequest::send_async`] and [`AsyncRequest::fetch_async`] are
 //!   [`RequestBuilder::send`](crate::RequestBuilder::send) and

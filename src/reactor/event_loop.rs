@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -12,6 +14,7 @@ use super::conn::{Conn, End, State};
 use super::ctx::ReactorStats;
 use super::dns;
 use super::ids::{ConnId, ListenerId, Source, WAKER_TOKEN, conn_token, decode_token};
+use super::local::{LocalQueue, WorkQueued};
 use super::remote::Remote;
 use super::slots::Slots;
 use super::stream::Stream;
@@ -92,6 +95,8 @@ pub struct Reactor {
     pub(super) ctx: Ctx,
     /// The last [`Reactor::dispatch`] stopped at its round limit with work still coming.
     unfinished: bool,
+    /// Jobs from this thread's futures (see [`Reactor::work_queued`]).
+    local: Rc<LocalQueue>,
 }
 
 impl Reactor {
@@ -99,7 +104,9 @@ impl Reactor {
     pub fn new() -> io::Result<Self> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
-        let remote = Remote::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER_TOKEN)?);
+        let local = LocalQueue::new(waker.clone());
+        let remote = Remote::new(waker);
         Ok(Reactor {
             poll,
             events: Events::with_capacity(EVENTS_PER_ROUND),
@@ -125,6 +132,7 @@ impl Reactor {
                 spare_wbufs: Vec::new(),
             },
             unfinished: false,
+            local,
         })
     }
 
@@ -170,27 +178,73 @@ impl Reactor {
     /// bounded by [`Reactor::timeout`] has elapsed. Returns how many readiness events, calls
     /// from [`Remote`]s, due timers and continued reads it handled (0: there was nothing to do).
     ///
-    /// It drains: it runs zero-timeout turns until one finds nothing, at most 16 of them (of up
-    /// to 256 readiness events each), so that the
-    /// descriptor's readiness is consumed and an edge-triggered host sees the next edge. When
-    /// it stops at the limit with work still coming, it returns (fairness to the host's other
-    /// sources) and [`Reactor::timeout`] answers zero until the next dispatch: a host that
-    /// bounds its wait by it comes back at once. One `dispatch` per wake-up is therefore right
-    /// for both edge- and level-triggered hosts; calling it when nothing is ready is harmless.
+    /// It drains: it runs zero-timeout turns until one has taken every ready event from the
+    /// descriptor (fewer than the 256 a round holds; weft's registrations are edge-triggered,
+    /// so whatever becomes ready afterwards makes the descriptor readable anew) and left no
+    /// queued work and no timer already due — usually a single turn — and at most 16 of them. So the descriptor's
+    /// readiness is consumed and an edge-triggered host sees the next edge. When it stops at
+    /// the limit with work still coming, it returns (fairness to the host's other sources) and
+    /// [`Reactor::timeout`] answers zero until the next dispatch: a host that bounds its wait
+    /// by it comes back at once. One `dispatch` per wake-up is therefore right for both edge-
+    /// and level-triggered hosts; calling it when nothing is ready is harmless.
     ///
     /// Same as `turn(Some(Duration::ZERO))` repeated, which stays valid.
     pub fn dispatch(&mut self) -> io::Result<usize> {
         let mut handled = 0;
         for _ in 0..DISPATCH_ROUNDS {
-            let n = self.turn_counted(Some(Duration::ZERO))?;
-            handled += n;
-            if n == 0 {
+            handled += self.turn_counted(Some(Duration::ZERO))?;
+            let timer_due = self.next_deadline().is_some_and(|d| d <= self.ctx.now);
+            if self.ready.len() < EVENTS_PER_ROUND && !self.has_queued_work() && !timer_due {
                 self.unfinished = false;
                 return Ok(handled);
             }
         }
         self.unfinished = true;
         Ok(handled)
+    }
+
+    /// A future that completes when work is queued for this reactor from its own thread by
+    /// code that holds no [`Ctx`]: the futures of [`crate::futures`] handing over their
+    /// requests. Such work does not need the descriptor: a host that drives the reactor from
+    /// an async task waits on this future beside the descriptor's readiness and the
+    /// [`Reactor::timeout`], and calls [`Reactor::dispatch`] when any of them completes. The
+    /// hand-over then wakes that task directly, with no system call; without a `WorkQueued`
+    /// being polled, it makes the descriptor readable instead. Answer it with
+    /// [`Reactor::run_queued`] (or a `dispatch`).
+    ///
+    /// ```no_run
+    /// # async fn readable() {}
+    /// # async fn sleep(_: Option<std::time::Duration>) {}
+    /// # async fn drive(mut reactor: weft::Reactor) -> std::io::Result<()> {
+    /// loop {
+    ///     reactor.dispatch()?;
+    ///     let wait = reactor.timeout();
+    ///     // With the host's own select (tokio::select!, futures::select!, ...):
+    ///     // select { readable() => {}, sleep(wait) => {}, reactor.work_queued() => {} }
+    ///     # reactor.work_queued().await;
+    /// }
+    /// # }
+    /// ```
+    pub fn work_queued(&self) -> WorkQueued<'_> {
+        WorkQueued { queue: &self.local }
+    }
+
+    /// Runs the work this thread's futures handed over (what completed
+    /// [`Reactor::work_queued`]) and applies what it recorded — a request's bytes are written
+    /// now — without polling the descriptor: the call for a host woken by `work_queued` alone,
+    /// one system call cheaper than [`Reactor::dispatch`]. Readiness pending on the descriptor
+    /// is left for the host's next wake-up through it; [`Reactor::timeout`] answers zero if
+    /// the jobs left work queued. Returns how many jobs ran.
+    pub fn run_queued(&mut self) -> usize {
+        self.ctx.now = Instant::now();
+        let n = self.run_local_jobs();
+        self.settle();
+        n
+    }
+
+    /// The queue behind [`Reactor::work_queued`], for the futures layer.
+    pub(crate) fn local_queue(&self) -> Rc<LocalQueue> {
+        self.local.clone()
     }
 
     /// How long a host loop may wait for the reactor's descriptor before it must call
@@ -214,6 +268,7 @@ impl Reactor {
             || !self.ctx.dirty.is_empty()
             || !self.ctx.read_again.is_empty()
             || self.ctx.remote.has_calls()
+            || self.local.has_jobs()
     }
 
     /// [`Reactor::turn`], returning how many events, remote calls, continued reads and timers
@@ -245,7 +300,7 @@ impl Reactor {
             read_closed: e.is_read_closed() || e.is_error(),
         }));
 
-        let mut handled = self.run_remote_calls();
+        let mut handled = self.run_remote_calls() + self.run_local_jobs();
         self.settle();
         // The list is swapped with a spare so that neither allocates turn after turn.
         let mut again = std::mem::replace(
@@ -290,6 +345,16 @@ impl Reactor {
         let n = calls.len();
         for call in calls {
             call(&mut self.ctx);
+            self.settle();
+        }
+        n
+    }
+
+    fn run_local_jobs(&mut self) -> usize {
+        let jobs = self.local.take();
+        let n = jobs.len();
+        for job in jobs {
+            job(&mut self.ctx);
             self.settle();
         }
         n
@@ -483,6 +548,7 @@ impl std::os::fd::AsRawFd for Reactor {
 impl Drop for Reactor {
     fn drop(&mut self) {
         self.ctx.remote.shut_down();
+        self.local.shut_down();
     }
 }
 

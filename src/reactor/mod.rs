@@ -61,13 +61,18 @@
 //!    is also valid, but handles one round only (see below).
 //! 4. Calls posted with [`Remote::call`] from other threads make the descriptor readable (the
 //!    reactor's mio `Waker` is registered in that poll), so the host wakes for them too.
+//! 5. Work handed over on the reactor's own thread by the futures of [`crate::futures`] makes
+//!    the descriptor readable too — unless the host drives the reactor from an async task
+//!    that also waits on [`Reactor::work_queued`]: that task is then woken directly, with no
+//!    system call, and answers with [`Reactor::run_queued`] (which does not poll).
 //!
 //! Edge- and level-triggered hosts. An epoll descriptor nested in another poller is readable
 //! while it has ready events. A level-triggered host (`poll(2)`, GLib) sees it readable again
 //! and again until they are handled. An edge-triggered host (mio, tokio's `AsyncFd`) reports it once per new readiness:
 //! if a wake-up left ready events behind, no new edge would come. [`Reactor::dispatch`] is made
-//! for both: it drains, running zero-timeout rounds until one finds nothing (at most 16 rounds
-//! of up to 256 events, for fairness to the host's other sources); when it stops at that limit
+//! for both: it drains, running zero-timeout rounds until one takes every ready event and
+//! leaves nothing queued (usually the first; at most 16 rounds of up to 256 events, for
+//! fairness to the host's other sources); when it stops at that limit
 //! it makes [`Reactor::timeout`] answer zero, so a host that honours it comes back at once. So
 //! one `dispatch` per wake-up is right for either kind. (A host calling `turn(Some(ZERO))`
 //! instead must, when edge-triggered, repeat it while it has work, as `dispatch` does.)
@@ -99,6 +104,7 @@ mod dns; // resolver threads
 mod error; // Disconnect, TransportError, ReactorGone
 mod event_loop; // Reactor: the loop that waits, dispatches and applies what callbacks recorded
 mod ids; // ConnId, HandlerId, TimerId, ListenerId and mio tokens
+mod local; // jobs from the reactor's own thread (futures), and the wake-up of its driver
 mod remote; // Remote: calls from other threads
 mod slots; // generational slab: the one place that checks an id's generation
 mod stream; // a connection's socket: TCP, or a stream from a Connector
@@ -124,6 +130,8 @@ pub use dns::{Resolver, SystemResolver};
 pub use error::{Disconnect, ReactorGone, TransportError};
 pub use event_loop::Reactor;
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
+pub use local::WorkQueued;
+pub(crate) use local::{LocalJob, LocalQueue};
 pub use remote::Remote;
 pub use stream::Connector;
 

@@ -26,13 +26,13 @@ pub struct Remote {
 }
 
 impl Remote {
-    pub(super) fn new(waker: Waker) -> Self {
+    pub(super) fn new(waker: Arc<Waker>) -> Self {
         Remote {
             queue: Arc::new(Mutex::new(RemoteQueue {
                 calls: VecDeque::new(),
                 alive: true,
             })),
-            waker: Arc::new(waker),
+            waker,
         }
     }
 
