@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
 
 /// Every example; each must have been built.
-const EXAMPLES: [&str; 14] = [
+const EXAMPLES: [&str; 15] = [
     "webcat",
     "response_info",
     "post_producer",
@@ -29,6 +29,7 @@ const EXAMPLES: [&str; 14] = [
     "cookies_session",
     "tornado_fetch",
     "blocking",
+    "embed_calloop",
     "embed_mio",
     "embed_tokio",
     "tokio_multithread",
@@ -495,6 +496,48 @@ fn embed_mio_serves_its_echo_while_weft_requests_complete_in_its_loop() {
     let r = run_fail("embed_mio", &[&dead_url()]);
     assert!(r.stderr.contains("embed_mio: "), "{r:#?}");
     r.has_line("requests: 0 ok, 5 failed");
+}
+
+#[test]
+fn embed_calloop_completes_requests_while_its_timer_ticks() {
+    let nginx = Nginx::start();
+    let r = run_ok("embed_calloop", &[&nginx.http_url("/slow?s=0.3"), "3"]);
+    for i in 0..3 {
+        r.has_line(&format!("request {i}: 200, 5 bytes"));
+    }
+    r.has_line("requests: 3 ok, 0 failed");
+    let count = |name: &str| -> u32 {
+        r.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?}: {r:#?}"))
+    };
+    // A tick every 50 ms during the 0.3 s wait: the application's own work went on.
+    assert!(count("ticks: ") >= 4, "{r:#?}");
+    // About one per tick and a few for weft: nothing spins.
+    assert!(count("wake-ups: ") < 100, "{r:#?}");
+    assert_eq!(nginx.wait_access_log(3).len(), 3);
+
+    let r = run_fail("embed_calloop", &[&dead_url(), "2"]);
+    r.has_line("requests: 0 ok, 2 failed");
+    assert!(r.stderr.contains("embed_calloop: "), "{r:#?}");
+
+    let r = run_ok(
+        "embed_calloop",
+        &["--idle-cpu", &nginx.http_url("/slow?s=0.5")],
+    );
+    let ms: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("idle-cpu: ")?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no CPU figure: {r:#?}"));
+    assert!(ms < 500, "{r:#?}");
 }
 
 #[test]
