@@ -356,7 +356,7 @@ impl fmt::Display for Error {
 /// `url` without the userinfo of its authority (`user:pass@`), and with control characters,
 /// spaces and non-ASCII percent-encoded so that it prints on one line. Works on text, so that
 /// a URL that does not parse is redacted too.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[authority_start..];
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());

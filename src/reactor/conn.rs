@@ -354,6 +354,13 @@ impl Ctx {
             return;
         };
         conn.state = State::Open;
+        log::debug!(
+            "connection {id}: connected to {} ({}){}",
+            conn.host,
+            conn.peer
+                .map_or_else(|| "a stream".to_string(), |a| a.to_string()),
+            if conn.tls.is_some() { ", TLS" } else { "" },
+        );
         // The other addresses were only for failing over while connecting, and the host
         // name for naming it in resolve and connect errors.
         conn.addrs = VecDeque::new();
@@ -382,6 +389,18 @@ impl Ctx {
         }
         give_back(std::mem::take(&mut conn.wbuf), &mut self.spare_wbufs);
         let (owner, remove) = (conn.owner, conn.auto_handler);
+        log::debug!(
+            "connection {id}{}: {}",
+            conn.peer.map(|a| format!(" ({a})")).unwrap_or_default(),
+            match (&end, conn.state == State::Open) {
+                (End::Lost(reason), true) => reason.to_string(),
+                (End::Failed(error), true) => format!("failed: {error}"),
+                (End::Failed(error), false) =>
+                    format!("failed to connect to {}: {error}", conn.host),
+                (End::Lost(reason), false) =>
+                    format!("failed to connect to {}: {reason}", conn.host),
+            }
+        );
         let deferred = match (end, conn.state == State::Open) {
             (End::Lost(reason), true) => Deferred::Lost {
                 owner,

@@ -21,6 +21,19 @@ pub enum Disconnect {
     Failed(TransportError),
 }
 
+impl fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Disconnect::PeerClosed => f.write_str("closed by the peer"),
+            Disconnect::PeerClosedWithoutCloseNotify => {
+                f.write_str("closed by the peer without TLS close_notify")
+            }
+            Disconnect::ClosedLocally => f.write_str("closed locally"),
+            Disconnect::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
 /// A failure below HTTP: name resolution, connecting, the socket, or TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {

@@ -22,6 +22,13 @@ pub struct ConnId {
     pub(super) generation: u32,
 }
 
+/// `#<slot>.<generation>`, as log lines name connections.
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.index, self.generation)
+    }
+}
+
 /// Handle to a handler (a [`Protocol`](super::Protocol) registered with the reactor).
 /// Generational.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -53,6 +53,7 @@ impl AgentState {
             return;
         }
         ctx.write(cid, &self.scratch);
+        super::trace::request_head(cid, &self.scratch);
         req.head_sent = true;
         let now = Instant::now();
         req.marks.sent = Some(now);

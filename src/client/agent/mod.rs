@@ -30,6 +30,7 @@ mod route;
 mod shared;
 mod state;
 mod timers;
+mod trace;
 mod tunnel;
 
 use std::any::Any;

@@ -164,6 +164,7 @@ impl AgentState {
                 req.marks.reused = true;
             }
             self.stats.reused += 1;
+            log::debug!("connection {cid}: reused for request {}", id.0);
             self.start_request(ctx, cid);
             return;
         }
@@ -177,6 +178,17 @@ impl AgentState {
         };
         let route = &req.target.route;
         let cid = ctx.connect_owned(&route.host, route.port, options);
+        log::debug!(
+            "connection {cid}: connecting to {}:{}{} for request {}",
+            route.host,
+            route.port,
+            if route.tunnel.is_some() {
+                " (proxy tunnel)"
+            } else {
+                ""
+            },
+            id.0,
+        );
         let tunnel = route.tunnel.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
@@ -257,10 +269,19 @@ impl AgentState {
         let host = self.hosts.entry(conn.key.clone()).or_default();
         host.active -= 1;
         self.active_total -= 1;
-        let keep = conn.proto.reset().is_ok()
-            && ctx.is_open(cid)
-            && host.idle.len() < self.shared.config.max_idle_per_host;
-        if keep {
+        let not_kept = if conn.proto.reset().is_err() {
+            Some("its exchange does not allow reuse")
+        } else if !ctx.is_open(cid) {
+            Some("the server closed it")
+        } else if host.idle.len() >= self.shared.config.max_idle_per_host {
+            Some("the host has enough idle connections")
+        } else {
+            None
+        };
+        if let Some(why) = not_kept {
+            log::debug!("connection {cid}: closing: {why}");
+        }
+        if not_kept.is_none() {
             host.idle.push(cid);
             let mut timeout = self.shared.config.idle_timeout;
             if let Some(hint) = conn.keep_alive_hint {
@@ -303,6 +324,10 @@ impl AgentState {
         {
             req.conn = None;
         }
+        log::debug!(
+            "connection {cid}: {}",
+            if abort { "aborted" } else { "closing" }
+        );
         if abort {
             ctx.abort_connection(cid);
         } else {

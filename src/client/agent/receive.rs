@@ -73,6 +73,7 @@ impl AgentState {
                     self.produce(ctx, id);
                 }
                 Event::Head(head) => {
+                    super::trace::response_head(cid, &head);
                     let framing = conn.proto.framing();
                     conn.keep_alive_hint = keep_alive_timeout(&head.headers);
                     let Some(req) = self.reqs.get_mut(&id) else {

@@ -296,6 +296,14 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         chain.body = None;
     }
     carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
+    log::debug!(
+        "redirect {} ({} of at most {}): {} -> {method} {}",
+        response.code,
+        chain.followed + 1,
+        chain.config.max_redirects,
+        crate::client::error::redact(chain.url.as_str()),
+        crate::client::error::redact(url.as_str()),
+    );
     chain.followed += 1;
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
