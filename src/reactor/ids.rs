@@ -22,6 +22,14 @@ pub struct ConnId {
     pub(super) generation: u32,
 }
 
+impl ConnId {
+    /// A handle that names no connection (generation 0 is never given out).
+    pub(crate) const STALE: ConnId = ConnId {
+        index: u32::MAX,
+        generation: 0,
+    };
+}
+
 /// Handle to a handler (a [`Protocol`](super::Protocol) registered with the reactor).
 /// Generational.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
