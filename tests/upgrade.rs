@@ -105,7 +105,12 @@ fn run_upgrade(config: AgentConfig, url: &str, want: usize) -> Log {
 /// The scripted side of an echo-like switched protocol: the 101 (and `extra`) cut at
 /// `cuts`, then the client's `ping` is read and `pong` written.
 fn switch_script(extra: &[u8], cuts: Vec<usize>) -> Vec<Step> {
-    let mut first = SWITCH.to_vec();
+    switch_script_with(SWITCH, extra, cuts)
+}
+
+/// [`switch_script`] with another 101 head.
+fn switch_script_with(head: &[u8], extra: &[u8], cuts: Vec<usize>) -> Vec<Step> {
+    let mut first = head.to_vec();
     first.extend_from_slice(extra);
     vec![
         Step::ExpectRequest,
@@ -138,6 +143,16 @@ fn bytes_after_the_101_head_reach_the_protocol_first_and_once() {
             "the protocol's write reached the server"
         );
     }
+}
+
+/// A 101 has no body whatever its fields say: what follows the head is the new protocol's.
+#[test]
+fn a_101_with_framing_fields_still_ends_at_its_head() {
+    let head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: upgrade\r\n\
+                 Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let srv = ScriptedServer::start(vec![switch_script_with(head, b"HELLO", vec![])]);
+    let events = run_upgrade(test_config(), &srv.url("/"), 9);
+    assert_eq!(data(&events), b"HELLOpong");
 }
 
 #[test]
@@ -442,4 +457,50 @@ fn hand_over_delivers_unread_bytes_first_and_removal_closes() {
         .ctx()
         .hand_over(stale, LoggingProtocol::new(&new).boxed(), Vec::new());
     assert!(back.is_err());
+}
+
+/// A server that floods right after the 101 while the response waits for its decision: the
+/// agent holds at most what one read brought (the rest waits in the kernel), and the
+/// protocol gets every byte, in order, once.
+#[test]
+fn a_flood_after_the_101_waits_for_the_handover_and_arrives_in_order() {
+    const FLOOD: usize = 1 << 20;
+    let flood: Vec<u8> = (0..FLOOD).map(|i| (i % 253) as u8).collect();
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        Step::Write([SWITCH, &flood].concat()),
+        Step::WaitClose,
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let kept: Rc<RefCell<Option<Response>>> = Rc::default();
+    let k = kept.clone();
+    agent.request(
+        reactor.ctx(),
+        Request::get(srv.url("/")).upgrade("echo"),
+        Box::new(move |_, result| *k.borrow_mut() = Some(result.unwrap())),
+    );
+    turn_until(&mut reactor, LIMIT, || kept.borrow().is_some());
+    // The decision comes later, from outside any callback.
+    turn_for(&mut reactor, Duration::from_millis(200));
+    let received = Rc::new(RefCell::new(Vec::new()));
+    let events = log();
+    let r = received.clone();
+    let protocol = LoggingProtocol::new(&events)
+        .quiet()
+        .data(move |ctx, conn, d| {
+            r.borrow_mut().extend_from_slice(d);
+            if r.borrow().len() >= FLOOD {
+                ctx.lose_connection(conn);
+            }
+        });
+    let response = kept.borrow_mut().take().unwrap();
+    response.upgrade(reactor.ctx(), protocol).unwrap();
+    drop(response);
+    turn_until(&mut reactor, LIMIT, || lost(&events).is_some());
+    assert!(
+        *received.borrow() == flood,
+        "bytes lost, repeated or reordered"
+    );
+    assert_nothing_pooled(&mut reactor, agent);
 }
