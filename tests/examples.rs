@@ -642,4 +642,22 @@ fn websocket_refuses_oversized_frames_and_servers_that_do_not_switch() {
     let url = nginx.http_url("/hello.txt");
     let r = run_fail("websocket", &[&url]);
     r.has_line("Error: the server answered 200 OK, not 101: no WebSocket here");
+    // A 101 whose Sec-WebSocket-Accept does not answer our key: refused before any frame.
+    let liar = support::scripted::ScriptedServer::start(vec![vec![
+        support::scripted::Step::ExpectRequest,
+        support::scripted::write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        ),
+        support::scripted::Step::WaitClose,
+    ]]);
+    let r = run_fail("websocket", &[&format!("ws://{}/", liar.addr)]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l
+                .starts_with("Error: bad Sec-WebSocket-Accept \"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\"")),
+        "{r:#?}"
+    );
+    assert!(!r.stdout.contains("handshake:"), "{r:#?}");
 }
