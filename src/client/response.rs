@@ -212,9 +212,8 @@ impl Response {
     /// and the request's timeouts have ended), and `protocol` gets `connection_made`, then
     /// `data_received` with the bytes that followed the `101` head, if any (exactly once,
     /// before anything read later), and one `connection_lost` at the end. It writes with
-    /// [`Ctx::write`] and closes with [`Ctx::lose_connection`], plain or TLS alike; it is
-    /// removed when the connection ends, and removing it
-    /// ([`Ctx::remove_handler`]) closes the connection.
+    /// [`Ctx::write`] and closes with [`Ctx::lose_connection`], plain or TLS alike, and is
+    /// dropped when the connection ends (the reactor's [`Ctx::hand_over`] does the switch).
     ///
     /// The hand-over happens after the current callback returns. If the connection ended
     /// in between (the agent was shut down), `protocol` gets `connection_failed` instead.
