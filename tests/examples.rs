@@ -14,10 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::servers::{Httpbin, Nginx, TestDir, big_body, free_port};
+use support::servers::{Httpbin, Nginx, TestDir, WsEcho, big_body, free_port};
 
 /// Every example; each must have been built.
-const EXAMPLES: [&str; 15] = [
+const EXAMPLES: [&str; 16] = [
     "webcat",
     "response_info",
     "post_producer",
@@ -33,6 +33,7 @@ const EXAMPLES: [&str; 15] = [
     "embed_mio",
     "embed_tokio",
     "tokio_multithread",
+    "websocket",
 ];
 
 /// Longest an example may run before it is killed and the test fails.
@@ -648,4 +649,58 @@ fn tokio_multithread_measures_its_cpu_while_waiting() {
     assert!(ms < 500 && wall >= 0.45, "{r:#?}");
     let r = run_fail("tokio_multithread", &["--idle-cpu", &dead_url()]);
     assert!(r.stderr.contains("connection refused"), "{r:#?}");
+}
+
+#[test]
+fn websocket_echoes_messages_through_a_real_server_and_closes_cleanly() {
+    let ws = WsEcho::start();
+    let r = run_ok("websocket", &[&ws.url("/"), "hello", "wörld"]);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "handshake: 101 Switching Protocols, accept ok",
+            "echo text: hello",
+            "echo text: wörld",
+            "echo binary: 200 bytes ok",
+            "echo binary: 70000 bytes ok",
+            "pong: weft",
+            "close: 1000",
+            "disconnected",
+        ],
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn websocket_refuses_oversized_frames_and_servers_that_do_not_switch() {
+    let ws = WsEcho::start();
+    // The 70,000-byte echo is over the limit: refused from its header, closed with 1009.
+    let r = run_fail("websocket", &["--max-frame", "1000", &ws.url("/")]);
+    r.has_line("echo binary: 200 bytes ok");
+    r.has_line("close: 1009");
+    r.has_line("Error: frame of 70000 bytes exceeds the 1000-byte limit");
+    // nginx is no WebSocket server: its 200 is an ordinary response, reported.
+    let nginx = Nginx::start();
+    let url = nginx.http_url("/hello.txt");
+    let r = run_fail("websocket", &[&url]);
+    r.has_line("Error: the server answered 200 OK, not 101: no WebSocket here");
+    // A 101 whose Sec-WebSocket-Accept does not answer our key: refused before any frame.
+    let liar = support::scripted::ScriptedServer::start(vec![vec![
+        support::scripted::Step::ExpectRequest,
+        support::scripted::write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+        ),
+        support::scripted::Step::WaitClose,
+    ]]);
+    let r = run_fail("websocket", &[&format!("ws://{}/", liar.addr)]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l
+                .starts_with("Error: bad Sec-WebSocket-Accept \"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\"")),
+        "{r:#?}"
+    );
+    assert!(!r.stdout.contains("handshake:"), "{r:#?}");
 }

@@ -269,6 +269,14 @@ impl RequestBuilder {
         self
     }
 
+    /// Asks the server to switch the connection to `protocol`: adds `Connection: upgrade`
+    /// and `Upgrade: protocol` (see [`Request::upgrade`]). `send` hands the `101` response to
+    /// the callback, error-for-status or not, for [`Response::upgrade`].
+    pub fn upgrade(self, protocol: &str) -> Self {
+        self.header("Connection", "upgrade")
+            .header("Upgrade", protocol)
+    }
+
     /// The body, from bytes.
     pub fn body(mut self, data: impl Into<Vec<u8>>) -> Self {
         self.body = Some(Box::new(BytesProducer::new(data)));
@@ -427,7 +435,9 @@ impl RequestBuilder {
             ctx,
             request,
             Box::new(move |ctx, result| match result {
-                Ok(r) if check && !(200..300).contains(&r.code) => {
+                // A 101 answers an upgrade request (the core refuses any other): it is the
+                // success such a request asked for.
+                Ok(r) if check && !(200..300).contains(&r.code) && r.code != 101 => {
                     let e = Error::new(Phase::ResponseFailed, Cause::HttpStatus(r.code))
                         .with_url(r.url.as_str());
                     drop(r);

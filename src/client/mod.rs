@@ -42,7 +42,7 @@ pub use msg::RequestId;
 pub use producer::{BodyProducer, BodySink, BytesProducer, Produce, ProducerHandle, ReadProducer};
 pub use proxy::Proxies;
 pub use request::{HttpAgent, IntoUrl, Request, RequestHandle, ResponseCallback, Timeouts};
-pub use response::{PreviousResponse, Response};
+pub use response::{PreviousResponse, Response, UpgradeError};
 pub use session::ClientBuilder;
 pub use timing::Timing;
 pub use transfer::download::{

@@ -37,6 +37,10 @@ pub(crate) enum Msg {
 /// allocates nothing.
 pub(crate) struct NextBody;
 
+/// Posted for each protocol a `101 Switching Protocols` response hands to its agent
+/// ([`Response::upgrade`](super::Response::upgrade)); carries nothing, as [`NextBody`].
+pub(crate) struct NextUpgrade;
+
 /// Queued items above which an emptied queue gives its memory back.
 const QUEUE_KEPT: usize = 1024;
 

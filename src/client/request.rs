@@ -132,6 +132,22 @@ impl Request {
     pub fn body_bytes(self, data: impl Into<Vec<u8>>) -> Self {
         self.body(BytesProducer::new(data))
     }
+
+    /// Asks the server to switch this connection to `protocol` (`websocket`, `h2c`...): adds
+    /// `Connection: upgrade` and `Upgrade: protocol`. A `101 Switching Protocols` answer is
+    /// then handed to a [`Protocol`](crate::reactor::Protocol) with
+    /// [`Response::upgrade`]; any other answer is an ordinary response.
+    ///
+    /// ```
+    /// use weft::client::Request;
+    /// let req = Request::get("http://127.0.0.1:8080/chat").upgrade("websocket");
+    /// assert_eq!(req.headers.get("upgrade"), Some(&b"websocket"[..]));
+    /// assert_eq!(req.headers.get("connection"), Some(&b"upgrade"[..]));
+    /// ```
+    pub fn upgrade(self, protocol: &str) -> Self {
+        self.header("Connection", "upgrade")
+            .header("Upgrade", protocol)
+    }
 }
 
 /// What a [`Request`]'s URL can be made from: text is copied once, a shared `Rc<str>` is not.

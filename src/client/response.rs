@@ -8,10 +8,10 @@ use std::rc::Rc;
 use url::Url;
 
 use crate::proto::{Headers, Version};
-use crate::reactor::{Ctx, HandlerId};
+use crate::reactor::{Ctx, HandlerId, Protocol};
 
 use super::body::{BodyHandle, BodyProtocol};
-use super::msg::{NextBody, RequestId, pop_trimmed};
+use super::msg::{NextBody, NextUpgrade, RequestId, pop_trimmed};
 use super::timing::Timing;
 
 /// Turns the protocol that will receive a body into the one the agent feeds.
@@ -26,6 +26,8 @@ pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyPro
 #[derive(Default)]
 pub(crate) struct AgentInbox {
     bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// Protocols given the connections of `101` responses, as `bodies`.
+    upgrades: RefCell<VecDeque<(RequestId, Box<dyn Protocol>)>>,
     /// Requests whose response was dropped without its body being asked for: the agent
     /// discards the body and closes the connection.
     dropped: RefCell<Vec<RequestId>>,
@@ -50,6 +52,18 @@ impl AgentInbox {
     ) {
         self.bodies.borrow_mut().push_back((id, body));
         ctx.post(agent, Box::new(NextBody));
+    }
+
+    /// Queues the protocol that takes over the connection of a `101` response, and tells the
+    /// agent.
+    fn upgrade(&self, ctx: &mut Ctx, agent: HandlerId, id: RequestId, proto: Box<dyn Protocol>) {
+        self.upgrades.borrow_mut().push_back((id, proto));
+        ctx.post(agent, Box::new(NextUpgrade));
+    }
+
+    /// The oldest protocol waiting to take over a connection.
+    pub(crate) fn next_upgrade(&self) -> Option<(RequestId, Box<dyn Protocol>)> {
+        pop_trimmed(&mut self.upgrades.borrow_mut())
     }
 
     /// Notes that the response of `id` was dropped without its body being asked for. (Called
@@ -88,6 +102,30 @@ impl AgentInbox {
         self.spare_headers.borrow_mut().pop()
     }
 }
+
+/// Why [`Response::upgrade`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeError {
+    /// The server did not switch protocols: this is its status code.
+    NotSwitching(u16),
+    /// The body or the connection was already asked for.
+    AlreadyDelivered,
+}
+
+impl std::fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpgradeError::NotSwitching(code) => {
+                write!(f, "the server answered {code}, not 101 Switching Protocols")
+            }
+            UpgradeError::AlreadyDelivered => {
+                f.write_str("the response's body or connection was already taken")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpgradeError {}
 
 /// A response that came before this one in the same exchange (a redirect or a challenge).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +204,42 @@ impl Response {
         filter: impl Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyProtocol> + 'static,
     ) {
         self.filters.insert(0, Rc::new(filter));
+    }
+
+    /// Hands the connection of a `101 Switching Protocols` response to `protocol` (see
+    /// [`Request::upgrade`](super::Request::upgrade)), which owns it from then on, outside
+    /// the pool: the agent forgets the connection (it is no longer counted, never reused,
+    /// and the request's timeouts have ended), and `protocol` gets `connection_made`, then
+    /// `data_received` with the bytes that followed the `101` head, if any (exactly once,
+    /// before anything read later), and one `connection_lost` at the end. It writes with
+    /// [`Ctx::write`] and closes with [`Ctx::lose_connection`], plain or TLS alike, and is
+    /// dropped when the connection ends (the reactor's [`Ctx::hand_over`] does the switch).
+    ///
+    /// The hand-over happens after the current callback returns. If the connection ended
+    /// in between (the agent was shut down), `protocol` gets `connection_failed` instead.
+    ///
+    /// Dropping a `101` response without calling this closes the connection; calling
+    /// [`Response::deliver_body`] instead gets an empty body, and closes it too.
+    ///
+    /// # Errors
+    ///
+    /// [`UpgradeError::NotSwitching`] if the status is not 101 (the response is left as it
+    /// was: read or drop its body as usual), [`UpgradeError::AlreadyDelivered`] after
+    /// `deliver_body` or an earlier `upgrade`. `protocol` is dropped unused.
+    pub fn upgrade(&self, ctx: &mut Ctx, protocol: impl Protocol) -> Result<(), UpgradeError> {
+        if self.code != 101 {
+            return Err(UpgradeError::NotSwitching(self.code));
+        }
+        if self.delivered.replace(true) {
+            return Err(UpgradeError::AlreadyDelivered);
+        }
+        self.inbox.upgrade(
+            ctx,
+            self.handle.agent,
+            self.handle.request,
+            Box::new(protocol),
+        );
+        Ok(())
     }
 
     /// The handle that pauses, resumes or stops body delivery.

@@ -103,6 +103,9 @@ pub(super) struct Conn {
     /// Bytes at the front of `wbuf` written before `Ctx::start_tls`: they go out in
     /// plaintext, before the TLS handshake starts.
     pub(super) plain_left: usize,
+    /// Bytes read by a previous owner but not consumed, handed over with the connection
+    /// (`Ctx::hand_over`): delivered before anything else is read.
+    pub(super) unread: Box<[u8]>,
 }
 
 impl Generational for Conn {
@@ -138,6 +141,7 @@ impl Conn {
             timing: ConnTiming::new(now),
             upgrading: false,
             plain_left: 0,
+            unread: Box::default(),
         }
     }
 

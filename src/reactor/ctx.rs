@@ -331,6 +331,50 @@ impl Ctx {
         }
     }
 
+    /// Gives an open connection to a new handler, `protocol`, that owns it alone (Twisted's
+    /// protocol switching: an HTTP `101 Switching Protocols`, a STARTTLS-like hand-off).
+    ///
+    /// * `unread`: bytes the previous owner read but did not consume (what followed the
+    ///   `101` head in the same read). The new protocol gets `connection_made`, then
+    ///   `data_received` with `unread` (if not empty), then whatever is read next, in that
+    ///   order; all after the current callback returns, never from inside this call.
+    /// * Reading resumes if the previous owner had paused it; the write buffer, the TLS
+    ///   session and the connection's timing carry over.
+    /// * From now on the new protocol gets every event of the connection, and exactly one
+    ///   `connection_lost`; it is removed when the connection ends. Removing it
+    ///   ([`Ctx::remove_handler`]) aborts the connection.
+    /// * A handler made for this connection alone (by `connect_tcp` or a listener) is
+    ///   removed: it is not called again.
+    ///
+    /// Returns the new handler's id, or `protocol` back, unused, when the connection is not
+    /// open (stale, still connecting, or closing).
+    pub fn hand_over(
+        &mut self,
+        conn: ConnId,
+        protocol: Box<dyn Protocol>,
+        unread: Vec<u8>,
+    ) -> Result<HandlerId, Box<dyn Protocol>> {
+        if !self.is_open(conn) {
+            return Err(protocol);
+        }
+        let handler = self.add_handler(protocol);
+        let c = self.conns.get_mut(conn).expect("checked open above");
+        let previous = c.auto_handler.replace(handler);
+        c.owner = handler;
+        c.unread = unread.into_boxed_slice();
+        c.paused = false;
+        // Nothing reaches the new owner before its `connection_made`.
+        c.made = false;
+        self.deferred.push_back(Deferred::Made {
+            owner: handler,
+            conn,
+        });
+        if let Some(previous) = previous {
+            self.remove_handler(previous);
+        }
+        Ok(handler)
+    }
+
     /// Whether the connection is established and not closing.
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.conns

@@ -29,6 +29,14 @@ impl std::fmt::Display for ConnId {
     }
 }
 
+impl ConnId {
+    /// A handle that names no connection (generation 0 is never given out).
+    pub(crate) const STALE: ConnId = ConnId {
+        index: u32::MAX,
+        generation: 0,
+    };
+}
+
 /// Handle to a handler (a [`Protocol`](super::Protocol) registered with the reactor).
 /// Generational.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

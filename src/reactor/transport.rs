@@ -219,6 +219,14 @@ impl Reactor {
                 return;
             };
             let deliverable = conn.made && !conn.paused && !conn.closing;
+            // Bytes a previous owner read but left (`Ctx::hand_over`) come before any other.
+            if deliverable && !conn.unread.is_empty() {
+                let unread = std::mem::take(&mut conn.unread);
+                let owner = conn.owner;
+                dispatch(ctx, owner, |p, ctx| p.data_received(ctx, id, &unread));
+                ctx.flush_dirty();
+                continue;
+            }
             // Decrypted bytes first.
             if deliverable && let Some(tls) = conn.tls.as_mut() {
                 match tls.read_plaintext(&mut self.read_buf) {

@@ -17,6 +17,7 @@
 //! | `exchange.rs` | sending a request and its body; ending it (done, failed, retried) |
 //! | `receive.rs` | parsing the response, delivering its body with flow control |
 //! | `tunnel.rs` | the `CONNECT` tunnel through a proxy |
+//! | `upgrade.rs` | `101 Switching Protocols`: the connection leaves for a user protocol |
 //! | `timers.rs` | total, queue, read, 100-continue and idle timers |
 //!
 //! The messages the body, producer and request handles post live in the client's leaf module
@@ -32,6 +33,7 @@ mod state;
 mod timers;
 mod trace;
 mod tunnel;
+mod upgrade;
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -42,7 +44,7 @@ use std::time::{Duration, Instant};
 use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportError};
 
 use super::error::{Cause, Error, Phase, TimeoutKind};
-use super::msg::{Msg, NextBody, RequestId, pop_trimmed};
+use super::msg::{Msg, NextBody, NextUpgrade, RequestId, pop_trimmed};
 use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback};
 
 pub use config::AgentConfig;
@@ -204,6 +206,7 @@ impl AgentState {
                     }
                 }
                 self.close_idle(ctx);
+                self.close_switched(ctx);
             }
             Command::CloseIdle => self.close_idle(ctx),
             Command::Stats(f) => {
@@ -305,6 +308,11 @@ impl Protocol for AgentState {
                     let next = self.shared.inbox.next_body();
                     if let Some((id, body)) = next {
                         self.deliver_body(ctx, id, body);
+                    }
+                } else if other.is::<NextUpgrade>() {
+                    let next = self.shared.inbox.next_upgrade();
+                    if let Some((id, protocol)) = next {
+                        self.switch_protocols(ctx, id, protocol);
                     }
                 } else if other.is::<CheckAbandoned>() {
                     // Swept above.

@@ -205,6 +205,7 @@ impl AgentState {
                 idle_until: None,
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
+                switching: false,
             }),
         );
     }

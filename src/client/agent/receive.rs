@@ -76,6 +76,8 @@ impl AgentState {
                     super::trace::response_head(cid, &head);
                     let framing = conn.proto.framing();
                     conn.keep_alive_hint = keep_alive_timeout(&head.headers);
+                    // The core accepts a 101 only in answer to an upgrade request.
+                    conn.switching = head.status == 101;
                     let Some(req) = self.reqs.get_mut(&id) else {
                         return;
                     };
@@ -164,6 +166,12 @@ impl AgentState {
                             return;
                         }
                     }
+                }
+                Event::Complete { .. } if conn.switching => {
+                    // The rest of the input belongs to the new protocol.
+                    self.finish(ctx, id, BodyEnd::Done);
+                    self.hold_switched(ctx, cid, id, &input[pos..]);
+                    return;
                 }
                 Event::Complete {
                     keep_alive,
@@ -323,6 +331,10 @@ impl AgentState {
         if let Some(end) = req.end.take() {
             self.reqs.remove(&id);
             body.connection_lost(ctx, end);
+            // A `101` read as an empty body: its connection has no other use.
+            if let Some(cid) = self.switched.remove(&id) {
+                self.close_conn(ctx, cid, true);
+            }
             return;
         }
         req.body = BodyState::Attached(body);
@@ -349,7 +361,7 @@ impl AgentState {
             }
             let mut req = self.reqs.remove(&id).expect("checked above");
             req.cancel_timers(ctx);
-            if let Some(cid) = req.conn {
+            if let Some(cid) = req.conn.or_else(|| self.switched.remove(&id)) {
                 self.close_conn(ctx, cid, true);
             }
         }

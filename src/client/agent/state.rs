@@ -163,6 +163,9 @@ pub(super) struct Conn {
     pub(super) keep_alive_hint: Option<Duration>,
     /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
     pub(super) tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
+    /// The response is a `101 Switching Protocols`: when it completes, the connection waits
+    /// in `AgentState::switched` for its new protocol.
+    pub(super) switching: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +209,9 @@ pub(super) struct AgentState {
     /// body stash once: a fresh buffer for each was one allocation per request.
     pub(super) spare_stashes: Vec<Vec<u8>>,
     pub(super) stats: PoolStats,
+    /// Connections that switched protocols, by the request whose `101` response decides
+    /// their fate (`upgrade.rs`). Still counted as active until then.
+    pub(super) switched: FxHashMap<RequestId, ConnId>,
     /// Set by [`Agent::shutdown`](super::Agent::shutdown): new requests fail at once.
     pub(super) closed: bool,
 }
@@ -234,6 +240,7 @@ impl AgentState {
             spare_stashes: Vec::new(),
             closed: false,
             stats: PoolStats::default(),
+            switched: FxHashMap::default(),
         }
     }
 

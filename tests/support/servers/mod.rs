@@ -17,6 +17,7 @@
 //! - [`Httpbin::start`]: httpbin on `addr()`, `base_url()`, `url(path)`.
 //! - [`Tinyproxy::start`]: an HTTP proxy (with CONNECT) on `addr()` / `url()`, optionally
 //!   demanding Basic credentials; `log()`.
+//! - [`WsEcho::start`]: a WebSocket echo server (python3-websockets) on `url(path)`.
 //! - [`TestCa::new`] / [`TestCa::generate`]: CA + server certificate PEM/DER (and PEM files),
 //!   `client_config()` for rustls, `leaf()` for any names and validity.
 //! - [`tls`]: tiny rustls servers on std threads for the reactor's TLS tests, and the shared
@@ -34,9 +35,11 @@ pub mod nginx;
 pub mod tinyproxy;
 pub mod tls;
 pub mod util;
+pub mod websocket;
 
 pub use ca::{Leaf, TestCa};
 pub use httpbin::Httpbin;
 pub use nginx::{LogEntry, Nginx, big_body, big_body_len};
 pub use tinyproxy::Tinyproxy;
 pub use util::{RawResponse, TestDir, free_port, raw_get, raw_request, weft_command};
+pub use websocket::WsEcho;
