@@ -170,13 +170,26 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
+        let route = &req.target.route;
         let options = ConnectOptions {
             connect_timeout: self.shared.config.connect_timeout,
-            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
+            tls: route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
+            server_name: None,
         };
-        let route = &req.target.route;
-        let cid = ctx.connect_owned(&route.host, route.port, options);
+        let cid = match &route.unix {
+            Some(path) => {
+                let server_name = route.tls.then(|| route.host.clone());
+                ctx.connect_unix_owned(
+                    path,
+                    ConnectOptions {
+                        server_name,
+                        ..options
+                    },
+                )
+            }
+            None => ctx.connect_owned(&route.host, route.port, options),
+        };
         let tunnel = route.tunnel.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
