@@ -230,7 +230,8 @@ fn paths_that_cannot_be_connected_to_fail_typed_naming_the_path() {
     let stale = dir.join("stale.sock");
     drop(UnixListener::bind(&stale).unwrap()); // the file stays; nobody listens
     let long = dir.join("x".repeat(200));
-    let cases: [(&Path, fn(&UnixSocketError) -> bool); 5] = [
+    type Expected = fn(&UnixSocketError) -> bool;
+    let cases: [(&Path, Expected); 5] = [
         (&dir.join("missing.sock"), |e| {
             *e == UnixSocketError::NotFound
         }),
