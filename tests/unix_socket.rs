@@ -437,3 +437,33 @@ fn weft_unix_socket_sends_through_the_socket_as_curl_does() {
     assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
     assert!(stderr.contains("no such file"), "{stderr}");
 }
+
+#[test]
+fn the_blocking_and_shared_clients_reach_the_socket_too() {
+    let nginx = Nginx::start_with(ECHO_HOST);
+    let sock = nginx.unix_socket_path();
+    let url = format!("http://{NOWHERE}/echo-host");
+
+    let mut blocking = HttpClient::builder()
+        .agent_config(test_config())
+        .unix_socket(&sock)
+        .build_blocking()
+        .unwrap();
+    let r = blocking.get(&url).unwrap();
+    assert_eq!(r.text(), format!("{NOWHERE}\n"));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reactor_thread = thread::spawn(move || {
+        let mut reactor = Reactor::new().unwrap();
+        let client = HttpClient::builder()
+            .agent_config(test_config())
+            .build_shared(reactor.ctx());
+        tx.send((client, reactor.remote())).unwrap();
+        reactor.run().unwrap();
+    });
+    let (shared, remote) = rx.recv().unwrap();
+    let r = shared.get(&url).unix_socket(&sock).fetch_blocking();
+    remote.call(|ctx| ctx.stop()).unwrap();
+    reactor_thread.join().unwrap();
+    assert_eq!(r.unwrap().text(), format!("{NOWHERE}\n"));
+}
