@@ -263,6 +263,27 @@ fn paths_that_cannot_be_connected_to_fail_typed_naming_the_path() {
     assert_clean(&mut reactor, &client, baseline);
 }
 
+#[test]
+fn a_server_whose_listen_queue_is_full_fails_at_once() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = TestDir::new("unix-queue");
+    let path = dir.join("busy.sock");
+    let (mut reactor, client) = client(test_config());
+    let baseline = Baseline::take(&mut reactor);
+    // A server that never accepts, with room for one waiting connection, which we take.
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+    listener.listen(0).unwrap();
+    let queued = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let started = Instant::now();
+    let get = client.get("http://localhost/").unix_socket(&path);
+    let e = fetch(&mut reactor, get).unwrap_err();
+    assert_eq!(unix_error(&e), (&*path, &UnixSocketError::QueueFull));
+    assert!(started.elapsed() < Duration::from_secs(2), "failed at once");
+    drop((queued, listener));
+    assert_clean(&mut reactor, &client, baseline);
+}
+
 /// A server on a Unix socket that reads each request head and answers `reply` (then closes),
 /// for at most `conns` connections; it stops after [`LIMIT`] if fewer come. Start it after
 /// the baseline is taken: its listener is gone once the thread is joined.

@@ -162,7 +162,8 @@ impl Ctx {
     /// `options.server_name`, which must then be set (a socket has no host name; without it
     /// the connect fails with `Tls(InvalidServerName)`). A failed connect reaches
     /// `connection_failed` from the loop as [`TransportError::UnixSocket`], naming the path:
-    /// nothing there, permission denied, not a socket, or nobody listening.
+    /// nothing there, permission denied, not a socket, nobody listening, or a full listen
+    /// queue.
     ///
     /// ```
     /// # use weft::reactor::{ConnectOptions, Ctx, ConnId, Protocol, Reactor, TransportError};

@@ -58,6 +58,9 @@ pub enum UnixSocketError {
     NotASocket,
     /// A socket is there but nothing listens on it.
     Refused,
+    /// The server's queue of connections not yet accepted is full: it is not accepting (or
+    /// not fast enough). Linux fails such a connect at once rather than waiting.
+    QueueFull,
     /// Another error (the message says which), e.g. a path too long for a socket address.
     Io(io::ErrorKind, String),
 }
@@ -85,6 +88,9 @@ impl fmt::Display for UnixSocketError {
             UnixSocketError::PermissionDenied => f.write_str("permission denied"),
             UnixSocketError::NotASocket => f.write_str("not a socket"),
             UnixSocketError::Refused => f.write_str("connection refused (nothing listens on it)"),
+            UnixSocketError::QueueFull => {
+                f.write_str("the server's listen queue is full (it is not accepting)")
+            }
             UnixSocketError::Io(_, m) => f.write_str(m),
         }
     }
@@ -115,6 +121,7 @@ impl TransportError {
                 }
                 _ => UnixSocketError::Refused,
             },
+            io::ErrorKind::WouldBlock => UnixSocketError::QueueFull,
             kind => UnixSocketError::Io(kind, err.to_string()),
         };
         TransportError::UnixSocket {
