@@ -488,3 +488,32 @@ fn the_blocking_and_shared_clients_reach_the_socket_too() {
     reactor_thread.join().unwrap();
     assert_eq!(r.unwrap().text(), format!("{NOWHERE}\n"));
 }
+
+#[cfg(feature = "cli")]
+#[test]
+fn a_socket_we_may_not_write_is_permission_denied() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = TestDir::new("unix-perm");
+    let path = dir.join("private.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root may connect anyway: then run the command as nobody (setpriv is in util-linux).
+    let as_root = std::fs::metadata(&path).unwrap().uid() == 0;
+    let exe = env!("CARGO_BIN_EXE_weft");
+    let mut cmd = if as_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", exe]);
+        c
+    } else {
+        support::servers::weft_command(exe)
+    };
+    let out = cmd
+        .args(["--unix-socket", path.to_str().unwrap(), "http://localhost/"])
+        .output()
+        .expect("weft runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    let expected = format!("Unix socket {}: permission denied", path.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    drop(listener);
+}
