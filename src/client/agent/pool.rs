@@ -175,19 +175,11 @@ impl AgentState {
             connect_timeout: self.shared.config.connect_timeout,
             tls: route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
-            server_name: None,
+            // A socket has no host name: TLS over one checks the URL's.
+            server_name: (route.tls && route.unix.is_some()).then(|| route.host.clone()),
         };
         let cid = match &route.unix {
-            Some(path) => {
-                let server_name = route.tls.then(|| route.host.clone());
-                ctx.connect_unix_owned(
-                    path,
-                    ConnectOptions {
-                        server_name,
-                        ..options
-                    },
-                )
-            }
+            Some(path) => ctx.connect_unix_owned(path, options),
             None => ctx.connect_owned(&route.host, route.port, options),
         };
         let tunnel = route.tunnel.clone();
