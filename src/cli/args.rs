@@ -212,6 +212,12 @@ pub struct Args {
     #[arg(long = "noproxy", value_name = "LIST")]
     pub noproxy: Option<String>,
 
+    /// Connect to this Unix domain socket instead of the URL's host and port; the URL still
+    /// gives the Host field and the path (curl's --unix-socket, e.g. for the Docker API). No
+    /// proxy applies.
+    #[arg(long = "unix-socket", value_name = "PATH")]
+    pub unix_socket: Option<PathBuf>,
+
     /// Run the transfers in parallel (at most --parallel-max at a time) instead of one
     /// after another.
     #[arg(short = 'Z', long = "parallel")]
@@ -683,5 +689,18 @@ mod tests {
         ] {
             assert!(help.contains(opt), "{opt} missing from --help");
         }
+    }
+
+    #[test]
+    fn unix_socket_parses_and_is_documented() {
+        let a = p(&["--unix-socket", "/run/docker.sock", "http://localhost/"]).unwrap();
+        assert_eq!(
+            a.unix_socket.as_deref(),
+            Some(Path::new("/run/docker.sock"))
+        );
+        assert_eq!(p(&["u"]).unwrap().unix_socket, None);
+        assert_eq!(p(&["u", "--unix-socket"]).unwrap_err().exit_code(), 2);
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("--unix-socket"));
     }
 }

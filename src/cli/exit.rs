@@ -98,7 +98,7 @@ pub fn request_exit_code(e: &Error) -> u8 {
         },
         Cause::Transport(t) => match t {
             TransportError::Dns(_) => 6,
-            TransportError::ConnectionRefused => 7,
+            TransportError::ConnectionRefused | TransportError::UnixSocket { .. } => 7,
             TransportError::ConnectTimeout => 28,
             TransportError::Tls(_) => 35,
             TransportError::ConnectionReset | TransportError::Io(..) => match e.phase() {

@@ -322,6 +322,7 @@ impl Error {
             Cause::Transport(TransportError::ConnectionReset) => "connection_reset",
             Cause::Transport(TransportError::Io(..)) => "io",
             Cause::Transport(TransportError::Tls(_)) => "tls",
+            Cause::Transport(TransportError::UnixSocket { .. }) => "unix_socket",
             Cause::Protocol(_) => "protocol",
             Cause::Timeout(_) => "timeout",
             Cause::Cancelled => "cancelled",

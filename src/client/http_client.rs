@@ -146,6 +146,7 @@ impl HttpClient {
             headers: request.headers,
             body: request.body,
             timeouts: request.timeouts,
+            unix_socket: request.unix_socket,
             error_for_status: self.parts.error_for_status,
             max_body: self.parts.max_body,
             error: None,
@@ -238,6 +239,7 @@ pub struct RequestBuilder {
     headers: Headers,
     body: Option<Box<dyn BodyProducer>>,
     timeouts: Timeouts,
+    unix_socket: Option<Rc<Path>>,
     error_for_status: bool,
     max_body: u64,
     /// A problem found while building (unreadable file, unserializable JSON), reported when
@@ -375,6 +377,29 @@ impl RequestBuilder {
         self
     }
 
+    /// Sends the request over the Unix domain socket at `path` instead of to the URL's host
+    /// and port (curl's `--unix-socket`); the URL still gives `Host` and the target, and no
+    /// proxy applies. Pooled by path: requests to one path share connections.
+    ///
+    /// ```no_run
+    /// use weft::{HttpClient, Reactor};
+    ///
+    /// let mut reactor = Reactor::new().unwrap();
+    /// let client = HttpClient::new(reactor.ctx());
+    /// client
+    ///     .get("http://localhost/v1.43/version")
+    ///     .unix_socket("/run/docker.sock")
+    ///     .fetch(reactor.ctx(), |ctx, r| {
+    ///         println!("{:?}", r.map(|r| r.text()));
+    ///         ctx.stop();
+    ///     });
+    /// reactor.run().unwrap();
+    /// ```
+    pub fn unix_socket(mut self, path: impl AsRef<Path>) -> Self {
+        self.unix_socket = Some(path.as_ref().into());
+        self
+    }
+
     /// Whether a non-2xx status fails the request with [`Cause::HttpStatus`].
     pub fn error_for_status(mut self, on: bool) -> Self {
         self.error_for_status = on;
@@ -410,6 +435,7 @@ impl RequestBuilder {
             headers: self.headers,
             body: self.body,
             timeouts: self.timeouts,
+            unix_socket: self.unix_socket,
         };
         let options = Options {
             client: self.client,

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -43,6 +44,11 @@ pub struct Request {
     pub body: Option<Box<dyn BodyProducer>>,
     /// Timeouts for this request; `None` fields use the agent's settings.
     pub timeouts: Timeouts,
+    /// Connect to this Unix domain socket instead of the URL's host and port (curl's
+    /// `--unix-socket`); `None` uses the agent's
+    /// [`AgentConfig::unix_socket`](super::AgentConfig::unix_socket). Redirect and
+    /// authentication hops keep it.
+    pub unix_socket: Option<Rc<Path>>,
 }
 
 /// A method as kept with a request: the standard ones as static strings, so that a request
@@ -102,6 +108,7 @@ impl Request {
             headers: Headers::new(),
             body: None,
             timeouts: Timeouts::default(),
+            unix_socket: None,
         }
     }
 
@@ -148,6 +155,19 @@ impl Request {
         self.header("Connection", "upgrade")
             .header("Upgrade", protocol)
     }
+
+    /// Sends this request over the Unix domain socket at `path` (see
+    /// [`Request::unix_socket`](Request#structfield.unix_socket)).
+    ///
+    /// ```
+    /// use weft::client::Request;
+    /// let req = Request::get("http://localhost/v1.43/version").unix_socket("/run/docker.sock");
+    /// assert_eq!(req.unix_socket.as_deref(), Some(std::path::Path::new("/run/docker.sock")));
+    /// ```
+    pub fn unix_socket(mut self, path: impl AsRef<Path>) -> Self {
+        self.unix_socket = Some(path.as_ref().into());
+        self
+    }
 }
 
 /// What a [`Request`]'s URL can be made from: text is copied once, a shared `Rc<str>` is not.
@@ -193,6 +213,7 @@ impl fmt::Debug for Request {
             .field("url", &self.url)
             .field("headers", &self.headers)
             .field("body", &self.body.as_ref().map(|b| b.length()))
+            .field("unix_socket", &self.unix_socket)
             .finish()
     }
 }

@@ -7,6 +7,7 @@
 //! ride on the first request, and the redirect wrapper beneath drops them on a hop to another
 //! origin).
 
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -121,6 +122,28 @@ impl ClientBuilder {
     /// The proxies requests go through ([`Proxies::from_env`] reads the usual variables).
     pub fn proxies(mut self, proxies: Proxies) -> Self {
         self.agent.proxies = proxies;
+        self
+    }
+
+    /// Sends every request over the Unix domain socket at `path` instead of to the URL's
+    /// host and port, as curl's `--unix-socket` ([`AgentConfig::unix_socket`]): the URL gives
+    /// `Host`, and proxies do not apply.
+    ///
+    /// ```no_run
+    /// use weft::{HttpClient, Reactor};
+    ///
+    /// let mut reactor = Reactor::new().unwrap();
+    /// let docker = HttpClient::builder()
+    ///     .unix_socket("/run/docker.sock")
+    ///     .build(reactor.ctx());
+    /// docker.get("http://localhost/v1.43/containers/json").fetch(reactor.ctx(), |ctx, r| {
+    ///     println!("{:?}", r.map(|r| r.text()));
+    ///     ctx.stop();
+    /// });
+    /// reactor.run().unwrap();
+    /// ```
+    pub fn unix_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent.unix_socket = Some(path.into());
         self
     }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::mem;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,6 +46,7 @@ pub(super) enum Op {
     QueueTimeout(Duration),
     ErrorForStatus(bool),
     MaxBody(u64),
+    UnixSocket(PathBuf),
 }
 
 impl Op {
@@ -63,6 +65,7 @@ impl Op {
             Op::QueueTimeout(limit) => b.queue_timeout(limit),
             Op::ErrorForStatus(on) => b.error_for_status(on),
             Op::MaxBody(bytes) => b.max_body(bytes),
+            Op::UnixSocket(path) => b.unix_socket(path),
         }
     }
 }
@@ -180,6 +183,12 @@ impl SharedRequest {
     /// Largest body read into memory (default: the client's setting).
     pub fn max_body(self, bytes: u64) -> Self {
         self.op(Op::MaxBody(bytes))
+    }
+
+    /// Sends the request over the Unix domain socket at `path`; see
+    /// [`RequestBuilder::unix_socket`].
+    pub fn unix_socket(self, path: impl Into<PathBuf>) -> Self {
+        self.op(Op::UnixSocket(path.into()))
     }
 
     /// The response, read whole, as a future. Nothing happens until it is first polled; then

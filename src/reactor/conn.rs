@@ -6,10 +6,13 @@
 //!     │                  │  ▲ (next address on failure)   (TLS only)     │
 //!     └──────────────────┴──┴──── finish: connection_failed ─────────────┴── finish: connection_lost
 //! ```
+//!
+//! A connection to a Unix socket path starts at `Connecting`, with the one path to try.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Instant;
 
 use mio::Interest;
@@ -33,11 +36,11 @@ pub struct ConnTiming {
     /// The connection was asked for ([`Ctx::connect_tcp`] / [`Ctx::connect_owned`]), or
     /// accepted by a listener.
     pub started: Instant,
-    /// The resolver's answer arrived; the same as `started` for an IP literal or an accepted
-    /// connection. `None` while resolving.
+    /// The resolver's answer arrived; the same as `started` for an IP literal, a Unix socket
+    /// or an accepted connection. `None` while resolving.
     pub resolved: Option<Instant>,
-    /// The TCP connect completed (to the address that worked); `started` for an accepted
-    /// connection. `None` before.
+    /// The TCP (or Unix socket) connect completed (to the address that worked); `started`
+    /// for an accepted connection. `None` before.
     pub connected: Option<Instant>,
     /// The TLS handshake completed: at connect time with [`ConnectOptions::tls`], or after
     /// [`Ctx::start_tls`]. `None` on plain TCP and while handshaking.
@@ -79,6 +82,8 @@ pub(super) struct Conn {
     /// The interest currently registered with mio (`None`: not registered).
     pub(super) interest: Option<Interest>,
     pub(super) addrs: VecDeque<SocketAddr>,
+    /// The Unix socket path being connected to, for naming it in errors (dropped once open).
+    pub(super) unix_path: Option<Box<Path>>,
     pub(super) last_error: Option<io::Error>,
     /// Boxed: a TLS session is about a kilobyte, and most pooled connections of a plain-HTTP
     /// client never have one (this keeps an idle connection's slot small).
@@ -125,6 +130,7 @@ impl Conn {
             sock: None,
             interest: None,
             addrs: VecDeque::new(),
+            unix_path: None,
             last_error: None,
             tls: None,
             close_notify_sent: false,
@@ -177,18 +183,17 @@ impl Ctx {
         }
     }
 
-    /// Starts a client connection: resolve (or parse) `host`, then connect.
-    pub(super) fn connect_inner(
+    /// A client connection's slot, with its connect timer and, with `options.tls`, its TLS
+    /// stage checking `tls_name`. `Err(id)`: it failed already (a bad TLS name).
+    fn new_client_conn(
         &mut self,
-        host: &str,
-        port: u16,
-        options: ConnectOptions,
+        options: &ConnectOptions,
         owner: HandlerId,
         auto_handler: Option<HandlerId>,
-    ) -> ConnId {
+        tls_name: &str,
+    ) -> Result<ConnId, ConnId> {
         let mut conn = Conn::new(self.next_generation(), owner, State::Resolving, self.now);
         conn.auto_handler = auto_handler;
-        conn.host = host.to_string();
         if let Some(timeout) = options.connect_timeout {
             // The id is known before the insert, so the timer can be set up front.
             let id = self.conns.next_id(conn.generation);
@@ -198,12 +203,8 @@ impl Ctx {
             conn.connect_timer = Some(timer);
         }
         let id = self.conns.insert(conn);
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
         if let Some(connector) = &options.tls {
-            match TlsStage::new(connector, bare) {
+            match TlsStage::new(connector, tls_name) {
                 Ok(stage) => {
                     if let Some(conn) = self.conns.get_mut(id) {
                         conn.tls = Some(Box::new(stage));
@@ -211,9 +212,33 @@ impl Ctx {
                 }
                 Err(e) => {
                     self.finish(id, End::Failed(TransportError::Tls(e)));
-                    return id;
+                    return Err(id);
                 }
             }
+        }
+        Ok(id)
+    }
+
+    /// Starts a client connection: resolve (or parse) `host`, then connect.
+    pub(super) fn connect_inner(
+        &mut self,
+        host: &str,
+        port: u16,
+        options: ConnectOptions,
+        owner: HandlerId,
+        auto_handler: Option<HandlerId>,
+    ) -> ConnId {
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let tls_name = options.server_name.as_deref().unwrap_or(bare);
+        let id = match self.new_client_conn(&options, owner, auto_handler, tls_name) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.host = host.to_string();
         }
         if let Ok(ip) = bare.parse::<IpAddr>() {
             if let Some(conn) = self.conns.get_mut(id) {
@@ -227,6 +252,44 @@ impl Ctx {
         if let Err(e) = dns::resolve(resolver, self.remote.clone(), id, bare.to_string(), port) {
             let msg = format!("cannot start the resolver thread: {e}");
             self.finish(id, End::Failed(TransportError::Dns(msg)));
+        }
+        id
+    }
+
+    /// Starts a client connection to the Unix socket at `path`. A failure is reported from
+    /// the loop, as for TCP, with [`TransportError::UnixSocket`] naming the path.
+    pub(super) fn connect_unix_inner(
+        &mut self,
+        path: &Path,
+        options: ConnectOptions,
+        owner: HandlerId,
+        auto_handler: Option<HandlerId>,
+    ) -> ConnId {
+        // No host to check a certificate against: without a name given, TLS fails as for an
+        // invalid name.
+        let tls_name = options.server_name.as_deref().unwrap_or("");
+        let id = match self.new_client_conn(&options, owner, auto_handler, tls_name) {
+            Ok(id) => id,
+            Err(id) => return id,
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return id;
+        };
+        conn.timing.resolved = Some(conn.timing.started);
+        let connected = Stream::connect_unix(path).and_then(|mut sock| {
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            self.registry
+                .register(&mut sock, conn_token(id), interest)?;
+            Ok((sock, interest))
+        });
+        match connected {
+            Ok((sock, interest)) => {
+                conn.sock = Some(sock);
+                conn.unix_path = Some(path.into());
+                conn.interest = Some(interest);
+                conn.state = State::Connecting;
+            }
+            Err(e) => self.finish(id, End::Failed(TransportError::unix(path, &e))),
         }
         id
     }
@@ -316,6 +379,10 @@ impl Ctx {
                 let _ = self.registry.deregister(&mut sock);
             }
             conn.interest = None;
+            if let Some(path) = conn.unix_path.take() {
+                self.finish(id, End::Failed(TransportError::unix(&path, &e)));
+                return;
+            }
             conn.last_error = Some(e);
             self.try_next_addr(id);
             return;
@@ -369,6 +436,7 @@ impl Ctx {
         // name for naming it in resolve and connect errors.
         conn.addrs = VecDeque::new();
         conn.host = String::new();
+        conn.unix_path = None;
         let owner = conn.owner;
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);

@@ -4,6 +4,7 @@
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -145,6 +146,69 @@ impl Ctx {
         match options.owner {
             Some(owner) if self.handlers.contains(owner) => {
                 self.connect_inner(host, port, options, owner, None)
+            }
+            _ => ConnId {
+                index: u32::MAX,
+                generation: 0,
+            },
+        }
+    }
+
+    /// Opens a client connection to the Unix domain socket at `path` with `protocol` as its
+    /// own handler, as [`Ctx::connect_tcp`] does for TCP: the same lifecycle, connect
+    /// timeout, write and read path, and stats.
+    ///
+    /// With `options.tls`, TLS runs over the socket and checks the certificate against
+    /// `options.server_name`, which must then be set (a socket has no host name; without it
+    /// the connect fails with `Tls(InvalidServerName)`). A failed connect reaches
+    /// `connection_failed` from the loop as [`TransportError::UnixSocket`], naming the path:
+    /// nothing there, permission denied, not a socket, nobody listening, or a full listen
+    /// queue.
+    ///
+    /// ```
+    /// # use weft::reactor::{ConnectOptions, Ctx, ConnId, Protocol, Reactor, TransportError};
+    /// # use weft::reactor::UnixSocketError;
+    /// struct Client;
+    /// impl Protocol for Client {
+    ///     fn data_received(&mut self, _: &mut Ctx, _: ConnId, _: &[u8]) {}
+    ///     fn connection_failed(&mut self, ctx: &mut Ctx, _: ConnId, e: TransportError) {
+    ///         assert!(matches!(
+    ///             e,
+    ///             TransportError::UnixSocket { error: UnixSocketError::NotFound, .. }
+    ///         ));
+    ///         ctx.stop();
+    ///     }
+    /// }
+    /// let mut reactor = Reactor::new()?;
+    /// let path = std::path::Path::new("/nonexistent/weft.sock");
+    /// reactor
+    ///     .ctx()
+    ///     .connect_unix(path, ConnectOptions::default(), Box::new(Client));
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect_unix(
+        &mut self,
+        path: &Path,
+        options: ConnectOptions,
+        protocol: Box<dyn Protocol>,
+    ) -> ConnId {
+        let handler = self.add_handler(protocol);
+        let owner = match options.owner {
+            Some(owner) if self.handlers.contains(owner) => owner,
+            _ => handler,
+        };
+        self.connect_unix_inner(path, options, owner, Some(handler))
+    }
+
+    /// Opens a connection to the Unix socket at `path` whose events go to an existing
+    /// handler, `options.owner` (which must be set), as [`Ctx::connect_owned`] does for TCP.
+    ///
+    /// Without a live owner nothing is opened and the returned id is stale from the start.
+    pub fn connect_unix_owned(&mut self, path: &Path, options: ConnectOptions) -> ConnId {
+        match options.owner {
+            Some(owner) if self.handlers.contains(owner) => {
+                self.connect_unix_inner(path, options, owner, None)
             }
             _ => ConnId {
                 index: u32::MAX,
@@ -382,7 +446,7 @@ impl Ctx {
             .is_some_and(|c| c.state == State::Open && !c.closing)
     }
 
-    /// The peer's address, once connected.
+    /// The peer's address, once connected (`None` over a Unix socket: it has none).
     pub fn peer_addr(&self, conn: ConnId) -> Option<SocketAddr> {
         // While connecting, `peer` holds the address being tried.
         self.conns

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::{Path, PathBuf};
 
 use crate::tls::TlsError;
 
@@ -49,6 +50,32 @@ pub enum TransportError {
     Io(io::ErrorKind, String),
     /// TLS failed (certificate, alert, handshake).
     Tls(TlsError),
+    /// Connecting to a Unix domain socket failed
+    /// ([`Ctx::connect_unix`](super::Ctx::connect_unix)).
+    UnixSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// What went wrong.
+        error: UnixSocketError,
+    },
+}
+
+/// Why a connect to a Unix domain socket failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnixSocketError {
+    /// Nothing exists at the path (or a directory on it is missing).
+    NotFound,
+    /// The socket, or a directory on its path, may not be written or searched by us.
+    PermissionDenied,
+    /// The path names something that is not a socket (a regular file, a directory...).
+    NotASocket,
+    /// A socket is there but nothing listens on it.
+    Refused,
+    /// The server's queue of connections not yet accepted is full: it is not accepting (or
+    /// not fast enough). Linux fails such a connect at once rather than waiting.
+    QueueFull,
+    /// Another error (the message says which), e.g. a path too long for a socket address.
+    Io(io::ErrorKind, String),
 }
 
 impl fmt::Display for TransportError {
@@ -60,6 +87,24 @@ impl fmt::Display for TransportError {
             TransportError::ConnectionReset => f.write_str("connection reset by peer"),
             TransportError::Io(_, m) => write!(f, "I/O error: {m}"),
             TransportError::Tls(e) => e.fmt(f),
+            TransportError::UnixSocket { path, error } => {
+                write!(f, "Unix socket {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl fmt::Display for UnixSocketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnixSocketError::NotFound => f.write_str("no such file or directory"),
+            UnixSocketError::PermissionDenied => f.write_str("permission denied"),
+            UnixSocketError::NotASocket => f.write_str("not a socket"),
+            UnixSocketError::Refused => f.write_str("connection refused (nothing listens on it)"),
+            UnixSocketError::QueueFull => {
+                f.write_str("the server's listen queue is full (it is not accepting)")
+            }
+            UnixSocketError::Io(_, m) => f.write_str(m),
         }
     }
 }
@@ -72,6 +117,29 @@ impl TransportError {
             io::ErrorKind::ConnectionRefused => TransportError::ConnectionRefused,
             io::ErrorKind::ConnectionReset => TransportError::ConnectionReset,
             kind => TransportError::Io(kind, err.to_string()),
+        }
+    }
+
+    /// A failed connect to the Unix socket at `path`.
+    pub(super) fn unix(path: &Path, err: &io::Error) -> Self {
+        let error = match err.kind() {
+            io::ErrorKind::NotFound => UnixSocketError::NotFound,
+            io::ErrorKind::PermissionDenied => UnixSocketError::PermissionDenied,
+            // Linux refuses a connect to a file that is not a socket as it refuses one to a
+            // socket nobody listens on: the file's type tells them apart (one `stat`, on
+            // failure only).
+            io::ErrorKind::ConnectionRefused => match std::fs::metadata(path) {
+                Ok(meta) if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) => {
+                    UnixSocketError::NotASocket
+                }
+                _ => UnixSocketError::Refused,
+            },
+            io::ErrorKind::WouldBlock => UnixSocketError::QueueFull,
+            kind => UnixSocketError::Io(kind, err.to_string()),
+        };
+        TransportError::UnixSocket {
+            path: path.to_path_buf(),
+            error,
         }
     }
 }
@@ -108,6 +176,53 @@ mod tests {
         assert!(matches!(
             TransportError::from_io(&other),
             TransportError::Io(io::ErrorKind::BrokenPipe, _)
+        ));
+    }
+
+    #[test]
+    fn unix_connect_errors_name_the_path_and_the_reason() {
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("weft-unix-error-{}", std::process::id()));
+        std::fs::write(&file, b"not a socket").unwrap();
+        let cases = [
+            (io::ErrorKind::NotFound, UnixSocketError::NotFound),
+            (
+                io::ErrorKind::PermissionDenied,
+                UnixSocketError::PermissionDenied,
+            ),
+            // A regular file refuses a connect: told apart from a socket nobody listens on.
+            (
+                io::ErrorKind::ConnectionRefused,
+                UnixSocketError::NotASocket,
+            ),
+        ];
+        for (kind, want) in cases {
+            let e = TransportError::unix(&file, &io::Error::from(kind));
+            assert_eq!(
+                e,
+                TransportError::UnixSocket {
+                    path: file.clone(),
+                    error: want
+                }
+            );
+            assert!(e.to_string().contains(&*file.to_string_lossy()), "{e}");
+        }
+        std::fs::remove_file(&file).unwrap();
+        let gone = TransportError::unix(&file, &io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert!(matches!(
+            gone,
+            TransportError::UnixSocket {
+                error: UnixSocketError::Refused,
+                ..
+            }
+        ));
+        let other = TransportError::unix(&file, &io::Error::from(io::ErrorKind::InvalidInput));
+        assert!(matches!(
+            other,
+            TransportError::UnixSocket {
+                error: UnixSocketError::Io(io::ErrorKind::InvalidInput, _),
+                ..
+            }
         ));
     }
 }

@@ -107,7 +107,7 @@ mod ids; // ConnId, HandlerId, TimerId, ListenerId and mio tokens
 mod local; // jobs from the reactor's own thread (futures), and the wake-up of its driver
 mod remote; // Remote: calls from other threads
 mod slots; // generational slab: the one place that checks an id's generation
-mod stream; // a connection's socket: TCP, or a stream from a Connector
+mod stream; // a connection's socket: TCP, a Unix socket path, or a stream from a Connector
 mod timers; // timer heap
 mod transport; // moving bytes: flush (plain or TLS), interest, the read path
 
@@ -127,7 +127,7 @@ use timers::Timers;
 pub use conn::ConnTiming;
 pub use ctx::ReactorStats;
 pub use dns::{Resolver, SystemResolver};
-pub use error::{Disconnect, ReactorGone, TransportError};
+pub use error::{Disconnect, ReactorGone, TransportError, UnixSocketError};
 pub use event_loop::Reactor;
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use local::WorkQueued;
@@ -154,6 +154,10 @@ pub struct ConnectOptions {
     /// The handler that receives this connection's events. `None` with [`Ctx::connect_tcp`]
     /// means the protocol passed there.
     pub owner: Option<HandlerId>,
+    /// The name TLS checks the certificate against (and sends as SNI) instead of the host
+    /// connected to. A Unix socket has no host name: TLS over one
+    /// ([`Ctx::connect_unix`]) needs this set.
+    pub server_name: Option<String>,
 }
 
 /// Events of the connections a handler owns, plus its timers and messages.

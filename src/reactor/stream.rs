@@ -1,9 +1,11 @@
-//! The socket under a connection: TCP, or one end of a Unix socket pair that a [`Connector`]
-//! hands over instead of a TCP connect (a peer in the same process: no network, no ports).
+//! The socket under a connection: TCP, a Unix domain socket connected by path, or one end of
+//! a Unix socket pair that a [`Connector`] hands over instead of a TCP connect (a peer in the
+//! same process: no network, no ports).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::Path;
 
 use mio::event::Source;
 use mio::net::{TcpStream, UnixStream};
@@ -51,7 +53,8 @@ where
 #[derive(Debug)]
 pub(super) enum Stream {
     Tcp(TcpStream),
-    /// From a [`Connector`] (the connection's `peer` holds the address it stands for).
+    /// A Unix socket: connected to a path, or from a [`Connector`] (then the connection's
+    /// `peer` holds the address it stands for).
     Local(UnixStream),
 }
 
@@ -67,6 +70,12 @@ impl Stream {
             return Ok(Stream::Local(UnixStream::from_std(sock)));
         }
         TcpStream::connect(addr).map(Stream::Tcp)
+    }
+
+    /// Starts a connect to the Unix socket at `path` (on Linux it completes or fails at
+    /// once; the readiness event confirms it as for TCP).
+    pub(super) fn connect_unix(path: &Path) -> io::Result<Stream> {
+        UnixStream::connect(path).map(Stream::Local)
     }
 
     pub(super) fn take_error(&self) -> io::Result<Option<io::Error>> {

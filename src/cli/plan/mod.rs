@@ -115,6 +115,8 @@ pub struct ChainPlan {
     pub proxy: Option<String>,
     /// `--noproxy`.
     pub noproxy: Option<String>,
+    /// `--unix-socket`: every connection goes to this socket.
+    pub unix_socket: Option<PathBuf>,
     /// Transfers in flight at once (1 without `-Z`).
     pub parallel: usize,
 }
@@ -443,6 +445,7 @@ pub fn build(
             cookie_jar: args.cookie_jar.clone(),
             proxy: args.proxy.clone(),
             noproxy: args.noproxy.clone(),
+            unix_socket: args.unix_socket.clone(),
             parallel,
         },
         output: OutputOptions {

@@ -52,6 +52,7 @@ fn agent_config(plan: &Plan) -> Result<AgentConfig, Outcome> {
         timeout: plan.max_time,
         read_timeout: None,
         proxies,
+        unix_socket: chain.unix_socket.clone(),
         // -Z to one host opens as many connections as transfers allowed in flight, as curl.
         max_active_per_host: defaults.max_active_per_host.max(chain.parallel),
         max_active_total: defaults.max_active_total.max(chain.parallel),

@@ -378,6 +378,8 @@ pub(super) fn begin(
             total: plan.max_time,
             ..Timeouts::default()
         },
+        // The agent's config carries --unix-socket.
+        unix_socket: None,
     };
     let st = state.clone();
     agent.request(

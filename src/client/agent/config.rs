@@ -1,5 +1,6 @@
 //! The settings of an agent and its pool.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::proxy::Proxies;
@@ -43,6 +44,12 @@ pub struct AgentConfig {
     pub user_agent: Option<String>,
     /// Proxies (default none; [`Proxies::from_env`] reads them as curl does).
     pub proxies: Proxies,
+    /// Connect every request to the Unix domain socket at this path instead of the URL's host
+    /// and port (curl's `--unix-socket`; the Docker API's use). The URL still gives `Host`,
+    /// the request target and, for `https`, the name TLS checks. Proxies do not apply.
+    /// A request's own [`Request::unix_socket`](crate::client::Request::unix_socket) wins.
+    /// Default none.
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -62,6 +69,7 @@ impl Default for AgentConfig {
             limits: proto::Config::default(),
             user_agent: Some(concat!("weft/", env!("CARGO_PKG_VERSION")).to_string()),
             proxies: Proxies::none(),
+            unix_socket: None,
         }
     }
 }

@@ -37,6 +37,7 @@ mod upgrade;
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -128,6 +129,7 @@ impl Agent {
         &self,
         ctx: &mut Ctx,
         url: &str,
+        unix_socket: Option<&Rc<Path>>,
         parts: Parts,
         on_response: ResponseCallback,
     ) -> RequestHandle {
@@ -139,7 +141,7 @@ impl Agent {
                 target: shared
                     .targets
                     .borrow_mut()
-                    .get(&shared.config, url)
+                    .get(&shared.config, url, unix_socket)
                     .map_err(|cause| Error::new(Phase::RequestNotSent, cause).with_url(url)),
                 parts,
                 on_response,
@@ -182,7 +184,13 @@ impl HttpAgent for Agent {
             producer: request.body,
             timeouts: request.timeouts,
         };
-        self.submit(ctx, &request.url, parts, on_response)
+        self.submit(
+            ctx,
+            &request.url,
+            request.unix_socket.as_ref(),
+            parts,
+            on_response,
+        )
     }
 
     fn default_total_timeout(&self) -> Option<Duration> {

@@ -171,17 +171,24 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
+        let route = &req.target.route;
         let options = ConnectOptions {
             connect_timeout: self.shared.config.connect_timeout,
-            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
+            tls: route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
+            // A socket has no host name: TLS over one checks the URL's.
+            server_name: (route.tls && route.unix.is_some()).then(|| route.host.clone()),
         };
-        let route = &req.target.route;
-        let cid = ctx.connect_owned(&route.host, route.port, options);
+        let cid = match &route.unix {
+            Some(path) => ctx.connect_unix_owned(path, options),
+            None => ctx.connect_owned(&route.host, route.port, options),
+        };
         log::debug!(
-            "connection {cid}: connecting to {}:{}{} for request {}",
-            route.host,
-            route.port,
+            "connection {cid}: connecting to {}{} for request {}",
+            match &route.unix {
+                Some(path) => format!("the socket {}", path.display()),
+                None => format!("{}:{}", route.host, route.port),
+            },
             if route.tunnel.is_some() {
                 " (proxy tunnel)"
             } else {

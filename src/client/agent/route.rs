@@ -1,7 +1,9 @@
 //! Routing a request URL: where its connection goes (directly, through a proxy, or through a
 //! `CONNECT` tunnel), the pool key it shares a connection under, and how its head is written.
-//! Worked out once per URL and kept in a small per-agent cache ([`Targets`]).
+//! Worked out once per URL and kept in a small per-agent cache ([`Targets`]). A request over
+//! a Unix socket goes to its path, with no proxy, and is pooled by path as well.
 
+use std::path::Path;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
@@ -23,6 +25,9 @@ pub(super) struct PoolKey {
     pub(super) tls: usize,
     /// The proxy the connection goes through, if any.
     pub(super) proxy: Option<(Rc<str>, u16)>,
+    /// The Unix socket the connection goes to, if any: requests to different paths never
+    /// share a connection.
+    pub(super) unix: Option<Rc<Path>>,
 }
 
 /// Where a request URL goes and how it is written on the wire. It depends only on the URL
@@ -51,12 +56,22 @@ pub(super) struct Targets {
 }
 
 impl Targets {
-    /// The target of `url`, parsed on first use.
-    pub(super) fn get(&mut self, config: &AgentConfig, url: &str) -> Result<Rc<Target>, Cause> {
-        if let Some(t) = self.map.get(url) {
+    /// The target of `url`, parsed on first use, over the Unix socket `unix` (a request's
+    /// own) or else the agent's. A URL cached for another socket is parsed again.
+    pub(super) fn get(
+        &mut self,
+        config: &AgentConfig,
+        url: &str,
+        unix: Option<&Rc<Path>>,
+    ) -> Result<Rc<Target>, Cause> {
+        let wanted = unix.map(|p| &**p).or(config.unix_socket.as_deref());
+        if let Some(t) = self.map.get(url)
+            && t.route.unix.as_deref() == wanted
+        {
             return Ok(t.clone());
         }
-        let target = Rc::new(resolve(config, url)?);
+        let unix = unix.cloned().or_else(|| wanted.map(Rc::from));
+        let target = Rc::new(resolve(config, url, unix)?);
         if self.map.len() >= TARGETS_KEPT {
             // Clearing rather than evicting one by one: a client going through many distinct
             // URLs gains nothing from the table anyway.
@@ -76,6 +91,9 @@ pub(super) struct Route {
     pub(super) tls: bool,
     /// https through a proxy: `CONNECT` first, then TLS inside the tunnel.
     pub(super) tunnel: Option<Rc<Tunnel>>,
+    /// Connect to this Unix socket instead of `host:port` (`host` is then the name TLS
+    /// checks).
+    pub(super) unix: Option<Rc<Path>>,
 }
 
 #[derive(Debug)]
@@ -88,8 +106,13 @@ pub(super) struct Tunnel {
     pub(super) headers: Headers,
 }
 
-/// Parses and checks a request URL and works out its route.
-pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> {
+/// Parses and checks a request URL and works out its route (to the Unix socket `unix`, if
+/// given).
+pub(super) fn resolve(
+    config: &AgentConfig,
+    url: &str,
+    unix: Option<Rc<Path>>,
+) -> Result<Target, Cause> {
     // WHATWG parsing silently drops TAB, CR and LF anywhere in the input: a URL with raw
     // control bytes is refused instead, so that what would be sent is what the caller wrote.
     if url.bytes().any(|b| b.is_ascii_control()) {
@@ -113,13 +136,18 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
         target.push('?');
         target.push_str(q);
     }
-    let proxy = config.proxies.proxy_for(&url);
+    // A Unix socket is a local endpoint: no proxy stands between.
+    let proxy = match unix {
+        Some(_) => None,
+        None => config.proxies.proxy_for(&url),
+    };
     let mut key = PoolKey {
         https,
         host: connect_host.to_ascii_lowercase().into(),
         port,
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
+        unix: unix.clone(),
     };
     let mut proxy_auth = None;
     let route = match proxy {
@@ -128,6 +156,7 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
             port,
             tls: https,
             tunnel: None,
+            unix,
         },
         Some(proxy) => {
             let (proxy_host, proxy_port) = host_and_port(proxy)?;
@@ -157,6 +186,7 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
                 port: proxy_port,
                 tls: false,
                 tunnel,
+                unix: None,
             }
         }
     };
@@ -256,16 +286,16 @@ mod tests {
     fn prepare_rejects_bad_urls_and_headers() {
         let config = AgentConfig::default();
         assert!(matches!(
-            resolve(&config, "ftp://x/"),
+            resolve(&config, "ftp://x/", None),
             Err(Cause::UnsupportedScheme(_))
         ));
         assert!(matches!(
-            resolve(&config, "not a url"),
+            resolve(&config, "not a url", None),
             Err(Cause::InvalidUrl(_))
         ));
         let mut h = Headers::new();
         h.append("X-Bad", b"a\r\nInjected: 1");
-        let target = resolve(&config, "http://127.0.0.1/").unwrap();
+        let target = resolve(&config, "http://127.0.0.1/", None).unwrap();
         assert!(matches!(
             prepare(&config, &target, "GET", &h),
             Err(Cause::InvalidRequest(_))
@@ -275,12 +305,12 @@ mod tests {
     #[test]
     fn resolve_builds_target_and_host() {
         let config = AgentConfig::default();
-        let p = resolve(&config, "http://[::1]:8080/a/b?x=1#frag").unwrap();
+        let p = resolve(&config, "http://[::1]:8080/a/b?x=1#frag", None).unwrap();
         assert_eq!(p.target, "/a/b?x=1");
         assert_eq!(p.host_header, "[::1]:8080");
         assert_eq!(p.route.host, "::1");
         assert_eq!(p.key.port, 8080);
-        let p = resolve(&config, "https://Example.TEST/").unwrap();
+        let p = resolve(&config, "https://Example.TEST/", None).unwrap();
         assert_eq!(p.host_header, "example.test");
         assert_eq!(p.key.port, 443);
         assert!(p.key.https && p.route.tls);
@@ -290,15 +320,63 @@ mod tests {
     fn targets_are_parsed_once_per_url_and_bounded() {
         let config = AgentConfig::default();
         let mut targets = Targets::default();
-        let a = targets.get(&config, "http://127.0.0.1/a").unwrap();
-        let again = targets.get(&config, "http://127.0.0.1/a").unwrap();
+        let a = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
+        let again = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
         assert!(Rc::ptr_eq(&a, &again));
-        let b = targets.get(&config, "http://127.0.0.1/b").unwrap();
+        let b = targets.get(&config, "http://127.0.0.1/b", None).unwrap();
         assert_eq!(b.target, "/b");
-        assert!(targets.get(&config, "nope").is_err());
+        assert!(targets.get(&config, "nope", None).is_err());
         for i in 0..2 * TARGETS_KEPT {
-            targets.get(&config, &format!("http://h/{i}")).unwrap();
+            targets
+                .get(&config, &format!("http://h/{i}"), None)
+                .unwrap();
         }
         assert!(targets.map.len() <= TARGETS_KEPT);
+    }
+
+    #[test]
+    fn unix_socket_routes_skip_proxies_and_are_pooled_by_path() {
+        let config = AgentConfig {
+            proxies: crate::client::proxy::Proxies::all("http://proxy.test:3128").unwrap(),
+            ..AgentConfig::default()
+        };
+        let a: Rc<Path> = Path::new("/tmp/a.sock").into();
+        let t = resolve(&config, "https://Example.TEST:8443/x?y", Some(a.clone())).unwrap();
+        assert!(t.route.tunnel.is_none() && t.key.proxy.is_none() && t.proxy_auth.is_none());
+        assert_eq!(t.route.unix.as_deref(), Some(&*a));
+        assert!(t.route.tls, "https over the socket");
+        assert_eq!(t.route.host, "example.test", "the name TLS checks");
+        assert_eq!(
+            (t.host_header.as_str(), t.target.as_str()),
+            ("example.test:8443", "/x?y")
+        );
+        let b = resolve(
+            &config,
+            "https://example.test:8443/",
+            Some(Path::new("/b").into()),
+        );
+        assert_ne!(t.key, b.unwrap().key, "another path, another pool");
+
+        // The cache answers a URL for the socket it was asked with.
+        let mut targets = Targets::default();
+        let over_a = targets.get(&config, "http://h/", Some(&a)).unwrap();
+        let direct = targets.get(&config, "http://h/", None).unwrap();
+        assert!(direct.route.unix.is_none() && direct.key.proxy.is_some());
+        assert!(Rc::ptr_eq(
+            &direct,
+            &targets.get(&config, "http://h/", None).unwrap()
+        ));
+        let again = targets.get(&config, "http://h/", Some(&a)).unwrap();
+        assert_eq!(again.key, over_a.key);
+
+        // The agent's socket applies unless the request names its own.
+        let agent_wide = AgentConfig {
+            unix_socket: Some("/agent.sock".into()),
+            ..config
+        };
+        let t = targets.get(&agent_wide, "http://h/", None).unwrap();
+        assert_eq!(t.route.unix.as_deref(), Some(Path::new("/agent.sock")));
+        let t = targets.get(&agent_wide, "http://h/", Some(&a)).unwrap();
+        assert_eq!(t.route.unix.as_deref(), Some(&*a));
     }
 }

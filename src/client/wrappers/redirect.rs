@@ -27,6 +27,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -163,6 +164,7 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             headers: request.headers,
             body: request.body.map(SharedBody::new),
             timeouts: request.timeouts,
+            unix_socket: request.unix_socket,
             followed: 0,
             history: Vec::new(),
             started,
@@ -193,6 +195,8 @@ struct Chain<A: HttpAgent> {
     /// The caller's timeouts: each hop gets the read and queue limits, and what remains of
     /// the total.
     timeouts: Timeouts,
+    /// The caller's Unix socket, kept by every hop (as curl's `--unix-socket`).
+    unix_socket: Option<Rc<Path>>,
     followed: u32,
     history: Vec<PreviousResponse>,
     started: Instant,
@@ -229,6 +233,7 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         headers: chain.headers.clone(),
         body: chain.body.as_ref().map(|b| b.hop()),
         timeouts,
+        unix_socket: chain.unix_socket.clone(),
     };
     if chain.followed > 0 {
         chain.hop_started = Instant::now();

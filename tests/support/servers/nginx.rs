@@ -2,7 +2,8 @@
 //! plain HTTP, one HTTPS with a [`TestCa`] server certificate. Both serve the same locations
 //! (see [`Nginx::start`]). Runs in the foreground as one process (`daemon off;
 //! master_process off;`), every path inside a per-instance [`TestDir`]; SIGTERM, then SIGKILL,
-//! on drop.
+//! on drop. The same two servers also listen on Unix sockets in that directory
+//! ([`Nginx::unix_socket_path`], [`Nginx::unix_tls_socket_path`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -197,6 +198,17 @@ impl Nginx {
     /// `https://127.0.0.1:<port><path>`: the certificate also has the IP SAN `127.0.0.1`.
     pub fn https_ip_url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.https_port)
+    }
+
+    /// The Unix socket the plain HTTP server also listens on (same locations).
+    pub fn unix_socket_path(&self) -> PathBuf {
+        self.dir.join("http.sock")
+    }
+
+    /// The Unix socket the HTTPS server also listens on (TLS; the certificate is for
+    /// `localhost`).
+    pub fn unix_tls_socket_path(&self) -> PathBuf {
+        self.dir.join("https.sock")
     }
 
     /// The CA that signed the HTTPS certificate.
@@ -401,6 +413,7 @@ http {{
 
     server {{
         listen 127.0.0.1:{http};
+        listen unix:{d}/http.sock;
         server_name localhost;
         root {www_s};
 {locations}
@@ -409,6 +422,7 @@ http {{
 
     server {{
         listen 127.0.0.1:{https} ssl;
+        listen unix:{d}/https.sock ssl;
         server_name localhost;
         root {www_s};
         ssl_certificate {cert};

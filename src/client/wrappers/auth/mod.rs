@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -212,6 +213,7 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             handle: RequestHandle::new(),
             started: Instant::now(),
             timeouts: request.timeouts,
+            unix_socket: request.unix_socket.clone(),
         };
         let handle = retry.handle.clone();
         let hop = self.inner.request(
@@ -241,6 +243,8 @@ struct Retry<A: HttpAgent> {
     started: Instant,
     /// The caller's timeouts; the retry gets what remains of the total.
     timeouts: Timeouts,
+    /// The caller's Unix socket: the retry goes where the first try went.
+    unix_socket: Option<Rc<Path>>,
 }
 
 impl<A: HttpAgent> Retry<A> {
@@ -297,6 +301,7 @@ impl<A: HttpAgent> Retry<A> {
             return on_response(ctx, Err(error));
         };
         let mut request = Request::new(&self.method, self.url.as_str()).timeouts(timeouts);
+        request.unix_socket = self.unix_socket;
         request.headers = self.headers;
         request
             .headers
