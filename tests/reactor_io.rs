@@ -451,6 +451,7 @@ fn connect_timeout_covers_the_tls_handshake() {
             connect_timeout: Some(Duration::from_millis(200)),
             tls: Some(weft::tls::TlsConnector::danger_accept_invalid_certs()),
             owner: None,
+            ..Default::default()
         },
         LoggingProtocol::new(&client_log).boxed(),
     );

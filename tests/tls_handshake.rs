@@ -24,6 +24,7 @@ fn exchange(host: &str, port: u16, tls: TlsConnector) -> Log {
             connect_timeout: Some(Duration::from_secs(5)),
             tls: Some(tls),
             owner: None,
+            ..Default::default()
         },
         LoggingProtocol::new(&client_log)
             .made(|ctx, conn| ctx.write(conn, b"hello"))

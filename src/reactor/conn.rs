@@ -1,13 +1,12 @@
-//! A connection and its lifecycle up to `Open`: resolve, connect to each address in turn,
-//! TLS handshake, and the single exit, [`Ctx::finish`].
+//! A connection and its lifecycle up to `Open`: resolve, race the addresses (Happy Eyeballs,
+//! in `eyeballs`), TLS handshake, and the single exit, [`Ctx::finish`].
 //!
 //! ```text
 //! Resolving ──addrs──▶ Connecting ──connected──▶ Handshaking ──done──▶ Open
-//!     │                  │  ▲ (next address on failure)   (TLS only)     │
+//!     │                  │  ▲ (more attempts: delay, failure)  (TLS)     │
 //!     └──────────────────┴──┴──── finish: connection_failed ─────────────┴── finish: connection_lost
 //! ```
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -15,7 +14,8 @@ use std::time::Instant;
 use mio::Interest;
 
 use super::error::{Disconnect, TransportError};
-use super::ids::{ConnId, HandlerId, conn_token};
+use super::eyeballs::{DEFAULT_ATTEMPT_DELAY, Race, drop_race};
+use super::ids::{ConnId, HandlerId};
 use super::slots::Generational;
 use super::stream::Stream;
 use super::timers::TimerKind;
@@ -78,8 +78,9 @@ pub(super) struct Conn {
     pub(super) sock: Option<Stream>,
     /// The interest currently registered with mio (`None`: not registered).
     pub(super) interest: Option<Interest>,
-    pub(super) addrs: VecDeque<SocketAddr>,
-    pub(super) last_error: Option<io::Error>,
+    /// The Happy Eyeballs race, from the start until an attempt connects (boxed: an open
+    /// connection has none).
+    pub(super) race: Option<Box<Race>>,
     /// Boxed: a TLS session is about a kilobyte, and most pooled connections of a plain-HTTP
     /// client never have one (this keeps an idle connection's slot small).
     pub(super) tls: Option<Box<TlsStage>>,
@@ -121,8 +122,7 @@ impl Conn {
             host: String::new(),
             sock: None,
             interest: None,
-            addrs: VecDeque::new(),
-            last_error: None,
+            race: None,
             tls: None,
             close_notify_sent: false,
             wbuf: Vec::new(),
@@ -173,7 +173,8 @@ impl Ctx {
         }
     }
 
-    /// Starts a client connection: resolve (or parse) `host`, then connect.
+    /// Starts a client connection: resolve (or parse) `host`, or take `options.addrs`, then
+    /// race the addresses.
     pub(super) fn connect_inner(
         &mut self,
         host: &str,
@@ -185,6 +186,8 @@ impl Ctx {
         let mut conn = Conn::new(self.next_generation(), owner, State::Resolving, self.now);
         conn.auto_handler = auto_handler;
         conn.host = host.to_string();
+        let delay = options.attempt_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
+        conn.race = Some(Box::new(Race::new(delay, options.ip_family)));
         if let Some(timeout) = options.connect_timeout {
             // The id is known before the insert, so the timer can be set up front.
             let id = self.conns.next_id(conn.generation);
@@ -199,7 +202,8 @@ impl Ctx {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if let Some(connector) = &options.tls {
-            match TlsStage::new(connector, bare) {
+            let server_name = options.server_name.as_deref().unwrap_or(bare);
+            match TlsStage::new(connector, server_name) {
                 Ok(stage) => {
                     if let Some(conn) = self.conns.get_mut(id) {
                         conn.tls = Some(Box::new(stage));
@@ -211,12 +215,18 @@ impl Ctx {
                 }
             }
         }
-        if let Ok(ip) = bare.parse::<IpAddr>() {
+        let given = if !options.addrs.is_empty() {
+            Some(options.addrs)
+        } else {
+            bare.parse::<IpAddr>()
+                .ok()
+                .map(|ip| vec![SocketAddr::new(ip, port)])
+        };
+        if let Some(addrs) = given {
             if let Some(conn) = self.conns.get_mut(id) {
-                conn.addrs.push_back(SocketAddr::new(ip, port));
                 conn.timing.resolved = Some(conn.timing.started);
             }
-            self.try_next_addr(id);
+            self.start_race(id, addrs);
             return id;
         }
         let resolver = self.resolver.clone();
@@ -237,10 +247,7 @@ impl Ctx {
         }
         conn.timing.resolved = Some(self.now);
         match result {
-            Ok(addrs) if !addrs.is_empty() => {
-                conn.addrs = addrs.into();
-                self.try_next_addr(id);
-            }
+            Ok(addrs) if !addrs.is_empty() => self.start_race(id, addrs),
             Ok(_) => {
                 let msg = format!("{}: no addresses found", conn.host);
                 self.finish(id, End::Failed(TransportError::Dns(msg)));
@@ -249,81 +256,6 @@ impl Ctx {
                 let msg = format!("{}: {e}", conn.host);
                 self.finish(id, End::Failed(TransportError::Dns(msg)));
             }
-        }
-    }
-
-    /// Connects to the next address of a resolved connection, or fails it when none is left.
-    fn try_next_addr(&mut self, id: ConnId) {
-        loop {
-            let Some(conn) = self.conns.get_mut(id) else {
-                return;
-            };
-            let Some(addr) = conn.addrs.pop_front() else {
-                let error = match conn.last_error.take() {
-                    Some(e) => TransportError::from_io(&e),
-                    None => TransportError::Dns(format!("{}: no address to connect to", conn.host)),
-                };
-                self.finish(id, End::Failed(error));
-                return;
-            };
-            let connected = Stream::connect(self.connector.as_mut(), addr).and_then(|mut sock| {
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                self.registry
-                    .register(&mut sock, conn_token(id), interest)?;
-                Ok((sock, interest))
-            });
-            match connected {
-                Ok((sock, interest)) => {
-                    conn.sock = Some(sock);
-                    // What a local stream stands for; a TCP connect reports its own.
-                    conn.peer = Some(addr);
-                    conn.interest = Some(interest);
-                    conn.state = State::Connecting;
-                    return;
-                }
-                Err(e) => conn.last_error = Some(e),
-            }
-        }
-    }
-
-    /// A readiness event on a connecting socket: finished, failed, or not yet.
-    pub(super) fn connect_ready(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let Some(sock) = conn.sock.as_mut() else {
-            return;
-        };
-        let mut error = match sock.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => None,
-        };
-        let mut peer = None;
-        if error.is_none() {
-            match sock.peer_addr() {
-                Ok(addr) => peer = addr.or(conn.peer),
-                // Spurious wakeup: the connect is still in progress.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => error = Some(e),
-            }
-        }
-        if let Some(e) = error {
-            if let Some(mut sock) = conn.sock.take() {
-                let _ = self.registry.deregister(&mut sock);
-            }
-            conn.interest = None;
-            conn.last_error = Some(e);
-            self.try_next_addr(id);
-            return;
-        }
-        sock.set_nodelay();
-        conn.peer = peer;
-        conn.timing.connected = Some(self.now);
-        if conn.tls.is_some() {
-            conn.state = State::Handshaking;
-            self.mark_dirty(id);
-        } else {
-            self.made(id);
         }
     }
 
@@ -349,18 +281,21 @@ impl Ctx {
 
     /// The connection is established: stop the connect timer, queue `connection_made`, and
     /// flush what was written before.
-    fn made(&mut self, id: ConnId) {
+    pub(super) fn made(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.state = State::Open;
-        // The other addresses were only for failing over while connecting, and the host
-        // name for naming it in resolve and connect errors.
-        conn.addrs = VecDeque::new();
+        // The race was only for connecting, and the host name for naming it in resolve and
+        // connect errors.
+        let race = conn.race.take();
         conn.host = String::new();
         let owner = conn.owner;
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
+        }
+        if let Some(race) = race {
+            drop_race(*race, &mut self.timers, &self.registry);
         }
         self.deferred.push_back(Deferred::Made { owner, conn: id });
         self.mark_dirty(id);
@@ -379,6 +314,9 @@ impl Ctx {
         }
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
+        }
+        if let Some(race) = conn.race.take() {
+            drop_race(*race, &mut self.timers, &self.registry);
         }
         give_back(std::mem::take(&mut conn.wbuf), &mut self.spare_wbufs);
         let (owner, remove) = (conn.owner, conn.auto_handler);

@@ -170,12 +170,16 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
+        let route = &req.target.route;
         let options = ConnectOptions {
             connect_timeout: self.shared.config.connect_timeout,
-            tls: req.target.route.tls.then(|| self.shared.config.tls.clone()),
+            tls: route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
+            attempt_delay: Some(self.shared.config.happy_eyeballs_delay),
+            ip_family: self.shared.config.ip_family,
+            addrs: route.addrs.clone(),
+            server_name: route.server_name.clone(),
         };
-        let route = &req.target.route;
         let cid = ctx.connect_owned(&route.host, route.port, options);
         let tunnel = route.tunnel.clone();
         req.conn = Some(cid);

@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use url::Url;
 
 use crate::client::error::Cause;
+use crate::client::overrides;
 use crate::client::proxy::proxy_authorization;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
@@ -76,6 +77,10 @@ pub(super) struct Route {
     pub(super) tls: bool,
     /// https through a proxy: `CONNECT` first, then TLS inside the tunnel.
     pub(super) tunnel: Option<Rc<Tunnel>>,
+    /// Addresses to connect to instead of resolving `host` (`--resolve`; empty: resolve).
+    pub(super) addrs: Vec<std::net::SocketAddr>,
+    /// The TLS server name when it is not `host` (`--connect-to`).
+    pub(super) server_name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -114,6 +119,9 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
         target.push_str(q);
     }
     let proxy = config.proxies.proxy_for(&url);
+    // `--connect-to`: the TCP destination (or the tunnel's target); names stay the URL's.
+    let (dest_host, dest_port) = overrides::connect_to(&config.connect_to, &connect_host, port)
+        .unwrap_or_else(|| (connect_host.clone(), port));
     let mut key = PoolKey {
         https,
         host: connect_host.to_ascii_lowercase().into(),
@@ -124,8 +132,10 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
     let mut proxy_auth = None;
     let route = match proxy {
         None => Route {
-            host: connect_host.clone(),
-            port,
+            addrs: overrides::resolved(&config.resolve_overrides, &dest_host, dest_port),
+            server_name: (https && dest_host != connect_host).then(|| connect_host.clone()),
+            host: dest_host,
+            port: dest_port,
             tls: https,
             tunnel: None,
         },
@@ -138,8 +148,15 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
                 if let Some(auth) = &auth {
                     connect_headers.append("Proxy-Authorization", auth.as_bytes());
                 }
+                let authority = if (&dest_host, dest_port) == (&connect_host, port) {
+                    format!("{host_str}:{port}")
+                } else if dest_host.contains(':') {
+                    format!("[{dest_host}]:{dest_port}")
+                } else {
+                    format!("{dest_host}:{dest_port}")
+                };
                 Some(Rc::new(Tunnel {
-                    authority: format!("{host_str}:{port}"),
+                    authority,
                     server_name: connect_host.clone(),
                     headers: connect_headers,
                 }))
@@ -153,6 +170,8 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
                 None
             };
             Route {
+                addrs: overrides::resolved(&config.resolve_overrides, &proxy_host, proxy_port),
+                server_name: None,
                 host: proxy_host,
                 port: proxy_port,
                 tls: false,
