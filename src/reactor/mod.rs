@@ -151,7 +151,8 @@ const SETTLE_BUDGET: usize = 100_000;
 pub struct ConnectOptions {
     /// Give up when TCP connect plus TLS handshake take longer. `None`: no limit.
     pub connect_timeout: Option<Duration>,
-    /// Wrap the connection in TLS with this connector (server name is the host connected to).
+    /// Wrap the connection in TLS with this connector (server name:
+    /// [`ConnectOptions::server_name`], else the host connected to).
     pub tls: Option<TlsConnector>,
     /// The handler that receives this connection's events. `None` with [`Ctx::connect_tcp`]
     /// means the protocol passed there.
