@@ -15,8 +15,8 @@ use support::baseline::{Baseline, LIMIT, assert_nothing_pooled};
 use support::blackhole::{Blackhole, has_ipv6_loopback, refused_v4, refused_v6};
 use support::reactor::{Echo, Ev, LoggingProtocol, endings, log, non_data, turn_until};
 use support::scripted::{Outcome, Req, finished, issue, test_config};
-use support::servers::Nginx;
-use weft::client::{Agent, AgentConfig, Cause, ConnectTo, ResolveOverride};
+use support::servers::{Nginx, Tinyproxy};
+use weft::client::{Agent, AgentConfig, Cause, ConnectTo, Proxies, ResolveOverride};
 use weft::reactor::{ConnectOptions, IpFamily, Reactor, TransportError};
 use weft::tls::TlsConnector;
 
@@ -474,5 +474,38 @@ fn ip_family_filters_the_agents_addresses() {
     assert!(
         matches!(err.cause(), Cause::Transport(TransportError::Dns(m)) if m.contains("IPv6")),
         "{err}"
+    );
+}
+
+#[test]
+fn through_a_proxy_resolve_finds_the_proxy_and_connect_to_retargets_the_tunnel() {
+    let nginx = Nginx::start();
+    let proxy = Tinyproxy::start(None);
+    let proxy_port = proxy.addr().port();
+    let https = nginx.https_port();
+    let config = AgentConfig {
+        proxies: Proxies::all(&format!("http://proxy.made.up.test:{proxy_port}")).unwrap(),
+        resolve_overrides: vec![
+            format!("proxy.made.up.test:{proxy_port}:127.0.0.1")
+                .parse()
+                .unwrap(),
+        ],
+        connect_to: vec![format!("localhost:443:127.0.0.1:{https}").parse().unwrap()],
+        ..config_with(Some(&nginx))
+    };
+    let outs = run_agent(config, &["https://localhost/hello.txt"]);
+    assert_hello(&outs[0].0);
+    let log = proxy.log();
+    assert!(log.contains(&format!("127.0.0.1:{https}")), "{log}");
+}
+
+#[test]
+fn a_resolver_answer_of_thousands_of_addresses_is_capped() {
+    let given: Vec<SocketAddr> = (1..=3000).map(|p| at(v4(1), p)).collect();
+    let (tried, error) = attempts(given, IpFamily::Any);
+    assert_eq!(tried.len(), weft::reactor::MAX_ATTEMPTS);
+    assert!(
+        matches!(error, TransportError::AllAttemptsFailed { tried, .. } if tried == weft::reactor::MAX_ATTEMPTS),
+        "{error:?}"
     );
 }

@@ -26,6 +26,10 @@ use super::timers::{TimerKind, Timers};
 /// The connection-attempt delay when none is configured: RFC 8305's recommended 250 ms.
 pub const DEFAULT_ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
+/// Most addresses one connection tries: a resolver's answer can hold thousands, and each
+/// attempt is a socket. Taken after interleaving, so both families keep their first ones.
+pub const MAX_ATTEMPTS: usize = 32;
+
 /// Which address families a connection may use (curl's `-4` / `-6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum IpFamily {
@@ -68,14 +72,16 @@ pub(super) fn interleave(addrs: Vec<SocketAddr>, family: IpFamily) -> VecDeque<S
     };
     let (mut same, mut other): (VecDeque<_>, VecDeque<_>) =
         addrs.partition(|a| a.is_ipv4() == first.is_ipv4());
-    let mut out = VecDeque::with_capacity(1 + same.len() + other.len());
+    let mut out = VecDeque::with_capacity((1 + same.len() + other.len()).min(MAX_ATTEMPTS));
     out.push_back(first);
-    loop {
+    while out.len() < MAX_ATTEMPTS {
         match (other.pop_front(), same.pop_front()) {
-            (None, None) => return out,
+            (None, None) => break,
             (a, b) => out.extend(a.into_iter().chain(b)),
         }
     }
+    out.truncate(MAX_ATTEMPTS);
+    out
 }
 
 /// A connection's race, from the resolver's answer until one attempt connects.
@@ -301,6 +307,18 @@ mod tests {
         let given = vec![v4(1), v4(2), v6(1), v4(3), v6(2), v6(3), v6(4)];
         let order: Vec<_> = interleave(given, IpFamily::Any).into();
         assert_eq!(order, [v4(1), v6(1), v4(2), v6(2), v4(3), v6(3), v6(4)]);
+    }
+
+    #[test]
+    fn a_huge_answer_is_capped_with_both_families_kept() {
+        let mut given: Vec<_> = (0..1000).map(|i| v4((i % 250) as u8)).collect();
+        given.extend((0..1000).map(v6));
+        let order = interleave(given, IpFamily::Any);
+        assert_eq!(order.len(), MAX_ATTEMPTS);
+        assert_eq!(
+            order.iter().filter(|a| a.is_ipv6()).count(),
+            MAX_ATTEMPTS / 2
+        );
     }
 
     #[test]

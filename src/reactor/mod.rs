@@ -130,7 +130,7 @@ pub use ctx::ReactorStats;
 pub use dns::{Resolver, SystemResolver};
 pub use error::{Disconnect, ReactorGone, TransportError};
 pub use event_loop::Reactor;
-pub use eyeballs::{DEFAULT_ATTEMPT_DELAY, IpFamily};
+pub use eyeballs::{DEFAULT_ATTEMPT_DELAY, IpFamily, MAX_ATTEMPTS};
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use local::WorkQueued;
 pub(crate) use local::{LocalJob, LocalQueue};
