@@ -539,9 +539,14 @@ fn f7_next_address_is_tried_after_a_refusal() {
     let (out, _) = run(&mut reactor, agent, "GET", "http://multi.test/", None);
     assert!(out.is_done(), "{:?}", out.result);
     let (out, _) = run(&mut reactor, agent, "GET", "http://alldead.test/", None);
+    // Every address refused: the error says how many were tried and the last one's error.
     assert_eq!(
         out.error().unwrap().cause(),
-        &Cause::Transport(TransportError::ConnectionRefused)
+        &Cause::Transport(TransportError::AllAttemptsFailed {
+            tried: 2,
+            last_addr: local(dead2),
+            last: Box::new(TransportError::ConnectionRefused),
+        })
     );
     let log = wind_down(&mut reactor, agent, server, baseline);
     assert_eq!(log.requests.len(), 1);

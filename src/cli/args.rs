@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use weft::client::{ConnectTo, ResolveOverride};
 
 /// The exit-code table shown after `--help`; kept in step with [`super::exit::exit_code`].
 pub const EXIT_CODES_HELP: &str = "\
@@ -284,6 +285,29 @@ pub struct Args {
     /// Fail (exit 63) when the body is larger than BYTES.
     #[arg(long = "max-filesize", value_name = "BYTES")]
     pub max_filesize: Option<u64>,
+
+    /// Connect to IPv4 addresses only (the last of -4 and -6 wins).
+    #[arg(short = '4', long = "ipv4", overrides_with = "ipv6")]
+    pub ipv4: bool,
+
+    /// Connect to IPv6 addresses only (the last of -4 and -6 wins).
+    #[arg(short = '6', long = "ipv6", overrides_with = "ipv4")]
+    pub ipv6: bool,
+
+    /// Happy Eyeballs: how long one address's connect may go on before the next address
+    /// (the other family first) is tried beside it, in milliseconds (default 250).
+    #[arg(long = "happy-eyeballs-timeout-ms", value_name = "MILLISECONDS")]
+    pub happy_eyeballs_timeout_ms: Option<u64>,
+
+    /// Connect to ADDR (several are raced) for HOST:PORT instead of resolving HOST; the URL,
+    /// Host and the TLS name are unchanged (repeatable; the first match applies).
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR[,ADDR]...")]
+    pub resolve: Vec<ResolveOverride>,
+
+    /// Connect to HOST2:PORT2 for requests to HOST1:PORT1 (an empty part matches any, or
+    /// keeps the URL's); Host and the TLS name stay HOST1 (repeatable; the first match applies).
+    #[arg(long = "connect-to", value_name = "HOST1:PORT1:HOST2:PORT2")]
+    pub connect_to: Vec<ConnectTo>,
 
     /// All data options in command-line order (filled in by [`parse`]).
     #[arg(skip)]
@@ -642,6 +666,46 @@ mod tests {
         assert_eq!(a.parallel_max, Some(4));
         assert_eq!(a.urls, vec!["u1", "u2"]);
         assert_eq!(p(&["--parallel-max", "0", "u"]).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn connect_options_parse_as_curl_has_them() {
+        let a = p(&[
+            "-4",
+            "-6",
+            "--happy-eyeballs-timeout-ms",
+            "100",
+            "--resolve",
+            "h.test:80:127.0.0.1,[::1]",
+            "--connect-to",
+            "h.test:80:127.0.0.1:8080",
+            "u",
+        ])
+        .unwrap();
+        assert!(a.ipv6 && !a.ipv4, "the last of -4 and -6 wins");
+        assert!(p(&["-6", "-4", "u"]).unwrap().ipv4);
+        assert_eq!(a.happy_eyeballs_timeout_ms, Some(100));
+        assert_eq!(a.resolve[0].addrs.len(), 2);
+        assert_eq!(a.connect_to[0].to_port, Some(8080));
+        for bad in [
+            &["--resolve", "h.test:80"][..],
+            &["--resolve", "h.test:80:not-an-ip"],
+            &["--connect-to", "h.test:80:x"],
+            &["--happy-eyeballs-timeout-ms", "-1"],
+        ] {
+            let args: Vec<&str> = bad.iter().copied().chain(["u"]).collect();
+            assert_eq!(p(&args).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+        let help = Args::command().render_long_help().to_string();
+        for opt in [
+            "--ipv4",
+            "--ipv6",
+            "--happy-eyeballs-timeout-ms",
+            "--resolve",
+            "--connect-to",
+        ] {
+            assert!(help.contains(opt), "{opt} missing from --help");
+        }
     }
 
     #[test]

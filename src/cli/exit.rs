@@ -96,9 +96,11 @@ pub fn request_exit_code(e: &Error) -> u8 {
             RequestError::BodyTooLong { .. } | RequestError::BodyTooShort { .. } => 26,
             RequestError::WrongState => 1,
         },
-        Cause::Transport(t) => match t {
+        Cause::Transport(t) => match t.last() {
             TransportError::Dns(_) => 6,
-            TransportError::ConnectionRefused | TransportError::UnixSocket { .. } => 7,
+            TransportError::ConnectionRefused
+            | TransportError::UnixSocket { .. }
+            | TransportError::AllAttemptsFailed { .. } => 7,
             TransportError::ConnectTimeout => 28,
             TransportError::Tls(_) => 35,
             TransportError::ConnectionReset | TransportError::Io(..) => match e.phase() {

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::reactor::Ctx;
+use crate::reactor::{Ctx, IpFamily};
 use crate::tls::TlsConnector;
 
 use super::agent::{Agent, AgentConfig};
 use super::http_client::{HttpClient, Parts};
+use super::overrides::{ConnectTo, ResolveOverride};
 use super::proxy::Proxies;
 use super::request::HttpAgent;
 use super::wrappers::auth::{AuthAgent, AuthMode, Credentials};
@@ -150,6 +151,32 @@ impl ClientBuilder {
     /// The TLS settings (roots, client certificate, verification).
     pub fn tls(mut self, tls: TlsConnector) -> Self {
         self.agent.tls = tls;
+        self
+    }
+
+    /// The Happy Eyeballs connection-attempt delay ([`AgentConfig::happy_eyeballs_delay`]).
+    pub fn happy_eyeballs_delay(mut self, delay: Duration) -> Self {
+        self.agent.happy_eyeballs_delay = delay;
+        self
+    }
+
+    /// The address families to connect to ([`AgentConfig::ip_family`]).
+    pub fn ip_family(mut self, family: IpFamily) -> Self {
+        self.agent.ip_family = family;
+        self
+    }
+
+    /// Adds fixed addresses for a `host:port` (curl's `--resolve`;
+    /// [`AgentConfig::resolve_overrides`]).
+    pub fn resolve(mut self, entry: ResolveOverride) -> Self {
+        self.agent.resolve_overrides.push(entry);
+        self
+    }
+
+    /// Adds another destination for a `host:port` (curl's `--connect-to`;
+    /// [`AgentConfig::connect_to`]).
+    pub fn connect_to(mut self, entry: ConnectTo) -> Self {
+        self.agent.connect_to.push(entry);
         self
     }
 

@@ -1,15 +1,14 @@
-//! A connection and its lifecycle up to `Open`: resolve, connect to each address in turn,
-//! TLS handshake, and the single exit, [`Ctx::finish`].
+//! A connection and its lifecycle up to `Open`: resolve, race the addresses (Happy Eyeballs,
+//! in `eyeballs`), TLS handshake, and the single exit, [`Ctx::finish`].
 //!
 //! ```text
 //! Resolving ──addrs──▶ Connecting ──connected──▶ Handshaking ──done──▶ Open
-//!     │                  │  ▲ (next address on failure)   (TLS only)     │
+//!     │                  │  ▲ (more attempts: delay, failure)  (TLS)     │
 //!     └──────────────────┴──┴──── finish: connection_failed ─────────────┴── finish: connection_lost
 //! ```
 //!
 //! A connection to a Unix socket path starts at `Connecting`, with the one path to try.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -18,6 +17,7 @@ use std::time::Instant;
 use mio::Interest;
 
 use super::error::{Disconnect, TransportError};
+use super::eyeballs::{DEFAULT_ATTEMPT_DELAY, Progress, Race, drop_race, progress};
 use super::ids::{ConnId, HandlerId, conn_token};
 use super::slots::Generational;
 use super::stream::Stream;
@@ -81,10 +81,11 @@ pub(super) struct Conn {
     pub(super) sock: Option<Stream>,
     /// The interest currently registered with mio (`None`: not registered).
     pub(super) interest: Option<Interest>,
-    pub(super) addrs: VecDeque<SocketAddr>,
+    /// The Happy Eyeballs race, from the start until an attempt connects (boxed: an open
+    /// connection has none).
+    pub(super) race: Option<Box<Race>>,
     /// The Unix socket path being connected to, for naming it in errors (dropped once open).
     pub(super) unix_path: Option<Box<Path>>,
-    pub(super) last_error: Option<io::Error>,
     /// Boxed: a TLS session is about a kilobyte, and most pooled connections of a plain-HTTP
     /// client never have one (this keeps an idle connection's slot small).
     pub(super) tls: Option<Box<TlsStage>>,
@@ -129,9 +130,8 @@ impl Conn {
             host: String::new(),
             sock: None,
             interest: None,
-            addrs: VecDeque::new(),
+            race: None,
             unix_path: None,
-            last_error: None,
             tls: None,
             close_notify_sent: false,
             wbuf: Vec::new(),
@@ -219,7 +219,8 @@ impl Ctx {
         Ok(id)
     }
 
-    /// Starts a client connection: resolve (or parse) `host`, then connect.
+    /// Starts a client connection: resolve (or parse) `host`, or take `options.addrs`, then
+    /// race the addresses.
     pub(super) fn connect_inner(
         &mut self,
         host: &str,
@@ -239,13 +240,21 @@ impl Ctx {
         };
         if let Some(conn) = self.conns.get_mut(id) {
             conn.host = host.to_string();
+            let delay = options.attempt_delay.unwrap_or(DEFAULT_ATTEMPT_DELAY);
+            conn.race = Some(Box::new(Race::new(delay, options.ip_family)));
         }
-        if let Ok(ip) = bare.parse::<IpAddr>() {
+        let given = if !options.addrs.is_empty() {
+            Some(options.addrs)
+        } else {
+            bare.parse::<IpAddr>()
+                .ok()
+                .map(|ip| vec![SocketAddr::new(ip, port)])
+        };
+        if let Some(addrs) = given {
             if let Some(conn) = self.conns.get_mut(id) {
-                conn.addrs.push_back(SocketAddr::new(ip, port));
                 conn.timing.resolved = Some(conn.timing.started);
             }
-            self.try_next_addr(id);
+            self.start_race(id, addrs);
             return id;
         }
         let resolver = self.resolver.clone();
@@ -304,10 +313,7 @@ impl Ctx {
         }
         conn.timing.resolved = Some(self.now);
         match result {
-            Ok(addrs) if !addrs.is_empty() => {
-                conn.addrs = addrs.into();
-                self.try_next_addr(id);
-            }
+            Ok(addrs) if !addrs.is_empty() => self.start_race(id, addrs),
             Ok(_) => {
                 let msg = format!("{}: no addresses found", conn.host);
                 self.finish(id, End::Failed(TransportError::Dns(msg)));
@@ -319,82 +325,37 @@ impl Ctx {
         }
     }
 
-    /// Connects to the next address of a resolved connection, or fails it when none is left.
-    fn try_next_addr(&mut self, id: ConnId) {
-        loop {
-            let Some(conn) = self.conns.get_mut(id) else {
-                return;
-            };
-            let Some(addr) = conn.addrs.pop_front() else {
-                let error = match conn.last_error.take() {
-                    Some(e) => TransportError::from_io(&e),
-                    None => TransportError::Dns(format!("{}: no address to connect to", conn.host)),
-                };
-                self.finish(id, End::Failed(error));
-                return;
-            };
-            let connected = Stream::connect(self.connector.as_mut(), addr).and_then(|mut sock| {
-                let interest = Interest::READABLE | Interest::WRITABLE;
-                self.registry
-                    .register(&mut sock, conn_token(id), interest)?;
-                Ok((sock, interest))
-            });
-            match connected {
-                Ok((sock, interest)) => {
-                    conn.sock = Some(sock);
-                    // What a local stream stands for; a TCP connect reports its own.
-                    conn.peer = Some(addr);
-                    conn.interest = Some(interest);
-                    conn.state = State::Connecting;
-                    return;
-                }
-                Err(e) => conn.last_error = Some(e),
-            }
-        }
-    }
-
-    /// A readiness event on a connecting socket: finished, failed, or not yet.
-    pub(super) fn connect_ready(&mut self, id: ConnId) {
+    /// A readiness event on a connecting Unix socket (one socket, no race): connected,
+    /// failed (the error names the path), or not yet.
+    pub(super) fn unix_connect_ready(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(sock) = conn.sock.as_mut() else {
+        let Some(sock) = conn.sock.as_ref() else {
             return;
         };
-        let mut error = match sock.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => None,
-        };
-        let mut peer = None;
-        if error.is_none() {
-            match sock.peer_addr() {
-                Ok(addr) => peer = addr.or(conn.peer),
-                // Spurious wakeup: the connect is still in progress.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => error = Some(e),
-            }
-        }
-        if let Some(e) = error {
-            if let Some(mut sock) = conn.sock.take() {
-                let _ = self.registry.deregister(&mut sock);
-            }
-            conn.interest = None;
-            if let Some(path) = conn.unix_path.take() {
+        match progress(sock) {
+            Progress::Pending => {}
+            Progress::Failed(e) => {
+                if let Some(mut sock) = conn.sock.take() {
+                    let _ = self.registry.deregister(&mut sock);
+                }
+                conn.interest = None;
+                let path = conn
+                    .unix_path
+                    .take()
+                    .unwrap_or_else(|| Path::new("").into());
                 self.finish(id, End::Failed(TransportError::unix(&path, &e)));
-                return;
             }
-            conn.last_error = Some(e);
-            self.try_next_addr(id);
-            return;
-        }
-        sock.set_nodelay();
-        conn.peer = peer;
-        conn.timing.connected = Some(self.now);
-        if conn.tls.is_some() {
-            conn.state = State::Handshaking;
-            self.mark_dirty(id);
-        } else {
-            self.made(id);
+            Progress::Connected(_) => {
+                conn.timing.connected = Some(self.now);
+                if conn.tls.is_some() {
+                    conn.state = State::Handshaking;
+                    self.mark_dirty(id);
+                } else {
+                    self.made(id);
+                }
+            }
         }
     }
 
@@ -420,26 +381,31 @@ impl Ctx {
 
     /// The connection is established: stop the connect timer, queue `connection_made`, and
     /// flush what was written before.
-    fn made(&mut self, id: ConnId) {
+    pub(super) fn made(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         conn.state = State::Open;
         log::debug!(
             "connection {id}: connected to {} ({}){}",
-            conn.host,
+            conn.unix_path
+                .as_ref()
+                .map_or_else(|| conn.host.clone(), |p| p.display().to_string()),
             conn.peer
                 .map_or_else(|| "a stream".to_string(), |a| a.to_string()),
             if conn.tls.is_some() { ", TLS" } else { "" },
         );
-        // The other addresses were only for failing over while connecting, and the host
-        // name for naming it in resolve and connect errors.
-        conn.addrs = VecDeque::new();
+        // The race was only for connecting, and the host name for naming it in resolve and
+        // connect errors.
+        let race = conn.race.take();
         conn.host = String::new();
         conn.unix_path = None;
         let owner = conn.owner;
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
+        }
+        if let Some(race) = race {
+            drop_race(*race, &mut self.timers, &self.registry);
         }
         self.deferred.push_back(Deferred::Made { owner, conn: id });
         self.mark_dirty(id);
@@ -458,6 +424,9 @@ impl Ctx {
         }
         if let Some(timer) = conn.connect_timer.take() {
             self.timers.cancel(timer);
+        }
+        if let Some(race) = conn.race.take() {
+            drop_race(*race, &mut self.timers, &self.registry);
         }
         give_back(std::mem::take(&mut conn.wbuf), &mut self.spare_wbufs);
         let (owner, remove) = (conn.owner, conn.auto_handler);

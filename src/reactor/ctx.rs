@@ -118,7 +118,12 @@ impl Ctx {
     }
 
     /// Opens a client connection to `host:port` with `protocol` as its own handler (Twisted's
-    /// `connectTCP`). Names are resolved on a helper thread; each address is tried in turn.
+    /// `connectTCP`). Names are resolved on a helper thread; the addresses are raced as RFC
+    /// 8305 (Happy Eyeballs v2) says: interleaved by family, a new attempt every
+    /// [`ConnectOptions::attempt_delay`] (or at once when one fails), the first to connect
+    /// wins and the others are closed. The connect timeout covers the whole race; when every
+    /// address fails, the error is the last one's, wrapped in
+    /// [`TransportError::AllAttemptsFailed`] when there were several.
     ///
     /// `host` may be a name, an IP literal, or a bracketed IPv6 literal (`[::1]`). The handler
     /// is removed after the connection ends (or fails). If `options.owner` is set, that handler
@@ -495,11 +500,13 @@ impl Ctx {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn stats(&self) -> ReactorStats {
-        let registered_conns = self
+        let registered_conns: usize = self
             .conns
             .ids()
-            .filter(|(_, c)| c.interest.is_some())
-            .count();
+            .map(|(_, c)| {
+                usize::from(c.interest.is_some()) + c.race.as_ref().map_or(0, |r| r.registered())
+            })
+            .sum();
         ReactorStats {
             connections: self.conns.len(),
             registrations: registered_conns + self.listeners.len(),
@@ -536,7 +543,8 @@ impl Ctx {
 pub struct ReactorStats {
     /// Live connections (resolving, connecting, handshaking or open).
     pub connections: usize,
-    /// Sockets registered with the poller (connections and listeners).
+    /// Sockets registered with the poller (connections, each connect attempt of a connection
+    /// still racing its addresses, and listeners).
     pub registrations: usize,
     /// Handlers (protocols), including the one made for each accepted or `connect_tcp`
     /// connection.

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::tls::TlsError;
@@ -50,6 +51,16 @@ pub enum TransportError {
     Io(io::ErrorKind, String),
     /// TLS failed (certificate, alert, handshake).
     Tls(TlsError),
+    /// Every address of the host was tried and failed: how many, the last one, and its
+    /// error (never itself this variant). One address that fails gives its own error instead.
+    AllAttemptsFailed {
+        /// Addresses tried.
+        tried: usize,
+        /// The address tried last.
+        last_addr: SocketAddr,
+        /// Its error.
+        last: Box<TransportError>,
+    },
     /// Connecting to a Unix domain socket failed
     /// ([`Ctx::connect_unix`](super::Ctx::connect_unix)).
     UnixSocket {
@@ -87,6 +98,14 @@ impl fmt::Display for TransportError {
             TransportError::ConnectionReset => f.write_str("connection reset by peer"),
             TransportError::Io(_, m) => write!(f, "I/O error: {m}"),
             TransportError::Tls(e) => e.fmt(f),
+            TransportError::AllAttemptsFailed {
+                tried,
+                last_addr,
+                last,
+            } => write!(
+                f,
+                "all {tried} addresses failed; the last, {last_addr}: {last}"
+            ),
             TransportError::UnixSocket { path, error } => {
                 write!(f, "Unix socket {}: {error}", path.display())
             }
@@ -112,6 +131,16 @@ impl fmt::Display for UnixSocketError {
 impl std::error::Error for TransportError {}
 
 impl TransportError {
+    /// The error of the attempt that failed last: for [`TransportError::AllAttemptsFailed`]
+    /// its `last`, else the error itself. Match on this to classify a connect failure
+    /// whatever the number of addresses.
+    pub fn last(&self) -> &TransportError {
+        match self {
+            TransportError::AllAttemptsFailed { last, .. } => last,
+            other => other,
+        }
+    }
+
     pub(super) fn from_io(err: &io::Error) -> Self {
         match err.kind() {
             io::ErrorKind::ConnectionRefused => TransportError::ConnectionRefused,

@@ -520,6 +520,7 @@ impl Reactor {
                         }
                     }
                 }
+                TimerKind::AttemptDelay(conn) => self.ctx.attempt_delay_elapsed(conn),
             }
             self.settle();
         }

@@ -103,6 +103,7 @@ mod ctx; // the public `Ctx` methods
 mod dns; // resolver threads
 mod error; // Disconnect, TransportError, ReactorGone
 mod event_loop; // Reactor: the loop that waits, dispatches and applies what callbacks recorded
+mod eyeballs; // Happy Eyeballs: the connect race over a connection's addresses
 mod ids; // ConnId, HandlerId, TimerId, ListenerId and mio tokens
 mod local; // jobs from the reactor's own thread (futures), and the wake-up of its driver
 mod remote; // Remote: calls from other threads
@@ -129,6 +130,7 @@ pub use ctx::ReactorStats;
 pub use dns::{Resolver, SystemResolver};
 pub use error::{Disconnect, ReactorGone, TransportError, UnixSocketError};
 pub use event_loop::Reactor;
+pub use eyeballs::{DEFAULT_ATTEMPT_DELAY, IpFamily, MAX_ATTEMPTS};
 pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use local::WorkQueued;
 pub(crate) use local::{LocalJob, LocalQueue};
@@ -149,13 +151,24 @@ const SETTLE_BUDGET: usize = 100_000;
 pub struct ConnectOptions {
     /// Give up when TCP connect plus TLS handshake take longer. `None`: no limit.
     pub connect_timeout: Option<Duration>,
-    /// Wrap the connection in TLS with this connector (server name is the host connected to).
+    /// Wrap the connection in TLS with this connector (server name:
+    /// [`ConnectOptions::server_name`], else the host connected to).
     pub tls: Option<TlsConnector>,
     /// The handler that receives this connection's events. `None` with [`Ctx::connect_tcp`]
     /// means the protocol passed there.
     pub owner: Option<HandlerId>,
-    /// The name TLS checks the certificate against (and sends as SNI) instead of the host
-    /// connected to. A Unix socket has no host name: TLS over one
+    /// Happy Eyeballs (RFC 8305): how long one address's connect may go on before the next
+    /// address is tried beside it. `None`: [`DEFAULT_ATTEMPT_DELAY`] (250 ms). A failed
+    /// attempt starts the next at once; `Duration::ZERO` starts them all together.
+    pub attempt_delay: Option<Duration>,
+    /// The address families to connect to (curl's `-4` / `-6`); others are skipped, and a
+    /// host with none left fails with [`TransportError::Dns`].
+    pub ip_family: IpFamily,
+    /// Connect to these addresses instead of resolving the host, which still names the
+    /// connection (TLS server name, errors): curl's `--resolve`. Raced as resolved ones are.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// The TLS server name (SNI and certificate check) when it is not the host connected to:
+    /// curl's `--connect-to`. A Unix socket has no host name: TLS over one
     /// ([`Ctx::connect_unix`]) needs this set.
     pub server_name: Option<String>,
 }

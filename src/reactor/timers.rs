@@ -18,6 +18,8 @@ pub(super) enum TimerKind<C> {
     Handler(super::HandlerId, u64),
     /// The connect timeout of a connection.
     ConnectTimeout(super::ConnId),
+    /// The Happy Eyeballs attempt delay of a connection: time to try its next address.
+    AttemptDelay(super::ConnId),
 }
 
 pub(super) struct Timers<C> {

@@ -27,6 +27,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod baseline;
+pub mod blackhole;
 pub mod faults;
 pub mod proto;
 pub mod reactor;

@@ -13,6 +13,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft::client::{ConnectTo, ResolveOverride};
+use weft::reactor::IpFamily;
+
 use super::args::{Args, DumpFormat};
 use super::exit::Outcome;
 use parts::body_source;
@@ -119,6 +122,14 @@ pub struct ChainPlan {
     pub unix_socket: Option<PathBuf>,
     /// Transfers in flight at once (1 without `-Z`).
     pub parallel: usize,
+    /// `-4` / `-6`.
+    pub ip_family: IpFamily,
+    /// `--happy-eyeballs-timeout-ms`.
+    pub happy_eyeballs_delay: Option<Duration>,
+    /// `--resolve`.
+    pub resolve: Vec<ResolveOverride>,
+    /// `--connect-to`.
+    pub connect_to: Vec<ConnectTo>,
 }
 
 /// How the server's certificate is checked.
@@ -447,6 +458,16 @@ pub fn build(
             noproxy: args.noproxy.clone(),
             unix_socket: args.unix_socket.clone(),
             parallel,
+            ip_family: if args.ipv4 {
+                IpFamily::V4
+            } else if args.ipv6 {
+                IpFamily::V6
+            } else {
+                IpFamily::Any
+            },
+            happy_eyeballs_delay: args.happy_eyeballs_timeout_ms.map(Duration::from_millis),
+            resolve: args.resolve.clone(),
+            connect_to: args.connect_to.clone(),
         },
         output: OutputOptions {
             file: args.output.first().cloned(),

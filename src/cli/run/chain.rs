@@ -63,6 +63,12 @@ fn agent_config(plan: &Plan) -> Result<AgentConfig, Outcome> {
         ConnectTimeout::Unlimited => config.connect_timeout = None,
         ConnectTimeout::Limit(d) => config.connect_timeout = Some(d),
     }
+    config.ip_family = chain.ip_family;
+    if let Some(delay) = chain.happy_eyeballs_delay {
+        config.happy_eyeballs_delay = delay;
+    }
+    config.resolve_overrides = chain.resolve.clone();
+    config.connect_to = chain.connect_to.clone();
     Ok(config)
 }
 

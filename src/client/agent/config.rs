@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client::overrides::{ConnectTo, ResolveOverride};
 use crate::client::proxy::Proxies;
 use crate::proto;
+use crate::reactor::{DEFAULT_ATTEMPT_DELAY, IpFamily};
 use crate::tls::TlsConnector;
 
 /// Settings of an [`Agent`](super::Agent) and its connection pool.
@@ -50,6 +52,19 @@ pub struct AgentConfig {
     /// A request's own [`Request::unix_socket`](crate::client::Request::unix_socket) wins.
     /// Default none.
     pub unix_socket: Option<PathBuf>,
+    /// Happy Eyeballs (RFC 8305) connection-attempt delay: how long one address's connect
+    /// may go on before the next address is tried beside it (default 250 ms; curl's
+    /// `--happy-eyeballs-timeout-ms`). The connect timeout covers the whole race.
+    pub happy_eyeballs_delay: Duration,
+    /// The address families connections may use (default both; curl's `-4` / `-6`).
+    pub ip_family: IpFamily,
+    /// Fixed addresses for some `host:port` pairs instead of the resolver's (curl's
+    /// `--resolve`); the first entry that matches applies.
+    pub resolve_overrides: Vec<ResolveOverride>,
+    /// Other destinations for some `host:port` pairs (curl's `--connect-to`); the first
+    /// entry that matches applies. Connections are pooled under the request's own host and
+    /// port, which with a given configuration always lead to the same destination.
+    pub connect_to: Vec<ConnectTo>,
 }
 
 impl Default for AgentConfig {
@@ -70,6 +85,10 @@ impl Default for AgentConfig {
             user_agent: Some(concat!("weft/", env!("CARGO_PKG_VERSION")).to_string()),
             proxies: Proxies::none(),
             unix_socket: None,
+            happy_eyeballs_delay: DEFAULT_ATTEMPT_DELAY,
+            ip_family: IpFamily::Any,
+            resolve_overrides: Vec::new(),
+            connect_to: Vec::new(),
         }
     }
 }

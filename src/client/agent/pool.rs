@@ -176,8 +176,14 @@ impl AgentState {
             connect_timeout: self.shared.config.connect_timeout,
             tls: route.tls.then(|| self.shared.config.tls.clone()),
             owner: self.me,
+            attempt_delay: Some(self.shared.config.happy_eyeballs_delay),
+            ip_family: self.shared.config.ip_family,
+            addrs: route.addrs.clone(),
             // A socket has no host name: TLS over one checks the URL's.
-            server_name: (route.tls && route.unix.is_some()).then(|| route.host.clone()),
+            server_name: route
+                .server_name
+                .clone()
+                .or_else(|| (route.tls && route.unix.is_some()).then(|| route.host.clone())),
         };
         let cid = match &route.unix {
             Some(path) => ctx.connect_unix_owned(path, options),

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 use url::Url;
 
 use crate::client::error::Cause;
+use crate::client::overrides;
 use crate::client::proxy::proxy_authorization;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
@@ -94,6 +95,10 @@ pub(super) struct Route {
     /// Connect to this Unix socket instead of `host:port` (`host` is then the name TLS
     /// checks).
     pub(super) unix: Option<Rc<Path>>,
+    /// Addresses to connect to instead of resolving `host` (`--resolve`; empty: resolve).
+    pub(super) addrs: Vec<std::net::SocketAddr>,
+    /// The TLS server name when it is not `host` (`--connect-to`).
+    pub(super) server_name: Option<String>,
 }
 
 #[derive(Debug)]
@@ -141,6 +146,9 @@ pub(super) fn resolve(
         Some(_) => None,
         None => config.proxies.proxy_for(&url),
     };
+    // `--connect-to`: the TCP destination (or the tunnel's target); names stay the URL's.
+    let (dest_host, dest_port) = overrides::connect_to(&config.connect_to, &connect_host, port)
+        .unwrap_or_else(|| (connect_host.clone(), port));
     let mut key = PoolKey {
         https,
         host: connect_host.to_ascii_lowercase().into(),
@@ -152,8 +160,10 @@ pub(super) fn resolve(
     let mut proxy_auth = None;
     let route = match proxy {
         None => Route {
-            host: connect_host.clone(),
-            port,
+            addrs: overrides::resolved(&config.resolve_overrides, &dest_host, dest_port),
+            server_name: (https && dest_host != connect_host).then(|| connect_host.clone()),
+            host: dest_host,
+            port: dest_port,
             tls: https,
             tunnel: None,
             unix,
@@ -167,8 +177,15 @@ pub(super) fn resolve(
                 if let Some(auth) = &auth {
                     connect_headers.append("Proxy-Authorization", auth.as_bytes());
                 }
+                let authority = if (&dest_host, dest_port) == (&connect_host, port) {
+                    format!("{host_str}:{port}")
+                } else if dest_host.contains(':') {
+                    format!("[{dest_host}]:{dest_port}")
+                } else {
+                    format!("{dest_host}:{dest_port}")
+                };
                 Some(Rc::new(Tunnel {
-                    authority: format!("{host_str}:{port}"),
+                    authority,
                     server_name: connect_host.clone(),
                     headers: connect_headers,
                 }))
@@ -182,6 +199,8 @@ pub(super) fn resolve(
                 None
             };
             Route {
+                addrs: overrides::resolved(&config.resolve_overrides, &proxy_host, proxy_port),
+                server_name: None,
                 host: proxy_host,
                 port: proxy_port,
                 tls: false,
