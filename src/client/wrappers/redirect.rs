@@ -54,6 +54,10 @@ pub struct RedirectConfig {
     /// so their connection returns to the pool (default 64 KiB); longer or unknown-length
     /// bodies are dropped, which closes their connection.
     pub max_discard_body: u64,
+    /// Set each hop's `Referer` to the URL it was redirected from, without its userinfo and
+    /// fragment (curl's `--referer ';auto'`; default false). None is sent on `https` to
+    /// `http`.
+    pub auto_referer: bool,
 }
 
 impl Default for RedirectConfig {
@@ -62,6 +66,7 @@ impl Default for RedirectConfig {
             max_redirects: 10,
             allow_downgrade: false,
             max_discard_body: 64 * 1024,
+            auto_referer: false,
         }
     }
 }
@@ -295,6 +300,9 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     } else {
         chain.body = None;
     }
+    if chain.config.auto_referer {
+        set_referer(&mut chain.headers, &chain.url);
+    }
     carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
     chain.followed += 1;
     chain.history.append(&mut response.history);
@@ -398,6 +406,17 @@ pub(crate) fn carry_headers(headers: &mut Headers, from: &Url, to: &Url, keep_bo
     if from.scheme() == "https" && to.scheme() == "http" {
         headers.remove("referer");
     }
+}
+
+/// Sets `Referer` to `from` without its userinfo and fragment (`carry_headers` then drops it
+/// on `https` to `http`).
+fn set_referer(headers: &mut Headers, from: &Url) {
+    let mut referer = from.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    headers.remove("referer");
+    headers.append("Referer", referer.as_str().as_bytes());
 }
 
 /// The single `Location` value (duplicates that agree count as one).
