@@ -315,7 +315,15 @@ fn next_starts_a_group_with_its_own_options() {
     // A usage error in a later group stops the run before anything is sent.
     let third = dir.join("3.json");
     let err = fails(
-        &["-o", third.to_str().unwrap(), &url, "--next", "-H", "bad"],
+        &[
+            "-o",
+            third.to_str().unwrap(),
+            &url,
+            "--next",
+            "-H",
+            "bad",
+            &url,
+        ],
         2,
     );
     assert!(err.contains("bad"), "{err}");

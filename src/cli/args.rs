@@ -28,9 +28,11 @@ Exit status (modelled on curl):
    7  failed to connect to host
    8  weird server reply (HTTP protocol violation)
   18  partial body: the connection closed before the whole body arrived
-  22  HTTP status >= 400 with -f/--fail
-  23  write error (output file or stdout; a closed pipe is reported silently)
-  26  read error (a -d/--data-binary @FILE or the request body could not be read)
+  22  HTTP status >= 400 with -f/--fail or --fail-with-body
+  23  write error (output file, -D file or stdout; a closed pipe is reported silently;
+      -O on a URL without a file name)
+  26  read error (a -d/--data-binary/--json/--data-urlencode @FILE, the -T file or the
+      request body could not be read)
   28  timeout (--connect-timeout, -m/--max-time)
   33  -C: the server's range does not continue the output file
   35  TLS handshake or certificate failure

@@ -34,7 +34,12 @@ pub struct CurlFlags {
 
     /// Ask for these bytes only: 'START-END', 'START-', '-SUFFIX', or several separated by
     /// ','; a lone number N means 'N-'. Sent as Range: bytes=RANGE.
-    #[arg(short = 'r', long = "range", value_name = "RANGE")]
+    #[arg(
+        short = 'r',
+        long = "range",
+        value_name = "RANGE",
+        allow_hyphen_values = true
+    )]
     pub range: Option<String>,
 
     /// Upload FILE with a PUT (streamed from the file; '-' reads stdin, sent chunked). A URL
@@ -81,6 +86,27 @@ mod tests {
 
     fn words(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn help_lists_the_transfer_options() {
+        use clap::CommandFactory;
+        let help = super::super::args::Args::command()
+            .render_long_help()
+            .to_string();
+        for opt in [
+            "--json",
+            "--data-urlencode",
+            "--get",
+            "--fail-with-body",
+            "--dump-header",
+            "--range",
+            "--upload-file",
+            "--referer",
+            "--next",
+        ] {
+            assert!(help.contains(opt), "{opt} missing from --help");
+        }
     }
 
     #[test]
