@@ -514,3 +514,29 @@ impl BodyProducer for HopBody {
         self.with(false, |p| p.rewind())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn auto_referer_is_the_previous_url_without_userinfo_or_fragment() {
+        let mut headers: Headers = [("Referer", b"http://caller.test/".as_slice())]
+            .into_iter()
+            .collect();
+        let from = url("http://u:secret@127.0.0.1:8080/a/b?q=1#frag");
+        set_referer(&mut headers, &from);
+        carry_headers(&mut headers, &from, &url("http://127.0.0.1:8080/c"), false);
+        let sent: Vec<_> = headers.get_all("referer").collect();
+        assert_eq!(sent, [b"http://127.0.0.1:8080/a/b?q=1".as_slice()]);
+        // Never on https to http, even when the downgrade is allowed.
+        let from = url("https://127.0.0.1/secret-page");
+        set_referer(&mut headers, &from);
+        carry_headers(&mut headers, &from, &url("http://127.0.0.1/"), false);
+        assert!(headers.get("referer").is_none());
+    }
+}
