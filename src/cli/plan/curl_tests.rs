@@ -155,6 +155,12 @@ fn ranges_are_checked() {
     }
     let p = plan(&["-r", "0-9", "h"]).unwrap();
     assert_eq!(header(&p, "range"), ["bytes=0-9"]);
+    for bad in [
+        &["-r", "0-9", "-C", "5", "-o", "f", "h"][..],
+        &["-T", "f", "-C", "-", "-o", "g", "h"],
+    ] {
+        assert!(matches!(plan(bad), Err(PlanError::Usage(_))), "{bad:?}");
+    }
 }
 
 #[test]

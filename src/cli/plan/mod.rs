@@ -557,6 +557,12 @@ fn check_transfer_options(args: &Args) -> Result<(), PlanError> {
             "-G/--get cannot be combined with -F/--form".into(),
         ));
     }
+    if args.continue_at.is_some() && (curl.range.is_some() || curl.upload_file.is_some()) {
+        // Both would set the range; weft does not resume uploads.
+        return Err(PlanError::Usage(
+            "-C/--continue-at cannot be combined with -r/--range or -T/--upload-file".into(),
+        ));
+    }
     if curl.fail_with_body && args.fail {
         return Err(PlanError::Usage(
             "--fail-with-body and -f/--fail are mutually exclusive".into(),
