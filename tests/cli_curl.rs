@@ -187,6 +187,11 @@ fn dump_header_and_include_show_every_hop() {
     );
     assert!(saved.contains("\r\n\r\nHTTP/1.1 200 OK\r\n"), "{saved}");
     assert!(saved.ends_with("\r\n\r\n"), "{saved}");
+    // -w's size_header counts every hop's head, as curl does.
+    let size: usize = ok(&["-L", "-o", "/dev/null", "-w", "%{size_header}", &url])
+        .parse()
+        .unwrap();
+    assert_eq!(size, saved.len());
     // -D - writes the heads to stdout before the body.
     let out = ok(&["-D", "-", &nginx.http_url("/hello.txt")]);
     assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");

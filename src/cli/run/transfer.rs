@@ -447,12 +447,6 @@ fn on_response(
         ));
     }
     all_heads.extend_from_slice(&head_bytes);
-    if let Some(path) = s.opts.dump_header.clone()
-        && let Err(error) = dump_header(&path, s.index == 0, &all_heads)
-    {
-        let what = path.display().to_string();
-        return s.finish(ctx, Outcome::Write { what, error });
-    }
     s.head = Some(Head {
         version: response.version,
         code: response.code,
@@ -462,8 +456,15 @@ fn on_response(
         url_effective: response.url.to_string(),
         redirects: redirect_count(&response),
         timing: response.timing,
-        size: head_bytes.len() as u64,
+        // curl's size_header counts every hop's head.
+        size: all_heads.len() as u64,
     });
+    if let Some(path) = s.opts.dump_header.clone()
+        && let Err(error) = dump_header(&path, s.index == 0, &all_heads)
+    {
+        let what = path.display().to_string();
+        return s.finish(ctx, Outcome::Write { what, error });
+    }
     if let Some(resume) = &resume {
         // The library's rules; the file is never removed (it is the user's output file).
         let outcome = match resume.answer(&response) {
