@@ -269,6 +269,9 @@ fn upload_file_puts_the_file_streamed() {
     // A missing file is curl's read error, 26; -T with data is a usage error.
     let err = fails(&["-T", "/nonexistent/weft-up", &nginx.http_url("/up/")], 26);
     assert!(err.contains("/nonexistent/weft-up"), "{err}");
+    // A directory fails as it is read: still 26.
+    let dir_path = dir.path().to_str().unwrap();
+    fails(&["-T", dir_path, &nginx.http_url("/up/d")], 26);
     fails(&["-T", path, "-d", "x", &nginx.http_url("/up/")], 2);
 }
 
