@@ -373,6 +373,28 @@ fn timeout_message_gives_milliseconds_and_bytes_as_curl() {
     assert!((300..3000).contains(&ms), "{err}");
 }
 
+/// On a terminal (`script` from util-linux gives weft one), a `-v` note after a body that
+/// does not end a line starts on a line of its own.
+#[test]
+fn verbose_note_after_a_body_without_newline_starts_a_new_line_on_a_terminal() {
+    let bin = Httpbin::start();
+    // httpbin decodes the path: "no newline", without a line ending.
+    let url = bin.url("/base64/bm8gbmV3bGluZQ==");
+    let command = format!("{} -v {url}", env!("CARGO_BIN_EXE_weft"));
+    // weft_command clears the proxy variables for script and so for weft.
+    let out = support::servers::weft_command("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs");
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("no newline\r\n* Response complete\r\n"),
+        "{screen:?}"
+    );
+}
+
 #[test]
 fn verbose_output_ends_with_a_newline() {
     let nginx = Nginx::start();
