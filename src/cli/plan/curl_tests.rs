@@ -194,6 +194,15 @@ fn remote_name_without_a_name_is_an_output_error() {
             .unwrap()
             .contains("Remote file name has no length")
     );
+    let args = args::parse(["weft", "-O", "http://al:secret@h/"]).unwrap();
+    let m = build_all(&args, &mut files)
+        .unwrap_err()
+        .into_outcome()
+        .message();
+    assert_eq!(
+        m.as_deref(),
+        Some("Remote file name has no length: -O cannot name a file after http://h/")
+    );
 }
 
 #[test]

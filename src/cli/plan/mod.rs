@@ -279,7 +279,8 @@ fn output_file(args: &Args, i: usize, url: &str) -> Result<Option<PathBuf>, Plan
         None if args.remote_name => PathBuf::from(remote_name(url).ok_or_else(|| {
             // curl's words (and its exit code 23).
             PlanError::Output(format!(
-                "Remote file name has no length: -O cannot name a file after {url}"
+                "Remote file name has no length: -O cannot name a file after {}",
+                without_credentials(url)
             ))
         })?),
         None => return Ok(None),
@@ -540,6 +541,18 @@ fn target_url(plan: &Plan, url: &str) -> String {
         url = with_query(&url, query);
     }
     url
+}
+
+/// `url` without its user name and password, for messages.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
 }
 
 /// The usage checks of curl's transfer options (`-T`, `-G`, `--fail-with-body`).

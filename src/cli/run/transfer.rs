@@ -65,12 +65,11 @@ impl Sink {
 
     /// Writes and flushes (so the output follows the network).
     fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
-        let w = self.writer()?;
-        w.write_all(data)?;
         if let Some(&last) = data.last() {
             self.at_line_start = last == b'\n';
         }
         let w = self.writer()?;
+        w.write_all(data)?;
         w.flush()
     }
 
