@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use weft::client::{ConnectTo, ResolveOverride};
 
+pub use super::curl_args::CurlFlags;
+
 /// The exit-code table shown after `--help`; kept in step with [`super::exit::exit_code`].
 pub const EXIT_CODES_HELP: &str = "\
 Data options (-d, --data-raw, --data-binary) are sent in the order given, joined with '&'.
@@ -27,9 +29,11 @@ Exit status (modelled on curl):
    7  failed to connect to host
    8  weird server reply (HTTP protocol violation)
   18  partial body: the connection closed before the whole body arrived
-  22  HTTP status >= 400 with -f/--fail
-  23  write error (output file or stdout; a closed pipe is reported silently)
-  26  read error (a -d/--data-binary @FILE or the request body could not be read)
+  22  HTTP status >= 400 with -f/--fail or --fail-with-body
+  23  write error (output file, -D file or stdout; a closed pipe is reported silently;
+      -O on a URL without a file name)
+  26  read error (a -d/--data-binary/--json/--data-urlencode @FILE, the -T file or the
+      request body could not be read)
   28  timeout (--connect-timeout, -m/--max-time)
   33  -C: the server's range does not continue the output file
   35  TLS handshake or certificate failure
@@ -59,6 +63,10 @@ pub enum DataKind {
     Binary,
     /// `--data-raw`: no `@` interpretation.
     Raw,
+    /// `--json`: like `--data-binary`, joined to the data before it without `&`.
+    Json,
+    /// `--data-urlencode`: `[name]=content` or `[name]@FILE`, the content URL-encoded.
+    UrlEncode,
 }
 
 /// One data option, in command-line order.
@@ -312,6 +320,14 @@ pub struct Args {
     /// All data options in command-line order (filled in by [`parse`]).
     #[arg(skip)]
     pub data_args: Vec<DataArg>,
+
+    /// curl's everyday transfer options (`--json`, `-G`, `-D`, `-r`, `-T`, `-e`...).
+    #[command(flatten)]
+    pub curl: CurlFlags,
+
+    /// The option groups after each `--next`, in order (filled in by [`parse`]).
+    #[arg(skip)]
+    pub next: Vec<Args>,
 }
 
 /// Parses a number of seconds (`1`, `2.5`); zero ("no limit") is kept as `Duration::ZERO`.
@@ -341,10 +357,29 @@ where
         }
     })
     .map_err(|m| Args::command().error(clap::error::ErrorKind::InvalidValue, m))?;
-    let matches = Args::command().try_get_matches_from(argv)?;
-    let mut args = Args::from_arg_matches(&matches)?;
-    args.data_args = ordered_data(&matches);
-    args.urls.append(&mut args.url_opts);
+    let mut groups = Vec::new();
+    for group in super::curl_args::split_groups(argv) {
+        let matches = Args::command().try_get_matches_from(group)?;
+        let mut args = Args::from_arg_matches(&matches)?;
+        args.data_args = ordered_data(&matches);
+        args.urls.append(&mut args.url_opts);
+        groups.push(args);
+    }
+    // curl's global options, given in any group, apply to every group.
+    let verbose = groups.iter().any(|g| g.verbose);
+    let silent = groups.iter().any(|g| g.silent);
+    let show_error = groups.iter().any(|g| g.show_error);
+    let parallel = groups.iter().any(|g| g.parallel);
+    let no_progress_meter = groups.iter().any(|g| g.no_progress_meter);
+    let parallel_max = groups.iter().find_map(|g| g.parallel_max);
+    for g in &mut groups {
+        (g.verbose, g.silent, g.show_error) = (verbose, silent, show_error);
+        (g.parallel, g.parallel_max) = (parallel, parallel_max);
+        g.no_progress_meter = no_progress_meter;
+    }
+    let mut groups = groups.into_iter();
+    let mut args = groups.next().unwrap_or_default();
+    args.next = groups.collect();
     Ok(args)
 }
 
@@ -447,6 +482,8 @@ fn ordered_data(matches: &ArgMatches) -> Vec<DataArg> {
         ("data", DataKind::Ascii),
         ("data_binary", DataKind::Binary),
         ("data_raw", DataKind::Raw),
+        ("json", DataKind::Json),
+        ("data_urlencode", DataKind::UrlEncode),
     ] {
         let (Some(values), Some(indices)) =
             (matches.get_many::<String>(id), matches.indices_of(id))

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use weft::client::{Cause, Error, Phase};
+use weft::client::{Cause, Error, Phase, TimeoutKind};
 use weft::proto::{ProtocolError, RequestError};
 use weft::reactor::TransportError;
 
@@ -32,6 +32,8 @@ pub enum Outcome {
     },
     /// Reading request data (`@FILE`) failed.
     ReadInput(String),
+    /// No output could be set up (`-O` on a URL without a file name), curl's exit 23.
+    Output(String),
     /// The `--cacert` file could not be used.
     CaCert(String),
     /// `-C`: the server's answer does not continue the file (curl's range error).
@@ -48,7 +50,7 @@ impl Outcome {
             Outcome::Usage(_) => 2,
             Outcome::HttpError { .. } => 22,
             Outcome::Request(e) => request_exit_code(e),
-            Outcome::Write { .. } => 23,
+            Outcome::Write { .. } | Outcome::Output(_) => 23,
             Outcome::ReadInput(_) => 26,
             Outcome::CaCert(_) => 77,
             Outcome::Resume(_) => 33,
@@ -65,13 +67,14 @@ impl Outcome {
             | Outcome::ReadInput(m)
             | Outcome::CaCert(m)
             | Outcome::Resume(m)
+            | Outcome::Output(m)
             | Outcome::Other(m) => Some(m.clone()),
             Outcome::HttpError { code, phrase } => Some(
                 format!("the requested URL returned error: {code} {phrase}")
                     .trim_end()
                     .to_string(),
             ),
-            Outcome::Request(e) => Some(e.to_string()),
+            Outcome::Request(e) => Some(request_message(e)),
             Outcome::Write { error, .. } if error.kind() == io::ErrorKind::BrokenPipe => None,
             Outcome::Write { what, error } => Some(format!("failed writing to {what}: {error}")),
         }
@@ -81,6 +84,34 @@ impl Outcome {
     pub fn always_shown(&self) -> bool {
         matches!(self, Outcome::Usage(_))
     }
+}
+
+/// The message for a failed request: the library's, except for a timeout, which says what
+/// curl says ("Operation timed out after N milliseconds with M bytes received"), then the
+/// limit and the URL.
+pub fn request_message(e: &Error) -> String {
+    let Cause::Timeout(t) = e.cause() else {
+        return e.to_string();
+    };
+    let ms = t.elapsed.as_millis();
+    let mut out = match t.kind {
+        TimeoutKind::Connect => format!("Connection timed out after {ms} milliseconds"),
+        _ => format!(
+            "Operation timed out after {ms} milliseconds with {} bytes received",
+            t.received
+        ),
+    };
+    let limit = match t.kind {
+        TimeoutKind::Connect => "connect",
+        TimeoutKind::Total => "total",
+        TimeoutKind::Queue => "queue",
+        TimeoutKind::Read => "read",
+    };
+    out.push_str(&format!(" ({limit} limit {} ms)", t.limit.as_millis()));
+    if let Some(url) = e.url() {
+        out.push_str(&format!(" - {url}"));
+    }
+    out
 }
 
 /// The exit status for a failed request, from its cause and the phase it failed in.
@@ -130,7 +161,7 @@ pub fn request_exit_code(e: &Error) -> u8 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use weft::client::{Timeout, TimeoutKind};
+    use weft::client::Timeout;
 
     /// A timeout cause with round figures, for the command's tests.
     pub(crate) fn timeout(kind: TimeoutKind) -> Cause {
@@ -327,8 +358,20 @@ pub(crate) mod tests {
         let e = Error::new(Phase::RequestNotSent, timeout(TimeoutKind::Connect));
         assert_eq!(
             Outcome::Request(e).message().unwrap(),
-            "request not sent: connect timed out after 1001 ms (connect limit 1000 ms, 0 bytes \
-             received)"
+            "Connection timed out after 1001 milliseconds (connect limit 1000 ms)"
         );
+        let e = Error::new(Phase::ResponseFailed, timeout(TimeoutKind::Total));
+        assert_eq!(
+            Outcome::Request(e).message().unwrap(),
+            "Operation timed out after 1001 milliseconds with 0 bytes received (total limit \
+             1000 ms)"
+        );
+        let other = Error::new(Phase::ResponseFailed, Cause::Cancelled);
+        assert_eq!(
+            Outcome::Request(other.clone()).message(),
+            Some(other.to_string())
+        );
+        let o = Outcome::Output("Remote file name has no length".into());
+        assert_eq!(o.exit_code(), 23);
     }
 }

@@ -14,6 +14,23 @@ pub fn status_line(version: Version, code: u16, phrase: &str) -> String {
     }
 }
 
+/// The usual reason phrase of a status a redirect or challenge hop may have (the library
+/// keeps no phrase for earlier hops); empty for others.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        401 => "Unauthorized",
+        407 => "Proxy Authentication Required",
+        _ => "",
+    }
+}
+
 /// A response head as `curl -i` writes it: the status line, each field as received
 /// (`Name: value`, value bytes untouched), each line ending in CRLF, then an empty line.
 pub fn head_bytes(version: Version, code: u16, phrase: &str, headers: &Headers) -> Vec<u8> {

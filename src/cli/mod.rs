@@ -2,7 +2,8 @@
 //!
 //! The flow is split so that everything but the network exchange is a pure, testable function:
 //!
-//! 1. [`args`]: command-line parsing with clap (derive), keeping the order of data options;
+//! 1. [`args`]: command-line parsing with clap (derive), keeping the order of data options
+//!    (curl's transfer options and the `--next` groups are in [`curl_args`]);
 //! 2. [`plan`]: the parsed options become a [`plan::Plan`] (method, URL, headers, body source,
 //!    output mode), with curl's defaults and usage checks;
 //! 3. [`run`]: the plans (one per URL) are executed through one agent chain on a reactor,
@@ -13,6 +14,7 @@
 //! `--dump json` object; [`write_out`] expands `-w`.
 
 pub mod args;
+pub mod curl_args;
 pub mod dump;
 pub mod exit;
 pub mod format;
@@ -31,8 +33,14 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let show_errors = !args.silent || args.show_error;
-    let outcomes = match plan::build_all(&args, &mut plan::read_data_file) {
-        Ok(plans) => run::run_all(plans),
+    // Every `--next` group is planned before any runs (a usage error stops them all, as in
+    // curl); each group then runs with its own agent chain, one group after another.
+    let planned = std::iter::once(&args)
+        .chain(&args.next)
+        .map(|group| plan::build_all(group, &mut plan::read_data_file))
+        .collect::<Result<Vec<_>, _>>();
+    let outcomes: Vec<exit::Outcome> = match planned {
+        Ok(groups) => groups.into_iter().flat_map(run::run_all).collect(),
         Err(e) => vec![e.into_outcome()],
     };
     let mut stderr = std::io::stderr().lock();

@@ -25,7 +25,7 @@ pub struct Vars {
     pub filename_effective: String,
     /// `size_download`: body bytes received (after decoding with `--compressed`).
     pub size_download: u64,
-    /// `size_header`: bytes of the final response head as printed by `-i`.
+    /// `size_header`: bytes of the response heads as printed by `-i` (every hop's, as curl).
     pub size_header: u64,
     /// `speed_download`: bytes per second over the whole transfer.
     pub speed_download: f64,

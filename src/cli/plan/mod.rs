@@ -5,6 +5,8 @@
 //! express. It reads `@FILE` data through a caller-given function so that it stays testable.
 //! The parsers of single arguments (`-H`, `-F`, data options, URLs) are in `parts`.
 
+#[cfg(test)]
+mod curl_tests;
 mod parts;
 #[cfg(test)]
 mod tests;
@@ -16,10 +18,13 @@ use std::time::Duration;
 use weft::client::{ConnectTo, ResolveOverride};
 use weft::reactor::IpFamily;
 
-use super::args::{Args, DumpFormat};
+use super::args::{Args, DataKind, DumpFormat};
 use super::exit::Outcome;
-use parts::body_source;
-pub use parts::{HeaderArg, normalize_url, parse_form, parse_header, read_data_file, remote_name};
+pub use parts::{
+    HeaderArg, normalize_url, parse_form, parse_header, range_header, read_data_file, remote_name,
+    upload_url, with_query,
+};
+use parts::{body_source, data_bytes};
 
 /// Where the request body comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,8 @@ pub struct ChainPlan {
     pub resolve: Vec<ResolveOverride>,
     /// `--connect-to`.
     pub connect_to: Vec<ConnectTo>,
+    /// `-e ';auto'`: each redirect's Referer is the URL it came from.
+    pub auto_referer: bool,
 }
 
 /// How the server's certificate is checked.
@@ -169,6 +176,10 @@ pub struct OutputOptions {
     /// A progress bar may be shown (not `-s`, `-v`, `--dump` or `--no-progress-meter`); it
     /// is shown only when stderr is a terminal.
     pub progress: bool,
+    /// `--fail-with-body`: with `fail_on_http_error`, the body is still written.
+    pub keep_body_on_error: bool,
+    /// `-D FILE`: where every hop's response head goes (`-` for stdout).
+    pub dump_header: Option<PathBuf>,
 }
 
 /// Everything the command will do, decided before any I/O on the network.
@@ -195,6 +206,10 @@ pub struct Plan {
     pub output: OutputOptions,
     /// Agent chain options (the same in every plan of a run).
     pub chain: ChainPlan,
+    /// `-G`: the data, added to each URL's query.
+    pub get_query: Option<String>,
+    /// `-T FILE`: the file whose name a URL ending in `/` gets (`None` for stdin).
+    pub upload_name: Option<PathBuf>,
 }
 
 /// The connect limit asked for.
@@ -215,6 +230,8 @@ pub enum PlanError {
     Usage(String),
     /// An `@FILE` could not be read (exit 26).
     Read(String),
+    /// No output file can be named (`-O` on a URL without a file name; exit 23).
+    Output(String),
 }
 
 impl PlanError {
@@ -223,6 +240,7 @@ impl PlanError {
         match self {
             PlanError::Usage(m) => Outcome::Usage(m),
             PlanError::Read(m) => Outcome::ReadInput(m),
+            PlanError::Output(m) => Outcome::Output(m),
         }
     }
 }
@@ -248,13 +266,13 @@ pub fn build_all(
     let template = build(args, read)?;
     if args.urls.len() > 1 && template.body == BodySource::Stdin {
         return Err(PlanError::Usage(
-            "--data-binary @- can feed one URL only".into(),
+            "--data-binary @- (or -T -) can feed one URL only".into(),
         ));
     }
     let mut plans = Vec::with_capacity(args.urls.len());
     for (i, url) in args.urls.iter().enumerate() {
         let mut plan = template.clone();
-        plan.url = normalize_url(url);
+        plan.url = target_url(&plan, url);
         plan.output.file = output_file(args, i, &plan.url)?;
         if plan.output.resume.is_some() && plan.output.file.is_none() {
             return Err(PlanError::Usage(
@@ -272,7 +290,11 @@ fn output_file(args: &Args, i: usize, url: &str) -> Result<Option<PathBuf>, Plan
     let name = match args.output.get(i) {
         Some(p) => p.clone(),
         None if args.remote_name => PathBuf::from(remote_name(url).ok_or_else(|| {
-            PlanError::Usage(format!("-O: the URL {url} has no file name to save to"))
+            // curl's words (and its exit code 23).
+            PlanError::Output(format!(
+                "Remote file name has no length: -O cannot name a file after {}",
+                without_credentials(url)
+            ))
         })?),
         None => return Ok(None),
     };
@@ -302,7 +324,9 @@ pub fn build(
     let is_removed = |name: &str| removed.iter().any(|n| n.eq_ignore_ascii_case(name));
 
     let data = &args.data_args;
-    if args.head && (!data.is_empty() || !args.form.is_empty()) {
+    let curl = &args.curl;
+    check_transfer_options(args)?;
+    if args.head && !curl.get && (!data.is_empty() || !args.form.is_empty()) {
         return Err(PlanError::Usage(
             "-I/--head cannot be combined with data options (-d, --data-binary, --data-raw, -F)"
                 .into(),
@@ -313,7 +337,21 @@ pub fn build(
             "-F/--form cannot be combined with -d, --data-binary or --data-raw".into(),
         ));
     }
-    let body = if args.form.is_empty() {
+    let mut get_query = None;
+    let body = if let Some(file) = &curl.upload_file {
+        if file.as_os_str() == "-" {
+            BodySource::Stdin
+        } else {
+            BodySource::File(file.clone())
+        }
+    } else if curl.get {
+        // -G: the data goes into the URL; the request has no body.
+        if !data.is_empty() {
+            let bytes = data_bytes(data, read)?;
+            get_query = Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        BodySource::None
+    } else if args.form.is_empty() {
         body_source(data, read)?
     } else {
         BodySource::Form(
@@ -328,6 +366,8 @@ pub fn build(
         Some(m) if m.is_empty() => return Err(PlanError::Usage("empty method for -X".into())),
         Some(m) => m.clone(),
         None if args.head => "HEAD".to_string(),
+        None if curl.upload_file.is_some() => "PUT".to_string(),
+        None if curl.get => "GET".to_string(),
         None if !data.is_empty() || !args.form.is_empty() => "POST".to_string(),
         None => "GET".to_string(),
     };
@@ -350,8 +390,24 @@ pub fn build(
             cookie_files.push(PathBuf::from(c));
         }
     }
+    // --json asks for JSON back, as curl does, unless -G sends no body.
+    let json = !curl.get && data.iter().any(|d| d.kind == DataKind::Json);
     if !has("accept", &user) && !is_removed("accept") {
-        headers.push(("Accept".to_string(), "*/*".to_string()));
+        let accept = if json { "application/json" } else { "*/*" };
+        headers.push(("Accept".to_string(), accept.to_string()));
+    }
+    let (referer, auto_referer) = match curl.referer.as_deref() {
+        Some(r) => match r.strip_suffix(";auto") {
+            Some(r) => (r, true),
+            None => (r, false),
+        },
+        None => ("", false),
+    };
+    if !referer.is_empty() && !has("referer", &user) {
+        headers.push(("Referer".to_string(), referer.to_string()));
+    }
+    if let Some(range) = &curl.range {
+        headers.push(("Range".to_string(), range_header(range)?));
     }
     let user_agent = if has("user-agent", &user) || is_removed("user-agent") {
         None
@@ -364,13 +420,15 @@ pub fn build(
     };
     // A form's Content-Type (with its boundary) is set when the body is made.
     let content_type_needed =
-        !data.is_empty() && !has("content-type", &user) && !is_removed("content-type");
+        !data.is_empty() && !curl.get && !has("content-type", &user) && !is_removed("content-type");
     headers.extend(user);
     if content_type_needed {
-        headers.push((
-            "Content-Type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        ));
+        let content_type = if json {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        headers.push(("Content-Type".to_string(), content_type.to_string()));
     }
 
     let tls = if args.insecure {
@@ -439,9 +497,9 @@ pub fn build(
         1
     };
 
-    Ok(Plan {
+    let mut plan = Plan {
         method,
-        url: normalize_url(args.urls.first().map_or("", String::as_str)),
+        url: String::new(),
         headers,
         user_agent,
         body,
@@ -468,13 +526,14 @@ pub fn build(
             happy_eyeballs_delay: args.happy_eyeballs_timeout_ms.map(Duration::from_millis),
             resolve: args.resolve.clone(),
             connect_to: args.connect_to.clone(),
+            auto_referer,
         },
         output: OutputOptions {
             file: args.output.first().cloned(),
             include_head: args.include || args.head,
             head_only: args.head,
             dump_json: args.dump == Some(DumpFormat::Json),
-            fail_on_http_error: args.fail,
+            fail_on_http_error: args.fail || curl.fail_with_body,
             verbose: args.verbose,
             max_filesize: args.max_filesize,
             resume,
@@ -485,8 +544,68 @@ pub fn build(
                 || args.no_progress_meter
                 || args.dump.is_some()
                 || args.head),
+            keep_body_on_error: curl.fail_with_body,
+            dump_header: curl.dump_header.clone(),
         },
-    })
+        get_query,
+        upload_name: curl.upload_file.clone().filter(|f| f.as_os_str() != "-"),
+    };
+    plan.url = target_url(&plan, args.urls.first().map_or("", String::as_str));
+    Ok(plan)
+}
+
+/// The URL a plan fetches for the command-line `url`: with a scheme, the `-G` query, and the
+/// `-T` file's name when it ends in `/`.
+fn target_url(plan: &Plan, url: &str) -> String {
+    let mut url = normalize_url(url);
+    if let Some(file) = &plan.upload_name {
+        url = upload_url(&url, file);
+    }
+    if let Some(query) = &plan.get_query {
+        url = with_query(&url, query);
+    }
+    url
+}
+
+/// `url` without its user name and password, for messages.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The usage checks of curl's transfer options (`-T`, `-G`, `--fail-with-body`).
+fn check_transfer_options(args: &Args) -> Result<(), PlanError> {
+    let curl = &args.curl;
+    let has_data = !args.data_args.is_empty() || !args.form.is_empty();
+    if curl.upload_file.is_some() && (has_data || args.head) {
+        return Err(PlanError::Usage(
+            "-T/--upload-file cannot be combined with -I or data options (-d, --data-*, --json, -F)"
+                .into(),
+        ));
+    }
+    if curl.get && !args.form.is_empty() {
+        return Err(PlanError::Usage(
+            "-G/--get cannot be combined with -F/--form".into(),
+        ));
+    }
+    if args.continue_at.is_some() && (curl.range.is_some() || curl.upload_file.is_some()) {
+        // Both would set the range; weft does not resume uploads.
+        return Err(PlanError::Usage(
+            "-C/--continue-at cannot be combined with -r/--range or -T/--upload-file".into(),
+        ));
+    }
+    if curl.fail_with_body && args.fail {
+        return Err(PlanError::Usage(
+            "--fail-with-body and -f/--fail are mutually exclusive".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Redirects followed with `-L` when `--max-redirs` is not given (curl's default).

@@ -116,7 +116,7 @@ pub fn parse_form(
 }
 
 /// The request body from the data options: one streamed `--data-binary @FILE`, or all of them
-/// read and joined with `&`.
+/// read and joined ([`data_bytes`]).
 pub(super) fn body_source(
     data: &[DataArg],
     read: &mut dyn FnMut(&str) -> io::Result<Vec<u8>>,
@@ -134,27 +134,130 @@ pub(super) fn body_source(
     if data.is_empty() {
         return Ok(BodySource::None);
     }
+    Ok(BodySource::Bytes(data_bytes(data, read)?))
+}
+
+/// All data options read and joined as curl joins them: with `&`, except that a `--json`
+/// piece follows the data before it directly.
+pub(super) fn data_bytes(
+    data: &[DataArg],
+    read: &mut dyn FnMut(&str) -> io::Result<Vec<u8>>,
+) -> Result<Vec<u8>, PlanError> {
     let mut out = Vec::new();
     for (i, d) in data.iter().enumerate() {
-        if i > 0 {
+        if i > 0 && d.kind != DataKind::Json {
             out.push(b'&');
         }
-        let file = match d.kind {
-            DataKind::Raw => None,
-            DataKind::Ascii | DataKind::Binary => d.value.strip_prefix('@'),
+        let mut read_file = |name: &str| {
+            read(name).map_err(|e| PlanError::Read(format!("cannot read data from {name:?}: {e}")))
         };
-        match file {
-            None => out.extend_from_slice(d.value.as_bytes()),
-            Some(name) => {
-                let bytes = read(name)
-                    .map_err(|e| PlanError::Read(format!("cannot read data from {name:?}: {e}")))?;
-                if d.kind == DataKind::Ascii {
-                    out.extend(bytes.into_iter().filter(|&b| b != b'\r' && b != b'\n'));
-                } else {
-                    out.extend_from_slice(&bytes);
+        match d.kind {
+            DataKind::Raw => out.extend_from_slice(d.value.as_bytes()),
+            DataKind::UrlEncode => out.extend(url_encoded_data(&d.value, &mut read_file)?),
+            DataKind::Ascii | DataKind::Binary | DataKind::Json => {
+                match d.value.strip_prefix('@') {
+                    None => out.extend_from_slice(d.value.as_bytes()),
+                    Some(name) => {
+                        let bytes = read_file(name)?;
+                        if d.kind == DataKind::Ascii {
+                            out.extend(bytes.into_iter().filter(|&b| b != b'\r' && b != b'\n'));
+                        } else {
+                            out.extend_from_slice(&bytes);
+                        }
+                    }
                 }
             }
         }
     }
-    Ok(BodySource::Bytes(out))
+    Ok(out)
+}
+
+/// One `--data-urlencode` argument in curl's forms: `content`, `=content`, `name=content`,
+/// `@FILE`, `name@FILE` (whichever of `=` and `@` comes first decides). The name is sent as
+/// it is; the content is percent-encoded (every byte but `A-Z a-z 0-9 - . _ ~`).
+fn url_encoded_data(
+    arg: &str,
+    read_file: &mut dyn FnMut(&str) -> Result<Vec<u8>, PlanError>,
+) -> Result<Vec<u8>, PlanError> {
+    let (name, content) = match arg.find(['=', '@']) {
+        Some(i) if arg.as_bytes()[i] == b'@' => (&arg[..i], read_file(&arg[i + 1..])?),
+        Some(i) => (&arg[..i], arg.as_bytes()[i + 1..].to_vec()),
+        None => ("", arg.as_bytes().to_vec()),
+    };
+    let mut out = Vec::with_capacity(name.len() + 1 + content.len() * 3);
+    if !name.is_empty() {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+    }
+    out.extend(percent_encode(&content).bytes());
+    Ok(out)
+}
+
+/// Percent-encodes every byte but the unreserved ones (RFC 3986), as curl's `--data-urlencode`
+/// does (a space is `%20`).
+fn percent_encode(bytes: &[u8]) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::percent_encode(bytes, KEEP).to_string()
+}
+
+/// Checks a `-r` range and returns the value of the `Range` header: `bytes=` and a list of
+/// `START-END`, `START-` or `-SUFFIX` (START <= END); a lone number `N` means `N-`, as in
+/// curl. Anything else is refused (curl only warns and sends it).
+pub fn range_header(range: &str) -> Result<String, PlanError> {
+    let bad = |why: &str| PlanError::Usage(format!("invalid -r/--range {range:?}: {why}"));
+    let digits = |s: &str| !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(range) {
+        return Ok(format!("bytes={range}-"));
+    }
+    if range.is_empty() || range.len() > 1024 {
+        return Err(bad("expected START-END, START- or -SUFFIX"));
+    }
+    for spec in range.split(',') {
+        let (start, end) = spec
+            .split_once('-')
+            .ok_or_else(|| bad("each range needs a '-'"))?;
+        match (digits(start), digits(end)) {
+            (true, true) if start.parse::<u64>().ok() > end.parse::<u64>().ok() => {
+                return Err(bad("a range's start is after its end"));
+            }
+            (true, _) if end.is_empty() || digits(end) => {}
+            (false, true) if start.is_empty() => {}
+            _ => return Err(bad("only digits, '-' and ',' are allowed")),
+        }
+    }
+    Ok(format!("bytes={range}"))
+}
+
+/// `url` for `-T FILE`: a URL whose path ends in `/` (or has none) gets the file's name
+/// appended, percent-encoded, as curl does.
+pub fn upload_url(url: &str, file: &std::path::Path) -> String {
+    let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return url.to_string();
+    };
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.path().ends_with('/') => {
+            if let Ok(mut segments) = parsed.path_segments_mut() {
+                segments.pop_if_empty().push(&name);
+            }
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `url` with `query` added to its query (`?` or `&`), before any fragment: `-G`.
+pub fn with_query(url: &str, query: &str) -> String {
+    if query.is_empty() {
+        return url.to_string();
+    }
+    let (base, fragment) = match url.find('#') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{query}{fragment}")
 }

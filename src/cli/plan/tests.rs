@@ -261,6 +261,7 @@ fn output_options() {
             etag_save: None,
             write_out: None,
             progress: false,
+            ..OutputOptions::default()
         }
     );
     assert!(plan(&["--dump", "json", "u"]).unwrap().output.dump_json);
@@ -305,8 +306,14 @@ fn one_plan_per_url_with_paired_outputs() {
     .unwrap();
     assert_eq!(ps[0].output.file, Some(PathBuf::from("/abs")));
     assert_eq!(ps[1].output.file, Some(PathBuf::from("d/b.txt")));
-    assert!(usage(plans(&["-O", "http://h/"])).contains("no file name"));
-    assert!(usage(plans(&["-O", "http://h/a/.."])).contains("no file name"));
+    // curl's exit 23 (an output error), not a usage error.
+    for url in ["http://h/", "http://h/a/.."] {
+        let e = plans(&["-O", url]).unwrap_err();
+        assert!(
+            matches!(&e, PlanError::Output(m) if m.contains("no length")),
+            "{e:?}"
+        );
+    }
     assert!(usage(plans(&["-o", "a", "-o", "b", "h/1"])).contains("2 -o options"));
     assert!(usage(plans(&[])).contains("no URL"));
     assert!(usage(plans(&["--data-binary", "@-", "h/1", "h/2"])).contains("one URL"));

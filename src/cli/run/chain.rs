@@ -3,7 +3,9 @@
 use std::io;
 use std::rc::Rc;
 
-use weft::client::{AgentConfig, AuthMode, CookieJar, Credentials, Error, Phase, Proxies};
+use weft::client::{
+    AgentConfig, AuthMode, CookieJar, Credentials, Error, Phase, Proxies, RedirectConfig,
+};
 use weft::reactor::Ctx;
 use weft::tls::TlsConnector;
 use weft::{HttpAgent, HttpClient};
@@ -107,7 +109,11 @@ fn session(config: AgentConfig, chain: &ChainPlan, jar: Option<CookieJar>) -> we
         None => builder.cookies(false),
     };
     if let Some(max_redirects) = chain.follow {
-        builder = builder.max_redirects(max_redirects);
+        builder = builder.redirect_config(RedirectConfig {
+            max_redirects,
+            auto_referer: chain.auto_referer,
+            ..RedirectConfig::default()
+        });
     }
     if let Some(a) = &chain.auth {
         let mode = match a.choice {

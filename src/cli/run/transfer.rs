@@ -29,6 +29,8 @@ struct Sink {
     file: Option<PathBuf>,
     append: bool,
     out: Option<BufWriter<Box<dyn Write>>>,
+    /// Whether the last byte written ended a line (or nothing was written).
+    at_line_start: bool,
 }
 
 impl Sink {
@@ -37,6 +39,7 @@ impl Sink {
             file,
             append: false,
             out: None,
+            at_line_start: true,
         }
     }
 
@@ -62,6 +65,9 @@ impl Sink {
 
     /// Writes and flushes (so the output follows the network).
     fn write_now(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(&last) = data.last() {
+            self.at_line_start = last == b'\n';
+        }
         let w = self.writer()?;
         w.write_all(data)?;
         w.flush()
@@ -430,6 +436,18 @@ fn on_response(
         &response.phrase,
         &response.headers,
     );
+    // Every hop's head, as curl prints them with -L (-i, -I, -D): the redirects and
+    // challenges first, then the final head.
+    let mut all_heads = Vec::new();
+    for hop in &response.history {
+        all_heads.extend(format::head_bytes(
+            response.version,
+            hop.code,
+            format::reason_phrase(hop.code),
+            &hop.headers,
+        ));
+    }
+    all_heads.extend_from_slice(&head_bytes);
     s.head = Some(Head {
         version: response.version,
         code: response.code,
@@ -439,8 +457,15 @@ fn on_response(
         url_effective: response.url.to_string(),
         redirects: redirect_count(&response),
         timing: response.timing,
-        size: head_bytes.len() as u64,
+        // curl's size_header counts every hop's head.
+        size: all_heads.len() as u64,
     });
+    if let Some(path) = s.opts.dump_header.clone()
+        && let Err(error) = dump_header(&path, s.index == 0, &all_heads)
+    {
+        let what = path.display().to_string();
+        return s.finish(ctx, Outcome::Write { what, error });
+    }
     if let Some(resume) = &resume {
         // The library's rules; the file is never removed (it is the user's output file).
         let outcome = match resume.answer(&response) {
@@ -465,7 +490,11 @@ fn on_response(
             return s.finish(ctx, outcome);
         }
     }
-    if !s.opts.dump_json && s.opts.fail_on_http_error && response.code >= 400 {
+    if !s.opts.dump_json
+        && s.opts.fail_on_http_error
+        && !s.opts.keep_body_on_error
+        && response.code >= 400
+    {
         // Nothing is written; dropping the response closes its connection.
         let outcome = s.success();
         return s.finish(ctx, outcome);
@@ -481,7 +510,7 @@ fn on_response(
     }
     if !s.opts.dump_json
         && s.opts.include_head
-        && let Err(e) = s.sink.write_now(&head_bytes)
+        && let Err(e) = s.sink.write_now(&all_heads)
     {
         let outcome = s.sink.error(e);
         return s.finish(ctx, outcome);
@@ -499,6 +528,23 @@ fn on_response(
             state: state.clone(),
         },
     );
+}
+
+/// Writes the response heads of `-D FILE` (`-`: stdout); the first transfer of a run creates
+/// the file, later ones add to it.
+fn dump_header(path: &std::path::Path, first: bool, heads: &[u8]) -> io::Result<()> {
+    if path.as_os_str() == "-" {
+        let mut out = io::stdout().lock();
+        out.write_all(heads)?;
+        return out.flush();
+    }
+    let mut file = File::options()
+        .create(true)
+        .write(true)
+        .append(!first)
+        .truncate(first)
+        .open(path)?;
+    file.write_all(heads)
 }
 
 /// A progress bar for a body of `length` bytes (a spinner when unknown).
@@ -578,7 +624,12 @@ impl BodyProtocol for CliBody {
                     "* Response ended with the connection (possible data loss)\n".to_string()
                 }
             };
-            verbose(&note);
+            // A body that left the terminal's cursor mid-line would swallow the note.
+            let mid_line = s.sink.file.is_none()
+                && !s.sink.at_line_start
+                && !s.opts.dump_json
+                && io::stdout().is_terminal();
+            verbose(&if mid_line { format!("\n{note}") } else { note });
         }
         if s.opts.dump_json {
             if let Err(o) = s.write_dump(Some(&reason), own.as_ref()) {

@@ -55,6 +55,10 @@ pub struct RedirectConfig {
     /// so their connection returns to the pool (default 64 KiB); longer or unknown-length
     /// bodies are dropped, which closes their connection.
     pub max_discard_body: u64,
+    /// Set each hop's `Referer` to the URL it was redirected from, without its userinfo and
+    /// fragment (curl's `--referer ';auto'`; default false). None is sent on `https` to
+    /// `http`.
+    pub auto_referer: bool,
 }
 
 impl Default for RedirectConfig {
@@ -63,6 +67,7 @@ impl Default for RedirectConfig {
             max_redirects: 10,
             allow_downgrade: false,
             max_discard_body: 64 * 1024,
+            auto_referer: false,
         }
     }
 }
@@ -300,6 +305,9 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     } else {
         chain.body = None;
     }
+    if chain.config.auto_referer {
+        set_referer(&mut chain.headers, &chain.url);
+    }
     carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
     log::debug!(
         "redirect {} ({} of at most {}): {} -> {method} {}",
@@ -413,6 +421,17 @@ pub(crate) fn carry_headers(headers: &mut Headers, from: &Url, to: &Url, keep_bo
     }
 }
 
+/// Sets `Referer` to `from` without its userinfo and fragment (`carry_headers` then drops it
+/// on `https` to `http`).
+fn set_referer(headers: &mut Headers, from: &Url) {
+    let mut referer = from.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    headers.remove("referer");
+    headers.append("Referer", referer.as_str().as_bytes());
+}
+
 /// The single `Location` value (duplicates that agree count as one).
 fn location(headers: &Headers) -> Result<String, Cause> {
     let mut values = headers.get_all("location");
@@ -506,5 +525,31 @@ impl BodyProducer for HopBody {
 
     fn rewind(&mut self) -> bool {
         self.with(false, |p| p.rewind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn auto_referer_is_the_previous_url_without_userinfo_or_fragment() {
+        let mut headers: Headers = [("Referer", b"http://caller.test/".as_slice())]
+            .into_iter()
+            .collect();
+        let from = url("http://u:secret@127.0.0.1:8080/a/b?q=1#frag");
+        set_referer(&mut headers, &from);
+        carry_headers(&mut headers, &from, &url("http://127.0.0.1:8080/c"), false);
+        let sent: Vec<_> = headers.get_all("referer").collect();
+        assert_eq!(sent, [b"http://127.0.0.1:8080/a/b?q=1".as_slice()]);
+        // Never on https to http, even when the downgrade is allowed.
+        let from = url("https://127.0.0.1/secret-page");
+        set_referer(&mut headers, &from);
+        carry_headers(&mut headers, &from, &url("http://127.0.0.1/"), false);
+        assert!(headers.get("referer").is_none());
     }
 }
