@@ -164,6 +164,7 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             body: request.body.map(SharedBody::new),
             timeouts: request.timeouts,
             followed: 0,
+            retries: 0,
             history: Vec::new(),
             started,
             hop_started: started,
@@ -194,6 +195,8 @@ struct Chain<A: HttpAgent> {
     /// the total.
     timeouts: Timeouts,
     followed: u32,
+    /// Retries a retry policy beneath made on earlier hops.
+    retries: u32,
     history: Vec<PreviousResponse>,
     started: Instant,
     hop_started: Instant,
@@ -211,6 +214,7 @@ impl<A: HttpAgent> Chain<A> {
         response.history = self.history;
         let earlier = self.hop_started.saturating_duration_since(self.started);
         response.timing.redirect = response.timing.redirect.saturating_add(earlier);
+        response.timing.retries = response.timing.retries.saturating_add(self.retries);
         (self.on_response)(ctx, Ok(response));
     }
 }
@@ -297,6 +301,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     }
     carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
     chain.followed += 1;
+    chain.retries = chain.retries.saturating_add(response.timing.retries);
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
         code: response.code,
