@@ -13,6 +13,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft::client::{Backoff, Jitter, RetryPolicy};
+
 use super::args::{Args, DumpFormat};
 use super::exit::Outcome;
 use parts::body_source;
@@ -117,6 +119,8 @@ pub struct ChainPlan {
     pub noproxy: Option<String>,
     /// Transfers in flight at once (1 without `-Z`).
     pub parallel: usize,
+    /// `--retry N` (N > 0) and the options that go with it.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// How the server's certificate is checked.
@@ -444,6 +448,7 @@ pub fn build(
             proxy: args.proxy.clone(),
             noproxy: args.noproxy.clone(),
             parallel,
+            retry: retry_policy(args),
         },
         output: OutputOptions {
             file: args.output.first().cloned(),
@@ -470,3 +475,29 @@ pub const DEFAULT_MAX_REDIRS: u32 = 50;
 
 /// Transfers in flight with `-Z` when `--parallel-max` is not given (curl's default).
 pub const DEFAULT_PARALLEL_MAX: usize = 50;
+
+/// The retry policy of `--retry N` and its companions, with curl's semantics: any method,
+/// 1 s doubling to 10 minutes unless `--retry-delay`, `Retry-After` honoured, a refused
+/// connection only with `--retry-connrefused`, `-m` limiting each attempt.
+fn retry_policy(args: &Args) -> Option<RetryPolicy> {
+    let max_retries = args.retry.filter(|&n| n > 0)?;
+    let backoff = match args.retry_delay.filter(|d| !d.is_zero()) {
+        Some(delay) => Backoff::Fixed(delay),
+        None => Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            jitter: Jitter::None,
+        },
+    };
+    Some(RetryPolicy {
+        max_retries,
+        all_methods: true,
+        connection_refused: args.retry_connrefused,
+        all_errors: args.retry_all_errors,
+        backoff,
+        max_retry_after: Duration::from_secs(600),
+        max_total: args.retry_max_time.filter(|d| !d.is_zero()),
+        attempt_timeout: args.max_time.filter(|d| !d.is_zero()),
+        ..RetryPolicy::default()
+    })
+}

@@ -221,7 +221,7 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
     if chain.handle.is_cancelled() {
         return chain.fail(ctx, Cause::Cancelled);
     }
-    let timeouts = if chain.retries == 0 {
+    let mut timeouts = if chain.retries == 0 {
         chain.timeouts
     } else {
         let Some(timeouts) = chain.timeouts.for_hop(chain.started) else {
@@ -230,6 +230,9 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         };
         timeouts
     };
+    if let Some(limit) = chain.policy.attempt_timeout {
+        timeouts.total = Some(timeouts.total.map_or(limit, |t| t.min(limit)));
+    }
     let request = Request {
         method: chain.method.clone(),
         url: chain.url.clone(),

@@ -59,6 +59,11 @@ pub struct RetryPolicy {
     /// (default 120 s; curl's `--retry-max-time`); `None` for no cap. An attempt under way
     /// is not cut short: the request's own timeouts do that.
     pub max_total: Option<Duration>,
+    /// A limit on each attempt, from its start to the end of its body (curl's `-m` with
+    /// `--retry`): an attempt that runs out of it before its response head is retried. Each
+    /// attempt still gets no more than what remains of the request's own total timeout.
+    /// Default `None`: only the request's total timeout applies, to every attempt together.
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -73,6 +78,7 @@ impl Default for RetryPolicy {
             honour_retry_after: true,
             max_retry_after: Duration::from_secs(60),
             max_total: Some(Duration::from_secs(120)),
+            attempt_timeout: None,
         }
     }
 }
@@ -197,9 +203,12 @@ impl RetryPolicy {
             Cause::Timeout(t) => match t.kind {
                 TimeoutKind::Connect => true,
                 TimeoutKind::Read => error.phase() != Phase::ResponseFailed,
-                // The request's whole time is spent; a wait for a connection would only
-                // queue again behind the same requests.
-                TimeoutKind::Total | TimeoutKind::Queue => false,
+                // The attempt's own limit ran out, not the request's.
+                TimeoutKind::Total => {
+                    self.attempt_timeout == Some(t.limit) && error.phase() != Phase::ResponseFailed
+                }
+                // A wait for a connection would only queue again behind the same requests.
+                TimeoutKind::Queue => false,
             },
             Cause::InvalidUrl(_)
             | Cause::UnsupportedScheme(_)
@@ -336,6 +345,21 @@ mod tests {
         assert!(p.retries_error(&e(ResponseNeverReceived, timeout(TimeoutKind::Read))));
         assert!(!p.retries_error(&e(ResponseFailed, timeout(TimeoutKind::Read))));
         assert!(!p.retries_error(&e(ResponseNeverReceived, timeout(TimeoutKind::Total))));
+        // A total timeout is retried when it is the attempt's own limit.
+        let per_attempt = RetryPolicy {
+            attempt_timeout: Some(S),
+            ..RetryPolicy::default()
+        };
+        let total = timeout(TimeoutKind::Total);
+        assert!(per_attempt.retries_error(&e(ResponseNeverReceived, total.clone())));
+        assert!(!per_attempt.retries_error(&e(ResponseFailed, total)));
+        let shorter = Cause::Timeout(Timeout {
+            kind: TimeoutKind::Total,
+            limit: S / 2,
+            elapsed: S,
+            received: 0,
+        });
+        assert!(!per_attempt.retries_error(&e(ResponseNeverReceived, shorter)));
         assert!(!p.retries_error(&e(RequestNotSent, timeout(TimeoutKind::Queue))));
         assert!(!p.retries_error(&e(ResponseNeverReceived, reset.clone())));
         let all = RetryPolicy {
