@@ -567,3 +567,33 @@ fn without_a_policy_nothing_is_retried() {
     let r = wait_for(&mut reactor, &got).unwrap();
     assert_eq!((r.code, r.timing.retries), (503, 0));
 }
+
+#[test]
+fn cancelling_reaches_an_attempt_issued_after_the_handle_was_returned() {
+    // The handle the caller holds was returned with the first attempt; the cancel must
+    // reach the second, in flight on another connection.
+    let server = ScriptedServer::start(vec![
+        vec![
+            Step::ExpectRequest,
+            response("503 Busy", "Connection: close\r\n", ""),
+        ],
+        vec![Step::ExpectRequest, Step::WaitClose],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let client = client_with(&mut reactor, test_config(), quick());
+    let baseline = Baseline::take(&mut reactor);
+    let (got, handle) = start(&mut reactor, &client, |c| c.get(server.url("/")));
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        server.requests().len() == 2
+    });
+    let t0 = Instant::now();
+    handle.cancel(reactor.ctx());
+    let e = wait_for(&mut reactor, &got).unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(e.is_cancelled(), "{e}");
+    assert_eq!(e.retries(), 1);
+    let agent = client.pool().unwrap();
+    assert_nothing_pooled(&mut reactor, agent);
+    drop(client);
+    baseline.assert_back(&mut reactor);
+}

@@ -316,6 +316,10 @@ fn on_attempt<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<R
 /// Waits `wait` on a reactor timer, then sends the next attempt. A cancel during the wait
 /// cancels the timer and ends the request on the next turn.
 fn wait_then_issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, wait: Duration) {
+    // Cancelled while a retried body was being read: no wait.
+    if chain.handle.is_cancelled() {
+        return chain.fail(ctx, Cause::Cancelled);
+    }
     chain.retries += 1;
     let handle = chain.handle.clone();
     // The timer and the cancel hook share the chain; whichever runs first takes it. The
