@@ -350,9 +350,9 @@ impl RequestHandle {
         }
     }
 
-    /// Runs `hook` once if the request is cancelled before [`RequestHandle::follow`] is
-    /// called again: what a wrapper that waits between hops (a retry's backoff timer) uses
-    /// to stop waiting. The hook runs inside [`RequestHandle::cancel`], so it only records
+    /// Runs `hook` once if the request is cancelled before the hook is cleared
+    /// ([`RequestHandle::clear_on_cancel`]): what a wrapper that waits between hops (a
+    /// retry's backoff timer) uses to stop waiting. The hook runs inside [`RequestHandle::cancel`], so it only records
     /// intent (cancels a timer, schedules a call) and calls no user code.
     pub(crate) fn on_cancel(&self, hook: impl FnOnce(&mut Ctx) + 'static) {
         *self.state.on_cancel.borrow_mut() = Some(Box::new(hook));
