@@ -265,6 +265,30 @@ pub struct Args {
     #[arg(short = 'm', long = "max-time", value_name = "SECONDS", value_parser = parse_seconds)]
     pub max_time: Option<Duration>,
 
+    /// Retry a transient failure (a timeout, a failed name lookup, a 408, 429, 500, 502, 503
+    /// or 504 response) up to NUM times, waiting 1 s, then twice as long each time (at most
+    /// 10 minutes), or what Retry-After asks; -m then limits each attempt.
+    #[arg(long = "retry", value_name = "NUM")]
+    pub retry: Option<u32>,
+
+    /// With --retry: wait this many seconds before each retry instead of backing off (0:
+    /// back off).
+    #[arg(long = "retry-delay", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub retry_delay: Option<Duration>,
+
+    /// With --retry: start no retry, nor wait for one, past this many seconds from the first
+    /// attempt (0: no limit).
+    #[arg(long = "retry-max-time", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub retry_max_time: Option<Duration>,
+
+    /// With --retry: also retry on a refused connection.
+    #[arg(long = "retry-connrefused")]
+    pub retry_connrefused: bool,
+
+    /// With --retry: retry on any error, not only the transient ones.
+    #[arg(long = "retry-all-errors")]
+    pub retry_all_errors: bool,
+
     /// Silent mode: no error messages (see -S).
     #[arg(short = 's', long = "silent")]
     pub silent: bool,

@@ -233,6 +233,15 @@ pub struct Error {
     cause: Cause,
     /// Redacted when set; shared, so cloning an error does not copy it.
     url: Option<Arc<str>>,
+    /// What a retry policy did before giving up, when one was in the chain.
+    retry: Option<Arc<RetryNote>>,
+}
+
+/// The retries made before an error, and why no further one was.
+#[derive(Debug, PartialEq, Eq)]
+struct RetryNote {
+    retries: u32,
+    refused: Option<String>,
 }
 
 impl Error {
@@ -242,7 +251,30 @@ impl Error {
             phase,
             cause,
             url: None,
+            retry: None,
         }
+    }
+
+    /// This error after `retries` retries, with the reason no further one was made (when
+    /// the failure was one the policy retries).
+    pub(crate) fn with_retries(mut self, retries: u32, refused: Option<String>) -> Self {
+        if retries > 0 || refused.is_some() {
+            self.retry = Some(Arc::new(RetryNote { retries, refused }));
+        }
+        self
+    }
+
+    /// How many times a retry policy ([`RetryPolicy`](super::RetryPolicy)) retried the
+    /// request before this error ended it (0 without a policy).
+    pub fn retries(&self) -> u32 {
+        self.retry.as_ref().map_or(0, |n| n.retries)
+    }
+
+    /// Why a retry policy did not retry this failure although it is of a kind it retries:
+    /// its retries or its time spent, a method that is not idempotent, a request body that
+    /// cannot be sent again.
+    pub fn retry_refused(&self) -> Option<&str> {
+        self.retry.as_ref().and_then(|n| n.refused.as_deref())
     }
 
     /// This error naming `url`, with any user name and password taken out (and control
@@ -353,7 +385,20 @@ impl fmt::Display for Error {
         if let Some(url) = &self.url {
             write!(f, " - {url}")?;
         }
-        Ok(())
+        match self.retry.as_deref() {
+            Some(RetryNote {
+                retries: 0,
+                refused: Some(why),
+            }) => write!(f, " (not retried: {why})"),
+            Some(RetryNote { retries, refused }) => {
+                write!(f, " (after {retries} retries")?;
+                if let Some(why) = refused {
+                    write!(f, "; no more: {why}")?;
+                }
+                f.write_str(")")
+            }
+            None => Ok(()),
+        }
     }
 }
 

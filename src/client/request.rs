@@ -293,6 +293,8 @@ impl HandlePool {
             Some(state) if free => {
                 state.current.set(None);
                 state.cancelled.set(false);
+                state.followed.take();
+                state.on_cancel.take();
                 state
             }
             busy => {
@@ -307,10 +309,29 @@ impl HandlePool {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct HandleState {
     current: Cell<Option<(HandlerId, RequestId)>>,
     cancelled: Cell<bool>,
+    /// The handle of the hop this one follows: a wrapper beneath may issue further hops of
+    /// its own (retries), and a cancel must reach whichever of them is in flight then, not
+    /// the hop that was current when [`RequestHandle::follow`] was called.
+    followed: RefCell<Option<RequestHandle>>,
+    /// Run once by a cancel: a wrapper waiting between hops (a retry's backoff) stops
+    /// waiting.
+    on_cancel: RefCell<Option<CancelHook>>,
+}
+
+/// What [`RequestHandle::on_cancel`] keeps.
+type CancelHook = Box<dyn FnOnce(&mut Ctx)>;
+
+impl fmt::Debug for HandleState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandleState")
+            .field("current", &self.current.get())
+            .field("cancelled", &self.cancelled.get())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Cancels a request, whichever hop of it is in flight (a redirect or an authentication
@@ -340,7 +361,14 @@ impl RequestHandle {
     /// unaffected.
     pub fn cancel(&self, ctx: &mut Ctx) {
         self.state.cancelled.set(true);
-        if let Some((agent, id)) = self.state.current.get() {
+        let hook = self.state.on_cancel.borrow_mut().take();
+        if let Some(hook) = hook {
+            hook(ctx);
+        }
+        let followed = self.state.followed.borrow().clone();
+        if let Some(hop) = followed {
+            hop.cancel(ctx);
+        } else if let Some((agent, id)) = self.state.current.get() {
             ctx.post(agent, Box::new(Msg::Cancel(id)));
         }
     }
@@ -354,11 +382,31 @@ impl RequestHandle {
     /// Makes this handle control the request `hop` controls (the next hop of a wrapper).
     pub fn follow(&self, hop: &RequestHandle) {
         self.state.current.set(hop.state.current.get());
+        if !Rc::ptr_eq(&self.state, &hop.state) {
+            *self.state.followed.borrow_mut() = Some(hop.clone());
+        }
+    }
+
+    /// Runs `hook` once if the request is cancelled before the hook is cleared
+    /// ([`RequestHandle::clear_on_cancel`]): what a wrapper that waits between hops (a
+    /// retry's backoff timer) uses to stop waiting. The hook runs inside [`RequestHandle::cancel`], so it only records
+    /// intent (cancels a timer, schedules a call) and calls no user code.
+    pub(crate) fn on_cancel(&self, hook: impl FnOnce(&mut Ctx) + 'static) {
+        *self.state.on_cancel.borrow_mut() = Some(Box::new(hook));
+    }
+
+    /// Forgets a hook set by [`RequestHandle::on_cancel`] that is no longer needed.
+    pub(crate) fn clear_on_cancel(&self) {
+        self.state.on_cancel.borrow_mut().take();
     }
 
     /// The id of the request in flight, if any.
     pub fn id(&self) -> Option<RequestId> {
-        self.state.current.get().map(|(_, id)| id)
+        let followed = self.state.followed.borrow();
+        match &*followed {
+            Some(hop) => hop.id(),
+            None => self.state.current.get().map(|(_, id)| id),
+        }
     }
 }
 

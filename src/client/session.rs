@@ -3,9 +3,15 @@
 //!
 //! From the bottom up: the [`Agent`] (pool and connections), content decoding, conditional
 //! requests (so the cache holds decoded bodies), cookies (each hop's `Set-Cookie` is taken and
-//! each hop gets its own `Cookie`), redirects, and authentication outermost (the credentials
-//! ride on the first request, and the redirect wrapper beneath drops them on a hop to another
-//! origin).
+//! each hop gets its own `Cookie`), retries when asked for, redirects, and authentication
+//! outermost (the credentials ride on the first request, and the redirect wrapper beneath
+//! drops them on a hop to another origin).
+//!
+//! Retries sit just beneath redirects: each hop of a redirect chain is retried on its own
+//! (a flaky redirect target is retried, and a retried `503` is never mistaken for the end of
+//! the chain), while every attempt still goes through cookies (it sends the jar's current
+//! cookies and stores those of a retried response, as a browser does), conditional requests
+//! and decoding (a retried body is dropped raw, never decoded).
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -25,6 +31,7 @@ use super::wrappers::conditional::{ConditionalAgent, ValidatorCache};
 use super::wrappers::cookies::{CookieAgent, CookieJar};
 use super::wrappers::decode::{ContentDecoderAgent, DecodeConfig};
 use super::wrappers::redirect::{RedirectAgent, RedirectConfig};
+use super::wrappers::retry::{RetryAgent, RetryPolicy};
 
 impl HttpClient {
     /// A builder with treq's defaults on: redirects followed (up to 10, never https to http),
@@ -67,6 +74,7 @@ pub struct ClientBuilder {
     decode: Option<DecodeConfig>,
     auth: Option<(Option<Credentials>, AuthMode)>,
     conditional: Option<ValidatorCache>,
+    retry: Option<RetryPolicy>,
 }
 
 impl Default for ClientBuilder {
@@ -82,6 +90,7 @@ impl Default for ClientBuilder {
             // Without credentials of its own, the wrapper only uses a URL's userinfo.
             auth: Some((None, AuthMode::Basic)),
             conditional: None,
+            retry: None,
         }
     }
 }
@@ -267,6 +276,30 @@ impl ClientBuilder {
         self
     }
 
+    /// Retries transient failures by `policy` (default: no retries): connect failures,
+    /// timeouts before a response, `408`/`429`/`500`/`502`/`503`/`504`, with backoff and
+    /// `Retry-After` honoured. Each hop of a redirect chain is retried on its own.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use weft::client::RetryPolicy;
+    /// use weft::{HttpClient, Reactor};
+    ///
+    /// let mut reactor = Reactor::new().unwrap();
+    /// let client = HttpClient::builder()
+    ///     .retry(RetryPolicy {
+    ///         max_retries: 5,
+    ///         max_total: Some(Duration::from_secs(30)),
+    ///         ..RetryPolicy::default()
+    ///     })
+    ///     .build(reactor.ctx());
+    /// # let _ = client;
+    /// ```
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
     /// Builds the client, with its own [`Agent`] on this reactor.
     pub fn build(self, ctx: &mut Ctx) -> HttpClient {
         let agent = Agent::new(ctx, self.agent.clone());
@@ -291,6 +324,9 @@ impl ClientBuilder {
         #[cfg(feature = "cookies")]
         if let Some(jar) = &self.cookies {
             chain = Rc::new(CookieAgent::new(chain, jar.clone()));
+        }
+        if let Some(policy) = self.retry {
+            chain = Rc::new(RetryAgent::new(chain, policy));
         }
         if let Some(config) = self.redirects {
             chain = Rc::new(RedirectAgent::new(chain, config));

@@ -27,4 +27,8 @@ pub struct Timing {
     pub redirect: Duration,
     /// Whether the request went on a pooled connection.
     pub reused: bool,
+    /// Attempts a retry policy ([`RetryPolicy`](super::RetryPolicy)) gave up on before
+    /// this response, over every hop; the time they took, waits included, is in
+    /// `redirect`.
+    pub retries: u32,
 }

@@ -15,7 +15,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use weft::client::{ConnectTo, ResolveOverride};
+use weft::client::{Backoff, ConnectTo, Jitter, ResolveOverride, RetryPolicy};
 use weft::reactor::IpFamily;
 
 use super::args::{Args, DataKind, DumpFormat};
@@ -137,6 +137,8 @@ pub struct ChainPlan {
     pub connect_to: Vec<ConnectTo>,
     /// `-e ';auto'`: each redirect's Referer is the URL it came from.
     pub auto_referer: bool,
+    /// `--retry N` (N > 0) and the options that go with it.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// How the server's certificate is checked.
@@ -527,6 +529,7 @@ pub fn build(
             resolve: args.resolve.clone(),
             connect_to: args.connect_to.clone(),
             auto_referer,
+            retry: retry_policy(args),
         },
         output: OutputOptions {
             file: args.output.first().cloned(),
@@ -613,3 +616,29 @@ pub const DEFAULT_MAX_REDIRS: u32 = 50;
 
 /// Transfers in flight with `-Z` when `--parallel-max` is not given (curl's default).
 pub const DEFAULT_PARALLEL_MAX: usize = 50;
+
+/// The retry policy of `--retry N` and its companions, with curl's semantics: any method,
+/// 1 s doubling to 10 minutes unless `--retry-delay`, `Retry-After` honoured, a refused
+/// connection only with `--retry-connrefused`, `-m` limiting each attempt.
+fn retry_policy(args: &Args) -> Option<RetryPolicy> {
+    let max_retries = args.retry.filter(|&n| n > 0)?;
+    let backoff = match args.retry_delay.filter(|d| !d.is_zero()) {
+        Some(delay) => Backoff::Fixed(delay),
+        None => Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            jitter: Jitter::None,
+        },
+    };
+    Some(RetryPolicy {
+        max_retries,
+        all_methods: true,
+        connection_refused: args.retry_connrefused,
+        all_errors: args.retry_all_errors,
+        backoff,
+        max_retry_after: Duration::from_secs(600),
+        max_total: args.retry_max_time.filter(|d| !d.is_zero()),
+        attempt_timeout: args.max_time.filter(|d| !d.is_zero()),
+        ..RetryPolicy::default()
+    })
+}

@@ -496,3 +496,52 @@ fn cookies_etags_resume_and_write_out() {
         Err(PlanError::Usage(_))
     ));
 }
+
+#[test]
+fn retry_options_make_curls_policy() {
+    assert_eq!(plan(&["u"]).unwrap().chain.retry, None);
+    assert_eq!(plan(&["--retry", "0", "u"]).unwrap().chain.retry, None);
+    let p = plan(&["--retry", "3", "-m", "2", "u"]).unwrap();
+    let r = p.chain.retry.unwrap();
+    assert_eq!(r.max_retries, 3);
+    assert!(r.all_methods && !r.connection_refused && !r.all_errors);
+    assert_eq!(r.attempt_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(r.max_total, None);
+    assert_eq!(
+        r.backoff,
+        Backoff::Exponential {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(600),
+            jitter: Jitter::None,
+        }
+    );
+    let p = plan(&[
+        "--retry",
+        "1",
+        "--retry-delay",
+        "0.5",
+        "--retry-max-time",
+        "9",
+        "--retry-connrefused",
+        "--retry-all-errors",
+        "u",
+    ])
+    .unwrap();
+    let r = p.chain.retry.unwrap();
+    assert_eq!(r.backoff, Backoff::Fixed(Duration::from_millis(500)));
+    assert_eq!(r.max_total, Some(Duration::from_secs(9)));
+    assert!(r.connection_refused && r.all_errors);
+    // 0 means the default: back off, and no total limit.
+    let p = plan(&[
+        "--retry",
+        "1",
+        "--retry-delay",
+        "0",
+        "--retry-max-time",
+        "0",
+        "u",
+    ]);
+    let r = p.unwrap().chain.retry.unwrap();
+    assert!(matches!(r.backoff, Backoff::Exponential { .. }));
+    assert_eq!(r.max_total, None);
+}

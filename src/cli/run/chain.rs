@@ -50,8 +50,9 @@ fn agent_config(plan: &Plan) -> Result<AgentConfig, Outcome> {
     let mut config = AgentConfig {
         tls: tls_connector(&plan.tls)?,
         user_agent: plan.user_agent.clone(),
-        // As curl: no limit on the whole transfer nor on silences unless -m is given.
-        timeout: plan.max_time,
+        // As curl: no limit on the whole transfer nor on silences unless -m is given; with
+        // --retry, -m limits each attempt (the retry policy applies it).
+        timeout: plan.max_time.filter(|_| chain.retry.is_none()),
         read_timeout: None,
         proxies,
         unix_socket: chain.unix_socket.clone(),
@@ -114,6 +115,9 @@ fn session(config: AgentConfig, chain: &ChainPlan, jar: Option<CookieJar>) -> we
             auto_referer: chain.auto_referer,
             ..RedirectConfig::default()
         });
+    }
+    if let Some(policy) = &chain.retry {
+        builder = builder.retry(policy.clone());
     }
     if let Some(a) = &chain.auth {
         let mode = match a.choice {

@@ -380,8 +380,9 @@ pub(super) fn begin(
         body,
         // Given here too (not only in the agent's config) so that it spans every redirect;
         // the library enforces it (and --connect-timeout) and reports a timeout on its own.
+        // With --retry, as in curl, it limits each attempt instead (the retry policy's).
         timeouts: Timeouts {
-            total: plan.max_time,
+            total: plan.max_time.filter(|_| plan.chain.retry.is_none()),
             ..Timeouts::default()
         },
         // The agent's config carries --unix-socket.

@@ -141,6 +141,7 @@ impl Marks {
                 .max(first_byte),
             redirect: Duration::ZERO,
             reused: self.reused,
+            retries: 0,
         }
     }
 }

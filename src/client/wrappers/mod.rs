@@ -1,7 +1,7 @@
 //! The wrapper agents: each takes an inner [`HttpAgent`](crate::client::HttpAgent) and adds
 //! one behaviour on top (redirects, cookies, authentication, content decoding, conditional
-//! requests). They compose in any order; the session builder stacks them in the one safe
-//! order (authentication outside redirects, so credentials never follow a redirect to
+//! requests, retries). They compose in any order; the session builder stacks them in the one
+//! safe order (authentication outside redirects, so credentials never follow a redirect to
 //! another origin).
 
 pub(crate) mod auth;
@@ -10,3 +10,4 @@ pub(crate) mod conditional;
 pub(crate) mod cookies;
 pub(crate) mod decode;
 pub(crate) mod redirect;
+pub(crate) mod retry;

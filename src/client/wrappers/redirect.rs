@@ -171,6 +171,7 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             timeouts: request.timeouts,
             unix_socket: request.unix_socket,
             followed: 0,
+            retries: 0,
             history: Vec::new(),
             started,
             hop_started: started,
@@ -203,6 +204,8 @@ struct Chain<A: HttpAgent> {
     /// The caller's Unix socket, kept by every hop (as curl's `--unix-socket`).
     unix_socket: Option<Rc<Path>>,
     followed: u32,
+    /// Retries a retry policy beneath made on earlier hops.
+    retries: u32,
     history: Vec<PreviousResponse>,
     started: Instant,
     hop_started: Instant,
@@ -220,6 +223,7 @@ impl<A: HttpAgent> Chain<A> {
         response.history = self.history;
         let earlier = self.hop_started.saturating_duration_since(self.started);
         response.timing.redirect = response.timing.redirect.saturating_add(earlier);
+        response.timing.retries = response.timing.retries.saturating_add(self.retries);
         (self.on_response)(ctx, Ok(response));
     }
 }
@@ -318,6 +322,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         crate::client::error::redact(url.as_str()),
     );
     chain.followed += 1;
+    chain.retries = chain.retries.saturating_add(response.timing.retries);
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
         code: response.code,
