@@ -193,6 +193,7 @@ impl AgentState {
                 idle_until: None,
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
+                socks: None,
             }),
         );
     }

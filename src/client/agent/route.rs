@@ -9,6 +9,7 @@ use url::Url;
 
 use crate::client::error::Cause;
 use crate::client::proxy::proxy_authorization;
+use crate::proto::socks::SocksError;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
 use super::config::AgentConfig;
@@ -23,6 +24,8 @@ pub(super) struct PoolKey {
     pub(super) tls: usize,
     /// The proxy the connection goes through, if any.
     pub(super) proxy: Option<(Rc<str>, u16)>,
+    /// The proxy is a SOCKS5 one (its connections never serve an HTTP proxy's requests).
+    pub(super) socks: bool,
 }
 
 /// Where a request URL goes and how it is written on the wire. It depends only on the URL
@@ -86,6 +89,24 @@ pub(super) struct Tunnel {
     pub(super) server_name: String,
     /// Fields sent with `CONNECT` (`Proxy-Authorization`).
     pub(super) headers: Headers,
+    /// A SOCKS5 proxy opens the tunnel instead of `CONNECT`.
+    pub(super) socks: Option<SocksRoute>,
+}
+
+/// How to ask a SOCKS5 proxy for the tunnel.
+#[derive(Debug)]
+pub(super) struct SocksRoute {
+    /// The proxy URL without credentials, for errors.
+    pub(super) proxy: String,
+    /// The origin host (no brackets) and port.
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `socks5h://`: the proxy resolves the name; `socks5://`: the client does.
+    pub(super) remote_dns: bool,
+    /// Username and password (RFC 1929), percent-decoded from the proxy URL.
+    pub(super) credentials: Option<(Vec<u8>, Vec<u8>)>,
+    /// TLS with the origin inside the tunnel (https).
+    pub(super) tls: bool,
 }
 
 /// Parses and checks a request URL and works out its route.
@@ -120,6 +141,7 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
         port,
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
+        socks: false,
     };
     let mut proxy_auth = None;
     let route = match proxy {
@@ -129,6 +151,23 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
             tls: https,
             tunnel: None,
         },
+        Some(proxy) if is_socks(proxy) => {
+            let socks = socks_route(proxy, &connect_host, port, https)?;
+            let (proxy_host, proxy_port) = host_and_port(proxy)?;
+            key.proxy = Some((proxy_host.to_ascii_lowercase().into(), proxy_port));
+            key.socks = true;
+            Route {
+                host: proxy_host,
+                port: proxy_port,
+                tls: false,
+                tunnel: Some(Rc::new(Tunnel {
+                    authority: format!("{host_str}:{port}"),
+                    server_name: connect_host.clone(),
+                    headers: Headers::new(),
+                    socks: Some(socks),
+                })),
+            }
+        }
         Some(proxy) => {
             let (proxy_host, proxy_port) = host_and_port(proxy)?;
             let auth = proxy_authorization(proxy);
@@ -142,6 +181,7 @@ pub(super) fn resolve(config: &AgentConfig, url: &str) -> Result<Target, Cause> 
                     authority: format!("{host_str}:{port}"),
                     server_name: connect_host.clone(),
                     headers: connect_headers,
+                    socks: None,
                 }))
             } else {
                 // Plain http goes to the proxy in absolute form; one pooled connection to the
@@ -222,6 +262,56 @@ pub(super) fn prepare(
             )))
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether `proxy` is a SOCKS5 proxy URL.
+fn is_socks(proxy: &Url) -> bool {
+    matches!(proxy.scheme(), "socks5" | "socks5h")
+}
+
+/// The SOCKS5 part of a route to `host:port`. A name too long for the protocol is refused
+/// here, before any connection is opened.
+fn socks_route(proxy: &Url, host: &str, port: u16, tls: bool) -> Result<SocksRoute, Cause> {
+    let shown = proxy_without_credentials(proxy);
+    let remote_dns = proxy.scheme() == "socks5h";
+    if host.len() > 255 && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(Cause::Socks {
+            proxy: shown,
+            error: SocksError::NameTooLong(host.len()),
+        });
+    }
+    let credentials = (!proxy.username().is_empty()).then(|| {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+        (
+            decode(proxy.username()),
+            decode(proxy.password().unwrap_or("")),
+        )
+    });
+    if let Some((user, pass)) = &credentials
+        && user.len().max(pass.len()) > 255
+    {
+        return Err(Cause::Socks {
+            proxy: shown,
+            error: SocksError::CredentialsTooLong(user.len().max(pass.len())),
+        });
+    }
+    Ok(SocksRoute {
+        proxy: shown,
+        host: host.to_owned(),
+        port,
+        remote_dns,
+        credentials,
+        tls,
+    })
+}
+
+/// A proxy URL as errors show it: scheme, host and port.
+pub(super) fn proxy_without_credentials(proxy: &Url) -> String {
+    match (proxy.host_str(), proxy.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", proxy.scheme()),
+        (Some(h), None) => format!("{}://{h}", proxy.scheme()),
+        _ => proxy.scheme().to_owned(),
     }
 }
 
