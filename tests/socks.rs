@@ -146,7 +146,11 @@ fn who_resolves_the_name() {
         .set_resolver(|_: &str, _: u16| -> io::Result<Vec<SocketAddr>> {
             Err(io::Error::other("no resolving here"))
         });
-    let (outs, _) = run_on(&mut reactor, via(&proxy.url("socks5h")), &[by_name.clone()]);
+    let (outs, _) = run_on(
+        &mut reactor,
+        via(&proxy.url("socks5h")),
+        std::slice::from_ref(&by_name),
+    );
     assert_hello(&outs[0]);
     let (outs, _) = run_on(&mut reactor, via(&proxy.url("socks5")), &[by_name]);
     let err = outs[0].error().expect("the client resolves for socks5://");
