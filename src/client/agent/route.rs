@@ -377,6 +377,63 @@ mod tests {
     }
 
     #[test]
+    fn socks_routes_keep_the_origin_and_name_the_proxy() {
+        use crate::client::Proxies;
+        let config = AgentConfig {
+            proxies: Proxies::all("socks5h://u%40x:p@127.0.0.1:1081")
+                .unwrap()
+                .no_proxy("direct.test"),
+            ..AgentConfig::default()
+        };
+        let t = resolve(&config, "http://origin.test/a?b").unwrap();
+        assert_eq!(t.target, "/a?b", "origin-form through a SOCKS tunnel");
+        assert!(t.proxy_auth.is_none());
+        assert_eq!((t.route.host.as_str(), t.route.port), ("127.0.0.1", 1081));
+        assert!(!t.route.tls);
+        let socks = t.route.tunnel.as_ref().unwrap().socks.as_ref().unwrap();
+        assert!(socks.remote_dns && !socks.tls);
+        assert_eq!((socks.host.as_str(), socks.port), ("origin.test", 80));
+        assert_eq!(socks.credentials, Some((b"u@x".to_vec(), b"p".to_vec())));
+        assert_eq!(socks.proxy, "socks5h://127.0.0.1:1081");
+        assert_eq!((&*t.key.host, t.key.port, t.key.socks), ("origin.test", 80, true));
+
+        let s = resolve(&config, "https://origin.test/").unwrap();
+        let tunnel = s.route.tunnel.as_ref().unwrap();
+        assert!(tunnel.socks.as_ref().unwrap().tls && !s.route.tls);
+        assert_eq!(tunnel.server_name, "origin.test");
+
+        let direct = resolve(&config, "http://direct.test/").unwrap();
+        assert!(direct.route.tunnel.is_none() && direct.key.proxy.is_none());
+        assert!(!direct.key.socks);
+
+        // An HTTP proxy at the same address is another pool.
+        let http = AgentConfig {
+            proxies: Proxies::all("http://127.0.0.1:1081").unwrap(),
+            ..AgentConfig::default()
+        };
+        let h = resolve(&http, "https://origin.test/a?b").unwrap();
+        assert_ne!(h.key, s.key);
+
+        // socks5:// resolves locally; a name too long for the protocol is refused up front.
+        let local = AgentConfig {
+            proxies: Proxies::all("socks5://127.0.0.1").unwrap(),
+            ..AgentConfig::default()
+        };
+        let l = resolve(&local, "http://[::1]:8080/").unwrap();
+        let socks = l.route.tunnel.as_ref().unwrap().socks.as_ref().unwrap();
+        assert!(!socks.remote_dns);
+        assert_eq!((socks.host.as_str(), l.route.port), ("::1", 1080));
+        let long = format!("http://{}.test/", "a.".repeat(130));
+        assert!(matches!(
+            resolve(&local, &long),
+            Err(Cause::Socks {
+                error: SocksError::NameTooLong(_),
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn targets_are_parsed_once_per_url_and_bounded() {
         let config = AgentConfig::default();
         let mut targets = Targets::default();
