@@ -395,7 +395,10 @@ mod tests {
         assert_eq!((socks.host.as_str(), socks.port), ("origin.test", 80));
         assert_eq!(socks.credentials, Some((b"u@x".to_vec(), b"p".to_vec())));
         assert_eq!(socks.proxy, "socks5h://127.0.0.1:1081");
-        assert_eq!((&*t.key.host, t.key.port, t.key.socks), ("origin.test", 80, true));
+        assert_eq!(
+            (&*t.key.host, t.key.port, t.key.socks),
+            ("origin.test", 80, true)
+        );
 
         let s = resolve(&config, "https://origin.test/").unwrap();
         let tunnel = s.route.tunnel.as_ref().unwrap();
