@@ -411,3 +411,27 @@ fn a_stalled_proxy_hits_the_connect_timeout() {
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
 }
+
+/// The connect timeout covers resolving the origin for `socks5://`; the late answer finds
+/// nothing to act on.
+#[test]
+fn a_slow_local_resolution_hits_the_connect_timeout() {
+    let proxy = Microsocks::start(None);
+    let mut reactor = Reactor::new().unwrap();
+    reactor.ctx().set_resolver(|_: &str, port: u16| {
+        std::thread::sleep(Duration::from_millis(600));
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))])
+    });
+    let config = AgentConfig {
+        connect_timeout: Some(Duration::from_millis(200)),
+        ..via(&proxy.url("socks5"))
+    };
+    let (outs, _) = run_on(&mut reactor, config, &["http://slow.test/".to_owned()]);
+    let err = outs[0].error().expect("timed out");
+    let t = err.timeout().expect("a timeout");
+    assert_eq!(t.kind, TimeoutKind::Connect, "{err}");
+    assert!(t.elapsed < Duration::from_millis(550), "{err}");
+    turn_for(&mut reactor, Duration::from_millis(700));
+    let st = reactor.stats();
+    assert_eq!((st.connections, st.timers, st.queued), (0, 0, 0), "{st:?}");
+}
