@@ -502,8 +502,8 @@ fn bad_proxy_cookie_file_and_etag_destination_are_typed_failures() {
     let nginx = Nginx::start();
     let dir = TestDir::new("weft-cli-bad");
     let url = nginx.http_url("/hello.txt");
-    // A proxy that is not http:// is refused before anything is sent.
-    let err = fails(&["-x", "socks5://127.0.0.1:1", &url], 97);
+    // A proxy scheme weft does not speak is refused before anything is sent.
+    let err = fails(&["-x", "socks4://127.0.0.1:1", &url], 97);
     assert!(err.contains("proxy"), "{err}");
     // A cookie file that exists but cannot be read as one (a directory) is a read error.
     let err = fails(&["-b", dir.path().to_str().unwrap(), &url], 26);

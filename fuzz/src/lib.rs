@@ -5,3 +5,4 @@
 pub mod client;
 pub mod common;
 pub mod response;
+pub mod socks;

@@ -213,9 +213,22 @@ pub struct Args {
 
     /// Use this HTTP proxy ('http://[user:password@]host:port'): http URLs go in absolute
     /// form, https URLs through a CONNECT tunnel. Without it, http_proxy, HTTPS_PROXY,
-    /// ALL_PROXY and NO_PROXY are read from the environment.
+    /// ALL_PROXY and NO_PROXY are read from the environment. 'socks5://' (names resolved
+    /// here) and 'socks5h://' (names resolved by the proxy) URLs give a SOCKS5 proxy, with
+    /// the user name and password sent as RFC 1929 credentials; the SOCKS port defaults to
+    /// 1080.
     #[arg(short = 'x', long = "proxy", value_name = "URL")]
     pub proxy: Option<String>,
+
+    /// Use this SOCKS5 proxy ('[user:password@]host[:port]'), resolving host names here;
+    /// same as -x socks5://HOST:PORT, which it overrides.
+    #[arg(long = "socks5", value_name = "HOST:PORT")]
+    pub socks5: Option<String>,
+
+    /// Use this SOCKS5 proxy, letting it resolve host names; same as -x
+    /// socks5h://HOST:PORT; it overrides -x and --socks5.
+    #[arg(long = "socks5-hostname", value_name = "HOST:PORT")]
+    pub socks5_hostname: Option<String>,
 
     /// Hosts to reach without the proxy (comma-separated; '*' for all).
     #[arg(long = "noproxy", value_name = "LIST")]
@@ -352,6 +365,23 @@ pub struct Args {
     /// The option groups after each `--next`, in order (filled in by [`parse`]).
     #[arg(skip)]
     pub next: Vec<Args>,
+}
+
+impl Args {
+    /// The proxy to use: `--socks5-hostname`, else `--socks5`, else `-x` (a SOCKS option
+    /// without a scheme gets `socks5h://` or `socks5://`).
+    pub fn proxy_url(&self) -> Option<String> {
+        let socks = |value: &String, scheme: &str| {
+            if value.contains("://") {
+                value.clone()
+            } else {
+                format!("{scheme}://{value}")
+            }
+        };
+        (self.socks5_hostname.as_ref().map(|v| socks(v, "socks5h")))
+            .or_else(|| self.socks5.as_ref().map(|v| socks(v, "socks5")))
+            .or_else(|| self.proxy.clone())
+    }
 }
 
 /// Parses a number of seconds (`1`, `2.5`); zero ("no limit") is kept as `Duration::ZERO`.
@@ -770,6 +800,28 @@ mod tests {
     }
 
     #[test]
+    fn socks_options_pick_the_proxy_like_curl() {
+        let proxy = |argv: &[&str]| p(argv).unwrap().proxy_url();
+        assert_eq!(proxy(&["u"]), None);
+        assert_eq!(
+            proxy(&["-x", "socks5h://h:1", "u"]).as_deref(),
+            Some("socks5h://h:1")
+        );
+        assert_eq!(
+            proxy(&["--socks5", "h:1", "u"]).as_deref(),
+            Some("socks5://h:1")
+        );
+        assert_eq!(
+            proxy(&["-x", "http://p:3", "--socks5-hostname", "a:b@h:2", "u"]).as_deref(),
+            Some("socks5h://a:b@h:2")
+        );
+        assert_eq!(
+            proxy(&["--socks5", "h:1", "--socks5-hostname", "h:2", "u"]).as_deref(),
+            Some("socks5h://h:2")
+        );
+    }
+
+    #[test]
     fn help_documents_every_option() {
         let help = Args::command().render_long_help().to_string();
         for opt in [
@@ -805,6 +857,8 @@ mod tests {
             "--etag-compare",
             "--write-out",
             "--proxy",
+            "--socks5",
+            "--socks5-hostname",
             "--parallel",
             "--parallel-max",
             "--config",

@@ -154,6 +154,7 @@ pub fn request_exit_code(e: &Error) -> u8 {
         Cause::Auth(_) => 67,
         Cause::File(_) => 23,
         Cause::Proxy(_) => 97,
+        Cause::Socks { .. } => 97,
         Cause::HttpStatus(_) => 22,
     }
 }

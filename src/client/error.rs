@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::proto::socks::SocksError;
 use crate::proto::{ProtocolError, RequestError};
 use crate::reactor::TransportError;
 
@@ -166,6 +167,14 @@ pub enum Cause {
     File(String),
     /// The proxy refused or failed the request (the message).
     Proxy(String),
+    /// A SOCKS5 proxy's handshake failed: the proxy (its URL without credentials) and what
+    /// went wrong (a reply code, refused credentials, a malformed or cut-short answer).
+    Socks {
+        /// The proxy URL, without user name or password.
+        proxy: String,
+        /// What failed.
+        error: SocksError,
+    },
     /// The server answered with an error status and the client was asked to treat that as a
     /// failure (Tornado's `raise_error`, curl's `--fail`).
     HttpStatus(u16),
@@ -196,6 +205,7 @@ impl fmt::Display for Cause {
             Cause::Auth(msg) => write!(f, "authentication failed: {msg}"),
             Cause::File(msg) => write!(f, "file error: {msg}"),
             Cause::Proxy(msg) => write!(f, "proxy error: {msg}"),
+            Cause::Socks { proxy, error } => write!(f, "SOCKS5 proxy {proxy}: {error}"),
             Cause::HttpStatus(code) => write!(f, "the server answered with status {code}"),
         }
     }
@@ -374,6 +384,7 @@ impl Error {
             Cause::Auth(_) => "auth",
             Cause::File(_) => "file",
             Cause::Proxy(_) => "proxy",
+            Cause::Socks { .. } => "socks",
             Cause::HttpStatus(_) => "http_status",
         }
     }

@@ -1,5 +1,6 @@
-//! HTTP proxies: which requests go through one, and how (absolute-form requests for `http`,
-//! a `CONNECT` tunnel for `https`).
+//! Proxies: which requests go through one, and how (through an HTTP proxy, absolute-form
+//! requests for `http` and a `CONNECT` tunnel for `https`; through a SOCKS5 proxy, a tunnel
+//! for both).
 
 use base64::Engine;
 use url::Url;
@@ -18,9 +19,9 @@ use super::error::Cause;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Proxies {
-    /// Proxy for `http` URLs.
+    /// Proxy for `http` URLs (`http://`, `socks5://` or `socks5h://`).
     pub http: Option<Url>,
-    /// Proxy for `https` URLs (reached with `CONNECT`).
+    /// Proxy for `https` URLs (reached with `CONNECT`, or a SOCKS5 tunnel).
     pub https: Option<Url>,
     /// Hosts reached directly: names matching a suffix (`example.test` also covers
     /// `a.example.test`; a leading dot is allowed), IP literals, or `*` for every host.
@@ -33,8 +34,11 @@ impl Proxies {
         Proxies::default()
     }
 
-    /// One proxy for both `http` and `https` URLs (an `http://` URL; userinfo in it becomes
-    /// `Proxy-Authorization: Basic`).
+    /// One proxy for both `http` and `https` URLs: an `http://` URL (userinfo in it becomes
+    /// `Proxy-Authorization: Basic`), or a `socks5://` (the client resolves names) or
+    /// `socks5h://` (the proxy resolves names) URL, whose percent-decoded userinfo is sent
+    /// as the RFC 1929 username and password. A SOCKS URL without a port means 1080; a
+    /// value without a scheme is an `http://` proxy.
     pub fn all(proxy: &str) -> Result<Self, Cause> {
         let url = parse_proxy(proxy)?;
         Ok(Proxies {
@@ -106,22 +110,29 @@ impl Proxies {
     }
 }
 
+/// The port of a SOCKS proxy URL that gives none.
+const SOCKS_PORT: u16 = 1080;
+
 fn parse_proxy(value: &str) -> Result<Url, Cause> {
     let with_scheme = if value.contains("://") {
         value.to_string()
     } else {
         format!("http://{value}")
     };
-    let url = Url::parse(&with_scheme)
+    let mut url = Url::parse(&with_scheme)
         .map_err(|e| Cause::Proxy(format!("invalid proxy URL {value:?}: {e}")))?;
-    if url.scheme() != "http" {
+    if !matches!(url.scheme(), "http" | "socks5" | "socks5h") {
         return Err(Cause::Proxy(format!(
-            "unsupported proxy scheme {:?} (only http:// proxies)",
+            "unsupported proxy scheme {:?} (http://, socks5:// and socks5h:// proxies)",
             url.scheme()
         )));
     }
-    if url.host_str().is_none() {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(Cause::Proxy(format!("proxy URL {value:?} has no host")));
+    }
+    if url.port().is_none() && url.scheme() != "http" {
+        // The url crate knows no default port for SOCKS; 1080 is the registered one.
+        let _ = url.set_port(Some(SOCKS_PORT));
     }
     Ok(url)
 }
@@ -185,8 +196,49 @@ mod tests {
 
     #[test]
     fn bad_proxies_are_refused() {
-        assert!(Proxies::all("socks5://x:1").is_err());
+        assert!(Proxies::all("socks4://x:1").is_err());
+        assert!(Proxies::all("https://x:1").is_err());
         assert!(Proxies::all("http://").is_err());
+        assert!(Proxies::all("socks5://").is_err());
+        assert!(Proxies::all("socks5h://:1").is_err());
+    }
+
+    #[test]
+    fn socks_proxies_are_accepted_like_curl() {
+        let p = Proxies::all("socks5h://u%40x:p%3A@127.0.0.1").unwrap();
+        let https = p.https.as_ref().unwrap();
+        assert_eq!(https.scheme(), "socks5h");
+        assert_eq!(https.port(), Some(1080), "the default SOCKS port");
+        assert_eq!(https.username(), "u%40x");
+        assert_eq!(p.http, p.https);
+        let p = Proxies::all("socks5://[::1]:9050").unwrap();
+        assert_eq!(p.http.unwrap().port(), Some(9050));
+        // ALL_PROXY covers both schemes; a scheme's own variable wins; NO_PROXY bypasses.
+        let p = env(&[
+            ("all_proxy", "socks5h://127.0.0.1:1081"),
+            ("https_proxy", "http://127.0.0.1:3128"),
+            ("no_proxy", "localhost,.direct.test,10.0.0.1"),
+        ]);
+        let u = |s: &str| Url::parse(s).unwrap();
+        let via = |s: &str| p.proxy_for(&u(s)).map(|p| p.to_string());
+        assert_eq!(
+            via("http://origin.test/").as_deref(),
+            Some("socks5h://127.0.0.1:1081")
+        );
+        assert_eq!(
+            via("https://origin.test/").as_deref(),
+            Some("http://127.0.0.1:3128/")
+        );
+        assert_eq!(via("http://a.direct.test/"), None);
+        assert_eq!(via("https://localhost/"), None);
+        assert_eq!(via("http://10.0.0.1:8080/"), None);
+        let p = env(&[("ALL_PROXY", "socks5://127.0.0.1:1")]);
+        assert_eq!(p.https.unwrap().scheme(), "socks5");
+        // An unusable value is ignored, as the other variables are.
+        assert_eq!(
+            env(&[("ALL_PROXY", "socks4://127.0.0.1:1")]),
+            Proxies::none()
+        );
     }
 
     #[test]

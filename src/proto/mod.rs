@@ -55,6 +55,7 @@ mod fuzz_chunked;
 mod headers;
 mod request;
 mod response;
+pub mod socks;
 mod types;
 
 pub use error::{ProtocolError, RequestError};

@@ -536,6 +536,28 @@ impl Ctx {
     pub fn remote(&self) -> super::Remote {
         self.remote.clone()
     }
+
+    /// Resolves `host` (no brackets, not an IP literal) with the reactor's resolver on a
+    /// helper thread, then runs `then` with the answer on the reactor thread (for a client
+    /// that must send an address rather than a name, as through a `socks5://` proxy).
+    /// Errs only if the thread cannot be started; if the reactor is gone by then, nothing runs.
+    pub fn resolve_then(
+        &mut self,
+        host: &str,
+        port: u16,
+        then: impl FnOnce(&mut Ctx, io::Result<Vec<SocketAddr>>) + Send + 'static,
+    ) -> io::Result<()> {
+        let resolver = self.resolver.clone();
+        let remote = self.remote.clone();
+        let host = host.to_owned();
+        std::thread::Builder::new()
+            .name("weft-dns".to_string())
+            .spawn(move || {
+                let result = resolver.0.resolve(&host, port);
+                let _ = remote.call(move |ctx| then(ctx, result));
+            })
+            .map(drop)
+    }
 }
 
 /// What [`Ctx::stats`] counts.

@@ -514,7 +514,7 @@ pub fn build(
             compressed: args.compressed,
             cookie_files,
             cookie_jar: args.cookie_jar.clone(),
-            proxy: args.proxy.clone(),
+            proxy: args.proxy_url(),
             noproxy: args.noproxy.clone(),
             unix_socket: args.unix_socket.clone(),
             parallel,

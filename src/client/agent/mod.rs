@@ -18,6 +18,7 @@
 //! | `receive.rs` | parsing the response, delivering its body with flow control |
 //! | `tunnel.rs` | the `CONNECT` tunnel through a proxy |
 //! | `upgrade.rs` | `101 Switching Protocols`: the connection leaves for a user protocol |
+//! | `socks.rs` | the SOCKS5 tunnel through a proxy |
 //! | `timers.rs` | total, queue, read, 100-continue and idle timers |
 //!
 //! The messages the body, producer and request handles post live in the client's leaf module
@@ -29,6 +30,7 @@ mod pool;
 mod receive;
 mod route;
 mod shared;
+mod socks;
 mod state;
 mod timers;
 mod trace;
@@ -53,6 +55,7 @@ pub use state::PoolStats;
 
 use receive::CheckAbandoned;
 use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared};
+use socks::SocksResolved;
 use state::AgentState;
 use timers::TimerTarget;
 
@@ -324,6 +327,10 @@ impl Protocol for AgentState {
                     }
                 } else if other.is::<CheckAbandoned>() {
                     // Swept above.
+                } else if other.is::<SocksResolved>() {
+                    if let Ok(resolved) = other.downcast::<SocksResolved>() {
+                        self.socks_resolved(ctx, *resolved);
+                    }
                 } else if let Ok(command) = other.downcast::<Command>() {
                     self.command(ctx, *command);
                 }

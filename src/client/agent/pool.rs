@@ -219,6 +219,7 @@ impl AgentState {
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
                 switching: false,
+                socks: None,
             }),
         );
     }

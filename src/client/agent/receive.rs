@@ -253,6 +253,12 @@ impl AgentState {
             self.close_conn(ctx, cid, false);
             return;
         };
+        if let Some(cause) = self.socks_lost(cid) {
+            return self.fail(ctx, id, cause);
+        }
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
         if let Some((_, phase)) = conn.tunnel.clone() {
             let cause = match reason {
                 Disconnect::Failed(e) if phase == TunnelPhase::Handshaking => Cause::Transport(e),

@@ -12,6 +12,7 @@ use url::Url;
 use crate::client::error::Cause;
 use crate::client::overrides;
 use crate::client::proxy::proxy_authorization;
+use crate::proto::socks::SocksError;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
 use super::config::AgentConfig;
@@ -29,6 +30,8 @@ pub(super) struct PoolKey {
     /// The Unix socket the connection goes to, if any: requests to different paths never
     /// share a connection.
     pub(super) unix: Option<Rc<Path>>,
+    /// The proxy is a SOCKS5 one (its connections never serve an HTTP proxy's requests).
+    pub(super) socks: bool,
 }
 
 /// Where a request URL goes and how it is written on the wire. It depends only on the URL
@@ -109,6 +112,24 @@ pub(super) struct Tunnel {
     pub(super) server_name: String,
     /// Fields sent with `CONNECT` (`Proxy-Authorization`).
     pub(super) headers: Headers,
+    /// A SOCKS5 proxy opens the tunnel instead of `CONNECT`.
+    pub(super) socks: Option<SocksRoute>,
+}
+
+/// How to ask a SOCKS5 proxy for the tunnel.
+#[derive(Debug)]
+pub(super) struct SocksRoute {
+    /// The proxy URL without credentials, for errors.
+    pub(super) proxy: String,
+    /// The origin host (no brackets) and port.
+    pub(super) host: String,
+    pub(super) port: u16,
+    /// `socks5h://`: the proxy resolves the name; `socks5://`: the client does.
+    pub(super) remote_dns: bool,
+    /// Username and password (RFC 1929), percent-decoded from the proxy URL.
+    pub(super) credentials: Option<(Vec<u8>, Vec<u8>)>,
+    /// TLS with the origin inside the tunnel (https).
+    pub(super) tls: bool,
 }
 
 /// Parses and checks a request URL and works out its route (to the Unix socket `unix`, if
@@ -156,6 +177,7 @@ pub(super) fn resolve(
         tls: if https { config.tls.pool_id() } else { 0 },
         proxy: None,
         unix: unix.clone(),
+        socks: false,
     };
     let mut proxy_auth = None;
     let route = match proxy {
@@ -168,6 +190,27 @@ pub(super) fn resolve(
             tunnel: None,
             unix,
         },
+        Some(proxy) if is_socks(proxy) => {
+            // `--connect-to` changes where the proxy connects; TLS still checks the URL's host.
+            let socks = socks_route(proxy, &dest_host, dest_port, https)?;
+            let (proxy_host, proxy_port) = host_and_port(proxy)?;
+            key.proxy = Some((proxy_host.to_ascii_lowercase().into(), proxy_port));
+            key.socks = true;
+            Route {
+                addrs: overrides::resolved(&config.resolve_overrides, &proxy_host, proxy_port),
+                server_name: None,
+                unix: None,
+                host: proxy_host,
+                port: proxy_port,
+                tls: false,
+                tunnel: Some(Rc::new(Tunnel {
+                    authority: format!("{host_str}:{port}"),
+                    server_name: connect_host.clone(),
+                    headers: Headers::new(),
+                    socks: Some(socks),
+                })),
+            }
+        }
         Some(proxy) => {
             let (proxy_host, proxy_port) = host_and_port(proxy)?;
             let auth = proxy_authorization(proxy);
@@ -188,6 +231,7 @@ pub(super) fn resolve(
                     authority,
                     server_name: connect_host.clone(),
                     headers: connect_headers,
+                    socks: None,
                 }))
             } else {
                 // Plain http goes to the proxy in absolute form; one pooled connection to the
@@ -274,6 +318,56 @@ pub(super) fn prepare(
     }
 }
 
+/// Whether `proxy` is a SOCKS5 proxy URL.
+fn is_socks(proxy: &Url) -> bool {
+    matches!(proxy.scheme(), "socks5" | "socks5h")
+}
+
+/// The SOCKS5 part of a route to `host:port`. A name too long for the protocol is refused
+/// here, before any connection is opened.
+fn socks_route(proxy: &Url, host: &str, port: u16, tls: bool) -> Result<SocksRoute, Cause> {
+    let shown = proxy_without_credentials(proxy);
+    let remote_dns = proxy.scheme() == "socks5h";
+    if host.len() > 255 && host.parse::<std::net::IpAddr>().is_err() {
+        return Err(Cause::Socks {
+            proxy: shown,
+            error: SocksError::NameTooLong(host.len()),
+        });
+    }
+    let credentials = (!proxy.username().is_empty()).then(|| {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+        (
+            decode(proxy.username()),
+            decode(proxy.password().unwrap_or("")),
+        )
+    });
+    if let Some((user, pass)) = &credentials
+        && user.len().max(pass.len()) > 255
+    {
+        return Err(Cause::Socks {
+            proxy: shown,
+            error: SocksError::CredentialsTooLong(user.len().max(pass.len())),
+        });
+    }
+    Ok(SocksRoute {
+        proxy: shown,
+        host: host.to_owned(),
+        port,
+        remote_dns,
+        credentials,
+        tls,
+    })
+}
+
+/// A proxy URL as errors show it: scheme, host and port.
+pub(super) fn proxy_without_credentials(proxy: &Url) -> String {
+    match (proxy.host_str(), proxy.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", proxy.scheme()),
+        (Some(h), None) => format!("{}://{h}", proxy.scheme()),
+        _ => proxy.scheme().to_owned(),
+    }
+}
+
 /// The host to connect to (IPv6 without brackets) and the port of a URL.
 pub(super) fn host_and_port(url: &Url) -> Result<(String, u16), Cause> {
     let host = match url.host() {
@@ -333,6 +427,66 @@ mod tests {
         assert_eq!(p.host_header, "example.test");
         assert_eq!(p.key.port, 443);
         assert!(p.key.https && p.route.tls);
+    }
+
+    #[test]
+    fn socks_routes_keep_the_origin_and_name_the_proxy() {
+        use crate::client::Proxies;
+        let config = AgentConfig {
+            proxies: Proxies::all("socks5h://u%40x:p@127.0.0.1:1081")
+                .unwrap()
+                .no_proxy("direct.test"),
+            ..AgentConfig::default()
+        };
+        let t = resolve(&config, "http://origin.test/a?b", None).unwrap();
+        assert_eq!(t.target, "/a?b", "origin-form through a SOCKS tunnel");
+        assert!(t.proxy_auth.is_none());
+        assert_eq!((t.route.host.as_str(), t.route.port), ("127.0.0.1", 1081));
+        assert!(!t.route.tls);
+        let socks = t.route.tunnel.as_ref().unwrap().socks.as_ref().unwrap();
+        assert!(socks.remote_dns && !socks.tls);
+        assert_eq!((socks.host.as_str(), socks.port), ("origin.test", 80));
+        assert_eq!(socks.credentials, Some((b"u@x".to_vec(), b"p".to_vec())));
+        assert_eq!(socks.proxy, "socks5h://127.0.0.1:1081");
+        assert_eq!(
+            (&*t.key.host, t.key.port, t.key.socks),
+            ("origin.test", 80, true)
+        );
+
+        let s = resolve(&config, "https://origin.test/", None).unwrap();
+        let tunnel = s.route.tunnel.as_ref().unwrap();
+        assert!(tunnel.socks.as_ref().unwrap().tls && !s.route.tls);
+        assert_eq!(tunnel.server_name, "origin.test");
+
+        let direct = resolve(&config, "http://direct.test/", None).unwrap();
+        assert!(direct.route.tunnel.is_none() && direct.key.proxy.is_none());
+        assert!(!direct.key.socks);
+
+        // An HTTP proxy at the same address is another pool.
+        let http = AgentConfig {
+            proxies: Proxies::all("http://127.0.0.1:1081").unwrap(),
+            ..AgentConfig::default()
+        };
+        let h = resolve(&http, "https://origin.test/a?b", None).unwrap();
+        assert_ne!(h.key, s.key);
+
+        // socks5:// resolves locally; a name too long for the protocol is refused up front.
+        let local = AgentConfig {
+            proxies: Proxies::all("socks5://127.0.0.1").unwrap(),
+            ..AgentConfig::default()
+        };
+        let l = resolve(&local, "http://[::1]:8080/", None).unwrap();
+        let socks = l.route.tunnel.as_ref().unwrap().socks.as_ref().unwrap();
+        assert!(!socks.remote_dns);
+        assert_eq!((socks.host.as_str(), l.route.port), ("::1", 1080));
+        let long = format!("http://{}.test/", "a.".repeat(130));
+        assert!(matches!(
+            resolve(&local, &long, None),
+            Err(Cause::Socks {
+                error: SocksError::NameTooLong(_),
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! host table and its counts. This file holds the data; the behaviour is split by concern:
 //! `pool.rs` (queueing, dispatch, idle connections), `exchange.rs` (sending a request and
 //! ending it: retry, failure), `receive.rs` (parsing and delivering the response), `tunnel.rs`
-//! (`CONNECT` through a proxy) and `timers.rs`.
+//! (`CONNECT` through a proxy), `socks.rs` (SOCKS5 tunnels) and `timers.rs`.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -16,6 +16,7 @@ use crate::client::msg::RequestId;
 use crate::client::producer::BodyProducer;
 use crate::client::request::ResponseCallback;
 use crate::client::timing::Timing;
+use crate::proto::socks::SocksClient;
 use crate::proto::{ClientConnection, Headers};
 use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
@@ -167,6 +168,8 @@ pub(super) struct Conn {
     /// The response is a `101 Switching Protocols`: when it completes, the connection waits
     /// in `AgentState::switched` for its new protocol.
     pub(super) switching: bool,
+    /// The SOCKS5 handshake in progress, once the method selection is sent.
+    pub(super) socks: Option<Box<SocksClient>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,8 @@ pub(super) enum TimerTarget {
     Queue(RequestId),
     Continue(RequestId),
     Read(RequestId),
+    /// What is left of the connect timeout once TCP to a SOCKS proxy is up.
+    Handshake(RequestId),
 }
 
 // A timer's tag says what it is for: the kind in the top bits, the request id (or an idle
@@ -26,6 +28,7 @@ pub(super) const TAG_TOTAL: u64 = 2 << 61;
 pub(super) const TAG_QUEUE: u64 = 3 << 61;
 pub(super) const TAG_CONTINUE: u64 = 4 << 61;
 pub(super) const TAG_READ: u64 = 5 << 61;
+pub(super) const TAG_HANDSHAKE: u64 = 6 << 61;
 
 impl TimerTarget {
     /// The tag to set the timer with; an idle timer gets a fresh serial mapped to its
@@ -41,6 +44,7 @@ impl TimerTarget {
             TimerTarget::Queue(id) => id.0 | TAG_QUEUE,
             TimerTarget::Continue(id) => id.0 | TAG_CONTINUE,
             TimerTarget::Read(id) => id.0 | TAG_READ,
+            TimerTarget::Handshake(id) => id.0 | TAG_HANDSHAKE,
         }
     }
 
@@ -53,6 +57,7 @@ impl TimerTarget {
             TAG_QUEUE => TimerTarget::Queue(id),
             TAG_CONTINUE => TimerTarget::Continue(id),
             TAG_READ => TimerTarget::Read(id),
+            TAG_HANDSHAKE => TimerTarget::Handshake(id),
             _ => return None,
         })
     }
@@ -149,6 +154,7 @@ impl AgentState {
                     }
                 }
             }
+            TimerTarget::Handshake(id) => self.handshake_timed_out(ctx, id),
             TimerTarget::Continue(id) => {
                 let cid = self.reqs.get(&id).and_then(|r| r.conn);
                 if let Some(conn) = cid.and_then(|c| self.conns.get_mut(&c)) {

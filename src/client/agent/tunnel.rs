@@ -1,5 +1,6 @@
 //! The `CONNECT` tunnel through a proxy for an https request: asking the proxy for a tunnel,
-//! reading its answer, and starting TLS with the origin inside it.
+//! reading its answer, and starting TLS with the origin inside it. A SOCKS5 proxy's tunnel
+//! is set up in `socks.rs` instead, from the same two entry points.
 
 use crate::client::error::Cause;
 use crate::proto::{ClientConnection, Event, RequestBody, RequestHead};
@@ -16,6 +17,9 @@ impl AgentState {
         let Some((tunnel, phase)) = conn.tunnel.as_mut() else {
             return;
         };
+        if tunnel.socks.is_some() {
+            return self.start_socks(ctx, cid);
+        }
         *phase = TunnelPhase::AwaitingProxy;
         let head = RequestHead {
             method: "CONNECT",
@@ -41,6 +45,9 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
+        if conn.tunnel.as_ref().is_some_and(|(t, _)| t.socks.is_some()) {
+            return self.process_socks(ctx, cid, input);
+        }
         let Some(id) = conn.req else {
             self.close_conn(ctx, cid, true);
             return;

@@ -18,6 +18,8 @@
 //! - [`Tinyproxy::start`]: an HTTP proxy (with CONNECT) on `addr()` / `url()`, optionally
 //!   demanding Basic credentials; `log()`.
 //! - [`WsEcho::start`]: a WebSocket echo server (python3-websockets) on `url(path)`.
+//! - [`Microsocks::start`]: a SOCKS5 proxy on `addr()` / `url(scheme)`, optionally demanding
+//!   a username and password; `log()`.
 //! - [`TestCa::new`] / [`TestCa::generate`]: CA + server certificate PEM/DER (and PEM files),
 //!   `client_config()` for rustls, `leaf()` for any names and validity.
 //! - [`tls`]: tiny rustls servers on std threads for the reactor's TLS tests, and the shared
@@ -31,6 +33,7 @@
 //! (`/usr/sbin/nginx`, and `python3-httpbin` + `python3-gunicorn` run with `/usr/bin/python3`).
 pub mod ca;
 pub mod httpbin;
+pub mod microsocks;
 pub mod nginx;
 pub mod tinyproxy;
 pub mod tls;
@@ -39,6 +42,7 @@ pub mod websocket;
 
 pub use ca::{Leaf, TestCa};
 pub use httpbin::Httpbin;
+pub use microsocks::Microsocks;
 pub use nginx::{LogEntry, Nginx, big_body, big_body_len};
 pub use tinyproxy::Tinyproxy;
 pub use util::{RawResponse, TestDir, free_port, raw_get, raw_request, weft_command};
