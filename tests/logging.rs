@@ -1,5 +1,5 @@
 //! Lifecycle events through the `log` crate against the real nginx: connect, reuse, redirect
-//! and close at debug level, heads at trace level with credentials masked, and a failed
+//! and close at debug level (and a retry, against a scripted server), heads at trace level with credentials masked, and a failed
 //! connect named. One test: the logger is process-wide.
 
 mod support;
@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use support::scripted::{ScriptedServer, Step, write};
 use support::servers::Nginx;
+use weft::client::{Backoff, RetryPolicy};
 use weft::{FullResponse, HttpClient, Reactor};
 
 /// Every record logged, as (level, target, message).
@@ -118,6 +120,40 @@ fn lifecycle_at_debug_heads_at_trace_with_credentials_masked() {
         heads.contains("< HTTP/1.1 301 Moved Permanently"),
         "{heads}"
     );
+    // A retried 503: the retry is logged with its wait and the status that caused it.
+    let server = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    ]]);
+    let mut reactor = Reactor::new().unwrap();
+    let policy = RetryPolicy {
+        backoff: Backoff::Fixed(Duration::from_millis(10)),
+        ..RetryPolicy::default()
+    };
+    let client = HttpClient::builder().retry(policy).build(reactor.ctx());
+    let got: Rc<RefCell<Option<Result<FullResponse, weft::Error>>>> = Rc::default();
+    let put = got.clone();
+    client
+        .get(server.url("/flaky"))
+        .fetch(reactor.ctx(), move |ctx, r| {
+            *put.borrow_mut() = Some(r);
+            ctx.stop();
+        });
+    reactor
+        .ctx()
+        .call_later(Duration::from_secs(20), |ctx| ctx.stop());
+    reactor.run().unwrap();
+    assert_eq!(got.take().unwrap().unwrap().code, 200);
+    let debug = messages(Level::Debug);
+    assert!(
+        debug
+            .iter()
+            .any(|m| m.contains("retry 1 in 10 ms after status 503 - http://127.0.0.1:")),
+        "{debug:#?}"
+    );
+
     let all = RECORDS.lock().unwrap();
     assert!(
         !all.iter().any(|(_, _, m)| m.contains("s3cr3t")),
