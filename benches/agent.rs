@@ -130,9 +130,15 @@ fn agent(c: &mut Criterion) {
     c.bench_function("agent_keepalive_exchange", |b| b.iter(|| rig.exchange()));
     let opened = Rc::new(Cell::new(0));
     let seen = opened.clone();
-    rig.agent.stats(rig.reactor.ctx(), move |_, s| seen.set(s.connections_opened));
+    rig.agent.stats(rig.reactor.ctx(), move |_, s| {
+        seen.set(s.connections_opened)
+    });
     rig.reactor.turn(Some(Duration::ZERO)).expect("turn");
-    assert_eq!(opened.get(), 1, "every exchange reused the first connection");
+    assert_eq!(
+        opened.get(),
+        1,
+        "every exchange reused the first connection"
+    );
 
     // The floor under it: the same bytes through a socket pair and a poll, no HTTP.
     let (mut client, mut server) = UnixStream::pair().expect("pair");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use support::scripted::*;
 use weft::client::{
-    Agent, AgentConfig, Cause, Error, HttpAgent, Phase, RedirectAgent, RedirectConfig, Request,
-    TimeoutKind,
+    Agent, AgentConfig, Cause, Error, HttpAgent, Phase, Proxies, RedirectAgent, RedirectConfig,
+    Request, TimeoutKind,
 };
 use weft::reactor::Reactor;
 
@@ -110,6 +110,38 @@ fn connection_refused_names_the_url() {
         e.to_string(),
         format!("request not sent: connection refused - http://127.0.0.1:{port}/x")
     );
+}
+
+/// A refused connection to a proxy is not taken for the origin's: the message names the
+/// proxy as well as the URL (which keeps no credentials of either).
+#[test]
+fn a_refused_proxy_is_named_beside_the_url() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for scheme in ["http", "https"] {
+        let config = AgentConfig {
+            proxies: Proxies::all(&format!("http://puser:psecret@127.0.0.1:{port}")).unwrap(),
+            ..test_config()
+        };
+        let url = format!("{scheme}://user:secret@origin.test/x");
+        let e = error_of(&run_one(config, Req::get(url)));
+        assert_eq!(e.proxy(), Some(format!("127.0.0.1:{port}").as_str()), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "request not sent: connection refused (via proxy 127.0.0.1:{port}) - \
+                 {scheme}://origin.test/x"
+            )
+        );
+    }
+    // Without a proxy there is none to name.
+    let e = error_of(&run_one(
+        test_config(),
+        Req::get(format!("http://127.0.0.1:{port}/x")),
+    ));
+    assert_eq!(e.proxy(), None);
 }
 
 #[test]

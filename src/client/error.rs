@@ -245,6 +245,8 @@ pub struct Error {
     url: Option<Arc<str>>,
     /// What a retry policy did before giving up, when one was in the chain.
     retry: Option<Arc<RetryNote>>,
+    /// The proxy the request went through (`host:port`), when it went through one.
+    proxy: Option<Arc<str>>,
 }
 
 /// The retries made before an error, and why no further one was.
@@ -262,7 +264,20 @@ impl Error {
             cause,
             url: None,
             retry: None,
+            proxy: None,
         }
+    }
+
+    /// This error naming the proxy (`host:port`) its request went through, so that a
+    /// refused or failed connection is not taken for the origin's.
+    pub(crate) fn with_proxy(mut self, proxy: String) -> Self {
+        self.proxy = Some(proxy.into());
+        self
+    }
+
+    /// The proxy (`host:port`) the failed request went through, if it went through one.
+    pub fn proxy(&self) -> Option<&str> {
+        self.proxy.as_deref()
     }
 
     /// This error after `retries` retries, with the reason no further one was made (when
@@ -393,6 +408,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.phase.describe(), self.cause)?;
+        if let Some(proxy) = &self.proxy {
+            write!(f, " (via proxy {proxy})")?;
+        }
         if let Some(url) = &self.url {
             write!(f, " - {url}")?;
         }

@@ -248,7 +248,18 @@ impl AgentState {
         } else {
             Phase::ResponseNeverReceived
         };
-        let error = Error::new(phase, cause).with_url(req.target.url.as_str());
+        // A SOCKS failure names its proxy already.
+        let names_proxy = matches!(cause, Cause::Socks { .. });
+        let mut error = Error::new(phase, cause).with_url(req.target.url.as_str());
+        if let Some((host, port)) = &req.target.key.proxy
+            && !names_proxy
+        {
+            error = error.with_proxy(if host.contains(':') {
+                format!("[{host}]:{port}")
+            } else {
+                format!("{host}:{port}")
+            });
+        }
         if let Some(cb) = req.on_response.take() {
             cb(ctx, Err(error));
             return;
