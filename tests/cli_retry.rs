@@ -218,3 +218,54 @@ fn retry_options_are_checked() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
     }
 }
+
+/// Before each retry, curl's warning on stderr: what failed, the wait in whole seconds and the
+/// retries left (this one included); `-s` keeps it quiet.
+#[test]
+fn each_retry_is_announced_as_curl_does_unless_silent() {
+    let script = || {
+        vec![vec![
+            Step::ExpectRequest,
+            response("503 Service Unavailable", "", "busy"),
+            Step::ExpectRequest,
+            response("503 Service Unavailable", "", "busy"),
+            Step::ExpectRequest,
+            response("200 OK", "", "fine"),
+        ]]
+    };
+    let srv = ScriptedServer::start(script());
+    let (out, _) = weft(&["--retry", "3", "--retry-delay", "0.05", &srv.url("/")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("Warning:")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "Warning: Problem : HTTP error. Will retry in 1 seconds. 3 retries left.",
+            "Warning: Problem : HTTP error. Will retry in 1 seconds. 2 retries left.",
+        ],
+        "{err}"
+    );
+
+    let srv = ScriptedServer::start(script());
+    let (out, _) = weft(&["-s", "--retry", "3", "--retry-delay", "0.05", &srv.url("/")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Warning"), "{}", stderr(&out));
+
+    let (out, _) = weft(&[
+        "--retry",
+        "1",
+        "--retry-connrefused",
+        "--retry-delay",
+        "0.05",
+        &refused_url(),
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "Warning: Problem : connection refused. Will retry in 1 seconds. 1 retries left."
+        ),
+        "{}",
+        stderr(&out)
+    );
+}

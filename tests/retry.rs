@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use support::baseline::{Baseline, assert_nothing_pooled};
 use support::scripted::{ScriptedServer, Step, test_config, turn_for, turn_until, write};
 use weft::client::{
-    AgentConfig, Backoff, Cause, Phase, ReadProducer, RequestHandle, RetryPolicy, TimeoutKind,
+    AgentConfig, Backoff, Cause, Phase, ReadProducer, RequestHandle, RetryHook, RetryPolicy,
+    TimeoutKind,
 };
 use weft::{Error, FullResponse, HttpClient, Reactor, RequestBuilder};
 
@@ -596,4 +597,47 @@ fn cancelling_reaches_an_attempt_issued_after_the_handle_was_returned() {
     assert_nothing_pooled(&mut reactor, agent);
     drop(client);
     baseline.assert_back(&mut reactor);
+}
+
+/// The hook hears of each retry before its wait: which one, how many are left, the wait,
+/// what failed and the URL without credentials; never of the final answer.
+#[test]
+fn the_retry_hook_hears_each_retry_with_what_failed() {
+    let server = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        unavailable(""),
+        Step::ExpectRequest,
+        response("502 Bad Gateway", "", "bad"),
+        Step::ExpectRequest,
+        ok(),
+    ]]);
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = heard.clone();
+    let mut reactor = Reactor::new().unwrap();
+    let client = HttpClient::builder()
+        .agent_config(test_config())
+        .retry(quick())
+        .on_retry(RetryHook::new(move |n| {
+            log.lock().unwrap().push((
+                n.retry,
+                n.retries_left,
+                n.wait,
+                n.status,
+                n.error.is_some(),
+                n.url.to_string(),
+            ))
+        }))
+        .build(reactor.ctx());
+    let url = server.url("/flaky").replace("http://", "http://u:pw@");
+    let (got, _) = start(&mut reactor, &client, |c| c.get(url));
+    assert_eq!(wait_for(&mut reactor, &got).unwrap().code, 200);
+    let expected_url = server.url("/flaky");
+    let wait = Duration::from_millis(20);
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [
+            (1, 2, wait, Some(503), false, expected_url.clone()),
+            (2, 1, wait, Some(502), false, expected_url),
+        ]
+    );
 }

@@ -59,4 +59,4 @@ pub use wrappers::conditional::{ConditionalAgent, ValidatorCache, Validators};
 pub use wrappers::cookies::{CookieAgent, CookieJar};
 pub use wrappers::decode::{Coding, ContentDecoderAgent, DecodeConfig};
 pub use wrappers::redirect::{RedirectAgent, RedirectConfig};
-pub use wrappers::retry::{Backoff, Jitter, RetryAgent, RetryPolicy};
+pub use wrappers::retry::{Backoff, Jitter, RetryAgent, RetryHook, RetryNotice, RetryPolicy};

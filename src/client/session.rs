@@ -31,7 +31,7 @@ use super::wrappers::conditional::{ConditionalAgent, ValidatorCache};
 use super::wrappers::cookies::{CookieAgent, CookieJar};
 use super::wrappers::decode::{ContentDecoderAgent, DecodeConfig};
 use super::wrappers::redirect::{RedirectAgent, RedirectConfig};
-use super::wrappers::retry::{RetryAgent, RetryPolicy};
+use super::wrappers::retry::{RetryAgent, RetryHook, RetryPolicy};
 
 impl HttpClient {
     /// A builder with treq's defaults on: redirects followed (up to 10, never https to http),
@@ -75,6 +75,7 @@ pub struct ClientBuilder {
     auth: Option<(Option<Credentials>, AuthMode)>,
     conditional: Option<ValidatorCache>,
     retry: Option<RetryPolicy>,
+    retry_hook: Option<RetryHook>,
 }
 
 impl Default for ClientBuilder {
@@ -91,6 +92,7 @@ impl Default for ClientBuilder {
             auth: Some((None, AuthMode::Basic)),
             conditional: None,
             retry: None,
+            retry_hook: None,
         }
     }
 }
@@ -300,6 +302,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Calls `hook` before each retry of the [`ClientBuilder::retry`] policy, with what
+    /// failed, the wait and the retries left (the `weft` command prints curl's "Will retry in
+    /// N seconds" from it).
+    ///
+    /// ```
+    /// use weft::client::{RetryHook, RetryPolicy};
+    /// use weft::HttpClient;
+    ///
+    /// let builder = HttpClient::builder()
+    ///     .retry(RetryPolicy::default())
+    ///     .on_retry(RetryHook::new(|n| {
+    ///         eprintln!("retry {} in {:?} ({} left): {}", n.retry, n.wait, n.retries_left, n.url)
+    ///     }));
+    /// # let _ = builder;
+    /// ```
+    pub fn on_retry(mut self, hook: RetryHook) -> Self {
+        self.retry_hook = Some(hook);
+        self
+    }
+
     /// Builds the client, with its own [`Agent`] on this reactor.
     pub fn build(self, ctx: &mut Ctx) -> HttpClient {
         let agent = Agent::new(ctx, self.agent.clone());
@@ -326,7 +348,11 @@ impl ClientBuilder {
             chain = Rc::new(CookieAgent::new(chain, jar.clone()));
         }
         if let Some(policy) = self.retry {
-            chain = Rc::new(RetryAgent::new(chain, policy));
+            let mut agent = RetryAgent::new(chain, policy);
+            if let Some(hook) = self.retry_hook {
+                agent = agent.on_retry(hook);
+            }
+            chain = Rc::new(agent);
         }
         if let Some(config) = self.redirects {
             chain = Rc::new(RedirectAgent::new(chain, config));

@@ -139,6 +139,8 @@ pub struct ChainPlan {
     pub auto_referer: bool,
     /// `--retry N` (N > 0) and the options that go with it.
     pub retry: Option<RetryPolicy>,
+    /// `-s`: no "Will retry" warnings.
+    pub silent: bool,
 }
 
 /// How the server's certificate is checked.
@@ -530,6 +532,7 @@ pub fn build(
             connect_to: args.connect_to.clone(),
             auto_referer,
             retry: retry_policy(args),
+            silent: args.silent,
         },
         output: OutputOptions {
             file: args.output.first().cloned(),

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use weft::client::{
     AgentConfig, AuthMode, CookieJar, Credentials, Error, Phase, Proxies, RedirectConfig,
+    RetryHook, RetryNotice,
 };
 use weft::reactor::Ctx;
 use weft::tls::TlsConnector;
@@ -118,6 +119,9 @@ fn session(config: AgentConfig, chain: &ChainPlan, jar: Option<CookieJar>) -> we
     }
     if let Some(policy) = &chain.retry {
         builder = builder.retry(policy.clone());
+        if !chain.silent {
+            builder = builder.on_retry(RetryHook::new(|n| eprintln!("{}", retry_warning(n))));
+        }
     }
     if let Some(a) = &chain.auth {
         let mode = match a.choice {
@@ -128,4 +132,20 @@ fn session(config: AgentConfig, chain: &ChainPlan, jar: Option<CookieJar>) -> we
         builder = builder.auth(Credentials::new(&a.user, &a.password), mode);
     }
     builder
+}
+
+/// curl's warning before a retry: `Warning: Problem : HTTP error. Will retry in 1 seconds. 3
+/// retries left.`
+fn retry_warning(n: &RetryNotice<'_>) -> String {
+    let problem = match (n.status, n.error) {
+        (Some(_), _) => "Problem : HTTP error",
+        (None, Some(e)) if e.is_timeout() => "Problem : timeout",
+        (None, Some(e)) if e.kind() == "connection_refused" => "Problem : connection refused",
+        _ => "Problem (retrying all errors)",
+    };
+    // curl rounds the wait up to whole seconds (at least 1 when there is any wait).
+    let secs = n.wait.as_millis().div_ceil(1000);
+    // curl counts this retry among those left.
+    let left = n.retries_left + 1;
+    format!("Warning: {problem}. Will retry in {secs} seconds. {left} retries left.")
 }

@@ -24,6 +24,7 @@
 //!   [`Cause::Cancelled`] at once.
 
 mod after;
+mod notice;
 mod policy;
 
 use std::borrow::Cow;
@@ -40,6 +41,7 @@ use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use crate::client::response::{PreviousResponse, Response};
 
+pub use notice::{RetryHook, RetryNotice};
 pub use policy::{Backoff, Jitter, RetryPolicy};
 use policy::{Refusal, random};
 
@@ -73,6 +75,7 @@ const MAX_DISCARD_BODY: u64 = 64 * 1024;
 pub struct RetryAgent<A: HttpAgent> {
     inner: Rc<A>,
     policy: Rc<RetryPolicy>,
+    hook: Option<RetryHook>,
 }
 
 impl<A: HttpAgent> RetryAgent<A> {
@@ -81,7 +84,15 @@ impl<A: HttpAgent> RetryAgent<A> {
         RetryAgent {
             inner: Rc::new(inner),
             policy: Rc::new(policy),
+            hook: None,
         }
+    }
+
+    /// Calls `hook` before each retry, with what failed and the wait (curl's "Will retry in
+    /// N seconds" line is made from it).
+    pub fn on_retry(mut self, hook: RetryHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// The wrapped agent.
@@ -109,6 +120,7 @@ impl<A: HttpAgent> HttpAgent for RetryAgent<A> {
         let chain = Chain {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
+            hook: self.hook.clone(),
             handle: RequestHandle::new(),
             issued: Rc::new(Cell::new(0)),
             on_response,
@@ -141,6 +153,7 @@ impl<A: HttpAgent> HttpAgent for RetryAgent<A> {
 struct Chain<A: HttpAgent> {
     inner: Rc<A>,
     policy: Rc<RetryPolicy>,
+    hook: Option<RetryHook>,
     handle: RequestHandle,
     /// Attempts issued so far, so a stale attempt does not take over the handle.
     issued: Rc<Cell<u32>>,
@@ -193,6 +206,21 @@ impl<A: HttpAgent> Chain<A> {
 
     /// The wait before the next retry, or why there is none. `reached`: the last attempt
     /// may have reached the server; `asked`: its `Retry-After`.
+    /// Tells the hook, if any, of the retry about to wait `wait`.
+    fn notify(&self, wait: Duration, status: Option<u16>, error: Option<&Error>) {
+        if let Some(hook) = &self.hook {
+            let url = crate::client::error::redact(&self.url);
+            (hook.0)(&RetryNotice {
+                retry: self.retries + 1,
+                retries_left: self.policy.max_retries.saturating_sub(self.retries + 1),
+                wait,
+                status,
+                error,
+                url: &url,
+            });
+        }
+    }
+
     fn judge(&mut self, reached: bool, asked: Option<Duration>) -> Result<Duration, Refusal> {
         let policy = &self.policy;
         if self.retries >= policy.max_retries {
@@ -282,6 +310,7 @@ fn on_attempt<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<R
                         chain.retries + 1,
                         wait.as_millis()
                     );
+                    chain.notify(wait, None, Some(&e));
                     wait_then_issue(ctx, chain, wait)
                 }
                 Err(refusal) => chain.give_up(ctx, e, Some(refusal)),
@@ -309,6 +338,7 @@ fn on_attempt<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<R
         response.code,
         crate::client::error::redact(&chain.url),
     );
+    chain.notify(wait, Some(response.code), None);
     chain.history.append(&mut response.history);
     chain.history.push(PreviousResponse {
         code: response.code,
