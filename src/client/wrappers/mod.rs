@@ -10,4 +10,5 @@ pub(crate) mod conditional;
 pub(crate) mod cookies;
 pub(crate) mod decode;
 pub(crate) mod redirect;
+pub(crate) mod replay; // the request body shared by a wrapper's successive requests
 pub(crate) mod retry;

@@ -26,18 +26,18 @@
 //! and may have been acted on, but no final response was received.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
 use url::Url;
 
+use crate::client::wrappers::replay::ReplayBody;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{
     HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
 };
@@ -167,7 +167,7 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             method: request.method,
             url,
             headers: request.headers,
-            body: request.body.map(SharedBody::new),
+            body: request.body.map(ReplayBody::new),
             timeouts: request.timeouts,
             unix_socket: request.unix_socket,
             followed: 0,
@@ -197,7 +197,7 @@ struct Chain<A: HttpAgent> {
     method: Cow<'static, str>,
     url: Url,
     headers: Headers,
-    body: Option<SharedBody>,
+    body: Option<ReplayBody>,
     /// The caller's timeouts: each hop gets the read and queue limits, and what remains of
     /// the total.
     timeouts: Timeouts,
@@ -240,7 +240,10 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         method: chain.method.clone(),
         url: chain.url.as_str().into(),
         headers: chain.headers.clone(),
-        body: chain.body.as_ref().map(|b| b.hop()),
+        body: chain
+            .body
+            .as_ref()
+            .map(|b| b.hop("request body taken by a later redirect hop")),
         timeouts,
         unix_socket: chain.unix_socket.clone(),
     };
@@ -454,83 +457,6 @@ fn location(headers: &Headers) -> Result<String, Cause> {
         return Err(Cause::InvalidLocation(lossy()));
     }
     Ok(text.to_string())
-}
-
-/// A request body shared by every hop, so 307/308 can send it again after a rewind.
-struct SharedBody {
-    producer: Rc<RefCell<Box<dyn BodyProducer>>>,
-    /// Which hop's producer is live: an older hop's gets nothing more from the body.
-    live: Rc<Cell<u32>>,
-}
-
-impl SharedBody {
-    fn new(producer: Box<dyn BodyProducer>) -> Self {
-        SharedBody {
-            producer: Rc::new(RefCell::new(producer)),
-            live: Rc::new(Cell::new(0)),
-        }
-    }
-
-    /// A producer for the next hop; earlier hops' producers go dead.
-    fn hop(&self) -> Box<dyn BodyProducer> {
-        let generation = self.live.get() + 1;
-        self.live.set(generation);
-        Box::new(HopBody {
-            producer: self.producer.clone(),
-            live: self.live.clone(),
-            generation,
-        })
-    }
-
-    fn rewind(&self) -> bool {
-        self.producer.try_borrow_mut().is_ok_and(|mut p| p.rewind())
-    }
-}
-
-struct HopBody {
-    producer: Rc<RefCell<Box<dyn BodyProducer>>>,
-    live: Rc<Cell<u32>>,
-    generation: u32,
-}
-
-impl HopBody {
-    fn with<R>(&self, dead: R, f: impl FnOnce(&mut dyn BodyProducer) -> R) -> R {
-        if self.live.get() != self.generation {
-            return dead;
-        }
-        match self.producer.try_borrow_mut() {
-            Ok(mut p) => f(p.as_mut()),
-            Err(_) => dead,
-        }
-    }
-}
-
-impl BodyProducer for HopBody {
-    fn length(&self) -> Option<u64> {
-        self.producer.try_borrow().ok().and_then(|p| p.length())
-    }
-
-    fn start_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        let dead = Produce::Failed("request body taken by a later redirect hop".into());
-        self.with(dead, |p| p.start_producing(sink))
-    }
-
-    fn resume_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        let dead = Produce::Failed("request body taken by a later redirect hop".into());
-        self.with(dead, |p| p.resume_producing(sink))
-    }
-
-    fn pause_producing(&mut self) {
-        self.with((), |p| p.pause_producing());
-    }
-
-    fn stop_producing(&mut self) {
-        self.with((), |p| p.stop_producing());
-    }
-
-    fn rewind(&mut self) -> bool {
-        self.with(false, |p| p.rewind())
-    }
 }
 
 #[cfg(test)]

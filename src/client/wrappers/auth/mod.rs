@@ -3,7 +3,6 @@
 //! once. Basic is always there; Digest comes with the `digest` cargo feature.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
@@ -13,10 +12,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use url::Url;
 
+use crate::client::wrappers::replay::ReplayBody;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use crate::client::response::{PreviousResponse, Response};
 
@@ -198,9 +197,9 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             .timeouts
             .with_default_total(self.inner.default_total_timeout());
         // Keep what the retry needs: the head, and the body behind a shared handle.
-        let body = request.body.take().map(SharedBody::new);
+        let body = request.body.take().map(ReplayBody::new);
         if let Some(b) = &body {
-            request.body = Some(Box::new(b.hop()));
+            request.body = Some(b.hop("request superseded"));
         }
         let retry = Retry {
             inner: self.inner.clone(),
@@ -236,7 +235,7 @@ struct Retry<A: HttpAgent> {
     method: Cow<'static, str>,
     url: Url,
     headers: crate::proto::Headers,
-    body: Option<SharedBody>,
+    body: Option<ReplayBody>,
     creds: Credentials,
     mode: AuthMode,
     handle: RequestHandle,
@@ -306,10 +305,7 @@ impl<A: HttpAgent> Retry<A> {
         request
             .headers
             .set("Authorization", authorization.as_bytes());
-        request.body = self
-            .body
-            .as_ref()
-            .map(|b| Box::new(b.hop()) as Box<dyn BodyProducer>);
+        request.body = self.body.as_ref().map(|b| b.hop("request superseded"));
         let earlier = self.started.elapsed();
         let hop = self.inner.request(
             ctx,
@@ -478,88 +474,6 @@ pub(crate) fn parse_challenges(value: &str) -> Vec<Challenge> {
         out.push(ch);
     }
     out
-}
-
-/// A request body shared between the hops of one request, so the retry can replay it.
-#[derive(Clone)]
-struct SharedBody {
-    state: Rc<RefCell<SharedState>>,
-}
-
-struct SharedState {
-    producer: Box<dyn BodyProducer>,
-    /// The hop allowed to drive the producer; older hops are inert.
-    current: u32,
-}
-
-impl SharedBody {
-    fn new(producer: Box<dyn BodyProducer>) -> Self {
-        SharedBody {
-            state: Rc::new(RefCell::new(SharedState {
-                producer,
-                current: 0,
-            })),
-        }
-    }
-
-    /// A producer for the next hop; earlier hops stop driving the body.
-    fn hop(&self) -> HopBody {
-        let mut s = self.state.borrow_mut();
-        s.current += 1;
-        HopBody {
-            shared: self.clone(),
-            id: s.current,
-        }
-    }
-
-    fn rewind(&self) -> bool {
-        self.state.borrow_mut().producer.rewind()
-    }
-}
-
-struct HopBody {
-    shared: SharedBody,
-    id: u32,
-}
-
-impl HopBody {
-    fn with<R>(&mut self, stale: R, f: impl FnOnce(&mut dyn BodyProducer) -> R) -> R {
-        let mut s = self.shared.state.borrow_mut();
-        if s.current != self.id {
-            return stale;
-        }
-        f(s.producer.as_mut())
-    }
-}
-
-impl BodyProducer for HopBody {
-    fn length(&self) -> Option<u64> {
-        self.shared.state.borrow().producer.length()
-    }
-
-    fn start_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        self.with(Produce::Failed("request superseded".into()), |p| {
-            p.start_producing(sink)
-        })
-    }
-
-    fn resume_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        self.with(Produce::Failed("request superseded".into()), |p| {
-            p.resume_producing(sink)
-        })
-    }
-
-    fn pause_producing(&mut self) {
-        self.with((), |p| p.pause_producing())
-    }
-
-    fn stop_producing(&mut self) {
-        self.with((), |p| p.stop_producing())
-    }
-
-    fn rewind(&mut self) -> bool {
-        self.with(false, |p| p.rewind())
-    }
 }
 
 #[cfg(test)]

@@ -33,11 +33,11 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::client::wrappers::replay::ReplayBody;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::producer::{BodyProducer, BodySink, Produce};
 use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
 use crate::client::response::{PreviousResponse, Response};
 
@@ -269,7 +269,10 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         method: chain.method.clone(),
         url: chain.url.clone(),
         headers: chain.headers.clone(),
-        body: chain.body.as_ref().map(ReplayBody::attempt),
+        body: chain
+            .body
+            .as_ref()
+            .map(|b| b.hop("request body taken by a later attempt")),
         timeouts,
         unix_socket: chain.unix_socket.clone(),
     };
@@ -391,116 +394,4 @@ fn resume<A: HttpAgent>(ctx: &mut Ctx, slot: &RefCell<Option<Chain<A>>>) {
     };
     chain.handle.clear_on_cancel();
     issue(ctx, chain);
-}
-
-/// A request body shared by every attempt, so a retry can send it again after a rewind.
-struct ReplayBody {
-    shared: Rc<Shared>,
-}
-
-struct Shared {
-    producer: RefCell<Box<dyn BodyProducer>>,
-    /// Which attempt's producer is live: an older attempt's gets nothing more from the body.
-    live: Cell<u32>,
-    /// Whether the live attempt started producing (so the body must be rewound).
-    started: Cell<bool>,
-}
-
-impl ReplayBody {
-    fn new(producer: Box<dyn BodyProducer>) -> Self {
-        ReplayBody {
-            shared: Rc::new(Shared {
-                producer: RefCell::new(producer),
-                live: Cell::new(0),
-                started: Cell::new(false),
-            }),
-        }
-    }
-
-    /// A producer for the next attempt; earlier attempts' producers go dead.
-    fn attempt(&self) -> Box<dyn BodyProducer> {
-        let generation = self.shared.live.get() + 1;
-        self.shared.live.set(generation);
-        Box::new(AttemptBody {
-            shared: self.shared.clone(),
-            generation,
-        })
-    }
-
-    /// Whether the body can be sent again: untouched, or rewound. The attempt that used it
-    /// goes dead first, so it cannot read on from the rewound start.
-    fn ready_again(&self) -> bool {
-        if !self.shared.started.get() {
-            return true;
-        }
-        self.shared.live.set(self.shared.live.get() + 1);
-        let rewound = self
-            .shared
-            .producer
-            .try_borrow_mut()
-            .is_ok_and(|mut p| p.rewind());
-        if rewound {
-            self.shared.started.set(false);
-        }
-        rewound
-    }
-}
-
-/// One attempt's view of the shared body.
-struct AttemptBody {
-    shared: Rc<Shared>,
-    generation: u32,
-}
-
-impl AttemptBody {
-    /// Notes that the body was touched, if this attempt is the live one.
-    fn mark_started(&self) {
-        if self.shared.live.get() == self.generation {
-            self.shared.started.set(true);
-        }
-    }
-
-    fn with<R>(&self, dead: R, f: impl FnOnce(&mut dyn BodyProducer) -> R) -> R {
-        if self.shared.live.get() != self.generation {
-            return dead;
-        }
-        match self.shared.producer.try_borrow_mut() {
-            Ok(mut p) => f(p.as_mut()),
-            Err(_) => dead,
-        }
-    }
-}
-
-impl BodyProducer for AttemptBody {
-    fn length(&self) -> Option<u64> {
-        self.shared
-            .producer
-            .try_borrow()
-            .ok()
-            .and_then(|p| p.length())
-    }
-
-    fn start_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        let dead = Produce::Failed("request body taken by a later attempt".into());
-        self.mark_started();
-        self.with(dead, |p| p.start_producing(sink))
-    }
-
-    fn resume_producing(&mut self, sink: &mut BodySink<'_>) -> Produce {
-        let dead = Produce::Failed("request body taken by a later attempt".into());
-        self.mark_started();
-        self.with(dead, |p| p.resume_producing(sink))
-    }
-
-    fn pause_producing(&mut self) {
-        self.with((), |p| p.pause_producing());
-    }
-
-    fn stop_producing(&mut self) {
-        self.with((), |p| p.stop_producing());
-    }
-
-    fn rewind(&mut self) -> bool {
-        self.with(false, |p| p.rewind())
-    }
 }
