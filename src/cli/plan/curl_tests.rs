@@ -2,28 +2,8 @@
 //! `-G`, `-T`, `-r`, `-e`, `--fail-with-body`, `-D`, `-O` without a name).
 
 use super::super::args;
+use super::tests::{files, header, plan};
 use super::*;
-
-fn files(name: &str) -> io::Result<Vec<u8>> {
-    match name {
-        "v.txt" => Ok(b"a b\n".to_vec()),
-        "doc.json" => Ok(b"{\"k\":\n1}".to_vec()),
-        _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
-    }
-}
-
-fn plan(argv: &[&str]) -> Result<Plan, PlanError> {
-    let args = args::parse(std::iter::once("weft").chain(argv.iter().copied())).unwrap();
-    build(&args, &mut files)
-}
-
-fn header<'a>(p: &'a Plan, name: &str) -> Vec<&'a str> {
-    p.headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
 
 fn body(p: &Plan) -> String {
     match &p.body {

@@ -3,20 +3,23 @@
 use super::super::args;
 use super::*;
 
-fn files(name: &str) -> io::Result<Vec<u8>> {
+/// The files the plans' tests read with `@FILE` (this one and `curl_tests`).
+pub(super) fn files(name: &str) -> io::Result<Vec<u8>> {
     match name {
         "form.txt" => Ok(b"a=1\r\nb=2\n".to_vec()),
         "-" => Ok(b"from\nstdin".to_vec()),
+        "v.txt" => Ok(b"a b\n".to_vec()),
+        "doc.json" => Ok(b"{\"k\":\n1}".to_vec()),
         _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
     }
 }
 
-fn plan(argv: &[&str]) -> Result<Plan, PlanError> {
+pub(super) fn plan(argv: &[&str]) -> Result<Plan, PlanError> {
     let args = args::parse(std::iter::once("weft").chain(argv.iter().copied())).unwrap();
     build(&args, &mut files)
 }
 
-fn header<'a>(p: &'a Plan, name: &str) -> Vec<&'a str> {
+pub(super) fn header<'a>(p: &'a Plan, name: &str) -> Vec<&'a str> {
     p.headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))

@@ -153,7 +153,10 @@ mod tests {
         assert!(second.rewind());
         assert_eq!((first.length(), second.length()), (Some(3), Some(3)));
         assert!(body.rewind());
-        assert!(!second.rewind(), "a rewind for another hop kills the live one");
+        assert!(
+            !second.rewind(),
+            "a rewind for another hop kills the live one"
+        );
     }
 
     #[test]

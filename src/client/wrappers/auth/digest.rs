@@ -201,19 +201,22 @@ mod tests {
     use super::super::parse_challenges;
     use super::*;
 
-    #[test]
-    fn rfc7616_md5_example() {
-        // RFC 7616 §3.9.1, MD5 variant.
-        let c = &parse_challenges(
-            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=MD5, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
-        )[0];
-        let d = DigestChallenge::parse(c).unwrap();
-        let h = d.authorization(
+    /// The `Authorization` value for RFC 7616 §3.9.1's request, with `algorithm`.
+    fn rfc7616_authorization(algorithm: &str) -> String {
+        let c = &parse_challenges(&format!(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={algorithm}, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#
+        ))[0];
+        DigestChallenge::parse(c).unwrap().authorization(
             &Credentials::new("Mufasa", "Circle of Life"),
             "GET",
             "/dir/index.html",
             "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-        );
+        )
+    }
+
+    #[test]
+    fn rfc7616_md5_example() {
+        let h = rfc7616_authorization("MD5");
         assert!(
             h.contains("response=\"8ca523f5e9506fed4657c9700eebdbec\""),
             "{h}"
@@ -222,16 +225,7 @@ mod tests {
 
     #[test]
     fn rfc7616_sha256_example() {
-        let c = &parse_challenges(
-            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#,
-        )[0];
-        let d = DigestChallenge::parse(c).unwrap();
-        let h = d.authorization(
-            &Credentials::new("Mufasa", "Circle of Life"),
-            "GET",
-            "/dir/index.html",
-            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
-        );
+        let h = rfc7616_authorization("SHA-256");
         assert!(
             h.contains(
                 "response=\"753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1\""
