@@ -7,7 +7,7 @@ mod support;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use support::scripted::{ScriptedServer, Step, write};
+use support::scripted::{ScriptedServer, Step, response};
 use support::servers::Nginx;
 
 fn weft(args: &[&str]) -> (Output, Duration) {
@@ -21,16 +21,6 @@ fn weft(args: &[&str]) -> (Output, Duration) {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn response(status: &str, extra: &str, body: &str) -> Step {
-    write(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
 }
 
 fn refused_url() -> String {

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use support::scripted::{ScriptedServer, Step, write};
+use support::scripted::{ScriptedServer, Step, response};
 use support::servers::Nginx;
 use weft::client::{Backoff, RetryPolicy};
 use weft::{FullResponse, HttpClient, Reactor};
@@ -123,9 +123,9 @@ fn lifecycle_at_debug_heads_at_trace_with_credentials_masked() {
     // A retried 503: the retry is logged with its wait and the status that caused it.
     let server = ScriptedServer::start(vec![vec![
         Step::ExpectRequest,
-        write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"),
+        response("503 Service Unavailable", "", ""),
         Step::ExpectRequest,
-        write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        response("200 OK", "", "ok"),
     ]]);
     let mut reactor = Reactor::new().unwrap();
     let policy = RetryPolicy {

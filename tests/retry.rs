@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use support::baseline::{Baseline, assert_nothing_pooled};
-use support::scripted::{ScriptedServer, Step, test_config, turn_for, turn_until, write};
+use support::scripted::{ScriptedServer, Step, response, test_config, turn_for, turn_until, write};
 use weft::client::{
     AgentConfig, Backoff, Cause, Phase, ReadProducer, RequestHandle, RetryHook, RetryPolicy,
     TimeoutKind,
@@ -72,16 +72,6 @@ fn fetch(
     drop(client);
     baseline.assert_back(&mut reactor);
     (result, took)
-}
-
-fn response(status: &str, extra: &str, body: &str) -> Step {
-    write(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
 }
 
 fn ok() -> Step {

@@ -59,6 +59,18 @@ pub fn write(bytes: &[u8]) -> Step {
     Step::Write(bytes.to_vec())
 }
 
+/// A `Write` step of a whole response: `status` (e.g. `503 Service Unavailable`), extra header
+/// lines (each ending in CRLF), and `body` with its `Content-Length`.
+pub fn response(status: &str, extra: &str, body: &str) -> Step {
+    write(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+}
+
 /// What the server saw.
 #[derive(Default, Debug)]
 pub struct Record {
