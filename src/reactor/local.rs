@@ -43,12 +43,11 @@ impl LocalQueue {
         })
     }
 
-    /// Queues `job` for the next turn and wakes the driver. Returns `false`, having dropped
-    /// `job`, when the reactor is gone.
-    pub(crate) fn push(&self, job: LocalJob) -> bool {
+    /// Queues `job` for the next turn and wakes the driver. When the reactor is gone, `job` is
+    /// dropped at once (whatever it owns reports the failure).
+    pub(crate) fn push(&self, job: LocalJob) {
         if !self.alive.get() {
-            drop(job);
-            return false;
+            return;
         }
         let was_empty = {
             let mut jobs = self.jobs.borrow_mut();
@@ -64,7 +63,6 @@ impl LocalQueue {
                 None => drop(self.poll_waker.wake()),
             }
         }
-        true
     }
 
     pub(super) fn has_jobs(&self) -> bool {
