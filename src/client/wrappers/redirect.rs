@@ -10,7 +10,7 @@
 //!   `POST` into `GET` (as browsers and curl do). A request turned into `GET` loses its body
 //!   and its content fields (`Content-Type`, `Content-Length`, `Content-Encoding`...). `307` and
 //!   `308` (and `301`/`302` of other methods) keep the method and the body, which must be
-//!   replayable ([`BodyProducer::rewind`]): when it is not, the redirect response is handed to
+//!   replayable ([`BodyProducer::rewind`](crate::client::BodyProducer::rewind)): when it is not, the redirect response is handed to
 //!   the caller as it is.
 //! - **Credentials**: `Authorization`, `Cookie`, `Proxy-Authorization` (and a caller-set
 //!   `Host`) are dropped as soon as a hop changes origin (scheme, host, port) and never come

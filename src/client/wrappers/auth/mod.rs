@@ -119,7 +119,7 @@ pub enum AuthMode {
 ///
 /// In `AuthMode::Digest` and [`AuthMode::Auto`], a `401` from the request's own origin with
 /// a challenge it can answer is read (up to 64 KiB, then dropped) and the request is sent
-/// again once, with its body rewound ([`BodyProducer::rewind`]); a body that cannot be rewound
+/// again once, with its body rewound ([`BodyProducer::rewind`](crate::client::BodyProducer::rewind)); a body that cannot be rewound
 /// gets the `401` handed to the caller. The retry's response carries the `401` in its
 /// [`Response::history`]. A second `401` is handed over as is.
 ///
