@@ -180,8 +180,9 @@ def draw(results, clients, workloads, title, subtitle):
     bw = 14 if len(others) > 4 else 22
     gw = max(110, len(others) * bw + 24)
     left, right, plot_h, pad = 64, 16, 240, 30
+    # At least 760 pixels wide, the groups widened to fill them.
+    gw = max(gw, (760 - left - right) // max(len(workloads), 1))
     width = left + gw * max(len(workloads), 1) + right
-    width = max(width, 760)
     svg = _Svg()
     svg.text(left, 24, title, 16, extra=' font-weight="bold"')
     y = 24
