@@ -36,6 +36,7 @@ pub use client::{
     Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, Cause, ClientBuilder, Error, FullResponse,
     HttpAgent, HttpClient, Request, RequestBuilder, Response, ValidatorCache,
 };
+pub use handle::ReactorPool;
 pub use handle::{SharedClient, SharedRequest};
 pub use proto::Headers;
 pub use reactor::{Ctx, Reactor};

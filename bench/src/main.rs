@@ -1,7 +1,7 @@
 //! `weft-bench`: one HTTP client driving one loopback workload, measured from inside.
 //!
 //! ```text
-//! weft-bench client NAME --url URL [--conns N] [--warmup SECS] [--duration SECS]
+//! weft-bench client NAME --url URL [--conns N] [--warmup SECS] [--duration SECS] [--threads N]
 //! weft-bench idle NAME --url URL [--conns N]
 //! weft-bench list
 //! ```
@@ -17,6 +17,9 @@
 //! process's user and system CPU time (all threads, from `/proc/self/stat`), and heap
 //! allocations (a counting global allocator, `stats_alloc`), and the longest time between two
 //! completed requests (a stall shows there).
+//!
+//! `--threads N` (weft-agent only) runs N threads, each with its own reactor and Agent, the
+//! connections split over them: one reactor per core.
 //!
 //! `idle` opens `--conns` keep-alive connections (one request each, all at once), lets them
 //! fall idle in the client's pool, and prints the growth of RSS and of the live heap (over TLS
@@ -75,6 +78,9 @@ pub struct Params {
     /// PEM file of the CA that signed the server's certificate (`https://` URLs, idle mode of
     /// weft-agent and reqwest only).
     pub ca: Option<String>,
+    /// `--threads`: threads, each with its own reactor (weft-agent only). `None`: the
+    /// single-threaded client, metered per request like every other client.
+    pub threads: Option<usize>,
 }
 
 fn parse(args: &[String]) -> Result<Params, String> {
@@ -83,6 +89,7 @@ fn parse(args: &[String]) -> Result<Params, String> {
     let mut warmup = 1.0f64;
     let mut duration = 5.0f64;
     let mut ca = None;
+    let mut threads = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
@@ -91,6 +98,7 @@ fn parse(args: &[String]) -> Result<Params, String> {
             "--conns" => conns = value()?.parse().map_err(|e| format!("--conns: {e}"))?,
             "--warmup" => warmup = value()?.parse().map_err(|e| format!("--warmup: {e}"))?,
             "--ca" => ca = Some(value()?.clone()),
+            "--threads" => threads = Some(value()?.parse().map_err(|e| format!("--threads: {e}"))?),
             "--duration" => duration = value()?.parse().map_err(|e| format!("--duration: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -110,6 +118,9 @@ fn parse(args: &[String]) -> Result<Params, String> {
     if conns == 0 {
         return Err("--conns must be at least 1".into());
     }
+    if threads.is_some_and(|n: usize| n == 0 || n > conns) {
+        return Err("--threads must be between 1 and --conns".into());
+    }
     Ok(Params {
         url: url.clone(),
         addr,
@@ -118,13 +129,14 @@ fn parse(args: &[String]) -> Result<Params, String> {
         warmup,
         duration,
         ca,
+        threads,
     })
 }
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: weft-bench client|idle NAME --url http://IP:PORT/PATH [--conns N] \
-         [--warmup SECS] [--duration SECS] [--ca PEM]\n       weft-bench list\nclients: {}",
+         [--warmup SECS] [--duration SECS] [--ca PEM] [--threads N]\n       weft-bench list\nclients: {}",
         CLIENTS.join(" ")
     );
     ExitCode::from(2)
@@ -147,11 +159,18 @@ fn main() -> ExitCode {
             return usage();
         }
     };
+    if params.threads.is_some() && !(mode == "client" && name == "weft-agent") {
+        eprintln!("weft-bench: --threads is for `client weft-agent` only");
+        return usage();
+    }
     let result = match mode {
         "client" => {
             let meter = meter::Meter::new(name, &params);
             match name {
-                "weft-agent" => weft_clients::agent(&params, meter),
+                "weft-agent" => match params.threads {
+                    None => weft_clients::agent(&params, meter),
+                    Some(n) => weft_clients::agent_threads(&params, meter, n),
+                },
                 "weft-client" => weft_clients::client(&params, meter),
                 "hyper" => peers::hyper_pooled(&params, meter),
                 "hyper-conn" => peers::hyper_conn(&params, meter),

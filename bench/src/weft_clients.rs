@@ -10,7 +10,7 @@ use weft::reactor::{Ctx, Reactor};
 use weft::tls::TlsConnector;
 
 use crate::Params;
-use crate::meter::{Meter, live_heap, report_idle, rss_kib};
+use crate::meter::{LocalMeter, Meter, live_heap, report_idle, rss_kib};
 
 /// A pool sized for `conns` requests in flight, without the per-request total timeout (the
 /// 100 MiB body on a busy machine must not trip it).
@@ -27,7 +27,23 @@ fn config(conns: usize) -> AgentConfig {
 struct Shared {
     agent: Agent,
     url: Rc<str>,
-    meter: Meter,
+    meter: Tally,
+}
+
+/// Where a finished request is counted: the shared meter itself (one thread), or this
+/// thread's batch of it (`--threads`).
+enum Tally {
+    Shared(Meter),
+    Local(LocalMeter),
+}
+
+impl Tally {
+    fn done(&self, bytes: u64) {
+        match self {
+            Tally::Shared(m) => m.done(bytes),
+            Tally::Local(m) => m.done(bytes),
+        }
+    }
 }
 
 /// Counts body bytes; at the end, reports the request and issues the next one.
@@ -79,12 +95,44 @@ pub fn agent(p: &Params, meter: Meter) -> Result<(), String> {
     let shared = Rc::new(Shared {
         agent,
         url: p.url.as_str().into(),
-        meter,
+        meter: Tally::Shared(meter),
     });
     for _ in 0..p.conns {
         issue(reactor.ctx(), shared.clone());
     }
     reactor.run().map_err(|e| e.to_string())
+}
+
+/// `weft-agent --threads N`: N threads, each with its own reactor and Agent (one reactor per
+/// core), the `conns` requests in flight split over them as evenly as they go.
+pub fn agent_threads(p: &Params, meter: Meter, threads: usize) -> Result<(), String> {
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let conns = p.conns / threads + usize::from(i < p.conns % threads);
+            let (url, meter) = (p.url.clone(), meter.clone());
+            std::thread::Builder::new()
+                .name(format!("weft-agent-{i}"))
+                .spawn(move || -> Result<(), String> {
+                    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+                    let shared = Rc::new(Shared {
+                        agent: Agent::new(reactor.ctx(), config(conns)),
+                        url: url.as_str().into(),
+                        meter: Tally::Local(LocalMeter::new(meter)),
+                    });
+                    for _ in 0..conns {
+                        issue(reactor.ctx(), shared.clone());
+                    }
+                    reactor.run().map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    // The meter ends the process when the window closes; a thread that returns failed.
+    for w in workers {
+        w.join()
+            .map_err(|_| "a weft-agent thread panicked".to_string())??;
+    }
+    Err("every weft-agent thread stopped before the window closed".into())
 }
 
 fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {

@@ -7,8 +7,12 @@
 //! The layering stays one way: this module sits on the client layer, which knows nothing of
 //! it. The reactor side is a handler of the reactor (its host), found by id: what crosses
 //! threads is ids, the request description and the result.
+//!
+//! [`ReactorPool`] runs one such reactor per core, each with its own client, and spreads
+//! requests over them.
 
 mod oneshot;
+mod pool;
 mod request;
 
 use std::any::Any;
@@ -22,6 +26,7 @@ use rustc_hash::FxHashMap;
 use crate::client::{ClientBuilder, HttpClient, RequestHandle};
 use crate::reactor::{Ctx, HandlerId, Protocol, ReactorGone, Remote};
 
+pub use pool::{ReactorPool, ReactorThreadError};
 use request::Job;
 pub use request::{Fetch, SharedRequest};
 

@@ -1,0 +1,251 @@
+//! One reactor per core: a `ReactorPool` of reactor threads, each with its own client, fed
+//! from several threads at once against nginx; shutdown with requests in flight; a reactor
+//! thread that panics, a builder that panics, and a pool of zero threads.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::scripted::test_config;
+use support::servers::Nginx;
+use weft::client::{Cause, PoolStats};
+use weft::handle::{ReactorPool, ReactorThreadError};
+use weft::{HttpClient, SharedClient};
+
+/// How long any one wait of these tests may take.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn pool(threads: usize) -> ReactorPool {
+    ReactorPool::new(threads, |_| {
+        HttpClient::builder().agent_config(test_config())
+    })
+    .unwrap()
+}
+
+/// The name of the thread `client` runs on, and its pool statistics, read there.
+fn where_and_stats(client: &SharedClient) -> (String, PoolStats) {
+    let (tx, rx) = mpsc::channel();
+    client
+        .with_client(move |ctx, client| {
+            let name = thread::current().name().unwrap_or("").to_string();
+            client.pool().unwrap().stats(ctx, move |_, stats| {
+                let _ = tx.send((name, stats));
+            });
+        })
+        .unwrap();
+    rx.recv_timeout(BOUND).unwrap()
+}
+
+/// Open descriptors, where this test has the process to itself (nextest): elsewhere other
+/// tests open and close theirs meanwhile.
+fn own_fds() -> Option<usize> {
+    let alone = std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|m| m == "process-per-test");
+    alone.then(|| std::fs::read_dir("/proc/self/fd").unwrap().count())
+}
+
+#[test]
+fn requests_from_several_threads_are_spread_over_every_reactor() {
+    let nginx = Nginx::start();
+    let url = nginx.http_url("/hello.txt");
+    let fds_before = own_fds();
+    let pool = pool(3);
+    assert_eq!(pool.threads(), 3);
+    thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..15 {
+                        let r = pool.get(&url).fetch_blocking().unwrap();
+                        assert_eq!(r.code, 200);
+                        assert_eq!(&r.body[..], b"hello world\n");
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    let mut names = BTreeSet::new();
+    for i in 0..pool.threads() {
+        let (name, stats) = where_and_stats(pool.client_at(i).unwrap());
+        assert!(
+            stats.connections_opened >= 1,
+            "reactor {i} served nothing: {stats:?}"
+        );
+        names.insert(name);
+    }
+    let expected: BTreeSet<String> = (0..3).map(|i| format!("weft-reactor-{i}")).collect();
+    assert_eq!(names, expected, "each client runs on a thread of its own");
+    assert!(pool.client_at(3).is_none());
+    pool.shutdown().unwrap();
+    if let (Some(before), Some(after)) = (fds_before, own_fds()) {
+        assert_eq!(
+            after, before,
+            "descriptors left open by the stopped reactors"
+        );
+    }
+}
+
+#[test]
+fn one_key_always_lands_on_one_reactor() {
+    let nginx = Nginx::start();
+    let url = nginx.http_url("/hello.txt");
+    let pool = pool(4);
+    let key = nginx.http_addr().to_string();
+    for _ in 0..10 {
+        let r = pool.client_for(&key).get(&url).fetch_blocking().unwrap();
+        assert_eq!(r.code, 200);
+    }
+    let (home, _) = where_and_stats(pool.client_for(&key));
+    for i in 0..pool.threads() {
+        let (name, stats) = where_and_stats(pool.client_at(i).unwrap());
+        let served = stats.connections_opened > 0;
+        assert_eq!(served, name == home, "reactor {i} ({name}): {stats:?}");
+        if served {
+            // Sequential requests on one reactor share one kept-alive connection.
+            assert_eq!(stats.connections_opened, 1, "{stats:?}");
+        }
+    }
+}
+
+#[test]
+fn shutdown_with_requests_in_flight_fails_them_instead_of_hanging() {
+    let nginx = Nginx::start();
+    // Longer than the test may last: only the shutdown can end these requests.
+    let slow = nginx.http_url("/slow?s=60");
+    let pool = ReactorPool::new(2, |_| {
+        let mut config = test_config();
+        config.timeout = None;
+        HttpClient::builder().agent_config(config)
+    })
+    .unwrap();
+    let kept = pool.client_at(0).unwrap().clone();
+    let (tx, rx) = mpsc::channel();
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let request = pool.get(&slow);
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let _ = tx.send(request.fetch_blocking());
+            })
+        })
+        .collect();
+    // Until all four are on the wire (bounded).
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let active: usize = (0..2)
+            .map(|i| where_and_stats(pool.client_at(i).unwrap()).1.active)
+            .sum();
+        if active == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "requests never became active");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = Instant::now();
+    pool.shutdown().unwrap();
+    for _ in 0..4 {
+        let e = rx.recv_timeout(BOUND).unwrap().unwrap_err();
+        assert_eq!(e.cause(), &Cause::AgentClosed, "{e}");
+    }
+    assert!(stopped.elapsed() < BOUND);
+    for w in waiters {
+        w.join().unwrap();
+    }
+    // A handle kept past the pool fails at once.
+    let e = kept
+        .get(&nginx.http_url("/hello.txt"))
+        .fetch_blocking()
+        .unwrap_err();
+    assert_eq!(e.cause(), &Cause::AgentClosed, "{e}");
+}
+
+#[test]
+fn dropping_the_pool_stops_its_reactors() {
+    let nginx = Nginx::start();
+    let pool = pool(2);
+    let kept = pool.client().clone();
+    let r = kept.get(&nginx.http_url("/hello.txt")).fetch_blocking();
+    assert_eq!(r.unwrap().code, 200);
+    drop(pool);
+    let e = kept
+        .get(&nginx.http_url("/hello.txt"))
+        .fetch_blocking()
+        .unwrap_err();
+    assert_eq!(e.cause(), &Cause::AgentClosed, "{e}");
+}
+
+#[test]
+fn a_reactor_thread_that_panics_is_reported_and_fails_its_requests() {
+    let nginx = Nginx::start();
+    let url = nginx.http_url("/hello.txt");
+    let pool = pool(2);
+    pool.client_at(1)
+        .unwrap()
+        .with_client(|_, _| panic!("deliberate panic on reactor 1"))
+        .unwrap();
+    // Whether queued before or after the panic, a request to the dead reactor ends.
+    let e = pool
+        .client_at(1)
+        .unwrap()
+        .get(&url)
+        .fetch_blocking()
+        .unwrap_err();
+    assert_eq!(e.cause(), &Cause::AgentClosed, "{e}");
+    // The other reactor goes on.
+    let r = pool
+        .client_at(0)
+        .unwrap()
+        .get(&url)
+        .fetch_blocking()
+        .unwrap();
+    assert_eq!(r.code, 200);
+    let errors = pool.shutdown().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    match &errors[0] {
+        ReactorThreadError::Panicked { thread: 1, message } => {
+            assert!(message.contains("deliberate panic"), "{message}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    assert_eq!(
+        errors[0].to_string(),
+        "reactor thread 1 panicked: deliberate panic on reactor 1"
+    );
+}
+
+#[test]
+fn a_builder_that_panics_fails_the_start_and_stops_the_others() {
+    let started = Instant::now();
+    let e = ReactorPool::new(3, |i| {
+        assert_ne!(i, 2, "no client for thread 2");
+        HttpClient::builder()
+    })
+    .unwrap_err();
+    match &e {
+        ReactorThreadError::Panicked { thread: 2, message } => {
+            assert!(message.contains("no client for thread 2"), "{message}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    assert!(started.elapsed() < BOUND);
+}
+
+#[test]
+fn a_pool_of_zero_threads_is_refused() {
+    let e = ReactorPool::new(0, |_| HttpClient::builder()).unwrap_err();
+    assert!(matches!(e, ReactorThreadError::NoThreads), "{e}");
+    assert_eq!(e.to_string(), "a reactor pool needs at least 1 thread");
+}
+
+#[test]
+fn per_core_starts_one_reactor_per_available_core() {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let pool = ReactorPool::per_core(|_| HttpClient::builder()).unwrap();
+    assert_eq!(pool.threads(), cores);
+    pool.shutdown().unwrap();
+}
