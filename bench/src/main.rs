@@ -50,10 +50,13 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 pub const CLIENTS: &[&str] = &[
     "weft-agent",
     "weft-client",
+    "weft-blocking",
     "hyper",
     "hyper-conn",
     "reqwest",
+    "reqwest-collect",
     "ureq",
+    "ureq-collect",
     "limit",
 ];
 
@@ -153,10 +156,13 @@ fn main() -> ExitCode {
             match name {
                 "weft-agent" => weft_clients::agent(&params, meter),
                 "weft-client" => weft_clients::client(&params, meter),
+                "weft-blocking" => weft_clients::blocking(&params, meter),
                 "hyper" => peers::hyper_pooled(&params, meter),
                 "hyper-conn" => peers::hyper_conn(&params, meter),
                 "reqwest" => peers::reqwest(&params, meter),
+                "reqwest-collect" => peers::reqwest_collect(&params, meter),
                 "ureq" => peers::ureq(&params, meter),
+                "ureq-collect" => peers::ureq_collect(&params, meter),
                 "limit" => limit::run(&params, meter),
                 _ => return usage(),
             }

@@ -4,7 +4,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, HttpClient, Request,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, ClientBuilder, HttpAgent, HttpClient,
+    Request,
 };
 use weft::reactor::{Ctx, Reactor};
 use weft::tls::TlsConnector;
@@ -103,19 +104,55 @@ fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {
         });
 }
 
-/// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
-pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
-    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
-    // No wrappers: the convenience layer itself over the Agent, as measured before the
-    // session builder switched redirects, cookies and decoding on by default.
-    let client = HttpClient::builder()
-        .agent_config(config(p.conns))
+/// The session builder with no wrappers: the convenience layer itself over the Agent.
+fn bare(config: AgentConfig) -> ClientBuilder {
+    HttpClient::builder()
+        .agent_config(config)
         .max_body(256 << 20)
         .redirects(false)
         .cookies(false)
         .decompress(false)
         .url_credentials(false)
-        .build(reactor.ctx());
+}
+
+/// `weft-blocking`: `weft::blocking::Client::get` (the body read into memory), one thread
+/// per connection, each with its own client.
+pub fn blocking(p: &Params, meter: Meter) -> Result<(), String> {
+    let mut threads = Vec::new();
+    for _ in 0..p.conns {
+        let (url, meter) = (p.url.clone(), meter.clone());
+        let t = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let mut client = bare(config(1)).build_blocking().unwrap_or_else(|e| {
+                    eprintln!("weft-blocking: {e}");
+                    std::process::exit(1);
+                });
+                loop {
+                    match client.get(&url) {
+                        Ok(r) => meter.done(r.body.len() as u64),
+                        Err(e) => {
+                            eprintln!("weft-blocking: {e}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
+pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    // No wrappers: the convenience layer itself over the Agent, as measured before the
+    // session builder switched redirects, cookies and decoding on by default.
+    let client = bare(config(p.conns)).build(reactor.ctx());
     let client = Rc::new(client);
     let url: Rc<str> = p.url.as_str().into();
     for _ in 0..p.conns {
