@@ -112,7 +112,8 @@ impl Response {
     /// [`Cause::BodyTooLarge`] past `max_bytes` (the connection is then closed, not pooled).
     ///
     /// Room for a body of declared length is reserved once (never past `max_bytes`), so a
-    /// large body is not copied again at every doubling. [`FullResponse::total`] counts from
+    /// large body is not copied again at every doubling; a body whose declared length is
+    /// already past `max_bytes` fails at once, before anything is allocated or read. [`FullResponse::total`] counts from
     /// the request's submission, assuming `collect` is called as the head arrives (in the
     /// response callback).
     pub fn collect(
@@ -134,13 +135,22 @@ impl Response {
             });
             wire
         });
+        // Without filters the declared length is the length collected: past the cap, the
+        // body fails at once (stopped in `body_started`) instead of after `max_bytes` read.
+        let declared_too_large =
+            self.filters.is_empty() && self.length.is_some_and(|len| len > max_bytes);
+        let capacity = if declared_too_large {
+            0
+        } else {
+            self.body_capacity(max_bytes)
+        };
         let full = FullResponse {
             version: self.version,
             code: self.code,
             phrase: std::mem::take(&mut self.phrase),
             headers: std::mem::take(&mut self.headers),
             trailers: Headers::new(),
-            body: Vec::with_capacity(self.body_capacity(max_bytes)),
+            body: reserved(capacity),
             url: (*self.url).clone(),
             timing: self.timing,
             total: Duration::ZERO,
@@ -159,10 +169,19 @@ impl Response {
                 wire,
                 received: 0,
                 done: Some(done),
-                overflow: false,
+                overflow: declared_too_large,
             },
         );
     }
+}
+
+/// An empty buffer with room for `capacity` bytes, or with none when the allocator refuses
+/// (a declared length within a generous cap may still be more than the machine can give: the
+/// body then grows as its bytes actually arrive, and fails at the cap as always).
+fn reserved(capacity: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    let _ = body.try_reserve_exact(capacity);
+    body
 }
 
 /// Counts body bytes as the agent hands them over, before any decoding filter.
@@ -207,11 +226,21 @@ struct Gather<F> {
 }
 
 impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol for Gather<F> {
+    fn body_started(&mut self, ctx: &mut Ctx, handle: BodyHandle) {
+        if self.overflow {
+            handle.stop(ctx);
+        }
+    }
+
     fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
         self.received += data.len() as u64;
         let Some(full) = self.full.as_mut() else {
             return;
         };
+        if self.overflow {
+            body.stop();
+            return;
+        }
         if full.body.len() as u64 + data.len() as u64 > self.max {
             self.overflow = true;
             body.stop();
@@ -238,10 +267,11 @@ impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol fo
         let result = match reason {
             _ if self.overflow => {
                 let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(self.max));
-                // The agent's end of the stopped body names the URL.
+                // The agent's end of the stopped body names the URL; a body that ended before
+                // the stop took effect is named by the response's.
                 Err(match &reason {
                     BodyEnd::Failed(stopped) => error.with_url_of(stopped),
-                    _ => error,
+                    _ => error.with_url(full.url.as_str()),
                 })
             }
             BodyEnd::Done | BodyEnd::PotentialDataLoss => {
