@@ -188,3 +188,54 @@ fn chunked_body_past_the_cap_fails_at_the_cap() {
     assert_eq!(err.cause(), &Cause::BodyTooLarge(10_000), "{err}");
     assert_eq!(err.url(), Some(srv.url("/").as_str()));
 }
+
+#[test]
+fn fetch_into_reuses_a_large_enough_buffer_and_clears_it() {
+    let nginx = Nginx::start();
+    let mut c = client(Client::DEFAULT_MAX_BODY);
+    let stale = vec![b'x'; big_body_len() + 1000];
+    let (ptr, cap) = (stale.as_ptr(), stale.capacity());
+    let builder = c.request("GET", &nginx.http_url("/big.bin"));
+    let r = c.fetch_into(builder, stale).unwrap();
+    assert!(r.body == big_body(), "body differs (stale bytes kept?)");
+    assert_eq!(
+        (r.body.as_ptr(), r.body.capacity()),
+        (ptr, cap),
+        "same allocation"
+    );
+    // Handed back again, for a short body: the same memory, the old body gone.
+    let builder = c.request("GET", &nginx.http_url("/hello.txt"));
+    let r = c.fetch_into(builder, r.body).unwrap();
+    assert_eq!(r.body, b"hello world\n");
+    assert_eq!(r.body.as_ptr(), ptr);
+}
+
+#[test]
+fn fetch_into_grows_a_small_buffer_once_to_the_declared_length() {
+    let nginx = Nginx::start();
+    let mut c = client(Client::DEFAULT_MAX_BODY);
+    let builder = c.request("GET", &nginx.http_url("/big.bin"));
+    let r = c.fetch_into(builder, b"stale".to_vec()).unwrap();
+    assert!(r.body == big_body(), "body differs");
+    assert_eq!(r.body.capacity(), big_body_len());
+}
+
+#[test]
+fn fetch_into_still_refuses_a_declared_length_past_the_cap() {
+    let srv = serve(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n0123456789",
+        Duration::from_secs(8),
+    );
+    let mut c = client(1000);
+    let start = Instant::now();
+    let builder = c.request("GET", &srv.url("/"));
+    let err = c
+        .fetch_into(builder, Vec::with_capacity(10_000))
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.cause(), &Cause::BodyTooLarge(1000), "{err}");
+}

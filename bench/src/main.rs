@@ -50,6 +50,7 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 pub const CLIENTS: &[&str] = &[
     "weft-agent",
     "weft-client",
+    "weft-client-reuse",
     "weft-blocking",
     "hyper",
     "hyper-conn",
@@ -156,6 +157,7 @@ fn main() -> ExitCode {
             match name {
                 "weft-agent" => weft_clients::agent(&params, meter),
                 "weft-client" => weft_clients::client(&params, meter),
+                "weft-client-reuse" => weft_clients::client_reuse(&params, meter),
                 "weft-blocking" => weft_clients::blocking(&params, meter),
                 "hyper" => peers::hyper_pooled(&params, meter),
                 "hyper-conn" => peers::hyper_conn(&params, meter),

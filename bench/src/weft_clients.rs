@@ -88,20 +88,31 @@ pub fn agent(p: &Params, meter: Meter) -> Result<(), String> {
     reactor.run().map_err(|e| e.to_string())
 }
 
-fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {
+/// Fetches `url` again and again; with `reuse`, each body's memory is handed to the next
+/// fetch (`fetch_into`), else each fetch collects into a new buffer.
+fn fetch(
+    ctx: &mut Ctx,
+    client: Rc<HttpClient>,
+    url: Rc<str>,
+    meter: Meter,
+    reuse: Option<Vec<u8>>,
+) {
     let (c, u) = (client.clone(), url.clone());
-    client
-        .get(&url)
-        .fetch(ctx, move |ctx, result| match result {
+    let keep = reuse.is_some();
+    client.get(&url).fetch_into(
+        ctx,
+        reuse.unwrap_or_default(),
+        move |ctx, result| match result {
             Ok(r) => {
                 meter.done(r.body.len() as u64);
-                fetch(ctx, c, u, meter);
+                fetch(ctx, c, u, meter, keep.then_some(r.body));
             }
             Err(e) => {
                 eprintln!("weft-client: {e}");
                 std::process::exit(1);
             }
-        });
+        },
+    );
 }
 
 /// The session builder with no wrappers: the convenience layer itself over the Agent.
@@ -149,6 +160,16 @@ pub fn blocking(p: &Params, meter: Meter) -> Result<(), String> {
 
 /// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
 pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
+    run_client(p, meter, false)
+}
+
+/// `weft-client-reuse`: as `weft-client`, each body's memory handed back to the next fetch
+/// (`RequestBuilder::fetch_into`).
+pub fn client_reuse(p: &Params, meter: Meter) -> Result<(), String> {
+    run_client(p, meter, true)
+}
+
+fn run_client(p: &Params, meter: Meter, reuse: bool) -> Result<(), String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     // No wrappers: the convenience layer itself over the Agent, as measured before the
     // session builder switched redirects, cookies and decoding on by default.
@@ -156,7 +177,14 @@ pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
     let client = Rc::new(client);
     let url: Rc<str> = p.url.as_str().into();
     for _ in 0..p.conns {
-        fetch(reactor.ctx(), client.clone(), url.clone(), meter.clone());
+        let buffer = reuse.then(Vec::new);
+        fetch(
+            reactor.ctx(),
+            client.clone(),
+            url.clone(),
+            meter.clone(),
+            buffer,
+        );
     }
     reactor.run().map_err(|e| e.to_string())
 }

@@ -113,13 +113,30 @@ impl Response {
     ///
     /// Room for a body of declared length is reserved once (never past `max_bytes`), so a
     /// large body is not copied again at every doubling; a body whose declared length is
-    /// already past `max_bytes` fails at once, before anything is allocated or read. [`FullResponse::total`] counts from
-    /// the request's submission, assuming `collect` is called as the head arrives (in the
-    /// response callback).
+    /// already past `max_bytes` fails at once, before anything is allocated or read.
+    /// [`FullResponse::total`] counts from the request's submission, assuming `collect` is
+    /// called as the head arrives (in the response callback).
     pub fn collect(
+        self,
+        ctx: &mut Ctx,
+        max_bytes: u64,
+        done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
+    ) {
+        self.collect_into(ctx, max_bytes, Vec::new(), done);
+    }
+
+    /// [`Response::collect`] into `buffer`: its contents are cleared and its allocation holds
+    /// the body when it is large enough (grown once otherwise).
+    ///
+    /// Give back the body of an earlier [`FullResponse`] when downloading large bodies one
+    /// after another: the memory is then reused as it is, instead of fresh pages that the
+    /// kernel must map and zero for each body, and unmap after it (most of the cost of
+    /// collecting a large body; see `docs/performance.md`). On failure the buffer is dropped.
+    pub fn collect_into(
         mut self,
         ctx: &mut Ctx,
         max_bytes: u64,
+        buffer: Vec<u8>,
         done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
     ) {
         // Without filters (content decoding) the bytes `Gather` gets are the wire's: it counts
@@ -150,7 +167,7 @@ impl Response {
             phrase: std::mem::take(&mut self.phrase),
             headers: std::mem::take(&mut self.headers),
             trailers: Headers::new(),
-            body: reserved(capacity),
+            body: reserved(buffer, capacity),
             url: (*self.url).clone(),
             timing: self.timing,
             total: Duration::ZERO,
@@ -175,13 +192,14 @@ impl Response {
     }
 }
 
-/// An empty buffer with room for `capacity` bytes, or with none when the allocator refuses
-/// (a declared length within a generous cap may still be more than the machine can give: the
-/// body then grows as its bytes actually arrive, and fails at the cap as always).
-fn reserved(capacity: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    let _ = body.try_reserve_exact(capacity);
-    body
+/// `buffer` emptied, with room for `capacity` bytes, or with only the room it had when the
+/// allocator refuses more (a declared length within a generous cap may still be more than the
+/// machine can give: the body then grows as its bytes actually arrive, and fails at the cap as
+/// always).
+fn reserved(mut buffer: Vec<u8>, capacity: usize) -> Vec<u8> {
+    buffer.clear();
+    let _ = buffer.try_reserve_exact(capacity);
+    buffer
 }
 
 /// Counts body bytes as the agent hands them over, before any decoding filter.
