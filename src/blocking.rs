@@ -100,10 +100,34 @@ impl Client {
     /// Sends the request `builder` describes and reads the whole response (up to the
     /// builder's `max_body`).
     pub fn fetch(&mut self, builder: RequestBuilder) -> Result<FullResponse, Error> {
+        self.fetch_into(builder, Vec::new())
+    }
+
+    /// [`Client::fetch`] reading the body into `buffer`'s allocation (its contents are
+    /// cleared): hand back an earlier response's `body` to reuse its memory when downloading
+    /// large bodies one after another
+    /// ([`RequestBuilder::fetch_into`](crate::client::RequestBuilder::fetch_into)).
+    ///
+    /// ```no_run
+    /// use weft::blocking::Client;
+    /// let mut client = Client::new().unwrap();
+    /// let mut body = Vec::new();
+    /// for _ in 0..10 {
+    ///     let builder = client.request("GET", "http://127.0.0.1:8080/big.bin");
+    ///     let r = client.fetch_into(builder, body).unwrap();
+    ///     println!("{} bytes", r.body.len());
+    ///     body = r.body;
+    /// }
+    /// ```
+    pub fn fetch_into(
+        &mut self,
+        builder: RequestBuilder,
+        buffer: Vec<u8>,
+    ) -> Result<FullResponse, Error> {
         let slot = Rc::new(RefCell::new(None));
         let out = slot.clone();
         self.prepare()?;
-        builder.fetch(self.reactor.ctx(), move |_ctx, result| {
+        builder.fetch_into(self.reactor.ctx(), buffer, move |_ctx, result| {
             *out.borrow_mut() = Some(result);
         });
         self.wait(&slot)

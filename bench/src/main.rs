@@ -53,10 +53,14 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 pub const CLIENTS: &[&str] = &[
     "weft-agent",
     "weft-client",
+    "weft-client-reuse",
+    "weft-blocking",
     "hyper",
     "hyper-conn",
     "reqwest",
+    "reqwest-collect",
     "ureq",
+    "ureq-collect",
     "limit",
 ];
 
@@ -172,10 +176,14 @@ fn main() -> ExitCode {
                     Some(n) => weft_clients::agent_threads(&params, meter, n),
                 },
                 "weft-client" => weft_clients::client(&params, meter),
+                "weft-client-reuse" => weft_clients::client_reuse(&params, meter),
+                "weft-blocking" => weft_clients::blocking(&params, meter),
                 "hyper" => peers::hyper_pooled(&params, meter),
                 "hyper-conn" => peers::hyper_conn(&params, meter),
                 "reqwest" => peers::reqwest(&params, meter),
+                "reqwest-collect" => peers::reqwest_collect(&params, meter),
                 "ureq" => peers::ureq(&params, meter),
+                "ureq-collect" => peers::ureq_collect(&params, meter),
                 "limit" => limit::run(&params, meter),
                 _ => return usage(),
             }

@@ -172,8 +172,45 @@ pub fn reqwest(p: &Params, meter: Meter) -> Result<(), String> {
     Ok(())
 }
 
+/// `reqwest-collect`: as `reqwest`, each body collected whole with `Response::bytes`.
+pub fn reqwest_collect(p: &Params, meter: Meter) -> Result<(), String> {
+    let client = reqwest_client(p.ca.as_deref())?;
+    let (url, conns) = (p.url.clone(), p.conns);
+    runtime()?.block_on(async move {
+        for _ in 0..conns {
+            let (client, url, meter) = (client.clone(), url.clone(), meter.clone());
+            tokio::spawn(async move {
+                loop {
+                    let response = client
+                        .get(&url)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| fail("reqwest-collect", e));
+                    let body = response
+                        .bytes()
+                        .await
+                        .unwrap_or_else(|e| fail("reqwest-collect", e));
+                    meter.done(body.len() as u64);
+                }
+            });
+        }
+        std::future::pending::<()>().await;
+    });
+    Ok(())
+}
+
 /// `ureq`: blocking, so `conns` threads share one agent whose pool keeps `conns` connections.
 pub fn ureq(p: &Params, meter: Meter) -> Result<(), String> {
+    ureq_threads(p, meter, false)
+}
+
+/// `ureq-collect`: as `ureq`, each body collected whole with `Body::read_to_vec` (its 10 MB
+/// default limit raised to weft-client's 256 MiB).
+pub fn ureq_collect(p: &Params, meter: Meter) -> Result<(), String> {
+    ureq_threads(p, meter, true)
+}
+
+fn ureq_threads(p: &Params, meter: Meter, collect: bool) -> Result<(), String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .max_idle_connections(p.conns)
         .max_idle_connections_per_host(p.conns)
@@ -187,9 +224,19 @@ pub fn ureq(p: &Params, meter: Meter) -> Result<(), String> {
             .spawn(move || {
                 loop {
                     let response = agent.get(&url).call().unwrap_or_else(|e| fail("ureq", e));
-                    let mut reader = response.into_body().into_reader();
-                    let n = io::copy(&mut reader, &mut io::sink())
-                        .unwrap_or_else(|e| fail("ureq body", e));
+                    let n = if collect {
+                        let body = response
+                            .into_body()
+                            .with_config()
+                            .limit(256 << 20)
+                            .read_to_vec()
+                            .unwrap_or_else(|e| fail("ureq body", e));
+                        body.len() as u64
+                    } else {
+                        let mut reader = response.into_body().into_reader();
+                        io::copy(&mut reader, &mut io::sink())
+                            .unwrap_or_else(|e| fail("ureq body", e))
+                    };
                     meter.done(n);
                 }
             })

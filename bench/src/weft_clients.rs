@@ -4,7 +4,8 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use weft::client::{
-    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, HttpAgent, HttpClient, Request,
+    Agent, AgentConfig, BodyCtx, BodyEnd, BodyProtocol, ClientBuilder, HttpAgent, HttpClient,
+    Request,
 };
 use weft::reactor::{Ctx, Reactor};
 use weft::tls::TlsConnector;
@@ -135,39 +136,103 @@ pub fn agent_threads(p: &Params, meter: Meter, threads: usize) -> Result<(), Str
     Err("every weft-agent thread stopped before the window closed".into())
 }
 
-fn fetch(ctx: &mut Ctx, client: Rc<HttpClient>, url: Rc<str>, meter: Meter) {
+/// Fetches `url` again and again; with `reuse`, each body's memory is handed to the next
+/// fetch (`fetch_into`), else each fetch collects into a new buffer.
+fn fetch(
+    ctx: &mut Ctx,
+    client: Rc<HttpClient>,
+    url: Rc<str>,
+    meter: Meter,
+    reuse: Option<Vec<u8>>,
+) {
     let (c, u) = (client.clone(), url.clone());
-    client
-        .get(&url)
-        .fetch(ctx, move |ctx, result| match result {
+    let keep = reuse.is_some();
+    client.get(&url).fetch_into(
+        ctx,
+        reuse.unwrap_or_default(),
+        move |ctx, result| match result {
             Ok(r) => {
                 meter.done(r.body.len() as u64);
-                fetch(ctx, c, u, meter);
+                fetch(ctx, c, u, meter, keep.then_some(r.body));
             }
             Err(e) => {
                 eprintln!("weft-client: {e}");
                 std::process::exit(1);
             }
-        });
+        },
+    );
 }
 
-/// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
-pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
-    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
-    // No wrappers: the convenience layer itself over the Agent, as measured before the
-    // session builder switched redirects, cookies and decoding on by default.
-    let client = HttpClient::builder()
-        .agent_config(config(p.conns))
+/// The session builder with no wrappers: the convenience layer itself over the Agent.
+fn bare(config: AgentConfig) -> ClientBuilder {
+    HttpClient::builder()
+        .agent_config(config)
         .max_body(256 << 20)
         .redirects(false)
         .cookies(false)
         .decompress(false)
         .url_credentials(false)
-        .build(reactor.ctx());
+}
+
+/// `weft-blocking`: `weft::blocking::Client::get` (the body read into memory), one thread
+/// per connection, each with its own client.
+pub fn blocking(p: &Params, meter: Meter) -> Result<(), String> {
+    let mut threads = Vec::new();
+    for _ in 0..p.conns {
+        let (url, meter) = (p.url.clone(), meter.clone());
+        let t = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                let mut client = bare(config(1)).build_blocking().unwrap_or_else(|e| {
+                    eprintln!("weft-blocking: {e}");
+                    std::process::exit(1);
+                });
+                loop {
+                    match client.get(&url) {
+                        Ok(r) => meter.done(r.body.len() as u64),
+                        Err(e) => {
+                            eprintln!("weft-blocking: {e}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// `weft-client`: `HttpClient::fetch` (the body read into memory), `conns` in flight.
+pub fn client(p: &Params, meter: Meter) -> Result<(), String> {
+    run_client(p, meter, false)
+}
+
+/// `weft-client-reuse`: as `weft-client`, each body's memory handed back to the next fetch
+/// (`RequestBuilder::fetch_into`).
+pub fn client_reuse(p: &Params, meter: Meter) -> Result<(), String> {
+    run_client(p, meter, true)
+}
+
+fn run_client(p: &Params, meter: Meter, reuse: bool) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
+    // No wrappers: the convenience layer itself over the Agent, as measured before the
+    // session builder switched redirects, cookies and decoding on by default.
+    let client = bare(config(p.conns)).build(reactor.ctx());
     let client = Rc::new(client);
     let url: Rc<str> = p.url.as_str().into();
     for _ in 0..p.conns {
-        fetch(reactor.ctx(), client.clone(), url.clone(), meter.clone());
+        let buffer = reuse.then(Vec::new);
+        fetch(
+            reactor.ctx(),
+            client.clone(),
+            url.clone(),
+            meter.clone(),
+            buffer,
+        );
     }
     reactor.run().map_err(|e| e.to_string())
 }

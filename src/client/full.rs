@@ -112,13 +112,31 @@ impl Response {
     /// [`Cause::BodyTooLarge`] past `max_bytes` (the connection is then closed, not pooled).
     ///
     /// Room for a body of declared length is reserved once (never past `max_bytes`), so a
-    /// large body is not copied again at every doubling. [`FullResponse::total`] counts from
-    /// the request's submission, assuming `collect` is called as the head arrives (in the
-    /// response callback).
+    /// large body is not copied again at every doubling; a body whose declared length is
+    /// already past `max_bytes` fails at once, before anything is allocated or read.
+    /// [`FullResponse::total`] counts from the request's submission, assuming `collect` is
+    /// called as the head arrives (in the response callback).
     pub fn collect(
+        self,
+        ctx: &mut Ctx,
+        max_bytes: u64,
+        done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
+    ) {
+        self.collect_into(ctx, max_bytes, Vec::new(), done);
+    }
+
+    /// [`Response::collect`] into `buffer`: its contents are cleared and its allocation holds
+    /// the body when it is large enough (grown once otherwise).
+    ///
+    /// Give back the body of an earlier [`FullResponse`] when downloading large bodies one
+    /// after another: the memory is then reused as it is, instead of fresh pages that the
+    /// kernel must map and zero for each body, and unmap after it (most of the cost of
+    /// collecting a large body; see `docs/performance.md`). On failure the buffer is dropped.
+    pub fn collect_into(
         mut self,
         ctx: &mut Ctx,
         max_bytes: u64,
+        buffer: Vec<u8>,
         done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
     ) {
         // Without filters (content decoding) the bytes `Gather` gets are the wire's: it counts
@@ -134,13 +152,22 @@ impl Response {
             });
             wire
         });
+        // Without filters the declared length is the length collected: past the cap, the
+        // body fails at once (stopped in `body_started`) instead of after `max_bytes` read.
+        let declared_too_large =
+            self.filters.is_empty() && self.length.is_some_and(|len| len > max_bytes);
+        let capacity = if declared_too_large {
+            0
+        } else {
+            self.body_capacity(max_bytes)
+        };
         let full = FullResponse {
             version: self.version,
             code: self.code,
             phrase: std::mem::take(&mut self.phrase),
             headers: std::mem::take(&mut self.headers),
             trailers: Headers::new(),
-            body: Vec::with_capacity(self.body_capacity(max_bytes)),
+            body: reserved(buffer, capacity),
             url: (*self.url).clone(),
             timing: self.timing,
             total: Duration::ZERO,
@@ -159,10 +186,20 @@ impl Response {
                 wire,
                 received: 0,
                 done: Some(done),
-                overflow: false,
+                overflow: declared_too_large,
             },
         );
     }
+}
+
+/// `buffer` emptied, with room for `capacity` bytes, or with only the room it had when the
+/// allocator refuses more (a declared length within a generous cap may still be more than the
+/// machine can give: the body then grows as its bytes actually arrive, and fails at the cap as
+/// always).
+fn reserved(mut buffer: Vec<u8>, capacity: usize) -> Vec<u8> {
+    buffer.clear();
+    let _ = buffer.try_reserve_exact(capacity);
+    buffer
 }
 
 /// Counts body bytes as the agent hands them over, before any decoding filter.
@@ -207,11 +244,21 @@ struct Gather<F> {
 }
 
 impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol for Gather<F> {
+    fn body_started(&mut self, ctx: &mut Ctx, handle: BodyHandle) {
+        if self.overflow {
+            handle.stop(ctx);
+        }
+    }
+
     fn data_received(&mut self, body: &mut BodyCtx<'_>, data: &[u8]) {
         self.received += data.len() as u64;
         let Some(full) = self.full.as_mut() else {
             return;
         };
+        if self.overflow {
+            body.stop();
+            return;
+        }
         if full.body.len() as u64 + data.len() as u64 > self.max {
             self.overflow = true;
             body.stop();
@@ -238,10 +285,11 @@ impl<F: FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static> BodyProtocol fo
         let result = match reason {
             _ if self.overflow => {
                 let error = Error::new(Phase::ResponseFailed, Cause::BodyTooLarge(self.max));
-                // The agent's end of the stopped body names the URL.
+                // The agent's end of the stopped body names the URL; a body that ended before
+                // the stop took effect is named by the response's.
                 Err(match &reason {
                     BodyEnd::Failed(stopped) => error.with_url_of(stopped),
-                    _ => error,
+                    _ => error.with_url(full.url.as_str()),
                 })
             }
             BodyEnd::Done | BodyEnd::PotentialDataLoss => {

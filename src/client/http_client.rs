@@ -481,6 +481,40 @@ impl RequestBuilder {
         ctx: &mut Ctx,
         done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
     ) -> RequestHandle {
+        self.fetch_into(ctx, Vec::new(), done)
+    }
+
+    /// [`RequestBuilder::fetch`] reading the body into `buffer`'s allocation (its contents
+    /// are cleared): hand back an earlier response's `body` to reuse its memory when
+    /// downloading large bodies one after another ([`Response::collect_into`]).
+    ///
+    /// ```no_run
+    /// use weft::client::HttpClient;
+    /// use weft::reactor::{Ctx, Reactor};
+    ///
+    /// fn next(ctx: &mut Ctx, client: HttpClient, left: u32, buffer: Vec<u8>) {
+    ///     let c = client.clone();
+    ///     client
+    ///         .get("http://127.0.0.1:8080/big.bin")
+    ///         .fetch_into(ctx, buffer, move |ctx, result| match result {
+    ///             Ok(r) if left > 1 => next(ctx, c, left - 1, r.body),
+    ///             Ok(r) => { println!("{} bytes", r.body.len()); ctx.stop() }
+    ///             Err(e) => { eprintln!("{e}"); ctx.stop() }
+    ///         });
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let client = HttpClient::new(reactor.ctx());
+    /// next(reactor.ctx(), client, 10, Vec::new());
+    /// reactor.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn fetch_into(
+        self,
+        ctx: &mut Ctx,
+        buffer: Vec<u8>,
+        done: impl FnOnce(&mut Ctx, Result<FullResponse, Error>) + 'static,
+    ) -> RequestHandle {
         let (request, options) = match self.into_parts() {
             Ok(parts) => parts,
             Err(e) => return fail_soon(ctx, e, done),
@@ -503,7 +537,7 @@ impl RequestBuilder {
                         .with_url(response.url.as_str());
                     return done(ctx, Err(e));
                 }
-                response.collect(ctx, max_body, done);
+                response.collect_into(ctx, max_body, buffer, done);
             }),
         )
     }
