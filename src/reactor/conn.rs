@@ -112,6 +112,12 @@ pub(super) struct Conn {
     /// Bytes read by a previous owner but not consumed, handed over with the connection
     /// (`Ctx::hand_over`): delivered before anything else is read.
     pub(super) unread: Box<[u8]>,
+    /// A read filled its window since the connection last wrote (a body is streaming): reads
+    /// take the whole shared buffer rather than `NARROW_READ`.
+    pub(super) wide_reads: bool,
+    /// A readiness event reported the peer's close (or an error): from then on, reads go on
+    /// to `WouldBlock` or EOF, since no later event will report it again.
+    pub(super) close_reported: bool,
 }
 
 impl Generational for Conn {
@@ -148,6 +154,8 @@ impl Conn {
             upgrading: false,
             plain_left: 0,
             unread: Box::default(),
+            wide_reads: false,
+            close_reported: false,
         }
     }
 

@@ -266,6 +266,8 @@ impl Ctx {
             c.wbuf = spare;
         }
         c.wbuf.extend_from_slice(data);
+        // A request went out: its answer's head comes with the next read, kept small.
+        c.wide_reads = false;
         if c.pending() > HIGH_WATER {
             c.above_high = true;
         }

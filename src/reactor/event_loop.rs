@@ -366,14 +366,15 @@ impl Reactor {
             Source::Listener(id) => return self.accept(id),
             Source::Conn(id) => id,
         };
-        let Some(conn) = self.ctx.conns.get(id) else {
+        let Some(conn) = self.ctx.conns.get_mut(id) else {
             return;
         };
+        conn.close_reported |= event.read_closed;
         if conn.state == State::Connecting {
             self.ctx.connect_ready(id);
         }
         if event.readable {
-            self.read_conn_on_event(id, !event.read_closed);
+            self.read_conn(id);
         }
         if event.writable {
             self.ctx.flush(id);

@@ -137,8 +137,13 @@ pub(crate) use local::{LocalJob, LocalQueue};
 pub use remote::Remote;
 pub use stream::Connector;
 
-/// Size of the single read buffer shared by all connections.
-const READ_BUF_SIZE: usize = 16 * 1024;
+/// Size of the single read buffer shared by all connections: the most one read takes (a
+/// streaming body is read in pieces this large, few system calls per megabyte).
+const READ_BUF_SIZE: usize = 256 * 1024;
+/// The most a connection reads at a time after it last wrote, until a read fills this much:
+/// the read that brings a response's head stays small, and so does whatever a handler keeps
+/// of it while it decides (the agent's stash before a body protocol attaches).
+const NARROW_READ: usize = 16 * 1024;
 /// Above this many buffered bytes, [`Ctx::write_full`] is true.
 const HIGH_WATER: usize = 64 * 1024;
 /// Below this many buffered bytes (after having been above [`HIGH_WATER`]), `write_drained`.

@@ -9,10 +9,13 @@ use super::conn::{Conn, End, State};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, conn_token};
 use super::stream::Stream;
-use super::{Ctx, Deferred, HIGH_WATER, LOW_WATER, Reactor, dispatch};
+use super::{Ctx, Deferred, HIGH_WATER, LOW_WATER, NARROW_READ, Reactor, dispatch};
 
 /// Socket reads per readiness event before the connection yields to others.
 const READS_PER_EVENT: usize = 32;
+/// Bytes delivered per readiness event before the connection yields to others (checked
+/// between reads: one fast connection cannot starve the rest).
+const BYTES_PER_EVENT: usize = 1024 * 1024;
 /// Plaintext fed to TLS at a time (one record).
 const TLS_CHUNK: usize = 16 * 1024;
 
@@ -199,20 +202,23 @@ fn compact(conn: &mut Conn, spares: &mut Vec<Vec<u8>>) {
 }
 
 impl Reactor {
-    /// Reads until the socket would block (at most [`READS_PER_EVENT`] reads), delivering the
-    /// bytes, unless the connection is paused, closing or not made yet.
+    /// Reads until the socket would block (at most [`READS_PER_EVENT`] reads and about
+    /// [`BYTES_PER_EVENT`] bytes), delivering the bytes, unless the connection is paused,
+    /// closing or not made yet.
+    ///
+    /// A plain-socket read that does not fill its window has emptied the socket: the next
+    /// read would only say `WouldBlock`, so it is skipped (one `recv` per response instead of
+    /// two). Edge-triggered readiness reports any byte or close that arrives later as a new
+    /// event, so nothing is missed — unless an event already reported the peer's close
+    /// (`Conn::close_reported`, perhaps while the connection was paused): then reads go on to
+    /// EOF.
+    ///
+    /// Each read takes at most [`NARROW_READ`] bytes after the connection wrote, the whole
+    /// shared buffer once a read has filled its window (`Conn::wide_reads`): few reads per
+    /// megabyte of body, and a small first read for the head.
     pub(super) fn read_conn(&mut self, id: ConnId) {
-        self.read_conn_on_event(id, false);
-    }
-
-    /// [`Reactor::read_conn`] for a fresh readiness event. With `short_read_drains` (the
-    /// event did not report the peer's close), a plain-TCP read that does not fill the buffer
-    /// has emptied the socket: the next read would only say `WouldBlock`, so it is skipped
-    /// (one `recv` per response instead of two). Edge-triggered readiness reports any byte or
-    /// close that arrives later as a new event, so nothing is missed; reads that are not for
-    /// a fresh event (after a pause, a handshake) still go on to `WouldBlock`.
-    pub(super) fn read_conn_on_event(&mut self, id: ConnId, short_read_drains: bool) {
         let mut reads = 0;
+        let mut bytes = 0;
         loop {
             let ctx = &mut self.ctx;
             let Some(conn) = ctx.conns.get_mut(id) else {
@@ -227,11 +233,19 @@ impl Reactor {
                 ctx.flush_dirty();
                 continue;
             }
+            let window = if conn.wide_reads {
+                self.read_buf.len()
+            } else {
+                NARROW_READ.min(self.read_buf.len())
+            };
             // Decrypted bytes first.
             if deliverable && let Some(tls) = conn.tls.as_mut() {
-                match tls.read_plaintext(&mut self.read_buf) {
+                match tls.read_plaintext(&mut self.read_buf[..window]) {
                     Ok(0) => {}
                     Ok(n) => {
+                        // Set before delivery: a write the handler makes now narrows it again.
+                        conn.wide_reads |= n == window;
+                        bytes += n;
                         let owner = conn.owner;
                         dispatch(ctx, owner, |p, ctx| {
                             p.data_received(ctx, id, &self.read_buf[..n])
@@ -269,7 +283,7 @@ impl Reactor {
                 ctx.finish(id, End::Lost(reason));
                 return;
             }
-            if reads == READS_PER_EVENT {
+            if reads == READS_PER_EVENT || bytes >= BYTES_PER_EVENT {
                 ctx.read_again.push(id);
                 return;
             }
@@ -280,18 +294,20 @@ impl Reactor {
                 let Some(sock) = conn.sock.as_mut() else {
                     return;
                 };
-                match sock.read(&mut self.read_buf) {
+                match sock.read(&mut self.read_buf[..window]) {
                     Ok(0) => {
                         conn.eof = true;
                         Step::Continue
                     }
                     Ok(n) => {
-                        let owner = conn.owner;
+                        conn.wide_reads |= n == window;
+                        bytes += n;
+                        let (owner, close_reported) = (conn.owner, conn.close_reported);
                         dispatch(ctx, owner, |p, ctx| {
                             p.data_received(ctx, id, &self.read_buf[..n])
                         });
                         ctx.flush_dirty();
-                        if short_read_drains && n < self.read_buf.len() {
+                        if n < window && !close_reported {
                             return;
                         }
                         Step::Continue
