@@ -92,6 +92,17 @@ impl AgentInbox {
         pop_trimmed(&mut self.bodies.borrow_mut())
     }
 
+    /// The body protocol queued for request `id`, if it is the next one: the agent takes it
+    /// at once when it was handed over inside the response callback (its [`NextBody`] then
+    /// finds the queue without it, which is harmless: each takes whatever is next).
+    pub(crate) fn take_body_for(&self, id: RequestId) -> Option<Box<dyn BodyProtocol>> {
+        let mut bodies = self.bodies.borrow_mut();
+        match bodies.front() {
+            Some((first, _)) if *first == id => bodies.pop_front().map(|(_, body)| body),
+            _ => None,
+        }
+    }
+
     /// A request whose response was dropped unread, if any is left.
     pub(crate) fn next_abandoned(&self) -> Option<RequestId> {
         self.dropped.borrow_mut().pop()

@@ -6,6 +6,11 @@ use std::time::Duration;
 ///
 /// Connection phases (`dns`, `connect`, `tls`) are `None` on a reused connection, and `tls`
 /// is `None` for plain HTTP.
+///
+/// The Agent's marks come from the reactor's clock, read once per loop turn when the poll
+/// returns ([`Ctx::now`](crate::reactor::Ctx::now)): a phase is dated by the turn that saw
+/// it, so phases passed within one turn (a request submitted and sent on a pooled
+/// connection, the first byte and the head in one read) read alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timing {
     /// Time spent waiting for a free connection (curl's `time_queue`).

@@ -2,8 +2,6 @@
 //! producer send the body, and ending the request (done, failed, cancelled, or retried once on
 //! a fresh connection).
 
-use std::time::Instant;
-
 use crate::client::body::BodyEnd;
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{Msg, RequestId};
@@ -55,14 +53,12 @@ impl AgentState {
         ctx.write(cid, &self.scratch);
         super::trace::request_head(cid, &self.scratch);
         req.head_sent = true;
-        let now = Instant::now();
+        // The loop's clock, read once per turn: no clock read per request.
+        let now = ctx.now();
         req.marks.sent = Some(now);
         req.last_activity = now;
         if let Some(t) = req.read_timeout {
-            let timer = self.set_timer(ctx, t, TimerTarget::Read(id));
-            if let Some(req) = self.reqs.get_mut(&id) {
-                req.read_timer = Some(timer);
-            }
+            self.arm_conn_timer(ctx, cid, now + t);
         }
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
@@ -179,10 +175,7 @@ impl AgentState {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
-        // The first attempt's read timer goes with it (the retry arms its own).
-        if let Some(t) = req.read_timer.take() {
-            ctx.cancel_timer(t);
-        }
+        // The first attempt's read timer goes with its connection (the retry arms its own).
         req.retried = true;
         req.fresh_only = true;
         req.head_sent = false;

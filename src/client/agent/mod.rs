@@ -42,7 +42,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportError};
 
@@ -53,7 +53,6 @@ use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCall
 pub use config::AgentConfig;
 pub use state::PoolStats;
 
-use receive::CheckAbandoned;
 use shared::{AGENTS, NewRequest, NextRequest, Parts, Shared};
 use socks::SocksResolved;
 use state::AgentState;
@@ -291,7 +290,7 @@ impl Protocol for AgentState {
     fn write_drained(&mut self, ctx: &mut Ctx, cid: ConnId) {
         if let Some(id) = self.conns.get(&cid).and_then(|c| c.req) {
             if let Some(req) = self.reqs.get_mut(&id) {
-                req.last_activity = Instant::now();
+                req.last_activity = ctx.now();
             }
             self.produce(ctx, id);
         }
@@ -325,8 +324,6 @@ impl Protocol for AgentState {
                     if let Some((id, protocol)) = next {
                         self.switch_protocols(ctx, id, protocol);
                     }
-                } else if other.is::<CheckAbandoned>() {
-                    // Swept above.
                 } else if other.is::<SocksResolved>() {
                     if let Ok(resolved) = other.downcast::<SocksResolved>() {
                         self.socks_resolved(ctx, *resolved);

@@ -2,7 +2,7 @@
 //! connection or a new one within the per-host and total caps, connections returned to the
 //! pool or closed, and the pool's counts.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::RequestId;
@@ -79,7 +79,6 @@ impl AgentState {
             total_timeout: None,
             queue_timeout: None,
             read_timeout: None,
-            read_timer: None,
             last_activity: ctx.now(),
             marks: Marks {
                 // The loop's clock: this turn's, a clock read saved per request.
@@ -146,7 +145,7 @@ impl AgentState {
             return;
         };
         req.queued = false;
-        req.marks.dispatched = Some(Instant::now());
+        req.marks.dispatched = Some(ctx.now());
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
@@ -214,7 +213,7 @@ impl AgentState {
                 served: 0,
                 pending: Vec::new(),
                 eof: None,
-                idle_timer: None,
+                timer: None,
                 idle_until: None,
                 keep_alive_hint: None,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
@@ -231,13 +230,13 @@ impl AgentState {
             let Some(conn) = self.conns.get_mut(&cid) else {
                 continue;
             };
-            // The idle timer stays armed (see `Conn::idle_timer`).
+            // Its timer stays armed (see `Conn::timer`).
             conn.idle_until = None;
             if ctx.is_open(cid) {
                 return Some(cid);
             }
             if let Some(conn) = self.conns.remove(&cid) {
-                self.cancel_idle_timer(ctx, conn.idle_timer);
+                self.cancel_conn_timer(ctx, conn.timer);
             }
         }
     }
@@ -260,7 +259,7 @@ impl AgentState {
             .collect();
         for cid in idle {
             if let Some(conn) = self.conns.remove(&cid) {
-                self.cancel_idle_timer(ctx, conn.idle_timer);
+                self.cancel_conn_timer(ctx, conn.timer);
             }
             ctx.lose_connection(cid);
         }
@@ -324,7 +323,7 @@ impl AgentState {
         let Some(conn) = self.conns.remove(&cid) else {
             return;
         };
-        self.cancel_idle_timer(ctx, conn.idle_timer);
+        self.cancel_conn_timer(ctx, conn.timer);
         if let Some(host) = self.hosts.get_mut(&conn.key) {
             if conn.req.is_some() {
                 host.active -= 1;

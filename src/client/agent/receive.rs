@@ -3,7 +3,7 @@
 //! is paused or not yet attached), and the end of the connection.
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use crate::client::error::{Cause, Error, Phase};
@@ -13,11 +13,6 @@ use crate::proto::{self, Event, Framing, Headers};
 use crate::reactor::{ConnId, Ctx, Disconnect};
 
 use super::state::{AgentState, BodyState, TunnelPhase};
-
-/// Posted by the agent to itself after handing out a response head, to discard the body if
-/// the callback dropped the response. It carries nothing, so boxing it for [`Ctx::post`]
-/// allocates nothing.
-pub(super) struct CheckAbandoned;
 
 impl AgentState {
     /// Feeds bytes to the connection's request, delivering events until the input is used
@@ -101,7 +96,8 @@ impl AgentState {
                         }
                     }
                     req.head_delivered = true;
-                    let timing = req.marks.timing(Instant::now(), ctx.conn_timing(cid));
+                    // The loop's clock, like the other marks: when the poll saw the head arrive.
+                    let timing = req.marks.timing(ctx.now(), ctx.conn_timing(cid));
                     let response = Response {
                         version: head.version,
                         code: head.status,
@@ -128,9 +124,11 @@ impl AgentState {
                     if let Some(cb) = callback {
                         cb(ctx, Ok(response));
                     }
-                    ctx.post(me, Box::new(CheckAbandoned));
-                    // The loop goes on: a body-less response completes at once; otherwise
-                    // the rest waits in `pending` until a body protocol is attached.
+                    // Dropped unread inside the callback: its connection closes now.
+                    self.sweep_abandoned(ctx);
+                    self.attach_if_handed_over(ctx, cid, id);
+                    // The loop goes on: a body-less response completes at once; the body
+                    // goes to its protocol if it is attached, else waits in `pending`.
                 }
                 Event::Data(data) => {
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -197,6 +195,35 @@ impl AgentState {
                     return;
                 }
             }
+        }
+    }
+
+    /// Attaches the body protocol the response callback handed over (the usual case), so the
+    /// body bytes read with the head go straight to it: no stash, no message round trip
+    /// before the body flows. A protocol handed over later arrives through `deliver_body`, as
+    /// does one for a `101` (whose connection `deliver_body` then closes).
+    fn attach_if_handed_over(&mut self, ctx: &mut Ctx, cid: ConnId, id: RequestId) {
+        if self.conns.get(&cid).is_none_or(|c| c.switching) {
+            return;
+        }
+        let unattached = self.reqs.get(&id).is_some_and(|r| {
+            r.head_delivered && r.end.is_none() && matches!(r.body, BodyState::NotAttached)
+        });
+        if !unattached {
+            return;
+        }
+        let Some(mut body) = self.shared.inbox.take_body_for(id) else {
+            return;
+        };
+        let handle = BodyHandle {
+            agent: self.me(),
+            request: id,
+        };
+        body.body_started(ctx, handle);
+        // `body_started` reaches the agent only through posted messages: the request is
+        // still there.
+        if let Some(req) = self.reqs.get_mut(&id) {
+            req.body = BodyState::Attached(body);
         }
     }
 

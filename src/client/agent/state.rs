@@ -83,9 +83,9 @@ pub(super) struct Req {
     /// The total and queue limits, for the figures of a timeout error.
     pub(super) total_timeout: Option<Duration>,
     pub(super) queue_timeout: Option<Duration>,
-    /// Silence allowed while active, and when the last byte moved.
+    /// Silence allowed while active (watched by the connection's timer), and when the last
+    /// byte moved.
     pub(super) read_timeout: Option<Duration>,
-    pub(super) read_timer: Option<TimerId>,
     pub(super) last_activity: Instant,
 }
 
@@ -93,10 +93,7 @@ impl Req {
     /// Cancels every timer of the request (it ended, or lost its connection for good).
     pub(super) fn cancel_timers(&mut self, ctx: &mut Ctx) {
         let timers = self.timers.drain(..);
-        for t in timers
-            .chain(self.read_timer.take())
-            .chain(self.queue_timer.take())
-        {
+        for t in timers.chain(self.queue_timer.take()) {
             ctx.cancel_timer(t);
         }
     }
@@ -156,10 +153,11 @@ pub(super) struct Conn {
     pub(super) pending: Vec<u8>,
     /// The connection was lost while `pending` still held bytes.
     pub(super) eof: Option<Disconnect>,
-    /// The idle timer, its tag and when it fires. Left armed when the connection is taken
-    /// for a request: a connection reused at once costs no timer work, and the timer, when it
-    /// fires, checks `idle_until` and re-arms or lets go.
-    pub(super) idle_timer: Option<(TimerId, u64, Instant)>,
+    /// The connection's one timer, its tag and when it fires: the read timeout of its
+    /// request while in use, the idle timeout while pooled. Moved forward without touching
+    /// the reactor: when it fires it compares with the deadline of the moment (`idle_until`,
+    /// or the request's `last_activity`) and re-arms for the rest or lets go.
+    pub(super) timer: Option<(TimerId, u64, Instant)>,
     /// When the connection, idle in the pool, is to be closed (`None` while in use).
     pub(super) idle_until: Option<Instant>,
     pub(super) keep_alive_hint: Option<Duration>,
@@ -200,9 +198,9 @@ pub(super) struct AgentState {
     pub(super) hosts: FxHashMap<PoolKey, HostPool>,
     pub(super) active_total: usize,
     pub(super) waiting_seq: u64,
-    /// The connections whose idle timer carries each idle tag (see `TimerTarget::tag`).
-    pub(super) idle_tags: FxHashMap<u64, ConnId>,
-    pub(super) idle_seq: u64,
+    /// The connections whose timer carries each tag (see `TimerTarget::tag`).
+    pub(super) conn_timer_tags: FxHashMap<u64, ConnId>,
+    pub(super) conn_timer_seq: u64,
     pub(super) scratch: Vec<u8>,
     /// The fields of the request being written (see `route::sent_fields`).
     pub(super) fields: Headers,
@@ -236,8 +234,8 @@ impl AgentState {
             hosts: FxHashMap::default(),
             active_total: 0,
             waiting_seq: 0,
-            idle_tags: FxHashMap::default(),
-            idle_seq: 0,
+            conn_timer_tags: FxHashMap::default(),
+            conn_timer_seq: 0,
             scratch: Vec::with_capacity(1024),
             fields: Headers::new(),
             spare_headers: Headers::new(),

@@ -1,5 +1,6 @@
-//! The agent's timers: the total, queue, read and 100-continue limits of each request and the
-//! idle timer of each pooled connection, told apart by their tags.
+//! The agent's timers: the total, queue and 100-continue limits of each request, and one timer
+//! per connection for its read timeout while in use and its idle timeout while pooled, told
+//! apart by their tags.
 
 use std::time::{Duration, Instant};
 
@@ -11,52 +12,51 @@ use super::state::AgentState;
 
 #[derive(Clone, Copy)]
 pub(super) enum TimerTarget {
-    Idle(ConnId),
+    /// The connection's timer: the read timeout of its request, or its idle timeout.
+    Conn(ConnId),
     Total(RequestId),
     Queue(RequestId),
     Continue(RequestId),
-    Read(RequestId),
     /// What is left of the connect timeout once TCP to a SOCKS proxy is up.
     Handshake(RequestId),
 }
 
-// A timer's tag says what it is for: the kind in the top bits, the request id (or an idle
-// serial) below. No table of pending timers is kept, so a cancelled timer leaves nothing behind.
+// A timer's tag says what it is for: the kind in the top bits, the request id (or a connection
+// timer's serial) below. No table of pending request timers is kept, so a cancelled timer
+// leaves nothing behind.
 pub(super) const TAG_KIND: u64 = 0b111 << 61;
-pub(super) const TAG_IDLE: u64 = 1 << 61;
+pub(super) const TAG_CONN: u64 = 1 << 61;
 pub(super) const TAG_TOTAL: u64 = 2 << 61;
 pub(super) const TAG_QUEUE: u64 = 3 << 61;
 pub(super) const TAG_CONTINUE: u64 = 4 << 61;
-pub(super) const TAG_READ: u64 = 5 << 61;
 pub(super) const TAG_HANDSHAKE: u64 = 6 << 61;
 
 impl TimerTarget {
-    /// The tag to set the timer with; an idle timer gets a fresh serial mapped to its
+    /// The tag to set the timer with; a connection timer gets a fresh serial mapped to its
     /// connection (request ids stay far below 2^61).
     pub(super) fn tag(self, agent: &mut AgentState) -> u64 {
         match self {
-            TimerTarget::Idle(cid) => {
-                agent.idle_seq += 1;
-                agent.idle_tags.insert(agent.idle_seq | TAG_IDLE, cid);
-                agent.idle_seq | TAG_IDLE
+            TimerTarget::Conn(cid) => {
+                agent.conn_timer_seq += 1;
+                let tag = agent.conn_timer_seq | TAG_CONN;
+                agent.conn_timer_tags.insert(tag, cid);
+                tag
             }
             TimerTarget::Total(id) => id.0 | TAG_TOTAL,
             TimerTarget::Queue(id) => id.0 | TAG_QUEUE,
             TimerTarget::Continue(id) => id.0 | TAG_CONTINUE,
-            TimerTarget::Read(id) => id.0 | TAG_READ,
             TimerTarget::Handshake(id) => id.0 | TAG_HANDSHAKE,
         }
     }
 
-    /// The target of a fired timer's tag (`None` for an idle timer already forgotten).
+    /// The target of a fired timer's tag (`None` for a connection timer already forgotten).
     pub(super) fn from_tag(tag: u64, agent: &mut AgentState) -> Option<TimerTarget> {
         let id = RequestId(tag & !TAG_KIND);
         Some(match tag & TAG_KIND {
-            TAG_IDLE => TimerTarget::Idle(agent.idle_tags.remove(&tag)?),
+            TAG_CONN => TimerTarget::Conn(agent.conn_timer_tags.remove(&tag)?),
             TAG_TOTAL => TimerTarget::Total(id),
             TAG_QUEUE => TimerTarget::Queue(id),
             TAG_CONTINUE => TimerTarget::Continue(id),
-            TAG_READ => TimerTarget::Read(id),
             TAG_HANDSHAKE => TimerTarget::Handshake(id),
             _ => return None,
         })
@@ -74,56 +74,94 @@ impl AgentState {
         ctx.set_timer(delay, self.me(), tag)
     }
 
-    /// Marks a pooled connection idle until `delay` from now, arming its idle timer unless
-    /// the one still armed fires no later (it re-arms then for the rest).
+    /// Marks a pooled connection idle until `delay` from now.
     pub(super) fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
         let until = ctx.now() + delay;
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
         conn.idle_until = Some(until);
-        if conn.idle_timer.is_some_and(|(_, _, at)| at <= until) {
+        self.arm_conn_timer(ctx, cid, until);
+    }
+
+    /// Makes sure the connection's timer fires no later than `until`: kept if the armed one
+    /// fires earlier (it re-checks then and re-arms for the rest), re-armed otherwise. So a
+    /// connection that serves request after request with the same limits costs no timer work
+    /// per request: the timer is moved in the connection's fields, not in the reactor's heap.
+    pub(super) fn arm_conn_timer(&mut self, ctx: &mut Ctx, cid: ConnId, until: Instant) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if conn.timer.is_some_and(|(_, _, at)| at <= until) {
             return;
         }
-        let stale = conn.idle_timer.take();
-        self.cancel_idle_timer(ctx, stale);
-        let timer = self.set_timer(ctx, delay, TimerTarget::Idle(cid));
-        let tag = self.idle_seq | TAG_IDLE;
+        let stale = conn.timer.take();
+        self.cancel_conn_timer(ctx, stale);
+        let delay = until.saturating_duration_since(ctx.now());
+        let timer = self.set_timer(ctx, delay, TimerTarget::Conn(cid));
+        let tag = self.conn_timer_seq | TAG_CONN;
         if let Some(conn) = self.conns.get_mut(&cid) {
-            conn.idle_timer = Some((timer, tag, until));
+            conn.timer = Some((timer, tag, until));
         }
     }
 
-    /// Cancels an idle timer and forgets its tag.
-    pub(super) fn cancel_idle_timer(
+    /// Cancels a connection's timer and forgets its tag.
+    pub(super) fn cancel_conn_timer(
         &mut self,
         ctx: &mut Ctx,
         timer: Option<(TimerId, u64, Instant)>,
     ) {
         if let Some((t, tag, _)) = timer {
             ctx.cancel_timer(t);
-            self.idle_tags.remove(&tag);
+            self.conn_timer_tags.remove(&tag);
+        }
+    }
+
+    /// A connection's timer fired: it may be early (the deadline moved since it was armed),
+    /// so the deadline is worked out again from the connection's state.
+    fn conn_timer_fired(&mut self, ctx: &mut Ctx, cid: ConnId) {
+        let now = ctx.now();
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        conn.timer = None;
+        let Some(id) = conn.req else {
+            // Idle in the pool (or closing): the idle timeout.
+            let Some(until) = conn.idle_until else {
+                return;
+            };
+            if now >= until {
+                self.close_conn(ctx, cid, false);
+            } else {
+                self.arm_conn_timer(ctx, cid, until);
+            }
+            return;
+        };
+        // In use: the read timeout of its request, which counts from the last byte moved
+        // once the head is sent (`start_request` arms the timer then).
+        let Some(req) = self.reqs.get(&id) else {
+            return;
+        };
+        let Some(limit) = req
+            .read_timeout
+            .filter(|_| req.head_sent && req.conn == Some(cid))
+        else {
+            return;
+        };
+        let silent = now.saturating_duration_since(req.last_activity);
+        if silent >= limit && !req.paused {
+            let cause = self.timeout(id, TimeoutKind::Read);
+            self.cancel(ctx, id, cause);
+        } else {
+            // A paused body is not the server's silence: wait a whole limit again.
+            let wait = if req.paused { limit } else { limit - silent };
+            self.arm_conn_timer(ctx, cid, now + wait);
         }
     }
 
     pub(super) fn timer(&mut self, ctx: &mut Ctx, target: TimerTarget) {
         match target {
-            TimerTarget::Idle(cid) => {
-                let Some(conn) = self.conns.get_mut(&cid) else {
-                    return;
-                };
-                conn.idle_timer = None;
-                // In use again since it was armed: nothing to do until it is idle again.
-                let Some(until) = conn.idle_until.filter(|_| conn.req.is_none()) else {
-                    return;
-                };
-                let now = ctx.now();
-                if now >= until {
-                    self.close_conn(ctx, cid, false);
-                } else {
-                    self.set_idle_timer(ctx, cid, until - now);
-                }
-            }
+            TimerTarget::Conn(cid) => self.conn_timer_fired(ctx, cid),
             TimerTarget::Total(id) => {
                 let cause = self.timeout(id, TimeoutKind::Total);
                 self.cancel(ctx, id, cause);
@@ -132,26 +170,6 @@ impl AgentState {
                 if self.reqs.get(&id).is_some_and(|r| r.queued) {
                     let cause = self.timeout(id, TimeoutKind::Queue);
                     self.cancel(ctx, id, cause);
-                }
-            }
-            TimerTarget::Read(id) => {
-                let Some(req) = self.reqs.get(&id) else {
-                    return;
-                };
-                let (Some(limit), Some(_)) = (req.read_timeout, req.conn) else {
-                    return;
-                };
-                let silent = req.last_activity.elapsed();
-                if silent >= limit && !req.paused {
-                    let cause = self.timeout(id, TimeoutKind::Read);
-                    self.cancel(ctx, id, cause);
-                } else {
-                    // Re-armed rather than reset on every read: one timer per request.
-                    let wait = if req.paused { limit } else { limit - silent };
-                    let timer = self.set_timer(ctx, wait, TimerTarget::Read(id));
-                    if let Some(req) = self.reqs.get_mut(&id) {
-                        req.read_timer = Some(timer);
-                    }
                 }
             }
             TimerTarget::Handshake(id) => self.handshake_timed_out(ctx, id),

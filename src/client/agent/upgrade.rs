@@ -32,7 +32,7 @@ impl AgentState {
         let Some(mut conn) = self.conns.remove(&cid) else {
             return gone(ctx, cid, protocol);
         };
-        self.cancel_idle_timer(ctx, conn.idle_timer.take());
+        self.cancel_conn_timer(ctx, conn.timer.take());
         if let Some(host) = self.hosts.get_mut(&conn.key) {
             host.active -= 1;
             self.active_total -= 1;

@@ -1,0 +1,190 @@
+//! The one timer of each pooled connection, which watches the read timeout of its request
+//! while in use and its idle timeout while pooled: it is moved rather than re-armed, so these
+//! tests check that it fires neither early nor late when the deadline moves either way.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::scripted::*;
+use weft::client::{Agent, AgentConfig, HttpAgent, Request, TimeoutKind, Timeouts};
+use weft::reactor::Reactor;
+
+const OK_HELLO: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+/// Turns the reactor until `d` has passed since `since`.
+fn turn_until_elapsed(reactor: &mut Reactor, since: Instant, d: Duration) {
+    while since.elapsed() < d {
+        reactor.turn(Some(Duration::from_millis(5))).unwrap();
+    }
+}
+
+/// The first request arms the connection's timer 400 ms ahead; the second, on the same
+/// connection 250 ms later, stalls. The timer fires 150 ms into it, finds the request quiet
+/// for less than its limit, and re-arms for the rest: the timeout comes a whole limit after
+/// the second request went out, not when the first one's deadline passed.
+#[test]
+fn read_timeout_on_a_reused_connection_counts_from_its_own_request() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::ExpectRequest,
+        Step::Sleep(Duration::from_secs(3)),
+    ]]);
+    let limit = Duration::from_millis(400);
+    let config = AgentConfig {
+        read_timeout: Some(limit),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let first = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
+    assert!(first.borrow().is_done(), "{:?}", first.borrow().result);
+    turn_until_elapsed(&mut reactor, Instant::now(), Duration::from_millis(250));
+
+    let sent = Instant::now();
+    let stalled = issue(reactor.ctx(), agent, Req::get(srv.url("/2")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&stalled));
+    let waited = stalled.borrow().at.unwrap() - sent;
+    let err = stalled.borrow().error().cloned().unwrap();
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Read));
+    assert_eq!(err.timeout().map(|t| t.limit), Some(limit));
+    // The loop's clock may lag the wall clock by a turn: a few milliseconds of slack.
+    assert!(waited >= limit - Duration::from_millis(20), "{waited:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert_eq!(
+        srv.connections(),
+        1,
+        "the second request reused the connection"
+    );
+}
+
+/// A request with a shorter read timeout than the one the connection's timer was armed for
+/// (the agent's 30 s) moves the timer earlier: it times out after its own limit.
+#[test]
+fn a_shorter_read_timeout_moves_the_connection_timer_earlier() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::ExpectRequest,
+        Step::Sleep(Duration::from_secs(3)),
+    ]]);
+    let config = AgentConfig {
+        read_timeout: Some(Duration::from_secs(30)),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let first = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
+    assert!(first.borrow().is_done(), "{:?}", first.borrow().result);
+
+    let slot: Slot = Default::default();
+    let s = slot.clone();
+    let request = Request::get(srv.url("/2")).timeouts(Timeouts {
+        read: Some(Duration::from_millis(300)),
+        ..Default::default()
+    });
+    let sent = Instant::now();
+    agent.request(
+        reactor.ctx(),
+        request,
+        Box::new(move |_, r| s.borrow_mut().result = Some(r.map(|_| weft::client::BodyEnd::Done))),
+    );
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    let err = slot.borrow().error().cloned().unwrap();
+    assert_eq!(err.timeout().map(|t| t.kind), Some(TimeoutKind::Read));
+    assert_eq!(
+        srv.connections(),
+        1,
+        "the second request reused the connection"
+    );
+}
+
+/// Request after request on one keep-alive connection leaves one timer pending in the
+/// reactor (the connection's), not one per request served: nothing accumulates.
+#[test]
+fn many_requests_on_one_connection_keep_one_timer() {
+    const REQUESTS: usize = 200;
+    let mut script = Vec::new();
+    for _ in 0..REQUESTS {
+        script.push(Step::ExpectRequest);
+        script.push(write(OK_HELLO));
+    }
+    script.push(Step::WaitClose);
+    let srv = ScriptedServer::start(vec![script]);
+    let config = AgentConfig {
+        // No total timeout: the only timer left is the connection's.
+        timeout: None,
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    for i in 0..REQUESTS {
+        let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+        turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
+        assert!(
+            slot.borrow().is_done(),
+            "request {i}: {:?}",
+            slot.borrow().result
+        );
+        assert!(
+            reactor.ctx().timer_count() <= 1,
+            "request {i}: {} timers pending",
+            reactor.ctx().timer_count()
+        );
+    }
+    assert_eq!(srv.connections(), 1);
+    assert_eq!(
+        reactor.ctx().timer_count(),
+        1,
+        "the idle connection's timer"
+    );
+}
+
+/// A connection whose timer was armed for the read timeout (far ahead) and that then goes
+/// idle with a short idle timeout is closed at the end of its idle time, not at the read
+/// deadline; and a server that stays silent on an idle connection is no read timeout.
+#[test]
+fn idle_timeout_shorter_than_the_read_timeout_closes_on_time() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(OK_HELLO),
+        Step::WaitClose,
+    ]]);
+    let config = AgentConfig {
+        read_timeout: Some(Duration::from_secs(30)),
+        idle_timeout: Duration::from_millis(200),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
+    assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
+    let idled = Instant::now();
+    // Bounded: 3 s at most, against the 30 s read deadline the timer was first armed for.
+    while reactor.ctx().connection_count() > 0 && idled.elapsed() < Duration::from_secs(3) {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    let closed_after = idled.elapsed();
+    assert_eq!(
+        reactor.ctx().connection_count(),
+        0,
+        "still open after {closed_after:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_millis(180),
+        "{closed_after:?}"
+    );
+    assert!(
+        slot.borrow().is_done(),
+        "the idle close is no error of the request"
+    );
+}
