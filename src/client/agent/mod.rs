@@ -272,7 +272,7 @@ impl Protocol for AgentState {
             return;
         };
         if !conn.pending.is_empty() {
-            conn.eof = Some(reason);
+            conn.eof = Some(Box::new(reason));
             return;
         }
         self.handle_eof(ctx, cid, reason);

@@ -239,7 +239,7 @@ impl AgentState {
             return;
         }
         if let Some(reason) = conn.eof.take() {
-            self.handle_eof(ctx, cid, reason);
+            self.handle_eof(ctx, cid, *reason);
         } else {
             ctx.resume_reading(cid);
         }

@@ -155,8 +155,9 @@ pub(super) struct Conn {
     pub(super) served: u32,
     /// Bytes read but not yet delivered (the body is paused or not yet attached).
     pub(super) pending: Vec<u8>,
-    /// The connection was lost while `pending` still held bytes.
-    pub(super) eof: Option<Disconnect>,
+    /// The connection was lost while `pending` still held bytes (boxed: rare, and a
+    /// `Disconnect` inline would make every connection's slot 48 bytes larger).
+    pub(super) eof: Option<Box<Disconnect>>,
     /// The idle timer, its tag and when it fires. Left armed when the connection is taken
     /// for a request: a connection reused at once costs no timer work, and the timer, when it
     /// fires, checks `idle_until` and re-arms or lets go.
