@@ -203,12 +203,13 @@ impl AgentState {
             id.0,
         );
         let tunnel = route.tunnel.clone();
+        let opened_for = req.target.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
         self.conns.insert(
             cid,
             Conn {
-                key,
+                opened_for,
                 proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
@@ -271,7 +272,7 @@ impl AgentState {
                 self.spare_stashes.push(buf);
             }
         }
-        let host = self.hosts.entry(conn.key.clone()).or_default();
+        let host = self.hosts.entry(conn.opened_for.key.clone()).or_default();
         host.active -= 1;
         self.active_total -= 1;
         let not_kept = if conn.proto.reset().is_err() {
@@ -315,7 +316,7 @@ impl AgentState {
             return;
         };
         self.cancel_idle_timer(ctx, conn.idle_timer);
-        if let Some(host) = self.hosts.get_mut(&conn.key) {
+        if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;
                 self.active_total -= 1;

@@ -277,7 +277,7 @@ impl AgentState {
                 Ok(Event::Complete {
                     close_delimited: true,
                     ..
-                }) => match (conn.key.https, &reason) {
+                }) => match (conn.opened_for.key.https, &reason) {
                     (true, Disconnect::PeerClosed) => Ok(BodyEnd::Done),
                     // RFC 9112 section 9.8: over TLS a close-delimited body is complete only
                     // if a closure alert arrived. Without one, an attacker who injects a FIN

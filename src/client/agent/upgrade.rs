@@ -33,7 +33,7 @@ impl AgentState {
             return gone(ctx, cid, protocol);
         };
         self.cancel_idle_timer(ctx, conn.idle_timer.take());
-        if let Some(host) = self.hosts.get_mut(&conn.key) {
+        if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
             host.active -= 1;
             self.active_total -= 1;
         }
