@@ -45,13 +45,21 @@ pub(crate) struct NextUpgrade;
 const QUEUE_KEPT: usize = 1024;
 
 /// Takes the oldest item of a queue of work posted to an agent (requests, body protocols);
-/// frees the queue's memory once a burst (10,000 requests submitted at once: some 200 bytes a
-/// slot) has drained, as the agent does for its request table. Queues of up to
+/// gives back the queue's memory once a burst (10,000 requests submitted at once: some 200
+/// bytes a slot) has drained, as the agent does for its request table. Queues of up to
 /// [`QUEUE_KEPT`] keep theirs, so that a steady load does not reallocate them.
+///
+/// Shrunk in place rather than freed: glibc raises its mmap threshold (and its trim
+/// threshold, to twice that) to the size of any large block freed, after which the next
+/// burst's allocations land in the main heap, whose holes it never returns. Freeing a
+/// 4 MiB queue made a pool of 10,000 idle connections keep some 8 MiB of such holes.
 pub(crate) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
     let item = queue.pop_front();
     if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
-        *queue = VecDeque::new();
+        queue.shrink_to(QUEUE_SHRUNK);
     }
     item
 }
+
+/// What an emptied large queue is shrunk to (kept non-zero: a shrink to nothing is a free).
+const QUEUE_SHRUNK: usize = 16;

@@ -198,6 +198,12 @@ impl Ctx {
             });
             match started {
                 Ok(sock) => {
+                    if race.attempts.capacity() == 0 {
+                        // Most races make one attempt: room for one, not the four a first
+                        // push reserves (the race is freed once connected, but a burst of
+                        // connects holds thousands at once).
+                        race.attempts.reserve_exact(1);
+                    }
                     race.attempts.push((sock, addr));
                     // What a local stream stands for; a TCP connect reports its own.
                     conn.peer = Some(addr);

@@ -525,3 +525,37 @@ mod tests {
         assert_eq!(old_log.borrow().len(), 2, "{:?}", old_log.borrow());
     }
 }
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    struct Sink;
+    impl Protocol for Sink {
+        fn data_received(&mut self, _: &mut Ctx, _: ConnId, _: &[u8]) {}
+    }
+
+    /// A burst of posted messages leaves no large queue behind once delivered.
+    #[test]
+    fn a_drained_burst_of_messages_gives_the_queue_back() {
+        let mut reactor = Reactor::new().unwrap();
+        let to = reactor.ctx().add_handler(Box::new(Sink));
+        for _ in 0..5_000 {
+            reactor.ctx().post(to, Box::new(()));
+        }
+        assert!(reactor.ctx.messages.capacity() >= 5_000);
+        // Settling has a budget per turn: a bounded number of turns delivers them all.
+        for _ in 0..100 {
+            if reactor.ctx.messages.is_empty() {
+                break;
+            }
+            reactor.turn(Some(Duration::ZERO)).unwrap();
+        }
+        assert!(reactor.ctx.messages.is_empty());
+        assert!(
+            reactor.ctx.messages.capacity() <= 1024,
+            "kept {}",
+            reactor.ctx.messages.capacity()
+        );
+    }
+}

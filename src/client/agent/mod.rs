@@ -13,6 +13,7 @@
 //! | `shared.rs` | what the handles share with the state: the submitted requests, the URL cache |
 //! | `route.rs` | routing a URL to a connection and a pool key; the per-URL cache |
 //! | `state.rs` | the state's data: requests, connections, host table, [`PoolStats`] |
+//! | `table.rs` | the slab-backed tables of connections and requests |
 //! | `pool.rs` | admission, the per-host queues and caps, dispatch, idle connections |
 //! | `exchange.rs` | sending a request and its body; ending it (done, failed, retried) |
 //! | `receive.rs` | parsing the response, delivering its body with flow control |
@@ -32,6 +33,7 @@ mod route;
 mod shared;
 mod socks;
 mod state;
+mod table;
 mod timers;
 mod trace;
 mod tunnel;
@@ -269,7 +271,7 @@ impl Protocol for AgentState {
             return;
         };
         if !conn.pending.is_empty() {
-            conn.eof = Some(reason);
+            conn.eof = Some(Box::new(reason));
             return;
         }
         self.handle_eof(ctx, cid, reason);

@@ -202,12 +202,13 @@ impl AgentState {
             id.0,
         );
         let tunnel = route.tunnel.clone();
+        let opened_for = req.target.clone();
         req.conn = Some(cid);
         self.stats.connections_opened += 1;
         self.conns.insert(
             cid,
-            Box::new(Conn {
-                key,
+            Conn {
+                opened_for,
                 proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
@@ -219,7 +220,7 @@ impl AgentState {
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
                 switching: false,
                 socks: None,
-            }),
+            },
         );
     }
 
@@ -241,15 +242,6 @@ impl AgentState {
         }
     }
 
-    /// Gives back the request table's memory after a burst: a table sized for 10,000 requests
-    /// in flight would otherwise stay that large (hundreds of bytes per slot) while the pool
-    /// sits idle. Shrinks only once it is a quarter full, so the cost stays amortised O(1).
-    pub(super) fn trim_tables(&mut self) {
-        if self.reqs.capacity() > 64 && self.reqs.len() * 4 < self.reqs.capacity() {
-            self.reqs.shrink_to(self.reqs.len() * 2);
-        }
-    }
-
     /// Closes every idle pooled connection.
     pub(super) fn close_idle(&mut self, ctx: &mut Ctx) {
         let idle: Vec<ConnId> = self
@@ -267,12 +259,11 @@ impl AgentState {
 
     /// Returns a connection whose response was read to its end to the idle pool.
     pub(super) fn release_conn(&mut self, ctx: &mut Ctx, cid: ConnId) {
-        self.trim_tables();
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
         conn.req = None;
-        // An idle connection keeps no buffer it does not need (see `trim_tables` too); a
+        // An idle connection keeps no buffer it does not need (the tables give theirs back too); a
         // small one goes to the agent's few spares for the next stash.
         if conn.pending.capacity() > 0 && conn.pending.is_empty() {
             let buf = std::mem::take(&mut conn.pending);
@@ -280,7 +271,7 @@ impl AgentState {
                 self.spare_stashes.push(buf);
             }
         }
-        let host = self.hosts.entry(conn.key.clone()).or_default();
+        let host = self.hosts.entry(conn.opened_for.key.clone()).or_default();
         host.active -= 1;
         self.active_total -= 1;
         let not_kept = if conn.proto.reset().is_err() {
@@ -324,7 +315,7 @@ impl AgentState {
             return;
         };
         self.cancel_conn_timer(ctx, conn.timer);
-        if let Some(host) = self.hosts.get_mut(&conn.key) {
+        if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;
                 self.active_total -= 1;

@@ -266,7 +266,7 @@ impl AgentState {
             return;
         }
         if let Some(reason) = conn.eof.take() {
-            self.handle_eof(ctx, cid, reason);
+            self.handle_eof(ctx, cid, *reason);
         } else {
             ctx.resume_reading(cid);
         }
@@ -304,7 +304,7 @@ impl AgentState {
                 Ok(Event::Complete {
                     close_delimited: true,
                     ..
-                }) => match (conn.key.https, &reason) {
+                }) => match (conn.opened_for.key.https, &reason) {
                     (true, Disconnect::PeerClosed) => Ok(BodyEnd::Done),
                     // RFC 9112 section 9.8: over TLS a close-delimited body is complete only
                     // if a closure alert arrived. Without one, an attacker who injects a FIN

@@ -22,6 +22,7 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
+use super::table::SlabMap;
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,14 +146,17 @@ impl Marks {
 }
 
 pub(super) struct Conn {
-    pub(super) key: PoolKey,
+    /// The target of the request that opened it; its `key` is the connection's pool key
+    /// (shared rather than a copy of the key: 8 bytes a connection, not 72).
+    pub(super) opened_for: Rc<Target>,
     pub(super) proto: ClientConnection,
     pub(super) req: Option<RequestId>,
     pub(super) served: u32,
     /// Bytes read but not yet delivered (the body is paused or not yet attached).
     pub(super) pending: Vec<u8>,
-    /// The connection was lost while `pending` still held bytes.
-    pub(super) eof: Option<Disconnect>,
+    /// The connection was lost while `pending` still held bytes (boxed: rare, and a
+    /// `Disconnect` inline would make every connection's slot 48 bytes larger).
+    pub(super) eof: Option<Box<Disconnect>>,
     /// The connection's one timer, its tag and when it fires: the read timeout of its
     /// request while in use, the idle timeout while pooled. Moved forward without touching
     /// the reactor: when it fires it compares with the deadline of the moment (`idle_until`,
@@ -187,10 +191,10 @@ pub(super) struct AgentState {
     pub(super) shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
-    pub(super) reqs: FxHashMap<RequestId, Req>,
-    /// Boxed: the table holds a pointer per slot, so its spare capacity costs 8 bytes a slot
-    /// rather than a whole connection's state (10,000 idle connections: ~250 B each saved).
-    pub(super) conns: FxHashMap<ConnId, Box<Conn>>,
+    /// In a slab (see `table.rs`): a burst's memory goes back once it has drained.
+    pub(super) reqs: SlabMap<RequestId, Req>,
+    /// Stored inline in one slab (see `table.rs`), not boxed one by one.
+    pub(super) conns: SlabMap<ConnId, Conn>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
     /// peer (redirects), but the table only holds hosts with a connection or a waiting
     /// request, so colliding names could only slow down lookups among the caller's own
@@ -229,8 +233,8 @@ impl AgentState {
             me: None,
             id,
             shared,
-            reqs: FxHashMap::default(),
-            conns: FxHashMap::default(),
+            reqs: SlabMap::default(),
+            conns: SlabMap::default(),
             hosts: FxHashMap::default(),
             active_total: 0,
             waiting_seq: 0,
