@@ -50,7 +50,7 @@ type Build = dyn Fn(usize) -> ClientBuilder + Send + Sync;
 /// use weft::HttpClient;
 /// use weft::handle::ReactorPool;
 ///
-/// let pool = ReactorPool::per_core(|_thread| HttpClient::builder().cookies(false))?;
+/// let pool = ReactorPool::per_core(|_thread| HttpClient::builder())?;
 /// let workers: Vec<_> = (0..8)
 ///     .map(|i| {
 ///         let client = pool.client().clone();
