@@ -86,6 +86,8 @@ pub(super) fn interleave(addrs: Vec<SocketAddr>, family: IpFamily) -> VecDeque<S
 
 /// A connection's race, from the resolver's answer until one attempt connects.
 pub(super) struct Race {
+    /// The host name as given, for naming it in resolve and connect errors.
+    pub(super) host: String,
     /// Addresses not tried yet, in the order they will be.
     addrs: VecDeque<SocketAddr>,
     /// Attempts in flight, oldest first; each socket is registered under the connection's token.
@@ -101,8 +103,9 @@ pub(super) struct Race {
 }
 
 impl Race {
-    pub(super) fn new(delay: Duration, family: IpFamily) -> Self {
+    pub(super) fn new(host: String, delay: Duration, family: IpFamily) -> Self {
         Race {
+            host,
             addrs: VecDeque::new(),
             attempts: Vec::new(),
             delay,
@@ -120,7 +123,8 @@ impl Race {
 
     /// What the race ends with when nothing connected: the one attempt's own error, or the
     /// last one's with how many addresses were tried.
-    fn error(&mut self, host: &str) -> TransportError {
+    fn error(&mut self) -> TransportError {
+        let host = &self.host;
         match self.last_error.take() {
             None => TransportError::Dns(format!("{host}: no address to connect to")),
             Some((e, _)) if self.tried <= 1 => TransportError::from_io(&e),
@@ -168,7 +172,7 @@ impl Ctx {
         if race.addrs.is_empty() && resolved > 0 {
             let msg = format!(
                 "{}: no {} address among the {resolved} resolved",
-                conn.host, race.family
+                race.host, race.family
             );
             self.finish(id, End::Failed(TransportError::Dns(msg)));
             return;
@@ -218,7 +222,7 @@ impl Ctx {
             }
         }
         if race.attempts.is_empty() {
-            let error = race.error(&conn.host);
+            let error = race.error();
             self.finish(id, End::Failed(error));
         }
     }
@@ -273,7 +277,7 @@ impl Ctx {
         conn.sock = Some(sock);
         conn.interest = Some(Interest::READABLE | Interest::WRITABLE);
         conn.peer = Some(peer);
-        conn.timing.connected = Some(self.now);
+        conn.timing.set_connected(self.now);
         if conn.tls.is_some() {
             conn.state = State::Handshaking;
             self.mark_dirty(id);
@@ -346,14 +350,14 @@ mod tests {
 
     #[test]
     fn the_race_error_names_the_last_failure_and_the_count() {
-        let mut race = Race::new(DEFAULT_ATTEMPT_DELAY, IpFamily::Any);
-        assert!(matches!(race.error("h.test"), TransportError::Dns(m) if m.contains("h.test")));
+        let mut race = Race::new("h.test".to_string(), DEFAULT_ATTEMPT_DELAY, IpFamily::Any);
+        assert!(matches!(race.error(), TransportError::Dns(m) if m.contains("h.test")));
         race.tried = 1;
         race.last_error = Some((io::ErrorKind::ConnectionRefused.into(), v4(1)));
-        assert_eq!(race.error("h"), TransportError::ConnectionRefused);
+        assert_eq!(race.error(), TransportError::ConnectionRefused);
         race.tried = 3;
         race.last_error = Some((io::ErrorKind::ConnectionRefused.into(), v6(2)));
-        let error = race.error("h");
+        let error = race.error();
         assert_eq!(
             error,
             TransportError::AllAttemptsFailed {
