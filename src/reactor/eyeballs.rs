@@ -66,6 +66,13 @@ impl fmt::Display for IpFamily {
 /// The addresses in the order RFC 8305 tries them: those of `family`, the first address's
 /// family first, then alternating between the families, each family in the resolver's order.
 pub(super) fn interleave(addrs: Vec<SocketAddr>, family: IpFamily) -> VecDeque<SocketAddr> {
+    if addrs.len() <= 1 {
+        // The common answer (an IP literal, one A record): the list becomes the queue in
+        // place, without a second allocation per connect.
+        let mut addrs = VecDeque::from(addrs);
+        addrs.retain(|a| family.allows(a.ip()));
+        return addrs;
+    }
     let mut addrs = addrs.into_iter().filter(|a| family.allows(a.ip()));
     let Some(first) = addrs.next() else {
         return VecDeque::new();
@@ -114,6 +121,18 @@ impl Race {
             tried: 0,
             last_error: None,
         }
+    }
+
+    /// Ends the race: cancels its timer, deregisters and closes the attempts still in
+    /// flight, and frees the address and attempt lists.
+    fn stop(&mut self, timers: &mut Timers<Ctx>, registry: &Registry) {
+        if let Some(timer) = self.timer.take() {
+            timers.cancel(timer);
+        }
+        for (mut sock, _) in std::mem::take(&mut self.attempts) {
+            let _ = registry.deregister(&mut sock);
+        }
+        self.addrs = VecDeque::new();
     }
 
     /// Sockets registered with the poller (for [`Ctx::stats`]).
@@ -270,9 +289,9 @@ impl Ctx {
             }
             return;
         };
-        if let Some(race) = conn.race.take() {
-            drop_race(*race, &mut self.timers, &self.registry);
-        }
+        // The race is over, but its box stays until the connection is made (or fails in the
+        // TLS handshake): it holds the host name the log lines give.
+        race.stop(&mut self.timers, &self.registry);
         sock.set_nodelay();
         conn.sock = Some(sock);
         conn.interest = Some(Interest::READABLE | Interest::WRITABLE);
@@ -289,13 +308,8 @@ impl Ctx {
 
 /// Cancels what is left of a race: its timer, and the attempts still in flight (each socket
 /// deregistered, then closed as it is dropped).
-pub(super) fn drop_race(race: Race, timers: &mut Timers<Ctx>, registry: &Registry) {
-    if let Some(timer) = race.timer {
-        timers.cancel(timer);
-    }
-    for (mut sock, _) in race.attempts {
-        let _ = registry.deregister(&mut sock);
-    }
+pub(super) fn drop_race(mut race: Race, timers: &mut Timers<Ctx>, registry: &Registry) {
+    race.stop(timers, registry);
 }
 
 #[cfg(test)]
@@ -345,6 +359,9 @@ mod tests {
         assert_eq!(interleave(given.clone(), IpFamily::V4), [v4(1), v4(2)]);
         assert_eq!(interleave(given.clone(), IpFamily::V6), [v6(1), v6(2)]);
         assert!(interleave(vec![v6(1)], IpFamily::V4).is_empty());
+        assert_eq!(interleave(vec![v6(1)], IpFamily::Any), [v6(1)]);
+        assert_eq!(interleave(vec![v4(1)], IpFamily::V4), [v4(1)]);
+        assert!(interleave(Vec::new(), IpFamily::Any).is_empty());
         assert!(IpFamily::V6.allows(v6(9).ip()) && !IpFamily::V6.allows(v4(9).ip()));
     }
 
