@@ -158,7 +158,9 @@ impl RequestInfo {
 /// * Bytes after a complete response are [`ProtocolError::UnsolicitedData`].
 #[derive(Debug)]
 pub struct ClientConnection {
-    config: Config,
+    /// The limits; `None` for [`Config::DEFAULT`], so that the common case costs a pooled
+    /// connection 8 bytes rather than 40.
+    config: Option<Box<Config>>,
     send: SendState,
     req: RequestInfo,
     recv: RecvState,
@@ -166,7 +168,9 @@ pub struct ClientConnection {
     head_buf: Vec<u8>,
     /// Empty lines skipped before the status line.
     leading_blank: usize,
-    chunked: ChunkedDecoder,
+    /// Created at the first chunked body and kept for the next ones: a connection that never
+    /// reads one (most idle pooled connections) does not carry its 48 bytes.
+    chunked: Option<Box<ChunkedDecoder>>,
     interim: usize,
     framing: Option<Framing>,
     body_received: u64,
@@ -179,13 +183,13 @@ impl ClientConnection {
     /// A fresh connection with the given limits.
     pub fn new(config: Config) -> Self {
         ClientConnection {
-            config,
+            config: (config != Config::DEFAULT).then(|| Box::new(config)),
             send: SendState::Idle,
             req: RequestInfo::EMPTY,
             recv: RecvState::Idle,
             head_buf: Vec::new(),
             leading_blank: 0,
-            chunked: ChunkedDecoder::new(),
+            chunked: None,
             interim: 0,
             framing: None,
             body_received: 0,
@@ -296,7 +300,10 @@ impl ClientConnection {
                 Ok((n, Event::Data(&input[..n])))
             }
             RecvState::Chunked => {
-                let (n, step) = self.chunked.decode(input, &self.config)?;
+                let chunked = self
+                    .chunked
+                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()));
+                let (n, step) = chunked.decode(input, limits(&self.config))?;
                 Ok((
                     n,
                     match step {
@@ -370,7 +377,7 @@ impl ClientConnection {
             };
             i += skip;
             self.leading_blank += skip;
-            if self.leading_blank > self.config.max_head_size {
+            if self.leading_blank > limits(&self.config).max_head_size {
                 return Err(ProtocolError::HeadTooLarge);
             }
         }
@@ -386,13 +393,14 @@ impl ClientConnection {
                 return Err(ProtocolError::InvalidStatusLine);
             }
         }
-        let max = self.config.max_head_size;
+        let config = limits(&self.config);
+        let max = config.max_head_size;
         let window = &rest[..rest.len().min(max.saturating_sub(base))];
         // Fast path: a whole head in one read goes straight to httparse, without a separate
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         if base == 0
-            && let Ok(Some((end, head))) = response::parse_head_prefix(window, &self.config, spare)
+            && let Ok(Some((end, head))) = response::parse_head_prefix(window, config, spare)
         {
             debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
             self.leading_blank = 0;
@@ -406,10 +414,10 @@ impl ClientConnection {
             return Ok((len, Event::NeedMore));
         };
         let head = if base == 0 {
-            response::parse_head(&rest[..end], &self.config, spare)?
+            response::parse_head(&rest[..end], config, spare)?
         } else {
             self.head_buf.extend_from_slice(&rest[..end]);
-            response::parse_head(&self.head_buf, &self.config, spare)?
+            response::parse_head(&self.head_buf, config, spare)?
         };
         self.head_buf.clear();
         self.leading_blank = 0;
@@ -427,7 +435,7 @@ impl ClientConnection {
         }
         if head.status < 200 && head.status != 101 {
             self.interim += 1;
-            if self.interim > self.config.max_interim_responses {
+            if self.interim > limits(&self.config).max_interim_responses {
                 return Err(ProtocolError::TooManyInformational);
             }
             if head.status == 100 {
@@ -457,7 +465,9 @@ impl ClientConnection {
             Framing::NoBody => RecvState::Ending,
             Framing::Length(n) => RecvState::Length(n),
             Framing::Chunked => {
-                self.chunked.reset();
+                self.chunked
+                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()))
+                    .reset();
                 RecvState::Chunked
             }
             Framing::CloseDelimited => RecvState::CloseDelimited,
@@ -486,7 +496,7 @@ impl ClientConnection {
                 expected: Some(self.body_received + remaining),
                 received: self.body_received,
             }),
-            RecvState::Chunked if self.chunked.in_trailers() => {
+            RecvState::Chunked if self.chunked.as_ref().is_some_and(|c| c.in_trailers()) => {
                 // RFC 9112 section 9.8: the terminal chunk arrived; the rest is optional.
                 self.keep_alive = false;
                 Ok(self.complete())
@@ -542,7 +552,9 @@ impl ClientConnection {
         self.recv = RecvState::Idle;
         self.head_buf.clear();
         self.leading_blank = 0;
-        self.chunked.reset();
+        if let Some(chunked) = &mut self.chunked {
+            chunked.reset();
+        }
         self.interim = 0;
         self.framing = None;
         self.body_received = 0;
@@ -552,8 +564,116 @@ impl ClientConnection {
     }
 }
 
+/// The limits a connection applies (its own, or the defaults it does not store).
+fn limits(config: &Option<Box<Config>>) -> &Config {
+    config.as_deref().unwrap_or(&Config::DEFAULT)
+}
+
 /// Checks a request head as [`ClientConnection::send_request`] would, without encoding it:
 /// lets a client refuse a bad request before opening a connection.
 pub fn validate_request(head: &RequestHead<'_>) -> Result<(), RequestError> {
     request::validate(head).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get_request(conn: &mut ClientConnection) {
+        let head = RequestHead {
+            method: "GET",
+            target: "/",
+            host: "example.test",
+            headers: &Headers::new(),
+        };
+        let mut out = Vec::new();
+        conn.send_request(&head, RequestBody::None, &mut out)
+            .unwrap();
+    }
+
+    /// Every pooled connection holds one: a regression in its size costs each idle
+    /// connection (it was 232 bytes with the limits and the chunked decoder inline).
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<ClientConnection>();
+        println!("size_of::<ClientConnection>() = {size}");
+        assert!(size <= 160, "ClientConnection grew to {size} bytes");
+    }
+
+    #[test]
+    fn custom_limits_are_kept_and_defaults_are_not_stored() {
+        assert!(ClientConnection::new(Config::default()).config.is_none());
+        let config = Config {
+            max_headers: 1,
+            ..Config::default()
+        };
+        let mut conn = ClientConnection::new(config.clone());
+        assert_eq!(limits(&conn.config), &config);
+        get_request(&mut conn);
+        let reply = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            conn.receive(reply).unwrap_err(),
+            ProtocolError::TooManyHeaders
+        );
+        // The same head passes under the defaults.
+        let mut conn = ClientConnection::new(Config::default());
+        get_request(&mut conn);
+        assert!(matches!(conn.receive(reply), Ok((_, Event::Head(_)))));
+    }
+
+    #[test]
+    fn chunked_decoder_is_created_once_and_reused() {
+        let mut conn = ClientConnection::new(Config::default());
+        assert!(conn.chunked.is_none());
+        for round in 0..3 {
+            get_request(&mut conn);
+            let mut input: &[u8] =
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x\r\nabc\r\n0\r\n\r\n";
+            let mut body = Vec::new();
+            let mut complete = false;
+            // Bounded: each step consumes input or ends the response.
+            for _ in 0..16 {
+                let (n, event) = conn.receive(input).unwrap();
+                input = &input[n..];
+                match event {
+                    Event::Data(d) => body.extend_from_slice(d),
+                    Event::Complete { .. } => {
+                        complete = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            assert!(complete, "round {round}: the response did not complete");
+            assert_eq!(body, b"abc");
+            assert!(conn.chunked.is_some());
+            conn.reset().unwrap();
+        }
+        // A hostile extension budget is still counted per body with the boxed decoder.
+        let mut conn = ClientConnection::new(Config {
+            max_chunk_ext_bytes: 4,
+            ..Config::default()
+        });
+        get_request(&mut conn);
+        let reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;abcdefgh\r\nx\r\n";
+        let (n, event) = conn.receive(reply).unwrap();
+        assert!(matches!(event, Event::Head(_)));
+        assert_eq!(
+            conn.receive(&reply[n..]).unwrap_err(),
+            ProtocolError::ChunkExtensionTooLong
+        );
+    }
+
+    #[test]
+    fn eof_after_the_last_chunk_completes_without_reuse() {
+        let mut conn = ClientConnection::new(Config::default());
+        get_request(&mut conn);
+        let reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+        let (n, _) = conn.receive(reply).unwrap();
+        let (m, event) = conn.receive(&reply[n..]).unwrap();
+        assert_eq!(n + m, reply.len());
+        assert!(matches!(event, Event::NeedMore));
+        assert!(matches!(conn.receive_eof(), Ok(Event::Complete { .. })));
+        assert!(!conn.is_reusable());
+    }
 }

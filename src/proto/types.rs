@@ -9,7 +9,7 @@ use super::ClientConnection;
 use super::Headers;
 
 /// Limits applied while parsing a response. Every cap is a guard against a hostile peer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Largest response head (status line + header fields + blank line), in bytes. Default 64 KiB.
     pub max_head_size: usize,
@@ -23,15 +23,21 @@ pub struct Config {
     pub max_interim_responses: usize,
 }
 
+impl Config {
+    /// The defaults, as a constant: a connection with them refers to this one instead of
+    /// holding its own copy.
+    pub(crate) const DEFAULT: Config = Config {
+        max_head_size: 64 * 1024,
+        max_headers: 128,
+        max_chunk_ext_bytes: 16 * 1024,
+        max_trailer_size: 16 * 1024,
+        max_interim_responses: 16,
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            max_head_size: 64 * 1024,
-            max_headers: 128,
-            max_chunk_ext_bytes: 16 * 1024,
-            max_trailer_size: 16 * 1024,
-            max_interim_responses: 16,
-        }
+        Config::DEFAULT
     }
 }
 

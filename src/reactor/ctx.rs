@@ -458,7 +458,7 @@ impl Ctx {
         // While connecting, `peer` holds the address being tried.
         self.conns
             .get(conn)
-            .filter(|c| c.timing.connected.is_some())
+            .filter(|c| c.timing.is_connected())
             .and_then(|c| c.peer)
     }
 
@@ -473,7 +473,7 @@ impl Ctx {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn conn_timing(&self, conn: ConnId) -> Option<ConnTiming> {
-        self.conns.get(conn).map(|c| c.timing)
+        self.conns.get(conn).map(|c| c.timing.get())
     }
 
     /// Number of live connections (for leak checks).

@@ -397,8 +397,8 @@ impl Reactor {
             let handler = self.ctx.add_handler(proto);
             let now = self.ctx.now;
             let mut conn = Conn::new(self.ctx.next_generation(), handler, State::Open, now);
-            conn.timing.resolved = Some(now);
-            conn.timing.connected = Some(now);
+            conn.timing.set_resolved(now);
+            conn.timing.set_connected(now);
             let id = self.ctx.conns.next_id(conn.generation);
             let registered =
                 self.ctx
@@ -516,7 +516,8 @@ impl Reactor {
                 }
                 TimerKind::ConnectTimeout(conn) => {
                     if let Some(c) = self.ctx.conns.get_mut(conn) {
-                        c.connect_timer = None;
+                        // It fired: nothing left to cancel.
+                        c.take_connect_timer();
                         if c.state != State::Open {
                             self.ctx
                                 .finish(conn, End::Failed(TransportError::ConnectTimeout));

@@ -66,6 +66,13 @@ impl fmt::Display for IpFamily {
 /// The addresses in the order RFC 8305 tries them: those of `family`, the first address's
 /// family first, then alternating between the families, each family in the resolver's order.
 pub(super) fn interleave(addrs: Vec<SocketAddr>, family: IpFamily) -> VecDeque<SocketAddr> {
+    if addrs.len() <= 1 {
+        // The common answer (an IP literal, one A record): the list becomes the queue in
+        // place, without a second allocation per connect.
+        let mut addrs = VecDeque::from(addrs);
+        addrs.retain(|a| family.allows(a.ip()));
+        return addrs;
+    }
     let mut addrs = addrs.into_iter().filter(|a| family.allows(a.ip()));
     let Some(first) = addrs.next() else {
         return VecDeque::new();
@@ -86,6 +93,8 @@ pub(super) fn interleave(addrs: Vec<SocketAddr>, family: IpFamily) -> VecDeque<S
 
 /// A connection's race, from the resolver's answer until one attempt connects.
 pub(super) struct Race {
+    /// The host name as given, for naming it in resolve and connect errors.
+    pub(super) host: String,
     /// Addresses not tried yet, in the order they will be.
     addrs: VecDeque<SocketAddr>,
     /// Attempts in flight, oldest first; each socket is registered under the connection's token.
@@ -101,8 +110,9 @@ pub(super) struct Race {
 }
 
 impl Race {
-    pub(super) fn new(delay: Duration, family: IpFamily) -> Self {
+    pub(super) fn new(host: String, delay: Duration, family: IpFamily) -> Self {
         Race {
+            host,
             addrs: VecDeque::new(),
             attempts: Vec::new(),
             delay,
@@ -113,6 +123,18 @@ impl Race {
         }
     }
 
+    /// Ends the race: cancels its timer, deregisters and closes the attempts still in
+    /// flight, and frees the address and attempt lists.
+    fn stop(&mut self, timers: &mut Timers<Ctx>, registry: &Registry) {
+        if let Some(timer) = self.timer.take() {
+            timers.cancel(timer);
+        }
+        for (mut sock, _) in std::mem::take(&mut self.attempts) {
+            let _ = registry.deregister(&mut sock);
+        }
+        self.addrs = VecDeque::new();
+    }
+
     /// Sockets registered with the poller (for [`Ctx::stats`]).
     pub(super) fn registered(&self) -> usize {
         self.attempts.len()
@@ -120,7 +142,8 @@ impl Race {
 
     /// What the race ends with when nothing connected: the one attempt's own error, or the
     /// last one's with how many addresses were tried.
-    fn error(&mut self, host: &str) -> TransportError {
+    fn error(&mut self) -> TransportError {
+        let host = &self.host;
         match self.last_error.take() {
             None => TransportError::Dns(format!("{host}: no address to connect to")),
             Some((e, _)) if self.tried <= 1 => TransportError::from_io(&e),
@@ -168,7 +191,7 @@ impl Ctx {
         if race.addrs.is_empty() && resolved > 0 {
             let msg = format!(
                 "{}: no {} address among the {resolved} resolved",
-                conn.host, race.family
+                race.host, race.family
             );
             self.finish(id, End::Failed(TransportError::Dns(msg)));
             return;
@@ -218,7 +241,7 @@ impl Ctx {
             }
         }
         if race.attempts.is_empty() {
-            let error = race.error(&conn.host);
+            let error = race.error();
             self.finish(id, End::Failed(error));
         }
     }
@@ -266,14 +289,14 @@ impl Ctx {
             }
             return;
         };
-        if let Some(race) = conn.race.take() {
-            drop_race(*race, &mut self.timers, &self.registry);
-        }
+        // The race is over, but its box stays until the connection is made (or fails in the
+        // TLS handshake): it holds the host name the log lines give.
+        race.stop(&mut self.timers, &self.registry);
         sock.set_nodelay();
         conn.sock = Some(sock);
         conn.interest = Some(Interest::READABLE | Interest::WRITABLE);
         conn.peer = Some(peer);
-        conn.timing.connected = Some(self.now);
+        conn.timing.set_connected(self.now);
         if conn.tls.is_some() {
             conn.state = State::Handshaking;
             self.mark_dirty(id);
@@ -285,13 +308,8 @@ impl Ctx {
 
 /// Cancels what is left of a race: its timer, and the attempts still in flight (each socket
 /// deregistered, then closed as it is dropped).
-pub(super) fn drop_race(race: Race, timers: &mut Timers<Ctx>, registry: &Registry) {
-    if let Some(timer) = race.timer {
-        timers.cancel(timer);
-    }
-    for (mut sock, _) in race.attempts {
-        let _ = registry.deregister(&mut sock);
-    }
+pub(super) fn drop_race(mut race: Race, timers: &mut Timers<Ctx>, registry: &Registry) {
+    race.stop(timers, registry);
 }
 
 #[cfg(test)]
@@ -341,19 +359,22 @@ mod tests {
         assert_eq!(interleave(given.clone(), IpFamily::V4), [v4(1), v4(2)]);
         assert_eq!(interleave(given.clone(), IpFamily::V6), [v6(1), v6(2)]);
         assert!(interleave(vec![v6(1)], IpFamily::V4).is_empty());
+        assert_eq!(interleave(vec![v6(1)], IpFamily::Any), [v6(1)]);
+        assert_eq!(interleave(vec![v4(1)], IpFamily::V4), [v4(1)]);
+        assert!(interleave(Vec::new(), IpFamily::Any).is_empty());
         assert!(IpFamily::V6.allows(v6(9).ip()) && !IpFamily::V6.allows(v4(9).ip()));
     }
 
     #[test]
     fn the_race_error_names_the_last_failure_and_the_count() {
-        let mut race = Race::new(DEFAULT_ATTEMPT_DELAY, IpFamily::Any);
-        assert!(matches!(race.error("h.test"), TransportError::Dns(m) if m.contains("h.test")));
+        let mut race = Race::new("h.test".to_string(), DEFAULT_ATTEMPT_DELAY, IpFamily::Any);
+        assert!(matches!(race.error(), TransportError::Dns(m) if m.contains("h.test")));
         race.tried = 1;
         race.last_error = Some((io::ErrorKind::ConnectionRefused.into(), v4(1)));
-        assert_eq!(race.error("h"), TransportError::ConnectionRefused);
+        assert_eq!(race.error(), TransportError::ConnectionRefused);
         race.tried = 3;
         race.last_error = Some((io::ErrorKind::ConnectionRefused.into(), v6(2)));
-        let error = race.error("h");
+        let error = race.error();
         assert_eq!(
             error,
             TransportError::AllAttemptsFailed {
