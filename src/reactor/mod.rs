@@ -135,6 +135,7 @@ pub use ids::{ConnId, HandlerId, ListenerId, TimerId};
 pub use local::WorkQueued;
 pub(crate) use local::{LocalJob, LocalQueue};
 pub use remote::Remote;
+pub(crate) use slots::reserve_for_one;
 pub use stream::Connector;
 
 /// Size of the single read buffer shared by all connections: the most one read takes (a

@@ -6,8 +6,19 @@ use slab::Slab;
 
 use super::ids::SlotId;
 
-/// Entries past which a full slab grows by a quarter instead of doubling.
+/// Past this many entries a full slab grows by a quarter, not by doubling: a slab of
+/// 10,000 entries then has at most 2,500 spare slots instead of up to 10,000 (growth stays
+/// amortised O(1), and a large array is moved by the allocator's remap, not copied).
 const GEOMETRIC_LIMIT: usize = 1024;
+
+/// Makes room for one more entry in `slab`, a quarter more at a time once it is large: the
+/// growth policy of every large table of weft (the reactor's and the agent's).
+pub(crate) fn reserve_for_one<T>(slab: &mut Slab<T>) {
+    let capacity = slab.capacity();
+    if slab.len() == capacity && capacity >= GEOMETRIC_LIMIT {
+        slab.reserve_exact(capacity / 4);
+    }
+}
 
 /// An entry that remembers the generation of the id it was stored under.
 pub(super) trait Generational {
@@ -51,13 +62,7 @@ impl<T: Generational, K: SlotId> Slots<T, K> {
     }
 
     pub(super) fn insert(&mut self, entry: T) -> K {
-        let capacity = self.slab.capacity();
-        if self.slab.len() == capacity && capacity >= GEOMETRIC_LIMIT {
-            // A quarter more rather than double: 10,000 connections leave at most 2,500
-            // spare slots, not up to 10,000 (still amortised O(1); a large array is moved
-            // by the allocator's remap, not copied).
-            self.slab.reserve_exact(capacity / 4);
-        }
+        reserve_for_one(&mut self.slab);
         let generation = entry.generation();
         K::from_parts(self.slab.insert(entry) as u32, generation)
     }
@@ -94,6 +99,26 @@ mod tests {
         fn generation(&self) -> u32 {
             self.0
         }
+    }
+
+    #[test]
+    fn a_large_slab_grows_by_a_quarter() {
+        let mut slab = Slab::with_capacity(GEOMETRIC_LIMIT);
+        for i in 0..GEOMETRIC_LIMIT {
+            slab.insert(i);
+        }
+        let before = slab.capacity();
+        reserve_for_one(&mut slab);
+        slab.insert(0);
+        assert!(slab.capacity() > before);
+        assert!(slab.capacity() <= before + before / 4 + 1);
+    }
+
+    #[test]
+    fn a_small_slab_is_left_to_its_vector() {
+        let mut slab: Slab<u8> = Slab::new();
+        reserve_for_one(&mut slab);
+        assert_eq!(slab.capacity(), 0);
     }
 
     #[test]

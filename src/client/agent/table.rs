@@ -14,6 +14,8 @@ use std::hash::Hash;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
+use crate::reactor::reserve_for_one;
+
 /// Entries keyed by `K`, stored in a slab; the hash index maps keys to slab positions.
 pub(super) struct SlabMap<K, V> {
     slots: Slab<V>,
@@ -79,42 +81,9 @@ impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
 /// Entries below which an emptied table keeps its memory (a steady load does not reallocate).
 const KEPT: usize = 64;
 
-/// Past this many entries a full slab grows by a quarter, not by doubling: a slab of
-/// 10,000 entries then has at most 2,500 spare slots instead of up to 10,000 (growth stays
-/// amortised O(1), and a large array is moved by the allocator's remap, not copied).
-const GEOMETRIC_LIMIT: usize = 1024;
-
-/// Makes room for one more entry in `slab`.
-fn reserve_for_one<T>(slab: &mut Slab<T>) {
-    let capacity = slab.capacity();
-    if slab.len() == capacity && capacity >= GEOMETRIC_LIMIT {
-        slab.reserve_exact(capacity / 4);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_large_slab_grows_by_a_quarter() {
-        let mut slab = Slab::with_capacity(GEOMETRIC_LIMIT);
-        for i in 0..GEOMETRIC_LIMIT {
-            slab.insert(i);
-        }
-        let before = slab.capacity();
-        reserve_for_one(&mut slab);
-        slab.insert(0);
-        assert!(slab.capacity() > before);
-        assert!(slab.capacity() <= before + before / 4 + 1);
-    }
-
-    #[test]
-    fn a_small_slab_is_left_to_its_vector() {
-        let mut slab: Slab<u8> = Slab::new();
-        reserve_for_one(&mut slab);
-        assert_eq!(slab.capacity(), 0);
-    }
 
     #[test]
     fn entries_are_found_replaced_and_removed_by_key() {
