@@ -300,9 +300,7 @@ impl ClientConnection {
                 Ok((n, Event::Data(&input[..n])))
             }
             RecvState::Chunked => {
-                let chunked = self
-                    .chunked
-                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()));
+                let chunked = chunked_decoder(&mut self.chunked);
                 let (n, step) = chunked.decode(input, limits(&self.config))?;
                 Ok((
                     n,
@@ -465,9 +463,7 @@ impl ClientConnection {
             Framing::NoBody => RecvState::Ending,
             Framing::Length(n) => RecvState::Length(n),
             Framing::Chunked => {
-                self.chunked
-                    .get_or_insert_with(|| Box::new(ChunkedDecoder::new()))
-                    .reset();
+                chunked_decoder(&mut self.chunked).reset();
                 RecvState::Chunked
             }
             Framing::CloseDelimited => RecvState::CloseDelimited,
@@ -562,6 +558,11 @@ impl ClientConnection {
         self.started = false;
         Ok(())
     }
+}
+
+/// The connection's chunked decoder, made at its first chunked body and kept for the next.
+fn chunked_decoder(chunked: &mut Option<Box<ChunkedDecoder>>) -> &mut ChunkedDecoder {
+    chunked.get_or_insert_with(|| Box::new(ChunkedDecoder::new()))
 }
 
 /// The limits a connection applies (its own, or the defaults it does not store).
