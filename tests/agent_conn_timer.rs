@@ -19,28 +19,35 @@ fn turn_until_elapsed(reactor: &mut Reactor, since: Instant, d: Duration) {
     }
 }
 
-/// The first request arms the connection's timer 400 ms ahead; the second, on the same
-/// connection 250 ms later, stalls. The timer fires 150 ms into it, finds the request quiet
-/// for less than its limit, and re-arms for the rest: the timeout comes a whole limit after
-/// the second request went out, not when the first one's deadline passed.
-#[test]
-fn read_timeout_on_a_reused_connection_counts_from_its_own_request() {
+/// A server that answers one request on its connection and stalls on the next, and an agent
+/// with `config` whose first request has been served: the connection is pooled, its timer
+/// armed, for a second request to reuse.
+fn one_served_then_a_stall(config: AgentConfig) -> (ScriptedServer, Reactor, Agent) {
     let srv = ScriptedServer::start(vec![vec![
         Step::ExpectRequest,
         write(OK_HELLO),
         Step::ExpectRequest,
         Step::Sleep(Duration::from_secs(3)),
     ]]);
-    let limit = Duration::from_millis(400);
-    let config = AgentConfig {
-        read_timeout: Some(limit),
-        ..test_config()
-    };
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), config);
     let first = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
     turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
     assert!(first.borrow().is_done(), "{:?}", first.borrow().result);
+    (srv, reactor, agent)
+}
+
+/// The first request arms the connection's timer 400 ms ahead; the second, on the same
+/// connection 250 ms later, stalls. The timer fires 150 ms into it, finds the request quiet
+/// for less than its limit, and re-arms for the rest: the timeout comes a whole limit after
+/// the second request went out, not when the first one's deadline passed.
+#[test]
+fn read_timeout_on_a_reused_connection_counts_from_its_own_request() {
+    let limit = Duration::from_millis(400);
+    let (srv, mut reactor, agent) = one_served_then_a_stall(AgentConfig {
+        read_timeout: Some(limit),
+        ..test_config()
+    });
     turn_until_elapsed(&mut reactor, Instant::now(), Duration::from_millis(250));
 
     let sent = Instant::now();
@@ -64,21 +71,10 @@ fn read_timeout_on_a_reused_connection_counts_from_its_own_request() {
 /// (the agent's 30 s) moves the timer earlier: it times out after its own limit.
 #[test]
 fn a_shorter_read_timeout_moves_the_connection_timer_earlier() {
-    let srv = ScriptedServer::start(vec![vec![
-        Step::ExpectRequest,
-        write(OK_HELLO),
-        Step::ExpectRequest,
-        Step::Sleep(Duration::from_secs(3)),
-    ]]);
-    let config = AgentConfig {
+    let (srv, mut reactor, agent) = one_served_then_a_stall(AgentConfig {
         read_timeout: Some(Duration::from_secs(30)),
         ..test_config()
-    };
-    let mut reactor = Reactor::new().unwrap();
-    let agent = Agent::new(reactor.ctx(), config);
-    let first = issue(reactor.ctx(), agent, Req::get(srv.url("/1")));
-    turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
-    assert!(first.borrow().is_done(), "{:?}", first.borrow().result);
+    });
 
     let slot: Slot = Default::default();
     let s = slot.clone();
