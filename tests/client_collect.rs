@@ -239,3 +239,78 @@ fn fetch_into_still_refuses_a_declared_length_past_the_cap() {
     );
     assert_eq!(err.cause(), &Cause::BodyTooLarge(1000), "{err}");
 }
+
+/// A reused buffer full of stale bytes, with room for ten times the bodies below.
+fn stale_buffer() -> Vec<u8> {
+    vec![b'x'; 10_000]
+}
+
+#[test]
+fn fetch_into_a_truncated_body_fails_without_the_stale_bytes_counting() {
+    let srv = ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
+        Step::Close,
+    ]]);
+    let mut c = client(1000);
+    let builder = c.request("GET", &srv.url("/"));
+    let err = c.fetch_into(builder, stale_buffer()).unwrap_err();
+    assert_eq!(
+        err.cause(),
+        &Cause::Protocol(ProtocolError::Incomplete {
+            expected: Some(100),
+            received: 10
+        }),
+        "{err}"
+    );
+}
+
+#[test]
+fn fetch_into_keeps_only_the_declared_bytes_of_a_longer_body() {
+    let srv = serve(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA BYTES",
+        Duration::from_millis(300),
+    );
+    let mut c = client(1000);
+    let buffer = stale_buffer();
+    let ptr = buffer.as_ptr();
+    let builder = c.request("GET", &srv.url("/"));
+    let r = c.fetch_into(builder, buffer).unwrap();
+    assert_eq!(r.body, b"hello");
+    assert!(r.complete);
+    assert_eq!(r.body.as_ptr(), ptr, "same allocation");
+}
+
+#[test]
+fn fetch_into_a_close_delimited_body_holds_only_its_bytes() {
+    let srv = serve(
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc",
+        Duration::ZERO,
+    );
+    let mut c = client(1000);
+    let builder = c.request("GET", &srv.url("/"));
+    let r = c.fetch_into(builder, stale_buffer()).unwrap();
+    assert_eq!(r.body, b"abc");
+    assert!(!r.complete, "a close-delimited body may be truncated");
+    assert_eq!(r.sizes.body_wire, 3);
+}
+
+#[test]
+fn fetch_into_a_roomy_buffer_does_not_lift_the_cap() {
+    // No declared length: the cap (1000) is met only as the bytes arrive, while the buffer
+    // handed in has room for 10,000; the connection is held open past the body.
+    let mut reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+    reply.extend_from_slice(&[b'y'; 2000]);
+    let srv = serve(&reply, Duration::from_secs(8));
+    let mut c = client(1000);
+    let start = Instant::now();
+    let builder = c.request("GET", &srv.url("/"));
+    let err = c.fetch_into(builder, stale_buffer()).unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(err.cause(), &Cause::BodyTooLarge(1000), "{err}");
+    assert_eq!(err.url(), Some(srv.url("/").as_str()));
+}
