@@ -1,6 +1,7 @@
 //! One reactor per core: a `ReactorPool` of reactor threads, each with its own client, fed
 //! from several threads at once against nginx; shutdown with requests in flight; a reactor
-//! thread that panics, a builder that panics, and a pool of zero threads.
+//! thread that panics, a builder that panics, a reactor that cannot be made (out of
+//! descriptors, in a child process), and a pool of zero threads.
 
 mod support;
 
@@ -248,4 +249,79 @@ fn per_core_starts_one_reactor_per_available_core() {
     let pool = ReactorPool::per_core(|_| HttpClient::builder()).unwrap();
     assert_eq!(pool.threads(), cores);
     pool.shutdown().unwrap();
+}
+
+/// Set in the child process of the next test.
+const STARVED_CHILD: &str = "WEFT_TEST_DESCRIPTORS_STARVED";
+/// Printed by the child once its checks passed (a child that ran no test prints nothing).
+const STARVED_CHECKED: &str = "starved-pool-checked";
+
+/// A reactor thread that cannot make its reactor (no descriptor left for its poller) fails
+/// the start, naming the thread and carrying the I/O error. The descriptors run out in a
+/// child process (this test binary again, its limit lowered by the shell), so no other test
+/// loses any.
+#[test]
+fn a_reactor_that_cannot_be_made_fails_the_start_with_its_error() {
+    if std::env::var_os(STARVED_CHILD).is_some() {
+        return starved_child();
+    }
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 64 && exec "$0" --exact "$1" --nocapture --test-threads 1"#)
+        .arg(std::env::current_exe().unwrap())
+        .arg("a_reactor_that_cannot_be_made_fails_the_start_with_its_error")
+        .env(STARVED_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + BOUND;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(STARVED_CHECKED),
+        "child {}:\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// The child's half: takes every descriptor the lowered limit leaves, then starts a pool.
+fn starved_child() {
+    const EMFILE: i32 = 24;
+    let mut held = Vec::new();
+    let mut refused = None;
+    for _ in 0..64 {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => held.push(f),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the descriptor limit was not lowered");
+    assert_eq!(refused.raw_os_error(), Some(EMFILE), "{refused}");
+    let error =
+        ReactorPool::new(2, |_| HttpClient::builder().agent_config(test_config())).unwrap_err();
+    match &error {
+        ReactorThreadError::Reactor { thread: 0, source } => {
+            assert_eq!(source.raw_os_error(), Some(EMFILE), "{source}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let text = error.to_string();
+    assert!(text.starts_with("reactor thread 0 failed: "), "{text}");
+    assert!(std::error::Error::source(&error).is_some());
+    drop(held);
+    println!("{STARVED_CHECKED}");
 }

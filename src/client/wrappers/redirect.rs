@@ -27,20 +27,17 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
 use url::Url;
 
-use crate::client::wrappers::replay::ReplayBody;
+use crate::client::wrappers::replay::RequestParts;
 use crate::proto::Headers;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::request::{
-    HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts, method_name,
-};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, method_name};
 use crate::client::response::{PreviousResponse, Response};
 
 /// Settings of a [`RedirectAgent`].
@@ -154,22 +151,19 @@ impl<A: HttpAgent> HttpAgent for RedirectAgent<A> {
             return self.inner.request(ctx, request, on_response);
         };
         let started = Instant::now();
-        let mut request = request;
-        request.timeouts = request
-            .timeouts
-            .with_default_total(self.inner.default_total_timeout());
+        let (_, parts) = RequestParts::capture(
+            request,
+            self.inner.default_total_timeout(),
+            "request body taken by a later redirect hop",
+        );
         let chain = Chain {
             inner: self.inner.clone(),
             config: self.config.clone(),
             handle: RequestHandle::new(),
             issued: Rc::new(Cell::new(0)),
             on_response,
-            method: request.method,
             url,
-            headers: request.headers,
-            body: request.body.map(ReplayBody::new),
-            timeouts: request.timeouts,
-            unix_socket: request.unix_socket,
+            parts,
             followed: 0,
             retries: 0,
             history: Vec::new(),
@@ -194,15 +188,10 @@ struct Chain<A: HttpAgent> {
     /// Hops issued so far, so a stale hop does not take over the handle.
     issued: Rc<Cell<u32>>,
     on_response: ResponseCallback,
-    method: Cow<'static, str>,
     url: Url,
-    headers: Headers,
-    body: Option<ReplayBody>,
-    /// The caller's timeouts: each hop gets the read and queue limits, and what remains of
-    /// the total.
-    timeouts: Timeouts,
-    /// The caller's Unix socket, kept by every hop (as curl's `--unix-socket`).
-    unix_socket: Option<Rc<Path>>,
+    /// The request as the next hop sends it: each hop gets the read and queue limits of the
+    /// caller's timeouts, and what remains of the total.
+    parts: RequestParts,
     followed: u32,
     /// Retries a retry policy beneath made on earlier hops.
     retries: u32,
@@ -232,21 +221,11 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
     if chain.handle.is_cancelled() {
         return chain.fail(ctx, Cause::Cancelled);
     }
-    let Some(timeouts) = chain.timeouts.for_hop(chain.started) else {
-        let cause = Timeout::total_spent(chain.timeouts.total, chain.started);
+    let Some(timeouts) = chain.parts.timeouts.for_hop(chain.started) else {
+        let cause = Timeout::total_spent(chain.parts.timeouts.total, chain.started);
         return chain.fail(ctx, cause);
     };
-    let request = Request {
-        method: chain.method.clone(),
-        url: chain.url.as_str().into(),
-        headers: chain.headers.clone(),
-        body: chain
-            .body
-            .as_ref()
-            .map(|b| b.hop("request body taken by a later redirect hop")),
-        timeouts,
-        unix_socket: chain.unix_socket.clone(),
-    };
+    let request = chain.parts.request(chain.url.as_str().into(), timeouts);
     if chain.followed > 0 {
         chain.hop_started = Instant::now();
     }
@@ -288,7 +267,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
     let decision = decide(
         &chain.config,
         &chain.url,
-        &chain.method,
+        &chain.parts.method,
         chain.followed,
         response.code,
         &response.headers,
@@ -303,19 +282,19 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         }) => (url, method, keep_body),
     };
     if keep_body {
-        if let Some(body) = &chain.body
+        if let Some(body) = &chain.parts.body
             && !body.rewind()
         {
             // Cannot send the body again: the caller gets the redirect itself.
             return chain.deliver(ctx, response);
         }
     } else {
-        chain.body = None;
+        chain.parts.body = None;
     }
     if chain.config.auto_referer {
-        set_referer(&mut chain.headers, &chain.url);
+        set_referer(&mut chain.parts.headers, &chain.url);
     }
-    carry_headers(&mut chain.headers, &chain.url, &url, keep_body);
+    carry_headers(&mut chain.parts.headers, &chain.url, &url, keep_body);
     log::debug!(
         "redirect {} ({} of at most {}): {} -> {method} {}",
         response.code,
@@ -333,7 +312,7 @@ fn on_hop<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>, result: Result<Respo
         headers: response.headers.clone(),
     });
     chain.url = url;
-    chain.method = method;
+    chain.parts.method = method;
 
     // Read a small body to its end so its connection can be reused; never decode it.
     let cap = chain.config.max_discard_body;

@@ -1,13 +1,69 @@
-//! A request body shared by the successive requests a wrapper makes for one caller's request
-//! (redirect hops, authentication retries, retried attempts), so that each can send it again
-//! after a rewind. Each request gets its own producer over the shared body; making the next
-//! one kills the ones before, so an older request that is still being torn down never reads
-//! on from the rewound start.
+//! What a wrapper keeps of the caller's request to make its successive requests from
+//! (redirect hops, authentication retries, retried attempts): the [`RequestParts`], and in
+//! them the body shared by every request, so that each can send it again after a rewind.
+//! Each request gets its own producer over the shared body; making the next one kills the
+//! ones before, so an older request that is still being torn down never reads on from the
+//! rewound start.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::client::producer::{BodyProducer, BodySink, Produce};
+use crate::client::request::{Request, Timeouts};
+use crate::proto::Headers;
+
+/// The caller's request taken apart, all but its URL (each wrapper keeps that in the form it
+/// needs): the wrapper edits these parts between requests and builds each request from them
+/// with [`RequestParts::request`].
+pub(crate) struct RequestParts {
+    pub(crate) method: Cow<'static, str>,
+    pub(crate) headers: Headers,
+    pub(crate) body: Option<ReplayBody>,
+    /// The caller's timeouts, with the inner agent's default total: one deadline covers
+    /// every request made from these parts.
+    pub(crate) timeouts: Timeouts,
+    /// The caller's Unix socket, kept by every request (as curl's `--unix-socket`).
+    pub(crate) unix_socket: Option<Rc<Path>>,
+    /// Why an earlier request's body fails once a later request took it over.
+    taken: &'static str,
+}
+
+impl RequestParts {
+    /// Takes `request` apart; returns its URL with the parts. `default_total`: the inner
+    /// agent's total timeout, for a caller that set none; `taken`: what an earlier request's
+    /// body says when asked for more after a later request took it over.
+    pub(crate) fn capture(
+        request: Request,
+        default_total: Option<Duration>,
+        taken: &'static str,
+    ) -> (Rc<str>, RequestParts) {
+        let parts = RequestParts {
+            method: request.method,
+            headers: request.headers,
+            body: request.body.map(ReplayBody::new),
+            timeouts: request.timeouts.with_default_total(default_total),
+            unix_socket: request.unix_socket,
+            taken,
+        };
+        (request.url, parts)
+    }
+
+    /// The next request, to `url` with `timeouts` (the share of [`Self::timeouts`] left
+    /// for it); it takes the body over from the requests before.
+    pub(crate) fn request(&self, url: Rc<str>, timeouts: Timeouts) -> Request {
+        Request {
+            method: self.method.clone(),
+            url,
+            headers: self.headers.clone(),
+            body: self.body.as_ref().map(|b| b.hop(self.taken)),
+            timeouts,
+            unix_socket: self.unix_socket.clone(),
+        }
+    }
+}
 
 /// The caller's body, shared by every hop.
 pub(crate) struct ReplayBody {
@@ -157,6 +213,59 @@ mod tests {
             !second.rewind(),
             "a rewind for another hop kills the live one"
         );
+    }
+
+    #[test]
+    fn parts_make_each_request_alike_and_hand_the_body_on() {
+        use std::time::Duration;
+        let mut caller = crate::client::Request::new("PURGE", "http://127.0.0.1/a")
+            .body(BytesProducer::new("abc"))
+            .timeouts(Timeouts {
+                read: Some(Duration::from_secs(3)),
+                ..Timeouts::default()
+            });
+        caller.headers.set("X-Kept", b"1".as_slice());
+        caller.unix_socket = Some(Rc::from(Path::new("/tmp/weft-parts.sock")));
+        let (url, parts) = RequestParts::capture(caller, Some(Duration::from_secs(9)), "taken");
+        assert_eq!(&*url, "http://127.0.0.1/a");
+        let expected = Timeouts {
+            total: Some(Duration::from_secs(9)),
+            read: Some(Duration::from_secs(3)),
+            ..Timeouts::default()
+        };
+        assert_eq!(
+            parts.timeouts, expected,
+            "the inner agent's total fills the gap"
+        );
+        let mut first = parts.request(url.clone(), parts.timeouts);
+        let mut second = parts.request("http://127.0.0.1/b".into(), Timeouts::default());
+        for r in [&first, &second] {
+            assert_eq!(r.method, "PURGE");
+            assert_eq!(r.headers.get("x-kept"), Some(b"1".as_slice()));
+            assert_eq!(
+                r.unix_socket.as_deref(),
+                Some(Path::new("/tmp/weft-parts.sock"))
+            );
+        }
+        assert_eq!(
+            (first.timeouts, &*second.url),
+            (expected, "http://127.0.0.1/b")
+        );
+        let first_body = first.body.as_mut().expect("a body");
+        assert!(!first_body.rewind(), "the later request took the body over");
+        assert!(second.body.as_mut().expect("a body").rewind());
+
+        let caller = crate::client::Request::get("http://127.0.0.1/").timeouts(Timeouts {
+            total: Some(Duration::from_secs(1)),
+            ..Timeouts::default()
+        });
+        let (_, parts) = RequestParts::capture(caller, Some(Duration::from_secs(9)), "taken");
+        assert_eq!(
+            parts.timeouts.total,
+            Some(Duration::from_secs(1)),
+            "the caller's wins"
+        );
+        assert!(parts.request(url, parts.timeouts).body.is_none());
     }
 
     #[test]

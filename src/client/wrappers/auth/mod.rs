@@ -2,9 +2,7 @@
 //! wrapper answers a `401` challenge with Basic or Digest (RFC 7617, RFC 7616) and retries
 //! once. Basic is always there; Digest comes with the `digest` cargo feature.
 
-use std::borrow::Cow;
 use std::fmt;
-use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -12,11 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use url::Url;
 
-use crate::client::wrappers::replay::ReplayBody;
+use crate::client::wrappers::replay::RequestParts;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 use crate::client::response::{PreviousResponse, Response};
 
 #[cfg(feature = "digest")]
@@ -192,32 +190,27 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
             return self.inner.request(ctx, request, on_response);
         }
 
-        // One deadline for the first try and the retry.
-        request.timeouts = request
-            .timeouts
-            .with_default_total(self.inner.default_total_timeout());
-        // Keep what the retry needs: the head, and the body behind a shared handle.
-        let body = request.body.take().map(ReplayBody::new);
-        if let Some(b) = &body {
-            request.body = Some(b.hop("request superseded"));
-        }
+        // Keep what the retry needs (one deadline covers the first try and the retry), and
+        // send the first try from it.
+        let (first_url, parts) = RequestParts::capture(
+            request,
+            self.inner.default_total_timeout(),
+            "request superseded",
+        );
+        let first = parts.request(first_url, parts.timeouts);
         let retry = Retry {
             inner: self.inner.clone(),
-            method: request.method.clone(),
             url,
-            headers: request.headers.clone(),
-            body,
+            parts,
             creds,
             mode: self.mode,
             handle: RequestHandle::new(),
             started: Instant::now(),
-            timeouts: request.timeouts,
-            unix_socket: request.unix_socket.clone(),
         };
         let handle = retry.handle.clone();
         let hop = self.inner.request(
             ctx,
-            request,
+            first,
             Box::new(move |ctx, result| retry.first_response(ctx, result, on_response)),
         );
         handle.follow(&hop);
@@ -232,18 +225,14 @@ impl<A: HttpAgent> HttpAgent for AuthAgent<A> {
 /// What the retry needs, carried by the first hop's callback.
 struct Retry<A: HttpAgent> {
     inner: Rc<A>,
-    method: Cow<'static, str>,
     url: Url,
-    headers: crate::proto::Headers,
-    body: Option<ReplayBody>,
+    /// The request as the first try sent it; the retry gets what remains of the total
+    /// timeout, and goes where the first try went (its Unix socket too).
+    parts: RequestParts,
     creds: Credentials,
     mode: AuthMode,
     handle: RequestHandle,
     started: Instant,
-    /// The caller's timeouts; the retry gets what remains of the total.
-    timeouts: Timeouts,
-    /// The caller's Unix socket: the retry goes where the first try went.
-    unix_socket: Option<Rc<Path>>,
 }
 
 impl<A: HttpAgent> Retry<A> {
@@ -264,7 +253,7 @@ impl<A: HttpAgent> Retry<A> {
         let Some(authorization) = self.answer(&resp) else {
             return on_response(ctx, Ok(resp));
         };
-        if let Some(b) = &self.body
+        if let Some(b) = &self.parts.body
             && !b.rewind()
         {
             return on_response(ctx, Ok(resp));
@@ -294,18 +283,15 @@ impl<A: HttpAgent> Retry<A> {
                 Err(Error::new(Phase::RequestNotSent, Cause::Cancelled).with_url(self.url.as_str())),
             );
         }
-        let Some(timeouts) = self.timeouts.for_hop(self.started) else {
-            let cause = Timeout::total_spent(self.timeouts.total, self.started);
+        let Some(timeouts) = self.parts.timeouts.for_hop(self.started) else {
+            let cause = Timeout::total_spent(self.parts.timeouts.total, self.started);
             let error = Error::new(Phase::RequestNotSent, cause).with_url(self.url.as_str());
             return on_response(ctx, Err(error));
         };
-        let mut request = Request::new(&self.method, self.url.as_str()).timeouts(timeouts);
-        request.unix_socket = self.unix_socket;
-        request.headers = self.headers;
+        let mut request = self.parts.request(self.url.as_str().into(), timeouts);
         request
             .headers
             .set("Authorization", authorization.as_bytes());
-        request.body = self.body.as_ref().map(|b| b.hop("request superseded"));
         let earlier = self.started.elapsed();
         let hop = self.inner.request(
             ctx,
@@ -332,7 +318,7 @@ impl<A: HttpAgent> Retry<A> {
         }
         #[cfg(feature = "digest")]
         if let Some(authorization) =
-            digest::answer(&challenges, &self.creds, &self.method, &self.url)
+            digest::answer(&challenges, &self.creds, &self.parts.method, &self.url)
         {
             return Some(authorization);
         }

@@ -27,18 +27,15 @@ mod after;
 mod notice;
 mod policy;
 
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::client::wrappers::replay::ReplayBody;
-use crate::proto::Headers;
+use crate::client::wrappers::replay::RequestParts;
 use crate::reactor::Ctx;
 
 use crate::client::error::{Cause, Error, Phase, Timeout};
-use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback, Timeouts};
+use crate::client::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 use crate::client::response::{PreviousResponse, Response};
 
 pub use notice::{RetryHook, RetryNotice};
@@ -117,6 +114,12 @@ impl<A: HttpAgent> HttpAgent for RetryAgent<A> {
             return self.inner.request(ctx, request, on_response);
         }
         let started = Instant::now();
+        // One deadline for every attempt: the total limit covers them together.
+        let (url, parts) = RequestParts::capture(
+            request,
+            self.inner.default_total_timeout(),
+            "request body taken by a later attempt",
+        );
         let chain = Chain {
             inner: self.inner.clone(),
             policy: self.policy.clone(),
@@ -124,15 +127,8 @@ impl<A: HttpAgent> HttpAgent for RetryAgent<A> {
             handle: RequestHandle::new(),
             issued: Rc::new(Cell::new(0)),
             on_response,
-            method: request.method,
-            url: request.url,
-            headers: request.headers,
-            body: request.body.map(ReplayBody::new),
-            unix_socket: request.unix_socket,
-            // One deadline for every attempt: the total limit covers them together.
-            timeouts: request
-                .timeouts
-                .with_default_total(self.inner.default_total_timeout()),
+            url,
+            parts,
             retries: 0,
             reached: false,
             history: Vec::new(),
@@ -158,13 +154,9 @@ struct Chain<A: HttpAgent> {
     /// Attempts issued so far, so a stale attempt does not take over the handle.
     issued: Rc<Cell<u32>>,
     on_response: ResponseCallback,
-    method: Cow<'static, str>,
     url: Rc<str>,
-    headers: Headers,
-    body: Option<ReplayBody>,
-    timeouts: Timeouts,
-    /// The request's Unix socket, kept for every attempt.
-    unix_socket: Option<Rc<Path>>,
+    /// The request as every attempt sends it.
+    parts: RequestParts,
     retries: u32,
     /// Whether an attempt may have reached the server.
     reached: bool,
@@ -226,8 +218,8 @@ impl<A: HttpAgent> Chain<A> {
         if self.retries >= policy.max_retries {
             return Err(Refusal::MaxRetries(policy.max_retries));
         }
-        if reached && !policy.retries_method(&self.method) {
-            return Err(Refusal::Method(self.method.to_string()));
+        if reached && !policy.retries_method(&self.parts.method) {
+            return Err(Refusal::Method(self.parts.method.to_string()));
         }
         let wait = policy.wait(self.retries, asked, random());
         let end = self.started.elapsed().saturating_add(wait);
@@ -236,11 +228,11 @@ impl<A: HttpAgent> Chain<A> {
         {
             return Err(Refusal::MaxTotal(cap));
         }
-        if self.timeouts.total.is_some_and(|total| end >= total) {
+        if self.parts.timeouts.total.is_some_and(|total| end >= total) {
             return Err(Refusal::Timeout);
         }
         // Last, as rewinding cannot be undone.
-        if let Some(body) = &self.body
+        if let Some(body) = &self.parts.body
             && !body.ready_again()
         {
             return Err(Refusal::BodyNotReplayable);
@@ -254,10 +246,10 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
         return chain.fail(ctx, Cause::Cancelled);
     }
     let mut timeouts = if chain.retries == 0 {
-        chain.timeouts
+        chain.parts.timeouts
     } else {
-        let Some(timeouts) = chain.timeouts.for_hop(chain.started) else {
-            let cause = Timeout::total_spent(chain.timeouts.total, chain.started);
+        let Some(timeouts) = chain.parts.timeouts.for_hop(chain.started) else {
+            let cause = Timeout::total_spent(chain.parts.timeouts.total, chain.started);
             return chain.fail(ctx, cause);
         };
         timeouts
@@ -265,17 +257,7 @@ fn issue<A: HttpAgent>(ctx: &mut Ctx, mut chain: Chain<A>) {
     if let Some(limit) = chain.policy.attempt_timeout {
         timeouts.total = Some(timeouts.total.map_or(limit, |t| t.min(limit)));
     }
-    let request = Request {
-        method: chain.method.clone(),
-        url: chain.url.clone(),
-        headers: chain.headers.clone(),
-        body: chain
-            .body
-            .as_ref()
-            .map(|b| b.hop("request body taken by a later attempt")),
-        timeouts,
-        unix_socket: chain.unix_socket.clone(),
-    };
+    let request = chain.parts.request(chain.url.clone(), timeouts);
     chain.attempt_started = Instant::now();
     let seq = chain.issued.get() + 1;
     chain.issued.set(seq);
