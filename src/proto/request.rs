@@ -59,20 +59,97 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
+/// Eight copies of a byte, as a word (`LANES * b`).
+const LANES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of each byte of a word.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+// The byte-class checks below test eight bytes at a time (a word read little-endian): one
+// pass, a few arithmetic operations per word and no branch per byte. Each says whether *any*
+// byte of the word is in the class; a lane above a true one may be flagged spuriously by a
+// borrow or carry, which cannot change the answer.
+
+/// Whether any byte of `w` is below `n` (`n <= 128`).
+#[inline]
+fn any_below(w: u64, n: u8) -> bool {
+    w.wrapping_sub(LANES * u64::from(n)) & !w & HIGH != 0
+}
+
+/// Whether any byte of `w` is above `n` (`n < 128`).
+#[inline]
+fn any_above(w: u64, n: u8) -> bool {
+    (w.wrapping_add(LANES * u64::from(127 - n)) | w) & HIGH != 0
+}
+
+/// Whether any byte of `w` is `b`.
+#[inline]
+fn any_eq(w: u64, b: u8) -> bool {
+    any_below(w ^ (LANES * u64::from(b)), 1)
+}
+
+/// A byte outside visible ASCII (`0x21..=0x7e`).
+#[inline]
+fn any_invisible(w: u64) -> bool {
+    any_below(w, 0x21) || any_above(w, 0x7e)
+}
+
+/// CR, LF or NUL.
+#[inline]
+fn any_line_break_or_nul(w: u64) -> bool {
+    any_eq(w, 0) || any_eq(w, b'\r') || any_eq(w, b'\n')
+}
+
+#[inline]
+fn word(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("eight bytes"))
+}
+
+#[inline]
+fn half(b: &[u8]) -> u64 {
+    u64::from(u32::from_le_bytes(b.try_into().expect("four bytes")))
+}
+
+/// Whether `bad` holds for no word of `s`. Words overlap where the length is not a multiple
+/// of eight (a byte tested twice is harmless); under four bytes, the unused lanes hold `pad`,
+/// a byte `bad` accepts.
+#[inline]
+fn no_word(s: &[u8], pad: u8, bad: impl Fn(u64) -> bool) -> bool {
+    let n = s.len();
+    if n >= 8 {
+        let mut words = s.chunks_exact(8);
+        if words.by_ref().any(|w| bad(word(w))) {
+            return false;
+        }
+        return words.remainder().is_empty() || !bad(word(&s[n - 8..]));
+    }
+    let w = if n >= 4 {
+        half(&s[..4]) | half(&s[n - 4..]) << 32
+    } else if n > 0 {
+        // Indices 0, n/2 and n-1 cover every byte of one to three.
+        (LANES * u64::from(pad)) & !0xff_ffff
+            | u64::from(s[0])
+            | u64::from(s[n / 2]) << 8
+            | u64::from(s[n - 1]) << 16
+    } else {
+        return true;
+    };
+    !bad(w)
+}
+
 /// A request-target: visible ASCII only, no `#` (fragments are never sent).
 fn is_valid_target(t: &[u8]) -> bool {
-    !t.is_empty() && t.iter().all(|&b| b > 0x20 && b < 0x7f && b != b'#')
+    !t.is_empty() && no_word(t, b'/', |w| any_invisible(w) || any_eq(w, b'#'))
 }
 
 /// A header value we are willing to send: no CR, LF or NUL.
 #[inline]
 pub(crate) fn is_valid_value(v: &[u8]) -> bool {
-    !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    no_word(v, b' ', any_line_break_or_nul)
 }
 
 /// A Host value: visible ASCII only (no whitespace, no CTLs).
 fn is_valid_host(v: &[u8]) -> bool {
-    !v.is_empty() && v.iter().all(|&b| b > 0x20 && b < 0x7f)
+    !v.is_empty() && no_word(v, b'a', any_invisible)
 }
 
 /// Appends `n` in decimal.
@@ -114,6 +191,40 @@ pub(crate) struct Scan<'h> {
     expect_continue: bool,
 }
 
+impl<'h> Scan<'h> {
+    /// Nothing seen yet; `host` is the one to use unless a field gives another.
+    fn new(host: &'h [u8]) -> Self {
+        Scan {
+            host,
+            upgrade: false,
+            close: false,
+            expect_continue: false,
+        }
+    }
+
+    /// Notes what one caller field tells the core; `host_seen` says whether a `Host` field
+    /// came before (the first one wins).
+    #[inline]
+    fn note(&mut self, name: &[u8], value: &'h [u8], host_seen: &mut bool) {
+        match name.len() {
+            4 if !*host_seen && name.eq_ignore_ascii_case(b"host") => {
+                self.host = value;
+                *host_seen = true;
+            }
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade = true,
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                self.close |= value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Checks everything about a request head that can be wrong, before a byte is written, and
 /// gathers the fields the core acts on, in one pass over the caller's fields.
 pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<Scan<'h>, RequestError> {
@@ -123,48 +234,46 @@ pub(crate) fn validate<'h>(head: &RequestHead<'h>) -> Result<Scan<'h>, RequestEr
     if !is_valid_target(head.target.as_bytes()) {
         return Err(RequestError::InvalidTarget);
     }
-    let mut host: Option<&'h [u8]> = None;
-    let (mut upgrade, mut close, mut expect_continue) = (false, false, false);
-    for (name, value) in head.headers.iter() {
-        if !is_token(name.as_bytes()) {
-            return Err(RequestError::InvalidHeaderName(name.to_owned()));
+    let mut scan = Scan::new(head.host.as_bytes());
+    let mut host_seen = false;
+    for (name, value) in head.headers.fields() {
+        if !is_token(name) {
+            return Err(RequestError::InvalidHeaderName(field_name(name)));
         }
         if !is_valid_value(value) {
-            return Err(RequestError::InvalidHeaderValue(name.to_owned()));
+            return Err(RequestError::InvalidHeaderValue(field_name(name)));
         }
-        match name.len() {
-            4 if host.is_none() && name.eq_ignore_ascii_case("host") => host = Some(value),
-            6 if name.eq_ignore_ascii_case("expect") => {
-                expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
-            }
-            7 if name.eq_ignore_ascii_case("upgrade") => upgrade = true,
-            10 if name.eq_ignore_ascii_case("connection") => {
-                close |= value
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-            }
-            _ => {}
-        }
+        scan.note(name, value, &mut host_seen);
     }
-    let host = host.unwrap_or(head.host.as_bytes());
-    if !is_valid_host(host) {
+    if !is_valid_host(scan.host) {
         return Err(RequestError::InvalidHeaderValue("Host".to_owned()));
     }
-    Ok(Scan {
-        host,
-        upgrade,
-        close,
-        expect_continue,
-    })
+    Ok(scan)
+}
+
+/// A field name for an error (names are appended from `&str`, so nothing is lost).
+fn field_name(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+/// The fields the core acts on, for a head validated already ([`validate`]'s pass without
+/// its checks).
+fn scan<'h>(head: &RequestHead<'h>) -> Scan<'h> {
+    let mut scan = Scan::new(head.host.as_bytes());
+    let mut host_seen = false;
+    for (name, value) in head.headers.fields() {
+        scan.note(name, value, &mut host_seen);
+    }
+    scan
 }
 
 /// Fields the encoder writes itself (Host) or owns (framing), so the caller's are skipped.
 #[inline]
-fn is_owned_field(name: &str) -> bool {
+fn is_owned_field(name: &[u8]) -> bool {
     match name.len() {
-        4 => name.eq_ignore_ascii_case("host"),
-        14 => name.eq_ignore_ascii_case("content-length"),
-        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        4 => name.eq_ignore_ascii_case(b"host"),
+        14 => name.eq_ignore_ascii_case(b"content-length"),
+        17 => name.eq_ignore_ascii_case(b"transfer-encoding"),
         _ => false,
     }
 }
@@ -176,13 +285,45 @@ impl ClientConnection {
         body: RequestBody,
         out: &mut Vec<u8>,
     ) -> Result<(), RequestError> {
+        self.check_idle()?;
+        let scan = validate(head)?;
+        self.encode_scanned(head, &scan, body, out);
+        Ok(())
+    }
+
+    /// [`Self::send_request`] for a head whose method, target, `Host` and fields were
+    /// checked already by [`validate_request`](super::validate_request): the agent checks
+    /// each request once, when it is admitted, and writes it later without checking again.
+    /// Only the connection's state is checked here (debug builds check the head again).
+    pub(crate) fn send_validated_request(
+        &mut self,
+        head: &RequestHead<'_>,
+        body: RequestBody,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RequestError> {
+        debug_assert!(validate(head).is_ok(), "the head was validated");
+        self.check_idle()?;
+        self.encode_scanned(head, &scan(head), body, out);
+        Ok(())
+    }
+
+    /// A request head may only be written on a fresh connection or after a reset.
+    fn check_idle(&self) -> Result<(), RequestError> {
         if self.send != SendState::Idle || !matches!(self.recv, RecvState::Idle) {
             return Err(RequestError::WrongState);
         }
-        let scan = validate(head)?;
-        let host = scan.host;
+        Ok(())
+    }
 
-        // Encode. Nothing below can fail.
+    /// Writes a checked head and records what the response side needs. Nothing here can fail.
+    fn encode_scanned(
+        &mut self,
+        head: &RequestHead<'_>,
+        scan: &Scan<'_>,
+        body: RequestBody,
+        out: &mut Vec<u8>,
+    ) {
+        let host = scan.host;
         let headers = head.headers;
         let estimate = head.method.len()
             + head.target.len()
@@ -197,11 +338,11 @@ impl ClientConnection {
         out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
         out.extend_from_slice(host);
         out.extend_from_slice(b"\r\n");
-        for (name, value) in headers.iter() {
+        for (name, value) in headers.fields() {
             if is_owned_field(name) {
                 continue;
             }
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
@@ -242,7 +383,6 @@ impl ClientConnection {
             },
         };
         self.recv = RecvState::Head;
-        Ok(())
     }
 
     pub(crate) fn encode_body(
@@ -309,6 +449,162 @@ impl ClientConnection {
             // Finishing a body that is already complete (or absent) is harmless.
             SendState::Done => Ok(()),
             SendState::Idle => Err(RequestError::WrongState),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Config, Headers};
+
+    /// Checks a word-at-a-time class test against its byte-by-byte definition: every byte
+    /// value at every position of every length up to 24 (all word splits and overlaps), in a
+    /// run of otherwise valid bytes.
+    fn agrees(fast: impl Fn(&[u8]) -> bool, slow: impl Fn(u8) -> bool, filler: u8) {
+        for len in 1..=24usize {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![filler; len];
+                    s[pos] = b;
+                    assert_eq!(fast(&s), slow(b), "byte {b:#04x} at {pos} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn value_check_finds_cr_lf_nul_anywhere() {
+        agrees(is_valid_value, |b| !matches!(b, b'\r' | b'\n' | 0), b'x');
+        assert!(is_valid_value(b""));
+        assert!(is_valid_value(b"\t tab and spaces \x7f\x80\xff"));
+    }
+
+    #[test]
+    fn target_check_takes_visible_ascii_but_hash() {
+        agrees(is_valid_target, |b| b > 0x20 && b < 0x7f && b != b'#', b'/');
+        assert!(!is_valid_target(b""));
+    }
+
+    #[test]
+    fn host_check_takes_visible_ascii() {
+        agrees(is_valid_host, |b| b > 0x20 && b < 0x7f, b'h');
+        assert!(!is_valid_host(b""));
+    }
+
+    fn head<'h>(headers: &'h Headers) -> RequestHead<'h> {
+        RequestHead {
+            method: "POST",
+            target: "/upload?x=1",
+            host: "default.test",
+            headers,
+        }
+    }
+
+    #[test]
+    fn validated_write_matches_the_checked_one() {
+        let mut h = Headers::new();
+        h.append("X-One", b"1");
+        h.append("host", b"given.test:8080");
+        h.append("Host", b"second.test");
+        h.append("Content-Length", b"99");
+        h.append("Expect", b" 100-Continue ");
+        h.append("Connection", b"keep-alive, Close");
+        h.append("Upgrade", b"websocket");
+        h.append("Transfer-Encoding", b"gzip");
+        for body in [
+            RequestBody::None,
+            RequestBody::Length(0),
+            RequestBody::Length(5),
+            RequestBody::Chunked,
+        ] {
+            let (mut a, mut b) = (
+                ClientConnection::new(Config::default()),
+                ClientConnection::new(Config::default()),
+            );
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            a.send_request(&head(&h), body, &mut out_a).unwrap();
+            b.send_validated_request(&head(&h), body, &mut out_b)
+                .unwrap();
+            assert_eq!(out_a, out_b);
+            assert!(out_a.starts_with(
+                b"POST /upload?x=1 HTTP/1.1\r\nHost: given.test:8080\r\nX-One: 1\r\n"
+            ));
+            assert_eq!(a.may_send_body(), b.may_send_body());
+            assert_eq!(format!("{:?}", a.req), format!("{:?}", b.req));
+            assert_eq!(a.send, b.send);
+        }
+    }
+
+    #[test]
+    fn validated_write_still_checks_the_state() {
+        let h = Headers::new();
+        let mut c = ClientConnection::new(Config::default());
+        let mut out = Vec::new();
+        c.send_validated_request(&head(&h), RequestBody::None, &mut out)
+            .unwrap();
+        let len = out.len();
+        assert_eq!(
+            c.send_validated_request(&head(&h), RequestBody::None, &mut out),
+            Err(RequestError::WrongState)
+        );
+        assert_eq!(out.len(), len, "nothing written");
+    }
+
+    #[test]
+    fn hostile_fields_are_refused_with_their_name() {
+        for (name, value, want) in [
+            (
+                "X-Bad",
+                &b"a\r\nInjected: 1"[..],
+                RequestError::InvalidHeaderValue("X-Bad".into()),
+            ),
+            (
+                "X-Long",
+                &[b'v'; 4096][..],
+                RequestError::InvalidHeaderValue("Host".into()),
+            ),
+            (
+                "X-Nul",
+                &b"12345678\0"[..],
+                RequestError::InvalidHeaderValue("X-Nul".into()),
+            ),
+            (
+                "X-Lf",
+                &b"1234567\n"[..],
+                RequestError::InvalidHeaderValue("X-Lf".into()),
+            ),
+            (
+                "Bad Name",
+                &b"v"[..],
+                RequestError::InvalidHeaderName("Bad Name".into()),
+            ),
+            (
+                "",
+                &b"v"[..],
+                RequestError::InvalidHeaderName(String::new()),
+            ),
+            (
+                "Host",
+                &b"a b"[..],
+                RequestError::InvalidHeaderValue("Host".into()),
+            ),
+        ] {
+            let mut h = Headers::new();
+            h.append(name, value);
+            let mut head = head(&h);
+            if name == "X-Long" {
+                // A long valid value, then a Host that is not.
+                head.host = "bad host";
+            }
+            let mut c = ClientConnection::new(Config::default());
+            let mut out = Vec::new();
+            assert_eq!(
+                c.send_request(&head, RequestBody::None, &mut out),
+                Err(want.clone())
+            );
+            assert_eq!(crate::proto::validate_request(&head), Err(want));
+            assert!(out.is_empty());
         }
     }
 }

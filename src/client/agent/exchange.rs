@@ -46,7 +46,13 @@ impl AgentState {
             headers: &self.fields,
         };
         self.scratch.clear();
-        if let Err(e) = conn.proto.send_request(&head, body, &mut self.scratch) {
+        // Checked when the request was admitted (`route::prepare`: the method, target, Host
+        // and the caller's fields, and the User-Agent added; the other added fields are the
+        // agent's own), so only the connection's state is checked here.
+        if let Err(e) = conn
+            .proto
+            .send_validated_request(&head, body, &mut self.scratch)
+        {
             self.fail(ctx, id, Cause::InvalidRequest(e));
             return;
         }

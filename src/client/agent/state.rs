@@ -116,7 +116,10 @@ impl Marks {
     /// connection marks are taken once per loop turn).
     pub(super) fn timing(&self, head: Instant, conn: Option<ConnTiming>) -> Timing {
         let since = |t: Option<Instant>| t.map(|t| t.saturating_duration_since(self.submitted));
-        let queued = since(self.dispatched).unwrap_or_default();
+        let queued = match self.dispatched {
+            Some(t) if t != self.submitted => t.saturating_duration_since(self.submitted),
+            _ => Duration::ZERO,
+        };
         let conn = conn.filter(|_| !self.reused);
         let dns = conn.and_then(|c| since(c.resolved)).map(|d| d.max(queued));
         let connect = conn
@@ -125,9 +128,23 @@ impl Marks {
         let tls = conn
             .and_then(|c| since(c.tls_done))
             .map(|d| d.max(connect.unwrap_or(queued)));
-        let before_send = tls.or(connect).unwrap_or(queued);
-        let request_sent = since(self.sent).unwrap_or_default().max(before_send);
-        let first_byte = since(self.first_byte).unwrap_or_default().max(request_sent);
+        // Phases passed in one loop turn share its instant: a mark equal to the one before
+        // ends where that one did, without another subtraction.
+        let (request_sent, first_byte, head) = if conn.is_none() {
+            let (at, queued) = (self.dispatched.unwrap_or(self.submitted), queued);
+            let (at, sent) = self.after(at, queued, self.sent);
+            let (at, first_byte) = self.after(at, sent, self.first_byte);
+            let (_, head) = self.after(at, first_byte, Some(head));
+            (sent, first_byte, head)
+        } else {
+            let before_send = tls.or(connect).unwrap_or(queued);
+            let sent = since(self.sent).unwrap_or_default().max(before_send);
+            let first_byte = since(self.first_byte).unwrap_or_default().max(sent);
+            let head = head
+                .saturating_duration_since(self.submitted)
+                .max(first_byte);
+            (sent, first_byte, head)
+        };
         Timing {
             queued,
             dns,
@@ -135,12 +152,22 @@ impl Marks {
             tls,
             request_sent,
             first_byte,
-            head: head
-                .saturating_duration_since(self.submitted)
-                .max(first_byte),
+            head,
             redirect: Duration::ZERO,
             reused: self.reused,
             retries: 0,
+        }
+    }
+
+    /// The end of the phase marked `mark` (none: zero, clamped), given that the one before
+    /// was marked `at` and ended at `before`, clamped to end no earlier; and the instant to
+    /// compare the next mark with.
+    #[inline]
+    fn after(&self, at: Instant, before: Duration, mark: Option<Instant>) -> (Instant, Duration) {
+        match mark {
+            Some(t) if t == at => (t, before),
+            Some(t) => (t, t.saturating_duration_since(self.submitted).max(before)),
+            None => (at, before),
         }
     }
 }
