@@ -6,7 +6,8 @@ use std::ops::Range;
 /// Header fields in order, with repeated names kept as separate entries.
 ///
 /// Names are compared case-insensitively. Storage is one byte buffer plus an index, so a cleared
-/// `Headers` is reused without allocating.
+/// `Headers` is reused without allocating. Two lists are equal when they hold the same fields in
+/// the same order (however their storage is laid out).
 ///
 /// ```
 /// use weft::proto::Headers;
@@ -16,8 +17,10 @@ use std::ops::Range;
 /// assert_eq!(h.get("accept"), Some(&b"text/html"[..]));
 /// assert_eq!(h.iter().count(), 2);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
+    /// Names and values; a parsed head's fields keep the separators between them (see
+    /// [`Headers::fill_from_block`]), so only the index says where fields are.
     buf: Vec<u8>,
     index: Vec<(Range<u32>, Range<u32>)>,
 }
@@ -32,6 +35,35 @@ impl Headers {
     pub(crate) fn reserve(&mut self, fields: usize, bytes: usize) {
         self.index.reserve(fields);
         self.buf.reserve(bytes);
+    }
+
+    /// Replaces the fields by those of a parsed head, copying `block` (the bytes that hold them
+    /// all, separators included) in one piece instead of field by field. `fields` gives each
+    /// field's name and value as ranges of `block`. Returns false, leaving the list empty, when
+    /// a range lies outside `block` or the block is too large to index.
+    pub(crate) fn fill_from_block(
+        &mut self,
+        block: &[u8],
+        fields: impl ExactSizeIterator<Item = (Range<usize>, Range<usize>)>,
+    ) -> bool {
+        self.clear();
+        if u32::try_from(block.len()).is_err() {
+            return false;
+        }
+        self.index.reserve(fields.len());
+        let fits = |r: &Range<usize>| r.start <= r.end && r.end <= block.len();
+        for (name, value) in fields {
+            if !(fits(&name) && fits(&value)) {
+                self.index.clear();
+                return false;
+            }
+            self.index.push((
+                name.start as u32..name.end as u32,
+                value.start as u32..value.end as u32,
+            ));
+        }
+        self.buf.extend_from_slice(block);
+        true
     }
 
     /// Appends a field. The caller (or the encoder) validates names and values.
@@ -139,11 +171,22 @@ impl Headers {
         self.buf.capacity()
     }
 
-    /// Bytes of name and value storage in use.
+    /// Bytes of names and values held.
     pub fn byte_len(&self) -> usize {
-        self.buf.len()
+        self.index
+            .iter()
+            .map(|(n, v)| (n.end - n.start + v.end - v.start) as usize)
+            .sum()
     }
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.fields().eq(other.fields())
+    }
+}
+
+impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
