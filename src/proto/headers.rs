@@ -110,9 +110,15 @@ impl Headers {
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.fields()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let name = name.as_bytes();
+        // Lengths first, from the index: most fields are passed over without being sliced.
+        self.index
+            .iter()
+            .filter(move |(n, _)| {
+                (n.end - n.start) as usize == name.len()
+                    && self.buf[n.start as usize..n.end as usize].eq_ignore_ascii_case(name)
+            })
+            .map(|(_, v)| &self.buf[v.start as usize..v.end as usize])
     }
 
     /// Whether a field of that name is present.
@@ -206,5 +212,69 @@ impl<'a> FromIterator<(&'a str, &'a [u8])> for Headers {
             h.append(n, v);
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_with_separators_equals_the_same_fields_appended() {
+        let block = b"Content-Length: 5\r\nX-A:b\r\nx-a: \xff";
+        let mut parsed = Headers::new();
+        let fields = [(0..14, 16..17), (19..22, 23..24), (26..29, 31..32)];
+        assert!(parsed.fill_from_block(block, fields.into_iter()));
+        let appended: Headers = [
+            ("Content-Length", &b"5"[..]),
+            ("X-A", b"b"),
+            ("x-a", b"\xff"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(parsed, appended);
+        assert_eq!(parsed.byte_len(), appended.byte_len());
+        assert_eq!(parsed.byte_len(), 14 + 1 + 3 + 1 + 3 + 1);
+        assert_eq!(parsed.get("content-length"), Some(&b"5"[..]));
+        assert_eq!(parsed.get_all("X-a").collect::<Vec<_>>(), [b"b", b"\xff"]);
+        assert_eq!(parsed.get("x-b"), None);
+        let mut fewer = appended.clone();
+        fewer.remove("x-a");
+        assert_ne!(parsed, fewer);
+    }
+
+    #[test]
+    fn ranges_outside_the_block_are_refused() {
+        let mut h = Headers::new();
+        h.append("Old", b"1");
+        for bad in [
+            (0..2, 3..9),
+            (0..9, 2..3),
+            (Range { start: 3, end: 1 }, 4..5),
+            (
+                Range {
+                    start: usize::MAX,
+                    end: 2,
+                },
+                3..4,
+            ),
+        ] {
+            assert!(!h.fill_from_block(b"A: 12", std::iter::once(bad.clone())));
+            assert!(h.is_empty(), "{bad:?}");
+            assert_eq!(h.byte_len(), 0);
+        }
+        assert!(h.fill_from_block(b"", std::iter::empty()));
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn lookups_match_names_of_the_same_length_only() {
+        let h: Headers = [("ab", &b"1"[..]), ("AB", b"2"), ("abc", b"3"), ("a", b"4")]
+            .into_iter()
+            .collect();
+        assert_eq!(h.get_all("Ab").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(h.get("ABC"), Some(&b"3"[..]));
+        assert_eq!(h.get(""), None);
+        assert!(h.has_token("a", "4"));
     }
 }

@@ -195,6 +195,15 @@ fn lower_eq(bytes: &[u8], lower: &[u8]) -> bool {
     }
 }
 
+/// The usual Content-Length value, digits alone and short enough not to overflow, read without
+/// the list and overflow checks of [`content_length`] (which decides everything else).
+fn plain_number(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, &b| n * 10 + u64::from(b - b'0')))
+}
+
 /// Content-Length as noted over a head's fields.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum NotedLength {
@@ -238,7 +247,10 @@ impl FramingFields {
                 }
             }
             14 if lower_eq(name, b"content-length") => {
-                let n = content_length(std::iter::once(value));
+                let n = match plain_number(value) {
+                    Some(n) => Ok(Some(n)),
+                    None => content_length(std::iter::once(value)),
+                };
                 self.content_length = match (self.content_length, n) {
                     (NotedLength::Absent, Ok(Some(n))) => NotedLength::Valid(n),
                     (NotedLength::Valid(prev), Ok(Some(n))) if prev == n => NotedLength::Valid(n),
@@ -462,6 +474,133 @@ mod tests {
         assert_eq!(head.reason, "Fine");
         let (head, _) = parse_head(b"HTTP/1.1 299 \r\n\r\n", &config, &mut spare).unwrap();
         assert_eq!(head.reason, "");
+    }
+
+    #[test]
+    fn names_compare_a_word_at_a_time_in_any_case() {
+        assert!(lower_eq(b"Connection", b"connection"));
+        assert!(lower_eq(b"CONNECTION", b"connection"));
+        assert!(lower_eq(b"TRANSFER-ENCODINg", b"transfer-encoding"));
+        assert!(lower_eq(b"content-length", b"content-length"));
+        for other in [
+            &b"connectiom"[..],
+            b"connection ",
+            b"connectio",
+            b"transfer_encoding",
+            b"transfer-encodinh",
+            b"Xontent-Length",
+            b"content-lengtX",
+            b"\xe3ontent-length",
+        ] {
+            assert!(!lower_eq(other, b"connection"), "{other:?}");
+            assert!(!lower_eq(other, b"content-length"), "{other:?}");
+            assert!(!lower_eq(other, b"transfer-encoding"), "{other:?}");
+        }
+    }
+
+    /// The decision as it was made before the fields were noted while parsing: by searching
+    /// the parsed fields. Kept here to check the noted version decides the same way.
+    fn framing_by_search(
+        head: &ResponseHead,
+        req: &RequestFacts,
+    ) -> Result<(Framing, bool), ProtocolError> {
+        let h = &head.headers;
+        let close = h.has_token("connection", "close");
+        let ka = h.has_token("connection", "keep-alive");
+        let mut keep_alive = match head.version {
+            Version::Http11 => !close,
+            Version::Http10 => ka && !close,
+        };
+        keep_alive &= !req.close;
+        let status = head.status;
+        if req.head || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok((Framing::NoBody, keep_alive));
+        }
+        if req.connect && (200..300).contains(&status) {
+            return Ok((Framing::NoBody, false));
+        }
+        if h.contains("transfer-encoding") {
+            transfer_coding(h.get_all("transfer-encoding"))?;
+            if h.contains("content-length") || head.version == Version::Http10 {
+                keep_alive = false;
+            }
+            return Ok((Framing::Chunked, keep_alive));
+        }
+        match content_length(h.get_all("content-length"))? {
+            Some(n) => Ok((Framing::Length(n), keep_alive)),
+            None => Ok((Framing::CloseDelimited, false)),
+        }
+    }
+
+    #[test]
+    fn noted_fields_decide_as_a_search_of_the_fields_would() {
+        let many_lengths = "Content-Length: 7\r\n".repeat(128);
+        let fields: &[&str] = &[
+            "",
+            "Content-Length: 5\r\n",
+            "Content-Length: 0\r\n",
+            "content-length: 5\r\nCONTENT-LENGTH: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length: abc\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 9999999999999999999\r\n",
+            "Content-Length: 18446744073709551615\r\n",
+            "Content-Length: 18446744073709551616\r\n",
+            "Content-Length: 00000000000000000000005\r\n",
+            "Transfer-Encoding: chunked\r\n",
+            "TRANSFER-ENCODING: Chunked\r\nContent-Length: abc\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Connection: close\r\nContent-Length: 1\r\n",
+            "Connection: Keep-Alive\r\nContent-Length: 1\r\n",
+            "connection: keep-alive, close\r\nContent-Length: 1\r\n",
+            "Connection: upgrade ,\tKEEP-ALIVE\r\nContent-Length: 1\r\n",
+            "Connection: \u{ff}keep-alive\r\nContent-Length: 1\r\n",
+            "Connection: keep-alive\r\nConnection: close\r\n",
+            "Connectiom: close\r\nContent-Lengtx: 5\r\nTransfer-Encodinx: gzip\r\n",
+            "Keep-Alive: timeout=5\r\nContent-Length: 2\r\n",
+            &many_lengths,
+        ];
+        let requests = [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+        ];
+        let config = Config::default();
+        let mut checked = 0;
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            for status in [200, 101, 204, 304, 404] {
+                for f in fields {
+                    let mut bytes = format!("{version} {status} X\r\n{f}\r\n").into_bytes();
+                    // The obs-text byte itself, not its UTF-8 encoding.
+                    if let Some(i) = bytes.windows(2).position(|w| w == [0xc3, 0xbf]) {
+                        bytes.splice(i..i + 2, [0xff]);
+                    }
+                    let (head, noted) = parse_head(&bytes, &config, &mut Headers::new()).unwrap();
+                    for &(head_req, connect, close) in &requests {
+                        for close in [close, true] {
+                            let req = RequestFacts {
+                                head: head_req,
+                                connect,
+                                close,
+                            };
+                            assert_eq!(
+                                decide_framing(&head, &noted, &req),
+                                framing_by_search(&head, &req),
+                                "{:?} head={head_req} connect={connect} close={close}",
+                                String::from_utf8_lossy(&bytes)
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * fields.len() * 6);
     }
 
     #[test]
