@@ -6,7 +6,8 @@ use std::ops::Range;
 /// Header fields in order, with repeated names kept as separate entries.
 ///
 /// Names are compared case-insensitively. Storage is one byte buffer plus an index, so a cleared
-/// `Headers` is reused without allocating.
+/// `Headers` is reused without allocating. Two lists are equal when they hold the same fields in
+/// the same order (however their storage is laid out).
 ///
 /// ```
 /// use weft::proto::Headers;
@@ -16,8 +17,10 @@ use std::ops::Range;
 /// assert_eq!(h.get("accept"), Some(&b"text/html"[..]));
 /// assert_eq!(h.iter().count(), 2);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
+    /// Names and values; a parsed head's fields keep the separators between them (see
+    /// [`Headers::fill_from_block`]), so only the index says where fields are.
     buf: Vec<u8>,
     index: Vec<(Range<u32>, Range<u32>)>,
 }
@@ -32,6 +35,35 @@ impl Headers {
     pub(crate) fn reserve(&mut self, fields: usize, bytes: usize) {
         self.index.reserve(fields);
         self.buf.reserve(bytes);
+    }
+
+    /// Replaces the fields by those of a parsed head, copying `block` (the bytes that hold them
+    /// all, separators included) in one piece instead of field by field. `fields` gives each
+    /// field's name and value as ranges of `block`. Returns false, leaving the list empty, when
+    /// a range lies outside `block` or the block is too large to index.
+    pub(crate) fn fill_from_block(
+        &mut self,
+        block: &[u8],
+        fields: impl ExactSizeIterator<Item = (Range<usize>, Range<usize>)>,
+    ) -> bool {
+        self.clear();
+        if u32::try_from(block.len()).is_err() {
+            return false;
+        }
+        self.index.reserve(fields.len());
+        let fits = |r: &Range<usize>| r.start <= r.end && r.end <= block.len();
+        for (name, value) in fields {
+            if !(fits(&name) && fits(&value)) {
+                self.index.clear();
+                return false;
+            }
+            self.index.push((
+                name.start as u32..name.end as u32,
+                value.start as u32..value.end as u32,
+            ));
+        }
+        self.buf.extend_from_slice(block);
+        true
     }
 
     /// Appends a field. The caller (or the encoder) validates names and values.
@@ -78,9 +110,15 @@ impl Headers {
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.fields()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v)
+        let name = name.as_bytes();
+        // Lengths first, from the index: most fields are passed over without being sliced.
+        self.index
+            .iter()
+            .filter(move |(n, _)| {
+                (n.end - n.start) as usize == name.len()
+                    && self.buf[n.start as usize..n.end as usize].eq_ignore_ascii_case(name)
+            })
+            .map(|(_, v)| &self.buf[v.start as usize..v.end as usize])
     }
 
     /// Whether a field of that name is present.
@@ -139,11 +177,22 @@ impl Headers {
         self.buf.capacity()
     }
 
-    /// Bytes of name and value storage in use.
+    /// Bytes of names and values held.
     pub fn byte_len(&self) -> usize {
-        self.buf.len()
+        self.index
+            .iter()
+            .map(|(n, v)| (n.end - n.start + v.end - v.start) as usize)
+            .sum()
     }
 }
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.fields().eq(other.fields())
+    }
+}
+
+impl Eq for Headers {}
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,5 +212,69 @@ impl<'a> FromIterator<(&'a str, &'a [u8])> for Headers {
             h.append(n, v);
         }
         h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_with_separators_equals_the_same_fields_appended() {
+        let block = b"Content-Length: 5\r\nX-A:b\r\nx-a: \xff";
+        let mut parsed = Headers::new();
+        let fields = [(0..14, 16..17), (19..22, 23..24), (26..29, 31..32)];
+        assert!(parsed.fill_from_block(block, fields.into_iter()));
+        let appended: Headers = [
+            ("Content-Length", &b"5"[..]),
+            ("X-A", b"b"),
+            ("x-a", b"\xff"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(parsed, appended);
+        assert_eq!(parsed.byte_len(), appended.byte_len());
+        assert_eq!(parsed.byte_len(), 14 + 1 + 3 + 1 + 3 + 1);
+        assert_eq!(parsed.get("content-length"), Some(&b"5"[..]));
+        assert_eq!(parsed.get_all("X-a").collect::<Vec<_>>(), [b"b", b"\xff"]);
+        assert_eq!(parsed.get("x-b"), None);
+        let mut fewer = appended.clone();
+        fewer.remove("x-a");
+        assert_ne!(parsed, fewer);
+    }
+
+    #[test]
+    fn ranges_outside_the_block_are_refused() {
+        let mut h = Headers::new();
+        h.append("Old", b"1");
+        for bad in [
+            (0..2, 3..9),
+            (0..9, 2..3),
+            (Range { start: 3, end: 1 }, 4..5),
+            (
+                Range {
+                    start: usize::MAX,
+                    end: 2,
+                },
+                3..4,
+            ),
+        ] {
+            assert!(!h.fill_from_block(b"A: 12", std::iter::once(bad.clone())));
+            assert!(h.is_empty(), "{bad:?}");
+            assert_eq!(h.byte_len(), 0);
+        }
+        assert!(h.fill_from_block(b"", std::iter::empty()));
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn lookups_match_names_of_the_same_length_only() {
+        let h: Headers = [("ab", &b"1"[..]), ("AB", b"2"), ("abc", b"3"), ("a", b"4")]
+            .into_iter()
+            .collect();
+        assert_eq!(h.get_all("Ab").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(h.get("ABC"), Some(&b"3"[..]));
+        assert_eq!(h.get(""), None);
+        assert!(h.has_token("a", "4"));
     }
 }

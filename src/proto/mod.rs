@@ -398,11 +398,12 @@ impl ClientConnection {
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         if base == 0
-            && let Ok(Some((end, head))) = response::parse_head_prefix(window, config, spare)
+            && let Ok(Some((end, head, fields))) =
+                response::parse_head_prefix(window, config, spare)
         {
             debug_assert_eq!(response::find_blank_line(&[], window, false), Some(end));
             self.leading_blank = 0;
-            return self.on_head(head, i + end);
+            return self.on_head(head, &fields, i + end);
         }
         let Some(end) = response::find_blank_line(&self.head_buf, window, false) else {
             if base + rest.len() > max {
@@ -411,7 +412,7 @@ impl ClientConnection {
             self.head_buf.extend_from_slice(rest);
             return Ok((len, Event::NeedMore));
         };
-        let head = if base == 0 {
+        let (head, fields) = if base == 0 {
             response::parse_head(&rest[..end], config, spare)?
         } else {
             self.head_buf.extend_from_slice(&rest[..end]);
@@ -419,13 +420,15 @@ impl ClientConnection {
         };
         self.head_buf.clear();
         self.leading_blank = 0;
-        self.on_head(head, i + end)
+        self.on_head(head, &fields, i + end)
     }
 
-    /// Acts on a parsed head that took `consumed` bytes of the current input.
+    /// Acts on a parsed head that took `consumed` bytes of the current input; `fields` is what
+    /// its fields said about framing.
     fn on_head<'a>(
         &mut self,
         head: ResponseHead,
+        fields: &response::FramingFields,
         consumed: usize,
     ) -> Result<(usize, Event<'a>), ProtocolError> {
         if head.status == 101 && !self.req.upgrade {
@@ -447,7 +450,7 @@ impl ClientConnection {
             connect: self.req.connect,
             close: self.req.close,
         };
-        let (framing, mut keep_alive) = response::decide_framing(&head, &facts)?;
+        let (framing, mut keep_alive) = response::decide_framing(&head, fields, &facts)?;
         if head.status == 101 {
             keep_alive = false;
         }

@@ -72,25 +72,25 @@ pub(crate) fn parse_head(
     bytes: &[u8],
     config: &Config,
     spare: &mut Headers,
-) -> Result<ResponseHead, ProtocolError> {
+) -> Result<(ResponseHead, FramingFields), ProtocolError> {
     match parse_head_prefix(bytes, config, spare)? {
-        Some((n, head)) => {
+        Some((n, head, fields)) => {
             debug_assert_eq!(n, bytes.len());
-            Ok(head)
+            Ok((head, fields))
         }
         // The caller found a blank line after the status line, so this cannot be short.
         None => Err(ProtocolError::InvalidStatusLine),
     }
 }
 
-/// Parses a response head at the start of `bytes`: its length and the head, or `None` when
-/// `bytes` holds only part of a head. The head's fields take `spare` (left empty) when a head
-/// is returned.
+/// Parses a response head at the start of `bytes`: its length, the head and what its fields
+/// say about framing, or `None` when `bytes` holds only part of a head. The head's fields take
+/// `spare` (left empty) when a head is returned.
 pub(crate) fn parse_head_prefix(
     bytes: &[u8],
     config: &Config,
     spare: &mut Headers,
-) -> Result<Option<(usize, ResponseHead)>, ProtocolError> {
+) -> Result<Option<(usize, ResponseHead, FramingFields)>, ProtocolError> {
     // Uninitialized slots: no 4 KiB memset per head on the hot path.
     let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
     let mut heap;
@@ -118,26 +118,149 @@ pub(crate) fn parse_head_prefix(
     if !(100..=599).contains(&status) {
         return Err(ProtocolError::InvalidStatusLine);
     }
-    let mut headers = std::mem::take(spare);
-    headers.clear();
-    let bytes = resp
-        .headers
-        .iter()
-        .map(|h| h.name.len() + h.value.len())
-        .sum();
-    headers.reserve(resp.headers.len(), bytes);
+    let mut framing = FramingFields::default();
     for h in resp.headers.iter() {
+        framing.note(h.name.as_bytes(), h.value);
+    }
+    let mut headers = std::mem::take(spare);
+    copy_fields(&mut headers, bytes, resp.headers);
+    let head = ResponseHead {
+        version,
+        status,
+        reason: reason_phrase(status, resp.reason.unwrap_or("")),
+        headers,
+    };
+    Ok(Some((len, head, framing)))
+}
+
+/// Replaces `headers`' fields by httparse's `fields`, which are slices of `bytes`: the block
+/// from the first name to the last value is copied in one piece (one copy, not two per field)
+/// and each field is found in it by its offset in `bytes`.
+fn copy_fields(headers: &mut Headers, bytes: &[u8], fields: &[httparse::Header<'_>]) {
+    let base = bytes.as_ptr() as usize;
+    // Wrapping: a slice outside `bytes` gives a range `fill_from_block` refuses, not a panic.
+    let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
+    let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
+        headers.clear();
+        return;
+    };
+    let start = offset(first.name.as_bytes());
+    let end = offset(last.value).wrapping_add(last.value.len());
+    let ranges = fields.iter().map(|h| {
+        let n = offset(h.name.as_bytes()).wrapping_sub(start);
+        let v = offset(h.value).wrapping_sub(start);
+        (
+            n..n.wrapping_add(h.name.len()),
+            v..v.wrapping_add(h.value.len()),
+        )
+    });
+    if start <= end && end <= bytes.len() && headers.fill_from_block(&bytes[start..end], ranges) {
+        return;
+    }
+    // Only if httparse handed out a field that is not a slice of the input: copy field by field.
+    headers.clear();
+    let size = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
+    headers.reserve(fields.len(), size);
+    for h in fields {
         headers.append(h.name, h.value);
     }
-    Ok(Some((
-        len,
-        ResponseHead {
-            version,
-            status,
-            reason: reason_phrase(status, resp.reason.unwrap_or("")),
-            headers,
-        },
-    )))
+}
+
+/// Whether `bytes` equals `lower` (lowercase letters and `-`, at least 8 bytes) in any letter
+/// case, compared 8 bytes at a time. Exact for bytes httparse accepted in a field name or value:
+/// setting bit 0x20 maps only `A`..`Z` onto letters and only CR onto `-`, and those hold no CR.
+fn lower_eq(bytes: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let len = lower.len();
+    debug_assert!(len >= 8);
+    if bytes.len() != len || len < 8 {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s[at..]
+            .first_chunk::<8>()
+            .map_or(0, |w| u64::from_le_bytes(*w))
+    };
+    let mut at = 0;
+    loop {
+        // The last word may overlap the one before.
+        let at_word = at.min(len - 8);
+        if word(bytes, at_word) | CASE != word(lower, at_word) {
+            return false;
+        }
+        if at_word + 8 >= len {
+            return true;
+        }
+        at += 8;
+    }
+}
+
+/// The usual Content-Length value, digits alone and short enough not to overflow, read without
+/// the list and overflow checks of [`content_length`] (which decides everything else).
+fn plain_number(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(value.iter().fold(0, |n, &b| n * 10 + u64::from(b - b'0')))
+}
+
+/// Content-Length as noted over a head's fields.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum NotedLength {
+    /// No Content-Length field.
+    #[default]
+    Absent,
+    /// Every Content-Length value (lines and list members) is this number.
+    Valid(u64),
+    /// A value is not a number, or two values differ: [`ProtocolError::InvalidContentLength`]
+    /// if the framing depends on it.
+    Invalid,
+}
+
+/// What framing and persistence depend on, noted in the pass that copies a head's fields, so
+/// that [`decide_framing`] does not search them again.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FramingFields {
+    /// A `close` token in Connection.
+    close: bool,
+    /// A `keep-alive` token in Connection.
+    keep_alive: bool,
+    /// A Transfer-Encoding field (its list is checked only when the framing depends on it).
+    transfer_encoding: bool,
+    content_length: NotedLength,
+}
+
+impl FramingFields {
+    /// Notes one field of a head httparse accepted. Names are compared by length first, so
+    /// unrelated fields cost almost nothing.
+    fn note(&mut self, name: &[u8], value: &[u8]) {
+        match name.len() {
+            10 if lower_eq(name, b"connection") => {
+                if lower_eq(value, b"keep-alive") {
+                    self.keep_alive = true;
+                    return;
+                }
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_ows(token);
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            14 if lower_eq(name, b"content-length") => {
+                let n = match plain_number(value) {
+                    Some(n) => Ok(Some(n)),
+                    None => content_length(std::iter::once(value)),
+                };
+                self.content_length = match (self.content_length, n) {
+                    (NotedLength::Absent, Ok(Some(n))) => NotedLength::Valid(n),
+                    (NotedLength::Valid(prev), Ok(Some(n))) if prev == n => NotedLength::Valid(n),
+                    _ => NotedLength::Invalid,
+                };
+            }
+            17 if lower_eq(name, b"transfer-encoding") => self.transfer_encoding = true,
+            _ => {}
+        }
+    }
 }
 
 /// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
@@ -283,32 +406,16 @@ pub(crate) struct RequestFacts {
     pub close: bool,
 }
 
-/// Decides framing and persistence of a final response (RFC 9112 sections 6.3 and 9.3).
+/// Decides framing and persistence of a final response (RFC 9112 sections 6.3 and 9.3) from
+/// what its fields said (`fields`, noted while parsing it).
 pub(crate) fn decide_framing(
     head: &ResponseHead,
+    fields: &FramingFields,
     req: &RequestFacts,
 ) -> Result<(Framing, bool), ProtocolError> {
-    let h = &head.headers;
-    // One pass over the fields for everything framing and persistence depend on; names are
-    // compared by length first, so unrelated fields cost almost nothing.
-    let (mut close, mut ka, mut has_te, mut has_cl) = (false, false, false, false);
-    for (name, value) in h.fields() {
-        match name.len() {
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(|&b| b == b',') {
-                    let token = trim_ows(token);
-                    close |= token.eq_ignore_ascii_case(b"close");
-                    ka |= token.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-            14 if name.eq_ignore_ascii_case(b"content-length") => has_cl = true,
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => has_te = true,
-            _ => {}
-        }
-    }
     let mut keep_alive = match head.version {
-        Version::Http11 => !close,
-        Version::Http10 => ka && !close,
+        Version::Http11 => !fields.close,
+        Version::Http10 => fields.keep_alive && !fields.close,
     };
     if req.close {
         keep_alive = false;
@@ -321,18 +428,19 @@ pub(crate) fn decide_framing(
         // The connection becomes a tunnel; the caller takes the bytes that follow.
         return Ok((Framing::NoBody, false));
     }
-    if has_te {
-        transfer_coding(h.get_all("transfer-encoding"))?;
-        if has_cl || head.version == Version::Http10 {
+    if fields.transfer_encoding {
+        transfer_coding(head.headers.get_all("transfer-encoding"))?;
+        if fields.content_length != NotedLength::Absent || head.version == Version::Http10 {
             // Smuggling indicator or faulty framing: decode by TE, then close.
             keep_alive = false;
         }
         return Ok((Framing::Chunked, keep_alive));
     }
-    if has_cl && let Some(n) = content_length(h.get_all("content-length"))? {
-        return Ok((Framing::Length(n), keep_alive));
+    match fields.content_length {
+        NotedLength::Valid(n) => Ok((Framing::Length(n), keep_alive)),
+        NotedLength::Invalid => Err(ProtocolError::InvalidContentLength),
+        NotedLength::Absent => Ok((Framing::CloseDelimited, false)),
     }
-    Ok((Framing::CloseDelimited, false))
 }
 
 #[cfg(test)]
@@ -356,15 +464,143 @@ mod tests {
         let mut spare = Headers::new();
         spare.append("Old", b"field");
         let cap = spare.capacity();
-        let head = parse_head(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\n", &config, &mut spare).unwrap();
+        let (head, _) =
+            parse_head(b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\n", &config, &mut spare).unwrap();
         assert_eq!(head.headers.iter().collect::<Vec<_>>(), [("A", &b"1"[..])]);
         assert_eq!(head.headers.capacity(), cap);
         assert_eq!(spare.capacity(), 0);
         assert!(matches!(head.reason, Cow::Borrowed("OK")));
-        let head = parse_head(b"HTTP/1.1 200 Fine\r\n\r\n", &config, &mut spare).unwrap();
+        let (head, _) = parse_head(b"HTTP/1.1 200 Fine\r\n\r\n", &config, &mut spare).unwrap();
         assert_eq!(head.reason, "Fine");
-        let head = parse_head(b"HTTP/1.1 299 \r\n\r\n", &config, &mut spare).unwrap();
+        let (head, _) = parse_head(b"HTTP/1.1 299 \r\n\r\n", &config, &mut spare).unwrap();
         assert_eq!(head.reason, "");
+    }
+
+    #[test]
+    fn names_compare_a_word_at_a_time_in_any_case() {
+        assert!(lower_eq(b"Connection", b"connection"));
+        assert!(lower_eq(b"CONNECTION", b"connection"));
+        assert!(lower_eq(b"TRANSFER-ENCODINg", b"transfer-encoding"));
+        assert!(lower_eq(b"content-length", b"content-length"));
+        for other in [
+            &b"connectiom"[..],
+            b"connection ",
+            b"connectio",
+            b"transfer_encoding",
+            b"transfer-encodinh",
+            b"Xontent-Length",
+            b"content-lengtX",
+            b"\xe3ontent-length",
+        ] {
+            assert!(!lower_eq(other, b"connection"), "{other:?}");
+            assert!(!lower_eq(other, b"content-length"), "{other:?}");
+            assert!(!lower_eq(other, b"transfer-encoding"), "{other:?}");
+        }
+    }
+
+    /// The decision as it was made before the fields were noted while parsing: by searching
+    /// the parsed fields. Kept here to check the noted version decides the same way.
+    fn framing_by_search(
+        head: &ResponseHead,
+        req: &RequestFacts,
+    ) -> Result<(Framing, bool), ProtocolError> {
+        let h = &head.headers;
+        let close = h.has_token("connection", "close");
+        let ka = h.has_token("connection", "keep-alive");
+        let mut keep_alive = match head.version {
+            Version::Http11 => !close,
+            Version::Http10 => ka && !close,
+        };
+        keep_alive &= !req.close;
+        let status = head.status;
+        if req.head || (100..200).contains(&status) || status == 204 || status == 304 {
+            return Ok((Framing::NoBody, keep_alive));
+        }
+        if req.connect && (200..300).contains(&status) {
+            return Ok((Framing::NoBody, false));
+        }
+        if h.contains("transfer-encoding") {
+            transfer_coding(h.get_all("transfer-encoding"))?;
+            if h.contains("content-length") || head.version == Version::Http10 {
+                keep_alive = false;
+            }
+            return Ok((Framing::Chunked, keep_alive));
+        }
+        match content_length(h.get_all("content-length"))? {
+            Some(n) => Ok((Framing::Length(n), keep_alive)),
+            None => Ok((Framing::CloseDelimited, false)),
+        }
+    }
+
+    #[test]
+    fn noted_fields_decide_as_a_search_of_the_fields_would() {
+        let many_lengths = "Content-Length: 7\r\n".repeat(128);
+        let fields: &[&str] = &[
+            "",
+            "Content-Length: 5\r\n",
+            "Content-Length: 0\r\n",
+            "content-length: 5\r\nCONTENT-LENGTH: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: 5,\r\n",
+            "Content-Length: abc\r\n",
+            "Content-Length: \r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 9999999999999999999\r\n",
+            "Content-Length: 18446744073709551615\r\n",
+            "Content-Length: 18446744073709551616\r\n",
+            "Content-Length: 00000000000000000000005\r\n",
+            "Transfer-Encoding: chunked\r\n",
+            "TRANSFER-ENCODING: Chunked\r\nContent-Length: abc\r\n",
+            "Transfer-Encoding: gzip\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Connection: close\r\nContent-Length: 1\r\n",
+            "Connection: Keep-Alive\r\nContent-Length: 1\r\n",
+            "connection: keep-alive, close\r\nContent-Length: 1\r\n",
+            "Connection: upgrade ,\tKEEP-ALIVE\r\nContent-Length: 1\r\n",
+            "Connection: \u{ff}keep-alive\r\nContent-Length: 1\r\n",
+            "Connection: keep-alive\r\nConnection: close\r\n",
+            "Connectiom: close\r\nContent-Lengtx: 5\r\nTransfer-Encodinx: gzip\r\n",
+            "Keep-Alive: timeout=5\r\nContent-Length: 2\r\n",
+            &many_lengths,
+        ];
+        let requests = [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+        ];
+        let config = Config::default();
+        let mut checked = 0;
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            for status in [200, 101, 204, 304, 404] {
+                for f in fields {
+                    let mut bytes = format!("{version} {status} X\r\n{f}\r\n").into_bytes();
+                    // The obs-text byte itself, not its UTF-8 encoding.
+                    if let Some(i) = bytes.windows(2).position(|w| w == [0xc3, 0xbf]) {
+                        bytes.splice(i..i + 2, [0xff]);
+                    }
+                    let (head, noted) = parse_head(&bytes, &config, &mut Headers::new()).unwrap();
+                    for &(head_req, connect, close) in &requests {
+                        for close in [close, true] {
+                            let req = RequestFacts {
+                                head: head_req,
+                                connect,
+                                close,
+                            };
+                            assert_eq!(
+                                decide_framing(&head, &noted, &req),
+                                framing_by_search(&head, &req),
+                                "{:?} head={head_req} connect={connect} close={close}",
+                                String::from_utf8_lossy(&bytes)
+                            );
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 5 * fields.len() * 6);
     }
 
     #[test]
