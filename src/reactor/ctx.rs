@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::Interest;
 use mio::net::TcpListener;
 
-use super::conn::{Conn, ConnTiming, End, State};
+use super::conn::{Conn, ConnTiming, End, State, Tls};
 use super::dns::{Resolver, SharedResolver};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
@@ -380,9 +380,10 @@ impl Ctx {
             self.finish(conn, End::io(&e));
             return;
         }
-        c.plain_left = c.pending();
-        c.tls = Some(Box::new(stage));
-        c.upgrading = true;
+        let mut tls = Tls::new(stage);
+        tls.plain_left = c.pending();
+        tls.upgrading = true;
+        c.tls = Some(tls);
         if c.eof {
             // The read path reports it; no readiness event may come for it.
             self.deferred.push_back(Deferred::TryRead(conn));
@@ -432,7 +433,7 @@ impl Ctx {
         let c = self.conns.get_mut(conn).expect("checked open above");
         let previous = c.auto_handler.replace(handler);
         c.owner = handler;
-        c.unread = unread.into_boxed_slice();
+        c.unread = (!unread.is_empty()).then(|| Box::new(unread));
         c.paused = false;
         // Nothing reaches the new owner before its `connection_made`.
         c.made = false;

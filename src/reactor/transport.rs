@@ -53,7 +53,7 @@ impl Ctx {
         let tls_flushed = conn
             .tls
             .as_ref()
-            .is_none_or(|t| conn.close_notify_sent && !t.wants_write());
+            .is_none_or(|t| t.close_notify_sent && !t.wants_write());
         if conn.closing && conn.state == State::Open && pending == 0 && tls_flushed {
             self.finish(id, End::Lost(Disconnect::ClosedLocally));
             return;
@@ -70,9 +70,15 @@ impl Ctx {
             State::Resolving => return,
             State::Connecting => true,
             State::Handshaking | State::Open => {
-                conn.plain_left > 0
-                    || conn.tls.as_ref().is_some_and(|t| t.wants_write())
-                    || (conn.state == State::Open && !conn.upgrading && conn.pending() > 0)
+                let open = conn.state == State::Open;
+                match conn.tls.as_ref() {
+                    Some(t) => {
+                        t.plain_left > 0
+                            || t.wants_write()
+                            || (open && !t.upgrading && conn.pending() > 0)
+                    }
+                    None => open && conn.pending() > 0,
+                }
             }
         };
         let interest = if want_write {
@@ -114,12 +120,12 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         }
         return Ok(());
     };
-    if conn.plain_left > 0 {
+    if tls.plain_left > 0 {
         // Written before `start_tls`: plaintext, and before the ClientHello.
-        let n = write_raw(sock, &conn.wbuf[conn.wpos..conn.wpos + conn.plain_left])?;
+        let n = write_raw(sock, &conn.wbuf[conn.wpos..conn.wpos + tls.plain_left])?;
         conn.wpos += n;
-        conn.plain_left -= n;
-        if conn.plain_left > 0 {
+        tls.plain_left -= n;
+        if tls.plain_left > 0 {
             return Ok(());
         }
     }
@@ -134,7 +140,7 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         }
         // Plaintext waits in `wbuf` until the handshake is done (so it counts for
         // `write_full`), rather than piling up inside rustls.
-        if conn.state != State::Open || conn.upgrading {
+        if conn.state != State::Open || tls.upgrading {
             return Ok(());
         }
         let pending = conn.wbuf.len() - conn.wpos;
@@ -142,9 +148,9 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
             let n = pending.min(TLS_CHUNK);
             tls.write_plaintext(&conn.wbuf[conn.wpos..conn.wpos + n])?;
             conn.wpos += n;
-        } else if conn.closing && !conn.close_notify_sent {
+        } else if conn.closing && !tls.close_notify_sent {
             tls.send_close_notify();
-            conn.close_notify_sent = true;
+            tls.close_notify_sent = true;
         } else {
             return Ok(());
         }
@@ -226,8 +232,7 @@ impl Reactor {
             };
             let deliverable = conn.made && !conn.paused && !conn.closing;
             // Bytes a previous owner read but left (`Ctx::hand_over`) come before any other.
-            if deliverable && !conn.unread.is_empty() {
-                let unread = std::mem::take(&mut conn.unread);
+            if deliverable && let Some(unread) = conn.unread.take() {
                 let owner = conn.owner;
                 dispatch(ctx, owner, |p, ctx| p.data_received(ctx, id, &unread));
                 ctx.flush_dirty();
@@ -264,14 +269,14 @@ impl Reactor {
                 State::Handshaking => {}
                 // The handshake of `start_tls` goes on while paused or closing.
                 State::Open => {
-                    if !deliverable && !conn.upgrading {
+                    if !deliverable && !conn.upgrading() {
                         return;
                     }
                 }
             }
             if conn.eof {
                 let reason = match &conn.tls {
-                    _ if conn.upgrading => Disconnect::Failed(TransportError::Io(
+                    _ if conn.upgrading() => Disconnect::Failed(TransportError::Io(
                         io::ErrorKind::UnexpectedEof,
                         "the peer closed the connection during the TLS handshake".to_string(),
                     )),
@@ -355,7 +360,7 @@ fn read_tls(ctx: &mut Ctx, id: ConnId) -> Step {
                 ctx.handshake_done(id);
                 return Step::Stop;
             }
-            if conn.upgrading && !tls.is_handshaking() {
+            if tls.upgrading && !tls.is_handshaking() {
                 // Likewise for `tls_started`.
                 ctx.upgrade_done(id);
                 return Step::Stop;
