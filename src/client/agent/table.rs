@@ -9,51 +9,183 @@
 //! slab is one large array, grown in place by the allocator (a quarter at a time once large,
 //! see [`reserve_for_one`]) and given back whole once empty.
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
+use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-use crate::reactor::reserve_for_one;
+use crate::reactor::{ConnId, reserve_for_one};
 
-/// Entries keyed by `K`, stored in a slab; the hash index maps keys to slab positions.
-pub(super) struct SlabMap<K, V> {
+/// Entries keyed by `K`, stored in a slab; the index `I` maps keys to slab positions: a hash
+/// table by default, an array for keys that carry a reactor slot ([`SlotIndex`]).
+pub(super) struct SlabMap<K, V, I = FxHashMap<K, u32>> {
     slots: Slab<V>,
-    index: FxHashMap<K, u32>,
+    index: I,
+    _key: PhantomData<K>,
 }
 
-impl<K, V> Default for SlabMap<K, V> {
+impl<K, V, I: Default> Default for SlabMap<K, V, I> {
     fn default() -> Self {
         SlabMap {
             slots: Slab::new(),
-            index: FxHashMap::default(),
+            index: I::default(),
+            _key: PhantomData,
         }
     }
 }
 
-impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
+/// How a [`SlabMap`] finds the slab position of a key.
+pub(super) trait KeyIndex<K> {
+    fn find(&self, key: &K) -> Option<u32>;
+    /// The position of `key` if it is there; else records the one `add` gives.
+    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32>;
+    fn remove(&mut self, key: &K) -> Option<u32>;
+    /// Gives back memory once the index is mostly empty (amortised O(1)).
+    fn tidy(&mut self);
+}
+
+impl<K: Copy + Eq + Hash> KeyIndex<K> for FxHashMap<K, u32> {
+    fn find(&self, key: &K) -> Option<u32> {
+        self.get(key).copied()
+    }
+
+    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32> {
+        // One hash of the key, whether it is there or not.
+        match self.entry(key) {
+            Entry::Occupied(e) => Some(*e.get()),
+            Entry::Vacant(e) => {
+                e.insert(add());
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        HashMap::remove(self, key)
+    }
+
+    fn tidy(&mut self) {
+        // Shrunk once a quarter full, so the cost stays amortised O(1).
+        if self.capacity() > KEPT && self.len() * 4 < self.capacity() {
+            self.shrink_to(self.len() * 2);
+        }
+    }
+}
+
+/// A key that names a reactor slot and its generation (never 0).
+pub(super) trait Slotted {
+    fn reactor_slot(&self) -> (usize, u32);
+}
+
+impl Slotted for ConnId {
+    fn reactor_slot(&self) -> (usize, u32) {
+        ConnId::slot(*self)
+    }
+}
+
+/// An index by the reactor slot a key carries: an array lookup and a generation check where
+/// a hash table hashed and probed, on each of the dozen lookups of a connection per request.
+/// It takes 8 bytes per reactor slot up to the highest in use: the reactor's own slots are
+/// tens of times larger.
+#[derive(Default)]
+pub(super) struct SlotIndex {
+    /// By reactor slot: the generation of the key there (0: none) and its slab position.
+    at: Vec<(u32, u32)>,
+    /// Entries in `at`.
+    len: usize,
+    /// Keys whose slot in `at` was taken: an entry kept after the reactor let its slot go
+    /// (a connection lost with bytes still stashed for a paused body) and a newer
+    /// connection in that slot.
+    overflow: FxHashMap<(usize, u32), u32>,
+}
+
+impl<K: Slotted> KeyIndex<K> for SlotIndex {
+    fn find(&self, key: &K) -> Option<u32> {
+        let (slot, generation) = key.reactor_slot();
+        match self.at.get(slot) {
+            Some(&(g, at)) if g == generation && g != 0 => Some(at),
+            _ if self.overflow.is_empty() => None,
+            _ => self.overflow.get(&(slot, generation)).copied(),
+        }
+    }
+
+    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32> {
+        if let Some(at) = self.find(&key) {
+            return Some(at);
+        }
+        let (slot, generation) = key.reactor_slot();
+        if slot >= self.at.len() {
+            self.at.resize(slot + 1, (0, 0));
+        }
+        if self.at[slot].0 == 0 {
+            self.at[slot] = (generation, add());
+            self.len += 1;
+        } else {
+            self.overflow.insert((slot, generation), add());
+        }
+        None
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        let (slot, generation) = key.reactor_slot();
+        match self.at.get(slot) {
+            Some(&(g, at)) if g == generation && g != 0 => {
+                self.at[slot] = (0, 0);
+                self.len -= 1;
+                Some(at)
+            }
+            _ => self.overflow.remove(&(slot, generation)),
+        }
+    }
+
+    fn tidy(&mut self) {
+        if self.overflow.is_empty() && self.overflow.capacity() > 0 {
+            self.overflow = FxHashMap::default();
+        }
+        if self.len == 0 {
+            if self.at.capacity() > KEPT {
+                self.at = Vec::new();
+            } else {
+                self.at.clear();
+            }
+            return;
+        }
+        // Each slot dropped here was pushed once: amortised O(1).
+        while self.at.last().is_some_and(|e| e.0 == 0) {
+            self.at.pop();
+        }
+        if self.at.capacity() > KEPT && self.at.len() * 4 < self.at.capacity() {
+            self.at.shrink_to(self.at.len() * 2);
+        }
+    }
+}
+
+impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
     pub(super) fn get(&self, key: &K) -> Option<&V> {
-        let &at = self.index.get(key)?;
+        let at = self.index.find(key)?;
         self.slots.get(at as usize)
     }
 
     pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let &at = self.index.get(key)?;
+        let at = self.index.find(key)?;
         self.slots.get_mut(at as usize)
     }
 
     /// Adds `value` under `key`, replacing (and dropping) any value already there.
     pub(super) fn insert(&mut self, key: K, value: V) {
-        // One hash of the key, whether it is there or not.
-        match self.index.entry(key) {
-            Entry::Occupied(e) => self.slots[*e.get() as usize] = value,
-            Entry::Vacant(e) => {
-                reserve_for_one(&mut self.slots);
-                // Positions fit in u32: as many entries would be as many open sockets or
-                // requests in flight, far beyond what one reactor can hold.
-                e.insert(self.slots.insert(value) as u32);
-            }
+        let slots = &mut self.slots;
+        let mut value = Some(value);
+        let found = self.index.find_or_add(key, || {
+            reserve_for_one(slots);
+            // Positions fit in u32: as many entries would be as many open sockets or
+            // requests in flight, far beyond what one reactor can hold.
+            slots.insert(value.take().expect("added once")) as u32
+        });
+        if let (Some(at), Some(value)) = (found, value) {
+            self.slots[at as usize] = value;
         }
     }
 
@@ -64,17 +196,16 @@ impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
             // Nothing left to keep in place: the burst's array goes back to the system.
             self.slots = Slab::new();
         }
-        // The index shrinks once a quarter full, so the cost stays amortised O(1).
-        if self.index.capacity() > KEPT && self.index.len() * 4 < self.index.capacity() {
-            self.index.shrink_to(self.index.len() * 2);
-        }
+        self.index.tidy();
         value
     }
 
     pub(super) fn len(&self) -> usize {
         self.slots.len()
     }
+}
 
+impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
     pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
         self.index.keys()
     }
@@ -282,5 +413,61 @@ mod tests {
             "index kept {}",
             map.index.capacity()
         );
+    }
+    /// A key with its own reactor slot and generation.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Slot(usize, u32);
+
+    impl Slotted for Slot {
+        fn reactor_slot(&self) -> (usize, u32) {
+            (self.0, self.1)
+        }
+    }
+
+    #[test]
+    fn slot_indexed_entries_check_the_generation_and_share_a_slot() {
+        let mut map: SlabMap<Slot, &str, SlotIndex> = SlabMap::default();
+        map.insert(Slot(3, 1), "a");
+        map.insert(Slot(0, 1), "b");
+        assert_eq!(map.get(&Slot(3, 1)), Some(&"a"));
+        // An older or newer generation of the slot is another key.
+        assert_eq!(map.get(&Slot(3, 2)), None);
+        assert_eq!(map.get(&Slot(9, 1)), None);
+        // A newer connection in a slot whose old entry is kept: both are found.
+        map.insert(Slot(3, 2), "c");
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get(&Slot(3, 1)), Some(&"a"));
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"c"));
+        map.insert(Slot(3, 2), "d");
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"d"));
+        assert_eq!(map.remove(&Slot(3, 1)), Some("a"));
+        assert_eq!(map.remove(&Slot(3, 1)), None);
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"d"));
+        *map.get_mut(&Slot(0, 1)).expect("present") = "e";
+        assert_eq!(map.remove(&Slot(0, 1)), Some("e"));
+        assert_eq!(map.remove(&Slot(3, 2)), Some("d"));
+        assert_eq!(map.len(), 0);
+        assert!(map.index.at.is_empty() && map.index.overflow.capacity() == 0);
+    }
+
+    #[test]
+    fn a_slot_index_gives_its_memory_back() {
+        let mut map: SlabMap<Slot, u64, SlotIndex> = SlabMap::default();
+        for i in 0..10_000 {
+            map.insert(Slot(i, 1), 0);
+        }
+        // The high slots go first: the array shrinks with them.
+        for i in (10..10_000).rev() {
+            map.remove(&Slot(i, 1));
+        }
+        assert!(
+            map.index.at.capacity() < 100,
+            "kept {}",
+            map.index.at.capacity()
+        );
+        for i in 0..10 {
+            map.remove(&Slot(i, 1));
+        }
+        assert_eq!(map.index.at.capacity(), 0);
     }
 }
