@@ -40,8 +40,8 @@ impl<K, V, I: Default> Default for SlabMap<K, V, I> {
 /// How a [`SlabMap`] finds the slab position of a key.
 pub(super) trait KeyIndex<K> {
     fn find(&self, key: &K) -> Option<u32>;
-    /// The position of `key` if it is there; else records the one `add` gives.
-    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32>;
+    /// The position of `key` if it is there; else records `new` for it.
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32>;
     fn remove(&mut self, key: &K) -> Option<u32>;
     /// Gives back memory once the index is mostly empty (amortised O(1)).
     fn tidy(&mut self);
@@ -52,12 +52,12 @@ impl<K: Copy + Eq + Hash> KeyIndex<K> for FxHashMap<K, u32> {
         self.get(key).copied()
     }
 
-    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32> {
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
         // One hash of the key, whether it is there or not.
         match self.entry(key) {
             Entry::Occupied(e) => Some(*e.get()),
             Entry::Vacant(e) => {
-                e.insert(add());
+                e.insert(new);
                 None
             }
         }
@@ -112,7 +112,7 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
         }
     }
 
-    fn find_or_add(&mut self, key: K, add: impl FnOnce() -> u32) -> Option<u32> {
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
         if let Some(at) = self.find(&key) {
             return Some(at);
         }
@@ -121,10 +121,10 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
             self.at.resize(slot + 1, (0, 0));
         }
         if self.at[slot].0 == 0 {
-            self.at[slot] = (generation, add());
+            self.at[slot] = (generation, new);
             self.len += 1;
         } else {
-            self.overflow.insert((slot, generation), add());
+            self.overflow.insert((slot, generation), new);
         }
         None
     }
@@ -176,16 +176,16 @@ impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
 
     /// Adds `value` under `key`, replacing (and dropping) any value already there.
     pub(super) fn insert(&mut self, key: K, value: V) {
-        let slots = &mut self.slots;
-        let mut value = Some(value);
-        let found = self.index.find_or_add(key, || {
-            reserve_for_one(slots);
-            // Positions fit in u32: as many entries would be as many open sockets or
-            // requests in flight, far beyond what one reactor can hold.
-            slots.insert(value.take().expect("added once")) as u32
-        });
-        if let (Some(at), Some(value)) = (found, value) {
-            self.slots[at as usize] = value;
+        reserve_for_one(&mut self.slots);
+        // Positions fit in u32: as many entries would be as many open sockets or requests in
+        // flight, far beyond what one reactor can hold.
+        let next = self.slots.vacant_key() as u32;
+        match self.index.find_or_add(key, next) {
+            Some(at) => self.slots[at as usize] = value,
+            None => {
+                let at = self.slots.insert(value);
+                debug_assert_eq!(at as u32, next);
+            }
         }
     }
 
