@@ -35,6 +35,12 @@ impl ConnId {
         index: u32::MAX,
         generation: 0,
     };
+
+    /// The reactor slot and generation: owners may index their own tables by slot (dense,
+    /// reused) instead of hashing the handle, checking the generation.
+    pub(crate) fn slot(self) -> (usize, u32) {
+        (self.index as usize, self.generation)
+    }
 }
 
 /// Handle to a handler (a [`Protocol`](super::Protocol) registered with the reactor).

@@ -15,6 +15,7 @@ use super::state::{
     AgentState, BodyState, Conn, Marks, PoolStats, Req, SPARE_STASH_MAX_BYTES, SPARE_STASHES,
     TunnelPhase,
 };
+use super::table::Handle;
 use super::timers::TimerTarget;
 
 impl AgentState {
@@ -125,22 +126,22 @@ impl AgentState {
                 .hosts
                 .iter()
                 .filter(|(_, h)| h.active < cap)
-                .filter_map(|(k, h)| h.waiting.front().map(|&(seq, _)| (seq, k)))
+                .filter_map(|(at, h)| h.waiting.front().map(|&(seq, _)| (seq, at)))
                 .min_by_key(|&(seq, _)| seq)
-                .map(|(_, k)| k.clone());
-            let Some(key) = next else { break };
-            let host = self.hosts.get_mut(&key).expect("key came from the map");
+                .map(|(_, at)| at);
+            let Some(at) = next else { break };
+            let host = self.hosts.at_mut(at).expect("handle came from the table");
             let (_, id) = host.waiting.pop_front().expect("host had a waiter");
-            self.dispatch(ctx, id);
+            self.dispatch(ctx, id, at);
         }
         // Forget hosts with nothing left, so a client that meets many hosts over its life
         // (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
         self.hosts
-            .retain(|_, h| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty());
+            .retain(|h| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty());
     }
 
-    /// Puts a request on an idle connection or a new one.
-    pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId) {
+    /// Puts a request taken from the queue of host `at` on an idle connection or a new one.
+    pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId, at: Handle) {
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -149,12 +150,13 @@ impl AgentState {
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        let key = req.target.key.clone();
         let fresh_only = req.fresh_only;
-        let host = self.hosts.entry(key.clone()).or_default();
+        let Some(host) = self.hosts.at_mut(at) else {
+            return;
+        };
         host.active += 1;
         self.active_total += 1;
-        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, &key)).flatten() {
+        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, at)).flatten() {
             if let Some(conn) = self.conns.get_mut(&cid) {
                 conn.req = Some(id);
             }
@@ -209,6 +211,7 @@ impl AgentState {
             cid,
             Conn {
                 opened_for,
+                host: at,
                 proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
@@ -225,9 +228,9 @@ impl AgentState {
     }
 
     /// Takes the most recently idled connection of a host that is still open.
-    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, key: &PoolKey) -> Option<ConnId> {
+    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle) -> Option<ConnId> {
         loop {
-            let cid = self.hosts.get_mut(key)?.idle.pop()?;
+            let cid = self.hosts.at_mut(at)?.idle.pop()?;
             let Some(conn) = self.conns.get_mut(&cid) else {
                 continue;
             };
@@ -271,7 +274,10 @@ impl AgentState {
                 self.spare_stashes.push(buf);
             }
         }
-        let host = self.hosts.entry(conn.opened_for.key.clone()).or_default();
+        let host = match self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
+            Some(host) => host,
+            None => self.hosts.entry(conn.opened_for.key.clone()).or_default(),
+        };
         host.active -= 1;
         self.active_total -= 1;
         let not_kept = if conn.proto.reset().is_err() {
@@ -315,7 +321,7 @@ impl AgentState {
             return;
         };
         self.cancel_conn_timer(ctx, conn.timer);
-        if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
+        if let Some(host) = self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;
                 self.active_total -= 1;

@@ -22,7 +22,7 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
-use super::table::SlabMap;
+use super::table::{Handle, KeyedSlab, SlabMap, SlotIndex};
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -176,6 +176,9 @@ pub(super) struct Conn {
     /// The target of the request that opened it; its `key` is the connection's pool key
     /// (shared rather than a copy of the key: 8 bytes a connection, not 72).
     pub(super) opened_for: Rc<Target>,
+    /// Its host's entry in `AgentState::hosts` (which lives while the connection counts as
+    /// active or idle there).
+    pub(super) host: Handle,
     pub(super) proto: ClientConnection,
     pub(super) req: Option<RequestId>,
     pub(super) served: u32,
@@ -220,13 +223,14 @@ pub(super) struct AgentState {
     // showed in profiles at hundreds of connections.
     /// In a slab (see `table.rs`): a burst's memory goes back once it has drained.
     pub(super) reqs: SlabMap<RequestId, Req>,
-    /// Stored inline in one slab (see `table.rs`), not boxed one by one.
-    pub(super) conns: SlabMap<ConnId, Conn>,
+    /// Stored inline in one slab (see `table.rs`), not boxed one by one; found by reactor slot.
+    pub(super) conns: SlabMap<ConnId, Conn, SlotIndex>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
     /// peer (redirects), but the table only holds hosts with a connection or a waiting
     /// request, so colliding names could only slow down lookups among the caller's own
     /// traffic, never grow without bound.
-    pub(super) hosts: FxHashMap<PoolKey, HostPool>,
+    /// Found by key once per request, then by the handle its connections keep.
+    pub(super) hosts: KeyedSlab<PoolKey, HostPool>,
     pub(super) active_total: usize,
     pub(super) waiting_seq: u64,
     /// The connections whose timer carries each tag (see `TimerTarget::tag`).
@@ -262,7 +266,7 @@ impl AgentState {
             shared,
             reqs: SlabMap::default(),
             conns: SlabMap::default(),
-            hosts: FxHashMap::default(),
+            hosts: KeyedSlab::default(),
             active_total: 0,
             waiting_seq: 0,
             conn_timer_tags: FxHashMap::default(),

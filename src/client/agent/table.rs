@@ -9,50 +9,184 @@
 //! slab is one large array, grown in place by the allocator (a quarter at a time once large,
 //! see [`reserve_for_one`]) and given back whole once empty.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
+use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-use crate::reactor::reserve_for_one;
+use crate::reactor::{ConnId, reserve_for_one};
 
-/// Entries keyed by `K`, stored in a slab; the hash index maps keys to slab positions.
-pub(super) struct SlabMap<K, V> {
+/// Entries keyed by `K`, stored in a slab; the index `I` maps keys to slab positions: a hash
+/// table by default, an array for keys that carry a reactor slot ([`SlotIndex`]).
+pub(super) struct SlabMap<K, V, I = FxHashMap<K, u32>> {
     slots: Slab<V>,
-    index: FxHashMap<K, u32>,
+    index: I,
+    _key: PhantomData<K>,
 }
 
-impl<K, V> Default for SlabMap<K, V> {
+impl<K, V, I: Default> Default for SlabMap<K, V, I> {
     fn default() -> Self {
         SlabMap {
             slots: Slab::new(),
-            index: FxHashMap::default(),
+            index: I::default(),
+            _key: PhantomData,
         }
     }
 }
 
-impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
+/// How a [`SlabMap`] finds the slab position of a key.
+pub(super) trait KeyIndex<K> {
+    fn find(&self, key: &K) -> Option<u32>;
+    /// The position of `key` if it is there; else records `new` for it.
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32>;
+    fn remove(&mut self, key: &K) -> Option<u32>;
+    /// Gives back memory once the index is mostly empty (amortised O(1)).
+    fn tidy(&mut self);
+}
+
+impl<K: Copy + Eq + Hash> KeyIndex<K> for FxHashMap<K, u32> {
+    fn find(&self, key: &K) -> Option<u32> {
+        self.get(key).copied()
+    }
+
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
+        // One hash of the key, whether it is there or not.
+        match self.entry(key) {
+            Entry::Occupied(e) => Some(*e.get()),
+            Entry::Vacant(e) => {
+                e.insert(new);
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        HashMap::remove(self, key)
+    }
+
+    fn tidy(&mut self) {
+        // Shrunk once a quarter full, so the cost stays amortised O(1).
+        if self.capacity() > KEPT && self.len() * 4 < self.capacity() {
+            self.shrink_to(self.len() * 2);
+        }
+    }
+}
+
+/// A key that names a reactor slot and its generation (never 0).
+pub(super) trait Slotted {
+    fn reactor_slot(&self) -> (usize, u32);
+}
+
+impl Slotted for ConnId {
+    fn reactor_slot(&self) -> (usize, u32) {
+        ConnId::slot(*self)
+    }
+}
+
+/// An index by the reactor slot a key carries: an array lookup and a generation check where
+/// a hash table hashed and probed, on each of the dozen lookups of a connection per request.
+/// It takes 8 bytes per reactor slot up to the highest in use: the reactor's own slots are
+/// tens of times larger.
+#[derive(Default)]
+pub(super) struct SlotIndex {
+    /// By reactor slot: the generation of the key there (0: none) and its slab position.
+    at: Vec<(u32, u32)>,
+    /// Entries in `at`.
+    len: usize,
+    /// Keys whose slot in `at` was taken: an entry kept after the reactor let its slot go
+    /// (a connection lost with bytes still stashed for a paused body) and a newer
+    /// connection in that slot.
+    overflow: FxHashMap<(usize, u32), u32>,
+}
+
+impl<K: Slotted> KeyIndex<K> for SlotIndex {
+    fn find(&self, key: &K) -> Option<u32> {
+        let (slot, generation) = key.reactor_slot();
+        match self.at.get(slot) {
+            Some(&(g, at)) if g == generation && g != 0 => Some(at),
+            _ if self.overflow.is_empty() => None,
+            _ => self.overflow.get(&(slot, generation)).copied(),
+        }
+    }
+
+    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
+        if let Some(at) = self.find(&key) {
+            return Some(at);
+        }
+        let (slot, generation) = key.reactor_slot();
+        if slot >= self.at.len() {
+            self.at.resize(slot + 1, (0, 0));
+        }
+        if self.at[slot].0 == 0 {
+            self.at[slot] = (generation, new);
+            self.len += 1;
+        } else {
+            self.overflow.insert((slot, generation), new);
+        }
+        None
+    }
+
+    fn remove(&mut self, key: &K) -> Option<u32> {
+        let (slot, generation) = key.reactor_slot();
+        match self.at.get(slot) {
+            Some(&(g, at)) if g == generation && g != 0 => {
+                self.at[slot] = (0, 0);
+                self.len -= 1;
+                Some(at)
+            }
+            _ => self.overflow.remove(&(slot, generation)),
+        }
+    }
+
+    fn tidy(&mut self) {
+        if self.overflow.is_empty() && self.overflow.capacity() > 0 {
+            self.overflow = FxHashMap::default();
+        }
+        if self.len == 0 {
+            if self.at.capacity() > KEPT {
+                self.at = Vec::new();
+            } else {
+                self.at.clear();
+            }
+            return;
+        }
+        // Each slot dropped here was pushed once: amortised O(1).
+        while self.at.last().is_some_and(|e| e.0 == 0) {
+            self.at.pop();
+        }
+        if self.at.capacity() > KEPT && self.at.len() * 4 < self.at.capacity() {
+            self.at.shrink_to(self.at.len() * 2);
+        }
+    }
+}
+
+impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
     pub(super) fn get(&self, key: &K) -> Option<&V> {
-        let &at = self.index.get(key)?;
+        let at = self.index.find(key)?;
         self.slots.get(at as usize)
     }
 
     pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        let &at = self.index.get(key)?;
+        let at = self.index.find(key)?;
         self.slots.get_mut(at as usize)
     }
 
     /// Adds `value` under `key`, replacing (and dropping) any value already there.
     pub(super) fn insert(&mut self, key: K, value: V) {
-        if let Some(old) = self.get_mut(&key) {
-            *old = value;
-            return;
-        }
         reserve_for_one(&mut self.slots);
-        let at = self.slots.insert(value);
-        // Positions fit in u32: as many entries would be as many open sockets or requests
-        // in flight, far beyond what one reactor can hold.
-        self.index.insert(key, at as u32);
+        // Positions fit in u32: as many entries would be as many open sockets or requests in
+        // flight, far beyond what one reactor can hold.
+        let next = self.slots.vacant_key() as u32;
+        match self.index.find_or_add(key, next) {
+            Some(at) => self.slots[at as usize] = value,
+            None => {
+                let at = self.slots.insert(value);
+                debug_assert_eq!(at as u32, next);
+            }
+        }
     }
 
     pub(super) fn remove(&mut self, key: &K) -> Option<V> {
@@ -62,17 +196,16 @@ impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
             // Nothing left to keep in place: the burst's array goes back to the system.
             self.slots = Slab::new();
         }
-        // The index shrinks once a quarter full, so the cost stays amortised O(1).
-        if self.index.capacity() > KEPT && self.index.len() * 4 < self.index.capacity() {
-            self.index.shrink_to(self.index.len() * 2);
-        }
+        self.index.tidy();
         value
     }
 
     pub(super) fn len(&self) -> usize {
         self.slots.len()
     }
+}
 
+impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
     pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
         self.index.keys()
     }
@@ -80,6 +213,126 @@ impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
 
 /// Entries below which an emptied table keeps its memory (a steady load does not reallocate).
 const KEPT: usize = 64;
+
+/// Where an entry of a [`KeyedSlab`] sits: its slot and the generation of the entry that
+/// took it, so a handle kept past its entry's removal finds nothing rather than a newcomer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Handle {
+    slot: u32,
+    generation: u32,
+}
+
+/// Entries found by key once, then by [`Handle`] without hashing: the pool's hosts, whose
+/// keys (scheme, host name, port, TLS settings, proxy) cost a hash of strings each lookup,
+/// and which the pool looked up several times per request.
+pub(super) struct KeyedSlab<K, V> {
+    slots: Slab<(K, u32, V)>,
+    index: FxHashMap<K, u32>,
+    generation: u32,
+}
+
+impl<K, V> Default for KeyedSlab<K, V> {
+    fn default() -> Self {
+        KeyedSlab {
+            slots: Slab::new(),
+            index: FxHashMap::default(),
+            generation: 0,
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash, V: Default> KeyedSlab<K, V> {
+    /// The entry under `key`, made (empty) if there is none.
+    pub(super) fn find_or_insert(&mut self, key: &K) -> Handle {
+        if let Some(&slot) = self.index.get(key) {
+            let generation = self.slots[slot as usize].1;
+            return Handle { slot, generation };
+        }
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        // Positions fit in u32, as in `SlabMap`.
+        let slot = self.slots.insert((key.clone(), generation, V::default())) as u32;
+        self.index.insert(key.clone(), slot);
+        Handle { slot, generation }
+    }
+
+    /// The value under `key`, made (empty) if there is none (as a map's `entry().or_default()`).
+    pub(super) fn entry(&mut self, key: K) -> OrDefault<'_, V> {
+        let at = self.find_or_insert(&key);
+        OrDefault(&mut self.slots[at.slot as usize].2)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let &slot = self.index.get(key)?;
+        self.slots.get_mut(slot as usize).map(|e| &mut e.2)
+    }
+
+    /// The entry `at` points to, if it is still there.
+    pub(super) fn at_mut(&mut self, at: Handle) -> Option<&mut V> {
+        match self.slots.get_mut(at.slot as usize) {
+            Some(e) if e.1 == at.generation => Some(&mut e.2),
+            _ => None,
+        }
+    }
+
+    /// The entry `at` points to or, should it be gone, the one under `key`.
+    pub(super) fn at_or_get_mut(&mut self, at: Handle, key: &K) -> Option<&mut V> {
+        if self.at_mut(at).is_some() {
+            return self.at_mut(at);
+        }
+        self.get_mut(key)
+    }
+
+    /// Every entry with its handle.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Handle, &V)> {
+        self.slots.iter().map(|(slot, e)| {
+            let at = Handle {
+                slot: slot as u32,
+                generation: e.1,
+            };
+            (at, &e.2)
+        })
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &V> {
+        self.slots.iter().map(|(_, e)| &e.2)
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.slots.iter_mut().map(|(_, e)| &mut e.2)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Keeps the entries `keep` says yes to; the others' handles find nothing from now on.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        let index = &mut self.index;
+        self.slots.retain(|_, e| {
+            let kept = keep(&e.2);
+            if !kept {
+                index.remove(&e.0);
+            }
+            kept
+        });
+        if self.slots.is_empty() && self.slots.capacity() > KEPT {
+            self.slots = Slab::new();
+        }
+        if self.index.capacity() > KEPT && self.index.len() * 4 < self.index.capacity() {
+            self.index.shrink_to(self.index.len() * 2);
+        }
+    }
+}
+
+/// The value of [`KeyedSlab::entry`].
+pub(super) struct OrDefault<'a, V>(&'a mut V);
+
+impl<'a, V> OrDefault<'a, V> {
+    pub(super) fn or_default(self) -> &'a mut V {
+        self.0
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -122,5 +375,99 @@ mod tests {
         }
         assert_eq!(map.len(), 0);
         assert_eq!(map.slots.capacity(), 0);
+    }
+    #[test]
+    fn keyed_entries_are_found_by_handle_until_removed() {
+        let mut map: KeyedSlab<String, Vec<u32>> = KeyedSlab::default();
+        let a = map.find_or_insert(&"a".to_string());
+        assert_eq!(map.find_or_insert(&"a".to_string()), a);
+        map.entry("b".to_string()).or_default().push(2);
+        map.at_mut(a).expect("present").push(1);
+        assert_eq!(map.get_mut(&"a".to_string()).map(|v| v.len()), Some(1));
+        assert_eq!(map.len(), 2);
+        let handles: Vec<Handle> = map.iter().map(|(h, _)| h).collect();
+        assert!(handles.contains(&a));
+        map.retain(|v| v.first() != Some(&1));
+        assert_eq!(map.len(), 1);
+        // A stale handle finds nothing, even once its slot holds another entry.
+        assert!(map.at_mut(a).is_none());
+        assert!(map.get_mut(&"a".to_string()).is_none());
+        let c = map.find_or_insert(&"c".to_string());
+        assert!(map.at_mut(a).is_none());
+        assert!(map.at_mut(c).is_some_and(|v| v.is_empty()));
+        assert_eq!(map.values().count(), 2);
+        assert_eq!(map.values_mut().count(), 2);
+    }
+
+    #[test]
+    fn keyed_entries_give_their_memory_back_once_drained() {
+        let mut map: KeyedSlab<u64, u64> = KeyedSlab::default();
+        for i in 0..1_000 {
+            *map.entry(i).or_default() = i;
+        }
+        map.retain(|_| false);
+        assert_eq!(map.len(), 0);
+        assert_eq!(map.slots.capacity(), 0);
+        assert!(
+            map.index.capacity() < 100,
+            "index kept {}",
+            map.index.capacity()
+        );
+    }
+    /// A key with its own reactor slot and generation.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct Slot(usize, u32);
+
+    impl Slotted for Slot {
+        fn reactor_slot(&self) -> (usize, u32) {
+            (self.0, self.1)
+        }
+    }
+
+    #[test]
+    fn slot_indexed_entries_check_the_generation_and_share_a_slot() {
+        let mut map: SlabMap<Slot, &str, SlotIndex> = SlabMap::default();
+        map.insert(Slot(3, 1), "a");
+        map.insert(Slot(0, 1), "b");
+        assert_eq!(map.get(&Slot(3, 1)), Some(&"a"));
+        // An older or newer generation of the slot is another key.
+        assert_eq!(map.get(&Slot(3, 2)), None);
+        assert_eq!(map.get(&Slot(9, 1)), None);
+        // A newer connection in a slot whose old entry is kept: both are found.
+        map.insert(Slot(3, 2), "c");
+        assert_eq!(map.len(), 3);
+        assert_eq!(map.get(&Slot(3, 1)), Some(&"a"));
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"c"));
+        map.insert(Slot(3, 2), "d");
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"d"));
+        assert_eq!(map.remove(&Slot(3, 1)), Some("a"));
+        assert_eq!(map.remove(&Slot(3, 1)), None);
+        assert_eq!(map.get(&Slot(3, 2)), Some(&"d"));
+        *map.get_mut(&Slot(0, 1)).expect("present") = "e";
+        assert_eq!(map.remove(&Slot(0, 1)), Some("e"));
+        assert_eq!(map.remove(&Slot(3, 2)), Some("d"));
+        assert_eq!(map.len(), 0);
+        assert!(map.index.at.is_empty() && map.index.overflow.capacity() == 0);
+    }
+
+    #[test]
+    fn a_slot_index_gives_its_memory_back() {
+        let mut map: SlabMap<Slot, u64, SlotIndex> = SlabMap::default();
+        for i in 0..10_000 {
+            map.insert(Slot(i, 1), 0);
+        }
+        // The high slots go first: the array shrinks with them.
+        for i in (10..10_000).rev() {
+            map.remove(&Slot(i, 1));
+        }
+        assert!(
+            map.index.at.capacity() < 100,
+            "kept {}",
+            map.index.at.capacity()
+        );
+        for i in 0..10 {
+            map.remove(&Slot(i, 1));
+        }
+        assert!(map.index.at.is_empty() && map.index.at.capacity() <= KEPT);
     }
 }
