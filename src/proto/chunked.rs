@@ -61,14 +61,28 @@ pub(crate) struct ChunkedDecoder {
     trailer_buf: Vec<u8>,
 }
 
+/// The value of each byte as a hex digit, or `NOT_HEX`: one load per digit of a size line.
+const HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
+
 #[inline]
 fn hex_value(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some(u64::from(b - b'0')),
-        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
-        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
-        _ => None,
-    }
+    let d = HEX[usize::from(b)];
+    (d != NOT_HEX).then_some(u64::from(d))
 }
 
 /// A byte that may not appear in a chunk extension: CTLs other than HTAB, and DEL.
@@ -242,12 +256,15 @@ impl ChunkedDecoder {
             _ => return None,
         };
         // 16 digits hold any 64-bit size; a longer line (leading zeros) takes the slow path.
-        let digits = input.get(start..)?.iter().take(17);
+        let end = input.len().min(start + 17);
         let mut size: u64 = 0;
         let mut i = start;
-        for &b in digits {
-            let Some(d) = hex_value(b) else { break };
-            size = (size << 4) | d;
+        while i < end {
+            let d = HEX[usize::from(input[i])];
+            if d == NOT_HEX {
+                break;
+            }
+            size = (size << 4) | u64::from(d);
             i += 1;
         }
         if i == start || i - start > 16 || size == 0 || input.get(i..i + 2) != Some(b"\r\n") {
@@ -348,6 +365,14 @@ mod tests {
         dec.reset();
         let (body, done) = decode_all(&mut dec, b"2\r\nhi\r\n0\r\n\r\n");
         assert_eq!((body.as_slice(), done), (&b"hi"[..], true));
+    }
+
+    #[test]
+    fn hex_table_matches_every_byte() {
+        for b in 0..=u8::MAX {
+            let want = char::from(b).to_digit(16).map(u64::from);
+            assert_eq!(hex_value(b), want, "byte {b:#04x}");
+        }
     }
 
     #[test]
