@@ -61,14 +61,28 @@ pub(crate) struct ChunkedDecoder {
     trailer_buf: Vec<u8>,
 }
 
+/// The value of each byte as a hex digit, or `NOT_HEX`: one load per digit of a size line.
+const HEX: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
+
 #[inline]
 fn hex_value(b: u8) -> Option<u64> {
-    match b {
-        b'0'..=b'9' => Some(u64::from(b - b'0')),
-        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
-        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
-        _ => None,
-    }
+    let d = HEX[usize::from(b)];
+    (d != NOT_HEX).then_some(u64::from(d))
 }
 
 /// A byte that may not appear in a chunk extension: CTLs other than HTAB, and DEL.
@@ -110,6 +124,9 @@ impl ChunkedDecoder {
         input: &'a [u8],
         config: &Config,
     ) -> Result<(usize, Step<'a>), ProtocolError> {
+        if let Some((n, data)) = self.next_data(input) {
+            return Ok((n, Step::Data(data)));
+        }
         let len = input.len();
         let mut i = 0;
         loop {
@@ -218,6 +235,62 @@ impl ChunkedDecoder {
         }
     }
 
+    /// The fast path of [`Self::decode`] for the usual shape of a chunked body: returns the
+    /// next piece of data when `input` holds it and everything before it whole and plain
+    /// (the rest of the current chunk; or the CRLF ending the previous chunk's data if it is
+    /// due, then a size line of at most 16 hex digits and CRLF, without extension, not the last
+    /// chunk, and at least one data byte). Returns the bytes consumed and the piece, as
+    /// `decode` would. Anything else, including every error, returns `None` and changes
+    /// nothing: `decode`'s state machine then takes it, byte by byte.
+    #[inline]
+    pub(crate) fn next_data<'a>(&mut self, input: &'a [u8]) -> Option<(usize, &'a [u8])> {
+        let start = match self.state {
+            State::Data if !input.is_empty() => {
+                let n = self.size.min(input.len() as u64) as usize;
+                self.take_data(n);
+                return Some((n, &input[..n]));
+            }
+            State::DataCr if input.starts_with(b"\r\n") => 2,
+            // No digit yet means no size either: the line starts here.
+            State::Size if !self.has_digit => 0,
+            _ => return None,
+        };
+        // 16 digits hold any 64-bit size; a longer line (leading zeros) takes the slow path.
+        let end = input.len().min(start + 17);
+        let mut size: u64 = 0;
+        let mut i = start;
+        while i < end {
+            let d = HEX[usize::from(input[i])];
+            if d == NOT_HEX {
+                break;
+            }
+            size = (size << 4) | u64::from(d);
+            i += 1;
+        }
+        if i == start || i - start > 16 || size == 0 || input.get(i..i + 2) != Some(b"\r\n") {
+            return None;
+        }
+        let data = &input[i + 2..];
+        if data.is_empty() {
+            return None;
+        }
+        let n = size.min(data.len() as u64) as usize;
+        self.size = size;
+        self.take_data(n);
+        Some((i + 2 + n, &data[..n]))
+    }
+
+    /// Accounts for `n` data bytes of the current chunk (at most what is left of it).
+    #[inline]
+    fn take_data(&mut self, n: usize) {
+        self.size -= n as u64;
+        self.state = if self.size == 0 {
+            State::DataCr
+        } else {
+            State::Data
+        };
+    }
+
     fn count_ext(&mut self, n: usize, config: &Config) -> Result<(), ProtocolError> {
         self.ext_bytes = self.ext_bytes.saturating_add(n);
         if self.ext_bytes > config.max_chunk_ext_bytes {
@@ -292,6 +365,72 @@ mod tests {
         dec.reset();
         let (body, done) = decode_all(&mut dec, b"2\r\nhi\r\n0\r\n\r\n");
         assert_eq!((body.as_slice(), done), (&b"hi"[..], true));
+    }
+
+    #[test]
+    fn hex_table_matches_every_byte() {
+        for b in 0..=u8::MAX {
+            let want = char::from(b).to_digit(16).map(u64::from);
+            assert_eq!(hex_value(b), want, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn next_data_takes_plain_chunks_and_leaves_the_rest_untouched() {
+        let config = Config::default();
+        let mut dec = ChunkedDecoder::new();
+        let input = b"3\r\nabc\r\n0002\r\nde\r\n1;x\r\nf\r\n0\r\n\r\n";
+        assert_eq!(dec.next_data(input), Some((6, &b"abc"[..])));
+        // Leading zeros within 16 digits are plain too.
+        assert_eq!(dec.next_data(&input[6..]), Some((10, &b"de"[..])));
+        // An extension is the slow path's: nothing consumed, the state unchanged.
+        assert_eq!(dec.next_data(&input[16..]), None);
+        let (n, step) = dec.decode(&input[16..], &config).unwrap();
+        assert!(matches!(step, Step::Data(b"f")));
+        // So is the last chunk.
+        let rest = &input[16 + n..];
+        assert_eq!(dec.next_data(rest), None);
+        assert!(matches!(
+            dec.decode(rest, &config),
+            Ok((7, Step::End(None)))
+        ));
+    }
+
+    #[test]
+    fn next_data_refuses_what_decode_must_judge() {
+        let config = Config::default();
+        // (input after "1\r\nx", what decode says after next_data declined)
+        let cases: [(&[u8], Option<ProtocolError>); 8] = [
+            (b"\r", None),
+            (b"\r\n", None),
+            (b"\r\n5", None),
+            (b"\r\n5\r\n", None),
+            (b"\n\r\n1\r\ny", Some(ProtocolError::MissingChunkDataCrlf)),
+            (b"\r\n5\n\r\ny", Some(ProtocolError::InvalidChunkSize)),
+            (b"\r\n\r\n", Some(ProtocolError::InvalidChunkSize)),
+            (
+                b"\r\n10000000000000000\r\ny",
+                Some(ProtocolError::InvalidChunkSize),
+            ),
+        ];
+        for (rest, error) in cases {
+            let mut dec = ChunkedDecoder::new();
+            assert_eq!(dec.next_data(b"1\r\nx"), Some((4, &b"x"[..])));
+            assert_eq!(dec.next_data(rest), None, "{rest:?}");
+            match (dec.decode(rest, &config), error) {
+                (Err(got), Some(want)) => assert_eq!(got, want, "{rest:?}"),
+                (Ok((n, Step::NeedMore)), None) => assert_eq!(n, rest.len()),
+                (got, want) => panic!("{rest:?}: {got:?}, expected {want:?}"),
+            }
+        }
+        // Seventeen digits of leading zeros: valid, but the slow path's.
+        let mut dec = ChunkedDecoder::new();
+        let long = b"00000000000000001\r\nz";
+        assert_eq!(dec.next_data(long), None);
+        assert!(matches!(
+            dec.decode(long, &config),
+            Ok((20, Step::Data(b"z")))
+        ));
     }
 
     #[test]

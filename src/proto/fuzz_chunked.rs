@@ -235,11 +235,14 @@ fn reference_trailers(input: &[u8], start: usize, config: &Config) -> Verdict {
 }
 
 /// Runs the production decoder over `input` cut into pieces of the given lengths (cycled).
+/// With `drain`, each data piece is followed by `next_data` calls while they give more, as
+/// the agent does.
 fn production(
     dec: &mut ChunkedDecoder,
     input: &[u8],
     config: &Config,
     pieces: &mut dyn FnMut() -> usize,
+    drain: bool,
 ) -> Outcome {
     let mut data = Vec::new();
     let mut pos = 0;
@@ -272,6 +275,15 @@ fn production(
                     assert!(!d.is_empty(), "empty data piece");
                     assert_eq!(d, &rest[n - d.len()..n], "data is not the input");
                     data.extend_from_slice(d);
+                    while drain && let Some((m, d)) = dec.next_data(&rest[n..]) {
+                        budget = budget.checked_sub(1).expect("next_data made no progress");
+                        assert!(!d.is_empty(), "empty fast data piece");
+                        assert!(m <= rest.len() - n, "fast path consumed more than given");
+                        assert_eq!(d, &rest[n + m - d.len()..n + m], "data is not the input");
+                        data.extend_from_slice(d);
+                        rest = &rest[m..];
+                        at += m;
+                    }
                 }
                 Step::End(trailers) => {
                     let trailers = trailers
@@ -325,7 +337,7 @@ fn compare(got: &Outcome, want: &Outcome, input: &[u8], config: &Config, how: &s
             let mut ended = input.to_vec();
             ended.extend_from_slice(b"\r\n\r\n");
             let mut dec = ChunkedDecoder::new();
-            let again = production(&mut dec, &ended, config, &mut || usize::MAX);
+            let again = production(&mut dec, &ended, config, &mut || usize::MAX, false);
             assert!(
                 matches!(
                     again.verdict,
@@ -349,8 +361,10 @@ fn compare(got: &Outcome, want: &Outcome, input: &[u8], config: &Config, how: &s
 /// section 0/8/64/16384 bytes; bits 4-5: trailer fields 0/1/4/128); byte 1 seeds the split
 /// points; the rest is the chunked body. Checked: the same data, the same verdict (complete
 /// at the same byte with the same trailers, incomplete, or the same error; for a trailer
-/// section, refused, and only once it is whole or over the cap), whatever the split, also with a decoder reused after `reset`; every data piece is a non-empty slice of
-/// the input; `NeedMore` only once the input is used up; bounded progress; no panic.
+/// section, refused, and only once it is whole or over the cap), whatever the split, also
+/// with a decoder reused after `reset`, and with `next_data` drained after each piece as the
+/// agent does; every data piece is a non-empty slice of the input; `NeedMore` only once the
+/// input is used up; bounded progress; no panic.
 #[doc(hidden)]
 pub fn fuzz_chunked(data: &[u8]) {
     let [cfg, seed, body @ ..] = data else {
@@ -365,12 +379,20 @@ pub fn fuzz_chunked(data: &[u8]) {
     let want = reference(body, &config);
 
     let mut dec = ChunkedDecoder::new();
-    let whole = production(&mut dec, body, &config, &mut || usize::MAX);
+    let whole = production(&mut dec, body, &config, &mut || usize::MAX, false);
     compare(&whole, &want, body, &config, "whole input");
 
     // The same decoder after reset, fed in pieces.
     dec.reset();
     let mut pieces = super::fuzz::piece_lengths(*seed, [4, 16, 256]);
-    let split = production(&mut dec, body, &config, &mut pieces);
+    let split = production(&mut dec, body, &config, &mut pieces, false);
     compare(&split, &want, body, &config, "split input");
+
+    // Again, draining the fast path after each piece as the agent does.
+    dec.reset();
+    let whole = production(&mut dec, body, &config, &mut || usize::MAX, true);
+    compare(&whole, &want, body, &config, "whole input, drained");
+    let mut pieces = super::fuzz::piece_lengths(seed.wrapping_add(1), [4, 16, 256]);
+    let split = production(&mut ChunkedDecoder::new(), body, &config, &mut pieces, true);
+    compare(&split, &want, body, &config, "split input, drained");
 }

@@ -270,6 +270,20 @@ impl ClientConnection {
         result
     }
 
+    /// The next piece of body data, when the rest of `input` starts with one that a
+    /// [`Self::receive`] call would return as [`Event::Data`] and nothing else is due first
+    /// (for a chunked body: the chunk's framing is whole and plain). `None` otherwise, having
+    /// changed nothing: then call `receive`. Lets a caller that just got [`Event::Data`] hand
+    /// a read holding many chunks to its consumer without a full `receive` per chunk.
+    pub(crate) fn receive_data<'a>(&mut self, input: &'a [u8]) -> Option<(usize, &'a [u8])> {
+        let RecvState::Chunked = self.recv else {
+            return None;
+        };
+        let (n, data) = self.chunked.as_mut()?.next_data(input)?;
+        self.body_received += data.len() as u64;
+        Some((n, data))
+    }
+
     fn step<'a>(
         &mut self,
         input: &'a [u8],
@@ -669,6 +683,63 @@ mod tests {
             conn.receive(&reply[n..]).unwrap_err(),
             ProtocolError::ChunkExtensionTooLong
         );
+    }
+
+    /// `receive_data` after each `Event::Data` gives the same pieces, the same count of body
+    /// bytes and the same end as `receive` alone, however the reads are cut.
+    #[test]
+    fn receive_data_matches_receive() {
+        let mut reply =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n".to_vec();
+        for i in 0..40u8 {
+            let piece = vec![b'a' + i % 26; usize::from(i) * 7 + 1];
+            let ext = if i % 5 == 0 { ";e=1" } else { "" };
+            reply.extend_from_slice(format!("{:x}{ext}\r\n", piece.len()).as_bytes());
+            reply.extend_from_slice(&piece);
+            reply.extend_from_slice(b"\r\n");
+        }
+        reply.extend_from_slice(b"0\r\nT: 1\r\n\r\n");
+        let run = |fast: bool, read: usize| {
+            let mut conn = ClientConnection::new(Config::default());
+            get_request(&mut conn);
+            let (mut pieces, mut ends, mut fast_pieces) = (Vec::new(), Vec::new(), 0);
+            for input in reply.chunks(read) {
+                let mut pos = 0;
+                // Bounded: each round consumes input or ends the response.
+                for _ in 0..=2 * input.len() + 2 {
+                    let (n, event) = conn.receive(&input[pos..]).unwrap();
+                    pos += n;
+                    match event {
+                        Event::NeedMore => break,
+                        Event::Data(d) => {
+                            pieces.push(d.to_vec());
+                            while fast && let Some((n, d)) = conn.receive_data(&input[pos..]) {
+                                assert!(!d.is_empty());
+                                pos += n;
+                                pieces.push(d.to_vec());
+                                fast_pieces += 1;
+                            }
+                        }
+                        Event::Trailers(t) => ends.push(format!("{:?}", t.get("t"))),
+                        Event::Complete { keep_alive, .. } => ends.push(format!("{keep_alive}")),
+                        _ => {}
+                    }
+                }
+                assert_eq!(pos, input.len());
+            }
+            (pieces, ends, conn.body_received(), fast_pieces)
+        };
+        for read in [1, 2, 5, 64, 333, reply.len()] {
+            let (slow, slow_ends, slow_count, _) = run(false, read);
+            let (quick, quick_ends, quick_count, fast_pieces) = run(true, read);
+            assert_eq!(quick, slow, "reads of {read}");
+            assert_eq!((quick_ends, quick_count), (slow_ends, slow_count));
+            assert_eq!(slow_count, slow.iter().map(|p| p.len() as u64).sum::<u64>());
+            if read == reply.len() {
+                // Whole in one read: every plain chunk after the first piece goes fast.
+                assert_eq!(fast_pieces, 40 - 8);
+            }
+        }
     }
 
     #[test]

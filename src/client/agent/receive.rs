@@ -140,6 +140,15 @@ impl AgentState {
                     };
                     let mut bctx = BodyCtx::new(ctx, me, id);
                     body.data_received(&mut bctx, data);
+                    // The next chunks of a chunked body in this read go straight to the
+                    // protocol, without a round of this loop (and its lookups) per chunk.
+                    while !bctx.paused
+                        && !bctx.stopped
+                        && let Some((n, more)) = conn.proto.receive_data(&input[pos..])
+                    {
+                        pos += n;
+                        body.data_received(&mut bctx, more);
+                    }
                     let (paused, stopped) = (bctx.paused, bctx.stopped);
                     if stopped {
                         self.fail(ctx, id, Cause::Cancelled);
