@@ -97,7 +97,13 @@ impl AgentState {
                     }
                     req.head_delivered = true;
                     // The loop's clock, like the other marks: when the poll saw the head arrive.
-                    let timing = req.marks.timing(ctx.now(), ctx.conn_timing(cid));
+                    // A reused connection's setup is not this request's: not looked up.
+                    let conn_timing = if req.marks.reused {
+                        None
+                    } else {
+                        ctx.conn_timing(cid)
+                    };
+                    let timing = req.marks.timing(ctx.now(), conn_timing);
                     let response = Response {
                         version: head.version,
                         code: head.status,
