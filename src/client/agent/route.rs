@@ -3,6 +3,7 @@
 //! Worked out once per URL and kept in a small per-agent cache ([`Targets`]). A request over
 //! a Unix socket goes to its path, with no proxy, and is pooled by path as well.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -16,6 +17,7 @@ use crate::proto::socks::SocksError;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
 use super::config::AgentConfig;
+use super::table::Handle;
 
 /// Where a pooled connection goes. Cloned for every request (queue, host table, request):
 /// the names are shared, so a clone allocates nothing.
@@ -46,6 +48,10 @@ pub(super) struct Target {
     pub(super) key: PoolKey,
     /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
     pub(super) proxy_auth: Option<String>,
+    /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
+    /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
+    /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
+    pub(super) host_at: Cell<Option<Handle>>,
 }
 
 /// Most URLs whose [`Target`] is kept; the table is emptied when full.
@@ -260,6 +266,7 @@ pub(super) fn resolve(
         route,
         key,
         proxy_auth,
+        host_at: Cell::new(None),
     })
 }
 
