@@ -88,8 +88,8 @@ fn earlier_response_handed_over_inside_a_later_callback_is_delivered() {
 }
 
 /// Runs one GET to completion, checking its body.
-fn get_hello(reactor: &mut Reactor, agent: &Agent, url: String) {
-    let slot = issue(reactor.ctx(), agent.clone(), Req::get(url));
+fn get_hello(reactor: &mut Reactor, agent: Agent, url: String) {
+    let slot = issue(reactor.ctx(), agent, Req::get(url));
     turn_until(reactor, Duration::from_secs(10), || finished(&slot));
     assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
     assert_eq!(slot.borrow().body, b"hello");
@@ -116,7 +116,7 @@ fn a_url_asked_again_after_its_host_entry_went_finds_its_own_pool() {
     let b = hellos(1);
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
-    get_hello(&mut reactor, &agent, a.url("/a"));
+    get_hello(&mut reactor, agent, a.url("/a"));
     // The entry goes once the closed connection is seen: a bounded wait.
     let mut left = 100;
     while hosts(&mut reactor, &agent) != 0 {
@@ -124,9 +124,9 @@ fn a_url_asked_again_after_its_host_entry_went_finds_its_own_pool() {
         assert!(left > 0, "A's host entry stayed");
         turn_for(&mut reactor, Duration::from_millis(10));
     }
-    get_hello(&mut reactor, &agent, b.url("/b"));
+    get_hello(&mut reactor, agent, b.url("/b"));
     assert_eq!(hosts(&mut reactor, &agent), 1, "B's idle connection");
-    get_hello(&mut reactor, &agent, a.url("/a"));
+    get_hello(&mut reactor, agent, a.url("/a"));
     assert_eq!(a.requests().len(), 2);
     assert_eq!(b.requests().len(), 1);
 }
