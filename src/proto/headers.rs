@@ -70,9 +70,12 @@ impl Headers {
     /// copied in one piece each, not field by field.
     pub(crate) fn copy_from(&mut self, other: &Headers) {
         self.buf.clear();
-        self.buf.extend_from_slice(&other.buf);
         self.index.clear();
-        self.index.extend_from_slice(&other.index);
+        // Most requests carry no fields of their own: no copies (of nothing) then.
+        if !other.index.is_empty() {
+            self.buf.extend_from_slice(&other.buf);
+            self.index.extend_from_slice(&other.index);
+        }
     }
 
     /// Appends a field. The caller (or the encoder) validates names and values.
