@@ -22,7 +22,9 @@ pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyPro
 ///
 /// Body protocols wait in a queue here instead of travelling in boxed messages, which cost
 /// an allocation per body; each has one zero-sized [`NextBody`] posted for it, so the reactor
-/// still decides when (and in which order with other messages) the agent takes it.
+/// still decides when (and in which order with other messages) the agent takes it. A body
+/// handed over inside the response callback (the usual case) is taken by the agent as soon
+/// as the callback returns, so none is posted for it (see [`AgentInbox::hold`]).
 #[derive(Default)]
 pub(crate) struct AgentInbox {
     bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
@@ -35,6 +37,11 @@ pub(crate) struct AgentInbox {
     /// [`ClientConnection::receive_reusing`](crate::proto::ClientConnection::receive_reusing)):
     /// a response head then allocates nothing.
     spare_headers: RefCell<Vec<Headers>>,
+    /// The request whose response callback is running, if any: a body handed over for it
+    /// there is queued without a [`NextBody`].
+    held: Cell<Option<RequestId>>,
+    /// Bodies queued for `held` without a [`NextBody`].
+    unposted: Cell<usize>,
 }
 
 /// Most spare `Headers` kept, and the largest kept (bytes of storage).
@@ -51,7 +58,25 @@ impl AgentInbox {
         body: Box<dyn BodyProtocol>,
     ) {
         self.bodies.borrow_mut().push_back((id, body));
-        ctx.post(agent, Box::new(NextBody));
+        if self.held.get() == Some(id) {
+            self.unposted.set(self.unposted.get() + 1);
+        } else {
+            ctx.post(agent, Box::new(NextBody));
+        }
+    }
+
+    /// Marks the response callback of `id` as running: bodies handed over for it until
+    /// [`AgentInbox::release`] are queued without a [`NextBody`], the agent looking for them
+    /// itself right after the callback.
+    pub(crate) fn hold(&self, id: RequestId) {
+        self.held.set(Some(id));
+    }
+
+    /// Ends [`AgentInbox::hold`]; returns how many bodies were queued meanwhile without a
+    /// [`NextBody`] (the agent posts one for each it does not take at once).
+    pub(crate) fn release(&self) -> usize {
+        self.held.set(None);
+        self.unposted.replace(0)
     }
 
     /// Queues the protocol that takes over the connection of a `101` response, and tells the
@@ -93,8 +118,9 @@ impl AgentInbox {
     }
 
     /// The body protocol queued for request `id`, if it is the next one: the agent takes it
-    /// at once when it was handed over inside the response callback (its [`NextBody`] then
-    /// finds the queue without it, which is harmless: each takes whatever is next).
+    /// at once when it was handed over inside the response callback (queued then without a
+    /// [`NextBody`]; should one have been posted, it finds the queue without the body, which is
+    /// harmless: each takes whatever is next).
     pub(crate) fn take_body_for(&self, id: RequestId) -> Option<Box<dyn BodyProtocol>> {
         let mut bodies = self.bodies.borrow_mut();
         match bodies.front() {

@@ -9,7 +9,7 @@ use crate::client::msg::RequestId;
 use crate::proto::ClientConnection;
 use crate::reactor::{ConnId, ConnectOptions, Ctx};
 
-use super::route::{PoolKey, prepare};
+use super::route::{Target, prepare};
 use super::shared::{NewRequest, Parts};
 use super::state::{
     AgentState, BodyState, Conn, Marks, PoolStats, Req, SPARE_STASH_MAX_BYTES, SPARE_STASHES,
@@ -57,7 +57,7 @@ impl AgentState {
                 return;
             }
         };
-        let key = target.key.clone();
+        let host = self.host_of(&target);
         let mut req = Req {
             method,
             target,
@@ -101,18 +101,34 @@ impl AgentState {
         }
         req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);
         self.reqs.insert(id, req);
-        self.enqueue(id, key);
+        self.enqueue(id, host);
         self.pump(ctx);
     }
 
-    pub(super) fn enqueue(&mut self, id: RequestId, key: PoolKey) {
+    /// The host-table entry of `target`'s pool key, made if there is none. The handle found
+    /// last time is kept in the target and used while its entry lives: requests to a URL
+    /// asked before then skip hashing the key (names, port, TLS settings, proxy).
+    pub(super) fn host_of(&mut self, target: &Target) -> Handle {
+        if let Some(at) = target.host_at.get()
+            && self.hosts.at_mut(at).is_some()
+        {
+            return at;
+        }
+        let at = self.hosts.find_or_insert(&target.key);
+        target.host_at.set(Some(at));
+        at
+    }
+
+    /// Queues request `id` on host entry `at` (from [`Self::host_of`], with nothing removed
+    /// from the table since).
+    pub(super) fn enqueue(&mut self, id: RequestId, at: Handle) {
         self.waiting_seq += 1;
         let seq = self.waiting_seq;
-        self.hosts
-            .entry(key)
-            .or_default()
-            .waiting
-            .push_back((seq, id));
+        let host = self.hosts.at_mut(at);
+        debug_assert!(host.is_some(), "the entry was made by host_of");
+        if let Some(host) = host {
+            host.waiting.push_back((seq, id));
+        }
         if let Some(r) = self.reqs.get_mut(&id) {
             r.queued = true;
         }

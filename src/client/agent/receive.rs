@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use crate::client::error::{Cause, Error, Phase};
-use crate::client::msg::RequestId;
+use crate::client::msg::{NextBody, RequestId};
 use crate::client::response::Response;
 use crate::proto::{self, Event, Framing, Headers};
 use crate::reactor::{ConnId, Ctx, Disconnect};
@@ -97,7 +97,13 @@ impl AgentState {
                     }
                     req.head_delivered = true;
                     // The loop's clock, like the other marks: when the poll saw the head arrive.
-                    let timing = req.marks.timing(ctx.now(), ctx.conn_timing(cid));
+                    // A reused connection's setup is not this request's: not looked up.
+                    let conn_timing = if req.marks.reused {
+                        None
+                    } else {
+                        ctx.conn_timing(cid)
+                    };
+                    let timing = req.marks.timing(ctx.now(), conn_timing);
                     let response = Response {
                         version: head.version,
                         code: head.status,
@@ -122,11 +128,18 @@ impl AgentState {
                     };
                     let callback = req.on_response.take();
                     if let Some(cb) = callback {
+                        self.shared.inbox.hold(id);
                         cb(ctx, Ok(response));
                     }
+                    let unposted = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
                     self.sweep_abandoned(ctx);
-                    self.attach_if_handed_over(ctx, cid, id);
+                    let taken = self.attach_if_handed_over(ctx, cid, id);
+                    // Bodies handed over in the callback but not attached here (a second
+                    // one, a 101's, or the request ended) go the way of a later one.
+                    for _ in 0..unposted.saturating_sub(usize::from(taken)) {
+                        ctx.post(me, Box::new(NextBody));
+                    }
                     // The loop goes on: a body-less response completes at once; the body
                     // goes to its protocol if it is attached, else waits in `pending`.
                 }
@@ -211,18 +224,19 @@ impl AgentState {
     /// body bytes read with the head go straight to it: no stash, no message round trip
     /// before the body flows. A protocol handed over later arrives through `deliver_body`, as
     /// does one for a `101` (whose connection `deliver_body` then closes).
-    fn attach_if_handed_over(&mut self, ctx: &mut Ctx, cid: ConnId, id: RequestId) {
+    /// Returns whether it attached one.
+    fn attach_if_handed_over(&mut self, ctx: &mut Ctx, cid: ConnId, id: RequestId) -> bool {
         if self.conns.get(&cid).is_none_or(|c| c.switching) {
-            return;
+            return false;
         }
         let unattached = self.reqs.get(&id).is_some_and(|r| {
             r.head_delivered && r.end.is_none() && matches!(r.body, BodyState::NotAttached)
         });
         if !unattached {
-            return;
+            return false;
         }
         let Some(mut body) = self.shared.inbox.take_body_for(id) else {
-            return;
+            return false;
         };
         let handle = BodyHandle {
             agent: self.me(),
@@ -234,6 +248,7 @@ impl AgentState {
         if let Some(req) = self.reqs.get_mut(&id) {
             req.body = BodyState::Attached(body);
         }
+        true
     }
 
     /// Keeps unprocessed bytes and stops reading until delivery resumes.

@@ -3,6 +3,7 @@
 //! Worked out once per URL and kept in a small per-agent cache ([`Targets`]). A request over
 //! a Unix socket goes to its path, with no proxy, and is pooled by path as well.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -16,6 +17,7 @@ use crate::proto::socks::SocksError;
 use crate::proto::{self, Headers, RequestError, RequestHead};
 
 use super::config::AgentConfig;
+use super::table::Handle;
 
 /// Where a pooled connection goes. Cloned for every request (queue, host table, request):
 /// the names are shared, so a clone allocates nothing.
@@ -46,6 +48,10 @@ pub(super) struct Target {
     pub(super) key: PoolKey,
     /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
     pub(super) proxy_auth: Option<String>,
+    /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
+    /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
+    /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
+    pub(super) host_at: Cell<Option<Handle>>,
 }
 
 /// Most URLs whose [`Target`] is kept; the table is emptied when full.
@@ -260,6 +266,7 @@ pub(super) fn resolve(
         route,
         key,
         proxy_auth,
+        host_at: Cell::new(None),
     })
 }
 
@@ -273,10 +280,7 @@ pub(super) fn sent_fields(
     headers: &Headers,
     out: &mut Headers,
 ) {
-    out.clear();
-    for (name, value) in headers.iter() {
-        out.append(name, value);
-    }
+    out.copy_from(headers);
     if let Some(ua) = &config.user_agent
         && !headers.contains("user-agent")
     {
@@ -413,6 +417,43 @@ mod tests {
             prepare(&config, &target, "GET", &h),
             Err(Cause::InvalidRequest(_))
         ));
+    }
+
+    #[test]
+    fn sent_fields_are_the_callers_then_the_added_ones() {
+        let config = AgentConfig {
+            user_agent: Some("ua/1".into()),
+            persistent: false,
+            proxies: crate::client::Proxies::all("http://u:p@127.0.0.1:3128").unwrap(),
+            ..AgentConfig::default()
+        };
+        let target = resolve(&config, "http://origin.test/", None).unwrap();
+        assert!(target.proxy_auth.is_some());
+        let mut out = Headers::new();
+        out.append("Stale", b"from the last request");
+        let mut h = Headers::new();
+        h.append("X-A", b"1");
+        h.append("x-a", b"2");
+        sent_fields(&config, &target, &h, &mut out);
+        let names: Vec<&str> = out.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "X-A",
+                "x-a",
+                "User-Agent",
+                "Connection",
+                "Proxy-Authorization"
+            ]
+        );
+        assert_eq!(out.get_all("x-a").collect::<Vec<_>>(), [b"1", b"2"]);
+        assert_eq!(out.get("connection"), Some(&b"close"[..]));
+        // The caller's own win, and nothing is added twice.
+        h.append("user-agent", b"mine");
+        h.append("Connection", b"keep-alive, close");
+        h.append("Proxy-Authorization", b"Basic x");
+        sent_fields(&config, &target, &h, &mut out);
+        assert_eq!(out, h);
     }
 
     #[test]

@@ -103,6 +103,7 @@ pub(super) struct SlotIndex {
 }
 
 impl<K: Slotted> KeyIndex<K> for SlotIndex {
+    #[inline]
     fn find(&self, key: &K) -> Option<u32> {
         let (slot, generation) = key.reactor_slot();
         match self.at.get(slot) {
