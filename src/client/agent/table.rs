@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
+use crate::client::msg::RequestId;
 use crate::reactor::{ConnId, reserve_for_one};
 
 /// Entries keyed by `K`, stored in a slab; the index `I` maps keys to slab positions: a hash
@@ -83,6 +84,12 @@ pub(super) trait Slotted {
 impl Slotted for ConnId {
     fn reactor_slot(&self) -> (usize, u32) {
         ConnId::slot(*self)
+    }
+}
+
+impl Slotted for RequestId {
+    fn reactor_slot(&self) -> (usize, u32) {
+        RequestId::slot(*self)
     }
 }
 
@@ -206,8 +213,19 @@ impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
 }
 
 impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
+    #[cfg(test)]
     pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
         self.index.keys()
+    }
+}
+
+impl<K, V> SlabMap<K, V, SlotIndex> {
+    /// The slot and generation of every key.
+    pub(super) fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let at = self.index.at.iter().enumerate();
+        at.filter(|(_, e)| e.0 != 0)
+            .map(|(slot, e)| (slot, e.0))
+            .chain(self.index.overflow.keys().copied())
     }
 }
 
@@ -448,6 +466,26 @@ mod tests {
         assert_eq!(map.remove(&Slot(3, 2)), Some("d"));
         assert_eq!(map.len(), 0);
         assert!(map.index.at.is_empty() && map.index.overflow.capacity() == 0);
+    }
+
+    #[test]
+    fn a_stale_request_id_finds_nothing_once_its_slot_is_reused() {
+        use crate::client::msg::RequestIds;
+        let mut ids = RequestIds::default();
+        let mut map: SlabMap<RequestId, &str, SlotIndex> = SlabMap::default();
+        let old = ids.take();
+        map.insert(old, "old");
+        assert_eq!(map.remove(&old), Some("old"));
+        ids.give_back(old);
+        let new = ids.take();
+        assert_eq!(new.slot().0, old.slot().0);
+        map.insert(new, "new");
+        assert_eq!(map.get(&old), None);
+        assert!(map.get_mut(&old).is_none());
+        assert_eq!(map.remove(&old), None);
+        assert_eq!(map.get(&new), Some(&"new"));
+        let slots: Vec<(usize, u32)> = map.slots().collect();
+        assert_eq!(slots, [new.slot()]);
     }
 
     #[test]
