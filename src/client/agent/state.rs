@@ -283,6 +283,7 @@ impl AgentState {
     }
 
     /// Forgets request `id` for good: its id's slot may go to a new request.
+    #[inline]
     pub(super) fn forget(&mut self, id: RequestId) -> Option<Req> {
         let req = self.reqs.remove(&id)?;
         self.shared.ids.borrow_mut().give_back(id);

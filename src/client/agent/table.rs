@@ -110,6 +110,9 @@ pub(super) struct SlotIndex {
 }
 
 impl<K: Slotted> KeyIndex<K> for SlotIndex {
+    // Inlined: two tables (connections, requests) now share this code, and each of the
+    // dozen lookups per request is an array access and a compare.
+    #[inline]
     fn find(&self, key: &K) -> Option<u32> {
         let (slot, generation) = key.reactor_slot();
         match self.at.get(slot) {
@@ -171,11 +174,13 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
 }
 
 impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
+    #[inline]
     pub(super) fn get(&self, key: &K) -> Option<&V> {
         let at = self.index.find(key)?;
         self.slots.get(at as usize)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let at = self.index.find(key)?;
         self.slots.get_mut(at as usize)
