@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// An agent's ids name the slot of the request in the agent's table and a generation (the
 /// high bits), so the agent finds a request by an array lookup rather than a hash; an id kept
 /// past its request's end finds nothing, even once a newer request has its slot. Ids sort in
-/// the order the requests were submitted to their agent.
+/// the order the requests were submitted to their agent (see `RequestIds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub(crate) u64);
 
@@ -41,8 +41,9 @@ impl RequestId {
     }
 }
 
-/// Gives out an agent's request ids: the lowest free slots first, each with a fresh
-/// generation (one counter for the agent, so ids also sort by submission).
+/// Gives out an agent's request ids: the slot given back last first, else the next unused
+/// one, each with a fresh generation (one counter for the agent, so ids also sort by
+/// submission, until the counter wraps every 2^29 requests).
 #[derive(Default)]
 pub(crate) struct RequestIds {
     /// Slots given back, reused last in first out.
