@@ -685,3 +685,53 @@ fn the_pool_forgets_hosts_it_no_longer_uses() {
     let after = stats(&mut reactor, agent);
     assert_eq!((after.idle, after.hosts), (1, 1), "{after:?}");
 }
+
+#[test]
+fn a_stale_handle_does_not_cancel_the_request_that_reuses_its_slot() {
+    // Two connections: the first response is dropped unread (its connection closes), the
+    // second waits long enough for the stale cancel to arrive first.
+    let srv = ScriptedServer::start(vec![
+        vec![Step::ExpectRequest, write(OK_HELLO), Step::WaitClose],
+        vec![
+            Step::ExpectRequest,
+            Step::Sleep(Duration::from_millis(300)),
+            write(OK_HELLO),
+            Step::WaitClose,
+        ],
+    ]);
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), test_config());
+    let first: Slot = Default::default();
+    let f = first.clone();
+    let stale = agent.request(
+        reactor.ctx(),
+        Request::new("GET", srv.url("/1")),
+        Box::new(move |_, r| f.borrow_mut().result = Some(r.map(|_| BodyEnd::Done))),
+    );
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&first));
+    assert_eq!(
+        stats(&mut reactor, agent).requests,
+        0,
+        "the first is forgotten"
+    );
+    let old_id = stale.id();
+    let second: Slot = Default::default();
+    let s = second.clone();
+    let fresh = agent.request(
+        reactor.ctx(),
+        Request::new("GET", srv.url("/2")),
+        Box::new(move |_, r| s.borrow_mut().result = Some(r.map(|_| BodyEnd::Done))),
+    );
+    assert_ne!(fresh.id(), old_id);
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        srv.requests().len() == 2
+    });
+    stale.cancel(reactor.ctx());
+    turn_until(&mut reactor, Duration::from_secs(5), || finished(&second));
+    assert!(
+        second.borrow().error().is_none(),
+        "{:?}",
+        second.borrow().error()
+    );
+    assert_eq!(stats(&mut reactor, agent).requests, 0);
+}

@@ -8,15 +8,76 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Identifies one request of an agent.
+///
+/// An agent's ids name the slot of the request in the agent's table and a generation (the
+/// high bits), so the agent finds a request by an array lookup rather than a hash; an id kept
+/// past its request's end finds nothing, even once a newer request has its slot. Ids sort in
+/// the order the requests were submitted to their agent (see `RequestIds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub(crate) u64);
 
 static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 
+/// Generations wrap below this, so that an id fits under a timer tag's kind bits (2^61).
+const GENERATIONS: u32 = 1 << 29;
+
 impl RequestId {
-    /// A fresh id, unique in the process.
-    pub(crate) fn next() -> RequestId {
+    /// An id for a request no agent will see (its agent is gone).
+    pub(crate) fn next_unused() -> RequestId {
         RequestId(NEXT_REQUEST.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The id of the request in `slot` at `generation` (never 0).
+    pub(crate) fn at(slot: u32, generation: u32) -> RequestId {
+        RequestId(u64::from(generation) << 32 | u64::from(slot))
+    }
+
+    /// The request's slot in its agent's table and its generation.
+    pub(crate) fn slot(self) -> (usize, u32) {
+        (
+            (self.0 & u64::from(u32::MAX)) as usize,
+            (self.0 >> 32) as u32,
+        )
+    }
+}
+
+/// Gives out an agent's request ids: the slot given back last first, else the next unused
+/// one, each with a fresh generation (one counter for the agent, so ids also sort by
+/// submission, until the counter wraps every 2^29 requests).
+#[derive(Default)]
+pub(crate) struct RequestIds {
+    /// Slots given back, reused last in first out.
+    free: Vec<u32>,
+    /// Slots ever given out since the table was last empty.
+    slots: u32,
+    generation: u32,
+}
+
+impl RequestIds {
+    /// A fresh id.
+    pub(crate) fn take(&mut self) -> RequestId {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            self.slots - 1
+        });
+        self.generation = self.generation % (GENERATIONS - 1) + 1;
+        RequestId::at(slot, self.generation)
+    }
+
+    /// Gives `id`'s slot back, once its request is forgotten (each id once).
+    pub(crate) fn give_back(&mut self, id: RequestId) {
+        let (slot, _) = id.slot();
+        self.free.push(slot as u32);
+        if self.free.len() == self.slots as usize {
+            // Every slot is free: start again from slot 0, so the table's index stays as
+            // small as the requests in flight, and a burst's list goes back.
+            self.slots = 0;
+            self.free.clear();
+            if self.free.capacity() > QUEUE_KEPT {
+                // Shrunk, not freed: see `pop_trimmed`.
+                self.free.shrink_to(QUEUE_SHRUNK);
+            }
+        }
     }
 }
 
@@ -63,3 +124,55 @@ pub(crate) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
 
 /// What an emptied large queue is shrunk to (kept non-zero: a shrink to nothing is a free).
 const QUEUE_SHRUNK: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_reuse_free_slots_with_a_new_generation() {
+        let mut ids = RequestIds::default();
+        let a = ids.take();
+        let b = ids.take();
+        assert_eq!((a.slot().0, b.slot().0), (0, 1));
+        ids.give_back(a);
+        let c = ids.take();
+        // The same slot, but not the same id: a handle kept from `a` names nothing now.
+        assert_eq!(c.slot().0, 0);
+        assert_ne!(c, a);
+        // Submission order.
+        assert!(a < b && b < c);
+        ids.give_back(b);
+        ids.give_back(c);
+        assert_eq!(
+            ids.take().slot().0,
+            0,
+            "an emptied table starts again at slot 0"
+        );
+    }
+
+    #[test]
+    fn generations_wrap_below_the_timer_tag_bits_and_are_never_zero() {
+        let mut ids = RequestIds {
+            generation: GENERATIONS - 2,
+            ..RequestIds::default()
+        };
+        for _ in 0..4 {
+            let id = ids.take();
+            assert!(id.0 < 1 << 61, "{id:?}");
+            assert_ne!(id.slot().1, 0);
+            ids.give_back(id);
+        }
+    }
+
+    #[test]
+    fn a_burst_of_ids_gives_its_memory_back() {
+        let mut ids = RequestIds::default();
+        let taken: Vec<RequestId> = (0..10_000).map(|_| ids.take()).collect();
+        for id in taken {
+            ids.give_back(id);
+        }
+        assert!(ids.free.capacity() <= QUEUE_KEPT, "{}", ids.free.capacity());
+        assert_eq!(ids.take().slot().0, 0);
+    }
+}

@@ -212,7 +212,7 @@ impl AgentState {
         req.cancel_timers(ctx);
         match std::mem::replace(&mut req.body, BodyState::NotAttached) {
             BodyState::Attached(mut body) => {
-                self.reqs.remove(&id);
+                self.forget(id);
                 body.connection_lost(ctx, end);
             }
             BodyState::NotAttached => req.end = Some(end),
@@ -221,6 +221,7 @@ impl AgentState {
 
     /// The request failed: report the error where it belongs and close its connection.
     pub(super) fn fail(&mut self, ctx: &mut Ctx, id: RequestId, cause: Cause) {
+        // Taken out while it is failed; forgotten (its id given back) unless kept below.
         let Some(mut req) = self.reqs.remove(&id) else {
             return;
         };
@@ -260,11 +261,15 @@ impl AgentState {
             });
         }
         if let Some(cb) = req.on_response.take() {
+            self.shared.ids.borrow_mut().give_back(id);
             cb(ctx, Err(error));
             return;
         }
         match req.body {
-            BodyState::Attached(mut body) => body.connection_lost(ctx, BodyEnd::Failed(error)),
+            BodyState::Attached(mut body) => {
+                self.shared.ids.borrow_mut().give_back(id);
+                body.connection_lost(ctx, BodyEnd::Failed(error));
+            }
             BodyState::NotAttached => {
                 // Kept until a body protocol attaches (or the response is dropped).
                 req.end = Some(BodyEnd::Failed(error));

@@ -111,6 +111,7 @@ impl Agent {
             config,
             targets: RefCell::default(),
             requests: RefCell::default(),
+            ids: RefCell::default(),
             inbox: Rc::default(),
             handles: HandlePool::default(),
         });
@@ -137,9 +138,10 @@ impl Agent {
         parts: Parts,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        let id = RequestId::next();
         let shared = self.shared();
+        let mut id = RequestId::next_unused();
         if let Some(shared) = &shared {
+            id = shared.ids.borrow_mut().take();
             let new = NewRequest {
                 id,
                 target: shared
@@ -209,7 +211,11 @@ impl AgentState {
             Command::Init(me) => self.me = Some(me),
             Command::Shutdown => {
                 self.closed = true;
-                let mut ids: Vec<RequestId> = self.reqs.keys().copied().collect();
+                let slots = self.reqs.slots();
+                let mut ids: Vec<RequestId> = slots
+                    .map(|(slot, generation)| RequestId::at(slot as u32, generation))
+                    .collect();
+                // In the order they were submitted.
                 ids.sort_unstable_by_key(|id| id.0);
                 for id in ids {
                     // A failure kept for a body protocol that has not attached stays as is.

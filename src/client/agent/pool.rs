@@ -21,6 +21,7 @@ use super::timers::TimerTarget;
 impl AgentState {
     pub(super) fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
         if self.closed {
+            self.shared.ids.borrow_mut().give_back(new.id);
             let mut error = Error::new(Phase::RequestNotSent, Cause::AgentClosed);
             match &new.target {
                 Ok(target) => error = error.with_url(target.url.as_str()),
@@ -53,6 +54,7 @@ impl AgentState {
         let target = match prepared {
             Ok(t) => t,
             Err(error) => {
+                self.shared.ids.borrow_mut().give_back(id);
                 on_response(ctx, Err(error));
                 return;
             }

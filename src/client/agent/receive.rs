@@ -386,7 +386,7 @@ impl AgentState {
         body.body_started(ctx, handle);
         let req = self.reqs.get_mut(&id).expect("checked above");
         if let Some(end) = req.end.take() {
-            self.reqs.remove(&id);
+            self.forget(id);
             body.connection_lost(ctx, end);
             // A `101` read as an empty body: its connection has no other use.
             if let Some(cid) = self.switched.remove(&id) {
@@ -416,7 +416,7 @@ impl AgentState {
             if !abandoned {
                 continue;
             }
-            let mut req = self.reqs.remove(&id).expect("checked above");
+            let mut req = self.forget(id).expect("checked above");
             req.cancel_timers(ctx);
             if let Some(cid) = req.conn.or_else(|| self.switched.remove(&id)) {
                 self.close_conn(ctx, cid, true);

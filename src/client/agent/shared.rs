@@ -10,7 +10,7 @@ use std::rc::Rc;
 use rustc_hash::FxHashMap;
 
 use crate::client::error::Error;
-use crate::client::msg::RequestId;
+use crate::client::msg::{RequestId, RequestIds};
 use crate::client::producer::BodyProducer;
 use crate::client::request::{HandlePool, ResponseCallback, Timeouts};
 use crate::client::response::AgentInbox;
@@ -31,6 +31,9 @@ pub(super) struct Shared {
     /// Parsed request URLs: a handle resolves a URL as it submits the request.
     pub(super) targets: RefCell<Targets>,
     pub(super) requests: RefCell<VecDeque<NewRequest>>,
+    /// The ids of the requests submitted and not yet forgotten by the agent: each names the
+    /// request's slot in the agent's table.
+    pub(super) ids: RefCell<RequestIds>,
     /// Shared with every response of the agent.
     pub(super) inbox: Rc<AgentInbox>,
     pub(super) handles: HandlePool,

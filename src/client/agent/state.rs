@@ -221,8 +221,9 @@ pub(super) struct AgentState {
     pub(super) shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
-    /// In a slab (see `table.rs`): a burst's memory goes back once it has drained.
-    pub(super) reqs: SlabMap<RequestId, Req>,
+    /// In a slab (see `table.rs`): a burst's memory goes back once it has drained. Found by
+    /// the slot the id names (ids are given out by `Shared::ids`), not by a hash.
+    pub(super) reqs: SlabMap<RequestId, Req, SlotIndex>,
     /// Stored inline in one slab (see `table.rs`), not boxed one by one; found by reactor slot.
     pub(super) conns: SlabMap<ConnId, Conn, SlotIndex>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
@@ -279,6 +280,14 @@ impl AgentState {
             stats: PoolStats::default(),
             switched: FxHashMap::default(),
         }
+    }
+
+    /// Forgets request `id` for good: its id's slot may go to a new request.
+    #[inline]
+    pub(super) fn forget(&mut self, id: RequestId) -> Option<Req> {
+        let req = self.reqs.remove(&id)?;
+        self.shared.ids.borrow_mut().give_back(id);
+        Some(req)
     }
 
     pub(super) fn me(&self) -> HandlerId {

@@ -17,6 +17,7 @@ use std::marker::PhantomData;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
+use crate::client::msg::RequestId;
 use crate::reactor::{ConnId, reserve_for_one};
 
 /// Entries keyed by `K`, stored in a slab; the index `I` maps keys to slab positions: a hash
@@ -86,6 +87,12 @@ impl Slotted for ConnId {
     }
 }
 
+impl Slotted for RequestId {
+    fn reactor_slot(&self) -> (usize, u32) {
+        RequestId::slot(*self)
+    }
+}
+
 /// An index by the reactor slot a key carries: an array lookup and a generation check where
 /// a hash table hashed and probed, on each of the dozen lookups of a connection per request.
 /// It takes 8 bytes per reactor slot up to the highest in use: the reactor's own slots are
@@ -103,6 +110,8 @@ pub(super) struct SlotIndex {
 }
 
 impl<K: Slotted> KeyIndex<K> for SlotIndex {
+    // Inlined: two tables (connections, requests) now share this code, and each of the
+    // dozen lookups per request is an array access and a compare.
     #[inline]
     fn find(&self, key: &K) -> Option<u32> {
         let (slot, generation) = key.reactor_slot();
@@ -165,11 +174,13 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
 }
 
 impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
+    #[inline]
     pub(super) fn get(&self, key: &K) -> Option<&V> {
         let at = self.index.find(key)?;
         self.slots.get(at as usize)
     }
 
+    #[inline]
     pub(super) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         let at = self.index.find(key)?;
         self.slots.get_mut(at as usize)
@@ -207,8 +218,19 @@ impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
 }
 
 impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
+    #[cfg(test)]
     pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
         self.index.keys()
+    }
+}
+
+impl<K, V> SlabMap<K, V, SlotIndex> {
+    /// The slot and generation of every key.
+    pub(super) fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let at = self.index.at.iter().enumerate();
+        at.filter(|(_, e)| e.0 != 0)
+            .map(|(slot, e)| (slot, e.0))
+            .chain(self.index.overflow.keys().copied())
     }
 }
 
@@ -449,6 +471,26 @@ mod tests {
         assert_eq!(map.remove(&Slot(3, 2)), Some("d"));
         assert_eq!(map.len(), 0);
         assert!(map.index.at.is_empty() && map.index.overflow.capacity() == 0);
+    }
+
+    #[test]
+    fn a_stale_request_id_finds_nothing_once_its_slot_is_reused() {
+        use crate::client::msg::RequestIds;
+        let mut ids = RequestIds::default();
+        let mut map: SlabMap<RequestId, &str, SlotIndex> = SlabMap::default();
+        let old = ids.take();
+        map.insert(old, "old");
+        assert_eq!(map.remove(&old), Some("old"));
+        ids.give_back(old);
+        let new = ids.take();
+        assert_eq!(new.slot().0, old.slot().0);
+        map.insert(new, "new");
+        assert_eq!(map.get(&old), None);
+        assert!(map.get_mut(&old).is_none());
+        assert_eq!(map.remove(&old), None);
+        assert_eq!(map.get(&new), Some(&"new"));
+        let slots: Vec<(usize, u32)> = map.slots().collect();
+        assert_eq!(slots, [new.slot()]);
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl AgentState {
         protocol: Box<dyn Protocol>,
     ) {
         // The request ended with its head; only its entry was left for this decision.
-        if let Some(mut req) = self.reqs.remove(&id) {
+        if let Some(mut req) = self.forget(id) {
             req.cancel_timers(ctx);
         }
         let cid = self.switched.remove(&id).unwrap_or(ConnId::STALE);
