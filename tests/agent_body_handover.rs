@@ -20,21 +20,29 @@ fn hellos(conns: usize) -> ScriptedServer {
     ScriptedServer::start((0..conns).map(|_| script()).collect())
 }
 
+/// Sends a GET and keeps its response, body unread, once the reactor has it.
+fn keep_response(
+    reactor: &mut Reactor,
+    agent: &Agent,
+    url: String,
+) -> Rc<RefCell<Option<Response>>> {
+    let kept: Rc<RefCell<Option<Response>>> = Rc::default();
+    let k = kept.clone();
+    agent.request(
+        reactor.ctx(),
+        Request::new("GET", url),
+        Box::new(move |_ctx, r| *k.borrow_mut() = Some(r.unwrap())),
+    );
+    turn_until(reactor, Duration::from_secs(10), || kept.borrow().is_some());
+    kept
+}
+
 #[test]
 fn body_handed_over_after_the_callback_is_delivered() {
     let srv = hellos(1);
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
-    let kept: Rc<RefCell<Option<Response>>> = Rc::default();
-    let k = kept.clone();
-    agent.request(
-        reactor.ctx(),
-        Request::new("GET", srv.url("/")),
-        Box::new(move |_ctx, r| *k.borrow_mut() = Some(r.unwrap())),
-    );
-    turn_until(&mut reactor, Duration::from_secs(10), || {
-        kept.borrow().is_some()
-    });
+    let kept = keep_response(&mut reactor, &agent, srv.url("/"));
     let slot: Slot = Slot::default();
     let out = slot.clone();
     reactor
@@ -55,16 +63,7 @@ fn earlier_response_handed_over_inside_a_later_callback_is_delivered() {
     let srv = hellos(2);
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), test_config());
-    let kept: Rc<RefCell<Option<Response>>> = Rc::default();
-    let k = kept.clone();
-    agent.request(
-        reactor.ctx(),
-        Request::new("GET", srv.url("/1")),
-        Box::new(move |_ctx, r| *k.borrow_mut() = Some(r.unwrap())),
-    );
-    turn_until(&mut reactor, Duration::from_secs(10), || {
-        kept.borrow().is_some()
-    });
+    let kept = keep_response(&mut reactor, &agent, srv.url("/1"));
     let (first, second) = (Slot::default(), Slot::default());
     let (a, b) = (first.clone(), second.clone());
     agent.request(

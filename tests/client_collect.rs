@@ -31,6 +31,28 @@ fn serve(reply: &[u8], hold: Duration) -> ScriptedServer {
     ]])
 }
 
+/// A server sending ten body bytes under `Content-Length: declared`, then closing.
+fn ten_bytes_then_close(declared: u64) -> ScriptedServer {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n0123456789");
+    ScriptedServer::start(vec![vec![
+        Step::ExpectRequest,
+        write(head.as_bytes()),
+        Step::Close,
+    ]])
+}
+
+/// The error is the truncation of a body declared `declared` bytes long after its ten bytes.
+fn assert_truncated(err: &weft::client::Error, declared: u64) {
+    assert_eq!(
+        err.cause(),
+        &Cause::Protocol(ProtocolError::Incomplete {
+            expected: Some(declared),
+            received: 10
+        }),
+        "{err}"
+    );
+}
+
 #[test]
 fn declared_length_is_reserved_once_and_exactly() {
     let nginx = Nginx::start();
@@ -79,20 +101,9 @@ fn declared_length_past_the_cap_fails_even_when_the_body_came_with_the_head() {
 fn huge_declared_length_within_a_huge_cap_is_not_an_abort() {
     // A cap of "anything": 1 TiB declared is within it, but reserving it may be refused by
     // the allocator. The body grows as bytes arrive, and the truncation is a typed error.
-    let srv = ScriptedServer::start(vec![vec![
-        Step::ExpectRequest,
-        write(b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n0123456789"),
-        Step::Close,
-    ]]);
+    let srv = ten_bytes_then_close(1 << 40);
     let err = client(u64::MAX).get(&srv.url("/")).unwrap_err();
-    assert_eq!(
-        err.cause(),
-        &Cause::Protocol(ProtocolError::Incomplete {
-            expected: Some(1 << 40),
-            received: 10
-        }),
-        "{err}"
-    );
+    assert_truncated(&err, 1 << 40);
     assert_eq!(err.phase(), Phase::ResponseFailed);
 }
 
@@ -123,20 +134,9 @@ fn declared_length_shorter_than_sent_keeps_only_the_declared_bytes() {
 
 #[test]
 fn declared_length_longer_than_sent_is_a_truncation() {
-    let srv = ScriptedServer::start(vec![vec![
-        Step::ExpectRequest,
-        write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
-        Step::Close,
-    ]]);
+    let srv = ten_bytes_then_close(100);
     let err = client(1000).get(&srv.url("/")).unwrap_err();
-    assert_eq!(
-        err.cause(),
-        &Cause::Protocol(ProtocolError::Incomplete {
-            expected: Some(100),
-            received: 10
-        }),
-        "{err}"
-    );
+    assert_truncated(&err, 100);
 }
 
 /// A chunked body of `chunks` chunks of 1000 bytes each (chunk `i` filled with `b'a' + i % 26`),
@@ -247,22 +247,11 @@ fn stale_buffer() -> Vec<u8> {
 
 #[test]
 fn fetch_into_a_truncated_body_fails_without_the_stale_bytes_counting() {
-    let srv = ScriptedServer::start(vec![vec![
-        Step::ExpectRequest,
-        write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"),
-        Step::Close,
-    ]]);
+    let srv = ten_bytes_then_close(100);
     let mut c = client(1000);
     let builder = c.request("GET", &srv.url("/"));
     let err = c.fetch_into(builder, stale_buffer()).unwrap_err();
-    assert_eq!(
-        err.cause(),
-        &Cause::Protocol(ProtocolError::Incomplete {
-            expected: Some(100),
-            received: 10
-        }),
-        "{err}"
-    );
+    assert_truncated(&err, 100);
 }
 
 #[test]
