@@ -22,7 +22,7 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
-use super::table::{Handle, KeyedSlab, SlabMap, SlotIndex};
+use super::table::{Handle, KeyedSlab, SlabMap};
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -223,9 +223,9 @@ pub(super) struct AgentState {
     // showed in profiles at hundreds of connections.
     /// In a slab (see `table.rs`): a burst's memory goes back once it has drained. Found by
     /// the slot the id names (ids are given out by `Shared::ids`), not by a hash.
-    pub(super) reqs: SlabMap<RequestId, Req, SlotIndex>,
+    pub(super) reqs: SlabMap<RequestId, Req>,
     /// Stored inline in one slab (see `table.rs`), not boxed one by one; found by reactor slot.
-    pub(super) conns: SlabMap<ConnId, Conn, SlotIndex>,
+    pub(super) conns: SlabMap<ConnId, Conn>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
     /// peer (redirects), but the table only holds hosts with a connection or a waiting
     /// request, so colliding names could only slow down lookups among the caller's own

@@ -9,8 +9,6 @@
 //! slab is one large array, grown in place by the allocator (a quarter at a time once large,
 //! see [`reserve_for_one`]) and given back whole once empty.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::marker::PhantomData;
 
@@ -20,58 +18,20 @@ use slab::Slab;
 use crate::client::msg::RequestId;
 use crate::reactor::{ConnId, reserve_for_one};
 
-/// Entries keyed by `K`, stored in a slab; the index `I` maps keys to slab positions: a hash
-/// table by default, an array for keys that carry a reactor slot ([`SlotIndex`]).
-pub(super) struct SlabMap<K, V, I = FxHashMap<K, u32>> {
+/// Entries keyed by `K`, stored in a slab; a [`SlotIndex`] maps each key (which names a slot
+/// and a generation) to its slab position.
+pub(super) struct SlabMap<K, V> {
     slots: Slab<V>,
-    index: I,
+    index: SlotIndex,
     _key: PhantomData<K>,
 }
 
-impl<K, V, I: Default> Default for SlabMap<K, V, I> {
+impl<K, V> Default for SlabMap<K, V> {
     fn default() -> Self {
         SlabMap {
             slots: Slab::new(),
-            index: I::default(),
+            index: SlotIndex::default(),
             _key: PhantomData,
-        }
-    }
-}
-
-/// How a [`SlabMap`] finds the slab position of a key.
-pub(super) trait KeyIndex<K> {
-    fn find(&self, key: &K) -> Option<u32>;
-    /// The position of `key` if it is there; else records `new` for it.
-    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32>;
-    fn remove(&mut self, key: &K) -> Option<u32>;
-    /// Gives back memory once the index is mostly empty (amortised O(1)).
-    fn tidy(&mut self);
-}
-
-impl<K: Copy + Eq + Hash> KeyIndex<K> for FxHashMap<K, u32> {
-    fn find(&self, key: &K) -> Option<u32> {
-        self.get(key).copied()
-    }
-
-    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
-        // One hash of the key, whether it is there or not.
-        match self.entry(key) {
-            Entry::Occupied(e) => Some(*e.get()),
-            Entry::Vacant(e) => {
-                e.insert(new);
-                None
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &K) -> Option<u32> {
-        HashMap::remove(self, key)
-    }
-
-    fn tidy(&mut self) {
-        // Shrunk once a quarter full, so the cost stays amortised O(1).
-        if self.capacity() > KEPT && self.len() * 4 < self.capacity() {
-            self.shrink_to(self.len() * 2);
         }
     }
 }
@@ -109,11 +69,11 @@ pub(super) struct SlotIndex {
     overflow: FxHashMap<(usize, u32), u32>,
 }
 
-impl<K: Slotted> KeyIndex<K> for SlotIndex {
-    // Inlined: two tables (connections, requests) now share this code, and each of the
+impl SlotIndex {
+    // Inlined: two tables (connections, requests) share this code, and each of the
     // dozen lookups per request is an array access and a compare.
     #[inline]
-    fn find(&self, key: &K) -> Option<u32> {
+    fn find<K: Slotted>(&self, key: &K) -> Option<u32> {
         let (slot, generation) = key.reactor_slot();
         match self.at.get(slot) {
             Some(&(g, at)) if g == generation && g != 0 => Some(at),
@@ -122,7 +82,8 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
         }
     }
 
-    fn find_or_add(&mut self, key: K, new: u32) -> Option<u32> {
+    /// The position of `key` if it is there; else records `new` for it.
+    fn find_or_add<K: Slotted>(&mut self, key: K, new: u32) -> Option<u32> {
         if let Some(at) = self.find(&key) {
             return Some(at);
         }
@@ -139,7 +100,7 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
         None
     }
 
-    fn remove(&mut self, key: &K) -> Option<u32> {
+    fn remove<K: Slotted>(&mut self, key: &K) -> Option<u32> {
         let (slot, generation) = key.reactor_slot();
         match self.at.get(slot) {
             Some(&(g, at)) if g == generation && g != 0 => {
@@ -151,6 +112,7 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
         }
     }
 
+    /// Gives back memory once the index is mostly empty (amortised O(1)).
     fn tidy(&mut self) {
         if self.overflow.is_empty() && self.overflow.capacity() > 0 {
             self.overflow = FxHashMap::default();
@@ -173,7 +135,7 @@ impl<K: Slotted> KeyIndex<K> for SlotIndex {
     }
 }
 
-impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
+impl<K: Slotted, V> SlabMap<K, V> {
     #[inline]
     pub(super) fn get(&self, key: &K) -> Option<&V> {
         let at = self.index.find(key)?;
@@ -217,14 +179,7 @@ impl<K, V, I: KeyIndex<K>> SlabMap<K, V, I> {
     }
 }
 
-impl<K: Copy + Eq + Hash, V> SlabMap<K, V> {
-    #[cfg(test)]
-    pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
-        self.index.keys()
-    }
-}
-
-impl<K, V> SlabMap<K, V, SlotIndex> {
+impl<K, V> SlabMap<K, V> {
     /// The slot and generation of every key.
     pub(super) fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         let at = self.index.at.iter().enumerate();
@@ -363,38 +318,40 @@ mod tests {
 
     #[test]
     fn entries_are_found_replaced_and_removed_by_key() {
-        let mut map: SlabMap<u64, String> = SlabMap::default();
-        map.insert(7, "a".into());
-        map.insert(9, "b".into());
-        map.insert(7, "c".into());
+        let mut map: SlabMap<Slot, String> = SlabMap::default();
+        let (a, b) = (Slot(7, 1), Slot(9, 1));
+        map.insert(a, "a".into());
+        map.insert(b, "b".into());
+        map.insert(a, "c".into());
         assert_eq!(map.len(), 2);
-        assert_eq!(map.get(&7).map(String::as_str), Some("c"));
-        map.get_mut(&9).expect("present").push('!');
-        assert_eq!(map.remove(&9).as_deref(), Some("b!"));
-        assert_eq!(map.remove(&9), None);
-        assert_eq!(map.get(&9), None);
-        let keys: Vec<u64> = map.keys().copied().collect();
-        assert_eq!(keys, [7]);
+        assert_eq!(map.get(&a).map(String::as_str), Some("c"));
+        map.get_mut(&b).expect("present").push('!');
+        assert_eq!(map.remove(&b).as_deref(), Some("b!"));
+        assert_eq!(map.remove(&b), None);
+        assert_eq!(map.get(&b), None);
+        let keys: Vec<(usize, u32)> = map.slots().collect();
+        assert_eq!(keys, [(7, 1)]);
     }
 
     #[test]
     fn a_burst_gives_its_memory_back_once_drained() {
-        let mut map: SlabMap<u64, [u8; 256]> = SlabMap::default();
+        let mut map: SlabMap<Slot, [u8; 256]> = SlabMap::default();
         for i in 0..10_000 {
-            map.insert(i, [0; 256]);
+            map.insert(Slot(i, 1), [0; 256]);
         }
         // Grown a quarter at a time: far less spare room than doubling would leave.
         assert!(map.slots.capacity() < 10_000 + 10_000 / 4 + 1);
-        for i in 0..9_990 {
-            map.remove(&i);
+        // The highest slots go first: the index is as long as the highest slot in use.
+        for i in (10..10_000).rev() {
+            map.remove(&Slot(i, 1));
         }
         assert!(
-            map.index.capacity() < 100,
+            map.index.at.capacity() < 100,
             "index kept {}",
-            map.index.capacity()
+            map.index.at.capacity()
         );
-        for i in 9_990..10_000 {
-            assert!(map.remove(&i).is_some());
+        for i in 0..10 {
+            assert!(map.remove(&Slot(i, 1)).is_some());
         }
         assert_eq!(map.len(), 0);
         assert_eq!(map.slots.capacity(), 0);
@@ -449,7 +406,7 @@ mod tests {
 
     #[test]
     fn slot_indexed_entries_check_the_generation_and_share_a_slot() {
-        let mut map: SlabMap<Slot, &str, SlotIndex> = SlabMap::default();
+        let mut map: SlabMap<Slot, &str> = SlabMap::default();
         map.insert(Slot(3, 1), "a");
         map.insert(Slot(0, 1), "b");
         assert_eq!(map.get(&Slot(3, 1)), Some(&"a"));
@@ -477,7 +434,7 @@ mod tests {
     fn a_stale_request_id_finds_nothing_once_its_slot_is_reused() {
         use crate::client::msg::RequestIds;
         let mut ids = RequestIds::default();
-        let mut map: SlabMap<RequestId, &str, SlotIndex> = SlabMap::default();
+        let mut map: SlabMap<RequestId, &str> = SlabMap::default();
         let old = ids.take();
         map.insert(old, "old");
         assert_eq!(map.remove(&old), Some("old"));
@@ -495,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_slot_index_gives_its_memory_back() {
-        let mut map: SlabMap<Slot, u64, SlotIndex> = SlabMap::default();
+        let mut map: SlabMap<Slot, u64> = SlabMap::default();
         for i in 0..10_000 {
             map.insert(Slot(i, 1), 0);
         }
