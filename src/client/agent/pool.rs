@@ -126,11 +126,11 @@ impl AgentState {
     pub(super) fn enqueue(&mut self, id: RequestId, at: Handle) {
         self.waiting_seq += 1;
         let seq = self.waiting_seq;
-        let host = self.hosts.at_mut(at);
-        debug_assert!(host.is_some(), "the entry was made by host_of");
-        if let Some(host) = host {
-            host.waiting.push_back((seq, id));
-        }
+        let host = self
+            .hosts
+            .at_mut(at)
+            .expect("the entry was made by host_of");
+        host.waiting.push_back((seq, id));
         if let Some(r) = self.reqs.get_mut(&id) {
             r.queued = true;
         }
