@@ -1,7 +1,8 @@
 //! One reactor per core: a `ReactorPool` of reactor threads, each with its own client, fed
 //! from several threads at once against nginx; shutdown with requests in flight; a reactor
 //! thread that panics, a builder that panics, a reactor that cannot be made (out of
-//! descriptors, in a child process), and a pool of zero threads.
+//! descriptors) and a thread that cannot be started (out of address space), each in a child
+//! process, and a pool of zero threads.
 
 mod support;
 
@@ -265,12 +266,25 @@ fn a_reactor_that_cannot_be_made_fails_the_start_with_its_error() {
     if std::env::var_os(STARVED_CHILD).is_some() {
         return starved_child();
     }
+    run_limited_child(
+        "ulimit -n 64",
+        "a_reactor_that_cannot_be_made_fails_the_start_with_its_error",
+        STARVED_CHILD,
+        STARVED_CHECKED,
+    );
+}
+
+/// Runs test `name` again in a child process of this test binary, under the shell's `limit`
+/// and with `env` set, and asserts that it ended well and printed `checked`.
+fn run_limited_child(limit: &str, name: &str, env: &str, checked: &str) {
     let mut child = std::process::Command::new("sh")
         .arg("-c")
-        .arg(r#"ulimit -n 64 && exec "$0" --exact "$1" --nocapture --test-threads 1"#)
+        .arg(format!(
+            r#"{limit} && exec "$0" --exact "$1" --nocapture --test-threads 1"#
+        ))
         .arg(std::env::current_exe().unwrap())
-        .arg("a_reactor_that_cannot_be_made_fails_the_start_with_its_error")
-        .env(STARVED_CHILD, "1")
+        .arg(name)
+        .env(env, "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -289,7 +303,7 @@ fn a_reactor_that_cannot_be_made_fails_the_start_with_its_error() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(
-        out.status.success() && stdout.contains(STARVED_CHECKED),
+        out.status.success() && stdout.contains(checked),
         "child {}:\n{stdout}\n{stderr}",
         out.status
     );
@@ -324,4 +338,67 @@ fn starved_child() {
     assert!(std::error::Error::source(&error).is_some());
     drop(held);
     println!("{STARVED_CHECKED}");
+}
+
+/// Set in the child process of the next test.
+const CRAMPED_CHILD: &str = "WEFT_TEST_ADDRESS_SPACE_CRAMPED";
+/// Printed by that child once its checks passed.
+const CRAMPED_CHECKED: &str = "cramped-pool-checked";
+
+/// A reactor thread the operating system refuses to start (no address space left for its
+/// stack) fails the start with `Spawn`, naming the thread and carrying the I/O error; once
+/// the space is back, a pool starts. The space runs out in a child process whose address
+/// space the shell caps, so no other test is cramped.
+#[test]
+fn a_thread_that_cannot_be_started_fails_the_start_with_its_error() {
+    if std::env::var_os(CRAMPED_CHILD).is_some() {
+        return cramped_child();
+    }
+    run_limited_child(
+        "ulimit -v 4194304",
+        "a_thread_that_cannot_be_started_fails_the_start_with_its_error",
+        CRAMPED_CHILD,
+        CRAMPED_CHECKED,
+    );
+}
+
+/// The child's half: reserves (without touching) the address space the cap leaves, down to
+/// less than a thread's stack, then starts a pool.
+fn cramped_child() {
+    let mut ballast: Vec<Vec<u8>> = Vec::with_capacity(1 << 16);
+    // Largest pieces first, so the count of pieces stays small (4 GiB in at most ~1,000 of
+    // 4 MiB, then what is left in 64 KiB pieces: less than a 2 MiB stack remains).
+    for piece in [4 << 20, 64 << 10] {
+        while ballast.len() < ballast.capacity() {
+            let mut v = Vec::new();
+            if v.try_reserve_exact(piece).is_err() {
+                break;
+            }
+            ballast.push(v);
+        }
+    }
+    assert!(
+        ballast.len() < ballast.capacity(),
+        "the address space was not capped"
+    );
+    let error =
+        ReactorPool::new(2, |_| HttpClient::builder().agent_config(test_config())).unwrap_err();
+    match &error {
+        ReactorThreadError::Spawn { thread: 0, source } => {
+            // What `pthread_create` reports when it cannot map the thread's stack.
+            const EAGAIN: i32 = 11;
+            assert_eq!(source.raw_os_error(), Some(EAGAIN), "{source}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot start reactor thread 0: "),
+        "{text}"
+    );
+    assert!(std::error::Error::source(&error).is_some());
+    drop(ballast);
+    // The refusal was the address space's: with it back, the same pool starts.
+    pool(2).shutdown().unwrap();
+    println!("{CRAMPED_CHECKED}");
 }
