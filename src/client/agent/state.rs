@@ -22,7 +22,7 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
-use super::table::{Handle, KeyedSlab, SlabMap};
+use super::table::{Handle, KeyedSlab, ReqTable, SlabMap};
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -221,9 +221,9 @@ pub(super) struct AgentState {
     pub(super) shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
-    /// In a slab (see `table.rs`): a burst's memory goes back once it has drained. Found by
-    /// the slot the id names (ids are given out by `Shared::ids`), not by a hash.
-    pub(super) reqs: SlabMap<RequestId, Req>,
+    /// Each at the slot its id names (ids are given out by `Shared::ids`; see `table.rs`): a
+    /// burst's memory goes back once it has drained.
+    pub(super) reqs: ReqTable<Req>,
     /// Stored inline in one slab (see `table.rs`), not boxed one by one; found by reactor slot.
     pub(super) conns: SlabMap<ConnId, Conn>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
@@ -265,7 +265,7 @@ impl AgentState {
             me: None,
             id,
             shared,
-            reqs: SlabMap::default(),
+            reqs: ReqTable::default(),
             conns: SlabMap::default(),
             hosts: KeyedSlab::default(),
             active_total: 0,
@@ -282,12 +282,15 @@ impl AgentState {
         }
     }
 
-    /// Forgets request `id` for good: its id's slot may go to a new request.
+    /// Forgets request `id` for good, dropping it where it is: its id's slot may go to a new
+    /// request. Returns whether it was there.
     #[inline]
-    pub(super) fn forget(&mut self, id: RequestId) -> Option<Req> {
-        let req = self.reqs.remove(&id)?;
-        self.shared.ids.borrow_mut().give_back(id);
-        Some(req)
+    pub(super) fn forget(&mut self, id: RequestId) -> bool {
+        let found = self.reqs.delete(&id);
+        if found {
+            self.shared.ids.borrow_mut().give_back(id);
+        }
+        found
     }
 
     pub(super) fn me(&self) -> HandlerId {
