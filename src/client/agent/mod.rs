@@ -130,6 +130,7 @@ impl Agent {
 
     /// Resolves the request's URL (parsed once per URL; see `route::Targets`) and queues the
     /// request for the agent.
+    #[inline]
     fn submit(
         &self,
         ctx: &mut Ctx,
@@ -142,17 +143,17 @@ impl Agent {
         let mut id = RequestId::next_unused();
         if let Some(shared) = &shared {
             id = shared.ids.borrow_mut().take();
-            let new = NewRequest {
+            let target = shared
+                .targets
+                .borrow_mut()
+                .get(&shared.config, url, unix_socket)
+                .map_err(|cause| Box::new(Error::new(Phase::RequestNotSent, cause).with_url(url)));
+            shared.requests.borrow_mut().push_back(NewRequest {
                 id,
-                target: shared
-                    .targets
-                    .borrow_mut()
-                    .get(&shared.config, url, unix_socket)
-                    .map_err(|cause| Error::new(Phase::RequestNotSent, cause).with_url(url)),
+                target,
                 parts,
                 on_response,
-            };
-            shared.requests.borrow_mut().push_back(new);
+            });
             ctx.post(self.handler, Box::new(NextRequest));
         }
         RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))

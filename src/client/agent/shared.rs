@@ -54,8 +54,8 @@ pub(super) struct Parts {
 pub(super) struct NewRequest {
     pub(super) id: RequestId,
     /// Resolved when the request was submitted; an error is reported from the agent, as
-    /// for any request it refuses.
-    pub(super) target: Result<Rc<Target>, Error>,
+    /// for any request it refuses (boxed: rare, and large).
+    pub(super) target: Result<Rc<Target>, Box<Error>>,
     pub(super) parts: Parts,
     pub(super) on_response: ResponseCallback,
 }

@@ -188,6 +188,10 @@ impl<K, V> SlabMap<K, V> {
 /// Entries below which an emptied table keeps its memory (a steady load does not reallocate).
 const KEPT: usize = 64;
 
+/// What an emptied large request table is shrunk to (kept non-zero: a shrink to nothing is
+/// a free).
+const SHRUNK: usize = 16;
+
 /// The agent's requests, each stored at the slot its [`RequestId`] names (the agent's
 /// `RequestIds` gives the slots out and takes them back, so it is the only free list): a
 /// lookup is an array access and a generation check, with no index between the id and the
@@ -230,6 +234,13 @@ impl<V> ReqTable<V> {
     /// Stores `value` at `id`'s slot (the id was just given out: its slot is free).
     #[inline]
     pub(super) fn insert(&mut self, id: RequestId, value: V) {
+        self.insert_with(id, || value);
+    }
+
+    /// Stores the value `make` returns at `id`'s slot: made where it is to live, rather than
+    /// made and then moved there (a request is some hundreds of bytes).
+    #[inline(always)]
+    pub(super) fn insert_with(&mut self, id: RequestId, make: impl FnOnce() -> V) {
         let (slot, generation) = id.slot();
         if slot >= self.at.len() {
             self.grow_to(slot + 1);
@@ -239,7 +250,8 @@ impl<V> ReqTable<V> {
         if entry.1.is_none() {
             self.len += 1;
         }
-        *entry = (generation, Some(value));
+        entry.0 = generation;
+        entry.1 = Some(make());
     }
 
     /// Room for `len` slots: a quarter more at a time once large (as the slabs grow, see
@@ -298,11 +310,10 @@ impl<V> ReqTable<V> {
     #[cold]
     fn trim(&mut self) {
         if self.len == 0 {
+            self.at.clear();
             if self.at.capacity() > KEPT {
-                // Nothing left to keep in place: the burst's array goes back to the system.
-                self.at = Vec::new();
-            } else {
-                self.at.clear();
+                // Shrunk in place rather than freed, as the queues are (see `pop_trimmed`).
+                self.at.shrink_to(SHRUNK);
             }
             return;
         }
