@@ -125,7 +125,7 @@ impl Agent {
     /// The agent's shared half; `None` once the agent's state is gone (its reactor was
     /// dropped), when a request would be dropped unanswered as a message to it would.
     fn shared(&self) -> Option<Rc<Shared>> {
-        AGENTS.with(|a| a.borrow().get(&self.id).cloned())
+        AGENTS.with(|a| a.borrow_mut().get(self.id))
     }
 
     /// Resolves the request's URL (parsed once per URL; see `route::Targets`) and queues the

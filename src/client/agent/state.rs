@@ -301,6 +301,6 @@ impl AgentState {
 impl Drop for AgentState {
     fn drop(&mut self) {
         // `try_with`: the reactor may be dropped while the thread's locals are torn down.
-        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(&self.id));
+        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(self.id));
     }
 }
