@@ -63,10 +63,7 @@ impl AgentState {
         let host = self.host_of(&target);
         let total_timeout = timeouts.total.or(self.shared.config.timeout);
         let queue_timeout = timeouts.queue.or(self.shared.config.queue_timeout);
-        let mut timers = Vec::new();
-        if let Some(t) = total_timeout {
-            timers.push(self.set_timer(ctx, t, TimerTarget::Total(id)));
-        }
+        let total_timer = total_timeout.map(|t| self.set_timer(ctx, t, TimerTarget::Total(id)));
         let queue_timer = queue_timeout.map(|t| self.set_timer(ctx, t, TimerTarget::Queue(id)));
         // The loop's clock: this turn's, a clock read saved per request.
         let now = ctx.now();
@@ -88,7 +85,8 @@ impl AgentState {
             end: None,
             retried: false,
             fresh_only: false,
-            timers,
+            total_timer,
+            timers: Vec::new(),
             queue_timer,
             total_timeout,
             queue_timeout,

@@ -75,7 +75,10 @@ pub(super) struct Req {
     pub(super) end: Option<BodyEnd>,
     pub(super) retried: bool,
     pub(super) fresh_only: bool,
-    /// Total-timeout and 100-continue timers, cancelled when the request ends.
+    /// The total-timeout timer (set by default: kept inline, where a list would allocate
+    /// for each request), cancelled when the request ends.
+    pub(super) total_timer: Option<TimerId>,
+    /// The rarer 100-continue and handshake timers, cancelled when the request ends.
     pub(super) timers: Vec<TimerId>,
     /// Cancelled once the request leaves the queue.
     pub(super) queue_timer: Option<TimerId>,
@@ -94,7 +97,12 @@ impl Req {
     /// Cancels every timer of the request (it ended, or lost its connection for good).
     pub(super) fn cancel_timers(&mut self, ctx: &mut Ctx) {
         let timers = self.timers.drain(..);
-        for t in timers.chain(self.queue_timer.take()) {
+        let single = self
+            .total_timer
+            .take()
+            .into_iter()
+            .chain(self.queue_timer.take());
+        for t in timers.chain(single) {
             ctx.cancel_timer(t);
         }
     }
