@@ -13,7 +13,7 @@
 //! | `shared.rs` | what the handles share with the state: the submitted requests, the URL cache |
 //! | `route.rs` | routing a URL to a connection and a pool key; the per-URL cache |
 //! | `state.rs` | the state's data: requests, connections, host table, [`PoolStats`] |
-//! | `table.rs` | the slab-backed tables of connections and requests |
+//! | `table.rs` | the tables of connections (a slab) and requests (an array by id slot) |
 //! | `pool.rs` | admission, the per-host queues and caps, dispatch, idle connections |
 //! | `exchange.rs` | sending a request and its body; ending it (done, failed, retried) |
 //! | `receive.rs` | parsing the response, delivering its body with flow control |

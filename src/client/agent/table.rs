@@ -1,5 +1,6 @@
-//! The agent's per-connection and per-request state, stored inline in a slab rather than
-//! boxed one by one or inline in a hash table.
+//! The agent's per-connection and per-request state, stored inline in one array (a slab for
+//! connections, an array by id slot for requests) rather than boxed one by one or inline in
+//! a hash table.
 //!
 //! An idle pool of thousands of connections is mostly its connection table, and a burst of
 //! requests mostly its request table. A box per entry put each one among the short-lived
@@ -7,7 +8,7 @@
 //! several hundred bytes a slot is reallocated, copied and freed as it grows: either way
 //! the allocator ends up holding holes it does not give back while the pool sits idle. A
 //! slab is one large array, grown in place by the allocator (a quarter at a time once large,
-//! see [`reserve_for_one`]) and given back whole once empty.
+//! see [`reserve_for_one`]) and given back once empty (the request array is shrunk in place).
 
 use std::hash::Hash;
 use std::marker::PhantomData;
