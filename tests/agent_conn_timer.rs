@@ -184,3 +184,38 @@ fn idle_timeout_shorter_than_the_read_timeout_closes_on_time() {
         "the idle close is no error of the request"
     );
 }
+
+/// With the agent's total timeout (set by default), each request's total timer is cancelled
+/// when the request ends: request after request leaves only the connection's timer pending.
+#[test]
+fn each_finished_request_cancels_its_total_timer() {
+    const REQUESTS: usize = 50;
+    let mut script = Vec::new();
+    for _ in 0..REQUESTS {
+        script.push(Step::ExpectRequest);
+        script.push(write(OK_HELLO));
+    }
+    script.push(Step::WaitClose);
+    let srv = ScriptedServer::start(vec![script]);
+    let config = AgentConfig {
+        timeout: Some(Duration::from_secs(300)),
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    for i in 0..REQUESTS {
+        let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
+        turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
+        assert!(
+            slot.borrow().is_done(),
+            "request {i}: {:?}",
+            slot.borrow().result
+        );
+        assert_eq!(
+            reactor.ctx().timer_count(),
+            1,
+            "request {i}: only the connection's timer is left"
+        );
+    }
+    assert_eq!(srv.connections(), 1);
+}

@@ -114,6 +114,7 @@ const QUEUE_KEPT: usize = 1024;
 /// threshold, to twice that) to the size of any large block freed, after which the next
 /// burst's allocations land in the main heap, whose holes it never returns. Freeing a
 /// 4 MiB queue made a pool of 10,000 idle connections keep some 8 MiB of such holes.
+#[inline]
 pub(crate) fn pop_trimmed<T>(queue: &mut VecDeque<T>) -> Option<T> {
     let item = queue.pop_front();
     if queue.is_empty() && queue.capacity() > QUEUE_KEPT {

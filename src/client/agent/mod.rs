@@ -13,7 +13,7 @@
 //! | `shared.rs` | what the handles share with the state: the submitted requests, the URL cache |
 //! | `route.rs` | routing a URL to a connection and a pool key; the per-URL cache |
 //! | `state.rs` | the state's data: requests, connections, host table, [`PoolStats`] |
-//! | `table.rs` | the slab-backed tables of connections and requests |
+//! | `table.rs` | the tables of connections (a slab) and requests (an array by id slot) |
 //! | `pool.rs` | admission, the per-host queues and caps, dispatch, idle connections |
 //! | `exchange.rs` | sending a request and its body; ending it (done, failed, retried) |
 //! | `receive.rs` | parsing the response, delivering its body with flow control |
@@ -125,11 +125,12 @@ impl Agent {
     /// The agent's shared half; `None` once the agent's state is gone (its reactor was
     /// dropped), when a request would be dropped unanswered as a message to it would.
     fn shared(&self) -> Option<Rc<Shared>> {
-        AGENTS.with(|a| a.borrow().get(&self.id).cloned())
+        AGENTS.with(|a| a.borrow_mut().get(self.id))
     }
 
     /// Resolves the request's URL (parsed once per URL; see `route::Targets`) and queues the
     /// request for the agent.
+    #[inline]
     fn submit(
         &self,
         ctx: &mut Ctx,
@@ -142,17 +143,17 @@ impl Agent {
         let mut id = RequestId::next_unused();
         if let Some(shared) = &shared {
             id = shared.ids.borrow_mut().take();
-            let new = NewRequest {
+            let target = shared
+                .targets
+                .borrow_mut()
+                .get(&shared.config, url, unix_socket)
+                .map_err(|cause| Box::new(Error::new(Phase::RequestNotSent, cause).with_url(url)));
+            shared.requests.borrow_mut().push_back(NewRequest {
                 id,
-                target: shared
-                    .targets
-                    .borrow_mut()
-                    .get(&shared.config, url, unix_socket)
-                    .map_err(|cause| Error::new(Phase::RequestNotSent, cause).with_url(url)),
+                target,
                 parts,
                 on_response,
-            };
-            shared.requests.borrow_mut().push_back(new);
+            });
             ctx.post(self.handler, Box::new(NextRequest));
         }
         RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))

@@ -19,6 +19,7 @@ use super::table::Handle;
 use super::timers::TimerTarget;
 
 impl AgentState {
+    #[inline]
     pub(super) fn take_request(&mut self, ctx: &mut Ctx, new: NewRequest) {
         if self.closed {
             self.shared.ids.borrow_mut().give_back(new.id);
@@ -46,21 +47,28 @@ impl AgentState {
             target.and_then(
                 |t| match prepare(&self.shared.config, &t, &method, &headers) {
                     Ok(()) => Ok(t),
-                    Err(cause) => {
-                        Err(Error::new(Phase::RequestNotSent, cause).with_url(t.url.as_str()))
-                    }
+                    Err(cause) => Err(Box::new(
+                        Error::new(Phase::RequestNotSent, cause).with_url(t.url.as_str()),
+                    )),
                 },
             );
         let target = match prepared {
             Ok(t) => t,
             Err(error) => {
                 self.shared.ids.borrow_mut().give_back(id);
-                on_response(ctx, Err(error));
+                on_response(ctx, Err(*error));
                 return;
             }
         };
         let host = self.host_of(&target);
-        let mut req = Req {
+        let total_timeout = timeouts.total.or(self.shared.config.timeout);
+        let queue_timeout = timeouts.queue.or(self.shared.config.queue_timeout);
+        let total_timer = total_timeout.map(|t| self.set_timer(ctx, t, TimerTarget::Total(id)));
+        let queue_timer = queue_timeout.map(|t| self.set_timer(ctx, t, TimerTarget::Queue(id)));
+        // The loop's clock: this turn's, a clock read saved per request.
+        let now = ctx.now();
+        let read_timeout = timeouts.read.or(self.shared.config.read_timeout);
+        self.reqs.insert_with(id, || Req {
             method,
             target,
             headers,
@@ -77,32 +85,21 @@ impl AgentState {
             end: None,
             retried: false,
             fresh_only: false,
+            total_timer,
             timers: Vec::new(),
-            queue_timer: None,
-            total_timeout: None,
-            queue_timeout: None,
-            read_timeout: None,
-            last_activity: ctx.now(),
+            queue_timer,
+            total_timeout,
+            queue_timeout,
+            read_timeout,
+            last_activity: now,
             marks: Marks {
-                // The loop's clock: this turn's, a clock read saved per request.
-                submitted: ctx.now(),
+                submitted: now,
                 dispatched: None,
                 sent: None,
                 first_byte: None,
                 reused: false,
             },
-        };
-        req.total_timeout = timeouts.total.or(self.shared.config.timeout);
-        req.queue_timeout = timeouts.queue.or(self.shared.config.queue_timeout);
-        if let Some(t) = req.total_timeout {
-            let timer = self.set_timer(ctx, t, TimerTarget::Total(id));
-            req.timers.push(timer);
-        }
-        if let Some(t) = req.queue_timeout {
-            req.queue_timer = Some(self.set_timer(ctx, t, TimerTarget::Queue(id)));
-        }
-        req.read_timeout = timeouts.read.or(self.shared.config.read_timeout);
-        self.reqs.insert(id, req);
+        });
         self.enqueue(id, host);
         self.pump(ctx);
     }

@@ -416,9 +416,11 @@ impl AgentState {
             if !abandoned {
                 continue;
             }
-            let mut req = self.forget(id).expect("checked above");
+            let req = self.reqs.get_mut(&id).expect("checked above");
             req.cancel_timers(ctx);
-            if let Some(cid) = req.conn.or_else(|| self.switched.remove(&id)) {
+            let conn = req.conn;
+            self.forget(id);
+            if let Some(cid) = conn.or_else(|| self.switched.remove(&id)) {
                 self.close_conn(ctx, cid, true);
             }
         }

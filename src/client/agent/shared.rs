@@ -54,8 +54,8 @@ pub(super) struct Parts {
 pub(super) struct NewRequest {
     pub(super) id: RequestId,
     /// Resolved when the request was submitted; an error is reported from the agent, as
-    /// for any request it refuses.
-    pub(super) target: Result<Rc<Target>, Error>,
+    /// for any request it refuses (boxed: rare, and large).
+    pub(super) target: Result<Rc<Target>, Box<Error>>,
     pub(super) parts: Parts,
     pub(super) on_response: ResponseCallback,
 }
@@ -64,5 +64,78 @@ thread_local! {
     /// The shared half of every agent on this thread, by agent id. Looked up rather than held
     /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
     /// another thread through a `Remote`). An entry lives as long as its agent's state.
-    pub(super) static AGENTS: RefCell<FxHashMap<u64, Rc<Shared>>> = RefCell::default();
+    pub(super) static AGENTS: RefCell<Agents> = RefCell::default();
+}
+
+/// The registry behind [`AGENTS`].
+#[derive(Default)]
+pub(super) struct Agents {
+    /// The agent found last: a thread mostly submits to one agent, whose lookup then costs a
+    /// compare rather than a hash and a probe.
+    last: Option<(u64, Rc<Shared>)>,
+    all: FxHashMap<u64, Rc<Shared>>,
+}
+
+impl Agents {
+    pub(super) fn insert(&mut self, id: u64, shared: Rc<Shared>) {
+        self.all.insert(id, shared);
+    }
+
+    /// The shared half of agent `id`, while its state lives.
+    #[inline]
+    pub(super) fn get(&mut self, id: u64) -> Option<Rc<Shared>> {
+        if let Some((last, shared)) = &self.last
+            && *last == id
+        {
+            return Some(shared.clone());
+        }
+        let shared = self.all.get(&id)?.clone();
+        self.last = Some((id, shared.clone()));
+        Some(shared)
+    }
+
+    /// Forgets agent `id` (its state is dropped): later lookups find nothing.
+    pub(super) fn remove(&mut self, id: u64) {
+        if self.last.as_ref().is_some_and(|(last, _)| *last == id) {
+            self.last = None;
+        }
+        self.all.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared() -> Rc<Shared> {
+        Rc::new(Shared {
+            config: AgentConfig::default(),
+            targets: RefCell::default(),
+            requests: RefCell::default(),
+            ids: RefCell::default(),
+            inbox: Rc::default(),
+            handles: HandlePool::default(),
+        })
+    }
+
+    #[test]
+    fn an_agent_forgotten_is_not_found_even_when_it_was_found_last() {
+        let (a, b) = (shared(), shared());
+        let mut agents = Agents::default();
+        agents.insert(1, a.clone());
+        agents.insert(2, b.clone());
+        for _ in 0..2 {
+            assert!(agents.get(1).is_some_and(|s| Rc::ptr_eq(&s, &a)));
+            assert!(agents.get(2).is_some_and(|s| Rc::ptr_eq(&s, &b)));
+        }
+        assert!(agents.get(3).is_none());
+        // Found last, then forgotten: the registry lets go of it.
+        agents.remove(2);
+        assert!(agents.get(2).is_none());
+        assert_eq!(Rc::strong_count(&b), 1);
+        assert!(agents.get(1).is_some());
+        agents.remove(1);
+        assert!(agents.get(1).is_none());
+        assert_eq!(Rc::strong_count(&a), 1);
+    }
 }

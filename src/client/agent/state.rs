@@ -22,7 +22,7 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
-use super::table::{Handle, KeyedSlab, SlabMap};
+use super::table::{Handle, KeyedSlab, ReqTable, SlabMap};
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,7 +75,10 @@ pub(super) struct Req {
     pub(super) end: Option<BodyEnd>,
     pub(super) retried: bool,
     pub(super) fresh_only: bool,
-    /// Total-timeout and 100-continue timers, cancelled when the request ends.
+    /// The total-timeout timer (set by default: kept inline, where a list would allocate
+    /// for each request), cancelled when the request ends.
+    pub(super) total_timer: Option<TimerId>,
+    /// The rarer 100-continue and handshake timers, cancelled when the request ends.
     pub(super) timers: Vec<TimerId>,
     /// Cancelled once the request leaves the queue.
     pub(super) queue_timer: Option<TimerId>,
@@ -94,7 +97,12 @@ impl Req {
     /// Cancels every timer of the request (it ended, or lost its connection for good).
     pub(super) fn cancel_timers(&mut self, ctx: &mut Ctx) {
         let timers = self.timers.drain(..);
-        for t in timers.chain(self.queue_timer.take()) {
+        let single = self
+            .total_timer
+            .take()
+            .into_iter()
+            .chain(self.queue_timer.take());
+        for t in timers.chain(single) {
             ctx.cancel_timer(t);
         }
     }
@@ -221,9 +229,9 @@ pub(super) struct AgentState {
     pub(super) shared: Rc<Shared>,
     // Internal integer keys (never chosen by a peer): a fast hash rather than SipHash, which
     // showed in profiles at hundreds of connections.
-    /// In a slab (see `table.rs`): a burst's memory goes back once it has drained. Found by
-    /// the slot the id names (ids are given out by `Shared::ids`), not by a hash.
-    pub(super) reqs: SlabMap<RequestId, Req>,
+    /// Each at the slot its id names (ids are given out by `Shared::ids`; see `table.rs`): a
+    /// burst's memory goes back once it has drained.
+    pub(super) reqs: ReqTable<Req>,
     /// Stored inline in one slab (see `table.rs`), not boxed one by one; found by reactor slot.
     pub(super) conns: SlabMap<ConnId, Conn>,
     /// Hashed several times per request, so a fast hash too: host names can come from a
@@ -265,7 +273,7 @@ impl AgentState {
             me: None,
             id,
             shared,
-            reqs: SlabMap::default(),
+            reqs: ReqTable::default(),
             conns: SlabMap::default(),
             hosts: KeyedSlab::default(),
             active_total: 0,
@@ -282,12 +290,15 @@ impl AgentState {
         }
     }
 
-    /// Forgets request `id` for good: its id's slot may go to a new request.
+    /// Forgets request `id` for good, dropping it where it is: its id's slot may go to a new
+    /// request. Returns whether it was there.
     #[inline]
-    pub(super) fn forget(&mut self, id: RequestId) -> Option<Req> {
-        let req = self.reqs.remove(&id)?;
-        self.shared.ids.borrow_mut().give_back(id);
-        Some(req)
+    pub(super) fn forget(&mut self, id: RequestId) -> bool {
+        let found = self.reqs.delete(&id);
+        if found {
+            self.shared.ids.borrow_mut().give_back(id);
+        }
+        found
     }
 
     pub(super) fn me(&self) -> HandlerId {
@@ -298,6 +309,6 @@ impl AgentState {
 impl Drop for AgentState {
     fn drop(&mut self) {
         // `try_with`: the reactor may be dropped while the thread's locals are torn down.
-        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(&self.id));
+        let _ = AGENTS.try_with(|a| a.borrow_mut().remove(self.id));
     }
 }

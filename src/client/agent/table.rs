@@ -1,5 +1,6 @@
-//! The agent's per-connection and per-request state, stored inline in a slab rather than
-//! boxed one by one or inline in a hash table.
+//! The agent's per-connection and per-request state, stored inline in one array (a slab for
+//! connections, an array by id slot for requests) rather than boxed one by one or inline in
+//! a hash table.
 //!
 //! An idle pool of thousands of connections is mostly its connection table, and a burst of
 //! requests mostly its request table. A box per entry put each one among the short-lived
@@ -7,7 +8,7 @@
 //! several hundred bytes a slot is reallocated, copied and freed as it grows: either way
 //! the allocator ends up holding holes it does not give back while the pool sits idle. A
 //! slab is one large array, grown in place by the allocator (a quarter at a time once large,
-//! see [`reserve_for_one`]) and given back whole once empty.
+//! see [`reserve_for_one`]) and given back once empty (the request array is shrunk in place).
 
 use std::hash::Hash;
 use std::marker::PhantomData;
@@ -44,12 +45,6 @@ pub(super) trait Slotted {
 impl Slotted for ConnId {
     fn reactor_slot(&self) -> (usize, u32) {
         ConnId::slot(*self)
-    }
-}
-
-impl Slotted for RequestId {
-    fn reactor_slot(&self) -> (usize, u32) {
-        RequestId::slot(*self)
     }
 }
 
@@ -174,14 +169,16 @@ impl<K: Slotted, V> SlabMap<K, V> {
         value
     }
 
-    pub(super) fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.slots.len()
     }
 }
 
+#[cfg(test)]
 impl<K, V> SlabMap<K, V> {
     /// The slot and generation of every key.
-    pub(super) fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+    fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
         let at = self.index.at.iter().enumerate();
         at.filter(|(_, e)| e.0 != 0)
             .map(|(slot, e)| (slot, e.0))
@@ -191,6 +188,155 @@ impl<K, V> SlabMap<K, V> {
 
 /// Entries below which an emptied table keeps its memory (a steady load does not reallocate).
 const KEPT: usize = 64;
+
+/// What an emptied large request table is shrunk to (kept non-zero: a shrink to nothing is
+/// a free).
+const SHRUNK: usize = 16;
+
+/// The agent's requests, each stored at the slot its [`RequestId`] names (the agent's
+/// `RequestIds` gives the slots out and takes them back, so it is the only free list): a
+/// lookup is an array access and a generation check, with no index between the id and the
+/// entry; a request is written once where it lives and dropped there when it ends.
+pub(super) struct ReqTable<V> {
+    /// By slot: the generation of the request there (0: none) and the request.
+    at: Vec<(u32, Option<V>)>,
+    /// Requests stored.
+    len: usize,
+}
+
+impl<V> Default for ReqTable<V> {
+    fn default() -> Self {
+        ReqTable {
+            at: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<V> ReqTable<V> {
+    #[inline]
+    pub(super) fn get(&self, id: &RequestId) -> Option<&V> {
+        let (slot, generation) = id.slot();
+        match self.at.get(slot) {
+            Some((g, value)) if *g == generation => value.as_ref(),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub(super) fn get_mut(&mut self, id: &RequestId) -> Option<&mut V> {
+        let (slot, generation) = id.slot();
+        match self.at.get_mut(slot) {
+            Some((g, value)) if *g == generation => value.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Stores `value` at `id`'s slot (the id was just given out: its slot is free).
+    #[inline]
+    pub(super) fn insert(&mut self, id: RequestId, value: V) {
+        self.insert_with(id, || value);
+    }
+
+    /// Stores the value `make` returns at `id`'s slot: made where it is to live, rather than
+    /// made and then moved there (a request is some hundreds of bytes).
+    #[inline(always)]
+    pub(super) fn insert_with(&mut self, id: RequestId, make: impl FnOnce() -> V) {
+        let (slot, generation) = id.slot();
+        if slot >= self.at.len() {
+            self.grow_to(slot + 1);
+        }
+        let entry = &mut self.at[slot];
+        debug_assert!(entry.1.is_none(), "slot {slot} given out twice");
+        if entry.1.is_none() {
+            self.len += 1;
+        }
+        entry.0 = generation;
+        entry.1 = Some(make());
+    }
+
+    /// Room for `len` slots: a quarter more at a time once large (as the slabs grow, see
+    /// [`reserve_for_one`]), so a burst leaves little spare room.
+    #[cold]
+    fn grow_to(&mut self, len: usize) {
+        let capacity = self.at.capacity();
+        if len > capacity && capacity >= 1024 {
+            self.at.reserve_exact((capacity / 4).max(len - capacity));
+        }
+        self.at.resize_with(len, || (0, None));
+    }
+
+    /// Takes request `id` out.
+    pub(super) fn remove(&mut self, id: &RequestId) -> Option<V> {
+        let (slot, generation) = id.slot();
+        let value = match self.at.get_mut(slot) {
+            Some(entry) if entry.0 == generation => {
+                entry.0 = 0;
+                entry.1.take()
+            }
+            _ => None,
+        };
+        if value.is_some() {
+            self.len -= 1;
+            self.tidy();
+        }
+        value
+    }
+
+    /// Drops request `id` where it is (no move out); returns whether it was there.
+    #[inline]
+    pub(super) fn delete(&mut self, id: &RequestId) -> bool {
+        let (slot, generation) = id.slot();
+        match self.at.get_mut(slot) {
+            Some(entry) if entry.0 == generation && entry.1.is_some() => {
+                entry.0 = 0;
+                entry.1 = None;
+                self.len -= 1;
+                self.tidy();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back memory once the table is mostly empty (amortised O(1): each slot dropped
+    /// was pushed once).
+    #[inline]
+    fn tidy(&mut self) {
+        if self.len == 0 || (self.len * 4 < self.at.capacity() && self.at.capacity() > KEPT) {
+            self.trim();
+        }
+    }
+
+    #[cold]
+    fn trim(&mut self) {
+        if self.len == 0 {
+            self.at.clear();
+            if self.at.capacity() > KEPT {
+                // Shrunk in place rather than freed, as the queues are (see `pop_trimmed`).
+                self.at.shrink_to(SHRUNK);
+            }
+            return;
+        }
+        while self.at.last().is_some_and(|e| e.1.is_none()) {
+            self.at.pop();
+        }
+        if self.at.capacity() > KEPT && self.at.len() * 4 < self.at.capacity() {
+            self.at.shrink_to(self.at.len() * 2);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The slot and generation of every request.
+    pub(super) fn slots(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
+        let at = self.at.iter().enumerate();
+        at.filter(|(_, e)| e.1.is_some())
+            .map(|(slot, e)| (slot, e.0))
+    }
+}
 
 /// Where an entry of a [`KeyedSlab`] sits: its slot and the generation of the entry that
 /// took it, so a handle kept past its entry's removal finds nothing rather than a newcomer.
@@ -434,7 +580,7 @@ mod tests {
     fn a_stale_request_id_finds_nothing_once_its_slot_is_reused() {
         use crate::client::msg::RequestIds;
         let mut ids = RequestIds::default();
-        let mut map: SlabMap<RequestId, &str> = SlabMap::default();
+        let mut map: ReqTable<&str> = ReqTable::default();
         let old = ids.take();
         map.insert(old, "old");
         assert_eq!(map.remove(&old), Some("old"));
@@ -445,9 +591,69 @@ mod tests {
         assert_eq!(map.get(&old), None);
         assert!(map.get_mut(&old).is_none());
         assert_eq!(map.remove(&old), None);
+        assert!(!map.delete(&old));
         assert_eq!(map.get(&new), Some(&"new"));
         let slots: Vec<(usize, u32)> = map.slots().collect();
         assert_eq!(slots, [new.slot()]);
+        assert!(map.delete(&new));
+        assert!(!map.delete(&new));
+        assert_eq!((map.len(), map.get(&new)), (0, None));
+    }
+
+    #[test]
+    fn requests_are_dropped_in_place_and_a_burst_gives_its_memory_back() {
+        use crate::client::msg::RequestIds;
+        use std::rc::Rc;
+        let mut ids = RequestIds::default();
+        let mut map: ReqTable<Rc<()>> = ReqTable::default();
+        let alive = Rc::new(());
+        let taken: Vec<RequestId> = (0..10_000).map(|_| ids.take()).collect();
+        for &id in &taken {
+            map.insert(id, alive.clone());
+        }
+        assert_eq!((map.len(), Rc::strong_count(&alive)), (10_000, 10_001));
+        // Grown a quarter at a time: far less spare room than doubling would leave.
+        assert!(
+            map.at.capacity() < 10_000 + 10_000 / 4 + 1,
+            "{}",
+            map.at.capacity()
+        );
+        // The newest go first (as the slots are given back, last in first out): the array
+        // shrinks with them.
+        for &id in taken[10..].iter().rev() {
+            assert!(map.delete(&id));
+            ids.give_back(id);
+        }
+        assert_eq!(Rc::strong_count(&alive), 11, "dropped where they were");
+        assert!(map.at.capacity() < 100, "kept {}", map.at.capacity());
+        // A slot in the middle of the table.
+        assert_eq!(
+            map.remove(&taken[3]).map(|r| Rc::ptr_eq(&r, &alive)),
+            Some(true)
+        );
+        ids.give_back(taken[3]);
+        let again = ids.take();
+        assert_eq!(again.slot().0, 3);
+        map.insert(again, alive.clone());
+        assert!(map.get(&taken[3]).is_none() && map.get(&again).is_some());
+        for &id in taken[..10]
+            .iter()
+            .filter(|&&id| id != taken[3])
+            .chain([&again])
+        {
+            assert!(map.delete(&id));
+        }
+        assert_eq!(map.len(), 0);
+        assert!(map.at.is_empty() && map.at.capacity() <= KEPT);
+        assert_eq!(Rc::strong_count(&alive), 1);
+        // Shutdown fails requests in submission order: every id's slot is listed.
+        let (a, b) = (ids.take(), ids.take());
+        map.insert(b, alive.clone());
+        map.insert(a, alive.clone());
+        let mut slots: Vec<(usize, u32)> = map.slots().collect();
+        slots.sort_unstable();
+        assert_eq!(slots.len(), 2);
+        assert!(slots.contains(&a.slot()) && slots.contains(&b.slot()));
     }
 
     #[test]

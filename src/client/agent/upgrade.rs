@@ -25,8 +25,9 @@ impl AgentState {
         protocol: Box<dyn Protocol>,
     ) {
         // The request ended with its head; only its entry was left for this decision.
-        if let Some(mut req) = self.forget(id) {
+        if let Some(req) = self.reqs.get_mut(&id) {
             req.cancel_timers(ctx);
+            self.forget(id);
         }
         let cid = self.switched.remove(&id).unwrap_or(ConnId::STALE);
         let Some(mut conn) = self.conns.remove(&cid) else {
