@@ -257,14 +257,82 @@ fn field_name(name: &[u8]) -> String {
 }
 
 /// The fields the core acts on, for a head validated already ([`validate`]'s pass without
-/// its checks).
-fn scan<'h>(head: &RequestHead<'h>) -> Scan<'h> {
+/// its checks), and fields added after the caller's (`added`: never `Host` or framing).
+fn scan<'h>(head: &RequestHead<'h>, added: &[(&str, &[u8])]) -> Scan<'h> {
     let mut scan = Scan::new(head.host.as_bytes());
     let mut host_seen = false;
     for (name, value) in head.headers.fields() {
         scan.note(name, value, &mut host_seen);
     }
+    for &(name, value) in added {
+        // Only `Connection` among the fields a client adds tells the core anything.
+        if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
+            scan.close |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
     scan
+}
+
+/// What [`validate`] finds about a request target and the `Host` value used when the
+/// caller's fields give none: both depend on the URL alone, so a client sending many
+/// requests to one URL checks them once ([`validate_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TargetCheck {
+    target_ok: bool,
+    host_ok: bool,
+}
+
+impl TargetCheck {
+    /// Checks `target` and the default `host` as [`validate`] does.
+    pub(crate) fn new(target: &str, host: &str) -> Self {
+        TargetCheck {
+            target_ok: is_valid_target(target.as_bytes()),
+            host_ok: is_valid_host(host.as_bytes()),
+        }
+    }
+}
+
+/// [`validate`] for a head whose target and default `Host` (`head.target`, `head.host`)
+/// were checked already (`checked`, made from them): the same answer, the same error first,
+/// without going over the URL's bytes again.
+pub(crate) fn validate_with(
+    head: &RequestHead<'_>,
+    checked: TargetCheck,
+) -> Result<(), RequestError> {
+    debug_assert_eq!(checked, TargetCheck::new(head.target, head.host));
+    if !is_token(head.method.as_bytes()) {
+        return Err(RequestError::InvalidMethod);
+    }
+    if !checked.target_ok {
+        return Err(RequestError::InvalidTarget);
+    }
+    let mut given_host = None;
+    for (name, value) in head.headers.fields() {
+        if !is_token(name) {
+            return Err(RequestError::InvalidHeaderName(field_name(name)));
+        }
+        if !is_valid_value(value) {
+            return Err(RequestError::InvalidHeaderValue(field_name(name)));
+        }
+        if given_host.is_none() && name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
+            given_host = Some(value);
+        }
+    }
+    let host_ok = match given_host {
+        Some(host) => is_valid_host(host),
+        None => checked.host_ok,
+    };
+    if !host_ok {
+        return Err(RequestError::InvalidHeaderValue("Host".to_owned()));
+    }
+    Ok(())
+}
+
+/// Bytes of the decimal form of `n`.
+fn dec_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Fields the encoder writes itself (Host) or owns (framing), so the caller's are skipped.
@@ -278,6 +346,19 @@ fn is_owned_field(name: &[u8]) -> bool {
     }
 }
 
+/// The framing fields the encoder writes.
+const CONTENT_LENGTH: &[u8] = b"Content-Length: ";
+const CHUNKED: &[u8] = b"Transfer-Encoding: chunked\r\n";
+
+/// Appends one field line.
+#[inline]
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 impl ClientConnection {
     pub(crate) fn encode_request(
         &mut self,
@@ -287,7 +368,7 @@ impl ClientConnection {
     ) -> Result<(), RequestError> {
         self.check_idle()?;
         let scan = validate(head)?;
-        self.encode_scanned(head, &scan, body, out);
+        self.encode_scanned(head, &[], &scan, body, out);
         Ok(())
     }
 
@@ -295,15 +376,26 @@ impl ClientConnection {
     /// checked already by [`validate_request`](super::validate_request): the agent checks
     /// each request once, when it is admitted, and writes it later without checking again.
     /// Only the connection's state is checked here (debug builds check the head again).
+    ///
+    /// `added` are fields written after the caller's (the agent's `User-Agent`,
+    /// `Connection: close`, proxy credentials), valid and never `Host` or framing fields:
+    /// written as they are, without first being copied into one list with the caller's.
     pub(crate) fn send_validated_request(
         &mut self,
         head: &RequestHead<'_>,
+        added: &[(&str, &[u8])],
         body: RequestBody,
         out: &mut Vec<u8>,
     ) -> Result<(), RequestError> {
         debug_assert!(validate(head).is_ok(), "the head was validated");
+        debug_assert!(
+            added.iter().all(|&(n, v)| is_token(n.as_bytes())
+                && is_valid_value(v)
+                && !is_owned_field(n.as_bytes())),
+            "added fields are valid and not the encoder's own"
+        );
         self.check_idle()?;
-        self.encode_scanned(head, &scan(head), body, out);
+        self.encode_scanned(head, added, &scan(head, added), body, out);
         Ok(())
     }
 
@@ -315,23 +407,36 @@ impl ClientConnection {
         Ok(())
     }
 
-    /// Writes a checked head and records what the response side needs. Nothing here can fail.
+    /// Writes a checked head, the caller's fields then `added`, and records what the response
+    /// side needs. Nothing here can fail. The head's exact length is reserved first, so
+    /// each piece is a copy into room already there.
     fn encode_scanned(
         &mut self,
         head: &RequestHead<'_>,
+        added: &[(&str, &[u8])],
         scan: &Scan<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) {
         let host = scan.host;
         let headers = head.headers;
-        let estimate = head.method.len()
-            + head.target.len()
-            + host.len()
-            + headers.byte_len()
-            + 64
-            + headers.len() * 4;
-        out.reserve(estimate);
+        // "M T HTTP/1.1\r\nHost: H\r\n" and the blank line.
+        let mut len = head.method.len() + head.target.len() + host.len() + 22;
+        for (name, value) in headers.fields() {
+            if !is_owned_field(name) {
+                len += name.len() + value.len() + 4;
+            }
+        }
+        for &(name, value) in added {
+            len += name.len() + value.len() + 4;
+        }
+        len += match body {
+            RequestBody::None => 0,
+            RequestBody::Length(n) => CONTENT_LENGTH.len() + dec_len(n) + 2,
+            RequestBody::Chunked => CHUNKED.len(),
+        };
+        out.reserve(len);
+        let start = out.len();
         out.extend_from_slice(head.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(head.target.as_bytes());
@@ -342,21 +447,22 @@ impl ClientConnection {
             if is_owned_field(name) {
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            push_field(out, name, value);
+        }
+        for &(name, value) in added {
+            push_field(out, name.as_bytes(), value);
         }
         match body {
             RequestBody::None => {}
             RequestBody::Length(n) => {
-                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(CONTENT_LENGTH);
                 push_dec(out, n);
                 out.extend_from_slice(b"\r\n");
             }
-            RequestBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            RequestBody::Chunked => out.extend_from_slice(CHUNKED),
         }
         out.extend_from_slice(b"\r\n");
+        debug_assert_eq!(out.len() - start, len, "the reserved length is exact");
 
         // Record what the response side needs to know about this request.
         let method = head.method.as_bytes();
@@ -524,7 +630,7 @@ mod tests {
             );
             let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
             a.send_request(&head(&h), body, &mut out_a).unwrap();
-            b.send_validated_request(&head(&h), body, &mut out_b)
+            b.send_validated_request(&head(&h), &[], body, &mut out_b)
                 .unwrap();
             assert_eq!(out_a, out_b);
             assert!(out_a.starts_with(
@@ -541,11 +647,11 @@ mod tests {
         let h = Headers::new();
         let mut c = ClientConnection::new(Config::default());
         let mut out = Vec::new();
-        c.send_validated_request(&head(&h), RequestBody::None, &mut out)
+        c.send_validated_request(&head(&h), &[], RequestBody::None, &mut out)
             .unwrap();
         let len = out.len();
         assert_eq!(
-            c.send_validated_request(&head(&h), RequestBody::None, &mut out),
+            c.send_validated_request(&head(&h), &[], RequestBody::None, &mut out),
             Err(RequestError::WrongState)
         );
         assert_eq!(out.len(), len, "nothing written");
@@ -608,3 +714,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod fast_path_tests;

@@ -274,6 +274,41 @@ impl Ctx {
         self.mark_dirty(conn);
     }
 
+    /// [`Ctx::write`] for bytes encoded in place: `encode` appends them to the connection's
+    /// write buffer itself, which saves encoding into a buffer of one's own and copying it
+    /// here. Returns `None`, without calling `encode`, where a write would be a no-op (a
+    /// closed or closing connection).
+    pub(crate) fn write_in_place<R>(
+        &mut self,
+        conn: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        let c = self.conns.get_mut(conn)?;
+        if c.closing {
+            return None;
+        }
+        if c.wbuf.capacity() == 0
+            && let Some(spare) = self.spare_wbufs.pop()
+        {
+            c.wbuf = spare;
+        }
+        let before = c.wbuf.len();
+        let r = encode(&mut c.wbuf);
+        if c.wbuf.len() == before {
+            return Some(r);
+        }
+        // As in `write`.
+        c.wide_reads = false;
+        if c.pending() > HIGH_WATER {
+            c.above_high = true;
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+        Some(r)
+    }
+
     /// Bytes accepted by [`Ctx::write`] but not yet handed to the kernel.
     ///
     /// On a TLS connection, bytes already encrypted (at most one record) are not counted.

@@ -9,7 +9,7 @@ use crate::client::producer::{BodySink, Produce, ProducerHandle};
 use crate::proto::{RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
-use super::route::sent_fields;
+use super::route::added_fields;
 use super::state::{AgentState, BodyState};
 use super::timers::TimerTarget;
 
@@ -33,31 +33,38 @@ impl AgentState {
             None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
             None => RequestBody::None,
         };
-        sent_fields(
-            &self.shared.config,
-            &req.target,
-            &req.headers,
-            &mut self.fields,
-        );
+        let added = added_fields(&self.shared.config, &req.target, &req.headers);
         let head = RequestHead {
             method: &req.method,
             target: &req.target.target,
             host: &req.target.host_header,
-            headers: &self.fields,
+            headers: &req.headers,
         };
-        self.scratch.clear();
         // Checked when the request was admitted (`route::prepare`: the method, target, Host
         // and the caller's fields, and the User-Agent added; the other added fields are the
-        // agent's own), so only the connection's state is checked here.
-        if let Err(e) = conn
-            .proto
-            .send_validated_request(&head, body, &mut self.scratch)
-        {
+        // agent's own), so only the connection's state is checked here. The head is encoded
+        // straight into the connection's write buffer.
+        let proto = &mut conn.proto;
+        let mut send = |out: &mut Vec<u8>| {
+            let start = out.len();
+            let sent = proto.send_validated_request(&head, added.as_slice(), body, out);
+            if sent.is_ok() {
+                super::trace::request_head(cid, &out[start..]);
+            }
+            sent
+        };
+        // A closed or closing connection takes no bytes; the core still sees the request.
+        let sent = match ctx.write_in_place(cid, &mut send) {
+            Some(sent) => sent,
+            None => {
+                self.scratch.clear();
+                send(&mut self.scratch)
+            }
+        };
+        if let Err(e) = sent {
             self.fail(ctx, id, Cause::InvalidRequest(e));
             return;
         }
-        ctx.write(cid, &self.scratch);
-        super::trace::request_head(cid, &self.scratch);
         req.head_sent = true;
         // The loop's clock, read once per turn: no clock read per request.
         let now = ctx.now();

@@ -1,0 +1,210 @@
+//! The request encoder against simple reference versions of what it replaced: heads
+//! byte-identical to those built by copying the caller's and the added fields into one list
+//! and writing piece by piece, and [`validate_with`] answering as [`validate`] does.
+
+use super::*;
+use crate::proto::{Config, Headers};
+
+/// The head as it was written before: every field in one list, each piece appended as it
+/// comes, `Host` and framing fields of the caller's dropped.
+fn reference_head(head: &RequestHead<'_>, added: &[(&str, &[u8])], body: RequestBody) -> Vec<u8> {
+    let mut fields = head.headers.clone();
+    for &(name, value) in added {
+        fields.append(name, value);
+    }
+    let mut host = head.host.as_bytes();
+    if let Some(given) = head.headers.get("host") {
+        host = given;
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in fields.iter() {
+        let lower = name.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "host" | "content-length" | "transfer-encoding"
+        ) {
+            continue;
+        }
+        out.extend_from_slice(format!("{name}: ").as_bytes());
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match body {
+        RequestBody::None => {}
+        RequestBody::Length(n) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes())
+        }
+        RequestBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Caller field lists: none, plain, framing and Host overrides, flags the core acts on,
+/// empty and long values.
+fn field_lists() -> Vec<Headers> {
+    let long = vec![b'v'; 3000];
+    let lists: [&[(&str, &[u8])]; 7] = [
+        &[],
+        &[("Accept", b"*/*"), ("X-Trace", b"abc")],
+        &[("host", b"given.test:8080"), ("Host", b"second.test")],
+        &[
+            ("Content-Length", b"99"),
+            ("transfer-encoding", b"gzip"),
+            ("X-E", b""),
+        ],
+        &[
+            ("Expect", b"100-continue"),
+            ("Connection", b"keep-alive, close"),
+        ],
+        &[("Upgrade", b"websocket"), ("Connection", b"Upgrade")],
+        &[("X-Long", &long), ("User-Agent", b"mine")],
+    ];
+    lists
+        .iter()
+        .map(|l| l.iter().map(|&(n, v)| (n, v)).collect())
+        .collect()
+}
+
+#[test]
+fn heads_match_the_reference_writer() {
+    let added_lists: [&[(&str, &[u8])]; 4] = [
+        &[],
+        &[("User-Agent", b"weft/0.1")],
+        &[("Connection", b"close")],
+        &[
+            ("User-Agent", b"weft/0.1"),
+            ("Connection", b"close"),
+            ("Proxy-Authorization", b"Basic dTpw"),
+        ],
+    ];
+    let targets = [
+        ("GET", "/", "h"),
+        ("POST", "/upload?x=1", "127.0.0.1:50243"),
+        ("HEAD", "http://origin.test:8080/a?b", "origin.test:8080"),
+        ("CONNECT", "origin.test:443", "origin.test:443"),
+    ];
+    let bodies = [
+        RequestBody::None,
+        RequestBody::Length(0),
+        RequestBody::Length(9),
+        RequestBody::Length(10),
+        RequestBody::Length(u64::MAX),
+        RequestBody::Chunked,
+    ];
+    let mut cases = 0;
+    for headers in &field_lists() {
+        for &(method, target, host) in &targets {
+            for added in added_lists {
+                for body in bodies {
+                    let head = RequestHead {
+                        method,
+                        target,
+                        host,
+                        headers,
+                    };
+                    let mut c = ClientConnection::new(Config::default());
+                    // Written after bytes already in the buffer, as into a connection's.
+                    let mut out = b"earlier".to_vec();
+                    c.send_validated_request(&head, added, body, &mut out)
+                        .unwrap();
+                    let want = reference_head(&head, added, body);
+                    assert_eq!(
+                        String::from_utf8_lossy(&out[7..]),
+                        String::from_utf8_lossy(&want),
+                        "{method} {target} {added:?} {body:?}"
+                    );
+                    assert_eq!(&out[..7], b"earlier");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 7 * 4 * 4 * 6);
+}
+
+#[test]
+fn added_connection_close_is_seen_by_the_core() {
+    let h = Headers::new();
+    let head = RequestHead {
+        method: "GET",
+        target: "/",
+        host: "h",
+        headers: &h,
+    };
+    let mut c = ClientConnection::new(Config::default());
+    let mut out = Vec::new();
+    c.send_validated_request(
+        &head,
+        &[("Connection", b"keep-alive, Close")],
+        RequestBody::None,
+        &mut out,
+    )
+    .unwrap();
+    assert!(c.req.close);
+    let mut c = ClientConnection::new(Config::default());
+    c.send_validated_request(
+        &head,
+        &[("User-Agent", b"close")],
+        RequestBody::None,
+        &mut out,
+    )
+    .unwrap();
+    assert!(!c.req.close);
+}
+
+#[test]
+fn checked_targets_give_the_answer_of_the_full_check() {
+    let methods = ["GET", "", "G T", "M\u{e9}"];
+    let targets = ["/", "", "/a b", "/a#f", "/\u{7f}", "http://h/x?y"];
+    let hosts = ["h", "", "a b", "h:80\t", "[::1]:8080"];
+    let mut lists = field_lists();
+    for (name, value) in [
+        ("X-Bad", &b"a\r\nInjected: 1"[..]),
+        ("Bad Name", b"v"),
+        ("Host", b"bad host"),
+        ("Host", b""),
+        ("X-Nul", b"1234567\0"),
+    ] {
+        let mut h = Headers::new();
+        h.append("X-Ok", b"1");
+        h.append(name, value);
+        h.append("Host", b"later.test");
+        lists.push(h);
+    }
+    for method in methods {
+        for target in targets {
+            for host in hosts {
+                for headers in &lists {
+                    let head = RequestHead {
+                        method,
+                        target,
+                        host,
+                        headers,
+                    };
+                    assert_eq!(
+                        validate_with(&head, TargetCheck::new(target, host)),
+                        validate(&head).map(|_| ()),
+                        "{method:?} {target:?} {host:?} {headers:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn decimal_lengths_are_exact() {
+    for n in [0, 1, 9, 10, 99, 100, 12345, u64::MAX / 10, u64::MAX] {
+        let mut out = Vec::new();
+        push_dec(&mut out, n);
+        assert_eq!(dec_len(n), out.len(), "{n}");
+        assert_eq!(out, n.to_string().as_bytes());
+    }
+}
