@@ -186,6 +186,8 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 /// What the caller's fields say, gathered in the validation pass.
 pub(crate) struct Scan<'h> {
     host: &'h [u8],
+    /// The host is the caller's `Host` field's, not the default.
+    host_given: bool,
     upgrade: bool,
     close: bool,
     expect_continue: bool,
@@ -196,6 +198,7 @@ impl<'h> Scan<'h> {
     fn new(host: &'h [u8]) -> Self {
         Scan {
             host,
+            host_given: false,
             upgrade: false,
             close: false,
             expect_continue: false,
@@ -264,9 +267,13 @@ fn scan<'h>(head: &RequestHead<'h>, added: &[(&str, &[u8])]) -> Scan<'h> {
     for (name, value) in head.headers.fields() {
         scan.note(name, value, &mut host_seen);
     }
+    scan.host_given = host_seen;
     for &(name, value) in added {
         // Only `Connection` among the fields a client adds tells the core anything.
-        if name.len() == 10 && name.eq_ignore_ascii_case("connection") {
+        if name.len() == 10
+            && name.as_bytes()[0] | 0x20 == b'c'
+            && name.eq_ignore_ascii_case("connection")
+        {
             scan.close |= value
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
@@ -330,6 +337,39 @@ pub(crate) fn validate_with(
     Ok(())
 }
 
+/// Pieces of request heads encoded ahead, once, for every request they fit: a client
+/// sending many requests to one URL with the same added fields copies each in one piece.
+/// `None` pieces are encoded from the head as usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Encoded<'a> {
+    /// [`encode_line`] of the head's target and default `Host`; not used for a head whose
+    /// caller's fields give a `Host`.
+    pub(crate) line: Option<&'a [u8]>,
+    /// [`encode_fields`] of the added fields given with it.
+    pub(crate) added: Option<&'a [u8]>,
+}
+
+/// The request line after its method, and the `Host` field: `" {target} HTTP/1.1\r\nHost:
+/// {host}\r\n"`.
+pub(crate) fn encode_line(target: &str, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(target.len() + host.len() + 20);
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Field lines, `"{name}: {value}\r\n"` each.
+pub(crate) fn encode_fields(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(name, value) in fields {
+        push_field(&mut out, name.as_bytes(), value);
+    }
+    out
+}
+
 /// Bytes of the decimal form of `n`.
 fn dec_len(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
@@ -368,7 +408,7 @@ impl ClientConnection {
     ) -> Result<(), RequestError> {
         self.check_idle()?;
         let scan = validate(head)?;
-        self.encode_scanned(head, &[], &scan, body, out);
+        self.encode_scanned(head, &[], Encoded::default(), &scan, body, out);
         Ok(())
     }
 
@@ -380,13 +420,27 @@ impl ClientConnection {
     /// `added` are fields written after the caller's (the agent's `User-Agent`,
     /// `Connection: close`, proxy credentials), valid and never `Host` or framing fields:
     /// written as they are, without first being copied into one list with the caller's.
+    ///
+    /// `encoded` gives pieces encoded ahead (for this head's target and default `Host`, and
+    /// for `added`), copied instead of encoding them again.
     pub(crate) fn send_validated_request(
         &mut self,
         head: &RequestHead<'_>,
         added: &[(&str, &[u8])],
+        encoded: Encoded<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) -> Result<(), RequestError> {
+        debug_assert!(
+            encoded
+                .line
+                .is_none_or(|l| l == encode_line(head.target, head.host)),
+            "the line encoded ahead is this head's"
+        );
+        debug_assert!(
+            encoded.added.is_none_or(|a| a == encode_fields(added)),
+            "the fields encoded ahead are those added"
+        );
         debug_assert!(validate(head).is_ok(), "the head was validated");
         debug_assert!(
             added.iter().all(|&(n, v)| is_token(n.as_bytes())
@@ -395,7 +449,7 @@ impl ClientConnection {
             "added fields are valid and not the encoder's own"
         );
         self.check_idle()?;
-        self.encode_scanned(head, added, &scan(head, added), body, out);
+        self.encode_scanned(head, added, encoded, &scan(head, added), body, out);
         Ok(())
     }
 
@@ -414,22 +468,30 @@ impl ClientConnection {
         &mut self,
         head: &RequestHead<'_>,
         added: &[(&str, &[u8])],
+        encoded: Encoded<'_>,
         scan: &Scan<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) {
         let host = scan.host;
         let headers = head.headers;
-        // "M T HTTP/1.1\r\nHost: H\r\n" and the blank line.
-        let mut len = head.method.len() + head.target.len() + host.len() + 22;
+        let line = encoded.line.filter(|_| !scan.host_given);
+        // The method and the blank line.
+        let mut len = head.method.len() + 2;
+        len += match line {
+            Some(line) => line.len(),
+            // " T HTTP/1.1\r\nHost: H\r\n"
+            None => head.target.len() + host.len() + 20,
+        };
         for (name, value) in headers.fields() {
             if !is_owned_field(name) {
                 len += name.len() + value.len() + 4;
             }
         }
-        for &(name, value) in added {
-            len += name.len() + value.len() + 4;
-        }
+        len += match encoded.added {
+            Some(lines) => lines.len(),
+            None => added.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        };
         len += match body {
             RequestBody::None => 0,
             RequestBody::Length(n) => CONTENT_LENGTH.len() + dec_len(n) + 2,
@@ -438,19 +500,29 @@ impl ClientConnection {
         out.reserve(len);
         let start = out.len();
         out.extend_from_slice(head.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(head.target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(host);
-        out.extend_from_slice(b"\r\n");
+        match line {
+            Some(line) => out.extend_from_slice(line),
+            None => {
+                out.push(b' ');
+                out.extend_from_slice(head.target.as_bytes());
+                out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+                out.extend_from_slice(host);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         for (name, value) in headers.fields() {
             if is_owned_field(name) {
                 continue;
             }
             push_field(out, name, value);
         }
-        for &(name, value) in added {
-            push_field(out, name.as_bytes(), value);
+        match encoded.added {
+            Some(lines) => out.extend_from_slice(lines),
+            None => {
+                for &(name, value) in added {
+                    push_field(out, name.as_bytes(), value);
+                }
+            }
         }
         match body {
             RequestBody::None => {}
@@ -630,7 +702,7 @@ mod tests {
             );
             let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
             a.send_request(&head(&h), body, &mut out_a).unwrap();
-            b.send_validated_request(&head(&h), &[], body, &mut out_b)
+            b.send_validated_request(&head(&h), &[], Encoded::default(), body, &mut out_b)
                 .unwrap();
             assert_eq!(out_a, out_b);
             assert!(out_a.starts_with(
@@ -647,11 +719,23 @@ mod tests {
         let h = Headers::new();
         let mut c = ClientConnection::new(Config::default());
         let mut out = Vec::new();
-        c.send_validated_request(&head(&h), &[], RequestBody::None, &mut out)
-            .unwrap();
+        c.send_validated_request(
+            &head(&h),
+            &[],
+            Encoded::default(),
+            RequestBody::None,
+            &mut out,
+        )
+        .unwrap();
         let len = out.len();
         assert_eq!(
-            c.send_validated_request(&head(&h), &[], RequestBody::None, &mut out),
+            c.send_validated_request(
+                &head(&h),
+                &[],
+                Encoded::default(),
+                RequestBody::None,
+                &mut out
+            ),
             Err(RequestError::WrongState)
         );
         assert_eq!(out.len(), len, "nothing written");

@@ -102,6 +102,23 @@ fn heads_match_the_reference_writer() {
     for headers in &field_lists() {
         for &(method, target, host) in &targets {
             for added in added_lists {
+                let line = encode_line(target, host);
+                let lines = encode_fields(added);
+                let encodings = [
+                    Encoded::default(),
+                    Encoded {
+                        line: Some(&line),
+                        added: None,
+                    },
+                    Encoded {
+                        line: None,
+                        added: Some(&lines),
+                    },
+                    Encoded {
+                        line: Some(&line),
+                        added: Some(&lines),
+                    },
+                ];
                 for body in bodies {
                     let head = RequestHead {
                         method,
@@ -109,24 +126,26 @@ fn heads_match_the_reference_writer() {
                         host,
                         headers,
                     };
-                    let mut c = ClientConnection::new(Config::default());
-                    // Written after bytes already in the buffer, as into a connection's.
-                    let mut out = b"earlier".to_vec();
-                    c.send_validated_request(&head, added, body, &mut out)
-                        .unwrap();
                     let want = reference_head(&head, added, body);
-                    assert_eq!(
-                        String::from_utf8_lossy(&out[7..]),
-                        String::from_utf8_lossy(&want),
-                        "{method} {target} {added:?} {body:?}"
-                    );
-                    assert_eq!(&out[..7], b"earlier");
-                    cases += 1;
+                    for encoded in encodings {
+                        let mut c = ClientConnection::new(Config::default());
+                        // Written after bytes already in the buffer, as into a connection's.
+                        let mut out = b"earlier".to_vec();
+                        c.send_validated_request(&head, added, encoded, body, &mut out)
+                            .unwrap();
+                        assert_eq!(
+                            String::from_utf8_lossy(&out[7..]),
+                            String::from_utf8_lossy(&want),
+                            "{method} {target} {added:?} {encoded:?} {body:?}"
+                        );
+                        assert_eq!(&out[..7], b"earlier");
+                        cases += 1;
+                    }
                 }
             }
         }
     }
-    assert_eq!(cases, 7 * 4 * 4 * 6);
+    assert_eq!(cases, 7 * 4 * 4 * 6 * 4);
 }
 
 #[test]
@@ -143,6 +162,7 @@ fn added_connection_close_is_seen_by_the_core() {
     c.send_validated_request(
         &head,
         &[("Connection", b"keep-alive, Close")],
+        Encoded::default(),
         RequestBody::None,
         &mut out,
     )
@@ -152,6 +172,7 @@ fn added_connection_close_is_seen_by_the_core() {
     c.send_validated_request(
         &head,
         &[("User-Agent", b"close")],
+        Encoded::default(),
         RequestBody::None,
         &mut out,
     )

@@ -6,7 +6,7 @@ use crate::client::body::BodyEnd;
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{Msg, RequestId};
 use crate::client::producer::{BodySink, Produce, ProducerHandle};
-use crate::proto::{RequestBody, RequestHead};
+use crate::proto::{Encoded, RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
 use super::route::added_fields;
@@ -44,10 +44,16 @@ impl AgentState {
         // and the caller's fields, and the User-Agent added; the other added fields are the
         // agent's own), so only the connection's state is checked here. The head is encoded
         // straight into the connection's write buffer.
+        // The pieces the target keeps encoded: the line (used unless the caller gives a Host)
+        // and, for a request without fields of its own, the added fields.
+        let encoded = Encoded {
+            line: Some(&req.target.line),
+            added: req.headers.is_empty().then_some(&*req.target.added_lines),
+        };
         let proto = &mut conn.proto;
         let mut send = |out: &mut Vec<u8>| {
             let start = out.len();
-            let sent = proto.send_validated_request(&head, added.as_slice(), body, out);
+            let sent = proto.send_validated_request(&head, added.as_slice(), encoded, body, out);
             if sent.is_ok() {
                 super::trace::request_head(cid, &out[start..]);
             }

@@ -54,6 +54,12 @@ pub(super) struct Target {
     /// Whether the agent's `User-Agent`, if any, is a value it may send (the configuration
     /// does not change; checked here once rather than per request).
     pub(super) user_agent_ok: bool,
+    /// The request line after the method and the `Host` field, encoded once
+    /// ([`proto::encode_line`]): copied into each head whose caller gives no `Host`.
+    pub(super) line: Box<[u8]>,
+    /// The fields the agent adds to a request without fields of its own, encoded once
+    /// ([`added_fields`], [`proto::encode_fields`]).
+    pub(super) added_lines: Box<[u8]>,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
@@ -278,9 +284,14 @@ pub(super) fn resolve(
             }
         }
     };
+    let added_lines =
+        proto::encode_fields(added_for(config, proxy_auth.as_deref(), &Headers::new()).as_slice())
+            .into();
     Ok(Target {
         url: Rc::new(url),
         check: TargetCheck::new(&target, &host_header),
+        line: proto::encode_line(&target, &host_header).into(),
+        added_lines,
         user_agent_ok: config
             .user_agent
             .as_ref()
@@ -324,6 +335,15 @@ pub(super) fn added_fields<'a>(
     target: &'a Target,
     headers: &Headers,
 ) -> Added<'a> {
+    added_for(config, target.proxy_auth.as_deref(), headers)
+}
+
+/// [`added_fields`] for a target whose `Proxy-Authorization` value is `proxy_auth`.
+fn added_for<'a>(
+    config: &'a AgentConfig,
+    proxy_auth: Option<&'a str>,
+    headers: &Headers,
+) -> Added<'a> {
     let mut added = Added {
         fields: [("", &[]); ADDED_MAX],
         len: 0,
@@ -339,7 +359,7 @@ pub(super) fn added_fields<'a>(
     if !config.persistent && !close_given {
         added.push("Connection", b"close");
     }
-    if let Some(auth) = &target.proxy_auth
+    if let Some(auth) = proxy_auth
         && !(own && headers.contains("proxy-authorization"))
     {
         added.push("Proxy-Authorization", auth.as_bytes());
