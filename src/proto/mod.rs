@@ -71,7 +71,7 @@ pub use types::{Config, Event, Framing, RequestBody, RequestHead, ResponseHead, 
 use chunked::{ChunkedDecoder, Step};
 use request::SendState;
 pub(crate) use request::{
-    Encoded, TargetCheck, encode_fields, encode_line, is_valid_value, validate_with,
+    Encoded, EncodedFields, TargetCheck, encode_fields, encode_line, is_valid_value, validate_with,
 };
 
 /// What the response side is doing.

@@ -345,8 +345,17 @@ pub(crate) struct Encoded<'a> {
     /// [`encode_line`] of the head's target and default `Host`; not used for a head whose
     /// caller's fields give a `Host`.
     pub(crate) line: Option<&'a [u8]>,
-    /// [`encode_fields`] of the added fields given with it.
-    pub(crate) added: Option<&'a [u8]>,
+    /// The added fields, encoded: written (and looked at) instead of the list given with it.
+    pub(crate) added: Option<EncodedFields<'a>>,
+}
+
+/// Fields a client adds to a request, encoded ahead ([`encode_fields`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodedFields<'a> {
+    /// The field lines.
+    pub(crate) lines: &'a [u8],
+    /// Whether they hold `Connection: close`.
+    pub(crate) close: bool,
 }
 
 /// The request line after its method, and the `Host` field: `" {target} HTTP/1.1\r\nHost:
@@ -438,7 +447,9 @@ impl ClientConnection {
             "the line encoded ahead is this head's"
         );
         debug_assert!(
-            encoded.added.is_none_or(|a| a == encode_fields(added)),
+            encoded
+                .added
+                .is_none_or(|a| added.is_empty() || a.lines == encode_fields(added)),
             "the fields encoded ahead are those added"
         );
         debug_assert!(validate(head).is_ok(), "the head was validated");
@@ -449,7 +460,15 @@ impl ClientConnection {
             "added fields are valid and not the encoder's own"
         );
         self.check_idle()?;
-        self.encode_scanned(head, added, encoded, &scan(head, added), body, out);
+        let scan = match encoded.added {
+            Some(fields) => {
+                let mut scan = scan(head, &[]);
+                scan.close |= fields.close;
+                scan
+            }
+            None => scan(head, added),
+        };
+        self.encode_scanned(head, added, encoded, &scan, body, out);
         Ok(())
     }
 
@@ -489,7 +508,7 @@ impl ClientConnection {
             }
         }
         len += match encoded.added {
-            Some(lines) => lines.len(),
+            Some(fields) => fields.lines.len(),
             None => added.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
         };
         len += match body {
@@ -517,7 +536,7 @@ impl ClientConnection {
             push_field(out, name, value);
         }
         match encoded.added {
-            Some(lines) => out.extend_from_slice(lines),
+            Some(fields) => out.extend_from_slice(fields.lines),
             None => {
                 for &(name, value) in added {
                     push_field(out, name.as_bytes(), value);

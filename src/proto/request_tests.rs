@@ -104,6 +104,10 @@ fn heads_match_the_reference_writer() {
             for added in added_lists {
                 let line = encode_line(target, host);
                 let lines = encode_fields(added);
+                let fields = EncodedFields {
+                    lines: &lines,
+                    close: added.iter().any(|f| f.0 == "Connection"),
+                };
                 let encodings = [
                     Encoded::default(),
                     Encoded {
@@ -112,11 +116,11 @@ fn heads_match_the_reference_writer() {
                     },
                     Encoded {
                         line: None,
-                        added: Some(&lines),
+                        added: Some(fields),
                     },
                     Encoded {
                         line: Some(&line),
-                        added: Some(&lines),
+                        added: Some(fields),
                     },
                 ];
                 for body in bodies {
@@ -131,8 +135,20 @@ fn heads_match_the_reference_writer() {
                         let mut c = ClientConnection::new(Config::default());
                         // Written after bytes already in the buffer, as into a connection's.
                         let mut out = b"earlier".to_vec();
-                        c.send_validated_request(&head, added, encoded, body, &mut out)
+                        // Fields encoded ahead stand for the list, which need not be given.
+                        let list = if encoded.added.is_some() {
+                            &[][..]
+                        } else {
+                            added
+                        };
+                        c.send_validated_request(&head, list, encoded, body, &mut out)
                             .unwrap();
+                        assert_eq!(
+                            c.req.close,
+                            added.iter().any(|f| f.0 == "Connection")
+                                || head.headers.has_token("connection", "close"),
+                            "{added:?} {encoded:?}"
+                        );
                         assert_eq!(
                             String::from_utf8_lossy(&out[7..]),
                             String::from_utf8_lossy(&want),

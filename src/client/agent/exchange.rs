@@ -6,10 +6,10 @@ use crate::client::body::BodyEnd;
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{Msg, RequestId};
 use crate::client::producer::{BodySink, Produce, ProducerHandle};
-use crate::proto::{Encoded, RequestBody, RequestHead};
+use crate::proto::{Encoded, EncodedFields, RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
-use super::route::added_fields;
+use super::route::{Added, added_fields};
 use super::state::{AgentState, BodyState};
 use super::timers::TimerTarget;
 
@@ -33,7 +33,19 @@ impl AgentState {
             None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
             None => RequestBody::None,
         };
-        let added = added_fields(&self.shared.config, &req.target, &req.headers);
+        // The pieces the target keeps encoded: the line (used unless the caller gives a Host)
+        // and, for a request without fields of its own, the fields the agent adds.
+        let target = &req.target;
+        let own_fields = !req.headers.is_empty();
+        let added = own_fields.then(|| added_fields(&self.shared.config, target, &req.headers));
+        let added = added.as_ref().map_or(&[][..], Added::as_slice);
+        let encoded = Encoded {
+            line: Some(&target.line),
+            added: (!own_fields).then_some(EncodedFields {
+                lines: &target.added_lines,
+                close: target.added_close,
+            }),
+        };
         let head = RequestHead {
             method: &req.method,
             target: &req.target.target,
@@ -44,16 +56,10 @@ impl AgentState {
         // and the caller's fields, and the User-Agent added; the other added fields are the
         // agent's own), so only the connection's state is checked here. The head is encoded
         // straight into the connection's write buffer.
-        // The pieces the target keeps encoded: the line (used unless the caller gives a Host)
-        // and, for a request without fields of its own, the added fields.
-        let encoded = Encoded {
-            line: Some(&req.target.line),
-            added: req.headers.is_empty().then_some(&*req.target.added_lines),
-        };
         let proto = &mut conn.proto;
         let mut send = |out: &mut Vec<u8>| {
             let start = out.len();
-            let sent = proto.send_validated_request(&head, added.as_slice(), encoded, body, out);
+            let sent = proto.send_validated_request(&head, added, encoded, body, out);
             if sent.is_ok() {
                 super::trace::request_head(cid, &out[start..]);
             }
