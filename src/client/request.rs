@@ -295,17 +295,15 @@ impl HandlePool {
     fn take(&self) -> RequestHandle {
         let mut ring = self.0.borrow_mut();
         let HandleRing { states, next } = &mut *ring;
-        if let Some(state) = states.get(*next) {
-            *next = if *next + 1 == states.len() {
-                0
-            } else {
-                *next + 1
-            };
-            if Rc::strong_count(state) == 1 {
-                state.current.set(None);
-                state.cancelled.set(false);
-                state.followed.take();
-                state.on_cancel.take();
+        let len = states.len();
+        if let Some(state) = states.get_mut(*next) {
+            *next = if *next + 1 == len { 0 } else { *next + 1 };
+            // Only the pool's reference left: free, and reset without the cells' checks.
+            if let Some(free) = Rc::get_mut(state) {
+                *free.current.get_mut() = None;
+                *free.cancelled.get_mut() = false;
+                free.followed.get_mut().take();
+                free.on_cancel.get_mut().take();
                 return RequestHandle {
                     state: state.clone(),
                 };
