@@ -82,22 +82,24 @@ impl AgentState {
         let now = ctx.now();
         req.marks.sent = Some(now);
         req.last_activity = now;
+        // Without a producer the request is complete with its head. Settled before the
+        // timer is armed, so that the common case looks neither entry up again.
+        let body_done = req.producer.is_none();
+        if body_done {
+            if body == RequestBody::Length(0) {
+                let _ = conn.proto.finish_body(&mut self.scratch);
+            }
+            req.body_sent = true;
+        }
         if let Some(t) = req.read_timeout {
             self.arm_conn_timer(ctx, cid, now + t);
         }
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(&cid) else {
-            return;
-        };
-        if body == RequestBody::Length(0) && req.producer.is_none() {
-            let _ = conn.proto.finish_body(&mut self.scratch);
-        }
-        if req.producer.is_none() {
-            req.body_sent = true;
+        if body_done {
             return;
         }
+        let Some(conn) = self.conns.get(&cid) else {
+            return;
+        };
         if conn.proto.may_send_body() {
             self.produce(ctx, id);
         } else {
