@@ -1,6 +1,7 @@
-//! The request encoder against simple reference versions of what it replaced: heads
-//! byte-identical to those built by copying the caller's and the added fields into one list
-//! and writing piece by piece, and [`validate_with`] answering as [`validate`] does.
+//! The request side's checks and encoder: the byte-class checks against their byte-by-byte
+//! definitions, hostile fields, and the encoder against simple reference versions of what it
+//! replaced (heads byte-identical to those built by copying the caller's and the added fields
+//! into one list and writing piece by piece; [`validate_with`] answering as [`validate`] does).
 
 use super::*;
 use crate::proto::{Config, Headers};
@@ -243,5 +244,168 @@ fn decimal_lengths_are_exact() {
         push_dec(&mut out, n);
         assert_eq!(dec_len(n), out.len(), "{n}");
         assert_eq!(out, n.to_string().as_bytes());
+    }
+}
+
+/// Checks a word-at-a-time class test against its byte-by-byte definition: every byte
+/// value at every position of every length up to 24 (all word splits and overlaps), in a
+/// run of otherwise valid bytes.
+fn agrees(fast: impl Fn(&[u8]) -> bool, slow: impl Fn(u8) -> bool, filler: u8) {
+    for len in 1..=24usize {
+        for pos in 0..len {
+            for b in 0..=255u8 {
+                let mut s = vec![filler; len];
+                s[pos] = b;
+                assert_eq!(fast(&s), slow(b), "byte {b:#04x} at {pos} of {len}");
+            }
+        }
+    }
+}
+
+#[test]
+fn value_check_finds_cr_lf_nul_anywhere() {
+    agrees(is_valid_value, |b| !matches!(b, b'\r' | b'\n' | 0), b'x');
+    assert!(is_valid_value(b""));
+    assert!(is_valid_value(b"\t tab and spaces \x7f\x80\xff"));
+}
+
+#[test]
+fn target_check_takes_visible_ascii_but_hash() {
+    agrees(is_valid_target, |b| b > 0x20 && b < 0x7f && b != b'#', b'/');
+    assert!(!is_valid_target(b""));
+}
+
+#[test]
+fn host_check_takes_visible_ascii() {
+    agrees(is_valid_host, |b| b > 0x20 && b < 0x7f, b'h');
+    assert!(!is_valid_host(b""));
+}
+
+fn head<'h>(headers: &'h Headers) -> RequestHead<'h> {
+    RequestHead {
+        method: "POST",
+        target: "/upload?x=1",
+        host: "default.test",
+        headers,
+    }
+}
+
+#[test]
+fn validated_write_matches_the_checked_one() {
+    let mut h = Headers::new();
+    h.append("X-One", b"1");
+    h.append("host", b"given.test:8080");
+    h.append("Host", b"second.test");
+    h.append("Content-Length", b"99");
+    h.append("Expect", b" 100-Continue ");
+    h.append("Connection", b"keep-alive, Close");
+    h.append("Upgrade", b"websocket");
+    h.append("Transfer-Encoding", b"gzip");
+    for body in [
+        RequestBody::None,
+        RequestBody::Length(0),
+        RequestBody::Length(5),
+        RequestBody::Chunked,
+    ] {
+        let (mut a, mut b) = (
+            ClientConnection::new(Config::default()),
+            ClientConnection::new(Config::default()),
+        );
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        a.send_request(&head(&h), body, &mut out_a).unwrap();
+        b.send_validated_request(&head(&h), &[], Encoded::default(), body, &mut out_b)
+            .unwrap();
+        assert_eq!(out_a, out_b);
+        assert!(
+            out_a
+                .starts_with(b"POST /upload?x=1 HTTP/1.1\r\nHost: given.test:8080\r\nX-One: 1\r\n")
+        );
+        assert_eq!(a.may_send_body(), b.may_send_body());
+        assert_eq!(format!("{:?}", a.req), format!("{:?}", b.req));
+        assert_eq!(a.send, b.send);
+    }
+}
+
+#[test]
+fn validated_write_still_checks_the_state() {
+    let h = Headers::new();
+    let mut c = ClientConnection::new(Config::default());
+    let mut out = Vec::new();
+    c.send_validated_request(
+        &head(&h),
+        &[],
+        Encoded::default(),
+        RequestBody::None,
+        &mut out,
+    )
+    .unwrap();
+    let len = out.len();
+    assert_eq!(
+        c.send_validated_request(
+            &head(&h),
+            &[],
+            Encoded::default(),
+            RequestBody::None,
+            &mut out
+        ),
+        Err(RequestError::WrongState)
+    );
+    assert_eq!(out.len(), len, "nothing written");
+}
+
+#[test]
+fn hostile_fields_are_refused_with_their_name() {
+    for (name, value, want) in [
+        (
+            "X-Bad",
+            &b"a\r\nInjected: 1"[..],
+            RequestError::InvalidHeaderValue("X-Bad".into()),
+        ),
+        (
+            "X-Long",
+            &[b'v'; 4096][..],
+            RequestError::InvalidHeaderValue("Host".into()),
+        ),
+        (
+            "X-Nul",
+            &b"12345678\0"[..],
+            RequestError::InvalidHeaderValue("X-Nul".into()),
+        ),
+        (
+            "X-Lf",
+            &b"1234567\n"[..],
+            RequestError::InvalidHeaderValue("X-Lf".into()),
+        ),
+        (
+            "Bad Name",
+            &b"v"[..],
+            RequestError::InvalidHeaderName("Bad Name".into()),
+        ),
+        (
+            "",
+            &b"v"[..],
+            RequestError::InvalidHeaderName(String::new()),
+        ),
+        (
+            "Host",
+            &b"a b"[..],
+            RequestError::InvalidHeaderValue("Host".into()),
+        ),
+    ] {
+        let mut h = Headers::new();
+        h.append(name, value);
+        let mut head = head(&h);
+        if name == "X-Long" {
+            // A long valid value, then a Host that is not.
+            head.host = "bad host";
+        }
+        let mut c = ClientConnection::new(Config::default());
+        let mut out = Vec::new();
+        assert_eq!(
+            c.send_request(&head, RequestBody::None, &mut out),
+            Err(want.clone())
+        );
+        assert_eq!(crate::proto::validate_request(&head), Err(want));
+        assert!(out.is_empty());
     }
 }
