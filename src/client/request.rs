@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
@@ -279,31 +278,40 @@ const POOLED_HANDLES: usize = 64;
 /// was one allocation per request.
 ///
 /// The pool keeps a reference to each state it hands out; a state whose only reference is
-/// the pool's is free again. Only the oldest is looked at, so taking stays O(1); one kept
-/// busy by a long-lived handle is moved to the back.
+/// the pool's is free again. The states are looked at in turn, one per take, so taking stays
+/// O(1); one kept busy by a long-lived handle is passed over until its turn comes again.
 #[derive(Default)]
-pub(crate) struct HandlePool(RefCell<VecDeque<Rc<HandleState>>>);
+pub(crate) struct HandlePool(RefCell<HandleRing>);
+
+/// The states of a [`HandlePool`], and the one to look at next.
+#[derive(Default)]
+struct HandleRing {
+    states: Vec<Rc<HandleState>>,
+    next: usize,
+}
 
 impl HandlePool {
     /// A handle attached to nothing, reusing a free state when there is one.
     fn take(&self) -> RequestHandle {
-        let mut pool = self.0.borrow_mut();
-        let free = pool.front().is_some_and(|s| Rc::strong_count(s) == 1);
-        let state = match pool.pop_front() {
-            Some(state) if free => {
-                state.current.set(None);
-                state.cancelled.set(false);
-                state.followed.take();
-                state.on_cancel.take();
-                state
+        let mut ring = self.0.borrow_mut();
+        let HandleRing { states, next } = &mut *ring;
+        let len = states.len();
+        if let Some(state) = states.get_mut(*next) {
+            *next = if *next + 1 == len { 0 } else { *next + 1 };
+            // Only the pool's reference left: free, and reset without the cells' checks.
+            if let Some(free) = Rc::get_mut(state) {
+                *free.current.get_mut() = None;
+                *free.cancelled.get_mut() = false;
+                free.followed.get_mut().take();
+                free.on_cancel.get_mut().take();
+                return RequestHandle {
+                    state: state.clone(),
+                };
             }
-            busy => {
-                pool.extend(busy);
-                Rc::default()
-            }
-        };
-        if pool.len() < POOLED_HANDLES {
-            pool.push_back(state.clone());
+        }
+        let state = Rc::<HandleState>::default();
+        if states.len() < POOLED_HANDLES {
+            states.push(state.clone());
         }
         RequestHandle { state }
     }
@@ -429,5 +437,19 @@ mod tests {
         assert_ne!(Rc::as_ptr(&c.state), first);
         c.state.cancelled.set(true);
         assert!(!b.is_cancelled());
+        // Once every state is busy, a take makes one the pool does not keep.
+        let held: Vec<_> = (0..2 * POOLED_HANDLES).map(|_| pool.take()).collect();
+        assert_eq!(pool.0.borrow().states.len(), POOLED_HANDLES);
+        let states = held.iter().map(|h| Rc::as_ptr(&h.state));
+        assert_eq!(
+            states.collect::<std::collections::HashSet<_>>().len(),
+            2 * POOLED_HANDLES,
+            "no state handed out twice"
+        );
+        // Freed, they are reused again, whichever the turn is at.
+        drop((b, c, held));
+        let again = pool.take();
+        assert_eq!(Rc::strong_count(&again.state), 2, "a pooled state");
+        assert!(!again.is_cancelled());
     }
 }

@@ -66,18 +66,6 @@ impl Headers {
         true
     }
 
-    /// Makes this list a copy of `other`, reusing its storage: the bytes and the index are
-    /// copied in one piece each, not field by field.
-    pub(crate) fn copy_from(&mut self, other: &Headers) {
-        self.buf.clear();
-        self.index.clear();
-        // Most requests carry no fields of their own: no copies (of nothing) then.
-        if !other.index.is_empty() {
-            self.buf.extend_from_slice(&other.buf);
-            self.index.extend_from_slice(&other.index);
-        }
-    }
-
     /// Appends a field. The caller (or the encoder) validates names and values.
     pub fn append(&mut self, name: &str, value: &[u8]) {
         let n0 = self.buf.len() as u32;
@@ -288,23 +276,5 @@ mod tests {
         assert_eq!(h.get("ABC"), Some(&b"3"[..]));
         assert_eq!(h.get(""), None);
         assert!(h.has_token("a", "4"));
-    }
-
-    #[test]
-    fn copy_from_replaces_every_field_and_keeps_parsed_layouts() {
-        let mut parsed = Headers::new();
-        assert!(parsed.fill_from_block(b"A: 1\r\nB:2", [(0..1, 3..4), (6..7, 8..9)].into_iter()));
-        let mut out: Headers = [("Old", &b"x"[..]), ("Older", b"y")].into_iter().collect();
-        out.copy_from(&parsed);
-        assert_eq!(out, parsed);
-        assert_eq!(
-            out.iter().collect::<Vec<_>>(),
-            [("A", &b"1"[..]), ("B", b"2")]
-        );
-        out.append("C", b"3");
-        assert_eq!(out.len(), 3);
-        assert_eq!(parsed.len(), 2, "the source is untouched");
-        out.copy_from(&Headers::new());
-        assert!(out.is_empty() && out.byte_len() == 0);
     }
 }

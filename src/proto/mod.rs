@@ -70,7 +70,9 @@ pub use types::{Config, Event, Framing, RequestBody, RequestHead, ResponseHead, 
 
 use chunked::{ChunkedDecoder, Step};
 use request::SendState;
-pub(crate) use request::is_valid_value;
+pub(crate) use request::{
+    Encoded, EncodedFields, TargetCheck, encode_fields, encode_line, is_valid_value, validate_with,
+};
 
 /// What the response side is doing.
 #[derive(Debug)]

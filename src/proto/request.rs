@@ -186,6 +186,8 @@ pub(crate) fn push_hex(out: &mut Vec<u8>, mut n: u64) {
 /// What the caller's fields say, gathered in the validation pass.
 pub(crate) struct Scan<'h> {
     host: &'h [u8],
+    /// The host is the caller's `Host` field's, not the default.
+    host_given: bool,
     upgrade: bool,
     close: bool,
     expect_continue: bool,
@@ -196,6 +198,7 @@ impl<'h> Scan<'h> {
     fn new(host: &'h [u8]) -> Self {
         Scan {
             host,
+            host_given: false,
             upgrade: false,
             close: false,
             expect_continue: false,
@@ -257,14 +260,128 @@ fn field_name(name: &[u8]) -> String {
 }
 
 /// The fields the core acts on, for a head validated already ([`validate`]'s pass without
-/// its checks).
-fn scan<'h>(head: &RequestHead<'h>) -> Scan<'h> {
+/// its checks), and fields added after the caller's (`added`: never `Host` or framing).
+fn scan<'h>(head: &RequestHead<'h>, added: &[(&str, &[u8])]) -> Scan<'h> {
     let mut scan = Scan::new(head.host.as_bytes());
     let mut host_seen = false;
     for (name, value) in head.headers.fields() {
         scan.note(name, value, &mut host_seen);
     }
+    scan.host_given = host_seen;
+    for &(name, value) in added {
+        // Only `Connection` among the fields a client adds tells the core anything.
+        if name.len() == 10
+            && name.as_bytes()[0] | 0x20 == b'c'
+            && name.eq_ignore_ascii_case("connection")
+        {
+            scan.close |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+    }
     scan
+}
+
+/// What [`validate`] finds about a request target and the `Host` value used when the
+/// caller's fields give none: both depend on the URL alone, so a client sending many
+/// requests to one URL checks them once ([`validate_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TargetCheck {
+    target_ok: bool,
+    host_ok: bool,
+}
+
+impl TargetCheck {
+    /// Checks `target` and the default `host` as [`validate`] does.
+    pub(crate) fn new(target: &str, host: &str) -> Self {
+        TargetCheck {
+            target_ok: is_valid_target(target.as_bytes()),
+            host_ok: is_valid_host(host.as_bytes()),
+        }
+    }
+}
+
+/// [`validate`] for a head whose target and default `Host` (`head.target`, `head.host`)
+/// were checked already (`checked`, made from them): the same answer, the same error first,
+/// without going over the URL's bytes again.
+pub(crate) fn validate_with(
+    head: &RequestHead<'_>,
+    checked: TargetCheck,
+) -> Result<(), RequestError> {
+    debug_assert_eq!(checked, TargetCheck::new(head.target, head.host));
+    if !is_token(head.method.as_bytes()) {
+        return Err(RequestError::InvalidMethod);
+    }
+    if !checked.target_ok {
+        return Err(RequestError::InvalidTarget);
+    }
+    let mut given_host = None;
+    for (name, value) in head.headers.fields() {
+        if !is_token(name) {
+            return Err(RequestError::InvalidHeaderName(field_name(name)));
+        }
+        if !is_valid_value(value) {
+            return Err(RequestError::InvalidHeaderValue(field_name(name)));
+        }
+        if given_host.is_none() && name.len() == 4 && name.eq_ignore_ascii_case(b"host") {
+            given_host = Some(value);
+        }
+    }
+    let host_ok = match given_host {
+        Some(host) => is_valid_host(host),
+        None => checked.host_ok,
+    };
+    if !host_ok {
+        return Err(RequestError::InvalidHeaderValue("Host".to_owned()));
+    }
+    Ok(())
+}
+
+/// Pieces of request heads encoded ahead, once, for every request they fit: a client
+/// sending many requests to one URL with the same added fields copies each in one piece.
+/// `None` pieces are encoded from the head as usual.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Encoded<'a> {
+    /// [`encode_line`] of the head's target and default `Host`; not used for a head whose
+    /// caller's fields give a `Host`.
+    pub(crate) line: Option<&'a [u8]>,
+    /// The added fields, encoded: written (and looked at) instead of the list given with it.
+    pub(crate) added: Option<EncodedFields<'a>>,
+}
+
+/// Fields a client adds to a request, encoded ahead ([`encode_fields`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EncodedFields<'a> {
+    /// The field lines.
+    pub(crate) lines: &'a [u8],
+    /// Whether they hold `Connection: close`.
+    pub(crate) close: bool,
+}
+
+/// The request line after its method, and the `Host` field: `" {target} HTTP/1.1\r\nHost:
+/// {host}\r\n"`.
+pub(crate) fn encode_line(target: &str, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(target.len() + host.len() + 20);
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Field lines, `"{name}: {value}\r\n"` each.
+pub(crate) fn encode_fields(fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(name, value) in fields {
+        push_field(&mut out, name.as_bytes(), value);
+    }
+    out
+}
+
+/// Bytes of the decimal form of `n`.
+fn dec_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Fields the encoder writes itself (Host) or owns (framing), so the caller's are skipped.
@@ -278,6 +395,19 @@ fn is_owned_field(name: &[u8]) -> bool {
     }
 }
 
+/// The framing fields the encoder writes.
+const CONTENT_LENGTH: &[u8] = b"Content-Length: ";
+const CHUNKED: &[u8] = b"Transfer-Encoding: chunked\r\n";
+
+/// Appends one field line.
+#[inline]
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 impl ClientConnection {
     pub(crate) fn encode_request(
         &mut self,
@@ -287,7 +417,7 @@ impl ClientConnection {
     ) -> Result<(), RequestError> {
         self.check_idle()?;
         let scan = validate(head)?;
-        self.encode_scanned(head, &scan, body, out);
+        self.encode_scanned(head, &[], Encoded::default(), &scan, body, out);
         Ok(())
     }
 
@@ -295,15 +425,50 @@ impl ClientConnection {
     /// checked already by [`validate_request`](super::validate_request): the agent checks
     /// each request once, when it is admitted, and writes it later without checking again.
     /// Only the connection's state is checked here (debug builds check the head again).
+    ///
+    /// `added` are fields written after the caller's (the agent's `User-Agent`,
+    /// `Connection: close`, proxy credentials), valid and never `Host` or framing fields:
+    /// written as they are, without first being copied into one list with the caller's.
+    ///
+    /// `encoded` gives pieces encoded ahead (for this head's target and default `Host`, and
+    /// for `added`), copied instead of encoding them again.
     pub(crate) fn send_validated_request(
         &mut self,
         head: &RequestHead<'_>,
+        added: &[(&str, &[u8])],
+        encoded: Encoded<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) -> Result<(), RequestError> {
+        debug_assert!(
+            encoded
+                .line
+                .is_none_or(|l| l == encode_line(head.target, head.host)),
+            "the line encoded ahead is this head's"
+        );
+        debug_assert!(
+            encoded
+                .added
+                .is_none_or(|a| added.is_empty() || a.lines == encode_fields(added)),
+            "the fields encoded ahead are those added"
+        );
         debug_assert!(validate(head).is_ok(), "the head was validated");
+        debug_assert!(
+            added.iter().all(|&(n, v)| is_token(n.as_bytes())
+                && is_valid_value(v)
+                && !is_owned_field(n.as_bytes())),
+            "added fields are valid and not the encoder's own"
+        );
         self.check_idle()?;
-        self.encode_scanned(head, &scan(head), body, out);
+        let scan = match encoded.added {
+            Some(fields) => {
+                let mut scan = scan(head, &[]);
+                scan.close |= fields.close;
+                scan
+            }
+            None => scan(head, added),
+        };
+        self.encode_scanned(head, added, encoded, &scan, body, out);
         Ok(())
     }
 
@@ -315,48 +480,80 @@ impl ClientConnection {
         Ok(())
     }
 
-    /// Writes a checked head and records what the response side needs. Nothing here can fail.
+    /// Writes a checked head, the caller's fields then `added`, and records what the response
+    /// side needs. Nothing here can fail. The head's exact length is reserved first, so
+    /// each piece is a copy into room already there.
     fn encode_scanned(
         &mut self,
         head: &RequestHead<'_>,
+        added: &[(&str, &[u8])],
+        encoded: Encoded<'_>,
         scan: &Scan<'_>,
         body: RequestBody,
         out: &mut Vec<u8>,
     ) {
         let host = scan.host;
         let headers = head.headers;
-        let estimate = head.method.len()
-            + head.target.len()
-            + host.len()
-            + headers.byte_len()
-            + 64
-            + headers.len() * 4;
-        out.reserve(estimate);
+        let line = encoded.line.filter(|_| !scan.host_given);
+        // The method and the blank line.
+        let mut len = head.method.len() + 2;
+        len += match line {
+            Some(line) => line.len(),
+            // " T HTTP/1.1\r\nHost: H\r\n"
+            None => head.target.len() + host.len() + 20,
+        };
+        for (name, value) in headers.fields() {
+            if !is_owned_field(name) {
+                len += name.len() + value.len() + 4;
+            }
+        }
+        len += match encoded.added {
+            Some(fields) => fields.lines.len(),
+            None => added.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+        };
+        len += match body {
+            RequestBody::None => 0,
+            RequestBody::Length(n) => CONTENT_LENGTH.len() + dec_len(n) + 2,
+            RequestBody::Chunked => CHUNKED.len(),
+        };
+        out.reserve(len);
+        let start = out.len();
         out.extend_from_slice(head.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(head.target.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        out.extend_from_slice(host);
-        out.extend_from_slice(b"\r\n");
+        match line {
+            Some(line) => out.extend_from_slice(line),
+            None => {
+                out.push(b' ');
+                out.extend_from_slice(head.target.as_bytes());
+                out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+                out.extend_from_slice(host);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
         for (name, value) in headers.fields() {
             if is_owned_field(name) {
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            push_field(out, name, value);
+        }
+        match encoded.added {
+            Some(fields) => out.extend_from_slice(fields.lines),
+            None => {
+                for &(name, value) in added {
+                    push_field(out, name.as_bytes(), value);
+                }
+            }
         }
         match body {
             RequestBody::None => {}
             RequestBody::Length(n) => {
-                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(CONTENT_LENGTH);
                 push_dec(out, n);
                 out.extend_from_slice(b"\r\n");
             }
-            RequestBody::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            RequestBody::Chunked => out.extend_from_slice(CHUNKED),
         }
         out.extend_from_slice(b"\r\n");
+        debug_assert_eq!(out.len() - start, len, "the reserved length is exact");
 
         // Record what the response side needs to know about this request.
         let method = head.method.as_bytes();
@@ -454,157 +651,5 @@ impl ClientConnection {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::{Config, Headers};
-
-    /// Checks a word-at-a-time class test against its byte-by-byte definition: every byte
-    /// value at every position of every length up to 24 (all word splits and overlaps), in a
-    /// run of otherwise valid bytes.
-    fn agrees(fast: impl Fn(&[u8]) -> bool, slow: impl Fn(u8) -> bool, filler: u8) {
-        for len in 1..=24usize {
-            for pos in 0..len {
-                for b in 0..=255u8 {
-                    let mut s = vec![filler; len];
-                    s[pos] = b;
-                    assert_eq!(fast(&s), slow(b), "byte {b:#04x} at {pos} of {len}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn value_check_finds_cr_lf_nul_anywhere() {
-        agrees(is_valid_value, |b| !matches!(b, b'\r' | b'\n' | 0), b'x');
-        assert!(is_valid_value(b""));
-        assert!(is_valid_value(b"\t tab and spaces \x7f\x80\xff"));
-    }
-
-    #[test]
-    fn target_check_takes_visible_ascii_but_hash() {
-        agrees(is_valid_target, |b| b > 0x20 && b < 0x7f && b != b'#', b'/');
-        assert!(!is_valid_target(b""));
-    }
-
-    #[test]
-    fn host_check_takes_visible_ascii() {
-        agrees(is_valid_host, |b| b > 0x20 && b < 0x7f, b'h');
-        assert!(!is_valid_host(b""));
-    }
-
-    fn head<'h>(headers: &'h Headers) -> RequestHead<'h> {
-        RequestHead {
-            method: "POST",
-            target: "/upload?x=1",
-            host: "default.test",
-            headers,
-        }
-    }
-
-    #[test]
-    fn validated_write_matches_the_checked_one() {
-        let mut h = Headers::new();
-        h.append("X-One", b"1");
-        h.append("host", b"given.test:8080");
-        h.append("Host", b"second.test");
-        h.append("Content-Length", b"99");
-        h.append("Expect", b" 100-Continue ");
-        h.append("Connection", b"keep-alive, Close");
-        h.append("Upgrade", b"websocket");
-        h.append("Transfer-Encoding", b"gzip");
-        for body in [
-            RequestBody::None,
-            RequestBody::Length(0),
-            RequestBody::Length(5),
-            RequestBody::Chunked,
-        ] {
-            let (mut a, mut b) = (
-                ClientConnection::new(Config::default()),
-                ClientConnection::new(Config::default()),
-            );
-            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
-            a.send_request(&head(&h), body, &mut out_a).unwrap();
-            b.send_validated_request(&head(&h), body, &mut out_b)
-                .unwrap();
-            assert_eq!(out_a, out_b);
-            assert!(out_a.starts_with(
-                b"POST /upload?x=1 HTTP/1.1\r\nHost: given.test:8080\r\nX-One: 1\r\n"
-            ));
-            assert_eq!(a.may_send_body(), b.may_send_body());
-            assert_eq!(format!("{:?}", a.req), format!("{:?}", b.req));
-            assert_eq!(a.send, b.send);
-        }
-    }
-
-    #[test]
-    fn validated_write_still_checks_the_state() {
-        let h = Headers::new();
-        let mut c = ClientConnection::new(Config::default());
-        let mut out = Vec::new();
-        c.send_validated_request(&head(&h), RequestBody::None, &mut out)
-            .unwrap();
-        let len = out.len();
-        assert_eq!(
-            c.send_validated_request(&head(&h), RequestBody::None, &mut out),
-            Err(RequestError::WrongState)
-        );
-        assert_eq!(out.len(), len, "nothing written");
-    }
-
-    #[test]
-    fn hostile_fields_are_refused_with_their_name() {
-        for (name, value, want) in [
-            (
-                "X-Bad",
-                &b"a\r\nInjected: 1"[..],
-                RequestError::InvalidHeaderValue("X-Bad".into()),
-            ),
-            (
-                "X-Long",
-                &[b'v'; 4096][..],
-                RequestError::InvalidHeaderValue("Host".into()),
-            ),
-            (
-                "X-Nul",
-                &b"12345678\0"[..],
-                RequestError::InvalidHeaderValue("X-Nul".into()),
-            ),
-            (
-                "X-Lf",
-                &b"1234567\n"[..],
-                RequestError::InvalidHeaderValue("X-Lf".into()),
-            ),
-            (
-                "Bad Name",
-                &b"v"[..],
-                RequestError::InvalidHeaderName("Bad Name".into()),
-            ),
-            (
-                "",
-                &b"v"[..],
-                RequestError::InvalidHeaderName(String::new()),
-            ),
-            (
-                "Host",
-                &b"a b"[..],
-                RequestError::InvalidHeaderValue("Host".into()),
-            ),
-        ] {
-            let mut h = Headers::new();
-            h.append(name, value);
-            let mut head = head(&h);
-            if name == "X-Long" {
-                // A long valid value, then a Host that is not.
-                head.host = "bad host";
-            }
-            let mut c = ClientConnection::new(Config::default());
-            let mut out = Vec::new();
-            assert_eq!(
-                c.send_request(&head, RequestBody::None, &mut out),
-                Err(want.clone())
-            );
-            assert_eq!(crate::proto::validate_request(&head), Err(want));
-            assert!(out.is_empty());
-        }
-    }
-}
+#[path = "request_tests.rs"]
+mod tests;

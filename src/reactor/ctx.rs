@@ -274,6 +274,41 @@ impl Ctx {
         self.mark_dirty(conn);
     }
 
+    /// [`Ctx::write`] for bytes encoded in place: `encode` appends them to the connection's
+    /// write buffer itself, which saves encoding into a buffer of one's own and copying it
+    /// here. Returns `None`, without calling `encode`, where a write would be a no-op (a
+    /// closed or closing connection).
+    pub(crate) fn write_in_place<R>(
+        &mut self,
+        conn: ConnId,
+        encode: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        let c = self.conns.get_mut(conn)?;
+        if c.closing {
+            return None;
+        }
+        if c.wbuf.capacity() == 0
+            && let Some(spare) = self.spare_wbufs.pop()
+        {
+            c.wbuf = spare;
+        }
+        let before = c.wbuf.len();
+        let r = encode(&mut c.wbuf);
+        if c.wbuf.len() == before {
+            return Some(r);
+        }
+        // As in `write`.
+        c.wide_reads = false;
+        if c.pending() > HIGH_WATER {
+            c.above_high = true;
+        }
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+        Some(r)
+    }
+
     /// Bytes accepted by [`Ctx::write`] but not yet handed to the kernel.
     ///
     /// On a TLS connection, bytes already encrypted (at most one record) are not counted.
@@ -580,4 +615,69 @@ pub struct ReactorStats {
     pub timers: usize,
     /// Notifications and messages recorded but not yet delivered.
     pub queued: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    use super::super::{ConnectOptions, Protocol, Reactor};
+
+    struct Quiet;
+    impl Protocol for Quiet {
+        fn data_received(&mut self, _: &mut super::Ctx, _: super::ConnId, _: &[u8]) {}
+    }
+
+    /// Bytes encoded in place go out as written ones do; where a write would be a no-op, the
+    /// encoder is not called.
+    #[test]
+    fn writing_in_place_sends_like_write_and_skips_closing_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut reactor = Reactor::new().unwrap();
+        let ctx = reactor.ctx();
+        let id = ctx.connect_tcp(
+            "127.0.0.1",
+            port,
+            ConnectOptions::default(),
+            Box::new(Quiet),
+        );
+        // Before the connection is made: kept, and sent once it is.
+        let head = b"GET / HTTP/1.1\r\n\r\n";
+        let r = ctx.write_in_place(id, |buf| {
+            buf.extend_from_slice(head);
+            buf.len()
+        });
+        assert_eq!(r, Some(head.len()));
+        assert_eq!(
+            ctx.write_in_place(id, |_| "nothing written"),
+            Some("nothing written")
+        );
+        ctx.write(id, b"+");
+        assert_eq!(ctx.write_buffered(id), head.len() + 1);
+        let (mut server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < head.len() + 1 && Instant::now() < deadline {
+            reactor.turn(Some(Duration::from_millis(10))).unwrap();
+            let mut buf = [0u8; 64];
+            if let Ok(n) = server.read(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n+");
+        let ctx = reactor.ctx();
+        ctx.lose_connection(id);
+        assert_eq!(
+            ctx.write_in_place(id, |_| unreachable!("closing")),
+            None::<()>
+        );
+        ctx.abort_connection(id);
+        assert_eq!(
+            ctx.write_in_place(id, |_| unreachable!("closed")),
+            None::<()>
+        );
+    }
 }

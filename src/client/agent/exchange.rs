@@ -6,10 +6,10 @@ use crate::client::body::BodyEnd;
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{Msg, RequestId};
 use crate::client::producer::{BodySink, Produce, ProducerHandle};
-use crate::proto::{RequestBody, RequestHead};
+use crate::proto::{Encoded, EncodedFields, RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
-use super::route::sent_fields;
+use super::route::{Added, added_fields};
 use super::state::{AgentState, BodyState};
 use super::timers::TimerTarget;
 
@@ -33,52 +33,73 @@ impl AgentState {
             None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
             None => RequestBody::None,
         };
-        sent_fields(
-            &self.shared.config,
-            &req.target,
-            &req.headers,
-            &mut self.fields,
-        );
+        // The pieces the target keeps encoded: the line (used unless the caller gives a Host)
+        // and, for a request without fields of its own, the fields the agent adds.
+        let target = &req.target;
+        let own_fields = !req.headers.is_empty();
+        let added = own_fields.then(|| added_fields(&self.shared.config, target, &req.headers));
+        let added = added.as_ref().map_or(&[][..], Added::as_slice);
+        let encoded = Encoded {
+            line: Some(&target.line),
+            added: (!own_fields).then_some(EncodedFields {
+                lines: &target.added_lines,
+                close: target.added_close,
+            }),
+        };
         let head = RequestHead {
             method: &req.method,
             target: &req.target.target,
             host: &req.target.host_header,
-            headers: &self.fields,
+            headers: &req.headers,
         };
-        self.scratch.clear();
         // Checked when the request was admitted (`route::prepare`: the method, target, Host
         // and the caller's fields, and the User-Agent added; the other added fields are the
-        // agent's own), so only the connection's state is checked here.
-        if let Err(e) = conn
-            .proto
-            .send_validated_request(&head, body, &mut self.scratch)
-        {
+        // agent's own), so only the connection's state is checked here. The head is encoded
+        // straight into the connection's write buffer.
+        let proto = &mut conn.proto;
+        let mut send = |out: &mut Vec<u8>| {
+            let start = out.len();
+            let sent = proto.send_validated_request(&head, added, encoded, body, out);
+            if sent.is_ok() {
+                super::trace::request_head(cid, &out[start..]);
+            }
+            sent
+        };
+        // A closed or closing connection takes no bytes; the core still sees the request.
+        let sent = match ctx.write_in_place(cid, &mut send) {
+            Some(sent) => sent,
+            None => {
+                self.scratch.clear();
+                send(&mut self.scratch)
+            }
+        };
+        if let Err(e) = sent {
             self.fail(ctx, id, Cause::InvalidRequest(e));
             return;
         }
-        ctx.write(cid, &self.scratch);
-        super::trace::request_head(cid, &self.scratch);
         req.head_sent = true;
         // The loop's clock, read once per turn: no clock read per request.
         let now = ctx.now();
         req.marks.sent = Some(now);
         req.last_activity = now;
+        // Without a producer the request is complete with its head. Settled before the
+        // timer is armed, so that the common case looks neither entry up again.
+        let body_done = req.producer.is_none();
+        if body_done {
+            if body == RequestBody::Length(0) {
+                let _ = conn.proto.finish_body(&mut self.scratch);
+            }
+            req.body_sent = true;
+        }
         if let Some(t) = req.read_timeout {
             self.arm_conn_timer(ctx, cid, now + t);
         }
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return;
-        };
-        let Some(conn) = self.conns.get_mut(&cid) else {
-            return;
-        };
-        if body == RequestBody::Length(0) && req.producer.is_none() {
-            let _ = conn.proto.finish_body(&mut self.scratch);
-        }
-        if req.producer.is_none() {
-            req.body_sent = true;
+        if body_done {
             return;
         }
+        let Some(conn) = self.conns.get(&cid) else {
+            return;
+        };
         if conn.proto.may_send_body() {
             self.produce(ctx, id);
         } else {

@@ -14,7 +14,7 @@ use crate::client::error::Cause;
 use crate::client::overrides;
 use crate::client::proxy::proxy_authorization;
 use crate::proto::socks::SocksError;
-use crate::proto::{self, Headers, RequestError, RequestHead};
+use crate::proto::{self, Headers, RequestError, RequestHead, TargetCheck};
 
 use super::config::AgentConfig;
 use super::table::Handle;
@@ -48,6 +48,20 @@ pub(super) struct Target {
     pub(super) key: PoolKey,
     /// The `Proxy-Authorization` value for a plain-http proxy with credentials.
     pub(super) proxy_auth: Option<String>,
+    /// `target` and `host_header` checked as every request's head checks them (see
+    /// [`prepare`]), once per URL.
+    pub(super) check: TargetCheck,
+    /// Whether the agent's `User-Agent`, if any, is a value it may send (the configuration
+    /// does not change; checked here once rather than per request).
+    pub(super) user_agent_ok: bool,
+    /// The request line after the method and the `Host` field, encoded once
+    /// ([`proto::encode_line`]): copied into each head whose caller gives no `Host`.
+    pub(super) line: Box<[u8]>,
+    /// The fields the agent adds to a request without fields of its own, encoded once
+    /// ([`added_fields`], [`proto::encode_fields`]).
+    pub(super) added_lines: Box<[u8]>,
+    /// Whether `added_lines` hold `Connection: close`.
+    pub(super) added_close: bool,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
@@ -62,7 +76,10 @@ pub(super) const TARGETS_KEPT: usize = 64;
 /// again, so a hit makes all of that an `Rc` clone.
 #[derive(Default)]
 pub(super) struct Targets {
-    pub(super) map: FxHashMap<Box<str>, Rc<Target>>,
+    pub(super) map: FxHashMap<Rc<str>, Rc<Target>>,
+    /// The URL string answered last and its target: a client asking one URL again and
+    /// again compares the string instead of hashing it and probing the table.
+    last: Option<(Rc<str>, Rc<Target>)>,
 }
 
 impl Targets {
@@ -75,10 +92,18 @@ impl Targets {
         unix: Option<&Rc<Path>>,
     ) -> Result<Rc<Target>, Cause> {
         let wanted = unix.map(|p| &**p).or(config.unix_socket.as_deref());
-        if let Some(t) = self.map.get(url)
+        if let Some((last, t)) = &self.last
+            && **last == *url
             && t.route.unix.as_deref() == wanted
         {
             return Ok(t.clone());
+        }
+        if let Some((key, t)) = self.map.get_key_value(url)
+            && t.route.unix.as_deref() == wanted
+        {
+            let t = t.clone();
+            self.last = Some((key.clone(), t.clone()));
+            return Ok(t);
         }
         let unix = unix.cloned().or_else(|| wanted.map(Rc::from));
         let target = Rc::new(resolve(config, url, unix)?);
@@ -87,7 +112,9 @@ impl Targets {
             // URLs gains nothing from the table anyway.
             self.map.clear();
         }
-        self.map.insert(url.into(), target.clone());
+        let key: Rc<str> = url.into();
+        self.map.insert(key.clone(), target.clone());
+        self.last = Some((key, target.clone()));
         Ok(target)
     }
 }
@@ -259,8 +286,19 @@ pub(super) fn resolve(
             }
         }
     };
+    let added_lines =
+        proto::encode_fields(added_for(config, proxy_auth.as_deref(), &Headers::new()).as_slice())
+            .into();
     Ok(Target {
         url: Rc::new(url),
+        check: TargetCheck::new(&target, &host_header),
+        line: proto::encode_line(&target, &host_header).into(),
+        added_lines,
+        added_close: !config.persistent,
+        user_agent_ok: config
+            .user_agent
+            .as_ref()
+            .is_none_or(|ua| proto::is_valid_value(ua.as_bytes())),
         target,
         host_header,
         route,
@@ -270,35 +308,72 @@ pub(super) fn resolve(
     })
 }
 
-/// Writes the fields a request is sent with into `out`: its own, then those the agent adds
-/// (`User-Agent` unless given, `Connection: close` when not persistent, proxy credentials).
-/// Built in the agent's reusable buffer when the head is written, rather than appended to the
-/// request's own `Headers`, which would then allocate for every request sent without fields.
-pub(super) fn sent_fields(
-    config: &AgentConfig,
-    target: &Target,
-    headers: &Headers,
-    out: &mut Headers,
-) {
-    out.copy_from(headers);
-    if let Some(ua) = &config.user_agent
-        && !headers.contains("user-agent")
-    {
-        out.append("User-Agent", ua.as_bytes());
+/// Most fields the agent adds to a request's own.
+const ADDED_MAX: usize = 3;
+
+/// The fields the agent adds after a request's own: `User-Agent` unless given,
+/// `Connection: close` when not persistent, proxy credentials. Kept apart from the request's
+/// `Headers` and written after them with the head (copying both into one list cost more than
+/// writing the head), so a request sent without fields allocates nothing for them.
+pub(super) struct Added<'a> {
+    fields: [(&'static str, &'a [u8]); ADDED_MAX],
+    len: usize,
+}
+
+impl<'a> Added<'a> {
+    /// The fields, in the order they are written.
+    pub(super) fn as_slice(&self) -> &[(&'static str, &'a [u8])] {
+        &self.fields[..self.len]
     }
-    if !config.persistent && !headers.has_token("connection", "close") {
-        out.append("Connection", b"close");
-    }
-    if let Some(auth) = &target.proxy_auth
-        && !headers.contains("proxy-authorization")
-    {
-        out.append("Proxy-Authorization", auth.as_bytes());
+
+    fn push(&mut self, name: &'static str, value: &'a [u8]) {
+        self.fields[self.len] = (name, value);
+        self.len += 1;
     }
 }
 
-/// Checks a request before any connection is opened: its method, target and own fields,
-/// and the `User-Agent` the agent would add (the other added fields are ours and valid), so
-/// that nothing has to be copied for the check; the head is built once, when it is written.
+/// The fields the agent adds to a request with fields `headers` (see [`Added`]).
+pub(super) fn added_fields<'a>(
+    config: &'a AgentConfig,
+    target: &'a Target,
+    headers: &Headers,
+) -> Added<'a> {
+    added_for(config, target.proxy_auth.as_deref(), headers)
+}
+
+/// [`added_fields`] for a target whose `Proxy-Authorization` value is `proxy_auth`.
+fn added_for<'a>(
+    config: &'a AgentConfig,
+    proxy_auth: Option<&'a str>,
+    headers: &Headers,
+) -> Added<'a> {
+    let mut added = Added {
+        fields: [("", &[]); ADDED_MAX],
+        len: 0,
+    };
+    // A request without fields, the common case, has none to look through.
+    let own = !headers.is_empty();
+    if let Some(ua) = &config.user_agent
+        && !(own && headers.contains("user-agent"))
+    {
+        added.push("User-Agent", ua.as_bytes());
+    }
+    let close_given = own && headers.has_token("connection", "close");
+    if !config.persistent && !close_given {
+        added.push("Connection", b"close");
+    }
+    if let Some(auth) = proxy_auth
+        && !(own && headers.contains("proxy-authorization"))
+    {
+        added.push("Proxy-Authorization", auth.as_bytes());
+    }
+    added
+}
+
+/// Checks a request before any connection is opened: its method and own fields, the target
+/// and `Host` (checked once per URL, [`Target::check`]), and the `User-Agent` the agent would
+/// add (the other added fields are ours and valid), so that nothing has to be copied for the
+/// check; the head is built once, when it is written.
 pub(super) fn prepare(
     config: &AgentConfig,
     target: &Target,
@@ -311,15 +386,13 @@ pub(super) fn prepare(
         host: &target.host_header,
         headers,
     };
-    proto::validate_request(&head).map_err(Cause::InvalidRequest)?;
-    match &config.user_agent {
-        Some(ua) if !proto::is_valid_value(ua.as_bytes()) && !headers.contains("user-agent") => {
-            Err(Cause::InvalidRequest(RequestError::InvalidHeaderValue(
-                "User-Agent".to_owned(),
-            )))
-        }
-        _ => Ok(()),
+    proto::validate_with(&head, target.check).map_err(Cause::InvalidRequest)?;
+    if !target.user_agent_ok && config.user_agent.is_some() && !headers.contains("user-agent") {
+        return Err(Cause::InvalidRequest(RequestError::InvalidHeaderValue(
+            "User-Agent".to_owned(),
+        )));
     }
+    Ok(())
 }
 
 /// Whether `proxy` is a SOCKS5 proxy URL.
@@ -419,41 +492,99 @@ mod tests {
         ));
     }
 
+    /// The fields a request was sent with before [`added_fields`]: its own copied into one
+    /// list, then the added ones.
+    fn reference_fields(config: &AgentConfig, target: &Target, headers: &Headers) -> Headers {
+        let mut out = headers.clone();
+        if let Some(ua) = &config.user_agent
+            && !headers.contains("user-agent")
+        {
+            out.append("User-Agent", ua.as_bytes());
+        }
+        if !config.persistent && !headers.has_token("connection", "close") {
+            out.append("Connection", b"close");
+        }
+        if let Some(auth) = &target.proxy_auth
+            && !headers.contains("proxy-authorization")
+        {
+            out.append("Proxy-Authorization", auth.as_bytes());
+        }
+        out
+    }
+
     #[test]
-    fn sent_fields_are_the_callers_then_the_added_ones() {
+    fn added_fields_follow_the_callers_as_the_combined_list_did() {
+        let configs = [
+            AgentConfig::default(),
+            AgentConfig {
+                user_agent: None,
+                ..AgentConfig::default()
+            },
+            AgentConfig {
+                user_agent: Some("ua/1".into()),
+                persistent: false,
+                proxies: crate::client::Proxies::all("http://u:p@127.0.0.1:3128").unwrap(),
+                ..AgentConfig::default()
+            },
+        ];
+        let lists: [&[(&str, &[u8])]; 6] = [
+            &[],
+            &[("X-A", b"1"), ("x-a", b"2")],
+            &[("user-agent", b"mine")],
+            &[("Connection", b"keep-alive")],
+            &[("connection", b"keep-alive, Close")],
+            &[("Proxy-Authorization", b"Basic x"), ("User-Agent", b"")],
+        ];
+        let mut proxied = 0;
+        for config in &configs {
+            let target = resolve(config, "http://origin.test/", None).unwrap();
+            proxied += usize::from(target.proxy_auth.is_some());
+            // What the target keeps encoded is what a request without fields gets.
+            let none = added_fields(config, &target, &Headers::new());
+            assert_eq!(*target.added_lines, *proto::encode_fields(none.as_slice()));
+            let close = none.as_slice().iter().any(|f| f.0 == "Connection");
+            assert_eq!(target.added_close, close);
+            let line = proto::encode_line(&target.target, &target.host_header);
+            assert_eq!(*target.line, *line);
+            for list in lists {
+                let h: Headers = list.iter().copied().collect();
+                let mut sent = h.clone();
+                for &(name, value) in added_fields(config, &target, &h).as_slice() {
+                    sent.append(name, value);
+                }
+                assert_eq!(sent, reference_fields(config, &target, &h), "{list:?}");
+            }
+        }
+        assert_eq!(proxied, 1, "one configuration adds proxy credentials");
+        // All three, in order, for a request without fields.
+        let target = resolve(&configs[2], "http://origin.test/", None).unwrap();
+        let names: Vec<&str> = added_fields(&configs[2], &target, &Headers::new())
+            .as_slice()
+            .iter()
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(names, ["User-Agent", "Connection", "Proxy-Authorization"]);
+    }
+
+    #[test]
+    fn a_bad_user_agent_is_refused_unless_the_request_gives_its_own() {
         let config = AgentConfig {
-            user_agent: Some("ua/1".into()),
-            persistent: false,
-            proxies: crate::client::Proxies::all("http://u:p@127.0.0.1:3128").unwrap(),
+            user_agent: Some("bad\r\nInjected: 1".into()),
             ..AgentConfig::default()
         };
-        let target = resolve(&config, "http://origin.test/", None).unwrap();
-        assert!(target.proxy_auth.is_some());
-        let mut out = Headers::new();
-        out.append("Stale", b"from the last request");
-        let mut h = Headers::new();
-        h.append("X-A", b"1");
-        h.append("x-a", b"2");
-        sent_fields(&config, &target, &h, &mut out);
-        let names: Vec<&str> = out.iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            [
-                "X-A",
-                "x-a",
-                "User-Agent",
-                "Connection",
-                "Proxy-Authorization"
-            ]
-        );
-        assert_eq!(out.get_all("x-a").collect::<Vec<_>>(), [b"1", b"2"]);
-        assert_eq!(out.get("connection"), Some(&b"close"[..]));
-        // The caller's own win, and nothing is added twice.
-        h.append("user-agent", b"mine");
-        h.append("Connection", b"keep-alive, close");
-        h.append("Proxy-Authorization", b"Basic x");
-        sent_fields(&config, &target, &h, &mut out);
-        assert_eq!(out, h);
+        let target = resolve(&config, "http://127.0.0.1/", None).unwrap();
+        assert!(!target.user_agent_ok);
+        assert!(matches!(
+            prepare(&config, &target, "GET", &Headers::new()),
+            Err(Cause::InvalidRequest(RequestError::InvalidHeaderValue(name))) if name == "User-Agent"
+        ));
+        let mut own = Headers::new();
+        own.append("User-Agent", b"mine");
+        assert!(prepare(&config, &target, "GET", &own).is_ok());
+        assert!(matches!(
+            prepare(&config, &target, "G T", &own),
+            Err(Cause::InvalidRequest(RequestError::InvalidMethod))
+        ));
     }
 
     #[test]
@@ -539,6 +670,14 @@ mod tests {
         assert!(Rc::ptr_eq(&a, &again));
         let b = targets.get(&config, "http://127.0.0.1/b", None).unwrap();
         assert_eq!(b.target, "/b");
+        // The one asked before the last is still found, not parsed again.
+        let a2 = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
+        assert!(Rc::ptr_eq(&a, &a2));
+        let b2 = targets.get(&config, "http://127.0.0.1/b", None).unwrap();
+        assert!(Rc::ptr_eq(&b, &b2));
+        // A string differing from the last only in its end is another URL.
+        let b3 = targets.get(&config, "http://127.0.0.1/bb", None).unwrap();
+        assert_eq!(b3.target, "/bb");
         assert!(targets.get(&config, "nope", None).is_err());
         for i in 0..2 * TARGETS_KEPT {
             targets

@@ -246,8 +246,6 @@ pub(super) struct AgentState {
     pub(super) conn_timer_tags: FxHashMap<u64, ConnId>,
     pub(super) conn_timer_seq: u64,
     pub(super) scratch: Vec<u8>,
-    /// The fields of the request being written (see `route::sent_fields`).
-    pub(super) fields: Headers,
     /// Storage for the fields of the next response head, from `Shared::spare_headers`.
     pub(super) spare_headers: Headers,
     /// Emptied `Conn::pending` buffers of connections gone idle. The body bytes that arrive
@@ -281,7 +279,6 @@ impl AgentState {
             conn_timer_tags: FxHashMap::default(),
             conn_timer_seq: 0,
             scratch: Vec::with_capacity(1024),
-            fields: Headers::new(),
             spare_headers: Headers::new(),
             spare_stashes: Vec::new(),
             closed: false,
