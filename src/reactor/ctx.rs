@@ -260,12 +260,11 @@ impl Ctx {
         if c.closing {
             return;
         }
-        if c.wbuf.capacity() == 0
-            && let Some(spare) = self.spare_wbufs.pop()
-        {
-            c.wbuf = spare;
-        }
-        c.wbuf.extend_from_slice(data);
+        let spares = &mut self.spare_wbufs;
+        let wbuf = c
+            .wbuf
+            .get_or_insert_with(|| spares.pop().unwrap_or_default());
+        wbuf.bytes.extend_from_slice(data);
         // A request went out: its answer's head comes with the next read, kept small.
         c.wide_reads = false;
         if c.pending() > HIGH_WATER {
