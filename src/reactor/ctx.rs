@@ -260,12 +260,11 @@ impl Ctx {
         if c.closing {
             return;
         }
-        if c.wbuf.capacity() == 0
-            && let Some(spare) = self.spare_wbufs.pop()
-        {
-            c.wbuf = spare;
-        }
-        c.wbuf.extend_from_slice(data);
+        let spares = &mut self.spare_wbufs;
+        let wbuf = c
+            .wbuf
+            .get_or_insert_with(|| spares.pop().unwrap_or_default());
+        wbuf.bytes.extend_from_slice(data);
         // A request went out: its answer's head comes with the next read, kept small.
         c.wide_reads = false;
         if c.pending() > HIGH_WATER {
@@ -287,14 +286,17 @@ impl Ctx {
         if c.closing {
             return None;
         }
-        if c.wbuf.capacity() == 0
-            && let Some(spare) = self.spare_wbufs.pop()
-        {
-            c.wbuf = spare;
-        }
-        let before = c.wbuf.len();
-        let r = encode(&mut c.wbuf);
-        if c.wbuf.len() == before {
+        let spares = &mut self.spare_wbufs;
+        let wbuf = c
+            .wbuf
+            .get_or_insert_with(|| spares.pop().unwrap_or_default());
+        let before = wbuf.bytes.len();
+        let r = encode(&mut wbuf.bytes);
+        if wbuf.bytes.len() == before {
+            // Nothing written: a buffer lent for it goes back rather than stay idle here.
+            if let Some(empty) = c.wbuf.take_if(|w| w.bytes.is_empty()) {
+                super::transport::give_back(empty, spares);
+            }
             return Some(r);
         }
         // As in `write`.
@@ -302,10 +304,7 @@ impl Ctx {
         if c.pending() > HIGH_WATER {
             c.above_high = true;
         }
-        if !c.dirty {
-            c.dirty = true;
-            self.dirty.push(conn);
-        }
+        self.mark_dirty(conn);
         Some(r)
     }
 

@@ -309,7 +309,9 @@ pub struct Ctx {
     /// Emptied write buffers, lent to the next connection that writes: a request's bytes
     /// are usually flushed at once, so a few buffers serve every connection, and an idle
     /// connection holds none.
-    spare_wbufs: Vec<Vec<u8>>,
+    // Boxes, not bare buffers: the box is what a connection's slot holds, reused with its Vec.
+    #[allow(clippy::vec_box)]
+    spare_wbufs: Vec<Box<conn::WriteBuf>>,
 }
 
 /// Calls one handler callback: takes the handler out of its slot, calls `f`, puts it back

@@ -1,5 +1,9 @@
 //! The timer heap: a binary heap of `(deadline, seq)` with lazy cancellation.
 //!
+//! Deadlines are kept as nanoseconds after the heap was made (16 bytes an entry rather than
+//! the 24 of an `Instant` and the sequence number): an idle pooled connection keeps one
+//! timer, so at 10,000 connections the heap is one of the larger tables.
+//!
 //! The live timers are in a map keyed by sequence number; the heap may hold entries of
 //! cancelled timers, which are skipped (and popped from the top eagerly, so the top of the heap
 //! is always a live timer and [`Timers::next_deadline`] is exact).
@@ -8,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What a timer does when it fires.
 pub(super) enum TimerKind<C> {
@@ -23,7 +27,9 @@ pub(super) enum TimerKind<C> {
 }
 
 pub(super) struct Timers<C> {
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// What deadlines are counted from.
+    epoch: Instant,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
     /// Keyed by sequence number (ours, never a peer's): a fast hash.
     live: FxHashMap<u64, TimerKind<C>>,
     next_seq: u64,
@@ -32,6 +38,7 @@ pub(super) struct Timers<C> {
 impl<C> Timers<C> {
     pub(super) fn new() -> Self {
         Timers {
+            epoch: Instant::now(),
             heap: BinaryHeap::new(),
             live: FxHashMap::default(),
             next_seq: 0,
@@ -41,7 +48,7 @@ impl<C> Timers<C> {
     pub(super) fn insert(&mut self, deadline: Instant, kind: TimerKind<C>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Reverse((deadline, seq)));
+        self.heap.push(Reverse((self.nanos(deadline), seq)));
         self.live.insert(seq, kind);
         seq
     }
@@ -71,11 +78,22 @@ impl<C> Timers<C> {
     }
 
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((deadline, _))| *deadline)
+        let &Reverse((nanos, _)) = self.heap.peek()?;
+        // `None` only where `Instant` cannot reach 584 years ahead: a timer that never fires.
+        self.epoch.checked_add(Duration::from_nanos(nanos))
+    }
+
+    /// `at` as nanoseconds after the epoch: 0 for an instant before it (a deadline already
+    /// past when the heap was made fires at once, as it would have), and at most
+    /// `u64::MAX` (584 years).
+    fn nanos(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX)
     }
 
     /// Pops the earliest timer if it is due at `now` and was created before `seq_limit`.
     pub(super) fn pop_due(&mut self, now: Instant, seq_limit: u64) -> Option<TimerKind<C>> {
+        let now = self.nanos(now);
         loop {
             let &Reverse((deadline, seq)) = self.heap.peek()?;
             if deadline > now || seq >= seq_limit {
@@ -107,7 +125,6 @@ impl<C> Timers<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn call() -> TimerKind<()> {
         TimerKind::Call(Box::new(|_| {}))
@@ -151,6 +168,48 @@ mod tests {
         assert!(timers.pop_due(t0, limit).is_some());
         assert!(timers.pop_due(t0, limit).is_none());
         assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
+    fn deadlines_come_back_exactly_and_past_ones_fire_at_once_in_order() {
+        let before = Instant::now();
+        let mut timers = Timers::new();
+        let at = Instant::now() + Duration::new(3, 123_456_789);
+        timers.insert(at, call());
+        assert_eq!(timers.next_deadline(), Some(at));
+        // Instants before the heap was made count as its epoch: due at once, in creation
+        // order, ahead of the later one.
+        let first = timers.insert(before, call());
+        let second = timers.insert(before - Duration::from_secs(1), call());
+        assert!(timers.next_deadline().is_some_and(|d| d <= Instant::now()));
+        let limit = timers.next_seq();
+        assert!(timers.pop_due(Instant::now(), limit).is_some());
+        assert!(!timers.contains(first) && timers.contains(second));
+        assert!(timers.pop_due(Instant::now(), limit).is_some());
+        assert!(timers.pop_due(Instant::now(), limit).is_none());
+        assert_eq!(timers.next_deadline(), Some(at));
+    }
+
+    #[test]
+    fn a_deadline_centuries_away_is_kept_without_overflow() {
+        let mut timers = Timers::new();
+        let now = Instant::now();
+        if let Some(far) = now.checked_add(Duration::from_secs(700 * 365 * 24 * 3600)) {
+            timers.insert(far, call());
+            let next = timers.next_deadline();
+            assert!(next.is_none_or(|d| d > now + Duration::from_secs(500 * 365 * 24 * 3600)));
+            assert!(timers.pop_due(now, timers.next_seq()).is_none());
+        }
+    }
+
+    /// 16 bytes a heap entry: one per pooled connection's timer.
+    #[test]
+    fn heap_entries_stay_small() {
+        fn entry_size<T>(_: &BinaryHeap<T>) -> usize {
+            std::mem::size_of::<T>()
+        }
+        let timers: Timers<()> = Timers::new();
+        assert_eq!(entry_size(&timers.heap), 16);
     }
 
     #[test]

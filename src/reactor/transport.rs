@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 
 use mio::Interest;
 
-use super::conn::{Conn, End, State};
+use super::conn::{Conn, End, State, WriteBuf};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, conn_token};
 use super::stream::Stream;
@@ -115,15 +115,19 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         return Ok(());
     }
     let Some(tls) = conn.tls.as_mut() else {
-        if conn.state == State::Open {
-            conn.wpos += write_raw(sock, &conn.wbuf[conn.wpos..])?;
+        if conn.state == State::Open
+            && let Some(w) = conn.wbuf.as_mut()
+        {
+            w.pos += write_raw(sock, w.unsent())?;
         }
         return Ok(());
     };
-    if tls.plain_left > 0 {
+    if tls.plain_left > 0
+        && let Some(w) = conn.wbuf.as_mut()
+    {
         // Written before `start_tls`: plaintext, and before the ClientHello.
-        let n = write_raw(sock, &conn.wbuf[conn.wpos..conn.wpos + tls.plain_left])?;
-        conn.wpos += n;
+        let n = write_raw(sock, &w.unsent()[..tls.plain_left])?;
+        w.pos += n;
         tls.plain_left -= n;
         if tls.plain_left > 0 {
             return Ok(());
@@ -143,11 +147,13 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         if conn.state != State::Open || tls.upgrading {
             return Ok(());
         }
-        let pending = conn.wbuf.len() - conn.wpos;
-        if pending > 0 {
-            let n = pending.min(TLS_CHUNK);
-            tls.write_plaintext(&conn.wbuf[conn.wpos..conn.wpos + n])?;
-            conn.wpos += n;
+        if let Some(w) = conn.wbuf.as_mut()
+            && !w.unsent().is_empty()
+        {
+            let unsent = w.unsent();
+            let n = unsent.len().min(TLS_CHUNK);
+            tls.write_plaintext(&unsent[..n])?;
+            w.pos += n;
         } else if conn.closing && !tls.close_notify_sent {
             tls.send_close_notify();
             tls.close_notify_sent = true;
@@ -197,13 +203,18 @@ pub(super) fn discard_unread(conn: &mut Conn) -> io::Result<()> {
 
 /// Keeps the write buffer compact: lent back to `spares` when empty, shifted once half of it
 /// is consumed.
-fn compact(conn: &mut Conn, spares: &mut Vec<Vec<u8>>) {
-    if conn.wpos == conn.wbuf.len() {
-        conn.wpos = 0;
-        give_back(std::mem::take(&mut conn.wbuf), spares);
-    } else if conn.wpos >= conn.wbuf.len() - conn.wpos {
-        conn.wbuf.drain(..conn.wpos);
-        conn.wpos = 0;
+#[allow(clippy::vec_box)]
+fn compact(conn: &mut Conn, spares: &mut Vec<Box<WriteBuf>>) {
+    let Some(w) = conn.wbuf.as_mut() else {
+        return;
+    };
+    if w.unsent().is_empty() {
+        if let Some(w) = conn.wbuf.take() {
+            give_back(w, spares);
+        }
+    } else if w.pos >= w.unsent().len() {
+        w.bytes.drain(..w.pos);
+        w.pos = 0;
     }
 }
 
@@ -392,10 +403,76 @@ const SPARE_WBUF_CAPACITY: usize = 4 * HIGH_WATER;
 
 /// Returns an emptied write buffer to the spares, or frees it when there are enough or it
 /// grew large.
-pub(super) fn give_back(mut buf: Vec<u8>, spares: &mut Vec<Vec<u8>>) {
-    let capacity = buf.capacity();
-    if capacity > 0 && capacity <= SPARE_WBUF_CAPACITY && spares.len() < SPARE_WBUFS {
-        buf.clear();
+#[allow(clippy::vec_box)]
+pub(super) fn give_back(mut buf: Box<WriteBuf>, spares: &mut Vec<Box<WriteBuf>>) {
+    if buf.bytes.capacity() <= SPARE_WBUF_CAPACITY && spares.len() < SPARE_WBUFS {
+        buf.bytes.clear();
+        buf.pos = 0;
         spares.push(buf);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::reactor::HandlerId;
+
+    fn conn_with(bytes: &[u8], pos: usize) -> Conn {
+        let owner = HandlerId {
+            index: 0,
+            generation: 1,
+        };
+        let mut conn = Conn::new(1, owner, State::Open, Instant::now());
+        conn.wbuf = Some(Box::new(WriteBuf {
+            bytes: bytes.to_vec(),
+            pos,
+        }));
+        conn
+    }
+
+    #[test]
+    fn a_sent_write_buffer_goes_back_to_the_spares() {
+        let mut spares = Vec::new();
+        let mut conn = conn_with(b"GET / HTTP/1.1\r\n\r\n", 18);
+        compact(&mut conn, &mut spares);
+        assert!(
+            conn.wbuf.is_none(),
+            "an idle connection holds no write buffer"
+        );
+        assert_eq!(conn.pending(), 0);
+        assert_eq!(spares.len(), 1);
+        assert!(spares[0].bytes.is_empty() && spares[0].pos == 0);
+    }
+
+    #[test]
+    fn a_half_sent_write_buffer_is_shifted_and_kept() {
+        let mut spares = Vec::new();
+        let mut conn = conn_with(b"0123456789", 6);
+        compact(&mut conn, &mut spares);
+        let wbuf = conn.wbuf.as_ref().expect("bytes are left to send");
+        assert_eq!((wbuf.unsent(), wbuf.pos), (&b"6789"[..], 0));
+        assert_eq!(conn.pending(), 4);
+        let mut conn = conn_with(b"0123456789", 2);
+        compact(&mut conn, &mut spares);
+        assert_eq!(conn.wbuf.as_ref().map(|w| w.pos), Some(2));
+        assert!(spares.is_empty());
+    }
+
+    #[test]
+    fn spares_are_bounded_in_number_and_size() {
+        let mut spares = Vec::new();
+        for _ in 0..SPARE_WBUFS + 5 {
+            give_back(Box::default(), &mut spares);
+        }
+        assert_eq!(spares.len(), SPARE_WBUFS);
+        let mut spares = Vec::new();
+        let big = WriteBuf {
+            bytes: Vec::with_capacity(SPARE_WBUF_CAPACITY + 1),
+            pos: 0,
+        };
+        give_back(Box::new(big), &mut spares);
+        assert!(spares.is_empty(), "a buffer grown large is freed");
     }
 }
