@@ -20,7 +20,7 @@ use std::ops::Range;
 #[derive(Clone, Default)]
 pub struct Headers {
     /// Names and values; a parsed head's fields keep the separators between them (see
-    /// [`Headers::fill_from_block`]), so only the index says where fields are.
+    /// [`Headers::start_block`]), so only the index says where fields are.
     buf: Vec<u8>,
     index: Vec<(Range<u32>, Range<u32>)>,
 }
@@ -38,31 +38,39 @@ impl Headers {
     }
 
     /// Replaces the fields by those of a parsed head, copying `block` (the bytes that hold them
-    /// all, separators included) in one piece instead of field by field. `fields` gives each
-    /// field's name and value as ranges of `block`. Returns false, leaving the list empty, when
-    /// a range lies outside `block` or the block is too large to index.
-    pub(crate) fn fill_from_block(
-        &mut self,
-        block: &[u8],
-        fields: impl ExactSizeIterator<Item = (Range<usize>, Range<usize>)>,
-    ) -> bool {
+    /// all, separators included) in one piece instead of field by field; then
+    /// [`Headers::push_parsed`] adds each field (room for `fields` of them is reserved). Returns
+    /// false, leaving the list empty, when the block is too large to index.
+    pub(crate) fn start_block(&mut self, block: &[u8], fields: usize) -> bool {
         self.clear();
         if u32::try_from(block.len()).is_err() {
             return false;
         }
-        self.index.reserve(fields.len());
-        let fits = |r: &Range<usize>| r.start <= r.end && r.end <= block.len();
-        for (name, value) in fields {
-            if !(fits(&name) && fits(&value)) {
-                self.index.clear();
-                return false;
-            }
-            self.index.push((
-                name.start as u32..name.end as u32,
-                value.start as u32..value.end as u32,
-            ));
-        }
+        self.index.reserve(fields);
         self.buf.extend_from_slice(block);
+        true
+    }
+
+    /// Adds a field of the block given to [`Headers::start_block`]: its name and value start at
+    /// these offsets in the block and have these lengths. Returns false, adding nothing, when
+    /// either lies outside the block.
+    #[inline]
+    pub(crate) fn push_parsed(
+        &mut self,
+        name_at: usize,
+        name_len: usize,
+        value_at: usize,
+        value_len: usize,
+    ) -> bool {
+        let len = self.buf.len();
+        let fits = |at: usize, n: usize| at <= len && n <= len - at;
+        if !(fits(name_at, name_len) && fits(value_at, value_len)) {
+            return false;
+        }
+        // In range of a block whose length fits in u32 (checked by `start_block`).
+        let (n, v) = (name_at as u32, value_at as u32);
+        self.index
+            .push((n..n + name_len as u32, v..v + value_len as u32));
         true
     }
 
@@ -236,7 +244,7 @@ mod tests {
         let block = b"Content-Length: 5\r\nX-A:b\r\nx-a: \xff";
         let mut parsed = Headers::new();
         let fields = [(0..14, 16..17), (19..22, 23..24), (26..29, 31..32)];
-        assert!(parsed.fill_from_block(block, fields.into_iter()));
+        assert!(fill(&mut parsed, block, &fields));
         let appended: Headers = [
             ("Content-Length", &b"5"[..]),
             ("X-A", b"b"),
@@ -255,10 +263,23 @@ mod tests {
         assert_ne!(parsed, fewer);
     }
 
+    /// Fills `h` from `block` as the head parser does, field by field.
+    fn fill(h: &mut Headers, block: &[u8], fields: &[(Range<usize>, Range<usize>)]) -> bool {
+        if !h.start_block(block, fields.len()) {
+            return false;
+        }
+        fields.iter().all(|(n, v)| {
+            h.push_parsed(
+                n.start,
+                n.end.wrapping_sub(n.start),
+                v.start,
+                v.end.wrapping_sub(v.start),
+            )
+        })
+    }
+
     #[test]
     fn ranges_outside_the_block_are_refused() {
-        let mut h = Headers::new();
-        h.append("Old", b"1");
         for bad in [
             (0..2, 3..9),
             (0..9, 2..3),
@@ -270,13 +291,22 @@ mod tests {
                 },
                 3..4,
             ),
+            (6..6, 0..1),
+            (0..1, 2..usize::MAX),
         ] {
-            assert!(!h.fill_from_block(b"A: 12", std::iter::once(bad.clone())));
+            let mut h = Headers::new();
+            h.append("Old", b"1");
+            assert!(!fill(&mut h, b"A: 12", std::slice::from_ref(&bad)));
             assert!(h.is_empty(), "{bad:?}");
             assert_eq!(h.byte_len(), 0);
         }
-        assert!(h.fill_from_block(b"", std::iter::empty()));
+        let mut h = Headers::new();
+        h.append("Old", b"1");
+        assert!(fill(&mut h, b"", &[]));
         assert!(h.is_empty());
+        // Empty names and values at the very end of the block are inside it.
+        assert!(fill(&mut h, b"A:", &[(0..1, 2..2), (2..2, 2..2)]));
+        assert_eq!(h.len(), 2);
     }
 
     #[test]
@@ -293,7 +323,11 @@ mod tests {
     #[test]
     fn copy_from_replaces_every_field_and_keeps_parsed_layouts() {
         let mut parsed = Headers::new();
-        assert!(parsed.fill_from_block(b"A: 1\r\nB:2", [(0..1, 3..4), (6..7, 8..9)].into_iter()));
+        assert!(fill(
+            &mut parsed,
+            b"A: 1\r\nB:2",
+            &[(0..1, 3..4), (6..7, 8..9)]
+        ));
         let mut out: Headers = [("Old", &b"x"[..]), ("Older", b"y")].into_iter().collect();
         out.copy_from(&parsed);
         assert_eq!(out, parsed);

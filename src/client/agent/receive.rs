@@ -3,13 +3,12 @@
 //! is paused or not yet attached), and the end of the connection.
 
 use std::cell::Cell;
-use std::time::Duration;
 
 use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{NextBody, RequestId};
 use crate::client::response::Response;
-use crate::proto::{self, Event, Framing, Headers};
+use crate::proto::{self, Event, Framing};
 use crate::reactor::{ConnId, Ctx, Disconnect};
 
 use super::state::{AgentState, BodyState, TunnelPhase};
@@ -70,7 +69,7 @@ impl AgentState {
                 Event::Head(head) => {
                     super::trace::response_head(cid, &head);
                     let framing = conn.proto.framing();
-                    conn.keep_alive_hint = keep_alive_timeout(&head.headers);
+                    conn.keep_alive_hint = conn.proto.keep_alive_timeout();
                     // The core accepts a 101 only in answer to an upgrade request.
                     conn.switching = head.status == 101;
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -422,33 +421,5 @@ impl AgentState {
                 self.close_conn(ctx, cid, true);
             }
         }
-    }
-}
-
-/// The server's `Keep-Alive: timeout=N`, if any.
-fn keep_alive_timeout(headers: &Headers) -> Option<Duration> {
-    let value = headers.get_str("keep-alive")?;
-    value.split(',').find_map(|part| {
-        let (k, v) = part.split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("timeout") {
-            v.trim().parse::<u64>().ok().map(Duration::from_secs)
-        } else {
-            None
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keep_alive_hint_is_parsed() {
-        let mut h = Headers::new();
-        h.append("Keep-Alive", b"timeout=5, max=100");
-        assert_eq!(keep_alive_timeout(&h), Some(Duration::from_secs(5)));
-        let mut h = Headers::new();
-        h.append("Keep-Alive", b"max=100");
-        assert_eq!(keep_alive_timeout(&h), None);
     }
 }
