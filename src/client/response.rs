@@ -129,6 +129,13 @@ impl AgentInbox {
         }
     }
 
+    /// Whether a response was dropped unread and not yet seen to.
+    #[inline]
+    pub(crate) fn any_abandoned(&self) -> bool {
+        // A borrow held elsewhere (cannot happen on the agent's path) counts as "maybe".
+        self.dropped.try_borrow().map_or(true, |d| !d.is_empty())
+    }
+
     /// A request whose response was dropped unread, if any is left.
     pub(crate) fn next_abandoned(&self) -> Option<RequestId> {
         self.dropped.borrow_mut().pop()

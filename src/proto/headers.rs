@@ -20,7 +20,7 @@ use std::ops::Range;
 #[derive(Clone, Default)]
 pub struct Headers {
     /// Names and values; a parsed head's fields keep the separators between them (see
-    /// [`Headers::start_block`]), so only the index says where fields are.
+    /// [`Headers::fill_from_block`]), so only the index says where fields are.
     buf: Vec<u8>,
     index: Vec<(Range<u32>, Range<u32>)>,
 }
@@ -38,39 +38,39 @@ impl Headers {
     }
 
     /// Replaces the fields by those of a parsed head, copying `block` (the bytes that hold them
-    /// all, separators included) in one piece instead of field by field; then
-    /// [`Headers::push_parsed`] adds each field (room for `fields` of them is reserved). Returns
-    /// false, leaving the list empty, when the block is too large to index.
-    pub(crate) fn start_block(&mut self, block: &[u8], fields: usize) -> bool {
-        self.clear();
-        if u32::try_from(block.len()).is_err() {
-            return false;
-        }
-        self.index.reserve(fields);
-        self.buf.extend_from_slice(block);
-        true
-    }
-
-    /// Adds a field of the block given to [`Headers::start_block`]: its name and value start at
-    /// these offsets in the block and have these lengths. Returns false, adding nothing, when
-    /// either lies outside the block.
-    #[inline]
-    pub(crate) fn push_parsed(
+    /// all, separators included) in one piece instead of field by field. `fields` gives each
+    /// field as (name offset, name length, value offset, value length) in `block`. Returns
+    /// false, leaving the list empty, when a field lies outside `block` or the block is too
+    /// large to index.
+    ///
+    /// The index is written by one `extend` (no capacity check per field) and the fields are
+    /// checked on the way without branches: this runs for every response head.
+    pub(crate) fn fill_from_block(
         &mut self,
-        name_at: usize,
-        name_len: usize,
-        value_at: usize,
-        value_len: usize,
+        block: &[u8],
+        fields: impl Iterator<Item = (usize, usize, usize, usize)>,
     ) -> bool {
-        let len = self.buf.len();
-        let fits = |at: usize, n: usize| at <= len && n <= len - at;
-        if !(fits(name_at, name_len) && fits(value_at, value_len)) {
+        self.clear();
+        let len = block.len();
+        if u32::try_from(len).is_err() {
             return false;
         }
-        // In range of a block whose length fits in u32 (checked by `start_block`).
-        let (n, v) = (name_at as u32, value_at as u32);
+        let fits = |at: usize, n: usize| (at <= len) & (n <= len.wrapping_sub(at));
+        let mut all_in = true;
         self.index
-            .push((n..n + name_len as u32, v..v + value_len as u32));
+            .extend(fields.map(|(name, name_len, value, value_len)| {
+                all_in &= fits(name, name_len) & fits(value, value_len);
+                // Truncated only for a field outside the block, refused below.
+                (
+                    name as u32..name.wrapping_add(name_len) as u32,
+                    value as u32..value.wrapping_add(value_len) as u32,
+                )
+            }));
+        if !all_in {
+            self.index.clear();
+            return false;
+        }
+        self.buf.extend_from_slice(block);
         true
     }
 
@@ -263,19 +263,15 @@ mod tests {
         assert_ne!(parsed, fewer);
     }
 
-    /// Fills `h` from `block` as the head parser does, field by field.
+    /// Fills `h` from `block` as the head parser does, fields given as ranges.
     fn fill(h: &mut Headers, block: &[u8], fields: &[(Range<usize>, Range<usize>)]) -> bool {
-        if !h.start_block(block, fields.len()) {
-            return false;
-        }
-        fields.iter().all(|(n, v)| {
-            h.push_parsed(
-                n.start,
-                n.end.wrapping_sub(n.start),
-                v.start,
-                v.end.wrapping_sub(v.start),
-            )
-        })
+        let len = |r: &Range<usize>| r.end.wrapping_sub(r.start);
+        h.fill_from_block(
+            block,
+            fields
+                .iter()
+                .map(|(n, v)| (n.start, len(n), v.start, len(v))),
+        )
     }
 
     #[test]

@@ -141,8 +141,8 @@ fn copy_fields(
     framing: &mut FramingFields,
 ) {
     let base = bytes.as_ptr() as usize;
-    // Wrapping: a slice outside `bytes` gives an offset `Headers::push_parsed` refuses, not a
-    // panic.
+    // Wrapping: a slice outside `bytes` gives an offset `Headers::fill_from_block` refuses,
+    // not a panic.
     let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
     let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
         headers.clear();
@@ -150,16 +150,15 @@ fn copy_fields(
     };
     let start = offset(first.name.as_bytes());
     let end = offset(last.value).wrapping_add(last.value.len());
-    if start <= end && end <= bytes.len() && headers.start_block(&bytes[start..end], fields.len()) {
+    if start <= end && end <= bytes.len() {
         let base = base.wrapping_add(start);
         let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
-        let mut all_in = true;
-        for h in fields {
+        let located = fields.iter().map(|h| {
             let name = h.name.as_bytes();
             framing.note(name, h.value);
-            all_in &= headers.push_parsed(offset(name), name.len(), offset(h.value), h.value.len());
-        }
-        if all_in {
+            (offset(name), name.len(), offset(h.value), h.value.len())
+        });
+        if headers.fill_from_block(&bytes[start..end], located) {
             return;
         }
     }

@@ -67,7 +67,10 @@ impl AgentState {
                     self.produce(ctx, id);
                 }
                 Event::Head(head) => {
-                    super::trace::response_head(cid, &head);
+                    // The level checked here: a call per response saved when not tracing.
+                    if log::log_enabled!(log::Level::Trace) {
+                        super::trace::response_head(cid, &head);
+                    }
                     let framing = conn.proto.framing();
                     conn.keep_alive_hint = conn.proto.keep_alive_timeout();
                     // The core accepts a 101 only in answer to an upgrade request.
@@ -403,7 +406,15 @@ impl AgentState {
 
     /// Discards the bodies of responses dropped without their body being asked for, and
     /// closes their connections (a connection never goes back to the pool with unread bytes).
+    /// Inline: called after every response callback and message, it mostly finds none.
+    #[inline]
     pub(super) fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
+        if self.shared.inbox.any_abandoned() {
+            self.sweep_abandoned_now(ctx);
+        }
+    }
+
+    fn sweep_abandoned_now(&mut self, ctx: &mut Ctx) {
         loop {
             let id = self.shared.inbox.next_abandoned();
             let Some(id) = id else { return };
