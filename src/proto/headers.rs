@@ -43,8 +43,7 @@ impl Headers {
     /// false, leaving the list empty, when a field lies outside `block` or the block is too
     /// large to index.
     ///
-    /// The index is written by one `extend` (no capacity check per field) and the fields are
-    /// checked on the way without branches: this runs for every response head.
+    /// The fields are checked on the way without branches: this runs for every response head.
     pub(crate) fn fill_from_block(
         &mut self,
         block: &[u8],
@@ -55,17 +54,19 @@ impl Headers {
         if u32::try_from(len).is_err() {
             return false;
         }
-        let fits = |at: usize, n: usize| (at <= len) & (n <= len.wrapping_sub(at));
+        // Plain locals and `move` closures: nothing the loop reads is behind a pointer it
+        // writes through, so nothing is reloaded per field.
+        let fits = move |at: usize, n: usize| (at <= len) & (n <= len.wrapping_sub(at));
         let mut all_in = true;
-        self.index
-            .extend(fields.map(|(name, name_len, value, value_len)| {
-                all_in &= fits(name, name_len) & fits(value, value_len);
-                // Truncated only for a field outside the block, refused below.
-                (
-                    name as u32..name.wrapping_add(name_len) as u32,
-                    value as u32..value.wrapping_add(value_len) as u32,
-                )
-            }));
+        self.index.reserve(fields.size_hint().0);
+        for (name, name_len, value, value_len) in fields {
+            all_in &= fits(name, name_len) & fits(value, value_len);
+            // Truncated only for a field outside the block, refused below.
+            self.index.push((
+                name as u32..name.wrapping_add(name_len) as u32,
+                value as u32..value.wrapping_add(value_len) as u32,
+            ));
+        }
         if !all_in {
             self.index.clear();
             return false;

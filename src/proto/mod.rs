@@ -264,6 +264,10 @@ impl ClientConnection {
     /// this call takes `spare`'s buffers (leaving it empty; its old fields are cleared), so
     /// that parsing it does not allocate. Pass the `Headers` of a response the caller is done
     /// with. (Given per call rather than kept, so an idle connection holds no such storage.)
+    ///
+    /// Inline: the event (96 bytes with its result) is then built where the caller reads it
+    /// instead of being copied out, twice per response (head, end).
+    #[inline]
     pub fn receive_reusing<'a>(
         &mut self,
         input: &'a [u8],
