@@ -100,6 +100,13 @@ impl AgentInbox {
         }
     }
 
+    /// What dropping an undelivered response of `id` with these fields does, for a head
+    /// whose response was never built.
+    pub(crate) fn unread(&self, id: RequestId, headers: Headers) {
+        self.abandoned(id);
+        self.recycle_headers(headers);
+    }
+
     /// Keeps the header storage of a dropped response for a later head.
     fn recycle_headers(&self, headers: Headers) {
         if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {

@@ -106,32 +106,40 @@ impl AgentState {
                         ctx.conn_timing(cid)
                     };
                     let timing = req.marks.timing(ctx.now(), conn_timing);
-                    let response = Response {
-                        version: head.version,
-                        code: head.status,
-                        phrase: head.reason,
-                        headers: head.headers,
-                        length: match framing {
-                            Some(Framing::NoBody) => Some(0),
-                            Some(Framing::Length(n)) => Some(n),
-                            _ => None,
-                        },
-                        url: req.target.url.clone(),
-                        method: req.method.clone(),
-                        inbox: self.shared.inbox.clone(),
-                        timing,
-                        history: Vec::new(),
-                        filters: Vec::new(),
-                        handle: BodyHandle {
-                            agent: me,
-                            request: id,
-                        },
-                        delivered: Cell::new(false),
+                    let length = match framing {
+                        Some(Framing::NoBody) => Some(0),
+                        Some(Framing::Length(n)) => Some(n),
+                        _ => None,
                     };
-                    let callback = req.on_response.take();
-                    if let Some(cb) = callback {
-                        self.shared.inbox.hold(id);
-                        cb(ctx, Ok(response));
+                    match req.on_response.take() {
+                        Some(cb) => {
+                            self.shared.inbox.hold(id);
+                            // Built in the call's argument: a `Response` is over 300 bytes,
+                            // not built first and copied there.
+                            cb(
+                                ctx,
+                                Ok(Response {
+                                    version: head.version,
+                                    code: head.status,
+                                    phrase: head.reason,
+                                    headers: head.headers,
+                                    length,
+                                    url: req.target.url.clone(),
+                                    method: req.method.clone(),
+                                    inbox: self.shared.inbox.clone(),
+                                    timing,
+                                    history: Vec::new(),
+                                    filters: Vec::new(),
+                                    handle: BodyHandle {
+                                        agent: me,
+                                        request: id,
+                                    },
+                                    delivered: Cell::new(false),
+                                }),
+                            );
+                        }
+                        // Nobody to hand it to: as a response dropped unread.
+                        None => self.shared.inbox.unread(id, head.headers),
                     }
                     let unposted = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
@@ -407,7 +415,7 @@ impl AgentState {
     /// Discards the bodies of responses dropped without their body being asked for, and
     /// closes their connections (a connection never goes back to the pool with unread bytes).
     /// Inline: called after every response callback and message, it mostly finds none.
-    #[inline]
+    #[inline(always)]
     pub(super) fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
         if self.shared.inbox.any_abandoned() {
             self.sweep_abandoned_now(ctx);
