@@ -119,8 +119,11 @@ pub(crate) fn parse_head_prefix(
         return Err(ProtocolError::InvalidStatusLine);
     }
     let mut framing = FramingFields::default();
+    for h in resp.headers.iter() {
+        framing.note(h.name.as_bytes(), h.value);
+    }
     let mut headers = std::mem::take(spare);
-    copy_fields(&mut headers, bytes, resp.headers, &mut framing);
+    copy_fields(&mut headers, bytes, resp.headers);
     let head = ResponseHead {
         version,
         status,
@@ -130,19 +133,12 @@ pub(crate) fn parse_head_prefix(
     Ok(Some((len, head, framing)))
 }
 
-/// Replaces `headers`' fields by httparse's `fields`, which are slices of `bytes`, and notes
-/// what they say about framing in `framing`: the block from the first name to the
-/// last value is copied in one piece (one copy, not two per field) and each field is found in
-/// it by its offset in `bytes`.
-fn copy_fields(
-    headers: &mut Headers,
-    bytes: &[u8],
-    fields: &[httparse::Header<'_>],
-    framing: &mut FramingFields,
-) {
+/// Replaces `headers`' fields by httparse's `fields`, which are slices of `bytes`: the block
+/// from the first name to the last value is copied in one piece (one copy, not two per field)
+/// and each field is found in it by its offset in `bytes`.
+fn copy_fields(headers: &mut Headers, bytes: &[u8], fields: &[httparse::Header<'_>]) {
     let base = bytes.as_ptr() as usize;
-    // Wrapping: a slice outside `bytes` gives an offset `Headers::fill_from_block` refuses,
-    // not a panic.
+    // Wrapping: a slice outside `bytes` gives a range `fill_from_block` refuses, not a panic.
     let offset = |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
     let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
         headers.clear();
@@ -150,31 +146,22 @@ fn copy_fields(
     };
     let start = offset(first.name.as_bytes());
     let end = offset(last.value).wrapping_add(last.value.len());
-    if start <= end && end <= bytes.len() {
-        // `move`: the loop keeps the base in a register instead of reloading it per field.
-        let base = base.wrapping_add(start);
-        let offset = move |s: &[u8]| (s.as_ptr() as usize).wrapping_sub(base);
-        // Two tight loops: the names framing depends on are rare, and noting them apart keeps
-        // their calls out of the loop that writes the index.
-        for h in fields {
-            framing.note(h.name.as_bytes(), h.value);
-        }
-        let located = fields.iter().map(move |h| {
-            let name = h.name.as_bytes();
-            (offset(name), name.len(), offset(h.value), h.value.len())
-        });
-        if headers.fill_from_block(&bytes[start..end], located) {
-            return;
-        }
+    let ranges = fields.iter().map(|h| {
+        let n = offset(h.name.as_bytes()).wrapping_sub(start);
+        let v = offset(h.value).wrapping_sub(start);
+        (
+            n..n.wrapping_add(h.name.len()),
+            v..v.wrapping_add(h.value.len()),
+        )
+    });
+    if start <= end && end <= bytes.len() && headers.fill_from_block(&bytes[start..end], ranges) {
+        return;
     }
-    // Only if httparse handed out a field that is not a slice of the input: copy field by
-    // field (and note afresh: the fields may have been noted above already).
-    *framing = FramingFields::default();
+    // Only if httparse handed out a field that is not a slice of the input: copy field by field.
     headers.clear();
     let size = fields.iter().map(|h| h.name.len() + h.value.len()).sum();
     headers.reserve(fields.len(), size);
     for h in fields {
-        framing.note(h.name.as_bytes(), h.value);
         headers.append(h.name, h.value);
     }
 }
@@ -252,14 +239,6 @@ impl FramingFields {
     /// unrelated fields cost almost nothing.
     #[inline(always)]
     fn note(&mut self, name: &[u8], value: &[u8]) {
-        if matches!(name.len(), 10 | 14 | 17) {
-            self.note_named(name, value);
-        }
-    }
-
-    /// [`FramingFields::note`] for a name of a length that framing depends on.
-    #[inline(never)]
-    fn note_named(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
             // Only the first Keep-Alive field is read.
             10 if !self.keep_alive_field && lower_eq(name, b"keep-alive") => {
