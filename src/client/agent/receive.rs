@@ -31,12 +31,14 @@ impl AgentState {
                 self.close_conn(ctx, cid, true);
                 return;
             };
-            let has_body = conn.proto.framing() != Some(Framing::NoBody);
-            let waiting = has_body
+            // Input left first: the request is not looked up for a turn that has none (the
+            // end of a response read whole, every time).
+            let waiting = pos < input.len()
+                && conn.proto.framing() != Some(Framing::NoBody)
                 && self.reqs.get(&id).is_some_and(|r| {
                     r.head_delivered && (r.paused || matches!(r.body, BodyState::NotAttached))
                 });
-            if waiting && pos < input.len() {
+            if waiting {
                 // The body protocol is paused or not attached yet: keep the rest for later.
                 self.stash(ctx, cid, &input[pos..]);
                 return;
