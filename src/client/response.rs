@@ -100,6 +100,13 @@ impl AgentInbox {
         }
     }
 
+    /// What dropping an undelivered response of `id` with these fields does, for a head
+    /// whose response was never built.
+    pub(crate) fn unread(&self, id: RequestId, headers: Headers) {
+        self.abandoned(id);
+        self.recycle_headers(headers);
+    }
+
     /// Keeps the header storage of a dropped response for a later head.
     fn recycle_headers(&self, headers: Headers) {
         if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
@@ -127,6 +134,13 @@ impl AgentInbox {
             Some((first, _)) if *first == id => bodies.pop_front().map(|(_, body)| body),
             _ => None,
         }
+    }
+
+    /// Whether a response was dropped unread and not yet seen to.
+    #[inline]
+    pub(crate) fn any_abandoned(&self) -> bool {
+        // A borrow held elsewhere (cannot happen on the agent's path) counts as "maybe".
+        self.dropped.try_borrow().map_or(true, |d| !d.is_empty())
     }
 
     /// A request whose response was dropped unread, if any is left.

@@ -228,13 +228,23 @@ pub(crate) struct FramingFields {
     /// A Transfer-Encoding field (its list is checked only when the framing depends on it).
     transfer_encoding: bool,
     content_length: NotedLength,
+    /// A Keep-Alive field was seen (only the first one is read).
+    keep_alive_field: bool,
+    /// The first Keep-Alive field's `timeout=N`, in seconds.
+    keep_alive_timeout: Option<u64>,
 }
 
 impl FramingFields {
     /// Notes one field of a head httparse accepted. Names are compared by length first, so
     /// unrelated fields cost almost nothing.
+    #[inline(always)]
     fn note(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
+            // Only the first Keep-Alive field is read.
+            10 if !self.keep_alive_field && lower_eq(name, b"keep-alive") => {
+                self.keep_alive_field = true;
+                self.keep_alive_timeout = keep_alive_timeout(value);
+            }
             10 if lower_eq(name, b"connection") => {
                 if lower_eq(value, b"keep-alive") {
                     self.keep_alive = true;
@@ -261,6 +271,28 @@ impl FramingFields {
             _ => {}
         }
     }
+}
+
+impl FramingFields {
+    /// The server's `Keep-Alive: timeout=N` in seconds, if its first Keep-Alive field says so.
+    pub(crate) fn keep_alive_timeout(&self) -> Option<u64> {
+        self.keep_alive_timeout
+    }
+}
+
+/// The `timeout=N` of a Keep-Alive field value (a comma list of `name=value`; names in any
+/// letter case, whitespace around names and numbers ignored), in seconds. A value that is not
+/// UTF-8 says nothing.
+fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
+    let value = std::str::from_utf8(value).ok()?;
+    value.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("timeout") {
+            v.trim().parse::<u64>().ok()
+        } else {
+            None
+        }
+    })
 }
 
 /// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
@@ -601,6 +633,107 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 5 * fields.len() * 6);
+    }
+
+    /// The Keep-Alive timeout as it was read before it was noted while parsing: a search of
+    /// the parsed fields. Kept here to check the noted one reads the same.
+    fn keep_alive_by_search(headers: &Headers) -> Option<u64> {
+        let value = headers.get_str("keep-alive")?;
+        value.split(',').find_map(|part| {
+            let (k, v) = part.split_once('=')?;
+            if k.trim().eq_ignore_ascii_case("timeout") {
+                v.trim().parse::<u64>().ok()
+            } else {
+                None
+            }
+        })
+    }
+
+    #[test]
+    fn noted_keep_alive_reads_as_a_search_of_the_fields_would() {
+        let fields: &[&[u8]] = &[
+            b"",
+            b"Keep-Alive: timeout=5, max=100\r\n",
+            b"keep-alive: max=100, TIMEOUT = 7 \r\n",
+            b"KEEP-ALIVE: timeout=5\r\nKeep-Alive: timeout=9\r\n",
+            b"Keep-Alive: max=1\r\nKeep-Alive: timeout=9\r\n",
+            b"Keep-Alive: timeout=\r\n",
+            b"Keep-Alive: timeout=+3\r\n",
+            b"Keep-Alive: timeout=-3\r\n",
+            b"Keep-Alive: timeout=18446744073709551615\r\n",
+            b"Keep-Alive: timeout=18446744073709551616\r\n",
+            b"Keep-Alive: timeout=1e3, timeout=4\r\n",
+            b"Keep-Alive: timeout\r\n",
+            b"Keep-Alive: \xfftimeout=5\r\n",
+            b"Keep-Alive: timeout=\xc2\xa05\r\n",
+            b"Keep-Alive: \xff\r\nKeep-Alive: timeout=5\r\n",
+            b"Keep-Alivf: timeout=5\r\nConnection: timeout=5\r\n",
+            b"Connection: keep-alive\r\nKeep-Alive: timeout=2\r\n",
+        ];
+        let config = Config::default();
+        for f in fields {
+            let mut bytes = b"HTTP/1.1 200 OK\r\n".to_vec();
+            bytes.extend_from_slice(f);
+            bytes.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+            let (head, noted) = parse_head(&bytes, &config, &mut Headers::new()).unwrap();
+            assert_eq!(
+                noted.keep_alive_timeout(),
+                keep_alive_by_search(&head.headers),
+                "{:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    /// The fields copied in one pass are httparse's, in order, as appending them one by one
+    /// gives, for every layout of a head the parser accepts.
+    #[test]
+    fn copied_fields_equal_the_parsers_fields() {
+        let many = "X-Many: v\r\n".repeat(127);
+        let heads: &[&[u8]] = &[
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nA: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\nA:1\nBb:  two words \t\n\n",
+            b"HTTP/1.1 200 OK\r\nEmpty:\r\nAlso-Empty: \t \r\nZ: z\r\n\r\n",
+            b"HTTP/1.0 404 Nope\r\nX: \xff\x80 obs\r\nx: second\r\n\r\n",
+            b"\r\n\nHTTP/1.1 204 No Content\r\nServer: t\r\nDate: now\r\n\r\n",
+            many.as_bytes(),
+        ];
+        let config = Config::default();
+        let mut spare = Headers::new();
+        spare.append("Stale", b"field of an earlier head");
+        for head in heads {
+            let bytes = if head.starts_with(b"X-Many") {
+                [&b"HTTP/1.1 200 OK\r\n"[..], head, b"\r\n"].concat()
+            } else {
+                head.to_vec()
+            };
+            let (parsed, _) = parse_head(&bytes, &config, &mut spare).unwrap();
+            let mut slots = vec![httparse::EMPTY_HEADER; config.max_headers];
+            let mut reference = httparse::Response::new(&mut slots);
+            assert!(reference.parse(&bytes).unwrap().is_complete());
+            let expected: Headers = reference
+                .headers
+                .iter()
+                .map(|h| (h.name, h.value))
+                .collect();
+            let shown = String::from_utf8_lossy(&bytes);
+            assert_eq!(parsed.headers, expected, "{shown:?}");
+            assert_eq!(parsed.headers.len(), expected.len(), "{shown:?}");
+            assert_eq!(parsed.headers.byte_len(), expected.byte_len(), "{shown:?}");
+            for (name, value) in expected.iter() {
+                assert_eq!(
+                    parsed
+                        .headers
+                        .get_all(&name.to_ascii_uppercase())
+                        .collect::<Vec<_>>(),
+                    expected.get_all(name).collect::<Vec<_>>(),
+                    "{shown:?}"
+                );
+                assert!(parsed.headers.get_all(name).any(|v| v == value));
+            }
+            spare = parsed.headers;
+        }
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! is paused or not yet attached), and the end of the connection.
 
 use std::cell::Cell;
-use std::time::Duration;
 
 use crate::client::body::{BodyCtx, BodyEnd, BodyHandle, BodyProtocol};
 use crate::client::error::{Cause, Error, Phase};
 use crate::client::msg::{NextBody, RequestId};
 use crate::client::response::Response;
-use crate::proto::{self, Event, Framing, Headers};
+use crate::proto::{self, Event, Framing};
 use crate::reactor::{ConnId, Ctx, Disconnect};
 
 use super::state::{AgentState, BodyState, TunnelPhase};
@@ -32,12 +31,14 @@ impl AgentState {
                 self.close_conn(ctx, cid, true);
                 return;
             };
-            let has_body = conn.proto.framing() != Some(Framing::NoBody);
-            let waiting = has_body
+            // Input left first: the request is not looked up for a turn that has none (the
+            // end of a response read whole, every time).
+            let waiting = pos < input.len()
+                && conn.proto.framing() != Some(Framing::NoBody)
                 && self.reqs.get(&id).is_some_and(|r| {
                     r.head_delivered && (r.paused || matches!(r.body, BodyState::NotAttached))
                 });
-            if waiting && pos < input.len() {
+            if waiting {
                 // The body protocol is paused or not attached yet: keep the rest for later.
                 self.stash(ctx, cid, &input[pos..]);
                 return;
@@ -68,9 +69,12 @@ impl AgentState {
                     self.produce(ctx, id);
                 }
                 Event::Head(head) => {
-                    super::trace::response_head(cid, &head);
+                    // The level checked here: a call per response saved when not tracing.
+                    if log::log_enabled!(log::Level::Trace) {
+                        super::trace::response_head(cid, &head);
+                    }
                     let framing = conn.proto.framing();
-                    conn.keep_alive_hint = keep_alive_timeout(&head.headers);
+                    conn.keep_alive_hint = conn.proto.keep_alive_timeout();
                     // The core accepts a 101 only in answer to an upgrade request.
                     conn.switching = head.status == 101;
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -104,32 +108,40 @@ impl AgentState {
                         ctx.conn_timing(cid)
                     };
                     let timing = req.marks.timing(ctx.now(), conn_timing);
-                    let response = Response {
-                        version: head.version,
-                        code: head.status,
-                        phrase: head.reason,
-                        headers: head.headers,
-                        length: match framing {
-                            Some(Framing::NoBody) => Some(0),
-                            Some(Framing::Length(n)) => Some(n),
-                            _ => None,
-                        },
-                        url: req.target.url.clone(),
-                        method: req.method.clone(),
-                        inbox: self.shared.inbox.clone(),
-                        timing,
-                        history: Vec::new(),
-                        filters: Vec::new(),
-                        handle: BodyHandle {
-                            agent: me,
-                            request: id,
-                        },
-                        delivered: Cell::new(false),
+                    let length = match framing {
+                        Some(Framing::NoBody) => Some(0),
+                        Some(Framing::Length(n)) => Some(n),
+                        _ => None,
                     };
-                    let callback = req.on_response.take();
-                    if let Some(cb) = callback {
-                        self.shared.inbox.hold(id);
-                        cb(ctx, Ok(response));
+                    match req.on_response.take() {
+                        Some(cb) => {
+                            self.shared.inbox.hold(id);
+                            // Built in the call's argument: a `Response` is over 300 bytes,
+                            // not built first and copied there.
+                            cb(
+                                ctx,
+                                Ok(Response {
+                                    version: head.version,
+                                    code: head.status,
+                                    phrase: head.reason,
+                                    headers: head.headers,
+                                    length,
+                                    url: req.target.url.clone(),
+                                    method: req.method.clone(),
+                                    inbox: self.shared.inbox.clone(),
+                                    timing,
+                                    history: Vec::new(),
+                                    filters: Vec::new(),
+                                    handle: BodyHandle {
+                                        agent: me,
+                                        request: id,
+                                    },
+                                    delivered: Cell::new(false),
+                                }),
+                            );
+                        }
+                        // Nobody to hand it to: as a response dropped unread.
+                        None => self.shared.inbox.unread(id, head.headers),
                     }
                     let unposted = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
@@ -404,7 +416,15 @@ impl AgentState {
 
     /// Discards the bodies of responses dropped without their body being asked for, and
     /// closes their connections (a connection never goes back to the pool with unread bytes).
+    /// Inline: called after every response callback and message, it mostly finds none.
+    #[inline(always)]
     pub(super) fn sweep_abandoned(&mut self, ctx: &mut Ctx) {
+        if self.shared.inbox.any_abandoned() {
+            self.sweep_abandoned_now(ctx);
+        }
+    }
+
+    fn sweep_abandoned_now(&mut self, ctx: &mut Ctx) {
         loop {
             let id = self.shared.inbox.next_abandoned();
             let Some(id) = id else { return };
@@ -424,33 +444,5 @@ impl AgentState {
                 self.close_conn(ctx, cid, true);
             }
         }
-    }
-}
-
-/// The server's `Keep-Alive: timeout=N`, if any.
-fn keep_alive_timeout(headers: &Headers) -> Option<Duration> {
-    let value = headers.get_str("keep-alive")?;
-    value.split(',').find_map(|part| {
-        let (k, v) = part.split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("timeout") {
-            v.trim().parse::<u64>().ok().map(Duration::from_secs)
-        } else {
-            None
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keep_alive_hint_is_parsed() {
-        let mut h = Headers::new();
-        h.append("Keep-Alive", b"timeout=5, max=100");
-        assert_eq!(keep_alive_timeout(&h), Some(Duration::from_secs(5)));
-        let mut h = Headers::new();
-        h.append("Keep-Alive", b"max=100");
-        assert_eq!(keep_alive_timeout(&h), None);
     }
 }
