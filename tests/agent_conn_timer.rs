@@ -103,26 +103,25 @@ fn a_shorter_read_timeout_moves_the_connection_timer_earlier() {
     );
 }
 
-/// Request after request on one keep-alive connection leaves one timer pending in the
-/// reactor (the connection's), not one per request served: nothing accumulates.
-#[test]
-fn many_requests_on_one_connection_keep_one_timer() {
-    const REQUESTS: usize = 200;
+/// Sends `requests` GETs one after another on one keep-alive connection, from an agent whose
+/// total timeout is `timeout`, and returns the reactor's count of pending timers after each
+/// response.
+fn timers_after_each_request(requests: usize, timeout: Option<Duration>) -> Vec<usize> {
     let mut script = Vec::new();
-    for _ in 0..REQUESTS {
+    for _ in 0..requests {
         script.push(Step::ExpectRequest);
         script.push(write(OK_HELLO));
     }
     script.push(Step::WaitClose);
     let srv = ScriptedServer::start(vec![script]);
     let config = AgentConfig {
-        // No total timeout: the only timer left is the connection's.
-        timeout: None,
+        timeout,
         ..test_config()
     };
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), config);
-    for i in 0..REQUESTS {
+    let mut counts = Vec::with_capacity(requests);
+    for i in 0..requests {
         let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
         turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
         assert!(
@@ -130,18 +129,20 @@ fn many_requests_on_one_connection_keep_one_timer() {
             "request {i}: {:?}",
             slot.borrow().result
         );
-        assert!(
-            reactor.ctx().timer_count() <= 1,
-            "request {i}: {} timers pending",
-            reactor.ctx().timer_count()
-        );
+        counts.push(reactor.ctx().timer_count());
     }
     assert_eq!(srv.connections(), 1);
-    assert_eq!(
-        reactor.ctx().timer_count(),
-        1,
-        "the idle connection's timer"
-    );
+    counts
+}
+
+/// Request after request on one keep-alive connection leaves one timer pending in the
+/// reactor (the connection's), not one per request served: nothing accumulates.
+#[test]
+fn many_requests_on_one_connection_keep_one_timer() {
+    // No total timeout: the only timer left is the connection's.
+    let counts = timers_after_each_request(200, None);
+    assert!(counts.iter().all(|&n| n <= 1), "{counts:?}");
+    assert_eq!(counts.last(), Some(&1), "the idle connection's timer");
 }
 
 /// A connection whose timer was armed for the read timeout (far ahead) and that then goes
@@ -189,33 +190,9 @@ fn idle_timeout_shorter_than_the_read_timeout_closes_on_time() {
 /// when the request ends: request after request leaves only the connection's timer pending.
 #[test]
 fn each_finished_request_cancels_its_total_timer() {
-    const REQUESTS: usize = 50;
-    let mut script = Vec::new();
-    for _ in 0..REQUESTS {
-        script.push(Step::ExpectRequest);
-        script.push(write(OK_HELLO));
-    }
-    script.push(Step::WaitClose);
-    let srv = ScriptedServer::start(vec![script]);
-    let config = AgentConfig {
-        timeout: Some(Duration::from_secs(300)),
-        ..test_config()
-    };
-    let mut reactor = Reactor::new().unwrap();
-    let agent = Agent::new(reactor.ctx(), config);
-    for i in 0..REQUESTS {
-        let slot = issue(reactor.ctx(), agent, Req::get(srv.url("/")));
-        turn_until(&mut reactor, Duration::from_secs(5), || finished(&slot));
-        assert!(
-            slot.borrow().is_done(),
-            "request {i}: {:?}",
-            slot.borrow().result
-        );
-        assert_eq!(
-            reactor.ctx().timer_count(),
-            1,
-            "request {i}: only the connection's timer is left"
-        );
-    }
-    assert_eq!(srv.connections(), 1);
+    let counts = timers_after_each_request(50, Some(Duration::from_secs(300)));
+    assert!(
+        counts.iter().all(|&n| n == 1),
+        "only the connection's timer is left after each request: {counts:?}"
+    );
 }

@@ -638,15 +638,7 @@ mod tests {
     /// The Keep-Alive timeout as it was read before it was noted while parsing: a search of
     /// the parsed fields. Kept here to check the noted one reads the same.
     fn keep_alive_by_search(headers: &Headers) -> Option<u64> {
-        let value = headers.get_str("keep-alive")?;
-        value.split(',').find_map(|part| {
-            let (k, v) = part.split_once('=')?;
-            if k.trim().eq_ignore_ascii_case("timeout") {
-                v.trim().parse::<u64>().ok()
-            } else {
-                None
-            }
-        })
+        keep_alive_timeout(headers.get("keep-alive")?)
     }
 
     #[test]
