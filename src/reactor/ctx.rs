@@ -254,23 +254,7 @@ impl Ctx {
         if data.is_empty() {
             return;
         }
-        let Some(c) = self.conns.get_mut(conn) else {
-            return;
-        };
-        if c.closing {
-            return;
-        }
-        let spares = &mut self.spare_wbufs;
-        let wbuf = c
-            .wbuf
-            .get_or_insert_with(|| spares.pop().unwrap_or_default());
-        wbuf.bytes.extend_from_slice(data);
-        // A request went out: its answer's head comes with the next read, kept small.
-        c.wide_reads = false;
-        if c.pending() > HIGH_WATER {
-            c.above_high = true;
-        }
-        self.mark_dirty(conn);
+        self.write_in_place(conn, |buf| buf.extend_from_slice(data));
     }
 
     /// [`Ctx::write`] for bytes encoded in place: `encode` appends them to the connection's
@@ -299,7 +283,7 @@ impl Ctx {
             }
             return Some(r);
         }
-        // As in `write`.
+        // A request went out: its answer's head comes with the next read, kept small.
         c.wide_reads = false;
         if c.pending() > HIGH_WATER {
             c.above_high = true;

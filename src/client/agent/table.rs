@@ -268,35 +268,40 @@ impl<V> ReqTable<V> {
 
     /// Takes request `id` out.
     pub(super) fn remove(&mut self, id: &RequestId) -> Option<V> {
-        let (slot, generation) = id.slot();
-        let value = match self.at.get_mut(slot) {
-            Some(entry) if entry.0 == generation => {
-                entry.0 = 0;
-                entry.1.take()
-            }
-            _ => None,
-        };
-        if value.is_some() {
-            self.len -= 1;
-            self.tidy();
-        }
+        let value = self.occupied(id)?.1.take();
+        self.emptied();
         value
     }
 
     /// Drops request `id` where it is (no move out); returns whether it was there.
     #[inline]
     pub(super) fn delete(&mut self, id: &RequestId) -> bool {
+        let Some(entry) = self.occupied(id) else {
+            return false;
+        };
+        entry.1 = None;
+        self.emptied();
+        true
+    }
+
+    /// The entry of request `id`, if it is there; its generation is cleared, as the caller
+    /// empties it.
+    #[inline]
+    fn occupied(&mut self, id: &RequestId) -> Option<&mut (u32, Option<V>)> {
         let (slot, generation) = id.slot();
-        match self.at.get_mut(slot) {
-            Some(entry) if entry.0 == generation && entry.1.is_some() => {
-                entry.0 = 0;
-                entry.1 = None;
-                self.len -= 1;
-                self.tidy();
-                true
-            }
-            _ => false,
+        let entry = self.at.get_mut(slot)?;
+        if entry.0 != generation || entry.1.is_none() {
+            return None;
         }
+        entry.0 = 0;
+        Some(entry)
+    }
+
+    /// Counts an entry just emptied, and gives memory back if the table is mostly empty.
+    #[inline]
+    fn emptied(&mut self) {
+        self.len -= 1;
+        self.tidy();
     }
 
     /// Gives back memory once the table is mostly empty (amortised O(1): each slot dropped
