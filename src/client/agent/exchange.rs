@@ -43,7 +43,8 @@ impl AgentState {
             line: Some(&target.line),
             added: (!own_fields).then_some(EncodedFields {
                 lines: &target.added_lines,
-                close: target.added_close,
+                // The agent adds `Connection: close` exactly when it keeps no connection.
+                close: !self.shared.config.persistent,
             }),
         };
         let head = RequestHead {

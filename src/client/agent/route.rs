@@ -60,8 +60,6 @@ pub(super) struct Target {
     /// The fields the agent adds to a request without fields of its own, encoded once
     /// ([`added_fields`], [`proto::encode_fields`]).
     pub(super) added_lines: Box<[u8]>,
-    /// Whether `added_lines` hold `Connection: close`.
-    pub(super) added_close: bool,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
@@ -294,7 +292,6 @@ pub(super) fn resolve(
         check: TargetCheck::new(&target, &host_header),
         line: proto::encode_line(&target, &host_header).into(),
         added_lines,
-        added_close: !config.persistent,
         user_agent_ok: config
             .user_agent
             .as_ref()
@@ -543,7 +540,7 @@ mod tests {
             let none = added_fields(config, &target, &Headers::new());
             assert_eq!(*target.added_lines, *proto::encode_fields(none.as_slice()));
             let close = none.as_slice().iter().any(|f| f.0 == "Connection");
-            assert_eq!(target.added_close, close);
+            assert_eq!(!config.persistent, close, "what exchange.rs tells the core");
             let line = proto::encode_line(&target.target, &target.host_header);
             assert_eq!(*target.line, *line);
             for list in lists {
