@@ -1,7 +1,7 @@
 //! The way from a future (which has no [`Ctx`](crate::Ctx) when polled) onto the reactor: the reactor's
 //! queue of jobs from its own thread, run at its next turn.
 //!
-//! A job holds the client's `Rc`s, so it cannot travel through a [`Remote`](crate::Remote);
+//! A job holds the client's `Rc`s, so it cannot travel through a [`Remote`](crate::reactor::Remote);
 //! it does not need to: a bridge is made from the reactor and cannot leave its thread. Handing
 //! a job over costs no lock and, when the host drives the reactor from an async task waiting
 //! on [`Reactor::work_queued`], no system call.

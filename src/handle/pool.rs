@@ -22,7 +22,7 @@ use super::{SharedClient, SharedRequest};
 /// on that thread, since a [`ClientBuilder`] is not `Send`.
 type Build = dyn Fn(usize) -> ClientBuilder + Send + Sync;
 
-/// N threads, each running its own [`Reactor`](crate::Reactor) with its own client (its own
+/// N threads, each running its own [`Reactor`] with its own client (its own
 /// agent, connection pool, cookie jar and wrappers), and a handle that spreads requests over
 /// them: the way to use every core of a machine.
 ///

@@ -10,7 +10,7 @@
 //! - **Methods**: once a request may have reached the server, only idempotent methods are
 //!   sent again, unless [`RetryPolicy::all_methods`]. A request that never left (refused,
 //!   DNS, connect timeout) is retried whatever its method.
-//! - **Body**: a body that was (partly) sent must be replayable ([`BodyProducer::rewind`]:
+//! - **Body**: a body that was (partly) sent must be replayable ([`BodyProducer::rewind`](crate::client::BodyProducer::rewind):
 //!   bytes in memory, a file); otherwise no retry is made and the failure is handed over, its
 //!   error saying why ([`Error::retry_refused`]).
 //! - **Responses retried** are never decoded nor handed over: a small body of known length
