@@ -131,6 +131,52 @@ fn two_hundred_concurrent_awaited_requests_succeed() {
     });
 }
 
+#[test]
+fn fetch_into_async_reads_into_the_buffer_handed_in_and_clears_it() {
+    let nginx = Nginx::start();
+    local(|_reactor, client, bridge| async move {
+        let stale = vec![b'x'; support::servers::big_body_len() + 1000];
+        let (ptr, cap) = (stale.as_ptr(), stale.capacity());
+        let r = client
+            .get(nginx.http_url("/big.bin"))
+            .fetch_into_async(&bridge, stale)
+            .await
+            .unwrap();
+        assert!(r.body == support::servers::big_body(), "body differs");
+        assert_eq!((r.body.as_ptr(), r.body.capacity()), (ptr, cap));
+        // Handed back for a short body: the same memory, the old bytes gone.
+        let r = client
+            .get(nginx.http_url("/hello.txt"))
+            .fetch_into_async(&bridge, r.body)
+            .await
+            .unwrap();
+        assert_eq!(r.body, b"hello world\n");
+        assert_eq!(r.body.as_ptr(), ptr);
+    });
+}
+
+#[test]
+fn fetch_into_async_refuses_a_declared_length_past_the_cap_whatever_the_buffer() {
+    let (url, _got_request, _closed) =
+        answering_server(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n0123456789");
+    local(|_reactor, client, bridge| async move {
+        let start = Instant::now();
+        let e = client
+            .get(&url)
+            .max_body(1000)
+            .fetch_into_async(&bridge, Vec::with_capacity(10_000))
+            .await
+            .unwrap_err();
+        assert_eq!(e.cause(), &Cause::BodyTooLarge(1000), "{e}");
+        assert_eq!(e.url(), Some(url.as_str()));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    });
+}
+
 /// A server that reads one request head, never answers, and reports when the client closed
 /// the connection (`true`) or 10 s passed (`false`).
 fn silent_server() -> (String, Arc<AtomicBool>, mpsc::Receiver<bool>) {

@@ -10,9 +10,11 @@
 //! (see `examples/embed_tokio.rs`), by [`Reactor::turn`](crate::Reactor::turn) between polls,
 //! or by the host loop.
 //!
-//! - [`AsyncRequest::send_async`] and [`AsyncRequest::fetch_async`] are
-//!   [`RequestBuilder::send`](crate::RequestBuilder::send) and
-//!   [`RequestBuilder::fetch`](crate::RequestBuilder::fetch) as futures. A request is issued
+//! - [`AsyncRequest::send_async`], [`AsyncRequest::fetch_async`] and
+//!   [`AsyncRequest::fetch_into_async`] are
+//!   [`RequestBuilder::send`](crate::RequestBuilder::send),
+//!   [`RequestBuilder::fetch`](crate::RequestBuilder::fetch) and
+//!   [`RequestBuilder::fetch_into`](crate::RequestBuilder::fetch_into) as futures. A request is issued
 //!   when its future is first polled (so a future never polled sends nothing), at the
 //!   reactor's next turn; dropping the future before it is ready cancels the request.
 //! - [`AsyncResponse::into_stream`] turns a response's body into a [`BodyStream`] of chunks
@@ -60,7 +62,8 @@ pub use stream::{BodyStream, STREAM_BUFFER};
 
 use crate::client::{RequestBuilder, Response};
 
-/// Future-returning forms of [`RequestBuilder::send`] and [`RequestBuilder::fetch`].
+/// Future-returning forms of [`RequestBuilder::send`], [`RequestBuilder::fetch`] and
+/// [`RequestBuilder::fetch_into`].
 pub trait AsyncRequest {
     /// Sends the request; the future gives the response head (stream its body with
     /// [`AsyncResponse::into_stream`], or with [`Response::deliver_body`] on the reactor).
@@ -70,6 +73,11 @@ pub trait AsyncRequest {
     /// Sends the request and reads the whole body into memory (up to the builder's
     /// `max_body`). Issued when first polled; dropping the future cancels the request.
     fn fetch_async(self, bridge: &Bridge) -> FetchFuture;
+
+    /// [`AsyncRequest::fetch_async`] reading the body into `buffer`'s allocation (its
+    /// contents are cleared), as [`RequestBuilder::fetch_into`] does: hand back an earlier
+    /// response's `body` to reuse its memory when downloading large bodies one after another.
+    fn fetch_into_async(self, bridge: &Bridge, buffer: Vec<u8>) -> FetchFuture;
 }
 
 impl AsyncRequest for RequestBuilder {
@@ -78,7 +86,11 @@ impl AsyncRequest for RequestBuilder {
     }
 
     fn fetch_async(self, bridge: &Bridge) -> FetchFuture {
-        FetchFuture::new(bridge, self)
+        FetchFuture::new(bridge, self, Vec::new())
+    }
+
+    fn fetch_into_async(self, bridge: &Bridge, buffer: Vec<u8>) -> FetchFuture {
+        FetchFuture::new(bridge, self, buffer)
     }
 }
 

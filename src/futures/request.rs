@@ -63,33 +63,30 @@ impl<T> Drop for Filler<T> {
 }
 
 /// The shared machinery of [`ResponseFuture`] and [`FetchFuture`].
+/// Issues a future's request on the reactor: the builder and what to do with it.
+type Start<T> = Box<dyn FnOnce(&mut Ctx, Filler<T>) -> RequestHandle>;
+
 struct RequestFuture<T> {
     bridge: Bridge,
-    /// The request, until the first poll issues it.
-    builder: Option<RequestBuilder>,
+    /// What issues the request (the builder with it), until the first poll runs it.
+    start: Option<Start<T>>,
     slot: Rc<RefCell<Slot<T>>>,
-    start: fn(RequestBuilder, &mut Ctx, Filler<T>) -> RequestHandle,
     /// The output was taken: dropping the future then cancels nothing (a response's body is
     /// still to be read through the response).
     done: bool,
 }
 
 impl<T: 'static> RequestFuture<T> {
-    fn new(
-        bridge: &Bridge,
-        builder: RequestBuilder,
-        start: fn(RequestBuilder, &mut Ctx, Filler<T>) -> RequestHandle,
-    ) -> Self {
+    fn new(bridge: &Bridge, start: Start<T>) -> Self {
         RequestFuture {
             bridge: bridge.clone(),
-            builder: Some(builder),
+            start: Some(start),
             slot: Rc::new(RefCell::new(Slot {
                 result: None,
                 waker: None,
                 handle: None,
                 abandoned: false,
             })),
-            start,
             done: false,
         }
     }
@@ -105,9 +102,8 @@ impl<T: 'static> RequestFuture<T> {
             w => *w = Some(cx.waker().clone()),
         }
         drop(slot);
-        if let Some(builder) = self.builder.take() {
+        if let Some(start) = self.start.take() {
             let slot = self.slot.clone();
-            let start = self.start;
             // Made here, so that a job dropped unrun (the reactor went away) fills the slot.
             let filler = Filler {
                 slot: Some(slot.clone()),
@@ -116,7 +112,7 @@ impl<T: 'static> RequestFuture<T> {
                 if slot.borrow().abandoned {
                     return;
                 }
-                let handle = start(builder, ctx, filler);
+                let handle = start(ctx, filler);
                 slot.borrow_mut().handle = Some(handle);
             }));
         }
@@ -144,7 +140,7 @@ impl<T> Drop for RequestFuture<T> {
             slot.abandoned = true;
             // A result already in the slot (a response not taken) is dropped with it.
             slot.result = None;
-            if self.builder.is_some() {
+            if self.start.is_some() {
                 return; // never issued
             }
             slot.handle.take()
@@ -173,17 +169,22 @@ pub struct FetchFuture(RequestFuture<FullResponse>);
 
 impl ResponseFuture {
     pub(super) fn new(bridge: &Bridge, builder: RequestBuilder) -> Self {
-        ResponseFuture(RequestFuture::new(bridge, builder, |b, ctx, filler| {
-            b.send(ctx, move |_, result| filler.fill(result))
-        }))
+        ResponseFuture(RequestFuture::new(
+            bridge,
+            Box::new(|ctx, filler| builder.send(ctx, move |_, result| filler.fill(result))),
+        ))
     }
 }
 
 impl FetchFuture {
-    pub(super) fn new(bridge: &Bridge, builder: RequestBuilder) -> Self {
-        FetchFuture(RequestFuture::new(bridge, builder, |b, ctx, filler| {
-            b.fetch(ctx, move |_, result| filler.fill(result))
-        }))
+    /// The body is read into `buffer`'s allocation (an empty `Vec` for a plain fetch).
+    pub(super) fn new(bridge: &Bridge, builder: RequestBuilder, buffer: Vec<u8>) -> Self {
+        FetchFuture(RequestFuture::new(
+            bridge,
+            Box::new(|ctx, filler| {
+                builder.fetch_into(ctx, buffer, move |_, result| filler.fill(result))
+            }),
+        ))
     }
 }
 
@@ -206,7 +207,7 @@ impl Future for FetchFuture {
 impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("issued", &self.0.builder.is_none())
+            .field("issued", &self.0.start.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -214,7 +215,7 @@ impl fmt::Debug for ResponseFuture {
 impl fmt::Debug for FetchFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FetchFuture")
-            .field("issued", &self.0.builder.is_none())
+            .field("issued", &self.0.start.is_none())
             .finish_non_exhaustive()
     }
 }
