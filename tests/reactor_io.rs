@@ -297,6 +297,52 @@ fn lose_connection_flushes_before_close() {
     );
 }
 
+/// A peer that answers before it has read what the client sent, then closes (a server's early
+/// 413 during an upload): the close resets the connection, and the client's next write fails.
+/// The answer, already in the socket, is still delivered before the connection ends.
+#[test]
+fn an_answer_sent_before_the_peer_reset_is_delivered_despite_the_failed_write() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(LIMIT)).unwrap();
+        // Waits for the client's first bytes without reading them: closing with unread
+        // bytes sends a reset rather than a FIN.
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.peek(&mut byte).unwrap(), 1);
+        stream.write_all(b"early answer").unwrap();
+    });
+    let mut reactor = Reactor::new().unwrap();
+    let client_log = log();
+    let conn = reactor.ctx().connect_tcp(
+        "127.0.0.1",
+        port,
+        ConnectOptions::default(),
+        LoggingProtocol::new(&client_log)
+            .made(|ctx, conn| {
+                ctx.write(conn, b"a");
+                ctx.call_later(Duration::ZERO, move |ctx| {
+                    // The loop is held while the peer answers and resets; then a write.
+                    std::thread::sleep(Duration::from_millis(300));
+                    ctx.write(conn, b"b");
+                });
+            })
+            .boxed(),
+    );
+    assert!(turn_until(&mut reactor, LIMIT, |_| endings(&client_log) == 1));
+    server.join().unwrap();
+    assert_eq!(data_of(&client_log), b"early answer");
+    let events = non_data(&client_log);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0], Ev::Made(conn));
+    assert!(
+        matches!(events[1], Ev::Lost(c, _) if c == conn),
+        "{events:?}"
+    );
+}
+
 #[test]
 fn abort_connection_reports_once_and_peer_sees_close() {
     let mut reactor = Reactor::new().unwrap();

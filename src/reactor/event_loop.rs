@@ -500,6 +500,10 @@ impl Reactor {
                 }
             }
             Deferred::TryRead(conn) => self.read_conn(conn),
+            Deferred::WriteFailed(conn, end) => {
+                self.read_conn(conn);
+                self.ctx.finish(conn, end);
+            }
         }
     }
 

@@ -283,6 +283,9 @@ enum Deferred {
     Drained(ConnId),
     TlsStarted(ConnId),
     TryRead(ConnId),
+    /// A write failed because the peer is gone: what it sent first is still read, then the
+    /// connection ends with the write's error.
+    WriteFailed(ConnId, conn::End),
 }
 
 /// The reactor's state as seen by callbacks: every action on connections, timers and handlers.

@@ -42,7 +42,20 @@ impl Ctx {
         let result = write_out(conn);
         compact(conn, &mut self.spare_wbufs);
         if let Err(e) = result {
-            self.finish(id, End::io(&e));
+            // A peer that answers early (a 413 while the body is still being sent) and closes
+            // resets the connection: the answer is read and delivered before the write's
+            // error ends it, as a client reading its response would expect.
+            if conn.state == State::Open
+                && matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                )
+            {
+                self.deferred
+                    .push_back(Deferred::WriteFailed(id, End::io(&e)));
+            } else {
+                self.finish(id, End::io(&e));
+            }
             return;
         }
         let pending = conn.pending();
