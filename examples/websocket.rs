@@ -23,7 +23,8 @@
 //!
 //! and `Error: ...` (exit status 1) when the server refuses the upgrade, answers with a
 //! wrong `Sec-WebSocket-Accept`, breaks the framing rules, echoes something else, or sends
-//! a frame larger than `--max-frame` (default 1 MiB; the client then closes with 1009).
+//! a frame larger than `--max-frame` (default 1 MiB; the client then closes with 1009 and
+//! skips that frame, whose length it knows, to read the server's close).
 //!
 //! The framing: client frames are masked with a fresh key each, server frames must not
 //! be; lengths use the shortest of the 7-, 16- and 64-bit forms; control frames are at most
@@ -177,6 +178,8 @@ struct WebSocket {
     awaiting: Option<(u8, Vec<u8>)>,
     /// Bytes received and not yet a whole frame.
     buf: Vec<u8>,
+    /// Bytes still to come of a frame refused for its size, dropped as they arrive.
+    skip: u64,
     /// A fragmented message being put together: its opcode and bytes so far.
     partial: Option<(u8, Vec<u8>)>,
     max_frame: usize,
@@ -193,6 +196,7 @@ impl WebSocket {
             to_send,
             awaiting: None,
             buf: Vec::new(),
+            skip: 0,
             partial: None,
             max_frame,
             pinged: false,
@@ -266,19 +270,25 @@ impl WebSocket {
         }
     }
 
-    /// Takes the frames out of `buf`, putting fragmented messages together.
-    fn on_frames(&mut self, ctx: &mut Ctx, conn: ConnId) -> Result<(), (u16, String)> {
+    /// Takes the frames out of `buf`, putting fragmented messages together. On a refusal the
+    /// frames before it are used and the refused one is left at the start of `buf`.
+    fn on_frames(&mut self, ctx: &mut Ctx, conn: ConnId) -> Result<(), Refusal> {
         let mut used = 0;
-        while let Some(frame) = parse_frame(&self.buf[used..], self.max_frame)? {
+        let result = loop {
+            let frame = match parse_frame(&self.buf[used..], self.max_frame) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break Ok(()),
+                Err(refusal) => break Err(refusal),
+            };
             used += frame.len;
             let (opcode, payload) = match (frame.opcode, self.partial.take()) {
-                (0x0, None) => return Err((1002, "continuation without a message".into())),
+                (0x0, None) => break Err(Refusal::new(1002, "continuation without a message")),
                 (0x0, Some((op, mut so_far))) => {
                     so_far.extend_from_slice(&frame.payload);
                     (op, so_far)
                 }
                 (op, Some(_)) if op < CLOSE => {
-                    return Err((1002, "new message inside a fragmented one".into()));
+                    break Err(Refusal::new(1002, "new message inside a fragmented one"));
                 }
                 (op, partial) => {
                     self.partial = partial;
@@ -286,19 +296,22 @@ impl WebSocket {
                 }
             };
             if payload.len() > self.max_frame {
-                return Err((1009, format!("message over {} bytes", self.max_frame)));
+                break Err(Refusal::new(
+                    1009,
+                    format!("message over {} bytes", self.max_frame),
+                ));
             }
             if !frame.fin {
                 self.partial = Some((opcode, payload));
                 continue;
             }
             if opcode == TEXT && std::str::from_utf8(&payload).is_err() {
-                return Err((1007, "text message not UTF-8".into()));
+                break Err(Refusal::new(1007, "text message not UTF-8"));
             }
             self.on_message(ctx, conn, opcode, payload);
-        }
+        };
         self.buf.drain(..used);
-        Ok(())
+        result
     }
 }
 
@@ -308,10 +321,26 @@ impl Protocol for WebSocket {
     }
 
     fn data_received(&mut self, ctx: &mut Ctx, conn: ConnId, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-        if let Err((code, e)) = self.on_frames(ctx, conn) {
-            self.buf.clear();
-            self.close(ctx, conn, code, Some(e));
+        let skipped = data
+            .len()
+            .min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+        self.skip -= skipped as u64;
+        self.buf.extend_from_slice(&data[skipped..]);
+        while let Err(refusal) = self.on_frames(ctx, conn) {
+            self.close(ctx, conn, refusal.code, Some(refusal.reason));
+            let Some(frame_len) = refusal.skip else {
+                // The framing is lost: nothing after this can be read as frames.
+                self.buf.clear();
+                return;
+            };
+            // A frame refused for its size has a known length: it is skipped, so the
+            // frames after it (the server's close) are still read.
+            let dropped = self
+                .buf
+                .len()
+                .min(usize::try_from(frame_len).unwrap_or(usize::MAX));
+            self.buf.drain(..dropped);
+            self.skip = frame_len - dropped as u64;
         }
     }
 
@@ -321,6 +350,24 @@ impl Protocol for WebSocket {
             other => println!("disconnected: {other:?}"),
         }
         ctx.stop();
+    }
+}
+
+/// Why a frame was refused: the close code, the reason, and for a frame too large (whose
+/// framing is sound) its whole length from its first byte, so that it can be skipped.
+struct Refusal {
+    code: u16,
+    reason: String,
+    skip: Option<u64>,
+}
+
+impl Refusal {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            reason: reason.into(),
+            skip: None,
+        }
     }
 }
 
@@ -335,22 +382,22 @@ struct Frame {
 
 /// Parses the frame at the start of `buf`; `None` until all of it is there. A payload over
 /// `max` is refused from its header, before any of it is buffered.
-fn parse_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, (u16, String)> {
+fn parse_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, Refusal> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
     let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
     if b0 & 0x70 != 0 {
-        return Err((
+        return Err(Refusal::new(
             1002,
-            "reserved bits set (no extension was negotiated)".into(),
+            "reserved bits set (no extension was negotiated)",
         ));
     }
     if !matches!(opcode, 0x0..=0x2 | 0x8..=0xA) {
-        return Err((1002, format!("unknown opcode {opcode:#x}")));
+        return Err(Refusal::new(1002, format!("unknown opcode {opcode:#x}")));
     }
     if b1 & 0x80 != 0 {
-        return Err((1002, "the server masked a frame".into()));
+        return Err(Refusal::new(1002, "the server masked a frame"));
     }
     let (header, len) = match b1 & 0x7F {
         126 => {
@@ -359,7 +406,7 @@ fn parse_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, (u16, String)> {
             };
             let n = u64::from(u16::from_be_bytes([n[0], n[1]]));
             if n < 126 {
-                return Err((1002, "length not in its shortest form".into()));
+                return Err(Refusal::new(1002, "length not in its shortest form"));
             }
             (4, n)
         }
@@ -369,20 +416,21 @@ fn parse_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, (u16, String)> {
             };
             let n = u64::from_be_bytes(n.try_into().expect("8 bytes"));
             if n < 1 << 16 || n >> 63 != 0 {
-                return Err((1002, "bad 64-bit length".into()));
+                return Err(Refusal::new(1002, "bad 64-bit length"));
             }
             (10, n)
         }
         n => (2, u64::from(n)),
     };
     if opcode >= CLOSE && (len > 125 || !fin) {
-        return Err((1002, "control frame too long or fragmented".into()));
+        return Err(Refusal::new(1002, "control frame too long or fragmented"));
     }
     if len > max as u64 {
-        return Err((
-            1009,
-            format!("frame of {len} bytes exceeds the {max}-byte limit"),
-        ));
+        return Err(Refusal {
+            code: 1009,
+            reason: format!("frame of {len} bytes exceeds the {max}-byte limit"),
+            skip: Some(header as u64 + len),
+        });
     }
     let end = header + len as usize;
     let Some(payload) = buf.get(header..end) else {
