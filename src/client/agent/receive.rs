@@ -152,8 +152,24 @@ impl AgentState {
                     for _ in 0..unposted.saturating_sub(usize::from(taken)) {
                         ctx.post(me, Box::new(NextBody));
                     }
-                    // The loop goes on: a body-less response completes at once; the body
-                    // goes to its protocol if it is attached, else waits in `pending`.
+                    // A response that ends with its head completes here, as the next round
+                    // would, without that round's lookups and call into the core. What the
+                    // next round would stash, hand over or refuse goes round the loop.
+                    let Some(conn) = self.conns.get_mut(&cid) else {
+                        return;
+                    };
+                    if conn.req == Some(id)
+                        && !conn.switching
+                        && (pos == input.len() || framing == Some(Framing::NoBody))
+                        && let Some((keep_alive, close_delimited)) = conn.proto.receive_end()
+                    {
+                        let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                        let trailing = pos != input.len();
+                        self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
+                        return;
+                    }
+                    // Else the loop goes on: the body goes to its protocol if it is attached,
+                    // else waits in `pending`.
                 }
                 Event::Data(data) => {
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -185,6 +201,17 @@ impl AgentState {
                             ctx.pause_reading(cid);
                         }
                     }
+                    // The last bytes of a Content-Length body: the response ends here, as the
+                    // next round would end it (which stashes instead while paused with input
+                    // left).
+                    if (pos == input.len() || !paused)
+                        && let Some((keep_alive, close_delimited)) = conn.proto.receive_end()
+                    {
+                        let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                        let trailing = pos != input.len();
+                        self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
+                        return;
+                    }
                 }
                 Event::Trailers(trailers) => {
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -209,26 +236,41 @@ impl AgentState {
                     keep_alive,
                     close_delimited,
                 } => {
-                    let end = if close_delimited {
-                        BodyEnd::PotentialDataLoss
-                    } else {
-                        BodyEnd::Done
-                    };
-                    let reusable = keep_alive
-                        && pos == input.len()
-                        && conn.eof.is_none()
-                        && self.shared.config.persistent
-                        && self.reqs.get(&id).is_some_and(|r| r.body_sent);
-                    self.finish(ctx, id, end);
-                    if reusable {
-                        self.release_conn(ctx, cid);
-                    } else {
-                        // Bytes after the response belong to no request: never reuse.
-                        self.close_conn(ctx, cid, pos != input.len());
-                    }
+                    let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                    let trailing = pos != input.len();
+                    self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
                     return;
                 }
             }
+        }
+    }
+
+    /// A response ended: its request finishes, and its connection goes back to the pool when
+    /// `reusable` (the response allows it, no byte follows it, the peer has not closed) and
+    /// the agent keeps connections, else closes (aborted when bytes follow the response).
+    fn end_response(
+        &mut self,
+        ctx: &mut Ctx,
+        cid: ConnId,
+        id: RequestId,
+        close_delimited: bool,
+        reusable: bool,
+        trailing: bool,
+    ) {
+        let end = if close_delimited {
+            BodyEnd::PotentialDataLoss
+        } else {
+            BodyEnd::Done
+        };
+        let reusable = reusable
+            && self.shared.config.persistent
+            && self.reqs.get(&id).is_some_and(|r| r.body_sent);
+        self.finish(ctx, id, end);
+        if reusable {
+            self.release_conn(ctx, cid);
+        } else {
+            // Bytes after the response belong to no request: never reuse.
+            self.close_conn(ctx, cid, trailing);
         }
     }
 
