@@ -17,15 +17,17 @@ impl AgentState {
     /// Feeds bytes to the connection's request, delivering events until the input is used
     /// up, delivery pauses, or the request ends. Unprocessed bytes are kept in `pending`.
     pub(super) fn process(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
-        if self.conns.get(&cid).is_some_and(|c| c.tunnel.is_some()) {
-            return self.process_proxy_answer(ctx, cid, input);
-        }
         let me = self.me();
         let mut pos = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&cid) else {
                 return;
             };
+            // Checked in the loop's lookup, not one of its own: nothing in the loop sets up a
+            // tunnel, so only the first round can find one.
+            if conn.tunnel.is_some() {
+                return self.process_proxy_answer(ctx, cid, &input[pos..]);
+            }
             let Some(id) = conn.req else {
                 // Bytes on a connection with no request: the server is out of step.
                 self.close_conn(ctx, cid, true);
@@ -146,7 +148,7 @@ impl AgentState {
                     let unposted = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
                     self.sweep_abandoned(ctx);
-                    let taken = self.attach_if_handed_over(ctx, cid, id);
+                    let taken = self.attach_if_handed_over(ctx, cid, id, head.status == 101);
                     // Bodies handed over in the callback but not attached here (a second
                     // one, a 101's, or the request ended) go the way of a later one.
                     for _ in 0..unposted.saturating_sub(usize::from(taken)) {
@@ -278,30 +280,36 @@ impl AgentState {
     /// body bytes read with the head go straight to it: no stash, no message round trip
     /// before the body flows. A protocol handed over later arrives through `deliver_body`, as
     /// does one for a `101` (whose connection `deliver_body` then closes).
-    /// Returns whether it attached one.
-    fn attach_if_handed_over(&mut self, ctx: &mut Ctx, cid: ConnId, id: RequestId) -> bool {
-        if self.conns.get(&cid).is_none_or(|c| c.switching) {
+    /// Returns whether it attached one. `switching`: the response is a `101`.
+    fn attach_if_handed_over(
+        &mut self,
+        ctx: &mut Ctx,
+        cid: ConnId,
+        id: RequestId,
+        switching: bool,
+    ) -> bool {
+        if switching {
             return false;
         }
-        let unattached = self.reqs.get(&id).is_some_and(|r| {
-            r.head_delivered && r.end.is_none() && matches!(r.body, BodyState::NotAttached)
-        });
-        if !unattached {
+        let agent = self.me();
+        // A request still here still has its connection: the only way the callback can end
+        // either is dropping the response unread, and the sweep forgets such a request
+        // before closing its connection.
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return false;
+        };
+        debug_assert!(self.conns.get(&cid).is_some());
+        if !(req.head_delivered && req.end.is_none() && matches!(req.body, BodyState::NotAttached))
+        {
             return false;
         }
         let Some(mut body) = self.shared.inbox.take_body_for(id) else {
             return false;
         };
-        let handle = BodyHandle {
-            agent: self.me(),
-            request: id,
-        };
-        body.body_started(ctx, handle);
         // `body_started` reaches the agent only through posted messages: the request is
-        // still there.
-        if let Some(req) = self.reqs.get_mut(&id) {
-            req.body = BodyState::Attached(body);
-        }
+        // still there, unchanged.
+        body.body_started(ctx, BodyHandle { agent, request: id });
+        req.body = BodyState::Attached(body);
         true
     }
 
