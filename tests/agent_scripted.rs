@@ -714,3 +714,56 @@ fn deliver_body_twice_fails_the_second() {
         Some(Cause::BodyAlreadyDelivered)
     );
 }
+
+/// Responses that end with their head (or with a body read whole) complete in the round that
+/// read them: the connection is reused when nothing follows, and never when bytes do.
+#[test]
+fn responses_ending_in_their_read_are_reused_unless_bytes_follow() {
+    let cases: &[(&[u8], &[u8], usize)] = &[
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"", 1),
+        (b"HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n", b"", 1),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"", 1),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"", 1),
+        (
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+            2,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+            2,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+            2,
+        ),
+    ];
+    for &(first, after, connections) in cases {
+        let reply = [first, after].concat();
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        // A reused connection answers the second request with the script's next write; a
+        // closed one makes the client open the second connection, whose script answers.
+        let srv = serve(vec![
+            vec![
+                Step::ExpectRequest,
+                write(&reply),
+                Step::ExpectRequest,
+                write(OK_HELLO),
+                Step::WaitClose,
+            ],
+            vec![Step::ExpectRequest, write(OK_HELLO), Step::WaitClose],
+        ]);
+        let outs = run_sequential(
+            test_config(),
+            vec![Req::get(srv.url("/1")), Req::get(srv.url("/2"))],
+        );
+        assert!(outs[0].is_done(), "{text:?}: {:?}", outs[0].result);
+        let expected: &[u8] = if first.ends_with(b"ok") { b"ok" } else { b"" };
+        assert_eq!(outs[0].body, expected, "{text:?}");
+        assert_eq!(outs[1].body, b"hello", "{text:?}");
+        assert!(outs[1].is_done(), "{text:?}: {:?}", outs[1].result);
+        assert_eq!(srv.connections(), connections, "{text:?}");
+    }
+}

@@ -188,3 +188,118 @@ fn eof_after_the_last_chunk_completes_without_reuse() {
     assert!(matches!(conn.receive_eof(), Ok(Event::Complete { .. })));
     assert!(!conn.is_reusable());
 }
+
+/// Drives one exchange through `receive` alone (the reference) and through `receive` with
+/// `receive_end` tried after every event, as the agent does: both must see the same events,
+/// end the same way and leave the connection in the same state.
+#[test]
+fn receive_end_agrees_with_the_next_receive() {
+    let cases: &[(&str, &[u8])] = &[
+        ("GET", b"HTTP/1.1 204 No Content\r\nServer: x\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\n\r\n"),
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+        ),
+        ("GET", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi"),
+        (
+            "GET",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        ),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+        ),
+        (
+            "GET",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n\r\n",
+        ),
+        ("GET", b"HTTP/1.1 200 OK\r\n\r\nclose-delimited"),
+        (
+            "GET",
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+        ),
+        ("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxyz"),
+    ];
+    // (what happened, in order; whether each call or `receive_end` ended the response)
+    fn run(method: &str, reply: &[u8], fast: bool) -> (Vec<String>, ClientConnection) {
+        let mut conn = ClientConnection::new(Config::default());
+        let head = RequestHead {
+            method,
+            target: "/",
+            host: "example.test",
+            headers: &Headers::new(),
+        };
+        conn.send_request(&head, RequestBody::None, &mut Vec::new())
+            .unwrap();
+        let mut log = Vec::new();
+        let mut pos = 0;
+        // Bounded: every round consumes input, ends the response or stops.
+        for _ in 0..32 {
+            let (n, event) = match conn.receive(&reply[pos..]) {
+                Ok(x) => x,
+                Err(e) => {
+                    log.push(format!("error {e:?}"));
+                    break;
+                }
+            };
+            pos += n;
+            let done = matches!(event, Event::Complete { .. } | Event::NeedMore);
+            log.push(match event {
+                Event::Complete {
+                    keep_alive,
+                    close_delimited,
+                } => format!("complete {keep_alive} {close_delimited} at {pos}"),
+                other => format!("{other:?}"),
+            });
+            if done {
+                break;
+            }
+            if fast && let Some((keep_alive, close_delimited)) = conn.receive_end() {
+                log.push(format!("complete {keep_alive} {close_delimited} at {pos}"));
+                break;
+            }
+        }
+        (log, conn)
+    }
+    for &(method, reply) in cases {
+        let (reference, slow) = run(method, reply, false);
+        let (log, fast) = run(method, reply, true);
+        let text = String::from_utf8_lossy(reply);
+        assert_eq!(log, reference, "{method} {text:?}");
+        assert_eq!(fast.is_reusable(), slow.is_reusable(), "{text:?}");
+        assert_eq!(fast.framing(), slow.framing(), "{text:?}");
+        assert_eq!(fast.body_received(), slow.body_received(), "{text:?}");
+        // Both ended (or not) alike: what comes next is taken alike too.
+        let mut fast = fast;
+        let mut slow = slow;
+        assert_eq!(
+            fast.receive(b"").map(|(n, e)| format!("{n} {e:?}")),
+            slow.receive(b"").map(|(n, e)| format!("{n} {e:?}")),
+            "{text:?}"
+        );
+        assert_eq!(
+            format!("{:?}", fast.receive_eof()),
+            format!("{:?}", slow.receive_eof()),
+            "{text:?}"
+        );
+    }
+    // Not at an end: nothing changes.
+    let mut conn = ClientConnection::new(Config::default());
+    assert_eq!(conn.receive_end(), None);
+    get_request(&mut conn);
+    assert_eq!(conn.receive_end(), None);
+    let (n, _) = conn
+        .receive(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
+    assert_eq!(n, 38);
+    assert_eq!(conn.receive_end(), None);
+    assert!(matches!(conn.receive(b"ok"), Ok((2, Event::Data(b"ok")))));
+    assert_eq!(conn.receive_end(), Some((true, false)));
+    assert!(conn.is_reusable());
+    assert_eq!(conn.receive_end(), None);
+}

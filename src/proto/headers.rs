@@ -265,6 +265,23 @@ mod tests {
         }
         assert!(h.fill_from_block(b"", std::iter::empty()));
         assert!(h.is_empty());
+        // One bad range among good ones, first, in the middle or last, refuses the whole list.
+        let good = [(0..1, 3..4), (6..7, 9..10)];
+        for at in 0..=good.len() {
+            let mut fields = good.to_vec();
+            fields.insert(at, (0..1, 3..11));
+            h.append("Old", b"1");
+            assert!(
+                !h.fill_from_block(b"A: 1\r\nB: 2", fields.into_iter()),
+                "{at}"
+            );
+            assert!(h.is_empty() && h.get("a").is_none(), "{at}");
+        }
+        assert!(h.fill_from_block(b"A: 1\r\nB: 2", good.into_iter()));
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [("A", &b"1"[..]), ("B", b"2")]
+        );
     }
 
     #[test]

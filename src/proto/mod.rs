@@ -296,6 +296,19 @@ impl ClientConnection {
         Some((n, data))
     }
 
+    /// The end of the current response when none of it is left to read (a body-less final
+    /// head, or a Content-Length body read whole): moves on as [`Self::receive`] would and
+    /// returns what its [`Event::Complete`] would say, `(keep_alive, close_delimited)`. `None`
+    /// otherwise, having changed nothing: then call `receive`. Lets a caller that just got a
+    /// head (or the last body bytes) end the response without another `receive` round.
+    #[inline]
+    pub(crate) fn receive_end(&mut self) -> Option<(bool, bool)> {
+        match self.recv {
+            RecvState::Ending | RecvState::Length(0) => Some(self.end()),
+            _ => None,
+        }
+    }
+
     fn step<'a>(
         &mut self,
         input: &'a [u8],
@@ -359,11 +372,20 @@ impl ClientConnection {
 
     /// Moves to `Done` and builds the matching event.
     fn complete(&mut self) -> Event<'static> {
-        self.recv = RecvState::Done;
+        let (keep_alive, close_delimited) = self.end();
         Event::Complete {
-            keep_alive: self.keep_alive,
-            close_delimited: self.framing == Some(Framing::CloseDelimited),
+            keep_alive,
+            close_delimited,
         }
+    }
+
+    /// Moves to `Done`; returns what [`Event::Complete`] says: `(keep_alive, close_delimited)`.
+    fn end(&mut self) -> (bool, bool) {
+        self.recv = RecvState::Done;
+        (
+            self.keep_alive,
+            self.framing == Some(Framing::CloseDelimited),
+        )
     }
 
     fn receive_head<'a>(

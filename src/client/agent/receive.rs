@@ -17,15 +17,17 @@ impl AgentState {
     /// Feeds bytes to the connection's request, delivering events until the input is used
     /// up, delivery pauses, or the request ends. Unprocessed bytes are kept in `pending`.
     pub(super) fn process(&mut self, ctx: &mut Ctx, cid: ConnId, input: &[u8]) {
-        if self.conns.get(&cid).is_some_and(|c| c.tunnel.is_some()) {
-            return self.process_proxy_answer(ctx, cid, input);
-        }
         let me = self.me();
         let mut pos = 0;
         loop {
             let Some(conn) = self.conns.get_mut(&cid) else {
                 return;
             };
+            // Checked in the loop's lookup, not one of its own: nothing in the loop sets up a
+            // tunnel, so only the first round can find one.
+            if conn.tunnel.is_some() {
+                return self.process_proxy_answer(ctx, cid, &input[pos..]);
+            }
             let Some(id) = conn.req else {
                 // Bytes on a connection with no request: the server is out of step.
                 self.close_conn(ctx, cid, true);
@@ -146,14 +148,30 @@ impl AgentState {
                     let unposted = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
                     self.sweep_abandoned(ctx);
-                    let taken = self.attach_if_handed_over(ctx, cid, id);
+                    let taken = self.attach_if_handed_over(ctx, cid, id, head.status == 101);
                     // Bodies handed over in the callback but not attached here (a second
                     // one, a 101's, or the request ended) go the way of a later one.
                     for _ in 0..unposted.saturating_sub(usize::from(taken)) {
                         ctx.post(me, Box::new(NextBody));
                     }
-                    // The loop goes on: a body-less response completes at once; the body
-                    // goes to its protocol if it is attached, else waits in `pending`.
+                    // A response that ends with its head completes here, as the next round
+                    // would, without that round's lookups and call into the core. What the
+                    // next round would stash, hand over or refuse goes round the loop.
+                    let Some(conn) = self.conns.get_mut(&cid) else {
+                        return;
+                    };
+                    if conn.req == Some(id)
+                        && !conn.switching
+                        && (pos == input.len() || framing == Some(Framing::NoBody))
+                        && let Some((keep_alive, close_delimited)) = conn.proto.receive_end()
+                    {
+                        let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                        let trailing = pos != input.len();
+                        self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
+                        return;
+                    }
+                    // Else the loop goes on: the body goes to its protocol if it is attached,
+                    // else waits in `pending`.
                 }
                 Event::Data(data) => {
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -185,6 +203,17 @@ impl AgentState {
                             ctx.pause_reading(cid);
                         }
                     }
+                    // The last bytes of a Content-Length body: the response ends here, as the
+                    // next round would end it (which stashes instead while paused with input
+                    // left).
+                    if (pos == input.len() || !paused)
+                        && let Some((keep_alive, close_delimited)) = conn.proto.receive_end()
+                    {
+                        let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                        let trailing = pos != input.len();
+                        self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
+                        return;
+                    }
                 }
                 Event::Trailers(trailers) => {
                     let Some(req) = self.reqs.get_mut(&id) else {
@@ -209,26 +238,41 @@ impl AgentState {
                     keep_alive,
                     close_delimited,
                 } => {
-                    let end = if close_delimited {
-                        BodyEnd::PotentialDataLoss
-                    } else {
-                        BodyEnd::Done
-                    };
-                    let reusable = keep_alive
-                        && pos == input.len()
-                        && conn.eof.is_none()
-                        && self.shared.config.persistent
-                        && self.reqs.get(&id).is_some_and(|r| r.body_sent);
-                    self.finish(ctx, id, end);
-                    if reusable {
-                        self.release_conn(ctx, cid);
-                    } else {
-                        // Bytes after the response belong to no request: never reuse.
-                        self.close_conn(ctx, cid, pos != input.len());
-                    }
+                    let reusable = keep_alive && pos == input.len() && conn.eof.is_none();
+                    let trailing = pos != input.len();
+                    self.end_response(ctx, cid, id, close_delimited, reusable, trailing);
                     return;
                 }
             }
+        }
+    }
+
+    /// A response ended: its request finishes, and its connection goes back to the pool when
+    /// `reusable` (the response allows it, no byte follows it, the peer has not closed) and
+    /// the agent keeps connections, else closes (aborted when bytes follow the response).
+    fn end_response(
+        &mut self,
+        ctx: &mut Ctx,
+        cid: ConnId,
+        id: RequestId,
+        close_delimited: bool,
+        reusable: bool,
+        trailing: bool,
+    ) {
+        let end = if close_delimited {
+            BodyEnd::PotentialDataLoss
+        } else {
+            BodyEnd::Done
+        };
+        let reusable = reusable
+            && self.shared.config.persistent
+            && self.reqs.get(&id).is_some_and(|r| r.body_sent);
+        self.finish(ctx, id, end);
+        if reusable {
+            self.release_conn(ctx, cid);
+        } else {
+            // Bytes after the response belong to no request: never reuse.
+            self.close_conn(ctx, cid, trailing);
         }
     }
 
@@ -236,30 +280,36 @@ impl AgentState {
     /// body bytes read with the head go straight to it: no stash, no message round trip
     /// before the body flows. A protocol handed over later arrives through `deliver_body`, as
     /// does one for a `101` (whose connection `deliver_body` then closes).
-    /// Returns whether it attached one.
-    fn attach_if_handed_over(&mut self, ctx: &mut Ctx, cid: ConnId, id: RequestId) -> bool {
-        if self.conns.get(&cid).is_none_or(|c| c.switching) {
+    /// Returns whether it attached one. `switching`: the response is a `101`.
+    fn attach_if_handed_over(
+        &mut self,
+        ctx: &mut Ctx,
+        cid: ConnId,
+        id: RequestId,
+        switching: bool,
+    ) -> bool {
+        if switching {
             return false;
         }
-        let unattached = self.reqs.get(&id).is_some_and(|r| {
-            r.head_delivered && r.end.is_none() && matches!(r.body, BodyState::NotAttached)
-        });
-        if !unattached {
+        let agent = self.me();
+        // A request still here still has its connection: the only way the callback can end
+        // either is dropping the response unread, and the sweep forgets such a request
+        // before closing its connection.
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return false;
+        };
+        debug_assert!(self.conns.get(&cid).is_some());
+        if !(req.head_delivered && req.end.is_none() && matches!(req.body, BodyState::NotAttached))
+        {
             return false;
         }
         let Some(mut body) = self.shared.inbox.take_body_for(id) else {
             return false;
         };
-        let handle = BodyHandle {
-            agent: self.me(),
-            request: id,
-        };
-        body.body_started(ctx, handle);
         // `body_started` reaches the agent only through posted messages: the request is
-        // still there.
-        if let Some(req) = self.reqs.get_mut(&id) {
-            req.body = BodyState::Attached(body);
-        }
+        // still there, unchanged.
+        body.body_started(ctx, BodyHandle { agent, request: id });
+        req.body = BodyState::Attached(body);
         true
     }
 
