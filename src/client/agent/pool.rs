@@ -237,7 +237,7 @@ impl AgentState {
                 pending: Vec::new(),
                 eof: None,
                 timer: NO_CONN_TIMER,
-                idle_until: None,
+                idle_until: NO_CONN_TIMER,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
                 switching: false,
                 socks: None,
@@ -253,7 +253,7 @@ impl AgentState {
                 continue;
             };
             // Its timer stays armed (see `Conn::timer`).
-            conn.idle_until = None;
+            conn.idle_until = NO_CONN_TIMER;
             if ctx.is_open(cid) {
                 return Some(cid);
             }

@@ -204,8 +204,9 @@ pub(super) struct Conn {
     /// of the moment (`idle_until`, or the request's `last_activity`) and re-arms for the
     /// rest or lets go.
     pub(super) timer: u64,
-    /// When the connection, idle in the pool, is to be closed (`None` while in use).
-    pub(super) idle_until: Option<Instant>,
+    /// When the connection, idle in the pool, is to be closed, in [`ConnTimers`] time
+    /// ([`NO_CONN_TIMER`] while in use).
+    pub(super) idle_until: u64,
     /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
     pub(super) tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
     /// The response is a `101 Switching Protocols`: when it completes, the connection waits
