@@ -311,3 +311,17 @@ impl Drop for AgentState {
         let _ = AGENTS.try_with(|a| a.borrow_mut().remove(self.id));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection of the pool, in use or idle, has one slot: 256 bytes, of which the
+    /// protocol state is 144.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        println!("size_of::<Conn>() = {size}");
+        assert!(size <= 256, "{size}");
+    }
+}

@@ -76,15 +76,31 @@ pub(super) struct ConnTimers {
     heap: BinaryHeap<Reverse<(u64, ConnId)>>,
     /// The reactor timer, and the deadline it was set for.
     armed: Option<(TimerId, u64)>,
+    /// The loop's clock last converted, and its value: deadlines are armed a few times per
+    /// request, in a loop turn that serves many.
+    now: (Instant, u64),
 }
 
 impl ConnTimers {
     pub(super) fn new() -> Self {
+        let epoch = Instant::now();
         ConnTimers {
-            epoch: Instant::now(),
+            epoch,
             heap: BinaryHeap::new(),
             armed: None,
+            now: (epoch, 0),
         }
+    }
+
+    /// `delay` after `now` (the loop's clock) as nanoseconds after the epoch: the clock's
+    /// conversion is kept for the rest of its turn.
+    #[inline]
+    pub(super) fn after(&mut self, now: Instant, delay: Duration) -> u64 {
+        if self.now.0 != now {
+            self.now = (now, self.nanos(now));
+        }
+        let delay = u64::try_from(delay.as_nanos()).unwrap_or(NO_CONN_TIMER);
+        self.now.1.saturating_add(delay).min(NO_CONN_TIMER - 1)
     }
 
     /// The instant `at` nanoseconds after the epoch.
@@ -114,21 +130,27 @@ impl AgentState {
 
     /// Marks a pooled connection idle until `delay` from now.
     pub(super) fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
-        let until = ctx.now() + delay;
-        let at = self.conn_timers.nanos(until);
+        let at = self.conn_timers.after(ctx.now(), delay);
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
         conn.idle_until = at;
-        self.arm_conn_timer(ctx, cid, until);
+        self.arm_conn_timer_at(ctx, cid, at);
     }
 
-    /// Makes sure the connection's timer fires no later than `until`: kept if the armed one
+    /// Makes sure the connection's timer fires no later than `delay` from now (see
+    /// [`Self::arm_conn_timer_at`]).
+    #[inline]
+    pub(super) fn arm_conn_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
+        let at = self.conn_timers.after(ctx.now(), delay);
+        self.arm_conn_timer_at(ctx, cid, at);
+    }
+
+    /// Makes sure the connection's timer fires no later than `at`: kept if the armed one
     /// fires earlier (it re-checks then and re-arms for the rest), re-armed otherwise. So a
     /// connection that serves request after request with the same limits costs no timer work
     /// per request: the timer is moved in the connection's fields, not in a heap.
-    pub(super) fn arm_conn_timer(&mut self, ctx: &mut Ctx, cid: ConnId, until: Instant) {
-        let at = self.conn_timers.nanos(until);
+    fn arm_conn_timer_at(&mut self, ctx: &mut Ctx, cid: ConnId, at: u64) {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
@@ -239,8 +261,7 @@ impl AgentState {
             if self.conn_timers.nanos(now) >= until {
                 self.close_conn(ctx, cid, false);
             } else {
-                let until = self.conn_timers.instant(until);
-                self.arm_conn_timer(ctx, cid, until);
+                self.arm_conn_timer_at(ctx, cid, until);
             }
             return;
         };
@@ -262,7 +283,7 @@ impl AgentState {
         } else {
             // A paused body is not the server's silence: wait a whole limit again.
             let wait = if req.paused { limit } else { limit - silent };
-            self.arm_conn_timer(ctx, cid, now + wait);
+            self.arm_conn_timer(ctx, cid, wait);
         }
     }
 
