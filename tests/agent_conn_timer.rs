@@ -250,3 +250,35 @@ fn idle_connections_share_one_timer_and_close_each_at_its_own_deadline() {
     assert!(closes[2] >= Duration::from_millis(1180), "{closes:?}");
     assert_eq!(reactor.ctx().timer_count(), 0, "nothing left pending");
 }
+
+/// Servers that close their connections right after answering: each connection leaves the
+/// pool as the close is seen, and with the last one gone no timer is left pending (the
+/// connections' deadlines and the timer that watched them go with them).
+#[test]
+fn connections_closed_by_their_servers_leave_no_timer_behind() {
+    let script = || vec![Step::ExpectRequest, write(OK_HELLO), Step::Close];
+    let srv = ScriptedServer::start(vec![script(), script(), script()]);
+    let config = AgentConfig {
+        max_idle_per_host: 3,
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
+        .collect();
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        slots.iter().all(finished)
+    });
+    for slot in &slots {
+        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
+    }
+    // Bounded: 3 s at most for the closes to be seen.
+    let since = Instant::now();
+    while reactor.ctx().connection_count() > 0 && since.elapsed() < Duration::from_secs(3) {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    assert_eq!(srv.connections(), 3);
+    assert_eq!(reactor.ctx().connection_count(), 0);
+    assert_eq!(reactor.ctx().timer_count(), 0, "nothing left pending");
+}
