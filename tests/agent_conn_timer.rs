@@ -196,3 +196,89 @@ fn each_finished_request_cancels_its_total_timer() {
         "only the connection's timer is left after each request: {counts:?}"
     );
 }
+
+/// Idle connections with different deadlines share the agent's one reactor timer, and each
+/// still closes at its own: one server's `Keep-Alive: timeout=1` (its idle time is the hint
+/// less 500 ms) against the agent's 1.2 s for the other two. Nothing is left pending after
+/// the last close.
+#[test]
+fn idle_connections_share_one_timer_and_close_each_at_its_own_deadline() {
+    let hinted: &[u8] =
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 5\r\n\r\nhello";
+    let script = |head: &[u8]| vec![Step::ExpectRequest, write(head), Step::WaitClose];
+    let srv = ScriptedServer::start(vec![script(hinted), script(OK_HELLO), script(OK_HELLO)]);
+    let config = AgentConfig {
+        idle_timeout: Duration::from_millis(1200),
+        max_idle_per_host: 3,
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
+        .collect();
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        slots.iter().all(finished)
+    });
+    let idled = Instant::now();
+    for slot in &slots {
+        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
+    }
+    assert_eq!(srv.connections(), 3);
+    assert_eq!(reactor.ctx().connection_count(), 3);
+    assert_eq!(
+        reactor.ctx().timer_count(),
+        1,
+        "three idle connections, one reactor timer"
+    );
+    // Bounded: 4 s at most.
+    let mut closes = Vec::new();
+    while reactor.ctx().connection_count() > 0 && idled.elapsed() < Duration::from_secs(4) {
+        let open = reactor.ctx().connection_count();
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+        let now_open = reactor.ctx().connection_count();
+        closes.extend(std::iter::repeat_n(
+            idled.elapsed(),
+            open.saturating_sub(now_open),
+        ));
+    }
+    assert_eq!(closes.len(), 3, "closed after {closes:?}");
+    // The loop's clock may lag the wall clock by a turn: a few milliseconds of slack.
+    assert!(closes[0] >= Duration::from_millis(480), "{closes:?}");
+    assert!(closes[0] < Duration::from_millis(1100), "{closes:?}");
+    assert!(closes[1] >= Duration::from_millis(1180), "{closes:?}");
+    assert!(closes[2] >= Duration::from_millis(1180), "{closes:?}");
+    assert_eq!(reactor.ctx().timer_count(), 0, "nothing left pending");
+}
+
+/// Servers that close their connections right after answering: each connection leaves the
+/// pool as the close is seen, and with the last one gone no timer is left pending (the
+/// connections' deadlines and the timer that watched them go with them).
+#[test]
+fn connections_closed_by_their_servers_leave_no_timer_behind() {
+    let script = || vec![Step::ExpectRequest, write(OK_HELLO), Step::Close];
+    let srv = ScriptedServer::start(vec![script(), script(), script()]);
+    let config = AgentConfig {
+        max_idle_per_host: 3,
+        ..test_config()
+    };
+    let mut reactor = Reactor::new().unwrap();
+    let agent = Agent::new(reactor.ctx(), config);
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
+        .collect();
+    turn_until(&mut reactor, Duration::from_secs(5), || {
+        slots.iter().all(finished)
+    });
+    for slot in &slots {
+        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
+    }
+    // Bounded: 3 s at most for the closes to be seen.
+    let since = Instant::now();
+    while reactor.ctx().connection_count() > 0 && since.elapsed() < Duration::from_secs(3) {
+        reactor.turn(Some(Duration::from_millis(10))).unwrap();
+    }
+    assert_eq!(srv.connections(), 3);
+    assert_eq!(reactor.ctx().connection_count(), 0);
+    assert_eq!(reactor.ctx().timer_count(), 0, "nothing left pending");
+}

@@ -26,6 +26,9 @@ pub(super) enum TimerKind<C> {
     AttemptDelay(super::ConnId),
 }
 
+/// Capacity from which the tables are shrunk once mostly empty.
+const SHRINK_FROM: usize = 1024;
+
 pub(super) struct Timers<C> {
     /// What deadlines are counted from.
     epoch: Instant,
@@ -119,6 +122,15 @@ impl<C> Timers<C> {
             let live = &self.live;
             self.heap.retain(|Reverse((_, seq))| live.contains_key(seq));
         }
+        // A burst's tables (10,000 connect timeouts at once) go back once it has drained,
+        // rather than staying at its size under the few timers left (idle connections keep
+        // none of their own).
+        if self.live.capacity() >= SHRINK_FROM && self.live.len() < self.live.capacity() / 8 {
+            self.live.shrink_to(2 * self.live.len());
+            let live = &self.live;
+            self.heap.retain(|Reverse((_, seq))| live.contains_key(seq));
+            self.heap.shrink_to(2 * self.heap.len());
+        }
     }
 }
 
@@ -210,6 +222,33 @@ mod tests {
         }
         let timers: Timers<()> = Timers::new();
         assert_eq!(entry_size(&timers.heap), 16);
+    }
+
+    #[test]
+    fn a_drained_burst_gives_its_tables_back() {
+        let mut timers = Timers::new();
+        let t0 = Instant::now();
+        let kept = timers.insert(t0 + Duration::from_secs(1), call());
+        let ids: Vec<u64> = (0..10_000)
+            .map(|i| timers.insert(t0 + Duration::from_secs(2 + i), call()))
+            .collect();
+        assert!(timers.live.capacity() >= 10_000);
+        for id in ids {
+            assert!(timers.cancel(id));
+        }
+        assert_eq!(timers.len(), 1);
+        assert!(
+            timers.live.capacity() < SHRINK_FROM,
+            "{}",
+            timers.live.capacity()
+        );
+        assert!(
+            timers.heap.capacity() < SHRINK_FROM,
+            "{}",
+            timers.heap.capacity()
+        );
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert!(timers.cancel(kept));
     }
 
     #[test]

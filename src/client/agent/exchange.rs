@@ -93,7 +93,7 @@ impl AgentState {
             req.body_sent = true;
         }
         if let Some(t) = req.read_timeout {
-            self.arm_conn_timer(ctx, cid, now + t);
+            self.arm_conn_timer(ctx, cid, t);
         }
         if body_done {
             return;

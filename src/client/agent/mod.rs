@@ -306,7 +306,7 @@ impl Protocol for AgentState {
     }
 
     fn timer_fired(&mut self, ctx: &mut Ctx, tag: u64) {
-        if let Some(target) = TimerTarget::from_tag(tag, self) {
+        if let Some(target) = TimerTarget::from_tag(tag) {
             self.timer(ctx, target);
         }
     }

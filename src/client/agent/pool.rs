@@ -16,7 +16,7 @@ use super::state::{
     SPARE_STASHES, TunnelPhase,
 };
 use super::table::Handle;
-use super::timers::TimerTarget;
+use super::timers::{NO_CONN_TIMER, TimerTarget};
 
 impl AgentState {
     #[inline]
@@ -236,9 +236,8 @@ impl AgentState {
                 served: 0,
                 pending: Vec::new(),
                 eof: None,
-                timer: None,
-                idle_until: None,
-                keep_alive_hint: None,
+                timer: NO_CONN_TIMER,
+                idle_until: NO_CONN_TIMER,
                 tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
                 switching: false,
                 socks: None,
@@ -254,13 +253,12 @@ impl AgentState {
                 continue;
             };
             // Its timer stays armed (see `Conn::timer`).
-            conn.idle_until = None;
+            conn.idle_until = NO_CONN_TIMER;
             if ctx.is_open(cid) {
                 return Some(cid);
             }
-            if let Some(conn) = self.conns.remove(&cid) {
-                self.cancel_conn_timer(ctx, conn.timer);
-            }
+            self.conns.remove(&cid);
+            self.conn_timer_dropped(ctx);
         }
     }
 
@@ -272,11 +270,10 @@ impl AgentState {
             .flat_map(|h| h.idle.drain(..))
             .collect();
         for cid in idle {
-            if let Some(conn) = self.conns.remove(&cid) {
-                self.cancel_conn_timer(ctx, conn.timer);
-            }
+            self.conns.remove(&cid);
             ctx.lose_connection(cid);
         }
+        self.conn_timer_dropped(ctx);
     }
 
     /// Returns a connection whose response was read to its end to the idle pool.
@@ -299,6 +296,8 @@ impl AgentState {
         };
         host.active -= 1;
         self.active_total -= 1;
+        // The final head's `Keep-Alive: timeout`, read before the reset forgets it.
+        let keep_alive_hint = conn.proto.keep_alive_timeout();
         let not_kept = if conn.proto.reset().is_err() {
             Some("its exchange does not allow reuse")
         } else if !ctx.is_open(cid) {
@@ -314,7 +313,7 @@ impl AgentState {
         if not_kept.is_none() {
             host.idle.push(cid);
             let mut timeout = self.shared.config.idle_timeout;
-            if let Some(hint) = conn.keep_alive_hint {
+            if let Some(hint) = keep_alive_hint {
                 // Leave the server's own timer a margin so we are not the one caught sending
                 // on a connection it is closing.
                 timeout = timeout.min(hint.saturating_sub(Duration::from_millis(500)));
@@ -324,6 +323,7 @@ impl AgentState {
             self.set_idle_timer(ctx, cid, timeout);
         } else {
             self.conns.remove(&cid);
+            self.conn_timer_dropped(ctx);
             ctx.lose_connection(cid);
         }
         self.pump(ctx);
@@ -339,7 +339,7 @@ impl AgentState {
         let Some(conn) = self.conns.remove(&cid) else {
             return;
         };
-        self.cancel_conn_timer(ctx, conn.timer);
+        self.conn_timer_dropped(ctx);
         if let Some(host) = self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;

@@ -76,7 +76,6 @@ impl AgentState {
                         super::trace::response_head(cid, &head);
                     }
                     let framing = conn.proto.framing();
-                    conn.keep_alive_hint = conn.proto.keep_alive_timeout();
                     // The core accepts a 101 only in answer to an upgrade request.
                     conn.switching = head.status == 101;
                     let Some(req) = self.reqs.get_mut(&id) else {

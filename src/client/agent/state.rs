@@ -23,6 +23,9 @@ use crate::reactor::{ConnId, ConnTiming, Ctx, Disconnect, HandlerId, TimerId};
 use super::route::{PoolKey, Target, Tunnel};
 use super::shared::{AGENTS, Shared};
 use super::table::{Handle, KeyedSlab, ReqTable, SlabMap};
+use super::timers::ConnTimers;
+#[cfg(doc)]
+use super::timers::NO_CONN_TIMER;
 
 /// Counts of the pool's connections and requests, for monitoring and leak checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -195,14 +198,15 @@ pub(super) struct Conn {
     /// The connection was lost while `pending` still held bytes (boxed: rare, and a
     /// `Disconnect` inline would make every connection's slot 48 bytes larger).
     pub(super) eof: Option<Box<Disconnect>>,
-    /// The connection's one timer, its tag and when it fires: the read timeout of its
-    /// request while in use, the idle timeout while pooled. Moved forward without touching
-    /// the reactor: when it fires it compares with the deadline of the moment (`idle_until`,
-    /// or the request's `last_activity`) and re-arms for the rest or lets go.
-    pub(super) timer: Option<(TimerId, u64, Instant)>,
-    /// When the connection, idle in the pool, is to be closed (`None` while in use).
-    pub(super) idle_until: Option<Instant>,
-    pub(super) keep_alive_hint: Option<Duration>,
+    /// When the connection's one timer fires, in [`ConnTimers`] time ([`NO_CONN_TIMER`]: not
+    /// armed): the read timeout of its request while in use, the idle timeout while pooled.
+    /// Moved forward without touching the heap: when it fires it compares with the deadline
+    /// of the moment (`idle_until`, or the request's `last_activity`) and re-arms for the
+    /// rest or lets go.
+    pub(super) timer: u64,
+    /// When the connection, idle in the pool, is to be closed, in [`ConnTimers`] time
+    /// ([`NO_CONN_TIMER`] while in use).
+    pub(super) idle_until: u64,
     /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
     pub(super) tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
     /// The response is a `101 Switching Protocols`: when it completes, the connection waits
@@ -242,9 +246,8 @@ pub(super) struct AgentState {
     pub(super) hosts: KeyedSlab<PoolKey, HostPool>,
     pub(super) active_total: usize,
     pub(super) waiting_seq: u64,
-    /// The connections whose timer carries each tag (see `TimerTarget::tag`).
-    pub(super) conn_timer_tags: FxHashMap<u64, ConnId>,
-    pub(super) conn_timer_seq: u64,
+    /// The deadlines of the connections' timers, under one reactor timer.
+    pub(super) conn_timers: ConnTimers,
     pub(super) scratch: Vec<u8>,
     /// Storage for the fields of the next response head, from `Shared::spare_headers`.
     pub(super) spare_headers: Headers,
@@ -276,8 +279,7 @@ impl AgentState {
             hosts: KeyedSlab::default(),
             active_total: 0,
             waiting_seq: 0,
-            conn_timer_tags: FxHashMap::default(),
-            conn_timer_seq: 0,
+            conn_timers: ConnTimers::new(),
             scratch: Vec::with_capacity(1024),
             spare_headers: Headers::new(),
             spare_stashes: Vec::new(),
@@ -307,5 +309,19 @@ impl Drop for AgentState {
     fn drop(&mut self) {
         // `try_with`: the reactor may be dropped while the thread's locals are torn down.
         let _ = AGENTS.try_with(|a| a.borrow_mut().remove(self.id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection of the pool, in use or idle, has one slot: 256 bytes, of which the
+    /// protocol state is 144.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        let size = std::mem::size_of::<Conn>();
+        println!("size_of::<Conn>() = {size}");
+        assert!(size <= 256, "{size}");
     }
 }

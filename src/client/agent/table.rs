@@ -169,9 +169,12 @@ impl<K: Slotted, V> SlabMap<K, V> {
         value
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.slots.is_empty()
     }
 }
 

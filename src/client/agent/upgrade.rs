@@ -33,7 +33,7 @@ impl AgentState {
         let Some(mut conn) = self.conns.remove(&cid) else {
             return gone(ctx, cid, protocol);
         };
-        self.cancel_conn_timer(ctx, conn.timer.take());
+        self.conn_timer_dropped(ctx);
         if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
             host.active -= 1;
             self.active_total -= 1;
