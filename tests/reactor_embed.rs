@@ -326,7 +326,11 @@ fn dispatch_reads_more_ready_sockets_than_one_round_holds() {
     // Loopback delivers at once; give the kernel a moment all the same.
     std::thread::sleep(Duration::from_millis(100));
     let handled = reactor.dispatch().unwrap();
-    assert_eq!(tally.get().1, CONNS, "every ready socket read by one dispatch");
+    assert_eq!(
+        tally.get().1,
+        CONNS,
+        "every ready socket read by one dispatch"
+    );
     assert!(handled >= CONNS, "{handled} events handled");
     assert_eq!(reactor.timeout(), None, "nothing left queued");
 }
