@@ -276,6 +276,65 @@ fn dispatch_with_nothing_ready_returns_at_once() {
     assert!(reactor.timeout().unwrap() > Duration::from_secs(50));
 }
 
+/// Counts the connections made and the bytes received on them.
+struct Tally(Rc<Cell<(usize, usize)>>);
+
+impl weft::reactor::Protocol for Tally {
+    fn connection_made(&mut self, _: &mut weft::Ctx, _: weft::reactor::ConnId) {
+        let (made, bytes) = self.0.get();
+        self.0.set((made + 1, bytes));
+    }
+    fn data_received(&mut self, _: &mut weft::Ctx, _: weft::reactor::ConnId, data: &[u8]) {
+        let (made, bytes) = self.0.get();
+        self.0.set((made, bytes + data.len()));
+    }
+}
+
+/// More sockets ready at once than one round takes from the descriptor (256): a single
+/// `dispatch` runs rounds until one comes back short, so every socket is read.
+#[test]
+fn dispatch_reads_more_ready_sockets_than_one_round_holds() {
+    use std::io::Write;
+    const CONNS: usize = 300;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut reactor = Reactor::new().unwrap();
+    let tally = Rc::new(Cell::new((0, 0)));
+    let mut servers = Vec::new();
+    let deadline = Instant::now() + LIMIT;
+    listener.set_nonblocking(true).unwrap();
+    // In batches of 50: the listener's backlog (128) must not overflow.
+    for batch in 1..=CONNS / 50 {
+        for _ in 0..50 {
+            let options = weft::reactor::ConnectOptions::default();
+            let proto = Box::new(Tally(tally.clone()));
+            reactor.ctx().connect_tcp("127.0.0.1", port, options, proto);
+        }
+        while (servers.len() < batch * 50 || tally.get().0 < batch * 50)
+            && Instant::now() < deadline
+        {
+            reactor.turn(Some(Duration::from_millis(5))).unwrap();
+            while let Ok((sock, _)) = listener.accept() {
+                servers.push(sock);
+            }
+        }
+    }
+    assert_eq!((servers.len(), tally.get().0), (CONNS, CONNS));
+    for sock in &mut servers {
+        sock.write_all(b"x").unwrap();
+    }
+    // Loopback delivers at once; give the kernel a moment all the same.
+    std::thread::sleep(Duration::from_millis(100));
+    let handled = reactor.dispatch().unwrap();
+    assert_eq!(
+        tally.get().1,
+        CONNS,
+        "every ready socket read by one dispatch"
+    );
+    assert!(handled >= CONNS, "{handled} events handled");
+    assert_eq!(reactor.timeout(), None, "nothing left queued");
+}
+
 /// Re-arms a zero-delay timer `left` more times: work that never lets a round come back empty.
 fn chain(ctx: &mut weft::Ctx, left: u32, count: Rc<Cell<u32>>) {
     count.set(count.get() + 1);

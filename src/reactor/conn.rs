@@ -187,6 +187,7 @@ pub(super) struct WriteBuf {
 
 impl WriteBuf {
     /// The bytes not sent yet.
+    #[inline]
     pub(super) fn unsent(&self) -> &[u8] {
         &self.bytes[self.pos..]
     }
@@ -282,6 +283,7 @@ impl Conn {
     }
 
     /// Bytes written by the handler and not yet handed to the socket (or to TLS).
+    #[inline]
     pub(super) fn pending(&self) -> usize {
         self.wbuf.as_ref().map_or(0, |w| w.unsent().len())
     }

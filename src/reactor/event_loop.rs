@@ -86,7 +86,8 @@ pub(super) struct Ready {
 pub struct Reactor {
     poll: Poll,
     events: Events,
-    ready: Vec<Ready>,
+    /// How many readiness events the last turn took from the poll descriptor.
+    events_taken: usize,
     /// The other half of `Ctx::read_again`, swapped in each turn.
     spare_again: Vec<ConnId>,
     /// The one read buffer, shared by every connection (outside `Ctx` so that a slice of it
@@ -110,7 +111,7 @@ impl Reactor {
         Ok(Reactor {
             poll,
             events: Events::with_capacity(EVENTS_PER_ROUND),
-            ready: Vec::with_capacity(EVENTS_PER_ROUND),
+            events_taken: 0,
             spare_again: Vec::new(),
             read_buf: vec![0; READ_BUF_SIZE].into_boxed_slice(),
             ctx: Ctx {
@@ -194,7 +195,7 @@ impl Reactor {
         for _ in 0..DISPATCH_ROUNDS {
             handled += self.turn_counted(Some(Duration::ZERO))?;
             let timer_due = self.next_deadline().is_some_and(|d| d <= self.ctx.now);
-            if self.ready.len() < EVENTS_PER_ROUND && !self.has_queued_work() && !timer_due {
+            if self.events_taken < EVENTS_PER_ROUND && !self.has_queued_work() && !timer_due {
                 self.unfinished = false;
                 return Ok(handled);
             }
@@ -291,15 +292,6 @@ impl Reactor {
         }
         self.ctx.now = Instant::now();
 
-        let mut ready = std::mem::take(&mut self.ready);
-        ready.clear();
-        ready.extend(self.events.iter().map(|e| Ready {
-            token: e.token(),
-            readable: e.is_readable() || e.is_read_closed() || e.is_error(),
-            writable: e.is_writable() || e.is_write_closed(),
-            read_closed: e.is_read_closed() || e.is_error(),
-        }));
-
         let mut handled = self.run_remote_calls() + self.run_local_jobs();
         self.settle();
         // The list is swapped with a spare so that neither allocates turn after turn.
@@ -307,12 +299,23 @@ impl Reactor {
             &mut self.ctx.read_again,
             std::mem::take(&mut self.spare_again),
         );
-        for event in &ready {
-            self.handle_event(*event);
+        // The events are read where mio put them, not copied: lent out of `self` (an empty
+        // `Events` holds no memory) while their handlers borrow the reactor.
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut count = 0;
+        for e in events.iter() {
+            count += 1;
+            self.handle_event(Ready {
+                token: e.token(),
+                readable: e.is_readable() || e.is_read_closed() || e.is_error(),
+                writable: e.is_writable() || e.is_write_closed(),
+                read_closed: e.is_read_closed() || e.is_error(),
+            });
             self.settle();
         }
-        handled += ready.len();
-        self.ready = ready;
+        self.events = events;
+        self.events_taken = count;
+        handled += count;
         for &id in &again {
             self.read_conn(id);
             self.settle();
@@ -422,6 +425,16 @@ impl Reactor {
 
     /// Applies what callbacks recorded: flushes, closes, notifications, messages.
     pub(super) fn settle(&mut self) {
+        self.ctx.flush_dirty();
+        // Usual after a read: nothing was recorded but writes, now flushed.
+        if self.ctx.deferred.is_empty() && self.ctx.messages.is_empty() {
+            return;
+        }
+        self.settle_queued();
+    }
+
+    /// [`Reactor::settle`] with notifications or messages queued.
+    fn settle_queued(&mut self) {
         let mut budget = SETTLE_BUDGET;
         loop {
             self.ctx.flush_dirty();
@@ -578,7 +591,8 @@ const QUEUE_KEPT: usize = 1024;
 /// posted). In place rather than freed: glibc raises its mmap and trim thresholds to the
 /// size of any large block freed, after which the main heap's holes stay resident.
 fn shrink_drained<T>(queue: &mut VecDeque<T>) {
-    if queue.is_empty() && queue.capacity() > QUEUE_KEPT {
+    // Capacity first: in the steady state it alone decides.
+    if queue.capacity() > QUEUE_KEPT && queue.is_empty() {
         queue.shrink_to(16);
     }
 }

@@ -319,6 +319,7 @@ pub struct Ctx {
 
 /// Calls one handler callback: takes the handler out of its slot, calls `f`, puts it back
 /// (or drops it, if it was removed meanwhile). A stale or busy handler is skipped.
+#[inline]
 fn dispatch(ctx: &mut Ctx, handler: HandlerId, f: impl FnOnce(&mut dyn Protocol, &mut Ctx)) {
     let Some(mut proto) = ctx.handlers.get_mut(handler).and_then(|s| s.proto.take()) else {
         return;

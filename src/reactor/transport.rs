@@ -58,46 +58,25 @@ impl Ctx {
             }
             return;
         }
-        let pending = conn.pending();
+        // `Conn::pending`, read from the buffer `compact` left.
+        let pending = conn.wbuf.as_ref().map_or(0, |w| w.bytes.len() - w.pos);
         if conn.above_high && pending < LOW_WATER {
             conn.above_high = false;
             self.deferred.push_back(Deferred::Drained(id));
         }
-        let tls_flushed = conn
-            .tls
-            .as_ref()
-            .is_none_or(|t| t.close_notify_sent && !t.wants_write());
-        if conn.closing && conn.state == State::Open && pending == 0 && tls_flushed {
-            self.finish(id, End::Lost(Disconnect::ClosedLocally));
-            return;
-        }
-        self.update_interest(id);
-    }
-
-    /// Registers WRITABLE only while something waits to be written (or a connect is pending).
-    fn update_interest(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let want_write = match conn.state {
-            State::Resolving => return,
-            State::Connecting => true,
-            State::Handshaking | State::Open => {
-                let open = conn.state == State::Open;
-                match conn.tls.as_ref() {
-                    Some(t) => {
-                        t.plain_left > 0
-                            || t.wants_write()
-                            || (open && !t.upgrading && conn.pending() > 0)
-                    }
-                    None => open && conn.pending() > 0,
-                }
+        if conn.closing && conn.state == State::Open && pending == 0 {
+            let tls_flushed = conn
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.close_notify_sent && !t.wants_write());
+            if tls_flushed {
+                self.finish(id, End::Lost(Disconnect::ClosedLocally));
+                return;
             }
-        };
-        let interest = if want_write {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
+        }
+        // The interest, decided on the connection at hand: usually unchanged.
+        let Some(interest) = wanted_interest(conn, pending) else {
+            return;
         };
         if conn.interest == Some(interest) {
             return;
@@ -118,8 +97,34 @@ impl Ctx {
     }
 }
 
+/// The readiness a connection with `pending` bytes buffered waits for: WRITABLE only while
+/// something waits to be written (or a connect is pending). `None` while it resolves (no
+/// socket yet).
+#[inline]
+fn wanted_interest(conn: &Conn, pending: usize) -> Option<Interest> {
+    let want_write = match conn.state {
+        State::Resolving => return None,
+        State::Connecting => true,
+        State::Handshaking | State::Open => {
+            let open = conn.state == State::Open;
+            match conn.tls.as_ref() {
+                Some(t) => {
+                    t.plain_left > 0 || t.wants_write() || (open && !t.upgrading && pending > 0)
+                }
+                None => open && pending > 0,
+            }
+        }
+    };
+    Some(if want_write {
+        Interest::READABLE | Interest::WRITABLE
+    } else {
+        Interest::READABLE
+    })
+}
+
 /// Writes the connection's buffer to its socket until the kernel stops taking bytes: through
 /// TLS (feeding one record at a time, then `close_notify` when closing), or directly.
+#[inline]
 fn write_out(conn: &mut Conn) -> io::Result<()> {
     let Some(sock) = conn.sock.as_mut() else {
         return Ok(());
@@ -177,6 +182,7 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
 }
 
 /// Writes `data` until the kernel stops taking bytes; returns how many it took.
+#[inline]
 fn write_raw(sock: &mut Stream, data: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < data.len() {
@@ -217,6 +223,7 @@ pub(super) fn discard_unread(conn: &mut Conn) -> io::Result<()> {
 /// Keeps the write buffer compact: lent back to `spares` when empty, shifted once half of it
 /// is consumed.
 #[allow(clippy::vec_box)]
+#[inline]
 fn compact(conn: &mut Conn, spares: &mut Vec<Box<WriteBuf>>) {
     let Some(w) = conn.wbuf.as_mut() else {
         return;
@@ -417,6 +424,7 @@ const SPARE_WBUF_CAPACITY: usize = 4 * HIGH_WATER;
 /// Returns an emptied write buffer to the spares, or frees it when there are enough or it
 /// grew large.
 #[allow(clippy::vec_box)]
+#[inline]
 pub(super) fn give_back(mut buf: Box<WriteBuf>, spares: &mut Vec<Box<WriteBuf>>) {
     if buf.bytes.capacity() <= SPARE_WBUF_CAPACITY && spares.len() < SPARE_WBUFS {
         buf.bytes.clear();
