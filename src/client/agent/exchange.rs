@@ -218,6 +218,7 @@ impl AgentState {
             .or_default()
             .waiting
             .push_front((0, id));
+        self.waiting += 1;
         self.pump(ctx);
     }
 
@@ -256,7 +257,9 @@ impl AgentState {
         if req.queued
             && let Some(host) = self.hosts.get_mut(&req.target.key)
         {
+            let before = host.waiting.len();
             host.waiting.retain(|&(_, r)| r != id);
+            self.waiting -= before - host.waiting.len();
         }
         if let Some(cid) = req.conn.take() {
             self.close_conn(ctx, cid, true);

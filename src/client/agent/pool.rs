@@ -100,6 +100,19 @@ impl AgentState {
                 reused: false,
             },
         });
+        // Nobody waiting and a slot free: the request goes out at once, neither queued nor
+        // looked for (the common case, which `pump` would reach the long way).
+        if self.waiting == 0
+            && self.active_total < self.shared.config.max_active_total
+            && self
+                .hosts
+                .at_mut(host)
+                .is_some_and(|h| h.active < self.shared.config.max_active_per_host)
+        {
+            self.dispatch(ctx, id, host);
+            self.forget_unused_hosts();
+            return;
+        }
         self.enqueue(id, host);
         self.pump(ctx);
     }
@@ -128,6 +141,7 @@ impl AgentState {
             .at_mut(at)
             .expect("the entry was made by host_of");
         host.waiting.push_back((seq, id));
+        self.waiting += 1;
         if let Some(r) = self.reqs.get_mut(&id) {
             r.queued = true;
         }
@@ -135,7 +149,7 @@ impl AgentState {
 
     /// Starts waiting requests while connection slots are free, oldest first.
     pub(super) fn pump(&mut self, ctx: &mut Ctx) {
-        while self.active_total < self.shared.config.max_active_total {
+        while self.waiting > 0 && self.active_total < self.shared.config.max_active_total {
             let cap = self.shared.config.max_active_per_host;
             let next = self
                 .hosts
@@ -147,12 +161,17 @@ impl AgentState {
             let Some(at) = next else { break };
             let host = self.hosts.at_mut(at).expect("handle came from the table");
             let (_, id) = host.waiting.pop_front().expect("host had a waiter");
+            self.waiting -= 1;
             self.dispatch(ctx, id, at);
         }
-        // Forget hosts with nothing left, so a client that meets many hosts over its life
-        // (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
-        // Looked for first: a pass over the few hosts costs less than rebuilding the table,
-        // and most calls find none.
+        self.forget_unused_hosts();
+    }
+
+    /// Forgets hosts with nothing left, so a client that meets many hosts over its life
+    /// (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
+    /// Looked for first: a pass over the few hosts costs less than rebuilding the table,
+    /// and most calls find none.
+    fn forget_unused_hosts(&mut self) {
         let in_use = |h: &HostPool| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty();
         if !self.hosts.values().all(in_use) {
             self.hosts.retain(in_use);
@@ -366,10 +385,12 @@ impl AgentState {
     }
 
     pub(super) fn stats(&self) -> PoolStats {
+        let queued = self.hosts.values().map(|h| h.waiting.len()).sum();
+        debug_assert_eq!(queued, self.waiting, "the waiting count is out of step");
         PoolStats {
             active: self.active_total,
             idle: self.hosts.values().map(|h| h.idle.len()).sum(),
-            queued: self.hosts.values().map(|h| h.waiting.len()).sum(),
+            queued,
             requests: self.reqs.len(),
             hosts: self.hosts.len(),
             ..self.stats

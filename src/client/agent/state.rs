@@ -242,6 +242,9 @@ pub(super) struct AgentState {
     pub(super) hosts: KeyedSlab<PoolKey, HostPool>,
     pub(super) active_total: usize,
     pub(super) waiting_seq: u64,
+    /// How many requests wait in the hosts' queues, kept in step with them: the pool looks
+    /// for the oldest waiter only when there is one.
+    pub(super) waiting: usize,
     /// The connections whose timer carries each tag (see `TimerTarget::tag`).
     pub(super) conn_timer_tags: FxHashMap<u64, ConnId>,
     pub(super) conn_timer_seq: u64,
@@ -276,6 +279,7 @@ impl AgentState {
             hosts: KeyedSlab::default(),
             active_total: 0,
             waiting_seq: 0,
+            waiting: 0,
             conn_timer_tags: FxHashMap::default(),
             conn_timer_seq: 0,
             scratch: Vec::with_capacity(1024),
