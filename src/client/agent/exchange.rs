@@ -11,7 +11,7 @@ use crate::reactor::{ConnId, Ctx};
 
 use super::route::{Added, added_fields};
 use super::state::{AgentState, BodyState};
-use super::timers::TimerTarget;
+use super::timers::{TimerTarget, fires_by};
 
 const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
@@ -61,7 +61,8 @@ impl AgentState {
         let mut send = |out: &mut Vec<u8>| {
             let start = out.len();
             let sent = proto.send_validated_request(&head, added, encoded, body, out);
-            if sent.is_ok() {
+            // Looked at here: the trace's formatting stays out of this path.
+            if sent.is_ok() && log::log_enabled!(log::Level::Trace) {
                 super::trace::request_head(cid, &out[start..]);
             }
             sent
@@ -93,7 +94,12 @@ impl AgentState {
             req.body_sent = true;
         }
         if let Some(t) = req.read_timeout {
-            self.arm_conn_timer(ctx, cid, now + t);
+            // As `arm_conn_timer`, with the connection at hand: most often the armed timer
+            // fires earlier and is kept.
+            let until = now + t;
+            if !fires_by(conn.timer, until) {
+                self.rearm_conn_timer(ctx, cid, until);
+            }
         }
         if body_done {
             return;
@@ -260,6 +266,7 @@ impl AgentState {
             let before = host.waiting.len();
             host.waiting.retain(|&(_, r)| r != id);
             self.waiting -= before - host.waiting.len();
+            self.maybe_unused = true;
         }
         if let Some(cid) = req.conn.take() {
             self.close_conn(ctx, cid, true);

@@ -148,7 +148,17 @@ impl AgentState {
     }
 
     /// Starts waiting requests while connection slots are free, oldest first.
+    #[inline]
     pub(super) fn pump(&mut self, ctx: &mut Ctx) {
+        if self.waiting > 0 {
+            self.start_waiting(ctx);
+        }
+        self.forget_unused_hosts();
+    }
+
+    /// The work of [`Self::pump`] when requests wait.
+    #[inline(never)]
+    fn start_waiting(&mut self, ctx: &mut Ctx) {
         while self.waiting > 0 && self.active_total < self.shared.config.max_active_total {
             let cap = self.shared.config.max_active_per_host;
             let next = self
@@ -162,19 +172,24 @@ impl AgentState {
             let host = self.hosts.at_mut(at).expect("handle came from the table");
             let (_, id) = host.waiting.pop_front().expect("host had a waiter");
             self.waiting -= 1;
+            // Should the request be gone, its host may be left with nothing.
+            self.maybe_unused = true;
             self.dispatch(ctx, id, at);
         }
-        self.forget_unused_hosts();
     }
 
     /// Forgets hosts with nothing left, so a client that meets many hosts over its life
     /// (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
-    /// Looked for first: a pass over the few hosts costs less than rebuilding the table,
-    /// and most calls find none.
+    /// Looked for only when something may have left a host unused ([`AgentState::maybe_unused`]),
+    /// and then first: a pass over the few hosts costs less than rebuilding the table.
+    #[inline]
     fn forget_unused_hosts(&mut self) {
-        let in_use = |h: &HostPool| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty();
-        if !self.hosts.values().all(in_use) {
-            self.hosts.retain(in_use);
+        if !self.maybe_unused {
+            return;
+        }
+        self.maybe_unused = false;
+        if !self.hosts.values().all(HostPool::in_use) {
+            self.hosts.retain(HostPool::in_use);
         }
     }
 
@@ -285,6 +300,7 @@ impl AgentState {
 
     /// Closes every idle pooled connection.
     pub(super) fn close_idle(&mut self, ctx: &mut Ctx) {
+        self.maybe_unused = true;
         let idle: Vec<ConnId> = self
             .hosts
             .values_mut()
@@ -342,6 +358,7 @@ impl AgentState {
             ctx.resume_reading(cid);
             self.set_idle_timer(ctx, cid, timeout);
         } else {
+            self.maybe_unused = true;
             self.conns.remove(&cid);
             ctx.lose_connection(cid);
         }
@@ -359,6 +376,7 @@ impl AgentState {
             return;
         };
         self.cancel_conn_timer(ctx, conn.timer);
+        self.maybe_unused = true;
         if let Some(host) = self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;
@@ -387,6 +405,10 @@ impl AgentState {
     pub(super) fn stats(&self) -> PoolStats {
         let queued = self.hosts.values().map(|h| h.waiting.len()).sum();
         debug_assert_eq!(queued, self.waiting, "the waiting count is out of step");
+        debug_assert!(
+            self.maybe_unused || self.hosts.values().all(HostPool::in_use),
+            "a host was left unused unnoticed"
+        );
         PoolStats {
             active: self.active_total,
             idle: self.hosts.values().map(|h| h.idle.len()).sum(),

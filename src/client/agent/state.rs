@@ -51,6 +51,13 @@ pub(super) struct HostPool {
     pub(super) waiting: VecDeque<(u64, RequestId)>,
 }
 
+impl HostPool {
+    /// Whether the host has a connection or a waiting request.
+    pub(super) fn in_use(&self) -> bool {
+        self.active > 0 || !self.idle.is_empty() || !self.waiting.is_empty()
+    }
+}
+
 pub(super) enum BodyState {
     NotAttached,
     Attached(Box<dyn BodyProtocol>),
@@ -245,6 +252,9 @@ pub(super) struct AgentState {
     /// How many requests wait in the hosts' queues, kept in step with them: the pool looks
     /// for the oldest waiter only when there is one.
     pub(super) waiting: usize,
+    /// Set when a host may have been left with nothing (no connection, no waiter): the pool
+    /// then looks for such hosts to forget; clear, it need not look.
+    pub(super) maybe_unused: bool,
     /// The connections whose timer carries each tag (see `TimerTarget::tag`).
     pub(super) conn_timer_tags: FxHashMap<u64, ConnId>,
     pub(super) conn_timer_seq: u64,
@@ -280,6 +290,7 @@ impl AgentState {
             active_total: 0,
             waiting_seq: 0,
             waiting: 0,
+            maybe_unused: false,
             conn_timer_tags: FxHashMap::default(),
             conn_timer_seq: 0,
             scratch: Vec::with_capacity(1024),
@@ -302,6 +313,7 @@ impl AgentState {
         found
     }
 
+    #[inline]
     pub(super) fn me(&self) -> HandlerId {
         self.me.expect("the Init message is the agent's first")
     }

@@ -63,6 +63,12 @@ impl TimerTarget {
     }
 }
 
+/// Whether a connection's armed timer (if any) fires no later than `until`.
+#[inline]
+pub(super) fn fires_by(timer: Option<(TimerId, u64, Instant)>, until: Instant) -> bool {
+    timer.is_some_and(|(_, _, at)| at <= until)
+}
+
 impl AgentState {
     pub(super) fn set_timer(
         &mut self,
@@ -75,26 +81,40 @@ impl AgentState {
     }
 
     /// Marks a pooled connection idle until `delay` from now.
+    #[inline]
     pub(super) fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
         let until = ctx.now() + delay;
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
         conn.idle_until = Some(until);
-        self.arm_conn_timer(ctx, cid, until);
+        if !fires_by(conn.timer, until) {
+            self.rearm_conn_timer(ctx, cid, until);
+        }
     }
 
     /// Makes sure the connection's timer fires no later than `until`: kept if the armed one
     /// fires earlier (it re-checks then and re-arms for the rest), re-armed otherwise. So a
     /// connection that serves request after request with the same limits costs no timer work
     /// per request: the timer is moved in the connection's fields, not in the reactor's heap.
+    #[inline]
     pub(super) fn arm_conn_timer(&mut self, ctx: &mut Ctx, cid: ConnId, until: Instant) {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        if conn.timer.is_some_and(|(_, _, at)| at <= until) {
+        if fires_by(conn.timer, until) {
             return;
         }
+        self.rearm_conn_timer(ctx, cid, until);
+    }
+
+    /// [`Self::arm_conn_timer`] when the armed timer fires too late (or none is armed): kept
+    /// out of line, so that the usual case is a compare where it is called.
+    #[inline(never)]
+    pub(super) fn rearm_conn_timer(&mut self, ctx: &mut Ctx, cid: ConnId, until: Instant) {
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
         let stale = conn.timer.take();
         self.cancel_conn_timer(ctx, stale);
         let delay = until.saturating_duration_since(ctx.now());
