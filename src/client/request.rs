@@ -52,6 +52,7 @@ pub struct Request {
 
 /// A method as kept with a request: the standard ones as static strings, so that a request
 /// and its response hold them without allocating.
+#[inline]
 pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
     // Matched as bytes: compiled to a length switch and inline compares, no `memcmp` call.
     Cow::Borrowed(match method.as_bytes() {
@@ -363,6 +364,7 @@ impl RequestHandle {
     }
 
     /// A handle on request `id` of `agent`, its state taken from the agent's pool if given.
+    #[inline]
     pub(crate) fn for_agent(agent: HandlerId, id: RequestId, pool: Option<&HandlePool>) -> Self {
         let h = pool.map_or_else(RequestHandle::new, HandlePool::take);
         h.state.current.set(Some((agent, id)));

@@ -261,6 +261,7 @@ fn field_name(name: &[u8]) -> String {
 
 /// The fields the core acts on, for a head validated already ([`validate`]'s pass without
 /// its checks), and fields added after the caller's (`added`: never `Host` or framing).
+#[inline]
 fn scan<'h>(head: &RequestHead<'h>, added: &[(&str, &[u8])]) -> Scan<'h> {
     let mut scan = Scan::new(head.host.as_bytes());
     let mut host_seen = false;

@@ -195,6 +195,20 @@ impl AgentState {
 
     /// Puts a request taken from the queue of host `at` on an idle connection or a new one.
     pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId, at: Handle) {
+        let Some(fresh_only) = self.reqs.get(&id).map(|r| r.fresh_only) else {
+            return;
+        };
+        let Some(host) = self.hosts.at_mut(at) else {
+            return;
+        };
+        host.active += 1;
+        self.active_total += 1;
+        // The connection first, so that the request is looked up once more, not twice.
+        let idle = if fresh_only {
+            None
+        } else {
+            self.take_idle(ctx, at, id)
+        };
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -203,28 +217,14 @@ impl AgentState {
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        let fresh_only = req.fresh_only;
-        let Some(host) = self.hosts.at_mut(at) else {
-            return;
-        };
-        host.active += 1;
-        self.active_total += 1;
-        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, at)).flatten() {
-            if let Some(conn) = self.conns.get_mut(&cid) {
-                conn.req = Some(id);
-            }
-            if let Some(req) = self.reqs.get_mut(&id) {
-                req.conn = Some(cid);
-                req.marks.reused = true;
-            }
+        if let Some(cid) = idle {
+            req.conn = Some(cid);
+            req.marks.reused = true;
             self.stats.reused += 1;
             log::debug!("connection {cid}: reused for request {}", id.0);
             self.start_request(ctx, cid);
             return;
         }
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return;
-        };
         let route = &req.target.route;
         let options = ConnectOptions {
             connect_timeout: self.shared.config.connect_timeout,
@@ -280,8 +280,9 @@ impl AgentState {
         );
     }
 
-    /// Takes the most recently idled connection of a host that is still open.
-    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle) -> Option<ConnId> {
+    /// Takes the most recently idled connection of a host that is still open, for request
+    /// `id`.
+    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle, id: RequestId) -> Option<ConnId> {
         loop {
             let cid = self.hosts.at_mut(at)?.idle.pop()?;
             let Some(conn) = self.conns.get_mut(&cid) else {
@@ -290,6 +291,7 @@ impl AgentState {
             // Its timer stays armed (see `Conn::timer`).
             conn.idle_until = None;
             if ctx.is_open(cid) {
+                conn.req = Some(id);
                 return Some(cid);
             }
             if let Some(conn) = self.conns.remove(&cid) {

@@ -83,6 +83,7 @@ pub(super) struct Targets {
 impl Targets {
     /// The target of `url`, parsed on first use, over the Unix socket `unix` (a request's
     /// own) or else the agent's. A URL cached for another socket is parsed again.
+    #[inline]
     pub(super) fn get(
         &mut self,
         config: &AgentConfig,
@@ -96,6 +97,19 @@ impl Targets {
         {
             return Ok(t.clone());
         }
+        self.get_other(config, url, unix, wanted)
+    }
+
+    /// [`Self::get`] for a URL other than the last one: out of line, so that asking the
+    /// same URL again costs a compare where it is called.
+    #[inline(never)]
+    fn get_other(
+        &mut self,
+        config: &AgentConfig,
+        url: &str,
+        unix: Option<&Rc<Path>>,
+        wanted: Option<&Path>,
+    ) -> Result<Rc<Target>, Cause> {
         if let Some((key, t)) = self.map.get_key_value(url)
             && t.route.unix.as_deref() == wanted
         {
@@ -371,6 +385,7 @@ fn added_for<'a>(
 /// and `Host` (checked once per URL, [`Target::check`]), and the `User-Agent` the agent would
 /// add (the other added fields are ours and valid), so that nothing has to be copied for the
 /// check; the head is built once, when it is written.
+#[inline]
 pub(super) fn prepare(
     config: &AgentConfig,
     target: &Target,
