@@ -60,6 +60,9 @@ pub(super) struct Target {
     /// The fields the agent adds to a request without fields of its own, encoded once
     /// ([`added_fields`], [`proto::encode_fields`]).
     pub(super) added_lines: Box<[u8]>,
+    /// `line`, `added_lines` and the blank line in one piece: after the method, the whole
+    /// head of a request without fields of its own and without a body.
+    pub(super) whole: Box<[u8]>,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
@@ -298,14 +301,17 @@ pub(super) fn resolve(
             }
         }
     };
-    let added_lines =
+    let added_lines: Box<[u8]> =
         proto::encode_fields(added_for(config, proxy_auth.as_deref(), &Headers::new()).as_slice())
             .into();
+    let line: Box<[u8]> = proto::encode_line(&target, &host_header).into();
+    let whole = [&line[..], &added_lines[..], b"\r\n"].concat().into();
     Ok(Target {
         url: Rc::new(url),
         check: TargetCheck::new(&target, &host_header),
-        line: proto::encode_line(&target, &host_header).into(),
+        line,
         added_lines,
+        whole,
         user_agent_ok: config
             .user_agent
             .as_ref()
