@@ -2,7 +2,9 @@
 //!
 //! The agent's state lives inside the reactor as one handler. The [`Agent`] the user holds is
 //! a copyable handle: every call posts a message, so nothing touches the state while the
-//! reactor has it borrowed (for instance from inside a response callback).
+//! reactor has it borrowed (for instance from inside a response callback). The one
+//! exception keeps that rule: a request submitted during the agent's own read, with nothing
+//! else queued, is taken by the agent when the read returns (see `Shared::held`).
 //!
 //! The files, each one concern:
 //!
