@@ -46,7 +46,7 @@ impl AgentState {
                 // The agent adds `Connection: close` exactly when it keeps no connection.
                 close: !self.shared.config.persistent,
             }),
-            whole: Some(&target.whole),
+            whole: (!own_fields).then_some(&*target.whole),
         };
         let head = RequestHead {
             method: &req.method,
