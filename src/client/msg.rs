@@ -60,7 +60,12 @@ impl RequestIds {
             self.slots += 1;
             self.slots - 1
         });
-        self.generation = self.generation % (GENERATIONS - 1) + 1;
+        // 1 to GENERATIONS - 1, round and round (0 is never a live generation).
+        self.generation = if self.generation >= GENERATIONS - 1 {
+            1
+        } else {
+            self.generation + 1
+        };
         RequestId::at(slot, self.generation)
     }
 

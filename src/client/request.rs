@@ -52,14 +52,21 @@ pub struct Request {
 
 /// A method as kept with a request: the standard ones as static strings, so that a request
 /// and its response hold them without allocating.
+#[inline]
 pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-    ];
-    match KNOWN.iter().find(|&&m| m == method) {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.to_string()),
-    }
+    // Matched as bytes: compiled to a length switch and inline compares, no `memcmp` call.
+    Cow::Borrowed(match method.as_bytes() {
+        b"GET" => "GET",
+        b"HEAD" => "HEAD",
+        b"POST" => "POST",
+        b"PUT" => "PUT",
+        b"DELETE" => "DELETE",
+        b"OPTIONS" => "OPTIONS",
+        b"PATCH" => "PATCH",
+        b"TRACE" => "TRACE",
+        b"CONNECT" => "CONNECT",
+        _ => return Cow::Owned(method.to_string()),
+    })
 }
 
 /// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
@@ -357,6 +364,7 @@ impl RequestHandle {
     }
 
     /// A handle on request `id` of `agent`, its state taken from the agent's pool if given.
+    #[inline]
     pub(crate) fn for_agent(agent: HandlerId, id: RequestId, pool: Option<&HandlePool>) -> Self {
         let h = pool.map_or_else(RequestHandle::new, HandlePool::take);
         h.state.current.set(Some((agent, id)));
@@ -421,6 +429,19 @@ impl RequestHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_methods_are_kept_static_and_others_as_given() {
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+        ] {
+            assert!(matches!(method_name(m), Cow::Borrowed(b) if b == m), "{m}");
+        }
+        // Methods are case-sensitive: near misses are kept as given, owned.
+        for m in ["get", "GETS", "GE", "", "PROPFIND", "CONNECT\0"] {
+            assert!(matches!(method_name(m), Cow::Owned(o) if o == m), "{m:?}");
+        }
+    }
 
     #[test]
     fn handle_states_are_reused_only_once_free() {

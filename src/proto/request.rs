@@ -261,6 +261,7 @@ fn field_name(name: &[u8]) -> String {
 
 /// The fields the core acts on, for a head validated already ([`validate`]'s pass without
 /// its checks), and fields added after the caller's (`added`: never `Host` or framing).
+#[inline]
 fn scan<'h>(head: &RequestHead<'h>, added: &[(&str, &[u8])]) -> Scan<'h> {
     let mut scan = Scan::new(head.host.as_bytes());
     let mut host_seen = false;
@@ -347,6 +348,10 @@ pub(crate) struct Encoded<'a> {
     pub(crate) line: Option<&'a [u8]>,
     /// The added fields, encoded: written (and looked at) instead of the list given with it.
     pub(crate) added: Option<EncodedFields<'a>>,
+    /// `line`, then `added`'s lines, then the blank line, in one piece: written instead of
+    /// them for a head without fields of the caller's and without a body (with `added`
+    /// given, which tells what the fields mean).
+    pub(crate) whole: Option<&'a [u8]>,
 }
 
 /// Fields a client adds to a request, encoded ahead ([`encode_fields`]).
@@ -452,6 +457,14 @@ impl ClientConnection {
                 .is_none_or(|a| added.is_empty() || a.lines == encode_fields(added)),
             "the fields encoded ahead are those added"
         );
+        debug_assert!(
+            encoded
+                .whole
+                .is_none_or(|w| encoded.line.is_some_and(|l| encoded
+                    .added
+                    .is_some_and(|a| *w == [l, a.lines, b"\r\n"].concat()))),
+            "the whole piece is the line and the fields encoded ahead"
+        );
         debug_assert!(validate(head).is_ok(), "the head was validated");
         debug_assert!(
             added.iter().all(|&(n, v)| is_token(n.as_bytes())
@@ -492,68 +505,79 @@ impl ClientConnection {
         body: RequestBody,
         out: &mut Vec<u8>,
     ) {
-        let host = scan.host;
         let headers = head.headers;
-        let line = encoded.line.filter(|_| !scan.host_given);
-        // The method and the blank line.
-        let mut len = head.method.len() + 2;
-        len += match line {
-            Some(line) => line.len(),
-            // " T HTTP/1.1\r\nHost: H\r\n"
-            None => head.target.len() + host.len() + 20,
-        };
-        for (name, value) in headers.fields() {
-            if !is_owned_field(name) {
-                len += name.len() + value.len() + 4;
-            }
-        }
-        len += match encoded.added {
-            Some(fields) => fields.lines.len(),
-            None => added.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
-        };
-        len += match body {
-            RequestBody::None => 0,
-            RequestBody::Length(n) => CONTENT_LENGTH.len() + dec_len(n) + 2,
-            RequestBody::Chunked => CHUNKED.len(),
-        };
-        out.reserve(len);
-        let start = out.len();
-        out.extend_from_slice(head.method.as_bytes());
-        match line {
-            Some(line) => out.extend_from_slice(line),
-            None => {
-                out.push(b' ');
-                out.extend_from_slice(head.target.as_bytes());
-                out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-                out.extend_from_slice(host);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        for (name, value) in headers.fields() {
-            if is_owned_field(name) {
-                continue;
-            }
-            push_field(out, name, value);
-        }
-        match encoded.added {
-            Some(fields) => out.extend_from_slice(fields.lines),
-            None => {
-                for &(name, value) in added {
-                    push_field(out, name.as_bytes(), value);
+        // A head of the line and the added fields alone (no field of the caller's, no body
+        // framing) is the method and one piece encoded ahead.
+        let whole = encoded
+            .whole
+            .filter(|_| headers.is_empty() && body == RequestBody::None && encoded.added.is_some());
+        if let Some(whole) = whole {
+            out.reserve(head.method.len() + whole.len());
+            out.extend_from_slice(head.method.as_bytes());
+            out.extend_from_slice(whole);
+        } else {
+            let host = scan.host;
+            let line = encoded.line.filter(|_| !scan.host_given);
+            // The method and the blank line.
+            let mut len = head.method.len() + 2;
+            len += match line {
+                Some(line) => line.len(),
+                // " T HTTP/1.1\r\nHost: H\r\n"
+                None => head.target.len() + host.len() + 20,
+            };
+            for (name, value) in headers.fields() {
+                if !is_owned_field(name) {
+                    len += name.len() + value.len() + 4;
                 }
             }
-        }
-        match body {
-            RequestBody::None => {}
-            RequestBody::Length(n) => {
-                out.extend_from_slice(CONTENT_LENGTH);
-                push_dec(out, n);
-                out.extend_from_slice(b"\r\n");
+            len += match encoded.added {
+                Some(fields) => fields.lines.len(),
+                None => added.iter().map(|(n, v)| n.len() + v.len() + 4).sum(),
+            };
+            len += match body {
+                RequestBody::None => 0,
+                RequestBody::Length(n) => CONTENT_LENGTH.len() + dec_len(n) + 2,
+                RequestBody::Chunked => CHUNKED.len(),
+            };
+            out.reserve(len);
+            let start = out.len();
+            out.extend_from_slice(head.method.as_bytes());
+            match line {
+                Some(line) => out.extend_from_slice(line),
+                None => {
+                    out.push(b' ');
+                    out.extend_from_slice(head.target.as_bytes());
+                    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+                    out.extend_from_slice(host);
+                    out.extend_from_slice(b"\r\n");
+                }
             }
-            RequestBody::Chunked => out.extend_from_slice(CHUNKED),
+            for (name, value) in headers.fields() {
+                if is_owned_field(name) {
+                    continue;
+                }
+                push_field(out, name, value);
+            }
+            match encoded.added {
+                Some(fields) => out.extend_from_slice(fields.lines),
+                None => {
+                    for &(name, value) in added {
+                        push_field(out, name.as_bytes(), value);
+                    }
+                }
+            }
+            match body {
+                RequestBody::None => {}
+                RequestBody::Length(n) => {
+                    out.extend_from_slice(CONTENT_LENGTH);
+                    push_dec(out, n);
+                    out.extend_from_slice(b"\r\n");
+                }
+                RequestBody::Chunked => out.extend_from_slice(CHUNKED),
+            }
+            out.extend_from_slice(b"\r\n");
+            debug_assert_eq!(out.len() - start, len, "the reserved length is exact");
         }
-        out.extend_from_slice(b"\r\n");
-        debug_assert_eq!(out.len() - start, len, "the reserved length is exact");
 
         // Record what the response side needs to know about this request.
         let method = head.method.as_bytes();

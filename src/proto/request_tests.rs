@@ -109,19 +109,27 @@ fn heads_match_the_reference_writer() {
                     lines: &lines,
                     close: added.iter().any(|f| f.0 == "Connection"),
                 };
+                let whole = [&line[..], &lines[..], b"\r\n"].concat();
                 let encodings = [
                     Encoded::default(),
                     Encoded {
                         line: Some(&line),
-                        added: None,
+                        ..Encoded::default()
                     },
                     Encoded {
-                        line: None,
                         added: Some(fields),
+                        ..Encoded::default()
                     },
                     Encoded {
                         line: Some(&line),
                         added: Some(fields),
+                        whole: None,
+                    },
+                    // Used only for a head without fields and body; ignored otherwise.
+                    Encoded {
+                        line: Some(&line),
+                        added: Some(fields),
+                        whole: Some(&whole),
                     },
                 ];
                 for body in bodies {
@@ -162,7 +170,7 @@ fn heads_match_the_reference_writer() {
             }
         }
     }
-    assert_eq!(cases, 7 * 4 * 4 * 6 * 4);
+    assert_eq!(cases, 7 * 4 * 4 * 6 * 5);
 }
 
 #[test]

@@ -82,6 +82,13 @@ impl Ctx {
         }
     }
 
+    /// Whether nothing posted or recorded waits to be delivered: a handler may then act on
+    /// something at the end of its own callback rather than post a message for it, and no
+    /// other message is passed.
+    pub(crate) fn nothing_queued(&self) -> bool {
+        self.messages.is_empty() && self.deferred.is_empty()
+    }
+
     /// Runs `f` once after `delay`.
     pub fn call_later(&mut self, delay: Duration, f: impl FnOnce(&mut Ctx) + 'static) -> TimerId {
         TimerId(

@@ -46,6 +46,7 @@ impl AgentState {
                 // The agent adds `Connection: close` exactly when it keeps no connection.
                 close: !self.shared.config.persistent,
             }),
+            whole: (!own_fields).then_some(&*target.whole),
         };
         let head = RequestHead {
             method: &req.method,
@@ -61,7 +62,8 @@ impl AgentState {
         let mut send = |out: &mut Vec<u8>| {
             let start = out.len();
             let sent = proto.send_validated_request(&head, added, encoded, body, out);
-            if sent.is_ok() {
+            // Looked at here: the trace's formatting stays out of this path.
+            if sent.is_ok() && log::log_enabled!(log::Level::Trace) {
                 super::trace::request_head(cid, &out[start..]);
             }
             sent
@@ -218,6 +220,7 @@ impl AgentState {
             .or_default()
             .waiting
             .push_front((0, id));
+        self.waiting += 1;
         self.pump(ctx);
     }
 
@@ -256,7 +259,10 @@ impl AgentState {
         if req.queued
             && let Some(host) = self.hosts.get_mut(&req.target.key)
         {
+            let before = host.waiting.len();
             host.waiting.retain(|&(_, r)| r != id);
+            self.waiting -= before - host.waiting.len();
+            self.maybe_unused = true;
         }
         if let Some(cid) = req.conn.take() {
             self.close_conn(ctx, cid, true);

@@ -2,7 +2,9 @@
 //!
 //! The agent's state lives inside the reactor as one handler. The [`Agent`] the user holds is
 //! a copyable handle: every call posts a message, so nothing touches the state while the
-//! reactor has it borrowed (for instance from inside a response callback).
+//! reactor has it borrowed (for instance from inside a response callback). The one
+//! exception keeps that rule: a request submitted during the agent's own read, with nothing
+//! else queued, is taken by the agent when the read returns (see `Shared::held`).
 //!
 //! The files, each one concern:
 //!
@@ -40,7 +42,7 @@ mod tunnel;
 mod upgrade;
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,8 @@ impl Agent {
             config,
             targets: RefCell::default(),
             requests: RefCell::default(),
+            held: Cell::new(false),
+            unposted: Cell::new(0),
             ids: RefCell::default(),
             inbox: Rc::default(),
             handles: HandlePool::default(),
@@ -154,7 +158,13 @@ impl Agent {
                 parts,
                 on_response,
             });
-            ctx.post(self.handler, Box::new(NextRequest));
+            // Taken at the end of the agent's read when it runs now and nothing else is
+            // queued (so no message is passed); otherwise the reactor says when.
+            if shared.held.get() && ctx.nothing_queued() {
+                shared.unposted.set(shared.unposted.get() + 1);
+            } else {
+                ctx.post(self.handler, Box::new(NextRequest));
+            }
         }
         RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))
     }
@@ -206,6 +216,43 @@ impl HttpAgent for Agent {
 }
 
 impl AgentState {
+    /// What [`Protocol::data_received`] does, apart from taking the requests submitted
+    /// meanwhile.
+    #[inline]
+    fn received(&mut self, ctx: &mut Ctx, cid: ConnId, data: &[u8]) {
+        self.sweep_abandoned(ctx);
+        let Some(conn) = self.conns.get_mut(&cid) else {
+            return;
+        };
+        if let Some(req) = conn.req.and_then(|id| self.reqs.get_mut(&id)) {
+            // The loop's clock was read when the poll saw these bytes arrive (never before the
+            // request went out, for a connection reused within that same turn).
+            let now = req.marks.sent.map_or(ctx.now(), |sent| sent.max(ctx.now()));
+            req.marks.first_byte.get_or_insert(now);
+            req.last_activity = now;
+        }
+        if !conn.pending.is_empty() {
+            // Reading was paused after these arrived: keep order.
+            conn.pending.extend_from_slice(data);
+            ctx.pause_reading(cid);
+            return;
+        }
+        self.process(ctx, cid, data);
+    }
+
+    /// Takes the requests submitted during a read without a message (see [`Shared::held`]),
+    /// as their messages would have: after the responses dropped unread are seen to.
+    fn take_unposted(&mut self, ctx: &mut Ctx) {
+        let n = self.shared.unposted.replace(0);
+        self.sweep_abandoned(ctx);
+        for _ in 0..n {
+            let new = pop_trimmed(&mut self.shared.requests.borrow_mut());
+            if let Some(new) = new {
+                self.take_request(ctx, new);
+            }
+        }
+    }
+
     /// Carries out a command of the [`Agent`] handle.
     fn command(&mut self, ctx: &mut Ctx, command: Command) {
         match command {
@@ -253,24 +300,12 @@ impl Protocol for AgentState {
     }
 
     fn data_received(&mut self, ctx: &mut Ctx, cid: ConnId, data: &[u8]) {
-        self.sweep_abandoned(ctx);
-        let Some(conn) = self.conns.get_mut(&cid) else {
-            return;
-        };
-        if let Some(req) = conn.req.and_then(|id| self.reqs.get_mut(&id)) {
-            // The loop's clock was read when the poll saw these bytes arrive (never before the
-            // request went out, for a connection reused within that same turn).
-            let now = req.marks.sent.map_or(ctx.now(), |sent| sent.max(ctx.now()));
-            req.marks.first_byte.get_or_insert(now);
-            req.last_activity = now;
+        self.shared.held.set(true);
+        self.received(ctx, cid, data);
+        self.shared.held.set(false);
+        if self.shared.unposted.get() > 0 {
+            self.take_unposted(ctx);
         }
-        if !conn.pending.is_empty() {
-            // Reading was paused after these arrived: keep order.
-            conn.pending.extend_from_slice(data);
-            ctx.pause_reading(cid);
-            return;
-        }
-        self.process(ctx, cid, data);
     }
 
     fn connection_lost(&mut self, ctx: &mut Ctx, cid: ConnId, reason: Disconnect) {

@@ -100,6 +100,19 @@ impl AgentState {
                 reused: false,
             },
         });
+        // Nobody waiting and a slot free: the request goes out at once, neither queued nor
+        // looked for (the common case, which `pump` would reach the long way).
+        if self.waiting == 0
+            && self.active_total < self.shared.config.max_active_total
+            && self
+                .hosts
+                .at_mut(host)
+                .is_some_and(|h| h.active < self.shared.config.max_active_per_host)
+        {
+            self.dispatch(ctx, id, host);
+            self.forget_unused_hosts();
+            return;
+        }
         self.enqueue(id, host);
         self.pump(ctx);
     }
@@ -128,14 +141,25 @@ impl AgentState {
             .at_mut(at)
             .expect("the entry was made by host_of");
         host.waiting.push_back((seq, id));
+        self.waiting += 1;
         if let Some(r) = self.reqs.get_mut(&id) {
             r.queued = true;
         }
     }
 
     /// Starts waiting requests while connection slots are free, oldest first.
+    #[inline]
     pub(super) fn pump(&mut self, ctx: &mut Ctx) {
-        while self.active_total < self.shared.config.max_active_total {
+        if self.waiting > 0 {
+            self.start_waiting(ctx);
+        }
+        self.forget_unused_hosts();
+    }
+
+    /// The work of [`Self::pump`] when requests wait.
+    #[inline(never)]
+    fn start_waiting(&mut self, ctx: &mut Ctx) {
+        while self.waiting > 0 && self.active_total < self.shared.config.max_active_total {
             let cap = self.shared.config.max_active_per_host;
             let next = self
                 .hosts
@@ -147,20 +171,44 @@ impl AgentState {
             let Some(at) = next else { break };
             let host = self.hosts.at_mut(at).expect("handle came from the table");
             let (_, id) = host.waiting.pop_front().expect("host had a waiter");
+            self.waiting -= 1;
+            // Should the request be gone, its host may be left with nothing.
+            self.maybe_unused = true;
             self.dispatch(ctx, id, at);
         }
-        // Forget hosts with nothing left, so a client that meets many hosts over its life
-        // (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
-        // Looked for first: a pass over the few hosts costs less than rebuilding the table,
-        // and most calls find none.
-        let in_use = |h: &HostPool| h.active > 0 || !h.idle.is_empty() || !h.waiting.is_empty();
-        if !self.hosts.values().all(in_use) {
-            self.hosts.retain(in_use);
+    }
+
+    /// Forgets hosts with nothing left, so a client that meets many hosts over its life
+    /// (redirects, crawls) keeps a table of the hosts in use, not of every host seen.
+    /// Looked for only when something may have left a host unused ([`AgentState::maybe_unused`]),
+    /// and then first: a pass over the few hosts costs less than rebuilding the table.
+    #[inline]
+    fn forget_unused_hosts(&mut self) {
+        if !self.maybe_unused {
+            return;
+        }
+        self.maybe_unused = false;
+        if !self.hosts.values().all(HostPool::in_use) {
+            self.hosts.retain(HostPool::in_use);
         }
     }
 
     /// Puts a request taken from the queue of host `at` on an idle connection or a new one.
     pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId, at: Handle) {
+        let Some(fresh_only) = self.reqs.get(&id).map(|r| r.fresh_only) else {
+            return;
+        };
+        let Some(host) = self.hosts.at_mut(at) else {
+            return;
+        };
+        host.active += 1;
+        self.active_total += 1;
+        // The connection first, so that the request is looked up once more, not twice.
+        let idle = if fresh_only {
+            None
+        } else {
+            self.take_idle(ctx, at, id)
+        };
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -169,28 +217,14 @@ impl AgentState {
         if let Some(t) = req.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        let fresh_only = req.fresh_only;
-        let Some(host) = self.hosts.at_mut(at) else {
-            return;
-        };
-        host.active += 1;
-        self.active_total += 1;
-        if let Some(cid) = (!fresh_only).then(|| self.take_idle(ctx, at)).flatten() {
-            if let Some(conn) = self.conns.get_mut(&cid) {
-                conn.req = Some(id);
-            }
-            if let Some(req) = self.reqs.get_mut(&id) {
-                req.conn = Some(cid);
-                req.marks.reused = true;
-            }
+        if let Some(cid) = idle {
+            req.conn = Some(cid);
+            req.marks.reused = true;
             self.stats.reused += 1;
             log::debug!("connection {cid}: reused for request {}", id.0);
             self.start_request(ctx, cid);
             return;
         }
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return;
-        };
         let route = &req.target.route;
         let options = ConnectOptions {
             connect_timeout: self.shared.config.connect_timeout,
@@ -245,8 +279,9 @@ impl AgentState {
         );
     }
 
-    /// Takes the most recently idled connection of a host that is still open.
-    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle) -> Option<ConnId> {
+    /// Takes the most recently idled connection of a host that is still open, for request
+    /// `id`.
+    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle, id: RequestId) -> Option<ConnId> {
         loop {
             let cid = self.hosts.at_mut(at)?.idle.pop()?;
             let Some(conn) = self.conns.get_mut(&cid) else {
@@ -255,6 +290,7 @@ impl AgentState {
             // Its timer stays armed (see `Conn::timer`).
             conn.idle_until = NO_CONN_TIMER;
             if ctx.is_open(cid) {
+                conn.req = Some(id);
                 return Some(cid);
             }
             self.conns.remove(&cid);
@@ -264,6 +300,7 @@ impl AgentState {
 
     /// Closes every idle pooled connection.
     pub(super) fn close_idle(&mut self, ctx: &mut Ctx) {
+        self.maybe_unused = true;
         let idle: Vec<ConnId> = self
             .hosts
             .values_mut()
@@ -322,6 +359,7 @@ impl AgentState {
             ctx.resume_reading(cid);
             self.set_idle_timer(ctx, cid, timeout);
         } else {
+            self.maybe_unused = true;
             self.conns.remove(&cid);
             self.conn_timer_dropped(ctx);
             ctx.lose_connection(cid);
@@ -340,6 +378,7 @@ impl AgentState {
             return;
         };
         self.conn_timer_dropped(ctx);
+        self.maybe_unused = true;
         if let Some(host) = self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
             if conn.req.is_some() {
                 host.active -= 1;
@@ -366,10 +405,16 @@ impl AgentState {
     }
 
     pub(super) fn stats(&self) -> PoolStats {
+        let queued = self.hosts.values().map(|h| h.waiting.len()).sum();
+        debug_assert_eq!(queued, self.waiting, "the waiting count is out of step");
+        debug_assert!(
+            self.maybe_unused || self.hosts.values().all(HostPool::in_use),
+            "a host was left unused unnoticed"
+        );
         PoolStats {
             active: self.active_total,
             idle: self.hosts.values().map(|h| h.idle.len()).sum(),
-            queued: self.hosts.values().map(|h| h.waiting.len()).sum(),
+            queued,
             requests: self.reqs.len(),
             hosts: self.hosts.len(),
             ..self.stats

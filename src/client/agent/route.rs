@@ -60,6 +60,9 @@ pub(super) struct Target {
     /// The fields the agent adds to a request without fields of its own, encoded once
     /// ([`added_fields`], [`proto::encode_fields`]).
     pub(super) added_lines: Box<[u8]>,
+    /// `line`, `added_lines` and the blank line in one piece: after the method, the whole
+    /// head of a request without fields of its own and without a body.
+    pub(super) whole: Box<[u8]>,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
@@ -83,6 +86,7 @@ pub(super) struct Targets {
 impl Targets {
     /// The target of `url`, parsed on first use, over the Unix socket `unix` (a request's
     /// own) or else the agent's. A URL cached for another socket is parsed again.
+    #[inline]
     pub(super) fn get(
         &mut self,
         config: &AgentConfig,
@@ -96,6 +100,19 @@ impl Targets {
         {
             return Ok(t.clone());
         }
+        self.get_other(config, url, unix, wanted)
+    }
+
+    /// [`Self::get`] for a URL other than the last one: out of line, so that asking the
+    /// same URL again costs a compare where it is called.
+    #[inline(never)]
+    fn get_other(
+        &mut self,
+        config: &AgentConfig,
+        url: &str,
+        unix: Option<&Rc<Path>>,
+        wanted: Option<&Path>,
+    ) -> Result<Rc<Target>, Cause> {
         if let Some((key, t)) = self.map.get_key_value(url)
             && t.route.unix.as_deref() == wanted
         {
@@ -284,14 +301,17 @@ pub(super) fn resolve(
             }
         }
     };
-    let added_lines =
+    let added_lines: Box<[u8]> =
         proto::encode_fields(added_for(config, proxy_auth.as_deref(), &Headers::new()).as_slice())
             .into();
+    let line: Box<[u8]> = proto::encode_line(&target, &host_header).into();
+    let whole = [&line[..], &added_lines[..], b"\r\n"].concat().into();
     Ok(Target {
         url: Rc::new(url),
         check: TargetCheck::new(&target, &host_header),
-        line: proto::encode_line(&target, &host_header).into(),
+        line,
         added_lines,
+        whole,
         user_agent_ok: config
             .user_agent
             .as_ref()
@@ -371,6 +391,7 @@ fn added_for<'a>(
 /// and `Host` (checked once per URL, [`Target::check`]), and the `User-Agent` the agent would
 /// add (the other added fields are ours and valid), so that nothing has to be copied for the
 /// check; the head is built once, when it is written.
+#[inline]
 pub(super) fn prepare(
     config: &AgentConfig,
     target: &Target,

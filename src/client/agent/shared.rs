@@ -3,7 +3,7 @@
 //! shared half from its id.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
@@ -24,13 +24,21 @@ use super::route::{Target, Targets};
 /// Requests wait in a queue here instead of travelling in boxed messages, which cost two
 /// allocations per request; each queued request has one zero-sized message posted for it, so
 /// the reactor still decides when (and in which order with other messages) the agent takes
-/// it. What responses hand back (body protocols, abandoned bodies, header storage) waits in
+/// it. One submitted from inside the agent's read with nothing else queued is taken when the
+/// read returns instead (see [`Shared::held`]): the order is the same, and the message and
+/// its delivery are saved. What responses hand back (body protocols, abandoned bodies, header storage) waits in
 /// the [`AgentInbox`] the same way.
 pub(super) struct Shared {
     pub(super) config: AgentConfig,
     /// Parsed request URLs: a handle resolves a URL as it submits the request.
     pub(super) targets: RefCell<Targets>,
     pub(super) requests: RefCell<VecDeque<NewRequest>>,
+    /// Set while the agent reads a connection (and so runs the callbacks that most often
+    /// submit the next request): a request submitted then with nothing else queued on the
+    /// reactor is taken by the agent when the read returns, with no message posted.
+    pub(super) held: Cell<bool>,
+    /// Requests at the front of `requests` submitted under `held` without a message.
+    pub(super) unposted: Cell<usize>,
     /// The ids of the requests submitted and not yet forgotten by the agent: each names the
     /// request's slot in the agent's table.
     pub(super) ids: RefCell<RequestIds>,
@@ -112,6 +120,8 @@ mod tests {
             config: AgentConfig::default(),
             targets: RefCell::default(),
             requests: RefCell::default(),
+            held: Cell::new(false),
+            unposted: Cell::new(0),
             ids: RefCell::default(),
             inbox: Rc::default(),
             handles: HandlePool::default(),

@@ -54,6 +54,13 @@ pub(super) struct HostPool {
     pub(super) waiting: VecDeque<(u64, RequestId)>,
 }
 
+impl HostPool {
+    /// Whether the host has a connection or a waiting request.
+    pub(super) fn in_use(&self) -> bool {
+        self.active > 0 || !self.idle.is_empty() || !self.waiting.is_empty()
+    }
+}
+
 pub(super) enum BodyState {
     NotAttached,
     Attached(Box<dyn BodyProtocol>),
@@ -248,6 +255,12 @@ pub(super) struct AgentState {
     pub(super) waiting_seq: u64,
     /// The deadlines of the connections' timers, under one reactor timer.
     pub(super) conn_timers: ConnTimers,
+    /// How many requests wait in the hosts' queues, kept in step with them: the pool looks
+    /// for the oldest waiter only when there is one.
+    pub(super) waiting: usize,
+    /// Set when a host may have been left with nothing (no connection, no waiter): the pool
+    /// then looks for such hosts to forget; clear, it need not look.
+    pub(super) maybe_unused: bool,
     pub(super) scratch: Vec<u8>,
     /// Storage for the fields of the next response head, from `Shared::spare_headers`.
     pub(super) spare_headers: Headers,
@@ -280,6 +293,8 @@ impl AgentState {
             active_total: 0,
             waiting_seq: 0,
             conn_timers: ConnTimers::new(),
+            waiting: 0,
+            maybe_unused: false,
             scratch: Vec::with_capacity(1024),
             spare_headers: Headers::new(),
             spare_stashes: Vec::new(),
@@ -300,6 +315,7 @@ impl AgentState {
         found
     }
 
+    #[inline]
     pub(super) fn me(&self) -> HandlerId {
         self.me.expect("the Init message is the agent's first")
     }

@@ -408,6 +408,7 @@ impl<K: Clone + Eq + Hash, V: Default> KeyedSlab<K, V> {
     }
 
     /// The entry `at` points to or, should it be gone, the one under `key`.
+    #[inline]
     pub(super) fn at_or_get_mut(&mut self, at: Handle, key: &K) -> Option<&mut V> {
         if self.at_mut(at).is_some() {
             return self.at_mut(at);

@@ -129,6 +129,7 @@ impl AgentState {
     }
 
     /// Marks a pooled connection idle until `delay` from now.
+    #[inline]
     pub(super) fn set_idle_timer(&mut self, ctx: &mut Ctx, cid: ConnId, delay: Duration) {
         let at = self.conn_timers.after(ctx.now(), delay);
         let Some(conn) = self.conns.get_mut(&cid) else {

@@ -37,6 +37,7 @@ impl AgentState {
         if let Some(host) = self.hosts.get_mut(&conn.opened_for.key) {
             host.active -= 1;
             self.active_total -= 1;
+            self.maybe_unused = true;
         }
         let unread = std::mem::take(&mut conn.pending);
         if conn.eof.is_some() {
