@@ -201,6 +201,20 @@ fn each_finished_request_cancels_its_total_timer() {
 /// still closes at its own: one server's `Keep-Alive: timeout=1` (its idle time is the hint
 /// less 500 ms) against the agent's 1.2 s for the other two. Nothing is left pending after
 /// the last close.
+/// Issues `/0`, `/1` and `/2` to `srv` at once (three connections) and waits until each has
+/// succeeded.
+fn three_requests_at_once(reactor: &mut Reactor, agent: Agent, srv: &ScriptedServer) {
+    let slots: Vec<Slot> = (0..3)
+        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
+        .collect();
+    turn_until(reactor, Duration::from_secs(5), || {
+        slots.iter().all(finished)
+    });
+    for slot in &slots {
+        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
+    }
+}
+
 #[test]
 fn idle_connections_share_one_timer_and_close_each_at_its_own_deadline() {
     let hinted: &[u8] =
@@ -214,16 +228,8 @@ fn idle_connections_share_one_timer_and_close_each_at_its_own_deadline() {
     };
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), config);
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
-        .collect();
-    turn_until(&mut reactor, Duration::from_secs(5), || {
-        slots.iter().all(finished)
-    });
+    three_requests_at_once(&mut reactor, agent, &srv);
     let idled = Instant::now();
-    for slot in &slots {
-        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
-    }
     assert_eq!(srv.connections(), 3);
     assert_eq!(reactor.ctx().connection_count(), 3);
     assert_eq!(
@@ -264,15 +270,7 @@ fn connections_closed_by_their_servers_leave_no_timer_behind() {
     };
     let mut reactor = Reactor::new().unwrap();
     let agent = Agent::new(reactor.ctx(), config);
-    let slots: Vec<Slot> = (0..3)
-        .map(|i| issue(reactor.ctx(), agent, Req::get(srv.url(&format!("/{i}")))))
-        .collect();
-    turn_until(&mut reactor, Duration::from_secs(5), || {
-        slots.iter().all(finished)
-    });
-    for slot in &slots {
-        assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
-    }
+    three_requests_at_once(&mut reactor, agent, &srv);
     // Bounded: 3 s at most for the closes to be seen.
     let since = Instant::now();
     while reactor.ctx().connection_count() > 0 && since.elapsed() < Duration::from_secs(3) {

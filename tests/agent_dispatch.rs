@@ -31,6 +31,16 @@ fn one_at_a_time() -> AgentConfig {
     }
 }
 
+/// The pool holds one idle connection, and nothing active, queued or in its tables.
+fn assert_one_idle_and_nothing_else(reactor: &mut Reactor, agent: Agent) {
+    let s = pool_stats(reactor, agent);
+    assert_eq!(
+        (s.active, s.queued, s.requests, s.idle),
+        (0, 0, 0, 1),
+        "{s:?}"
+    );
+}
+
 #[test]
 fn a_cancelled_waiter_leaves_the_queue_and_the_rest_go_in_order() {
     let srv = ScriptedServer::start(vec![vec![
@@ -71,12 +81,7 @@ fn a_cancelled_waiter_leaves_the_queue_and_the_rest_go_in_order() {
         assert!(slot.borrow().is_done(), "{:?}", slot.borrow().result);
     }
     assert_eq!(paths(&srv), ["/1", "/2", "/4"]);
-    let s = pool_stats(&mut reactor, agent);
-    assert_eq!(
-        (s.active, s.queued, s.requests, s.idle),
-        (0, 0, 0, 1),
-        "{s:?}"
-    );
+    assert_one_idle_and_nothing_else(&mut reactor, agent);
 }
 
 #[test]
@@ -119,12 +124,7 @@ fn a_queue_timeout_leaves_the_queue_and_a_later_request_goes_out_at_once() {
     assert!(first.borrow().is_done() && last.borrow().is_done());
     assert_eq!(paths(&srv), ["/1", "/last"]);
     assert_eq!(srv.connections(), 1);
-    let s = pool_stats(&mut reactor, agent);
-    assert_eq!(
-        (s.active, s.queued, s.requests, s.idle),
-        (0, 0, 0, 1),
-        "{s:?}"
-    );
+    assert_one_idle_and_nothing_else(&mut reactor, agent);
 }
 
 #[test]
