@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::client::error::Error;
 use crate::client::msg::{RequestId, RequestIds};
@@ -72,7 +72,8 @@ thread_local! {
     /// The shared half of every agent on this thread, by agent id. Looked up rather than held
     /// by the handle, so that `Agent` stays a `Copy + Send` id (requests may be issued from
     /// another thread through a `Remote`). An entry lives as long as its agent's state.
-    pub(super) static AGENTS: RefCell<Agents> = RefCell::default();
+    /// Made by a `const` initialiser: each access skips the check for a lazy first use.
+    pub(super) static AGENTS: RefCell<Agents> = const { RefCell::new(Agents::new()) };
 }
 
 /// The registry behind [`AGENTS`].
@@ -85,6 +86,14 @@ pub(super) struct Agents {
 }
 
 impl Agents {
+    /// An empty registry (`const`, for [`AGENTS`]).
+    pub(super) const fn new() -> Self {
+        Agents {
+            last: None,
+            all: FxHashMap::with_hasher(FxBuildHasher),
+        }
+    }
+
     pub(super) fn insert(&mut self, id: u64, shared: Rc<Shared>) {
         self.all.insert(id, shared);
     }
