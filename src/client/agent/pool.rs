@@ -272,7 +272,7 @@ impl AgentState {
                 eof: None,
                 timer: NO_CONN_TIMER,
                 idle_until: NO_CONN_TIMER,
-                tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
+                tunnel: tunnel.map(|t| Box::new((t, TunnelPhase::Connecting))),
                 switching: false,
                 socks: None,
             },

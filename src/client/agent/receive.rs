@@ -373,7 +373,7 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        if let Some((_, phase)) = conn.tunnel.clone() {
+        if let Some(&(_, phase)) = conn.tunnel.as_deref() {
             let cause = match reason {
                 Disconnect::Failed(e) if phase == TunnelPhase::Handshaking => Cause::Transport(e),
                 _ => {

@@ -257,8 +257,9 @@ pub(super) struct Conn {
     /// When the connection, idle in the pool, is to be closed, in [`ConnTimers`] time
     /// ([`NO_CONN_TIMER`] while in use).
     pub(super) idle_until: u64,
-    /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it).
-    pub(super) tunnel: Option<(Rc<Tunnel>, TunnelPhase)>,
+    /// A `CONNECT` tunnel still being set up (cleared once TLS runs inside it; boxed: 8 bytes
+    /// of every slot rather than 16, as only a proxied connection being set up has one).
+    pub(super) tunnel: Option<Box<(Rc<Tunnel>, TunnelPhase)>>,
     /// The response is a `101 Switching Protocols`: when it completes, the connection waits
     /// in `AgentState::switched` for its new protocol.
     pub(super) switching: bool,
@@ -376,12 +377,12 @@ impl Drop for AgentState {
 mod tests {
     use super::*;
 
-    /// Every connection of the pool, in use or idle, has one slot: 240 bytes, of which the
+    /// Every connection of the pool, in use or idle, has one slot: 232 bytes, of which the
     /// protocol state is 144.
     #[test]
     fn a_connection_slot_stays_small() {
         let size = std::mem::size_of::<Conn>();
         println!("size_of::<Conn>() = {size}");
-        assert!(size <= 240, "{size}");
+        assert!(size <= 232, "{size}");
     }
 }
