@@ -532,7 +532,7 @@ impl Ctx {
             .conns
             .ids()
             .map(|(_, c)| {
-                usize::from(c.interest.is_some()) + c.race.as_ref().map_or(0, |r| r.registered())
+                usize::from(c.interest.is_some()) + c.race().map_or(0, |r| r.registered())
             })
             .sum();
         ReactorStats {

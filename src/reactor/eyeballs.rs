@@ -17,7 +17,7 @@ use std::time::Duration;
 use mio::{Interest, Registry};
 
 use super::Ctx;
-use super::conn::{End, State};
+use super::conn::{End, State, race_in};
 use super::error::TransportError;
 use super::ids::{ConnId, conn_token};
 use super::stream::Stream;
@@ -183,7 +183,7 @@ impl Ctx {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(race) = conn.race.as_mut() else {
+        let Some(race) = conn.race_mut() else {
             return;
         };
         let resolved = addrs.len();
@@ -205,7 +205,7 @@ impl Ctx {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(race) = conn.race.as_mut() else {
+        let Some(race) = race_in(&mut conn.dialing) else {
             return;
         };
         if let Some(timer) = race.timer.take() {
@@ -248,7 +248,7 @@ impl Ctx {
 
     /// The attempt delay elapsed with no attempt connected: start the next one.
     pub(super) fn attempt_delay_elapsed(&mut self, id: ConnId) {
-        if let Some(race) = self.conns.get_mut(id).and_then(|c| c.race.as_mut()) {
+        if let Some(race) = self.conns.get_mut(id).and_then(|c| c.race_mut()) {
             race.timer = None;
             self.attempt_next(id);
         }
@@ -260,7 +260,7 @@ impl Ctx {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(race) = conn.race.as_mut() else {
+        let Some(race) = conn.race_mut() else {
             // A Unix socket: one connect, no race.
             return self.unix_connect_ready(id);
         };

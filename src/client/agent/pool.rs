@@ -12,7 +12,7 @@ use crate::reactor::{ConnId, ConnectOptions, Ctx};
 use super::route::{Target, prepare};
 use super::shared::{NewRequest, Parts};
 use super::state::{
-    AgentState, BodyState, Conn, HostPool, Marks, PoolStats, Req, SPARE_STASH_MAX_BYTES,
+    AgentState, BodyState, Conn, HostPool, Marks, Pending, PoolStats, Req, SPARE_STASH_MAX_BYTES,
     SPARE_STASHES, TunnelPhase,
 };
 use super::table::Handle;
@@ -268,11 +268,11 @@ impl AgentState {
                 proto: ClientConnection::new(self.shared.config.limits.clone()),
                 req: Some(id),
                 served: 0,
-                pending: Vec::new(),
+                pending: Pending::default(),
                 eof: None,
                 timer: NO_CONN_TIMER,
                 idle_until: NO_CONN_TIMER,
-                tunnel: tunnel.map(|t| (t, TunnelPhase::Connecting)),
+                tunnel: tunnel.map(|t| Box::new((t, TunnelPhase::Connecting))),
                 switching: false,
                 socks: None,
             },
@@ -321,11 +321,12 @@ impl AgentState {
         conn.req = None;
         // An idle connection keeps no buffer it does not need (the tables give theirs back too); a
         // small one goes to the agent's few spares for the next stash.
-        if conn.pending.capacity() > 0 && conn.pending.is_empty() {
-            let buf = std::mem::take(&mut conn.pending);
-            if buf.capacity() <= SPARE_STASH_MAX_BYTES && self.spare_stashes.len() < SPARE_STASHES {
-                self.spare_stashes.push(buf);
-            }
+        if conn.pending.is_empty()
+            && let Some(buf) = conn.pending.take_buffer()
+            && buf.capacity() <= SPARE_STASH_MAX_BYTES
+            && self.spare_stashes.len() < SPARE_STASHES
+        {
+            self.spare_stashes.push(buf);
         }
         let host = match self.hosts.at_or_get_mut(conn.host, &conn.opened_for.key) {
             Some(host) => host,

@@ -315,10 +315,10 @@ impl AgentState {
     /// Keeps unprocessed bytes and stops reading until delivery resumes.
     pub(super) fn stash(&mut self, ctx: &mut Ctx, cid: ConnId, rest: &[u8]) {
         if let Some(conn) = self.conns.get_mut(&cid) {
-            if conn.pending.capacity() == 0
+            if !conn.pending.has_buffer()
                 && let Some(buf) = self.spare_stashes.pop()
             {
-                conn.pending = buf;
+                conn.pending.lend(buf);
             }
             conn.pending.extend_from_slice(rest);
             ctx.pause_reading(cid);
@@ -332,7 +332,7 @@ impl AgentState {
         };
         let pending = std::mem::take(&mut conn.pending);
         if !pending.is_empty() {
-            self.process(ctx, cid, &pending);
+            self.process(ctx, cid, pending.as_slice());
         }
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
@@ -344,8 +344,10 @@ impl AgentState {
                 .is_some_and(|r| r.paused || matches!(r.body, BodyState::NotAttached));
         if conn.pending.is_empty() {
             let mut pending = pending;
-            pending.clear();
-            conn.pending = pending;
+            if let Some(mut buf) = pending.take_buffer() {
+                buf.clear();
+                conn.pending.lend(buf);
+            }
         }
         if still_waiting {
             return;
@@ -371,7 +373,7 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        if let Some((_, phase)) = conn.tunnel.clone() {
+        if let Some(&(_, phase)) = conn.tunnel.as_deref() {
             let cause = match reason {
                 Disconnect::Failed(e) if phase == TunnelPhase::Handshaking => Cause::Transport(e),
                 _ => {

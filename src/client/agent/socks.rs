@@ -30,7 +30,7 @@ impl AgentState {
             self.close_conn(ctx, cid, true);
             return;
         };
-        let Some((tunnel, phase)) = conn.tunnel.as_mut() else {
+        let Some((tunnel, phase)) = conn.tunnel.as_deref_mut() else {
             return;
         };
         *phase = TunnelPhase::AwaitingProxy;
@@ -63,7 +63,7 @@ impl AgentState {
         let Some(conn) = self.conns.get(&cid) else {
             return;
         };
-        let (Some(id), Some((tunnel, _))) = (conn.req, conn.tunnel.as_ref()) else {
+        let (Some(id), Some((tunnel, _))) = (conn.req, conn.tunnel.as_deref()) else {
             return;
         };
         let Some(socks) = tunnel.socks.as_ref().filter(|_| conn.socks.is_none()) else {
@@ -87,7 +87,7 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        let (Some(id), Some((tunnel, _))) = (conn.req, conn.tunnel.as_ref()) else {
+        let (Some(id), Some((tunnel, _))) = (conn.req, conn.tunnel.as_deref()) else {
             return;
         };
         let Some(socks) = tunnel.socks.as_ref() else {
@@ -122,7 +122,7 @@ impl AgentState {
             self.close_conn(ctx, cid, true);
             return;
         };
-        let Some((tunnel, phase)) = conn.tunnel.clone() else {
+        let Some((tunnel, phase)) = conn.tunnel.as_deref().cloned() else {
             return;
         };
         let Some(socks) = tunnel.socks.as_ref() else {
@@ -151,7 +151,7 @@ impl AgentState {
             Ok((_, SocksEvent::Connected)) => {
                 conn.socks = None;
                 if socks.tls {
-                    conn.tunnel = Some((tunnel.clone(), TunnelPhase::Handshaking));
+                    conn.tunnel = Some(Box::new((tunnel.clone(), TunnelPhase::Handshaking)));
                     ctx.start_tls(cid, &self.shared.config.tls, &tunnel.server_name);
                 } else {
                     conn.tunnel = None;
@@ -164,7 +164,7 @@ impl AgentState {
     /// The cause for a SOCKS connection lost before its tunnel was up, if it is one.
     pub(super) fn socks_lost(&mut self, cid: ConnId) -> Option<Cause> {
         let conn = self.conns.get_mut(&cid)?;
-        let (tunnel, phase) = conn.tunnel.as_ref()?;
+        let (tunnel, phase) = conn.tunnel.as_deref()?;
         let socks = tunnel.socks.as_ref()?;
         if *phase == TunnelPhase::Handshaking {
             return None;

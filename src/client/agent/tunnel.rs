@@ -14,7 +14,7 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        let Some((tunnel, phase)) = conn.tunnel.as_mut() else {
+        let Some((tunnel, phase)) = conn.tunnel.as_deref_mut() else {
             return;
         };
         if tunnel.socks.is_some() {
@@ -45,14 +45,18 @@ impl AgentState {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
-        if conn.tunnel.as_ref().is_some_and(|(t, _)| t.socks.is_some()) {
+        if conn
+            .tunnel
+            .as_deref()
+            .is_some_and(|(t, _)| t.socks.is_some())
+        {
             return self.process_socks(ctx, cid, input);
         }
         let Some(id) = conn.req else {
             self.close_conn(ctx, cid, true);
             return;
         };
-        let Some((tunnel, phase)) = conn.tunnel.clone() else {
+        let Some((tunnel, phase)) = conn.tunnel.as_deref().cloned() else {
             return;
         };
         if phase != TunnelPhase::AwaitingProxy {
@@ -64,7 +68,7 @@ impl AgentState {
                 Ok((_, Event::NeedMore)) => return,
                 Ok((n, Event::Informational(_))) => pos += n,
                 Ok((_, Event::Head(head))) if (200..300).contains(&head.status) => {
-                    conn.tunnel = Some((tunnel.clone(), TunnelPhase::Handshaking));
+                    conn.tunnel = Some(Box::new((tunnel.clone(), TunnelPhase::Handshaking)));
                     conn.proto = ClientConnection::new(self.shared.config.limits.clone());
                     ctx.start_tls(cid, &self.shared.config.tls, &tunnel.server_name);
                     return;

@@ -39,7 +39,7 @@ impl AgentState {
             self.active_total -= 1;
             self.maybe_unused = true;
         }
-        let unread = std::mem::take(&mut conn.pending);
+        let unread = std::mem::take(&mut conn.pending).into_vec();
         if conn.eof.is_some() {
             // The reactor's connection already ended.
             ctx.abort_connection(cid);
