@@ -42,7 +42,6 @@ mod tunnel;
 mod upgrade;
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +51,7 @@ use crate::reactor::{ConnId, Ctx, Disconnect, HandlerId, Protocol, TransportErro
 
 use super::error::{Cause, Error, Phase, TimeoutKind};
 use super::msg::{Msg, NextBody, NextUpgrade, RequestId, pop_trimmed};
-use super::request::{HandlePool, HttpAgent, Request, RequestHandle, ResponseCallback};
+use super::request::{HttpAgent, Request, RequestHandle, ResponseCallback};
 
 pub use config::AgentConfig;
 pub use state::PoolStats;
@@ -109,16 +108,7 @@ static NEXT_AGENT: AtomicU64 = AtomicU64::new(1);
 impl Agent {
     /// Creates an agent on this reactor.
     pub fn new(ctx: &mut Ctx, config: AgentConfig) -> Agent {
-        let shared = Rc::new(Shared {
-            config,
-            targets: RefCell::default(),
-            requests: RefCell::default(),
-            held: Cell::new(false),
-            unposted: Cell::new(0),
-            ids: RefCell::default(),
-            inbox: Rc::default(),
-            handles: HandlePool::default(),
-        });
+        let shared = Shared::new(config);
         let id = NEXT_AGENT.fetch_add(1, Ordering::Relaxed);
         AGENTS.with(|a| a.borrow_mut().insert(id, shared.clone()));
         let handler = ctx.add_handler(Box::new(AgentState::new(id, shared)));

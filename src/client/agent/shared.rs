@@ -47,6 +47,22 @@ pub(super) struct Shared {
     pub(super) handles: HandlePool,
 }
 
+impl Shared {
+    /// An agent's shared state, with nothing submitted yet.
+    pub(super) fn new(config: AgentConfig) -> Rc<Shared> {
+        Rc::new(Shared {
+            config,
+            targets: RefCell::default(),
+            requests: RefCell::default(),
+            held: Cell::new(false),
+            unposted: Cell::new(0),
+            ids: RefCell::default(),
+            inbox: Rc::default(),
+            handles: HandlePool::default(),
+        })
+    }
+}
+
 /// Posted for each request put in [`Shared::requests`]; carries nothing (no allocation).
 pub(super) struct NextRequest;
 
@@ -125,16 +141,7 @@ mod tests {
     use super::*;
 
     fn shared() -> Rc<Shared> {
-        Rc::new(Shared {
-            config: AgentConfig::default(),
-            targets: RefCell::default(),
-            requests: RefCell::default(),
-            held: Cell::new(false),
-            unposted: Cell::new(0),
-            ids: RefCell::default(),
-            inbox: Rc::default(),
-            handles: HandlePool::default(),
-        })
+        Shared::new(AgentConfig::default())
     }
 
     #[test]
