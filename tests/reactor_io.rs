@@ -297,23 +297,29 @@ fn lose_connection_flushes_before_close() {
     );
 }
 
-/// A peer that answers before it has read what the client sent, then closes (a server's early
-/// 413 during an upload): the close resets the connection, and the client's next write fails.
-/// The answer, already in the socket, is still delivered before the connection ends.
-#[test]
-fn an_answer_sent_before_the_peer_reset_is_delivered_despite_the_failed_write() {
+/// A one-connection server on 127.0.0.1 (its port, its thread): it waits for the client's
+/// first bytes without reading them, writes `answer`, and closes. Closing with unread bytes
+/// makes the kernel send a reset rather than a FIN.
+fn answer_then_reset(answer: &'static [u8]) -> (u16, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         use std::io::Write;
         let (mut stream, _) = listener.accept().unwrap();
         stream.set_read_timeout(Some(LIMIT)).unwrap();
-        // Waits for the client's first bytes without reading them: closing with unread
-        // bytes sends a reset rather than a FIN.
         let mut byte = [0u8; 1];
         assert_eq!(stream.peek(&mut byte).unwrap(), 1);
-        stream.write_all(b"early answer").unwrap();
+        stream.write_all(answer).unwrap();
     });
+    (port, server)
+}
+
+/// A peer that answers before it has read what the client sent, then closes (a server's early
+/// 413 during an upload): the close resets the connection, and the client's next write fails.
+/// The answer, already in the socket, is still delivered before the connection ends.
+#[test]
+fn an_answer_sent_before_the_peer_reset_is_delivered_despite_the_failed_write() {
+    let (port, server) = answer_then_reset(b"early answer");
     let mut reactor = Reactor::new().unwrap();
     let client_log = log();
     let conn = reactor.ctx().connect_tcp(
@@ -745,16 +751,7 @@ fn transport_error_messages_name_the_cause() {
 
 #[test]
 fn peer_reset_is_connection_reset() {
-    // Closing a socket with unread received data makes the kernel send RST.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut sock, _) = listener.accept().unwrap();
-        use std::io::Write;
-        sock.write_all(b"partial").unwrap();
-        std::thread::sleep(Duration::from_millis(150));
-        drop(sock);
-    });
+    let (port, server) = answer_then_reset(b"partial");
     let mut reactor = Reactor::new().unwrap();
     let client_log = log();
     let conn = reactor.ctx().connect_tcp(
