@@ -52,7 +52,10 @@ pub struct Request {
 
 /// A method as kept with a request: the standard ones as static strings, so that a request
 /// and its response hold them without allocating.
-#[inline]
+///
+/// Always inlined: a caller that names its method with a literal (`Request::new("GET", ..)`,
+/// in another crate too) then gets the static string with no match at run time.
+#[inline(always)]
 pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
     // Matched as bytes: compiled to a length switch and inline compares, no `memcmp` call.
     Cow::Borrowed(match method.as_bytes() {
@@ -65,8 +68,14 @@ pub(crate) fn method_name(method: &str) -> Cow<'static, str> {
         b"PATCH" => "PATCH",
         b"TRACE" => "TRACE",
         b"CONNECT" => "CONNECT",
-        _ => return Cow::Owned(method.to_string()),
+        _ => return other_method(method),
     })
+}
+
+/// A method that is not one of the standard ones, owned.
+#[inline(never)]
+fn other_method(method: &str) -> Cow<'static, str> {
+    Cow::Owned(method.to_string())
 }
 
 /// Per-request timeouts. A `None` field falls back to the agent's [`super::AgentConfig`].
@@ -107,6 +116,7 @@ impl Timeouts {
 impl Request {
     /// A request without header fields or body; `url` is a `&str`, a `String` or a shared
     /// `Rc<str>` (which is not copied).
+    #[inline]
     pub fn new(method: &str, url: impl IntoUrl) -> Self {
         Request {
             method: method_name(method),
@@ -119,6 +129,7 @@ impl Request {
     }
 
     /// A `GET` of `url`.
+    #[inline]
     pub fn get(url: impl IntoUrl) -> Self {
         Request::new("GET", url)
     }
