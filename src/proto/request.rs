@@ -485,6 +485,48 @@ impl ClientConnection {
         Ok(())
     }
 
+    /// [`Self::send_validated_request`] for the commonest head: no field of the caller's and
+    /// no body, so that it is its method and the piece encoded ahead ([`Encoded::whole`]) for
+    /// its target and the added fields (`close`: whether those hold `Connection: close`).
+    /// The head is `first` then `rest`: the method and the piece, or the two in one piece
+    /// (a target keeps one for `GET`) and nothing. Nothing is scanned or measured: the bytes
+    /// are copied and the exchange's state recorded.
+    #[inline]
+    pub(crate) fn send_whole_request(
+        &mut self,
+        method: &str,
+        first: &[u8],
+        rest: &[u8],
+        close: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RequestError> {
+        debug_assert!(
+            [first, rest].concat().starts_with(method.as_bytes()),
+            "the head starts with its method"
+        );
+        debug_assert!(
+            is_token(method.as_bytes()),
+            "the head was validated: {method:?}"
+        );
+        self.check_idle()?;
+        if rest.is_empty() {
+            out.extend_from_slice(first);
+        } else {
+            out.reserve(first.len() + rest.len());
+            out.extend_from_slice(first);
+            out.extend_from_slice(rest);
+        }
+        let scan = Scan {
+            host: &[],
+            host_given: false,
+            upgrade: false,
+            close,
+            expect_continue: false,
+        };
+        self.record_sent(method.as_bytes(), &scan, RequestBody::None);
+        Ok(())
+    }
+
     /// A request head may only be written on a fresh connection or after a reset.
     fn check_idle(&self) -> Result<(), RequestError> {
         if self.send != SendState::Idle || !matches!(self.recv, RecvState::Idle) {
@@ -579,8 +621,12 @@ impl ClientConnection {
             debug_assert_eq!(out.len() - start, len, "the reserved length is exact");
         }
 
-        // Record what the response side needs to know about this request.
-        let method = head.method.as_bytes();
+        self.record_sent(head.method.as_bytes(), scan, body);
+    }
+
+    /// Records what the response side needs to know about a request whose head was written.
+    #[inline]
+    fn record_sent(&mut self, method: &[u8], scan: &Scan<'_>, body: RequestBody) {
         self.req.head = method == b"HEAD";
         self.req.connect = method == b"CONNECT";
         self.req.upgrade = scan.upgrade;

@@ -334,6 +334,82 @@ fn validated_write_matches_the_checked_one() {
     }
 }
 
+/// The whole-head path (no field of the caller's, no body: the method and one piece, or one
+/// piece with the method) writes what the general path writes and records the same state,
+/// for every method the core treats apart and with or without `Connection: close`.
+#[test]
+fn whole_heads_match_the_general_path() {
+    let none = Headers::new();
+    let added_lists: [&[(&str, &[u8])]; 3] = [
+        &[],
+        &[("User-Agent", b"weft/0.1")],
+        &[("User-Agent", b"weft/0.1"), ("Connection", b"close")],
+    ];
+    let targets = [
+        ("/", "h"),
+        ("http://origin.test:8080/a?b", "origin.test:8080"),
+    ];
+    let mut cases = 0;
+    for method in ["GET", "HEAD", "CONNECT", "DELETE", "PURGE"] {
+        for (target, host) in targets {
+            for added in added_lists {
+                let close = added.iter().any(|f| f.0 == "Connection");
+                let head = RequestHead {
+                    method,
+                    target,
+                    host,
+                    headers: &none,
+                };
+                let want = reference_head(&head, added, RequestBody::None);
+                let mut general = ClientConnection::new(Config::default());
+                let mut out = Vec::new();
+                general
+                    .send_validated_request(
+                        &head,
+                        added,
+                        Encoded::default(),
+                        RequestBody::None,
+                        &mut out,
+                    )
+                    .unwrap();
+                assert_eq!(out, want);
+                let whole = [
+                    encode_line(target, host),
+                    encode_fields(added),
+                    b"\r\n".to_vec(),
+                ]
+                .concat();
+                let with_method = [method.as_bytes(), &whole].concat();
+                for (first, rest) in [(method.as_bytes(), &whole[..]), (&with_method[..], &[][..])]
+                {
+                    let mut c = ClientConnection::new(Config::default());
+                    let mut out = b"earlier".to_vec();
+                    c.send_whole_request(method, first, rest, close, &mut out)
+                        .unwrap();
+                    assert_eq!(
+                        String::from_utf8_lossy(&out[7..]),
+                        String::from_utf8_lossy(&want),
+                        "{method} {target} {added:?}"
+                    );
+                    assert_eq!(&out[..7], b"earlier");
+                    assert_eq!(format!("{:?}", c.req), format!("{:?}", general.req));
+                    assert_eq!(c.send, general.send);
+                    assert_eq!(c.may_send_body(), general.may_send_body());
+                    // Once written, the connection takes no second head until it is reset.
+                    let len = out.len();
+                    assert_eq!(
+                        c.send_whole_request(method, first, rest, close, &mut out),
+                        Err(RequestError::WrongState)
+                    );
+                    assert_eq!(out.len(), len, "nothing written");
+                    cases += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 5 * 2 * 3 * 2);
+}
+
 #[test]
 fn validated_write_still_checks_the_state() {
     let h = Headers::new();

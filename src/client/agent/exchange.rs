@@ -37,23 +37,8 @@ impl AgentState {
         // and, for a request without fields of its own, the fields the agent adds.
         let target = &req.target;
         let own_fields = !req.headers.is_empty();
-        let added = own_fields.then(|| added_fields(&self.shared.config, target, &req.headers));
-        let added = added.as_ref().map_or(&[][..], Added::as_slice);
-        let encoded = Encoded {
-            line: Some(&target.line),
-            added: (!own_fields).then_some(EncodedFields {
-                lines: &target.added_lines,
-                // The agent adds `Connection: close` exactly when it keeps no connection.
-                close: !self.shared.config.persistent,
-            }),
-            whole: (!own_fields).then_some(&*target.whole),
-        };
-        let head = RequestHead {
-            method: &req.method,
-            target: &req.target.target,
-            host: &req.target.host_header,
-            headers: &req.headers,
-        };
+        // The agent adds `Connection: close` exactly when it keeps no connection.
+        let close = !self.shared.config.persistent;
         // Checked when the request was admitted (`route::prepare`: the method, target, Host
         // and the caller's fields, and the User-Agent added; the other added fields are the
         // agent's own), so only the connection's state is checked here. The head is encoded
@@ -61,7 +46,34 @@ impl AgentState {
         let proto = &mut conn.proto;
         let mut send = |out: &mut Vec<u8>| {
             let start = out.len();
-            let sent = proto.send_validated_request(&head, added, encoded, body, out);
+            let sent = if !own_fields && body == RequestBody::None {
+                // The commonest head: the method and one piece the target keeps (with the
+                // method, for a `GET`).
+                let (first, rest) = match &*req.method {
+                    "GET" => (&*target.get_whole, &[][..]),
+                    method => (method.as_bytes(), target.whole()),
+                };
+                proto.send_whole_request(&req.method, first, rest, close, out)
+            } else {
+                let added =
+                    own_fields.then(|| added_fields(&self.shared.config, target, &req.headers));
+                let added = added.as_ref().map_or(&[][..], Added::as_slice);
+                let encoded = Encoded {
+                    line: Some(&target.line),
+                    added: (!own_fields).then_some(EncodedFields {
+                        lines: &target.added_lines,
+                        close,
+                    }),
+                    whole: (!own_fields).then_some(target.whole()),
+                };
+                let head = RequestHead {
+                    method: &req.method,
+                    target: &target.target,
+                    host: &target.host_header,
+                    headers: &req.headers,
+                };
+                proto.send_validated_request(&head, added, encoded, body, out)
+            };
             // Looked at here: the trace's formatting stays out of this path.
             if sent.is_ok() && log::log_enabled!(log::Level::Trace) {
                 super::trace::request_head(cid, &out[start..]);

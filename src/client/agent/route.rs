@@ -60,13 +60,23 @@ pub(super) struct Target {
     /// The fields the agent adds to a request without fields of its own, encoded once
     /// ([`added_fields`], [`proto::encode_fields`]).
     pub(super) added_lines: Box<[u8]>,
-    /// `line`, `added_lines` and the blank line in one piece: after the method, the whole
-    /// head of a request without fields of its own and without a body.
-    pub(super) whole: Box<[u8]>,
+    /// `GET`, then `line`, `added_lines` and the blank line in one piece: the whole head of
+    /// a `GET` without fields of its own (and without a body), and after its first three
+    /// bytes ([`Target::whole`]) that of any other method.
+    pub(super) get_whole: Box<[u8]>,
     /// Where `key`'s entry was in the agent's host table when last looked up, so repeat
     /// requests skip hashing the key (see `AgentState::host_of`). A target belongs to the
     /// one agent whose [`Targets`] made it; the handle's generation tells a stale one.
     pub(super) host_at: Cell<Option<Handle>>,
+}
+
+impl Target {
+    /// `line`, `added_lines` and the blank line in one piece: after the method, the whole
+    /// head of a request without fields of its own and without a body.
+    #[inline]
+    pub(super) fn whole(&self) -> &[u8] {
+        &self.get_whole[3..]
+    }
 }
 
 /// Most URLs whose [`Target`] is kept; the table is emptied when full.
@@ -305,13 +315,15 @@ pub(super) fn resolve(
         proto::encode_fields(added_for(config, proxy_auth.as_deref(), &Headers::new()).as_slice())
             .into();
     let line: Box<[u8]> = proto::encode_line(&target, &host_header).into();
-    let whole = [&line[..], &added_lines[..], b"\r\n"].concat().into();
+    let get_whole = [&b"GET"[..], &line[..], &added_lines[..], b"\r\n"]
+        .concat()
+        .into();
     Ok(Target {
         url: Rc::new(url),
         check: TargetCheck::new(&target, &host_header),
         line,
         added_lines,
-        whole,
+        get_whole,
         user_agent_ok: config
             .user_agent
             .as_ref()
@@ -564,6 +576,9 @@ mod tests {
             assert_eq!(!config.persistent, close, "what exchange.rs tells the core");
             let line = proto::encode_line(&target.target, &target.host_header);
             assert_eq!(*target.line, *line);
+            let whole = [&line[..], &target.added_lines, b"\r\n"].concat();
+            assert_eq!(target.whole(), &whole[..]);
+            assert_eq!(*target.get_whole, *[&b"GET"[..], &whole].concat());
             for list in lists {
                 let h: Headers = list.iter().copied().collect();
                 let mut sent = h.clone();
