@@ -107,7 +107,12 @@ impl AgentState {
             req.body_sent = true;
         }
         if let Some(t) = req.read_timeout {
-            self.arm_conn_timer(ctx, cid, t);
+            // Checked on the connection at hand: its armed timer mostly fires earlier and
+            // is kept (it re-checks then), so most requests need no lookup to arm it.
+            let at = self.conn_timers.after(now, t);
+            if conn.timer > at {
+                self.arm_conn_timer_at(ctx, cid, at);
+            }
         }
         if body_done {
             return;

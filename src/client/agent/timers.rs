@@ -136,7 +136,10 @@ impl AgentState {
             return;
         };
         conn.idle_until = at;
-        self.arm_conn_timer_at(ctx, cid, at);
+        // The armed timer mostly fires earlier and is kept: seen without a second lookup.
+        if conn.timer > at {
+            self.arm_conn_timer_at(ctx, cid, at);
+        }
     }
 
     /// Makes sure the connection's timer fires no later than `delay` from now (see
@@ -151,7 +154,7 @@ impl AgentState {
     /// fires earlier (it re-checks then and re-arms for the rest), re-armed otherwise. So a
     /// connection that serves request after request with the same limits costs no timer work
     /// per request: the timer is moved in the connection's fields, not in a heap.
-    fn arm_conn_timer_at(&mut self, ctx: &mut Ctx, cid: ConnId, at: u64) {
+    pub(super) fn arm_conn_timer_at(&mut self, ctx: &mut Ctx, cid: ConnId, at: u64) {
         let Some(conn) = self.conns.get_mut(&cid) else {
             return;
         };
