@@ -295,7 +295,11 @@ impl Ctx {
         if c.pending() > HIGH_WATER {
             c.above_high = true;
         }
-        self.mark_dirty(conn);
+        // Queued for a flush as `mark_dirty` does, on the slot at hand.
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
         Some(r)
     }
 

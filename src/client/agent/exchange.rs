@@ -13,7 +13,6 @@ use super::route::{Added, added_fields};
 use super::state::{AgentState, BodyState};
 use super::timers::TimerTarget;
 
-const METHODS_WITH_CONTENT: [&str; 3] = ["POST", "PUT", "PATCH"];
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
 
 impl AgentState {
@@ -30,7 +29,10 @@ impl AgentState {
                 Some(n) => RequestBody::Length(n),
                 None => RequestBody::Chunked,
             },
-            None if METHODS_WITH_CONTENT.contains(&&*req.method) => RequestBody::Length(0),
+            // The methods that define a meaning for content (compared as bytes: inline).
+            None if matches!(req.method.as_bytes(), b"POST" | b"PUT" | b"PATCH") => {
+                RequestBody::Length(0)
+            }
             None => RequestBody::None,
         };
         // The pieces the target keeps encoded: the line (used unless the caller gives a Host)

@@ -109,7 +109,8 @@ impl AgentState {
                 .at_mut(host)
                 .is_some_and(|h| h.active < self.shared.config.max_active_per_host)
         {
-            self.dispatch(ctx, id, host);
+            // Just made: there, and free to reuse a connection.
+            self.dispatch_found(ctx, id, host, false);
             self.forget_unused_hosts();
             return;
         }
@@ -194,10 +195,17 @@ impl AgentState {
     }
 
     /// Puts a request taken from the queue of host `at` on an idle connection or a new one.
+    #[inline]
     pub(super) fn dispatch(&mut self, ctx: &mut Ctx, id: RequestId, at: Handle) {
         let Some(fresh_only) = self.reqs.get(&id).map(|r| r.fresh_only) else {
             return;
         };
+        self.dispatch_found(ctx, id, at, fresh_only);
+    }
+
+    /// [`Self::dispatch`] for request `id`, known to be in the table, whose
+    /// [`Req::fresh_only`] is `fresh_only`.
+    fn dispatch_found(&mut self, ctx: &mut Ctx, id: RequestId, at: Handle, fresh_only: bool) {
         let Some(host) = self.hosts.at_mut(at) else {
             return;
         };
