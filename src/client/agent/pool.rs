@@ -60,7 +60,7 @@ impl AgentState {
                 return;
             }
         };
-        let host = self.host_of(&target);
+        let (host, room) = self.host_of(&target);
         let total_timeout = timeouts.total.or(self.shared.config.timeout);
         let queue_timeout = timeouts.queue.or(self.shared.config.queue_timeout);
         let total_timer = total_timeout.map(|t| self.set_timer(ctx, t, TimerTarget::Total(id)));
@@ -102,13 +102,7 @@ impl AgentState {
         });
         // Nobody waiting and a slot free: the request goes out at once, neither queued nor
         // looked for (the common case, which `pump` would reach the long way).
-        if self.waiting == 0
-            && self.active_total < self.shared.config.max_active_total
-            && self
-                .hosts
-                .at_mut(host)
-                .is_some_and(|h| h.active < self.shared.config.max_active_per_host)
-        {
+        if self.waiting == 0 && self.active_total < self.shared.config.max_active_total && room {
             // Just made: there, and free to reuse a connection.
             self.dispatch_found(ctx, id, host, false);
             self.forget_unused_hosts();
@@ -118,18 +112,21 @@ impl AgentState {
         self.pump(ctx);
     }
 
-    /// The host-table entry of `target`'s pool key, made if there is none. The handle found
-    /// last time is kept in the target and used while its entry lives: requests to a URL
-    /// asked before then skip hashing the key (names, port, TLS settings, proxy).
-    pub(super) fn host_of(&mut self, target: &Target) -> Handle {
+    /// The host-table entry of `target`'s pool key, made if there is none, and whether the
+    /// host has room for one more active connection. The handle found last time is kept in
+    /// the target and used while its entry lives: requests to a URL asked before then skip
+    /// hashing the key (names, port, TLS settings, proxy).
+    pub(super) fn host_of(&mut self, target: &Target) -> (Handle, bool) {
+        let cap = self.shared.config.max_active_per_host;
         if let Some(at) = target.host_at.get()
-            && self.hosts.at_mut(at).is_some()
+            && let Some(host) = self.hosts.at_mut(at)
         {
-            return at;
+            return (at, host.active < cap);
         }
         let at = self.hosts.find_or_insert(&target.key);
         target.host_at.set(Some(at));
-        at
+        let room = self.hosts.at_mut(at).is_some_and(|h| h.active < cap);
+        (at, room)
     }
 
     /// Queues request `id` on host entry `at` (from [`Self::host_of`], with nothing removed
@@ -210,13 +207,11 @@ impl AgentState {
             return;
         };
         host.active += 1;
+        // The most recently idled connection, taken while the host is at hand.
+        let last_idle = if fresh_only { None } else { host.idle.pop() };
         self.active_total += 1;
         // The connection first, so that the request is looked up once more, not twice.
-        let idle = if fresh_only {
-            None
-        } else {
-            self.take_idle(ctx, at, id)
-        };
+        let idle = last_idle.and_then(|cid| self.take_idle(ctx, at, id, cid));
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -288,21 +283,26 @@ impl AgentState {
     }
 
     /// Takes the most recently idled connection of a host that is still open, for request
-    /// `id`.
-    pub(super) fn take_idle(&mut self, ctx: &mut Ctx, at: Handle, id: RequestId) -> Option<ConnId> {
+    /// `id`: `cid`, just taken from the host's idle list, or else the next there.
+    fn take_idle(
+        &mut self,
+        ctx: &mut Ctx,
+        at: Handle,
+        id: RequestId,
+        mut cid: ConnId,
+    ) -> Option<ConnId> {
         loop {
-            let cid = self.hosts.at_mut(at)?.idle.pop()?;
-            let Some(conn) = self.conns.get_mut(&cid) else {
-                continue;
-            };
-            // Its timer stays armed (see `Conn::timer`).
-            conn.idle_until = NO_CONN_TIMER;
-            if ctx.is_open(cid) {
-                conn.req = Some(id);
-                return Some(cid);
+            if let Some(conn) = self.conns.get_mut(&cid) {
+                // Its timer stays armed (see `Conn::timer`).
+                conn.idle_until = NO_CONN_TIMER;
+                if ctx.is_open(cid) {
+                    conn.req = Some(id);
+                    return Some(cid);
+                }
+                self.conns.remove(&cid);
+                self.conn_timer_dropped(ctx);
             }
-            self.conns.remove(&cid);
-            self.conn_timer_dropped(ctx);
+            cid = self.hosts.at_mut(at)?.idle.pop()?;
         }
     }
 
