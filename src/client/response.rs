@@ -24,10 +24,14 @@ pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyPro
 /// an allocation per body; each has one zero-sized [`NextBody`] posted for it, so the reactor
 /// still decides when (and in which order with other messages) the agent takes it. A body
 /// handed over inside the response callback (the usual case) is taken by the agent as soon
-/// as the callback returns, so none is posted for it (see [`AgentInbox::hold`]).
+/// as the callback returns, so none is posted for it (see [`AgentInbox::hold`]); the first
+/// such body waits in a slot of its own rather than in the queue.
 #[derive(Default)]
 pub(crate) struct AgentInbox {
     bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// The body handed over for `held` while its callback runs, when it is the only one: no
+    /// queue push and pop (nor their borrow checks) for the usual hand-over.
+    handed: Cell<Option<Box<dyn BodyProtocol>>>,
     /// Protocols given the connections of `101` responses, as `bodies`.
     upgrades: RefCell<VecDeque<(RequestId, Box<dyn Protocol>)>>,
     /// Requests whose response was dropped without its body being asked for: the agent
@@ -57,12 +61,26 @@ impl AgentInbox {
         id: RequestId,
         body: Box<dyn BodyProtocol>,
     ) {
-        self.bodies.borrow_mut().push_back((id, body));
-        if self.held.get() == Some(id) {
-            self.unposted.set(self.unposted.get() + 1);
-        } else {
+        if self.held.get() != Some(id) {
+            self.bodies.borrow_mut().push_back((id, body));
             ctx.post(agent, Box::new(NextBody));
+            return;
         }
+        if self.unposted.get() == 0 {
+            match self.handed.take() {
+                None => {
+                    self.handed.set(Some(body));
+                    return;
+                }
+                // A second body for the same response: both go the queue's way, in order.
+                Some(first) => {
+                    self.bodies.borrow_mut().push_back((id, first));
+                    self.unposted.set(1);
+                }
+            }
+        }
+        self.bodies.borrow_mut().push_back((id, body));
+        self.unposted.set(self.unposted.get() + 1);
     }
 
     /// Marks the response callback of `id` as running: bodies handed over for it until
@@ -72,11 +90,20 @@ impl AgentInbox {
         self.held.set(Some(id));
     }
 
-    /// Ends [`AgentInbox::hold`]; returns how many bodies were queued meanwhile without a
-    /// [`NextBody`] (the agent posts one for each it does not take at once).
-    pub(crate) fn release(&self) -> usize {
+    /// Ends [`AgentInbox::hold`]; returns the one body handed over meanwhile, if it was the
+    /// only one, and how many were queued meanwhile without a [`NextBody`] (the agent posts
+    /// one for each it does not take at once, and gives back with [`AgentInbox::requeue`] a
+    /// handed-over body it does not attach).
+    #[inline]
+    pub(crate) fn release(&self) -> (Option<Box<dyn BodyProtocol>>, usize) {
         self.held.set(None);
-        self.unposted.replace(0)
+        (self.handed.take(), self.unposted.replace(0))
+    }
+
+    /// Queues a body returned by [`AgentInbox::release`] that the agent did not attach at
+    /// once; the agent posts its [`NextBody`].
+    pub(crate) fn requeue(&self, id: RequestId, body: Box<dyn BodyProtocol>) {
+        self.bodies.borrow_mut().push_back((id, body));
     }
 
     /// Queues the protocol that takes over the connection of a `101` response, and tells the

@@ -11,7 +11,7 @@ use crate::client::response::Response;
 use crate::proto::{self, Event, Framing};
 use crate::reactor::{ConnId, Ctx, Disconnect};
 
-use super::state::{AgentState, BodyState, TunnelPhase};
+use super::state::{AgentState, BodyState, Req, TunnelPhase};
 
 impl AgentState {
     /// Feeds bytes to the connection's request, delivering events until the input is used
@@ -144,13 +144,31 @@ impl AgentState {
                         // Nobody to hand it to: as a response dropped unread.
                         None => self.shared.inbox.unread(id, head.headers),
                     }
-                    let unposted = self.shared.inbox.release();
+                    let (handed, unposted) = self.shared.inbox.release();
                     // Dropped unread inside the callback: its connection closes now.
                     self.sweep_abandoned(ctx);
-                    let taken = self.attach_if_handed_over(ctx, cid, id, head.status == 101);
+                    let switching = head.status == 101;
+                    let mut unposted = unposted;
+                    if let Some(body) = handed {
+                        if let Some(body) =
+                            self.attach_if_handed_over(ctx, cid, id, switching, body)
+                        {
+                            self.shared.inbox.requeue(id, body);
+                            unposted += 1;
+                        }
+                    } else if unposted > 0
+                        && !switching
+                        && self.reqs.get(&id).is_some_and(awaits_body)
+                        && let Some(body) = self.shared.inbox.take_body_for(id)
+                    {
+                        // Two or more handed over: the first attaches, as above.
+                        let left = self.attach_if_handed_over(ctx, cid, id, switching, body);
+                        debug_assert!(left.is_none());
+                        unposted -= 1;
+                    }
                     // Bodies handed over in the callback but not attached here (a second
                     // one, a 101's, or the request ended) go the way of a later one.
-                    for _ in 0..unposted.saturating_sub(usize::from(taken)) {
+                    for _ in 0..unposted {
                         ctx.post(me, Box::new(NextBody));
                     }
                     // A response that ends with its head completes here, as the next round
@@ -279,37 +297,31 @@ impl AgentState {
     /// body bytes read with the head go straight to it: no stash, no message round trip
     /// before the body flows. A protocol handed over later arrives through `deliver_body`, as
     /// does one for a `101` (whose connection `deliver_body` then closes).
-    /// Returns whether it attached one. `switching`: the response is a `101`.
+    /// Gives `body` back when it is not attached. `switching`: the response is a `101`.
     fn attach_if_handed_over(
         &mut self,
         ctx: &mut Ctx,
         cid: ConnId,
         id: RequestId,
         switching: bool,
-    ) -> bool {
+        mut body: Box<dyn BodyProtocol>,
+    ) -> Option<Box<dyn BodyProtocol>> {
         if switching {
-            return false;
+            return Some(body);
         }
         let agent = self.me();
         // A request still here still has its connection: the only way the callback can end
         // either is dropping the response unread, and the sweep forgets such a request
         // before closing its connection.
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return false;
+        let Some(req) = self.reqs.get_mut(&id).filter(|req| awaits_body(req)) else {
+            return Some(body);
         };
         debug_assert!(self.conns.get(&cid).is_some());
-        if !(req.head_delivered && req.end.is_none() && matches!(req.body, BodyState::NotAttached))
-        {
-            return false;
-        }
-        let Some(mut body) = self.shared.inbox.take_body_for(id) else {
-            return false;
-        };
         // `body_started` reaches the agent only through posted messages: the request is
         // still there, unchanged.
         body.body_started(ctx, BodyHandle { agent, request: id });
         req.body = BodyState::Attached(body);
-        true
+        None
     }
 
     /// Keeps unprocessed bytes and stops reading until delivery resumes.
@@ -496,4 +508,10 @@ impl AgentState {
             }
         }
     }
+}
+
+/// Whether `req` waits for its body protocol: its head delivered, its end not yet known.
+#[inline]
+fn awaits_body(req: &Req) -> bool {
+    req.head_delivered && req.end.is_none() && matches!(req.body, BodyState::NotAttached)
 }
