@@ -41,6 +41,10 @@ pub(crate) struct AgentInbox {
     /// [`ClientConnection::receive_reusing`](crate::proto::ClientConnection::receive_reusing)):
     /// a response head then allocates nothing.
     spare_headers: RefCell<Vec<Headers>>,
+    /// The storage recycled last, apart from the list: the next head takes it back without
+    /// the list's borrow check, push and pop (a response is mostly dropped before the next
+    /// one is read).
+    spare_last: Cell<Option<Headers>>,
     /// The request whose response callback is running, if any: a body handed over for it
     /// there is queued without a [`NextBody`].
     held: Cell<Option<RequestId>>,
@@ -53,7 +57,9 @@ const SPARE_HEADERS: usize = 64;
 const SPARE_HEADERS_MAX_BYTES: usize = 4096;
 
 impl AgentInbox {
-    /// Queues a body protocol for the agent and tells it.
+    /// Queues a body protocol for the agent and tells it. Inline: the usual case (the first
+    /// body handed over inside the callback) only fills the empty slot.
+    #[inline]
     fn deliver_body(
         &self,
         ctx: &mut Ctx,
@@ -61,24 +67,26 @@ impl AgentInbox {
         id: RequestId,
         body: Box<dyn BodyProtocol>,
     ) {
-        if self.held.get() != Some(id) {
-            self.bodies.borrow_mut().push_back((id, body));
-            ctx.post(agent, Box::new(NextBody));
-            return;
-        }
-        if self.unposted.get() == 0 {
+        if self.held.get() == Some(id) && self.unposted.get() == 0 {
             match self.handed.take() {
-                None => {
-                    self.handed.set(Some(body));
-                    return;
-                }
+                None => self.handed.set(Some(body)),
                 // A second body for the same response: both go the queue's way, in order.
                 Some(first) => {
-                    self.bodies.borrow_mut().push_back((id, first));
-                    self.unposted.set(1);
+                    self.queue_held(id, first);
+                    self.queue_held(id, body);
                 }
             }
+        } else if self.held.get() == Some(id) {
+            self.queue_held(id, body);
+        } else {
+            self.bodies.borrow_mut().push_back((id, body));
+            ctx.post(agent, Box::new(NextBody));
         }
+    }
+
+    /// Queues a body for `held` without a [`NextBody`] (posted after the callback).
+    #[inline(never)]
+    fn queue_held(&self, id: RequestId, body: Box<dyn BodyProtocol>) {
         self.bodies.borrow_mut().push_back((id, body));
         self.unposted.set(self.unposted.get() + 1);
     }
@@ -134,11 +142,21 @@ impl AgentInbox {
         self.recycle_headers(headers);
     }
 
-    /// Keeps the header storage of a dropped response for a later head.
+    /// Keeps the header storage of a dropped response for a later head. Inline: the usual
+    /// case only fills the empty slot.
+    #[inline]
     fn recycle_headers(&self, headers: Headers) {
         if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
             return;
         }
+        if let Some(older) = self.spare_last.replace(Some(headers)) {
+            self.keep_headers(older);
+        }
+    }
+
+    /// Keeps header storage in the list behind the slot, while it has room.
+    #[inline(never)]
+    fn keep_headers(&self, headers: Headers) {
         if let Ok(mut spare) = self.spare_headers.try_borrow_mut()
             && spare.len() < SPARE_HEADERS
         {
@@ -176,8 +194,12 @@ impl AgentInbox {
     }
 
     /// Header storage from a dropped response, if any is kept.
+    #[inline]
     pub(crate) fn spare_headers(&self) -> Option<Headers> {
-        self.spare_headers.borrow_mut().pop()
+        match self.spare_last.take() {
+            Some(headers) => Some(headers),
+            None => self.spare_headers.borrow_mut().pop(),
+        }
     }
 }
 
