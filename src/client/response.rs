@@ -72,23 +72,25 @@ impl AgentInbox {
                 None => self.handed.set(Some(body)),
                 // A second body for the same response: both go the queue's way, in order.
                 Some(first) => {
-                    self.queue_held(id, first);
-                    self.queue_held(id, body);
+                    self.queue(ctx, agent, id, first);
+                    self.queue(ctx, agent, id, body);
                 }
             }
-        } else if self.held.get() == Some(id) {
-            self.queue_held(id, body);
         } else {
-            self.bodies.borrow_mut().push_back((id, body));
-            ctx.post(agent, Box::new(NextBody));
+            self.queue(ctx, agent, id, body);
         }
     }
 
-    /// Queues a body for `held` without a [`NextBody`] (posted after the callback).
+    /// Queues a body protocol: with a [`NextBody`] posted for it, unless it is for `held`
+    /// (posted for after the callback).
     #[inline(never)]
-    fn queue_held(&self, id: RequestId, body: Box<dyn BodyProtocol>) {
+    fn queue(&self, ctx: &mut Ctx, agent: HandlerId, id: RequestId, body: Box<dyn BodyProtocol>) {
         self.bodies.borrow_mut().push_back((id, body));
-        self.unposted.set(self.unposted.get() + 1);
+        if self.held.get() == Some(id) {
+            self.unposted.set(self.unposted.get() + 1);
+        } else {
+            ctx.post(agent, Box::new(NextBody));
+        }
     }
 
     /// Marks the response callback of `id` as running: bodies handed over for it until
@@ -381,5 +383,38 @@ impl std::fmt::Debug for Response {
             .field("timing", &self.timing)
             .field("history", &self.history)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(bytes: usize) -> Headers {
+        let mut headers = Headers::new();
+        headers.reserve(1, bytes);
+        headers
+    }
+
+    /// Header storage comes back latest first, and no more is kept than the slot and the
+    /// list hold, however much is recycled; none without room, none too large.
+    #[test]
+    fn kept_header_storage_is_bounded_and_the_latest_comes_back_first() {
+        let inbox = AgentInbox::default();
+        inbox.recycle_headers(Headers::new());
+        inbox.recycle_headers(storage(SPARE_HEADERS_MAX_BYTES + 1));
+        assert!(inbox.spare_headers().is_none());
+        for _ in 0..SPARE_HEADERS * 3 {
+            inbox.recycle_headers(storage(64));
+        }
+        inbox.recycle_headers(storage(100));
+        assert_eq!(inbox.spare_headers().map(|h| h.capacity()), Some(100));
+        let mut kept = 1;
+        while let Some(headers) = inbox.spare_headers() {
+            assert_eq!(headers.capacity(), 64);
+            kept += 1;
+            assert!(kept <= SPARE_HEADERS + 1, "{kept} kept");
+        }
+        assert_eq!(kept, SPARE_HEADERS + 1);
     }
 }
