@@ -244,7 +244,7 @@ impl AgentState {
                     };
                     if let BodyState::Attached(body) = &mut req.body {
                         let mut bctx = BodyCtx::new(ctx, me, id);
-                        body.trailers_received(&mut bctx, &trailers);
+                        body.trailers_received(&mut bctx, trailers);
                         if bctx.stopped {
                             self.fail(ctx, id, Cause::Cancelled);
                             return;
