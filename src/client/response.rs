@@ -361,6 +361,8 @@ impl Response {
 }
 
 impl Drop for Response {
+    // Inline: called for every response, from the caller's crate.
+    #[inline]
     fn drop(&mut self) {
         if !self.delivered.get() {
             self.inbox.abandoned(self.handle.request);
