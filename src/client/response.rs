@@ -24,10 +24,14 @@ pub(crate) type BodyFilter = Rc<dyn Fn(Box<dyn BodyProtocol>) -> Box<dyn BodyPro
 /// an allocation per body; each has one zero-sized [`NextBody`] posted for it, so the reactor
 /// still decides when (and in which order with other messages) the agent takes it. A body
 /// handed over inside the response callback (the usual case) is taken by the agent as soon
-/// as the callback returns, so none is posted for it (see [`AgentInbox::hold`]).
+/// as the callback returns, so none is posted for it (see [`AgentInbox::hold`]); the first
+/// such body waits in a slot of its own rather than in the queue.
 #[derive(Default)]
 pub(crate) struct AgentInbox {
     bodies: RefCell<VecDeque<(RequestId, Box<dyn BodyProtocol>)>>,
+    /// The body handed over for `held` while its callback runs, when it is the only one: no
+    /// queue push and pop (nor their borrow checks) for the usual hand-over.
+    handed: Cell<Option<Box<dyn BodyProtocol>>>,
     /// Protocols given the connections of `101` responses, as `bodies`.
     upgrades: RefCell<VecDeque<(RequestId, Box<dyn Protocol>)>>,
     /// Requests whose response was dropped without its body being asked for: the agent
@@ -37,6 +41,10 @@ pub(crate) struct AgentInbox {
     /// [`ClientConnection::receive_reusing`](crate::proto::ClientConnection::receive_reusing)):
     /// a response head then allocates nothing.
     spare_headers: RefCell<Vec<Headers>>,
+    /// The storage recycled last, apart from the list: the next head takes it back without
+    /// the list's borrow check, push and pop (a response is mostly dropped before the next
+    /// one is read).
+    spare_last: Cell<Option<Headers>>,
     /// The request whose response callback is running, if any: a body handed over for it
     /// there is queued without a [`NextBody`].
     held: Cell<Option<RequestId>>,
@@ -49,7 +57,9 @@ const SPARE_HEADERS: usize = 64;
 const SPARE_HEADERS_MAX_BYTES: usize = 4096;
 
 impl AgentInbox {
-    /// Queues a body protocol for the agent and tells it.
+    /// Queues a body protocol for the agent and tells it. Inline: the usual case (the first
+    /// body handed over inside the callback) only fills the empty slot.
+    #[inline]
     fn deliver_body(
         &self,
         ctx: &mut Ctx,
@@ -57,6 +67,24 @@ impl AgentInbox {
         id: RequestId,
         body: Box<dyn BodyProtocol>,
     ) {
+        if self.held.get() == Some(id) && self.unposted.get() == 0 {
+            match self.handed.take() {
+                None => self.handed.set(Some(body)),
+                // A second body for the same response: both go the queue's way, in order.
+                Some(first) => {
+                    self.queue(ctx, agent, id, first);
+                    self.queue(ctx, agent, id, body);
+                }
+            }
+        } else {
+            self.queue(ctx, agent, id, body);
+        }
+    }
+
+    /// Queues a body protocol: with a [`NextBody`] posted for it, unless it is for `held`
+    /// (posted for after the callback).
+    #[inline(never)]
+    fn queue(&self, ctx: &mut Ctx, agent: HandlerId, id: RequestId, body: Box<dyn BodyProtocol>) {
         self.bodies.borrow_mut().push_back((id, body));
         if self.held.get() == Some(id) {
             self.unposted.set(self.unposted.get() + 1);
@@ -72,11 +100,20 @@ impl AgentInbox {
         self.held.set(Some(id));
     }
 
-    /// Ends [`AgentInbox::hold`]; returns how many bodies were queued meanwhile without a
-    /// [`NextBody`] (the agent posts one for each it does not take at once).
-    pub(crate) fn release(&self) -> usize {
+    /// Ends [`AgentInbox::hold`]; returns the one body handed over meanwhile, if it was the
+    /// only one, and how many were queued meanwhile without a [`NextBody`] (the agent posts
+    /// one for each it does not take at once, and gives back with [`AgentInbox::requeue`] a
+    /// handed-over body it does not attach).
+    #[inline]
+    pub(crate) fn release(&self) -> (Option<Box<dyn BodyProtocol>>, usize) {
         self.held.set(None);
-        self.unposted.replace(0)
+        (self.handed.take(), self.unposted.replace(0))
+    }
+
+    /// Queues a body returned by [`AgentInbox::release`] that the agent did not attach at
+    /// once; the agent posts its [`NextBody`].
+    pub(crate) fn requeue(&self, id: RequestId, body: Box<dyn BodyProtocol>) {
+        self.bodies.borrow_mut().push_back((id, body));
     }
 
     /// Queues the protocol that takes over the connection of a `101` response, and tells the
@@ -107,11 +144,21 @@ impl AgentInbox {
         self.recycle_headers(headers);
     }
 
-    /// Keeps the header storage of a dropped response for a later head.
+    /// Keeps the header storage of a dropped response for a later head. Inline: the usual
+    /// case only fills the empty slot.
+    #[inline]
     fn recycle_headers(&self, headers: Headers) {
         if headers.capacity() == 0 || headers.capacity() > SPARE_HEADERS_MAX_BYTES {
             return;
         }
+        if let Some(older) = self.spare_last.replace(Some(headers)) {
+            self.keep_headers(older);
+        }
+    }
+
+    /// Keeps header storage in the list behind the slot, while it has room.
+    #[inline(never)]
+    fn keep_headers(&self, headers: Headers) {
         if let Ok(mut spare) = self.spare_headers.try_borrow_mut()
             && spare.len() < SPARE_HEADERS
         {
@@ -149,8 +196,12 @@ impl AgentInbox {
     }
 
     /// Header storage from a dropped response, if any is kept.
+    #[inline]
     pub(crate) fn spare_headers(&self) -> Option<Headers> {
-        self.spare_headers.borrow_mut().pop()
+        match self.spare_last.take() {
+            Some(headers) => Some(headers),
+            None => self.spare_headers.borrow_mut().pop(),
+        }
     }
 }
 
@@ -310,6 +361,8 @@ impl Response {
 }
 
 impl Drop for Response {
+    // Inline: called for every response, from the caller's crate.
+    #[inline]
     fn drop(&mut self) {
         if !self.delivered.get() {
             self.inbox.abandoned(self.handle.request);
@@ -332,5 +385,38 @@ impl std::fmt::Debug for Response {
             .field("timing", &self.timing)
             .field("history", &self.history)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage(bytes: usize) -> Headers {
+        let mut headers = Headers::new();
+        headers.reserve(1, bytes);
+        headers
+    }
+
+    /// Header storage comes back latest first, and no more is kept than the slot and the
+    /// list hold, however much is recycled; none without room, none too large.
+    #[test]
+    fn kept_header_storage_is_bounded_and_the_latest_comes_back_first() {
+        let inbox = AgentInbox::default();
+        inbox.recycle_headers(Headers::new());
+        inbox.recycle_headers(storage(SPARE_HEADERS_MAX_BYTES + 1));
+        assert!(inbox.spare_headers().is_none());
+        for _ in 0..SPARE_HEADERS * 3 {
+            inbox.recycle_headers(storage(64));
+        }
+        inbox.recycle_headers(storage(100));
+        assert_eq!(inbox.spare_headers().map(|h| h.capacity()), Some(100));
+        let mut kept = 1;
+        while let Some(headers) = inbox.spare_headers() {
+            assert_eq!(headers.capacity(), 64);
+            kept += 1;
+            assert!(kept <= SPARE_HEADERS + 1, "{kept} kept");
+        }
+        assert_eq!(kept, SPARE_HEADERS + 1);
     }
 }

@@ -244,10 +244,13 @@ impl AgentState {
     }
 
     /// The body ended normally: tell the body protocol, or remember it until one attaches.
-    pub(super) fn finish(&mut self, ctx: &mut Ctx, id: RequestId, end: BodyEnd) {
+    /// Returns whether the request had sent its body whole (false when it is not there): read
+    /// here, in the lookup this needs anyway.
+    pub(super) fn finish(&mut self, ctx: &mut Ctx, id: RequestId, end: BodyEnd) -> bool {
         let Some(req) = self.reqs.get_mut(&id) else {
-            return;
+            return false;
         };
+        let body_sent = req.body_sent;
         if let Some(cid) = req.conn.take()
             && let Some(conn) = self.conns.get_mut(&cid)
         {
@@ -261,6 +264,7 @@ impl AgentState {
             }
             BodyState::NotAttached => req.end = Some(end),
         }
+        body_sent
     }
 
     /// The request failed: report the error where it belongs and close its connection.

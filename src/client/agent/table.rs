@@ -73,8 +73,16 @@ impl SlotIndex {
         match self.at.get(slot) {
             Some(&(g, at)) if g == generation && g != 0 => Some(at),
             _ if self.overflow.is_empty() => None,
-            _ => self.overflow.get(&(slot, generation)).copied(),
+            _ => self.find_overflow(slot, generation),
         }
+    }
+
+    /// Out of line and cold: inlined, the key's hash was computed ahead of every lookup in
+    /// a loop (the compiler hoists it), though the overflow is almost always empty.
+    #[cold]
+    #[inline(never)]
+    fn find_overflow(&self, slot: usize, generation: u32) -> Option<u32> {
+        self.overflow.get(&(slot, generation)).copied()
     }
 
     /// The position of `key` if it is there; else records `new` for it.
