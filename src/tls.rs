@@ -442,6 +442,16 @@ fn map_error(err: &rustls::Error) -> TlsError {
 pub struct TlsStage {
     conn: ClientConnection,
     close_notify_received: bool,
+    // The reactor's own per-session fields. Here rather than in a wrapper around the stage,
+    // they share the padding after `close_notify_received`: a session's box is the rustls
+    // connection and 8 bytes (a wrapper made it 24), one allocation size class smaller.
+    /// Bytes at the front of the connection's write buffer written before
+    /// `Ctx::start_tls`: they go out in plaintext, before the TLS handshake starts.
+    pub(crate) plain_left: u32,
+    /// Open, and in the TLS handshake begun by `Ctx::start_tls`.
+    pub(crate) upgrading: bool,
+    /// Our `close_notify` is queued.
+    pub(crate) close_notify_sent: bool,
 }
 
 impl fmt::Debug for TlsStage {
@@ -475,6 +485,9 @@ impl TlsStage {
         Ok(TlsStage {
             conn,
             close_notify_received: false,
+            plain_left: 0,
+            upgrading: false,
+            close_notify_sent: false,
         })
     }
 
@@ -551,6 +564,15 @@ impl TlsStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reactor boxes a stage per TLS connection, idle pooled ones included: its own
+    /// fields fit in the 8 bytes after the rustls connection.
+    #[test]
+    fn a_stage_is_the_rustls_connection_and_8_bytes() {
+        let size = std::mem::size_of::<TlsStage>();
+        println!("size_of::<TlsStage>() = {size}");
+        assert_eq!(size, std::mem::size_of::<ClientConnection>() + 8);
+    }
 
     #[test]
     fn der_walk_rejects_garbage_and_truncation() {

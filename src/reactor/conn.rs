@@ -205,43 +205,10 @@ impl WriteBuf {
     }
 }
 
-/// A connection's TLS session with the reactor's state that only a TLS connection has, in
-/// the one box: a plain connection's slot carries none of it.
-pub(super) struct Tls {
-    pub(super) stage: TlsStage,
-    /// Bytes at the front of `wbuf` written before `Ctx::start_tls`: they go out in
-    /// plaintext, before the TLS handshake starts.
-    pub(super) plain_left: usize,
-    /// Open, and in the TLS handshake begun by `Ctx::start_tls`.
-    pub(super) upgrading: bool,
-    pub(super) close_notify_sent: bool,
-}
-
-impl Tls {
-    /// A session from the start of the connection (not `start_tls`).
-    pub(super) fn new(stage: TlsStage) -> Box<Tls> {
-        Box::new(Tls {
-            stage,
-            plain_left: 0,
-            upgrading: false,
-            close_notify_sent: false,
-        })
-    }
-}
-
-impl std::ops::Deref for Tls {
-    type Target = TlsStage;
-
-    fn deref(&self) -> &TlsStage {
-        &self.stage
-    }
-}
-
-impl std::ops::DerefMut for Tls {
-    fn deref_mut(&mut self) -> &mut TlsStage {
-        &mut self.stage
-    }
-}
+/// A connection's TLS session with the reactor's state that only a TLS connection has (the
+/// stage's `plain_left`, `upgrading` and `close_notify_sent`), in the one box: a plain
+/// connection's slot carries none of it.
+pub(super) type Tls = TlsStage;
 
 impl Generational for Conn {
     fn generation(&self) -> u32 {
@@ -371,7 +338,7 @@ impl Ctx {
             match TlsStage::new(connector, tls_name) {
                 Ok(stage) => {
                     if let Some(conn) = self.conns.get_mut(id) {
-                        conn.tls = Some(Tls::new(stage));
+                        conn.tls = Some(Box::new(stage));
                     }
                 }
                 Err(e) => {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mio::Interest;
 use mio::net::TcpListener;
 
-use super::conn::{Conn, ConnTiming, End, State, Tls};
+use super::conn::{Conn, ConnTiming, End, State};
 use super::dns::{Resolver, SharedResolver};
 use super::error::{Disconnect, TransportError};
 use super::ids::{ConnId, HandlerId, TimerId, listener_token};
@@ -377,7 +377,8 @@ impl Ctx {
     /// * [`Ctx::conn_timing`]'s `tls_done` is set when the handshake completes.
     ///
     /// Misuse aborts the connection with `Failed(TransportError::Io(InvalidInput, ..))`:
-    /// on a connection that is already TLS or closing, as `connection_lost`; on one not
+    /// on a connection that is already TLS or closing, or that holds 4 GiB or more written
+    /// and not sent yet, as `connection_lost`; on one not
     /// open yet, as `connection_failed`. An invalid `server_name` ends it with
     /// `Failed(Tls(InvalidServerName))`. A stale id is a no-op.
     pub fn start_tls(&mut self, conn: ConnId, connector: &TlsConnector, server_name: &str) {
@@ -390,6 +391,8 @@ impl Ctx {
             Some("start_tls on a connection that is already TLS")
         } else if c.closing {
             Some("start_tls on a closing connection")
+        } else if u32::try_from(c.pending()).is_err() {
+            Some("start_tls with 4 GiB or more written and not sent yet")
         } else {
             None
         };
@@ -409,8 +412,9 @@ impl Ctx {
             self.finish(conn, End::io(&e));
             return;
         }
-        let mut tls = Tls::new(stage);
-        tls.plain_left = c.pending();
+        let mut tls = Box::new(stage);
+        // Checked above: under 4 GiB.
+        tls.plain_left = u32::try_from(c.pending()).unwrap_or(u32::MAX);
         tls.upgrading = true;
         c.tls = Some(tls);
         if c.eof {

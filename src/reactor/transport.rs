@@ -144,9 +144,11 @@ fn write_out(conn: &mut Conn) -> io::Result<()> {
         && let Some(w) = conn.wbuf.as_mut()
     {
         // Written before `start_tls`: plaintext, and before the ClientHello.
-        let n = write_raw(sock, &w.unsent()[..tls.plain_left])?;
+        let left = usize::try_from(tls.plain_left).unwrap_or(usize::MAX);
+        let n = write_raw(sock, &w.unsent()[..left])?;
         w.pos += n;
-        tls.plain_left -= n;
+        // `n` is at most `left`, itself a `u32`.
+        tls.plain_left -= u32::try_from(n).unwrap_or(tls.plain_left);
         if tls.plain_left > 0 {
             return Ok(());
         }
