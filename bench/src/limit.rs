@@ -249,10 +249,10 @@ pub fn run(p: &Params, meter: Meter) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// `idle limit`: one request per connection, then the connections held open.
+/// `idle limit`: one request per connection, all at once, then the connections held open.
 pub fn idle(p: &Params) -> Result<(), String> {
     if p.url.starts_with("https://") {
-        return idle_tls(p);
+        return idle_tls(p, false);
     }
     let (rss_before, heap_before) = (rss_kib(), live_heap());
     let mut seen = 0usize;
@@ -266,13 +266,110 @@ pub fn idle(p: &Params) -> Result<(), String> {
     Ok(())
 }
 
-/// The rustls floor for an idle TLS connection: `conns` blocking sockets, each with a bare
-/// rustls `ClientConnection` that did its handshake and one request, kept open. No event
-/// loop, no buffers beyond rustls's own: what any client on rustls must hold at least.
-fn idle_tls(p: &Params) -> Result<(), String> {
+/// `idle limit-serial` (`https://` only): the TLS floor with the connections made one after
+/// another, each handshake finished before the next starts, so all but the first resume the
+/// session. A client opening its connections all at once cannot do that; this shows how much
+/// of an idle connection's memory is owed to the pattern rather than to the client.
+pub fn idle_serial(p: &Params) -> Result<(), String> {
+    if !p.url.starts_with("https://") {
+        return Err("limit-serial is the TLS floor: it needs an https:// URL".into());
+    }
+    idle_tls(p, true)
+}
+
+/// One TLS connection of the floor: a bare rustls `ClientConnection` on a socket, all it
+/// keeps once idle.
+struct TlsConn {
+    sock: TcpStream,
+    tls: rustls::ClientConnection,
+}
+
+/// What a [`TlsConn`] needs only until its response is in; dropped before measuring.
+struct Exchange {
+    /// The request, written once the handshake is done (written before, rustls would keep
+    /// the queue it waited in, ~120 B per connection).
+    request: Option<std::sync::Arc<[u8]>>,
+    /// The response so far.
+    got: Vec<u8>,
+    /// The whole response is in.
+    done: bool,
+}
+
+impl TlsConn {
+    /// Moves bytes both ways until the socket would block; `Ok(true)` once the whole
+    /// response (head and Content-Length body) is in.
+    fn step(&mut self, x: &mut Exchange) -> io::Result<bool> {
+        loop {
+            let mut moved = false;
+            if !self.tls.is_handshaking()
+                && let Some(request) = x.request.take()
+            {
+                self.tls.writer().write_all(&request)?;
+            }
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.sock) {
+                    Ok(_) => moved = true,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            match self.tls.read_tls(&mut self.sock) {
+                Ok(0) => return Err(bad("server closed")),
+                Ok(_) => {
+                    self.tls
+                        .process_new_packets()
+                        .map_err(|e| bad(&e.to_string()))?;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match self.tls.reader().read(&mut buf) {
+                    Ok(0) => return Err(bad("server closed")),
+                    Ok(n) => x.got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if response_complete(&x.got)? {
+                x.got = Vec::new();
+                return Ok(true);
+            }
+            if !moved {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+/// Whether `got` holds a whole response with a Content-Length body.
+fn response_complete(got: &[u8]) -> io::Result<bool> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let Ok(httparse::Status::Complete(head)) = resp.parse(got) else {
+        return Ok(false);
+    };
+    let len: usize = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+        .ok_or_else(|| bad("no Content-Length"))?;
+    Ok(got.len() >= head + len)
+}
+
+/// The rustls floor for an idle TLS connection: `conns` sockets, each with a bare rustls
+/// `ClientConnection` that did its handshake and one request, kept open. No buffers beyond
+/// rustls's own: what any client on rustls must hold at least. Like every client's idle
+/// mode the connections are opened and their handshakes run all at once, unless `serial`
+/// (see [`idle_serial`]).
+fn idle_tls(p: &Params, serial: bool) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, ServerName};
     use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     let ca = p.ca.as_ref().ok_or("https needs --ca")?;
     let mut roots = rustls::RootCertStore::empty();
@@ -290,52 +387,108 @@ fn idle_tls(p: &Params) -> Result<(), String> {
     let config = Arc::new(config);
     let (host, port, path) = split_url(&p.url)?;
     let name = ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+    let request: Arc<[u8]> = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n")
+        .into_bytes()
+        .into();
 
     let (rss_before, heap_before) = (rss_kib(), live_heap());
-    let mut conns = Vec::with_capacity(p.conns);
-    for _ in 0..p.conns {
-        let mut sock =
+    let mut poll = Poll::new().map_err(|e| e.to_string())?;
+    let mut events = Events::with_capacity(1024);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut conns: Vec<TlsConn> = Vec::with_capacity(p.conns);
+    // One allocation, given back before measuring.
+    let mut exchanges: Vec<Exchange> = Vec::with_capacity(p.conns);
+    for i in 0..p.conns {
+        let sock =
             std::net::TcpStream::connect((host.as_str(), port)).map_err(|e| e.to_string())?;
         sock.set_nodelay(true).map_err(|e| e.to_string())?;
-        let mut tls = rustls::ClientConnection::new(config.clone(), name.clone())
+        sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let tls = rustls::ClientConnection::new(config.clone(), name.clone())
             .map_err(|e| e.to_string())?;
-        let mut stream = rustls::Stream::new(&mut tls, &mut sock);
-        stream
-            .write_all(request.as_bytes())
+        let mut conn = TlsConn {
+            sock: TcpStream::from_std(sock),
+            tls,
+        };
+        exchanges.push(Exchange {
+            request: Some(request.clone()),
+            got: Vec::new(),
+            done: false,
+        });
+        poll.registry()
+            .register(
+                &mut conn.sock,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .map_err(|e| e.to_string())?;
-        // The bench's files are served with Content-Length; read to the end of the head and
-        // of the declared body.
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("server closed".into());
-            }
-            got.extend_from_slice(&buf[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut headers);
-            if let Ok(httparse::Status::Complete(head)) = resp.parse(&got) {
-                let len: usize = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                    .ok_or("no Content-Length")?;
-                if got.len() >= head + len {
-                    break;
-                }
-            }
+        conns.push(conn);
+        if serial {
+            // This connection's handshake and response before the next one starts.
+            wait_all(
+                &mut poll,
+                &mut events,
+                &mut conns,
+                &mut exchanges,
+                i,
+                deadline,
+            )?;
         }
-        conns.push((tls, sock));
     }
-    report_idle("limit-tls", conns.len(), rss_before, heap_before);
+    if !serial {
+        wait_all(
+            &mut poll,
+            &mut events,
+            &mut conns,
+            &mut exchanges,
+            0,
+            deadline,
+        )?;
+    }
+    drop(exchanges);
+    let name = if serial {
+        "limit-tls-serial"
+    } else {
+        "limit-tls"
+    };
+    report_idle(name, conns.len(), rss_before, heap_before);
     Ok(())
 }
 
-/// `https://HOST:PORT/PATH` into its parts (the bench only uses IP literals and explicit
-/// ports).
+/// Steps the connections from `from` on (their ClientHello), then drives every connection
+/// readiness names until all of those are whole.
+fn wait_all(
+    poll: &mut Poll,
+    events: &mut Events,
+    conns: &mut [TlsConn],
+    exchanges: &mut [Exchange],
+    from: usize,
+    deadline: std::time::Instant,
+) -> Result<(), String> {
+    let mut left = 0;
+    for (c, x) in conns[from..].iter_mut().zip(&mut exchanges[from..]) {
+        x.done = c.step(x).map_err(|e| e.to_string())?;
+        left += usize::from(!x.done);
+    }
+    while left > 0 {
+        let time = deadline.saturating_duration_since(std::time::Instant::now());
+        if time.is_zero() {
+            return Err(format!("TLS floor: {left} responses missing after 60 s"));
+        }
+        poll.poll(events, Some(time)).map_err(|e| e.to_string())?;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let x = &mut exchanges[i];
+            // A finished connection may still get a session ticket: read, not counted.
+            let was_done = x.done;
+            x.done |= conns[i].step(x).map_err(|e| e.to_string())?;
+            if x.done && !was_done {
+                left -= 1;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn split_url(url: &str) -> Result<(String, u16, String), String> {
     let rest = url.split_once("://").ok_or("no scheme")?.1;
     let (authority, path) = match rest.find('/') {

@@ -23,7 +23,9 @@
 //!
 //! `idle` opens `--conns` keep-alive connections (one request each, all at once), lets them
 //! fall idle in the client's pool, and prints the growth of RSS and of the live heap (over TLS
-//! with an `https://` URL and `--ca PEM`, for weft-agent and reqwest):
+//! with an `https://` URL and `--ca PEM`, for weft-agent, reqwest and limit; `idle
+//! limit-serial` is the TLS floor with its connections made one after another, each resuming
+//! the first one's session):
 //!
 //! ```text
 //! idle client=NAME conns=N fds=F rss_before_kib=A rss_after_kib=B heap_bytes=H
@@ -194,6 +196,7 @@ fn main() -> ExitCode {
             "hyper-conn" => peers::hyper_conn_idle(&params),
             "reqwest" => peers::reqwest_idle(&params),
             "limit" => limit::idle(&params),
+            "limit-serial" => limit::idle_serial(&params),
             _ => Err(format!("no idle mode for {name}")),
         },
         _ => return usage(),
