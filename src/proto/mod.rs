@@ -52,6 +52,7 @@ mod error;
 mod fuzz;
 #[cfg(feature = "fuzzing")]
 mod fuzz_chunked;
+mod head_scan;
 mod headers;
 mod request;
 mod response;

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
+use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version, head_scan};
 
 /// Header slots kept on the stack; larger `max_headers` fall back to a heap array.
 const STACK_HEADERS: usize = 128;
@@ -87,6 +87,18 @@ pub(crate) fn parse_head(
 /// say about framing, or `None` when `bytes` holds only part of a head. The head's fields take
 /// `spare` (left empty) when a head is returned.
 pub(crate) fn parse_head_prefix(
+    bytes: &[u8],
+    config: &Config,
+    spare: &mut Headers,
+) -> Result<Option<(usize, ResponseHead, FramingFields)>, ProtocolError> {
+    match head_scan::parse_plain(bytes, config, spare) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => parse_head_httparse(bytes, config, spare),
+    }
+}
+
+/// [`parse_head_prefix`] by httparse, for every head (the plain reading takes most).
+pub(super) fn parse_head_httparse(
     bytes: &[u8],
     config: &Config,
     spare: &mut Headers,
@@ -238,7 +250,7 @@ impl FramingFields {
     /// Notes one field of a head httparse accepted. Names are compared by length first, so
     /// unrelated fields cost almost nothing.
     #[inline(always)]
-    fn note(&mut self, name: &[u8], value: &[u8]) {
+    pub(super) fn note(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
             // Only the first Keep-Alive field is read.
             10 if !self.keep_alive_field && lower_eq(name, b"keep-alive") => {
@@ -297,7 +309,7 @@ fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
 
 /// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
 /// string, so the common case allocates nothing; any other phrase is copied.
-fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
+pub(super) fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
     let usual = match status {
         100 => "Continue",
         200 => "OK",
