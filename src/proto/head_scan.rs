@@ -8,6 +8,7 @@
 //! refuse), which then decides and reports errors as before. This saves httparse's slots and
 //! the second pass that copied them out.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use super::response::{FramingFields, reason_phrase};
@@ -45,9 +46,17 @@ static TOKEN: [bool; 256] = {
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// The bytes of `word` (little-endian) that end a run of field value bytes: a control byte
-/// (below 0x20, HTAB included) or DEL, each marked by its top bit. Only the lowest mark is
-/// exact (a borrow may mark bytes above it), which is the one used.
+/// The little-endian word at `at`, if 8 bytes are there.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    let word = bytes.get(at..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*word))
+}
+
+/// Marks (top bit) the bytes of `word` that end a run of field value bytes: a control byte
+/// (below 0x20, HTAB included) or DEL. Only the lowest mark is exact (a borrow may mark bytes
+/// above it), which is the one used.
+#[inline(always)]
 fn value_stops(word: u64) -> u64 {
     let below_space = word.wrapping_sub(ONES * 0x20) & !word;
     let del = word ^ (ONES * 0x7f);
@@ -55,12 +64,27 @@ fn value_stops(word: u64) -> u64 {
     (below_space | is_del) & HIGH
 }
 
+/// Marks (top bit) the bytes of `word` that are not an ASCII letter, digit or `-` (the bytes
+/// of nearly every field name; the other tchars are looked up one by one). Exact for every
+/// byte: each sum stays within its byte.
+#[inline(always)]
+fn name_stops(word: u64) -> u64 {
+    let low = word & !HIGH;
+    let folded = low | (ONES * 0x20);
+    let letter = folded.wrapping_add(ONES * (0x80 - b'a' as u64))
+        & !folded.wrapping_add(ONES * (0x7f - b'z' as u64));
+    let digit = low.wrapping_add(ONES * (0x80 - b'0' as u64))
+        & !low.wrapping_add(ONES * (0x7f - b'9' as u64));
+    let dash = !(low ^ (ONES * b'-' as u64)).wrapping_add(ONES * 0x7f);
+    !((letter | digit | dash) & !word) & HIGH
+}
+
 /// The index of the first byte from `at` on that is not a field value byte other than HTAB
 /// (so a control byte or DEL), or `bytes.len()`.
 #[inline(always)]
 fn value_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
-        let stops = value_stops(u64::from_le_bytes(*word));
+    while let Some(word) = word_at(bytes, at) {
+        let stops = value_stops(word);
         if stops != 0 {
             return at + (stops.trailing_zeros() / 8) as usize;
         }
@@ -75,10 +99,39 @@ fn value_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
+/// The index of the first byte from `at` on that is not a tchar, or `bytes.len()`.
+#[inline(always)]
+fn name_end(bytes: &[u8], mut at: usize) -> usize {
+    loop {
+        match word_at(bytes, at) {
+            Some(word) => {
+                let stops = name_stops(word);
+                if stops == 0 {
+                    at += 8;
+                    continue;
+                }
+                at += (stops.trailing_zeros() / 8) as usize;
+            }
+            None => match bytes.get(at) {
+                Some(&b) if TOKEN[b as usize] => {
+                    at += 1;
+                    continue;
+                }
+                _ => return at,
+            },
+        }
+        match bytes.get(at) {
+            Some(&b) if TOKEN[b as usize] => at += 1,
+            _ => return at,
+        }
+    }
+}
+
 /// Parses a plain response head at the start of `bytes` as httparse would (see the module
 /// docs), its fields put in `spare`'s storage (which the head takes). `None` when the head is
 /// not in the plain form or not whole: then `spare` holds no meaningful fields and the
 /// caller must parse with httparse.
+#[inline(never)]
 pub(super) fn parse_plain(
     bytes: &[u8],
     config: &Config,
@@ -106,32 +159,36 @@ pub(super) fn parse_plain(
     if !(100..=599).contains(&status) {
         return None;
     }
-    let reason_len = bytes[13..]
-        .iter()
-        .position(|&b| !(b == b'\t' || (b' '..=b'~').contains(&b)))?;
-    let reason_end = 13 + reason_len;
-    if bytes[reason_end] != b'\r' || bytes.get(reason_end + 1) != Some(&b'\n') {
+    let mut reason_end = 13;
+    while let Some(&b) = bytes.get(reason_end) {
+        if !(b == b'\t' || (b' '..=b'~').contains(&b)) {
+            break;
+        }
+        reason_end += 1;
+    }
+    if bytes.get(reason_end..reason_end + 2)? != b"\r\n" {
         return None;
     }
-    let reason = std::str::from_utf8(&bytes[13..reason_end]).ok()?;
+    let reason = reason_phrase_of(status, &bytes[13..reason_end])?;
 
     let start = reason_end + 2;
+    let max_headers = config.max_headers;
     let mut at = start;
     let mut block_end = start;
     let mut framing = FramingFields::default();
     spare.clear();
     let end = loop {
         // A line starts here: the blank line, or `name:` with a name of 1 or more tchars.
-        let line = bytes.get(at..)?;
-        if let [b'\r', b'\n', ..] = line {
-            break at + 2;
+        match bytes.get(at..at + 2)? {
+            b"\r\n" => break at + 2,
+            _ if spare.len() == max_headers => return None,
+            _ => {}
         }
-        let name_len = line.iter().position(|&b| !TOKEN[b as usize])?;
-        if name_len == 0 || line[name_len] != b':' || spare.len() == config.max_headers {
+        let colon = name_end(bytes, at);
+        if colon == at || bytes.get(colon) != Some(&b':') {
             return None;
         }
-        let name = at..at + name_len;
-        let mut value_start = name.end + 1;
+        let mut value_start = colon + 1;
         while let Some(b' ' | b'\t') = bytes.get(value_start) {
             value_start += 1;
         }
@@ -139,32 +196,47 @@ pub(super) fn parse_plain(
         while bytes.get(stop) == Some(&b'\t') {
             stop = value_end(bytes, stop + 1);
         }
-        if bytes.get(stop) != Some(&b'\r') || bytes.get(stop + 1) != Some(&b'\n') {
+        if bytes.get(stop..stop + 2)? != b"\r\n" {
             return None;
         }
-        let mut value_stop = stop;
-        while value_stop > value_start && matches!(bytes[value_stop - 1], b' ' | b'\t') {
-            value_stop -= 1;
+        let mut value = bytes.get(value_start..stop)?;
+        while let [rest @ .., b' ' | b'\t'] = value {
+            value = rest;
         }
-        let value = value_start..value_stop;
-        framing.note(&bytes[name.clone()], &bytes[value.clone()]);
-        spare.push_parsed(offsets(&name, start), offsets(&value, start));
+        let value_stop = value_start + value.len();
+        let name = bytes.get(at..colon)?;
+        if matches!(name.len(), 10 | 14 | 17) {
+            framing.note(name, value);
+        }
+        spare.push_parsed(
+            offsets(at..colon, start),
+            offsets(value_start..value_stop, start),
+        );
         block_end = value_stop;
         at = stop + 2;
     };
-    spare.set_parsed_block(&bytes[start..block_end]);
+    spare.set_parsed_block(bytes.get(start..block_end)?);
     let head = ResponseHead {
         version,
         status,
-        reason: reason_phrase(status, reason),
+        reason,
         headers: std::mem::take(spare),
     };
     Some((end, head, framing))
 }
 
+/// The reason phrase as [`reason_phrase`] keeps it, from bytes known to be ASCII.
+#[inline(always)]
+fn reason_phrase_of(status: u16, reason: &[u8]) -> Option<Cow<'static, str>> {
+    if status == 200 && reason == b"OK" {
+        return Some(Cow::Borrowed("OK"));
+    }
+    Some(reason_phrase(status, std::str::from_utf8(reason).ok()?))
+}
+
 /// `range` made relative to `start` (which is at or before it; the head is under 4 GiB).
 #[inline(always)]
-fn offsets(range: &Range<usize>, start: usize) -> Range<u32> {
+fn offsets(range: Range<usize>, start: usize) -> Range<u32> {
     (range.start - start) as u32..(range.end - start) as u32
 }
 
@@ -192,6 +264,36 @@ mod tests {
         true
     }
 
+    /// The word tests mark exactly the bytes they name, at every place in the word, whatever
+    /// bytes precede them (only the lowest mark is used, so bytes after it may be anything).
+    #[test]
+    fn word_tests_find_the_first_byte_of_their_class() {
+        let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
+        let is_stop = |b: u8| b < 0x20 || b == 0x7f;
+        for fill in [b'a', b'Z', b'0', b'-', b' ', b'~', 0x80, 0xff] {
+            for at in 0..8 {
+                for b in 0..=255u8 {
+                    let mut bytes = [fill; 8];
+                    bytes[at] = b;
+                    let word = u64::from_le_bytes(bytes);
+                    let first = |marks: u64| (marks != 0).then(|| marks.trailing_zeros() / 8);
+                    let expect = |is: &dyn Fn(u8) -> bool| {
+                        bytes.iter().position(|&b| !is(b)).map(|i| i as u32)
+                    };
+                    assert_eq!(first(name_stops(word)), expect(&is_name), "{fill} {at} {b}");
+                    assert_eq!(
+                        first(value_stops(word)),
+                        expect(&|b| !is_stop(b)),
+                        "{fill} {at} {b}"
+                    );
+                }
+            }
+        }
+        for b in 0..=255u8 {
+            assert!(!is_name(b) || TOKEN[b as usize], "{b}");
+        }
+    }
+
     const HEADS: &[&[u8]] = &[
         b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 22:53:04 GMT\r\n\
           Content-Type: application/octet-stream\r\nContent-Length: 0\r\n\
@@ -202,6 +304,7 @@ mod tests {
         b"HTTP/1.1 101 \r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
         b"HTTP/1.1 204 No Content\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nA: 01234567890123456789\r\nB:0123456\r\nc-L: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nX_Y.z~9!#$%&'*+^`|: v\xff\x80al\tue \r\nA-B-C-D-E-F-G-H-I: 01234\r\n\r\n",
     ];
 
     #[test]
