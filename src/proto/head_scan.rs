@@ -9,7 +9,6 @@
 //! the second pass that copied them out.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use super::response::{FramingFields, reason_phrase};
 use super::{Config, Headers, ResponseHead, Version};
@@ -43,55 +42,47 @@ static TOKEN: [bool; 256] = {
     t
 };
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
+/// Bytes tested at a time: one SSE2 register, the compiler turning the byte tests of a chunk
+/// into vector instructions (no `unsafe`, no intrinsics).
+const CHUNK: usize = 16;
 
-/// The little-endian word at `at`, if 8 bytes are there.
+/// Whether a byte is an ASCII letter, digit or `-`: the bytes of nearly every field name
+/// (the other tchars are looked up one by one).
 #[inline(always)]
-fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
-    let word = bytes.get(at..)?.first_chunk::<8>()?;
-    Some(u64::from_le_bytes(*word))
+fn is_name_common(b: u8) -> bool {
+    (b | 0x20).wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10 || b == b'-'
 }
 
-/// Marks (top bit) the bytes of `word` that end a run of field value bytes: a control byte
-/// (below 0x20, HTAB included) or DEL. Only the lowest mark is exact (a borrow may mark bytes
-/// above it), which is the one used.
+/// Whether a byte ends a run of field value bytes: a control byte (HTAB included) or DEL.
 #[inline(always)]
-fn value_stops(word: u64) -> u64 {
-    let below_space = word.wrapping_sub(ONES * 0x20) & !word;
-    let del = word ^ (ONES * 0x7f);
-    let is_del = del.wrapping_sub(ONES) & !del;
-    (below_space | is_del) & HIGH
+fn is_value_stop(b: u8) -> bool {
+    b < 0x20 || b == 0x7f
 }
 
-/// Marks (top bit) the bytes of `word` that are not an ASCII letter, digit or `-` (the bytes
-/// of nearly every field name; the other tchars are looked up one by one). Exact for every
-/// byte: each sum stays within its byte.
+/// The index of the first byte of `chunk` for which `stop` holds.
 #[inline(always)]
-fn name_stops(word: u64) -> u64 {
-    let low = word & !HIGH;
-    let folded = low | (ONES * 0x20);
-    let letter = folded.wrapping_add(ONES * (0x80 - b'a' as u64))
-        & !folded.wrapping_add(ONES * (0x7f - b'z' as u64));
-    let digit = low.wrapping_add(ONES * (0x80 - b'0' as u64))
-        & !low.wrapping_add(ONES * (0x7f - b'9' as u64));
-    let dash = !(low ^ (ONES * b'-' as u64)).wrapping_add(ONES * 0x7f);
-    !((letter | digit | dash) & !word) & HIGH
+fn first_stop(chunk: &[u8; CHUNK], stop: impl Fn(u8) -> bool) -> Option<usize> {
+    // A plain loop rather than `array::from_fn`, which is not always inlined (a call in the
+    // scan loop would cost the vector constants kept in registers).
+    let mut marks = [0u8; CHUNK];
+    for (mark, &b) in marks.iter_mut().zip(chunk) {
+        *mark = if stop(b) { 0xff } else { 0 };
+    }
+    let marks = u128::from_le_bytes(marks);
+    (marks != 0).then(|| (marks.trailing_zeros() / 8) as usize)
 }
 
-/// The index of the first byte from `at` on that is not a field value byte other than HTAB
-/// (so a control byte or DEL), or `bytes.len()`.
+/// The index of the first byte from `at` on for which `stop` holds, or `bytes.len()`.
 #[inline(always)]
-fn value_end(bytes: &[u8], mut at: usize) -> usize {
-    while let Some(word) = word_at(bytes, at) {
-        let stops = value_stops(word);
-        if stops != 0 {
-            return at + (stops.trailing_zeros() / 8) as usize;
+fn run_end(bytes: &[u8], mut at: usize, stop: impl Fn(u8) -> bool + Copy) -> usize {
+    while let Some(chunk) = bytes.get(at..).and_then(<[u8]>::first_chunk::<CHUNK>) {
+        match first_stop(chunk, stop) {
+            Some(i) => return at + i,
+            None => at += CHUNK,
         }
-        at += 8;
     }
     while let Some(&b) = bytes.get(at) {
-        if b < 0x20 || b == 0x7f {
+        if stop(b) {
             break;
         }
         at += 1;
@@ -99,27 +90,26 @@ fn value_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The index of the first byte from `at` on that is not a tchar, or `bytes.len()`.
+/// The length of the field value at the start of `bytes` up to its line end: the index of
+/// the first control byte other than HTAB, or DEL, or `bytes.len()`.
 #[inline(always)]
-fn name_end(bytes: &[u8], mut at: usize) -> usize {
+fn value_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
     loop {
-        match word_at(bytes, at) {
-            Some(word) => {
-                let stops = name_stops(word);
-                if stops == 0 {
-                    at += 8;
-                    continue;
-                }
-                at += (stops.trailing_zeros() / 8) as usize;
-            }
-            None => match bytes.get(at) {
-                Some(&b) if TOKEN[b as usize] => {
-                    at += 1;
-                    continue;
-                }
-                _ => return at,
-            },
+        at = run_end(bytes, at, is_value_stop);
+        match bytes.get(at) {
+            Some(b'\t') => at += 1,
+            _ => return at,
         }
+    }
+}
+
+/// The length of the run of tchars at the start of `bytes`.
+#[inline(always)]
+fn name_len(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        at = run_end(bytes, at, |b| !is_name_common(b));
         match bytes.get(at) {
             Some(&b) if TOKEN[b as usize] => at += 1,
             _ => return at,
@@ -171,51 +161,52 @@ pub(super) fn parse_plain(
     }
     let reason = reason_phrase_of(status, &bytes[13..reason_end])?;
 
-    let start = reason_end + 2;
+    // The field lines; offsets in the index are from the start of `block`.
+    let block = &bytes[reason_end + 2..];
     let max_headers = config.max_headers;
-    let mut at = start;
-    let mut block_end = start;
+    let mut rest = block;
+    let mut block_len = 0;
     let mut framing = FramingFields::default();
     spare.clear();
     let end = loop {
         // A line starts here: the blank line, or `name:` with a name of 1 or more tchars.
-        match bytes.get(at..at + 2)? {
-            b"\r\n" => break at + 2,
-            _ if spare.len() == max_headers => return None,
-            _ => {}
+        if let [b'\r', b'\n', ..] = rest {
+            break bytes.len() - rest.len() + 2;
         }
-        let colon = name_end(bytes, at);
-        if colon == at || bytes.get(colon) != Some(&b':') {
+        if spare.len() == max_headers {
             return None;
         }
-        let mut value_start = colon + 1;
-        while let Some(b' ' | b'\t') = bytes.get(value_start) {
-            value_start += 1;
-        }
-        let mut stop = value_end(bytes, value_start);
-        while bytes.get(stop) == Some(&b'\t') {
-            stop = value_end(bytes, stop + 1);
-        }
-        if bytes.get(stop..stop + 2)? != b"\r\n" {
+        let name = &rest[..name_len(rest)];
+        let [b':', after_colon @ ..] = &rest[name.len()..] else {
+            return None;
+        };
+        if name.is_empty() {
             return None;
         }
-        let mut value = bytes.get(value_start..stop)?;
-        while let [rest @ .., b' ' | b'\t'] = value {
-            value = rest;
+        let mut line = after_colon;
+        while let [b' ' | b'\t', more @ ..] = line {
+            line = more;
         }
-        let value_stop = value_start + value.len();
-        let name = bytes.get(at..colon)?;
+        let (mut value, line_end) = line.split_at(value_len(line));
+        let [b'\r', b'\n', next @ ..] = line_end else {
+            return None;
+        };
+        while let [trimmed @ .., b' ' | b'\t'] = value {
+            value = trimmed;
+        }
         if matches!(name.len(), 10 | 14 | 17) {
             framing.note(name, value);
         }
+        let name_at = block.len() - rest.len();
+        let value_at = block.len() - line.len();
+        block_len = value_at + value.len();
         spare.push_parsed(
-            offsets(at..colon, start),
-            offsets(value_start..value_stop, start),
+            name_at as u32..(name_at + name.len()) as u32,
+            value_at as u32..block_len as u32,
         );
-        block_end = value_stop;
-        at = stop + 2;
+        rest = next;
     };
-    spare.set_parsed_block(bytes.get(start..block_end)?);
+    spare.set_parsed_block(&block[..block_len]);
     let head = ResponseHead {
         version,
         status,
@@ -232,12 +223,6 @@ fn reason_phrase_of(status: u16, reason: &[u8]) -> Option<Cow<'static, str>> {
         return Some(Cow::Borrowed("OK"));
     }
     Some(reason_phrase(status, std::str::from_utf8(reason).ok()?))
-}
-
-/// `range` made relative to `start` (which is at or before it; the head is under 4 GiB).
-#[inline(always)]
-fn offsets(range: Range<usize>, start: usize) -> Range<u32> {
-    (range.start - start) as u32..(range.end - start) as u32
 }
 
 #[cfg(test)]
@@ -264,26 +249,25 @@ mod tests {
         true
     }
 
-    /// The word tests mark exactly the bytes they name, at every place in the word, whatever
-    /// bytes precede them (only the lowest mark is used, so bytes after it may be anything).
+    /// The chunk tests find the first byte of their class at every place in the chunk, and
+    /// the common name bytes are all tchars.
     #[test]
-    fn word_tests_find_the_first_byte_of_their_class() {
+    fn chunk_tests_find_the_first_byte_of_their_class() {
         let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
-        let is_stop = |b: u8| b < 0x20 || b == 0x7f;
         for fill in [b'a', b'Z', b'0', b'-', b' ', b'~', 0x80, 0xff] {
-            for at in 0..8 {
+            for at in 0..CHUNK {
                 for b in 0..=255u8 {
-                    let mut bytes = [fill; 8];
-                    bytes[at] = b;
-                    let word = u64::from_le_bytes(bytes);
-                    let first = |marks: u64| (marks != 0).then(|| marks.trailing_zeros() / 8);
-                    let expect = |is: &dyn Fn(u8) -> bool| {
-                        bytes.iter().position(|&b| !is(b)).map(|i| i as u32)
-                    };
-                    assert_eq!(first(name_stops(word)), expect(&is_name), "{fill} {at} {b}");
+                    let mut chunk = [fill; CHUNK];
+                    chunk[at] = b;
+                    let first = |is: &dyn Fn(u8) -> bool| chunk.iter().position(|&b| !is(b));
                     assert_eq!(
-                        first(value_stops(word)),
-                        expect(&|b| !is_stop(b)),
+                        first_stop(&chunk, |b| !is_name_common(b)),
+                        first(&is_name),
+                        "{fill} {at} {b}"
+                    );
+                    assert_eq!(
+                        first_stop(&chunk, is_value_stop),
+                        first(&|b| b >= 0x20 && b != 0x7f),
                         "{fill} {at} {b}"
                     );
                 }
