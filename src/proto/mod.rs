@@ -6,7 +6,8 @@
 //! # Scope
 //!
 //! In scope: encoding request heads and bodies (Content-Length or chunked), parsing response
-//! heads incrementally (httparse, called once per head), RFC 9112 section 6.3 body framing, a
+//! heads incrementally (httparse, called once per head, or for the usual plain head a
+//! one-pass reader that reads exactly as httparse does), RFC 9112 section 6.3 body framing, a
 //! strict chunked decoder, interim responses, `Expect: 100-continue`, and the keep-alive
 //! decision. Refused: transfer codings other than `chunked`. Out of scope: content codings
 //! (gzip...), cookies, redirects, timeouts (the caller owns the clock and calls
