@@ -225,6 +225,26 @@ fn reason_phrase_of(status: u16, reason: &[u8]) -> Option<Cow<'static, str>> {
     Some(reason_phrase(status, std::str::from_utf8(reason).ok()?))
 }
 
+/// Checks the plain reading of a response head against httparse's, for the fuzz targets and
+/// their corpus replay: whenever the plain reader takes `data`, httparse reads the same head
+/// (length, status line, fields, framing notes), under the default limits and under a cap of
+/// 4 fields. Panics otherwise.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_plain_head(data: &[u8]) {
+    let few = Config {
+        max_headers: 4,
+        ..Config::default()
+    };
+    for config in [Config::default(), few] {
+        let mut spare = Headers::new();
+        if let Some(plain) = parse_plain(data, &config, &mut spare) {
+            let full = super::response::parse_head_httparse(data, &config, &mut Headers::new());
+            assert_eq!(full, Ok(Some(plain)), "{:?}", String::from_utf8_lossy(data));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

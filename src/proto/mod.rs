@@ -67,6 +67,9 @@ pub use fuzz::piece_lengths;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use head_scan::fuzz_plain_head;
 pub use headers::Headers;
 pub use types::{Config, Event, Framing, RequestBody, RequestHead, ResponseHead, Version};
 

@@ -98,7 +98,7 @@ pub(crate) fn parse_head_prefix(
 }
 
 /// [`parse_head_prefix`] by httparse, for every head (the plain reading takes most).
-pub(super) fn parse_head_httparse(
+pub(crate) fn parse_head_httparse(
     bytes: &[u8],
     config: &Config,
     spare: &mut Headers,
