@@ -10,11 +10,11 @@
 
 use std::borrow::Cow;
 
-use super::response::{FramingFields, reason_phrase};
-use super::{Config, Headers, ResponseHead, Version};
+use super::response::{FramingFields, parse_head_httparse, reason_phrase};
+use super::{Config, Headers, ProtocolError, ResponseHead, Version};
 
 /// Whether httparse accepts a byte in a field name (RFC 9110 `tchar`).
-static TOKEN: [bool; 256] = {
+pub(super) static TOKEN: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
@@ -44,24 +44,24 @@ static TOKEN: [bool; 256] = {
 
 /// Bytes tested at a time: one SSE2 register, the compiler turning the byte tests of a chunk
 /// into vector instructions (no `unsafe`, no intrinsics).
-const CHUNK: usize = 16;
+pub(super) const CHUNK: usize = 16;
 
 /// Whether a byte is an ASCII letter, digit or `-`: the bytes of nearly every field name
 /// (the other tchars are looked up one by one).
 #[inline(always)]
-fn is_name_common(b: u8) -> bool {
+pub(super) fn is_name_common(b: u8) -> bool {
     (b | 0x20).wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10 || b == b'-'
 }
 
 /// Whether a byte ends a run of field value bytes: a control byte (HTAB included) or DEL.
 #[inline(always)]
-fn is_value_stop(b: u8) -> bool {
+pub(super) fn is_value_stop(b: u8) -> bool {
     b < 0x20 || b == 0x7f
 }
 
 /// The index of the first byte of `chunk` for which `stop` holds.
 #[inline(always)]
-fn first_stop(chunk: &[u8; CHUNK], stop: impl Fn(u8) -> bool) -> Option<usize> {
+pub(super) fn first_stop(chunk: &[u8; CHUNK], stop: impl Fn(u8) -> bool) -> Option<usize> {
     // A plain loop rather than `array::from_fn`, which is not always inlined (a call in the
     // scan loop would cost the vector constants kept in registers).
     let mut marks = [0u8; CHUNK];
@@ -114,6 +114,37 @@ fn name_len(bytes: &[u8]) -> usize {
             Some(&b) if TOKEN[b as usize] => at += 1,
             _ => return at,
         }
+    }
+}
+
+/// Parses a complete response head (it ends with its blank line); its fields go in `spare`'s
+/// storage when it has some.
+pub(crate) fn parse_head(
+    bytes: &[u8],
+    config: &Config,
+    spare: &mut Headers,
+) -> Result<(ResponseHead, FramingFields), ProtocolError> {
+    match parse_head_prefix(bytes, config, spare)? {
+        Some((n, head, fields)) => {
+            debug_assert_eq!(n, bytes.len());
+            Ok((head, fields))
+        }
+        // The caller found a blank line after the status line, so this cannot be short.
+        None => Err(ProtocolError::InvalidStatusLine),
+    }
+}
+
+/// Parses a response head at the start of `bytes`: its length, the head and what its fields
+/// say about framing, or `None` when `bytes` holds only part of a head. The head's fields take
+/// `spare` (left empty) when a head is returned.
+pub(crate) fn parse_head_prefix(
+    bytes: &[u8],
+    config: &Config,
+    spare: &mut Headers,
+) -> Result<Option<(usize, ResponseHead, FramingFields)>, ProtocolError> {
+    match parse_plain(bytes, config, spare) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => parse_head_httparse(bytes, config, spare),
     }
 }
 
@@ -223,139 +254,4 @@ fn reason_phrase_of(status: u16, reason: &[u8]) -> Option<Cow<'static, str>> {
         return Some(Cow::Borrowed("OK"));
     }
     Some(reason_phrase(status, std::str::from_utf8(reason).ok()?))
-}
-
-/// Checks the plain reading of a response head against httparse's, for the fuzz targets and
-/// their corpus replay: whenever the plain reader takes `data`, httparse reads the same head
-/// (length, status line, fields, framing notes), under the default limits and under a cap of
-/// 4 fields. Panics otherwise.
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub fn fuzz_plain_head(data: &[u8]) {
-    let few = Config {
-        max_headers: 4,
-        ..Config::default()
-    };
-    for config in [Config::default(), few] {
-        let mut spare = Headers::new();
-        if let Some(plain) = parse_plain(data, &config, &mut spare) {
-            let full = super::response::parse_head_httparse(data, &config, &mut Headers::new());
-            assert_eq!(full, Ok(Some(plain)), "{:?}", String::from_utf8_lossy(data));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proto::response::parse_head_httparse;
-
-    /// Checks the plain reading of `bytes` against httparse's: when it reads a head, httparse
-    /// reads the same one. Returns whether the plain reading took it.
-    fn check(bytes: &[u8], config: &Config) -> bool {
-        let mut spare = Headers::new();
-        spare.append("Stale", b"field");
-        let Some(plain) = parse_plain(bytes, config, &mut spare) else {
-            return false;
-        };
-        let full = parse_head_httparse(bytes, config, &mut Headers::new());
-        let shown = String::from_utf8_lossy(bytes);
-        assert_eq!(full, Ok(Some(plain.clone())), "{shown:?}");
-        assert_eq!(
-            plain.1.headers.byte_len(),
-            full.unwrap().unwrap().1.headers.byte_len()
-        );
-        assert!(spare.is_empty());
-        true
-    }
-
-    /// The chunk tests find the first byte of their class at every place in the chunk, and
-    /// the common name bytes are all tchars.
-    #[test]
-    fn chunk_tests_find_the_first_byte_of_their_class() {
-        let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'-';
-        for fill in [b'a', b'Z', b'0', b'-', b' ', b'~', 0x80, 0xff] {
-            for at in 0..CHUNK {
-                for b in 0..=255u8 {
-                    let mut chunk = [fill; CHUNK];
-                    chunk[at] = b;
-                    let first = |is: &dyn Fn(u8) -> bool| chunk.iter().position(|&b| !is(b));
-                    assert_eq!(
-                        first_stop(&chunk, |b| !is_name_common(b)),
-                        first(&is_name),
-                        "{fill} {at} {b}"
-                    );
-                    assert_eq!(
-                        first_stop(&chunk, is_value_stop),
-                        first(&|b| b >= 0x20 && b != 0x7f),
-                        "{fill} {at} {b}"
-                    );
-                }
-            }
-        }
-        for b in 0..=255u8 {
-            assert!(!is_name(b) || TOKEN[b as usize], "{b}");
-        }
-    }
-
-    const HEADS: &[&[u8]] = &[
-        b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 22:53:04 GMT\r\n\
-          Content-Type: application/octet-stream\r\nContent-Length: 0\r\n\
-          Last-Modified: Mon, 07 Dec 2026 22:50:25 GMT\r\nConnection: keep-alive\r\n\
-          ETag: \"6b173831-0\"\r\nAccept-Ranges: bytes\r\n\r\nbody",
-        b"HTTP/1.0 404 Not\tFound \r\nKeep-Alive: timeout=5, max=9\r\nX:\r\nY: \t \r\n\
-          Transfer-Encoding: chunked\r\nZ: a\tb  c \t\r\n\r\n",
-        b"HTTP/1.1 101 \r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
-        b"HTTP/1.1 204 No Content\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nA: 01234567890123456789\r\nB:0123456\r\nc-L: 5\r\n\r\nhello",
-        b"HTTP/1.1 200 OK\r\nX_Y.z~9!#$%&'*+^`|: v\xff\x80al\tue \r\nA-B-C-D-E-F-G-H-I: 01234\r\n\r\n",
-    ];
-
-    #[test]
-    fn plain_heads_read_as_httparse_reads_them() {
-        let config = Config::default();
-        for head in HEADS {
-            assert!(check(head, &config), "{:?}", String::from_utf8_lossy(head));
-        }
-        let many = [
-            &b"HTTP/1.1 200 OK\r\n"[..],
-            &b"X-Many: v\r\n".repeat(config.max_headers),
-            b"\r\n",
-        ]
-        .concat();
-        assert!(check(&many, &config));
-        let too_many = [&many[..17], b"One: more\r\n", &many[17..]].concat();
-        assert!(!check(&too_many, &config));
-    }
-
-    /// Every head above with each byte changed, removed or doubled, and cut at every length:
-    /// whatever the plain reading takes, httparse reads the same way.
-    #[test]
-    fn mutated_heads_read_as_httparse_reads_them_or_fall_back() {
-        let config = Config::default();
-        let mut taken = 0;
-        let mut tried = 0;
-        let mut all_bytes_at = |bytes: &[u8], at: usize| {
-            for b in 0..=255u8 {
-                let mut m = bytes.to_vec();
-                m[at] = b;
-                taken += usize::from(check(&m, &config));
-                tried += 1;
-            }
-        };
-        for head in HEADS {
-            for at in 0..head.len() {
-                all_bytes_at(head, at);
-                let mut removed = head.to_vec();
-                removed.remove(at);
-                check(&removed, &config);
-                let mut doubled = head.to_vec();
-                doubled.insert(at, head[at]);
-                check(&doubled, &config);
-                check(&head[..at], &config);
-            }
-        }
-        // Most single-byte changes to a name, value or reason keep the head plain.
-        assert!(taken * 4 > tried, "{taken} of {tried}");
-    }
 }

@@ -63,13 +63,13 @@ mod types;
 pub use error::{ProtocolError, RequestError};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
+pub use fuzz::fuzz_plain_head;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub use fuzz::piece_lengths;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz_chunked::fuzz_chunked;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub use head_scan::fuzz_plain_head;
 pub use headers::Headers;
 pub use types::{Config, Event, Framing, RequestBody, RequestHead, ResponseHead, Version};
 
@@ -454,7 +454,7 @@ impl ClientConnection {
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         let whole = if base == 0 {
-            response::parse_head_prefix(window, config, spare)
+            head_scan::parse_head_prefix(window, config, spare)
         } else {
             Ok(None)
         };
@@ -475,10 +475,10 @@ impl ClientConnection {
                     return Ok((len, Event::NeedMore));
                 };
                 let (head, fields) = if base == 0 {
-                    response::parse_head(&rest[..end], config, spare)?
+                    head_scan::parse_head(&rest[..end], config, spare)?
                 } else {
                     self.head_buf.extend_from_slice(&rest[..end]);
-                    response::parse_head(&self.head_buf, config, spare)?
+                    head_scan::parse_head(&self.head_buf, config, spare)?
                 };
                 self.head_buf.clear();
                 (end, head, fields)
@@ -664,6 +664,9 @@ fn limits(config: &Option<Box<Config>>) -> &Config {
 pub fn validate_request(head: &RequestHead<'_>) -> Result<(), RequestError> {
     request::validate(head).map(|_| ())
 }
+
+#[cfg(test)]
+mod head_scan_tests;
 
 #[cfg(test)]
 #[path = "connection_tests.rs"]

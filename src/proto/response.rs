@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version, head_scan};
+use super::{Config, Framing, Headers, ProtocolError, ResponseHead, Version};
 
 /// Header slots kept on the stack; larger `max_headers` fall back to a heap array.
 const STACK_HEADERS: usize = 128;
@@ -66,38 +66,8 @@ fn map_httparse(e: httparse::Error, bytes: &[u8]) -> ProtocolError {
     }
 }
 
-/// Parses a complete response head (it ends with its blank line); its fields go in `spare`'s
-/// storage when it has some.
-pub(crate) fn parse_head(
-    bytes: &[u8],
-    config: &Config,
-    spare: &mut Headers,
-) -> Result<(ResponseHead, FramingFields), ProtocolError> {
-    match parse_head_prefix(bytes, config, spare)? {
-        Some((n, head, fields)) => {
-            debug_assert_eq!(n, bytes.len());
-            Ok((head, fields))
-        }
-        // The caller found a blank line after the status line, so this cannot be short.
-        None => Err(ProtocolError::InvalidStatusLine),
-    }
-}
-
-/// Parses a response head at the start of `bytes`: its length, the head and what its fields
-/// say about framing, or `None` when `bytes` holds only part of a head. The head's fields take
-/// `spare` (left empty) when a head is returned.
-pub(crate) fn parse_head_prefix(
-    bytes: &[u8],
-    config: &Config,
-    spare: &mut Headers,
-) -> Result<Option<(usize, ResponseHead, FramingFields)>, ProtocolError> {
-    match head_scan::parse_plain(bytes, config, spare) {
-        Some(parsed) => Ok(Some(parsed)),
-        None => parse_head_httparse(bytes, config, spare),
-    }
-}
-
-/// [`parse_head_prefix`] by httparse, for every head (the plain reading takes most).
+/// Parses a response head with httparse, as `head_scan::parse_head_prefix` does for any head
+/// the plain reading does not take.
 pub(crate) fn parse_head_httparse(
     bytes: &[u8],
     config: &Config,
@@ -490,6 +460,7 @@ pub(crate) fn decide_framing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::head_scan::parse_head;
 
     #[test]
     fn blank_line_search_across_buffers() {
