@@ -3,10 +3,11 @@
 //!
 //! Only a plain form is read here (`HTTP/1.0` or `HTTP/1.1`, one space, three digits, one
 //! space, an ASCII reason, CRLF line ends, no more fields than the cap, the whole head in the
-//! input); for it the result is exactly httparse's, so the caller falls back to httparse for
-//! anything else (a partial head, bare LF, obs-text in the reason, any byte httparse might
-//! refuse), which then decides and reports errors as before. This saves httparse's slots and
-//! the second pass that copied them out.
+//! input); for it the result is exactly httparse's. Anything else (a partial head, bare LF,
+//! obs-text in the reason, any byte httparse might refuse) goes to httparse
+//! (`response::parse_head_httparse`), which decides and reports errors as before. This saves
+//! httparse's slots and the second pass that copied them out. The entry points of head
+//! parsing, [`parse_head_prefix`] and [`parse_head`], are here.
 
 use std::borrow::Cow;
 
