@@ -11,11 +11,14 @@ use crate::common::{piece_lengths, sent_request};
 /// Byte 0 picks the method (bit 0: GET or HEAD) and bits 1..=7 seed the split points; the rest
 /// is fed as response bytes in pieces, then end-of-file. Checked: no panic; no event after an
 /// error and the error latches; total data never exceeds the input; `NeedMore` only once the
-/// input is used up; bounded progress.
+/// input is used up; bounded progress; a head the plain reader takes reads the same through
+/// httparse.
 pub fn fuzz_response(data: &[u8]) {
     let Some((&ctl, response)) = data.split_first() else {
         return;
     };
+    // The one-pass reader of plain heads must read as httparse does.
+    weft::proto::fuzz_plain_head(response);
     let method = if ctl & 1 == 0 { "GET" } else { "HEAD" };
     let mut pieces = piece_lengths(ctl >> 1, [8, 512, 512]);
     let config = Config {

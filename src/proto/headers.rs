@@ -66,6 +66,24 @@ impl Headers {
         true
     }
 
+    /// Adds a parsed head's field by its place in the block given to
+    /// [`Headers::set_parsed_block`] next (after [`Headers::clear`]), so that a parser writes
+    /// the index as it finds the fields.
+    #[inline]
+    pub(crate) fn push_parsed(&mut self, name: Range<u32>, value: Range<u32>) {
+        self.index.push((name, value));
+    }
+
+    /// Stores the block holding the fields pushed by [`Headers::push_parsed`], copied in one
+    /// piece. Their ranges must lie inside it (the parser found them there).
+    pub(crate) fn set_parsed_block(&mut self, block: &[u8]) {
+        debug_assert!(self.index.iter().all(|(n, v)| {
+            n.start <= n.end && v.start <= v.end && v.end as usize <= block.len()
+        }));
+        self.buf.clear();
+        self.buf.extend_from_slice(block);
+    }
+
     /// Appends a field. The caller (or the encoder) validates names and values.
     pub fn append(&mut self, name: &str, value: &[u8]) {
         let n0 = self.buf.len() as u32;

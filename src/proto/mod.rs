@@ -6,7 +6,8 @@
 //! # Scope
 //!
 //! In scope: encoding request heads and bodies (Content-Length or chunked), parsing response
-//! heads incrementally (httparse, called once per head), RFC 9112 section 6.3 body framing, a
+//! heads incrementally (httparse, called once per head, or for the usual plain head a
+//! one-pass reader that reads exactly as httparse does), RFC 9112 section 6.3 body framing, a
 //! strict chunked decoder, interim responses, `Expect: 100-continue`, and the keep-alive
 //! decision. Refused: transfer codings other than `chunked`. Out of scope: content codings
 //! (gzip...), cookies, redirects, timeouts (the caller owns the clock and calls
@@ -52,6 +53,7 @@ mod error;
 mod fuzz;
 #[cfg(feature = "fuzzing")]
 mod fuzz_chunked;
+mod head_scan;
 mod headers;
 mod request;
 mod response;
@@ -59,6 +61,9 @@ pub mod socks;
 mod types;
 
 pub use error::{ProtocolError, RequestError};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use fuzz::fuzz_plain_head;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use fuzz::piece_lengths;
@@ -449,7 +454,7 @@ impl ClientConnection {
         // search for the blank line. Anything else (partial head, error) takes the buffered
         // path below, which decides the same way whatever the split.
         let whole = if base == 0 {
-            response::parse_head_prefix(window, config, spare)
+            head_scan::parse_head_prefix(window, config, spare)
         } else {
             Ok(None)
         };
@@ -470,10 +475,10 @@ impl ClientConnection {
                     return Ok((len, Event::NeedMore));
                 };
                 let (head, fields) = if base == 0 {
-                    response::parse_head(&rest[..end], config, spare)?
+                    head_scan::parse_head(&rest[..end], config, spare)?
                 } else {
                     self.head_buf.extend_from_slice(&rest[..end]);
-                    response::parse_head(&self.head_buf, config, spare)?
+                    head_scan::parse_head(&self.head_buf, config, spare)?
                 };
                 self.head_buf.clear();
                 (end, head, fields)
@@ -659,6 +664,9 @@ fn limits(config: &Option<Box<Config>>) -> &Config {
 pub fn validate_request(head: &RequestHead<'_>) -> Result<(), RequestError> {
     request::validate(head).map(|_| ())
 }
+
+#[cfg(test)]
+mod head_scan_tests;
 
 #[cfg(test)]
 #[path = "connection_tests.rs"]

@@ -66,27 +66,9 @@ fn map_httparse(e: httparse::Error, bytes: &[u8]) -> ProtocolError {
     }
 }
 
-/// Parses a complete response head (it ends with its blank line); its fields go in `spare`'s
-/// storage when it has some.
-pub(crate) fn parse_head(
-    bytes: &[u8],
-    config: &Config,
-    spare: &mut Headers,
-) -> Result<(ResponseHead, FramingFields), ProtocolError> {
-    match parse_head_prefix(bytes, config, spare)? {
-        Some((n, head, fields)) => {
-            debug_assert_eq!(n, bytes.len());
-            Ok((head, fields))
-        }
-        // The caller found a blank line after the status line, so this cannot be short.
-        None => Err(ProtocolError::InvalidStatusLine),
-    }
-}
-
-/// Parses a response head at the start of `bytes`: its length, the head and what its fields
-/// say about framing, or `None` when `bytes` holds only part of a head. The head's fields take
-/// `spare` (left empty) when a head is returned.
-pub(crate) fn parse_head_prefix(
+/// Parses a response head with httparse, as `head_scan::parse_head_prefix` does for any head
+/// the plain reading does not take.
+pub(crate) fn parse_head_httparse(
     bytes: &[u8],
     config: &Config,
     spare: &mut Headers,
@@ -238,7 +220,7 @@ impl FramingFields {
     /// Notes one field of a head httparse accepted. Names are compared by length first, so
     /// unrelated fields cost almost nothing.
     #[inline(always)]
-    fn note(&mut self, name: &[u8], value: &[u8]) {
+    pub(super) fn note(&mut self, name: &[u8], value: &[u8]) {
         match name.len() {
             // Only the first Keep-Alive field is read.
             10 if !self.keep_alive_field && lower_eq(name, b"keep-alive") => {
@@ -297,7 +279,7 @@ fn keep_alive_timeout(value: &[u8]) -> Option<u64> {
 
 /// A reason phrase as kept in a [`ResponseHead`]: the usual phrase of a status as a static
 /// string, so the common case allocates nothing; any other phrase is copied.
-fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
+pub(super) fn reason_phrase(status: u16, reason: &str) -> Cow<'static, str> {
     let usual = match status {
         100 => "Continue",
         200 => "OK",
@@ -478,6 +460,7 @@ pub(crate) fn decide_framing(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::head_scan::parse_head;
 
     #[test]
     fn blank_line_search_across_buffers() {
