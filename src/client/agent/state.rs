@@ -504,7 +504,10 @@ mod tests {
     #[test]
     fn a_request_entry_stays_small() {
         let size = std::mem::size_of::<Req>();
-        println!("size_of::<Req>() = {size}, Ended {}", std::mem::size_of::<Option<Ended>>());
+        println!(
+            "size_of::<Req>() = {size}, Ended {}",
+            std::mem::size_of::<Option<Ended>>()
+        );
         assert!(std::mem::size_of::<Option<Ended>>() <= 16);
         assert!(size <= 320, "{size}");
     }
