@@ -10,7 +10,7 @@ use crate::proto::{Encoded, EncodedFields, RequestBody, RequestHead};
 use crate::reactor::{ConnId, Ctx};
 
 use super::route::{Added, added_fields};
-use super::state::{AgentState, BodyState};
+use super::state::{AgentState, BodyState, Ended};
 use super::timers::TimerTarget;
 
 const IDEMPOTENT: [&str; 6] = ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
@@ -128,7 +128,7 @@ impl AgentState {
             let t = self.shared.config.continue_timeout;
             let timer = self.set_timer(ctx, t, TimerTarget::Continue(id));
             if let Some(req) = self.reqs.get_mut(&id) {
-                req.timers.push(timer);
+                req.rare().timers.push(timer);
             }
         }
     }
@@ -262,7 +262,7 @@ impl AgentState {
                 self.forget(id);
                 body.connection_lost(ctx, end);
             }
-            BodyState::NotAttached => req.end = Some(end),
+            BodyState::NotAttached => req.end = Some(end.into()),
         }
         body_sent
     }
@@ -323,7 +323,7 @@ impl AgentState {
             }
             BodyState::NotAttached => {
                 // Kept until a body protocol attaches (or the response is dropped).
-                req.end = Some(BodyEnd::Failed(error));
+                req.end = Some(Ended::Failed(Box::new(error)));
                 req.body = BodyState::NotAttached;
                 self.reqs.insert(id, req);
             }

@@ -12,8 +12,8 @@ use crate::reactor::{ConnId, ConnectOptions, Ctx};
 use super::route::{Target, prepare};
 use super::shared::{NewRequest, Parts};
 use super::state::{
-    AgentState, BodyState, Conn, HostPool, Marks, Pending, PoolStats, Req, SPARE_STASH_MAX_BYTES,
-    SPARE_STASHES, TunnelPhase,
+    AgentState, BodyState, Conn, HostPool, Marks, Pending, PoolStats, Rare, Req,
+    SPARE_STASH_MAX_BYTES, SPARE_STASHES, TunnelPhase,
 };
 use super::table::Handle;
 use super::timers::{NO_CONN_TIMER, TimerTarget};
@@ -86,10 +86,14 @@ impl AgentState {
             retried: false,
             fresh_only: false,
             total_timer,
-            timers: Vec::new(),
-            queue_timer,
+            rare: queue_timeout.map(|queue_timeout| {
+                Box::new(Rare {
+                    timers: Vec::new(),
+                    queue_timer,
+                    queue_timeout: Some(queue_timeout),
+                })
+            }),
             total_timeout,
-            queue_timeout,
             read_timeout,
             last_activity: now,
             marks: Marks {
@@ -217,7 +221,9 @@ impl AgentState {
         };
         req.queued = false;
         req.marks.dispatched = Some(ctx.now());
-        if let Some(t) = req.queue_timer.take() {
+        if let Some(rare) = req.rare.as_deref_mut()
+            && let Some(t) = rare.queue_timer.take()
+        {
             ctx.cancel_timer(t);
         }
         if let Some(cid) = idle {

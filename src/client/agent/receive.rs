@@ -469,7 +469,7 @@ impl AgentState {
         let req = self.reqs.get_mut(&id).expect("checked above");
         if let Some(end) = req.end.take() {
             self.forget(id);
-            body.connection_lost(ctx, end);
+            body.connection_lost(ctx, end.into());
             // A `101` read as an empty body: its connection has no other use.
             if let Some(cid) = self.switched.remove(&id) {
                 self.close_conn(ctx, cid, true);

@@ -194,7 +194,7 @@ impl AgentState {
         let left = limit.saturating_sub(ctx.now().saturating_duration_since(since));
         let timer = self.set_timer(ctx, left, TimerTarget::Handshake(id));
         if let Some(req) = self.reqs.get_mut(&id) {
-            req.timers.push(timer);
+            req.rare().timers.push(timer);
         }
     }
 

@@ -82,25 +82,64 @@ pub(super) struct Req {
     pub(super) body: BodyState,
     pub(super) paused: bool,
     /// How the body ended, when that is known before a body protocol is attached.
-    pub(super) end: Option<BodyEnd>,
+    pub(super) end: Option<Ended>,
     pub(super) retried: bool,
     pub(super) fresh_only: bool,
     /// The total-timeout timer (set by default: kept inline, where a list would allocate
     /// for each request), cancelled when the request ends.
     pub(super) total_timer: Option<TimerId>,
-    /// The rarer 100-continue and handshake timers, cancelled when the request ends.
-    pub(super) timers: Vec<TimerId>,
-    /// Cancelled once the request leaves the queue.
-    pub(super) queue_timer: Option<TimerId>,
+    /// The rarer timers and limits, boxed and made only when one is set: most requests have
+    /// none, and their entry is smaller to build, move and drop without them.
+    pub(super) rare: Option<Box<Rare>>,
     /// When each phase ended, for [`Timing`].
     pub(super) marks: Marks,
-    /// The total and queue limits, for the figures of a timeout error.
+    /// The total limit, for the figures of a timeout error.
     pub(super) total_timeout: Option<Duration>,
-    pub(super) queue_timeout: Option<Duration>,
     /// Silence allowed while active (watched by the connection's timer), and when the last
     /// byte moved.
     pub(super) read_timeout: Option<Duration>,
     pub(super) last_activity: Instant,
+}
+
+/// The fields of a request that most requests leave unset (see [`Req::rare`]).
+#[derive(Default)]
+pub(super) struct Rare {
+    /// The 100-continue and handshake timers, cancelled when the request ends.
+    pub(super) timers: Vec<TimerId>,
+    /// Cancelled once the request leaves the queue.
+    pub(super) queue_timer: Option<TimerId>,
+    /// The queue limit, for the figures of a timeout error.
+    pub(super) queue_timeout: Option<Duration>,
+}
+
+/// How a response's body ended, kept until a body protocol attaches: a [`BodyEnd`] in 16
+/// bytes rather than the error's size in every request's entry (a failure is boxed).
+pub(super) enum Ended {
+    Done,
+    PotentialDataLoss,
+    Failed(Box<crate::client::Error>),
+}
+
+impl From<BodyEnd> for Ended {
+    #[inline]
+    fn from(end: BodyEnd) -> Self {
+        match end {
+            BodyEnd::Done => Ended::Done,
+            BodyEnd::PotentialDataLoss => Ended::PotentialDataLoss,
+            BodyEnd::Failed(error) => Ended::Failed(Box::new(error)),
+        }
+    }
+}
+
+impl From<Ended> for BodyEnd {
+    #[inline]
+    fn from(end: Ended) -> Self {
+        match end {
+            Ended::Done => BodyEnd::Done,
+            Ended::PotentialDataLoss => BodyEnd::PotentialDataLoss,
+            Ended::Failed(error) => BodyEnd::Failed(*error),
+        }
+    }
 }
 
 impl Req {
@@ -111,13 +150,31 @@ impl Req {
         if let Some(t) = self.total_timer.take() {
             ctx.cancel_timer(t);
         }
+        if let Some(rare) = self.rare.as_deref_mut() {
+            rare.cancel_timers(ctx);
+        }
+    }
+
+    /// The request's rare fields, made on first use.
+    pub(super) fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// The queue limit, if one was set.
+    pub(super) fn queue_timeout(&self) -> Option<Duration> {
+        self.rare.as_ref().and_then(|r| r.queue_timeout)
+    }
+}
+
+impl Rare {
+    /// Cancels the timers kept here (out of line: most requests have none).
+    #[cold]
+    fn cancel_timers(&mut self, ctx: &mut Ctx) {
         if let Some(t) = self.queue_timer.take() {
             ctx.cancel_timer(t);
         }
-        if !self.timers.is_empty() {
-            for t in self.timers.drain(..) {
-                ctx.cancel_timer(t);
-            }
+        for t in self.timers.drain(..) {
+            ctx.cancel_timer(t);
         }
     }
 }
@@ -441,6 +498,18 @@ mod tests {
             }
         }
         assert_eq!(compared, 2 * 4 * 4 * 4 * 4);
+    }
+
+    /// Every request's entry: its rare fields and a failed end are boxed.
+    #[test]
+    fn a_request_entry_stays_small() {
+        let size = std::mem::size_of::<Req>();
+        println!(
+            "size_of::<Req>() = {size}, Ended {}",
+            std::mem::size_of::<Option<Ended>>()
+        );
+        assert!(std::mem::size_of::<Option<Ended>>() <= 16);
+        assert!(size <= 320, "{size}");
     }
 
     #[test]

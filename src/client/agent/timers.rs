@@ -331,7 +331,7 @@ impl AgentState {
         let limit = match kind {
             TimeoutKind::Connect => self.shared.config.connect_timeout,
             TimeoutKind::Total => req.total_timeout,
-            TimeoutKind::Queue => req.queue_timeout,
+            TimeoutKind::Queue => req.queue_timeout(),
             TimeoutKind::Read => req.read_timeout,
         };
         let since = match kind {
