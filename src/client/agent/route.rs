@@ -133,8 +133,7 @@ impl Targets {
         self.get_shared_other(config, url, unix)
     }
 
-    /// [`Self::get_shared`] for a string other than the last one: keeps the caller's string
-    /// as the last one, so that its next request is found by address.
+    /// [`Self::get_shared`] otherwise: the caller's string becomes the last one.
     #[inline(never)]
     fn get_shared_other(
         &mut self,
@@ -776,12 +775,6 @@ mod tests {
         assert_eq!(over.route.unix.as_deref(), Some(&*sock));
         let direct = targets.get_shared(&config, &copy, None).unwrap();
         assert!(direct.route.unix.is_none());
-        let agent_wide = AgentConfig {
-            unix_socket: Some("/agent.sock".into()),
-            ..AgentConfig::default()
-        };
-        let t = targets.get_shared(&agent_wide, &copy, None).unwrap();
-        assert_eq!(t.route.unix.as_deref(), Some(Path::new("/agent.sock")));
         // A refused URL is refused each time, by address too.
         let bad: Rc<str> = "nope".into();
         for _ in 0..2 {
