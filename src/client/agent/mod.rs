@@ -42,7 +42,6 @@ mod tunnel;
 mod upgrade;
 
 use std::any::Any;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -118,45 +117,53 @@ impl Agent {
 
     /// The agent's shared half; `None` once the agent's state is gone (its reactor was
     /// dropped), when a request would be dropped unanswered as a message to it would.
+    #[inline]
     fn shared(&self) -> Option<Rc<Shared>> {
         AGENTS.with(|a| a.borrow_mut().get(self.id))
     }
 
     /// Resolves the request's URL (parsed once per URL; see `route::Targets`) and queues the
     /// request for the agent.
+    ///
+    /// The queued request is built from the caller's fields where it is stored (no
+    /// intermediate `Parts`, whose two block copies cost ~30 instructions per request).
     #[inline]
     fn submit(
         &self,
         ctx: &mut Ctx,
-        url: &str,
-        unix_socket: Option<&Rc<Path>>,
-        parts: Parts,
+        request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        let shared = self.shared();
-        let mut id = RequestId::next_unused();
-        if let Some(shared) = &shared {
-            id = shared.ids.borrow_mut().take();
-            let target = shared
-                .targets
-                .borrow_mut()
-                .get(&shared.config, url, unix_socket)
-                .map_err(|cause| Box::new(Error::new(Phase::RequestNotSent, cause).with_url(url)));
-            shared.requests.borrow_mut().push_back(NewRequest {
-                id,
-                target,
-                parts,
-                on_response,
+        let Some(shared) = self.shared() else {
+            return RequestHandle::for_agent(self.handler, RequestId::next_unused(), None);
+        };
+        let id = shared.ids.borrow_mut().take();
+        let target = shared
+            .targets
+            .borrow_mut()
+            .get_shared(&shared.config, &request.url, request.unix_socket.as_ref())
+            .map_err(|cause| {
+                Box::new(Error::new(Phase::RequestNotSent, cause).with_url(&request.url))
             });
-            // Taken at the end of the agent's read when it runs now and nothing else is
-            // queued (so no message is passed); otherwise the reactor says when.
-            if shared.held.get() && ctx.nothing_queued() {
-                shared.unposted.set(shared.unposted.get() + 1);
-            } else {
-                ctx.post(self.handler, Box::new(NextRequest));
-            }
+        shared.requests.borrow_mut().push_back(NewRequest {
+            id,
+            target,
+            parts: Parts {
+                method: request.method,
+                headers: request.headers,
+                producer: request.body,
+                timeouts: request.timeouts,
+            },
+            on_response,
+        });
+        // Taken at the end of the agent's read when it runs now and nothing else is
+        // queued (so no message is passed); otherwise the reactor says when.
+        if shared.held.get() && ctx.nothing_queued() {
+            shared.unposted.set(shared.unposted.get() + 1);
+        } else {
+            ctx.post(self.handler, Box::new(NextRequest));
         }
-        RequestHandle::for_agent(self.handler, id, shared.as_ref().map(|s| &s.handles))
+        RequestHandle::for_agent(self.handler, id, Some(&shared.handles))
     }
 
     /// Closes every idle pooled connection.
@@ -185,19 +192,7 @@ impl HttpAgent for Agent {
         request: Request,
         on_response: ResponseCallback,
     ) -> RequestHandle {
-        let parts = Parts {
-            method: request.method,
-            headers: request.headers,
-            producer: request.body,
-            timeouts: request.timeouts,
-        };
-        self.submit(
-            ctx,
-            &request.url,
-            request.unix_socket.as_ref(),
-            parts,
-            on_response,
-        )
+        self.submit(ctx, request, on_response)
     }
 
     fn default_total_timeout(&self) -> Option<Duration> {

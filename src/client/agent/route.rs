@@ -113,6 +113,39 @@ impl Targets {
         self.get_other(config, url, unix, wanted)
     }
 
+    /// [`Self::get`] for the caller's shared URL string: the same `Rc<str>` as the last one
+    /// (a client sending many requests to one URL hands each the same string) is found by its
+    /// address, with no compare of the bytes.
+    #[inline]
+    pub(super) fn get_shared(
+        &mut self,
+        config: &AgentConfig,
+        url: &Rc<str>,
+        unix: Option<&Rc<Path>>,
+    ) -> Result<Rc<Target>, Cause> {
+        let wanted = unix.map(|p| &**p).or(config.unix_socket.as_deref());
+        if let Some((last, t)) = &self.last
+            && Rc::ptr_eq(last, url)
+            && t.route.unix.as_deref() == wanted
+        {
+            return Ok(t.clone());
+        }
+        self.get_shared_other(config, url, unix)
+    }
+
+    /// [`Self::get_shared`] otherwise: the caller's string becomes the last one.
+    #[inline(never)]
+    fn get_shared_other(
+        &mut self,
+        config: &AgentConfig,
+        url: &Rc<str>,
+        unix: Option<&Rc<Path>>,
+    ) -> Result<Rc<Target>, Cause> {
+        let target = self.get(config, url, unix)?;
+        self.last = Some((url.clone(), target.clone()));
+        Ok(target)
+    }
+
     /// [`Self::get`] for a URL other than the last one: out of line, so that asking the
     /// same URL again costs a compare where it is called.
     #[inline(never)]
@@ -718,6 +751,37 @@ mod tests {
                 .unwrap();
         }
         assert!(targets.map.len() <= TARGETS_KEPT);
+    }
+
+    #[test]
+    fn a_shared_url_string_is_found_by_address_and_by_content() {
+        let config = AgentConfig::default();
+        let mut targets = Targets::default();
+        let a: Rc<str> = "http://127.0.0.1/a".into();
+        let first = targets.get_shared(&config, &a, None).unwrap();
+        assert!(Rc::ptr_eq(
+            &first,
+            &targets.get_shared(&config, &a, None).unwrap()
+        ));
+        // Another string with the same bytes: the same target, from the table.
+        let copy: Rc<str> = "http://127.0.0.1/a".into();
+        assert!(Rc::ptr_eq(
+            &first,
+            &targets.get_shared(&config, &copy, None).unwrap()
+        ));
+        // The last string kept is the caller's, and a socket still makes another target.
+        let sock: Rc<Path> = Path::new("/tmp/s.sock").into();
+        let over = targets.get_shared(&config, &copy, Some(&sock)).unwrap();
+        assert_eq!(over.route.unix.as_deref(), Some(&*sock));
+        let direct = targets.get_shared(&config, &copy, None).unwrap();
+        assert!(direct.route.unix.is_none());
+        // A refused URL is refused each time, by address too.
+        let bad: Rc<str> = "nope".into();
+        for _ in 0..2 {
+            assert!(targets.get_shared(&config, &bad, None).is_err());
+        }
+        let b: Rc<str> = "http://127.0.0.1/b".into();
+        assert_eq!(targets.get_shared(&config, &b, None).unwrap().target, "/b");
     }
 
     #[test]
