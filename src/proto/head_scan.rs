@@ -215,16 +215,18 @@ pub(super) fn parse_plain(
         if name.is_empty() {
             return None;
         }
-        let mut line = after_colon;
-        while let [b' ' | b'\t', more @ ..] = line {
-            line = more;
-        }
+        // Nearly every value follows one space and ends without blanks: the loops that skip
+        // and trim blanks run only for the others, out of line.
+        let line = match after_colon {
+            [b' ', line @ ..] if !matches!(line.first(), Some(b' ' | b'\t')) => line,
+            _ => skip_blanks(after_colon),
+        };
         let (mut value, line_end) = line.split_at(value_len(line));
         let [b'\r', b'\n', next @ ..] = line_end else {
             return None;
         };
-        while let [trimmed @ .., b' ' | b'\t'] = value {
-            value = trimmed;
+        if let [.., b' ' | b'\t'] = value {
+            value = trim_blanks(value);
         }
         if matches!(name.len(), 10 | 14 | 17) {
             framing.note(name, value);
@@ -246,6 +248,26 @@ pub(super) fn parse_plain(
         headers: std::mem::take(spare),
     };
     Some((end, head, framing))
+}
+
+/// `bytes` without its leading spaces and HTABs.
+#[cold]
+#[inline(never)]
+fn skip_blanks(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', more @ ..] = bytes {
+        bytes = more;
+    }
+    bytes
+}
+
+/// `bytes` without its trailing spaces and HTABs.
+#[cold]
+#[inline(never)]
+fn trim_blanks(mut bytes: &[u8]) -> &[u8] {
+    while let [trimmed @ .., b' ' | b'\t'] = bytes {
+        bytes = trimmed;
+    }
+    bytes
 }
 
 /// The reason phrase as [`reason_phrase`] keeps it, from bytes known to be ASCII.

@@ -65,6 +65,7 @@ const HEADS: &[&[u8]] = &[
       Transfer-Encoding: chunked\r\nZ: a\tb  c \t\r\n\r\n",
     b"HTTP/1.1 101 \r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",
     b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nA:  v\r\nB: \r\nC:\tv\r\nD: v \r\nE: \tv\t\r\nF:v\r\nG: \r\n\r\n",
     b"HTTP/1.1 200 OK\r\nA: 01234567890123456789\r\nB:0123456\r\nc-L: 5\r\n\r\nhello",
     b"HTTP/1.1 200 OK\r\nX_Y.z~9!#$%&'*+^`|: v\xff\x80al\tue \r\nA-B-C-D-E-F-G-H-I: 01234\r\n\r\n",
 ];
