@@ -11,37 +11,9 @@
 
 use std::borrow::Cow;
 
+pub(super) use super::request::TCHAR as TOKEN;
 use super::response::{FramingFields, parse_head_httparse, reason_phrase};
 use super::{Config, Headers, ProtocolError, ResponseHead, Version};
-
-/// Whether httparse accepts a byte in a field name (RFC 9110 `tchar`).
-pub(super) static TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    t
-};
 
 /// Bytes tested at a time: one SSE2 register, the compiler turning the byte tests of a chunk
 /// into vector instructions (no `unsafe`, no intrinsics).

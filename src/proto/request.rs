@@ -18,8 +18,8 @@ pub(crate) enum SendState {
     Done,
 }
 
-/// RFC 9110 `tchar` as a lookup table.
-const TCHAR: [bool; 256] = {
+/// RFC 9110 `tchar` as a lookup table (the bytes httparse accepts in a field name too).
+pub(super) const TCHAR: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
