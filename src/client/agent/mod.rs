@@ -141,7 +141,7 @@ impl Agent {
         let target = shared
             .targets
             .borrow_mut()
-            .get_shared(&shared.config, &request.url, request.unix_socket.as_ref())
+            .get(&shared.config, &request.url, request.unix_socket.as_ref())
             .map_err(|cause| {
                 Box::new(Error::new(Phase::RequestNotSent, cause).with_url(&request.url))
             });

@@ -95,55 +95,24 @@ pub(super) struct Targets {
 
 impl Targets {
     /// The target of `url`, parsed on first use, over the Unix socket `unix` (a request's
-    /// own) or else the agent's. A URL cached for another socket is parsed again.
+    /// own) or else the agent's. A URL cached for another socket is parsed again. The same
+    /// `Rc<str>` as the last one (a client sending many requests to one URL hands each the
+    /// same string) is found by its address, any other equal string by its bytes.
     #[inline]
     pub(super) fn get(
         &mut self,
         config: &AgentConfig,
-        url: &str,
+        url: &Rc<str>,
         unix: Option<&Rc<Path>>,
     ) -> Result<Rc<Target>, Cause> {
         let wanted = unix.map(|p| &**p).or(config.unix_socket.as_deref());
         if let Some((last, t)) = &self.last
-            && **last == *url
+            && (Rc::ptr_eq(last, url) || **last == **url)
             && t.route.unix.as_deref() == wanted
         {
             return Ok(t.clone());
         }
         self.get_other(config, url, unix, wanted)
-    }
-
-    /// [`Self::get`] for the caller's shared URL string: the same `Rc<str>` as the last one
-    /// (a client sending many requests to one URL hands each the same string) is found by its
-    /// address, with no compare of the bytes.
-    #[inline]
-    pub(super) fn get_shared(
-        &mut self,
-        config: &AgentConfig,
-        url: &Rc<str>,
-        unix: Option<&Rc<Path>>,
-    ) -> Result<Rc<Target>, Cause> {
-        let wanted = unix.map(|p| &**p).or(config.unix_socket.as_deref());
-        if let Some((last, t)) = &self.last
-            && Rc::ptr_eq(last, url)
-            && t.route.unix.as_deref() == wanted
-        {
-            return Ok(t.clone());
-        }
-        self.get_shared_other(config, url, unix)
-    }
-
-    /// [`Self::get_shared`] otherwise: the caller's string becomes the last one.
-    #[inline(never)]
-    fn get_shared_other(
-        &mut self,
-        config: &AgentConfig,
-        url: &Rc<str>,
-        unix: Option<&Rc<Path>>,
-    ) -> Result<Rc<Target>, Cause> {
-        let target = self.get(config, url, unix)?;
-        self.last = Some((url.clone(), target.clone()));
-        Ok(target)
     }
 
     /// [`Self::get`] for a URL other than the last one: out of line, so that asking the
@@ -152,15 +121,17 @@ impl Targets {
     fn get_other(
         &mut self,
         config: &AgentConfig,
-        url: &str,
+        url: &Rc<str>,
         unix: Option<&Rc<Path>>,
         wanted: Option<&Path>,
     ) -> Result<Rc<Target>, Cause> {
-        if let Some((key, t)) = self.map.get_key_value(url)
+        // The caller's string becomes the last one, so that handing it again is a match of
+        // addresses.
+        if let Some(t) = self.map.get(&**url)
             && t.route.unix.as_deref() == wanted
         {
             let t = t.clone();
-            self.last = Some((key.clone(), t.clone()));
+            self.last = Some((url.clone(), t.clone()));
             return Ok(t);
         }
         let unix = unix.cloned().or_else(|| wanted.map(Rc::from));
@@ -170,9 +141,8 @@ impl Targets {
             // URLs gains nothing from the table anyway.
             self.map.clear();
         }
-        let key: Rc<str> = url.into();
-        self.map.insert(key.clone(), target.clone());
-        self.last = Some((key, target.clone()));
+        self.map.insert(url.clone(), target.clone());
+        self.last = Some((url.clone(), target.clone()));
         Ok(target)
     }
 }

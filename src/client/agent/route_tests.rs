@@ -198,23 +198,35 @@ fn socks_routes_keep_the_origin_and_name_the_proxy() {
 fn targets_are_parsed_once_per_url_and_bounded() {
     let config = AgentConfig::default();
     let mut targets = Targets::default();
-    let a = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
-    let again = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
+    let a = targets
+        .get(&config, &"http://127.0.0.1/a".into(), None)
+        .unwrap();
+    let again = targets
+        .get(&config, &"http://127.0.0.1/a".into(), None)
+        .unwrap();
     assert!(Rc::ptr_eq(&a, &again));
-    let b = targets.get(&config, "http://127.0.0.1/b", None).unwrap();
+    let b = targets
+        .get(&config, &"http://127.0.0.1/b".into(), None)
+        .unwrap();
     assert_eq!(b.target, "/b");
     // The one asked before the last is still found, not parsed again.
-    let a2 = targets.get(&config, "http://127.0.0.1/a", None).unwrap();
+    let a2 = targets
+        .get(&config, &"http://127.0.0.1/a".into(), None)
+        .unwrap();
     assert!(Rc::ptr_eq(&a, &a2));
-    let b2 = targets.get(&config, "http://127.0.0.1/b", None).unwrap();
+    let b2 = targets
+        .get(&config, &"http://127.0.0.1/b".into(), None)
+        .unwrap();
     assert!(Rc::ptr_eq(&b, &b2));
     // A string differing from the last only in its end is another URL.
-    let b3 = targets.get(&config, "http://127.0.0.1/bb", None).unwrap();
+    let b3 = targets
+        .get(&config, &"http://127.0.0.1/bb".into(), None)
+        .unwrap();
     assert_eq!(b3.target, "/bb");
-    assert!(targets.get(&config, "nope", None).is_err());
+    assert!(targets.get(&config, &"nope".into(), None).is_err());
     for i in 0..2 * TARGETS_KEPT {
         targets
-            .get(&config, &format!("http://h/{i}"), None)
+            .get(&config, &format!("http://h/{i}").into(), None)
             .unwrap();
     }
     assert!(targets.map.len() <= TARGETS_KEPT);
@@ -225,30 +237,27 @@ fn a_shared_url_string_is_found_by_address_and_by_content() {
     let config = AgentConfig::default();
     let mut targets = Targets::default();
     let a: Rc<str> = "http://127.0.0.1/a".into();
-    let first = targets.get_shared(&config, &a, None).unwrap();
-    assert!(Rc::ptr_eq(
-        &first,
-        &targets.get_shared(&config, &a, None).unwrap()
-    ));
+    let first = targets.get(&config, &a, None).unwrap();
+    assert!(Rc::ptr_eq(&first, &targets.get(&config, &a, None).unwrap()));
     // Another string with the same bytes: the same target, from the table.
     let copy: Rc<str> = "http://127.0.0.1/a".into();
     assert!(Rc::ptr_eq(
         &first,
-        &targets.get_shared(&config, &copy, None).unwrap()
+        &targets.get(&config, &copy, None).unwrap()
     ));
     // The last string kept is the caller's, and a socket still makes another target.
     let sock: Rc<Path> = Path::new("/tmp/s.sock").into();
-    let over = targets.get_shared(&config, &copy, Some(&sock)).unwrap();
+    let over = targets.get(&config, &copy, Some(&sock)).unwrap();
     assert_eq!(over.route.unix.as_deref(), Some(&*sock));
-    let direct = targets.get_shared(&config, &copy, None).unwrap();
+    let direct = targets.get(&config, &copy, None).unwrap();
     assert!(direct.route.unix.is_none());
     // A refused URL is refused each time, by address too.
     let bad: Rc<str> = "nope".into();
     for _ in 0..2 {
-        assert!(targets.get_shared(&config, &bad, None).is_err());
+        assert!(targets.get(&config, &bad, None).is_err());
     }
     let b: Rc<str> = "http://127.0.0.1/b".into();
-    assert_eq!(targets.get_shared(&config, &b, None).unwrap().target, "/b");
+    assert_eq!(targets.get(&config, &b, None).unwrap().target, "/b");
 }
 
 #[test]
@@ -276,14 +285,14 @@ fn unix_socket_routes_skip_proxies_and_are_pooled_by_path() {
 
     // The cache answers a URL for the socket it was asked with.
     let mut targets = Targets::default();
-    let over_a = targets.get(&config, "http://h/", Some(&a)).unwrap();
-    let direct = targets.get(&config, "http://h/", None).unwrap();
+    let over_a = targets.get(&config, &"http://h/".into(), Some(&a)).unwrap();
+    let direct = targets.get(&config, &"http://h/".into(), None).unwrap();
     assert!(direct.route.unix.is_none() && direct.key.proxy.is_some());
     assert!(Rc::ptr_eq(
         &direct,
-        &targets.get(&config, "http://h/", None).unwrap()
+        &targets.get(&config, &"http://h/".into(), None).unwrap()
     ));
-    let again = targets.get(&config, "http://h/", Some(&a)).unwrap();
+    let again = targets.get(&config, &"http://h/".into(), Some(&a)).unwrap();
     assert_eq!(again.key, over_a.key);
 
     // The agent's socket applies unless the request names its own.
@@ -291,8 +300,10 @@ fn unix_socket_routes_skip_proxies_and_are_pooled_by_path() {
         unix_socket: Some("/agent.sock".into()),
         ..config
     };
-    let t = targets.get(&agent_wide, "http://h/", None).unwrap();
+    let t = targets.get(&agent_wide, &"http://h/".into(), None).unwrap();
     assert_eq!(t.route.unix.as_deref(), Some(Path::new("/agent.sock")));
-    let t = targets.get(&agent_wide, "http://h/", Some(&a)).unwrap();
+    let t = targets
+        .get(&agent_wide, &"http://h/".into(), Some(&a))
+        .unwrap();
     assert_eq!(t.route.unix.as_deref(), Some(&*a));
 }
