@@ -422,27 +422,19 @@ fn idle_tls(p: &Params, serial: bool) -> Result<(), String> {
             )
             .map_err(|e| e.to_string())?;
         conns.push(conn);
-        if serial {
-            // This connection's handshake and response before the next one starts.
+        // Serial: this connection's handshake and response before the next one starts;
+        // otherwise all of them once every connection is made.
+        if serial || i + 1 == p.conns {
+            let from = if serial { i } else { 0 };
             wait_all(
                 &mut poll,
                 &mut events,
                 &mut conns,
                 &mut exchanges,
-                i,
+                from,
                 deadline,
             )?;
         }
-    }
-    if !serial {
-        wait_all(
-            &mut poll,
-            &mut events,
-            &mut conns,
-            &mut exchanges,
-            0,
-            deadline,
-        )?;
     }
     drop(exchanges);
     let name = if serial {
